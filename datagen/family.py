@@ -1,0 +1,132 @@
+"""The interface every PDE problem family implements, and the family registry.
+
+A family is built for one grid and one set of family parameters; it samples parameter
+sets with a seeded generator, assembles each into a ``linsolve.LinearSystem`` (grid
+metadata included), gives the feature vector used to order systems, and maps a solution
+vector back to named fields on the grid.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, ClassVar
+
+import numpy as np
+
+from linsolve import LinearSystem, OptionError, UnknownSolverError
+
+_FAMILIES: dict[str, type[Family]] = {}
+
+
+class FamilyError(OptionError):
+    """Bad family name, grid or parameter value."""
+
+
+class Family:
+    """Base class of a problem family.
+
+    Class attributes: ``name``; ``dims`` (supported spatial dimensions); ``params``:
+    ``{name: (default, help)}`` for family options given as ``--param key=value``;
+    ``symmetric`` (whether the default discretisation is SPD) and ``shared_matrix``
+    (one matrix, many right-hand sides).
+    """
+
+    name: ClassVar[str] = ""
+    dims: ClassVar[tuple[int, ...]] = (2,)
+    params: ClassVar[dict[str, tuple[Any, str]]] = {}
+    symmetric: ClassVar[bool] = True
+    shared_matrix: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    def __init__(self, grid: tuple[int, ...] | int = 64, dim: int | None = None, **params):
+        if dim is None:
+            dim = len(grid) if isinstance(grid, (tuple, list)) else self.dims[0]
+        if dim not in self.dims:
+            raise FamilyError(f"family {self.name!r} supports dim {self.dims}, got {dim}")
+        if isinstance(grid, (int, np.integer)):
+            grid = (int(grid),) * dim
+        grid = tuple(int(g) for g in grid)
+        if len(grid) != dim:
+            raise FamilyError(f"grid {grid} has {len(grid)} sizes but dim is {dim}")
+        if any(g < 2 for g in grid):
+            raise FamilyError(f"grid sizes must be at least 2, got {grid}")
+        self.dim = dim
+        self.grid = grid
+        unknown = set(params) - set(self.params)
+        if unknown:
+            known = ", ".join(sorted(self.params)) or "none"
+            raise FamilyError(f"unknown parameter(s) {', '.join(sorted(unknown))} for family "
+                              f"{self.name!r}; known: {known}")
+        self.p = {k: v[0] for k, v in self.params.items()}
+        for k, v in params.items():
+            default = self.params[k][0]
+            try:
+                self.p[k] = type(default)(v) if default is not None and not isinstance(v, type(default)) else v
+            except (TypeError, ValueError) as exc:
+                raise FamilyError(f"parameter {k}={v!r} of family {self.name!r} is not a valid "
+                                  f"{type(default).__name__}") from exc
+        self.validate()
+
+    # --- to implement ---------------------------------------------------------------
+    def validate(self) -> None:
+        """Check ``self.p`` and ``self.grid``; raise FamilyError naming the bad value."""
+
+    def sample(self, n: int, rng: np.random.Generator) -> list[dict]:
+        """n parameter sets; each a dict of NumPy arrays / floats (stored as-is)."""
+        raise NotImplementedError
+
+    def assemble(self, params: dict) -> LinearSystem:
+        raise NotImplementedError
+
+    def features(self, params: dict) -> np.ndarray:
+        """The vector whose distances decide which systems are neighbours when ordering."""
+        raise NotImplementedError
+
+    def input_fields(self, params: dict) -> dict[str, np.ndarray]:
+        """Named input fields on the grid (what a neural operator is fed)."""
+        raise NotImplementedError
+
+    def solution_fields(self, params: dict, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Named output fields on the grid from the solution vector."""
+        raise NotImplementedError
+
+    def coordinates(self) -> dict[str, np.ndarray]:
+        """1-D coordinate arrays of the stored fields, one per axis (x, y[, z])."""
+        raise NotImplementedError
+
+    def boundary_conditions(self) -> dict[str, str]:
+        """Per-edge boundary description for the store's /boundary_conditions group."""
+        return {}
+
+    def describe(self) -> dict:
+        return {"family": self.name, "dim": self.dim, "grid": list(self.grid), **self.p}
+
+
+def register_family(cls):
+    _FAMILIES[cls.name] = cls
+    return cls
+
+
+def _load_all():
+    from . import families
+
+    for info in pkgutil.iter_modules(families.__path__):
+        importlib.import_module(f"{families.__name__}.{info.name}")
+
+
+def available_families() -> list[str]:
+    _load_all()
+    return sorted(_FAMILIES)
+
+
+def get_family(name: str) -> type[Family]:
+    _load_all()
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise FamilyError(f"unknown problem family {name!r}; available: "
+                          f"{', '.join(available_families())}") from None
+
+
+__all__ = ["Family", "FamilyError", "register_family", "get_family", "available_families",
+           "UnknownSolverError"]

@@ -1,0 +1,72 @@
+"""linsolve: one ``Solver`` interface over SciPy, PETSc, PyAMG and the package's own
+methods (sorted Krylov recycling, bandit-tuned SOR, deep conjugate directions).
+
+    >>> import linsolve
+    >>> solver = linsolve.make_solver("cg", rtol=1e-8, pc="amg")
+    >>> result = solver.solve(A, b)            # doctest: +SKIP
+    >>> x, info = linsolve.gmres(A, b, rtol=1e-8, restart=40)   # SciPy-style   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from .base import Outcome, SolveContext, Solver
+from .errors import (
+    NonFiniteError,
+    OptionError,
+    PetscUnavailableError,
+    ShapeError,
+    SolverError,
+    UnknownPreconditionerError,
+    UnknownSolverError,
+    UnsupportedInputError,
+)
+from .operator import Operator
+from .registry import available_solvers, make_solver, register, solver_class
+from .result import SolveResult
+from .system import AIR, FLUID, SOLID, Grid, LinearSystem
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Solver", "SolveResult", "LinearSystem", "Grid", "make_solver", "available_solvers",
+    "register", "solver_class", "Operator", "Outcome", "SolveContext", "SolverError",
+    "ShapeError", "NonFiniteError", "OptionError", "UnknownSolverError",
+    "UnknownPreconditionerError", "PetscUnavailableError", "UnsupportedInputError",
+    "FLUID", "SOLID", "AIR", "scipy_function",
+]
+
+
+def scipy_function(name: str):
+    """The SciPy-compatible function for registered solver ``name``:
+    ``f(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=None, **options)
+    -> (x, info)`` with SciPy's ``info`` (0 converged, >0 not converged, <0 breakdown)."""
+    cls = solver_class(name)
+
+    def f(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=None, **options):
+        pc = M if M is not None else options.pop("pc", "none")
+        res = cls(rtol=rtol, atol=atol, maxiter=maxiter, pc=pc, callback=callback, **options).solve(A, b, x0)
+        return res.x, res.scipy_info
+
+    f.__name__ = name.replace("-", "_")
+    f.__qualname__ = f.__name__
+    f.__doc__ = f"SciPy-style wrapper of the registered solver {name!r}.\n\n" + (cls.__doc__ or "")
+    return f
+
+
+def __getattr__(attr: str):
+    # linsolve.cg, linsolve.gmres, linsolve.bandit_sor, ...: one per registered solver.
+    if attr.startswith("_"):
+        raise AttributeError(attr)
+    for name in available_solvers():
+        if name.replace("-", "_") == attr:
+            f = scipy_function(name)
+            globals()[attr] = f
+            return f
+    lazy = {"order_systems": ".ordering", "solve_sequence": ".sequence", "gallery": ".gallery"}
+    if attr in lazy:
+        import importlib
+
+        mod = importlib.import_module(lazy[attr], __name__)
+        value = mod if attr == "gallery" else getattr(mod, attr)
+        globals()[attr] = value
+        return value
+    raise AttributeError(f"module 'linsolve' has no attribute {attr!r}")

@@ -1,0 +1,222 @@
+"""The ``Solver`` base class: input handling, the stopping rule, timing and the result.
+
+Subclasses implement ``_solve`` on already-validated NumPy data and never see the many
+input kinds; they return an ``Outcome`` and the base class builds the ``SolveResult``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import OptionError, ShapeError
+from .operator import Operator, VectorKind, as_vector
+from .result import SolveResult
+from .system import Grid, LinearSystem
+
+
+@dataclass
+class Outcome:
+    """What a method reports back to the base class."""
+
+    x: np.ndarray
+    iterations: int
+    residual_norms: Any
+    converged: bool
+    reason: str
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class SolveContext:
+    """Per-solve extras handed to ``_solve``: grid geometry, user callback, and any
+    keyword context passed to ``solve`` (e.g. ``context=c`` for bandit policies)."""
+
+    grid: Grid | None
+    callback: Any
+    extra: dict
+    bnorm: float
+
+
+def _check_tolerance(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"{name} must be a number, got {value!r}") from exc
+    if not math.isfinite(v) or v < 0:
+        raise OptionError(f"{name} must be a finite non-negative number, got {value!r}")
+    return v
+
+
+class Solver:
+    """Base class of every registered solver.
+
+    ``solve(A, b, x0=None, **context)`` accepts NumPy arrays, SciPy sparse matrices,
+    SciPy ``LinearOperator``s, petsc4py ``Mat`` (with ``Vec`` or array ``b``) or a
+    ``LinearSystem`` as ``A`` (then ``b`` may be omitted). The stopping rule is
+    ||b - A x|| <= max(rtol ||b||, atol). ``reset()`` forgets state carried between solves.
+
+    Class attributes declare capabilities; the contract suite reads them:
+    ``supports`` ({"spd", "nonsymmetric", "indefinite"}), ``needs_assembled``,
+    ``needs_grid``, ``backends``, ``preconditioners`` (names the suite exercises),
+    ``options`` (solver-specific keyword options and their defaults).
+    """
+
+    name: ClassVar[str] = "base"
+    supports: ClassVar[frozenset] = frozenset({"spd", "nonsymmetric", "indefinite"})
+    needs_assembled: ClassVar[bool] = False
+    needs_grid: ClassVar[bool] = False
+    backends: ClassVar[tuple] = ("scipy",)
+    preconditioners: ClassVar[tuple] = ("none",)
+    options: ClassVar[dict] = {}
+    direct: ClassVar[bool] = False
+    stateful: ClassVar[bool] = False
+    #: options the contract suite adds when it builds this solver (e.g. a tiny model)
+    contract_options: ClassVar[dict] = {}
+
+    def __init__(self, *, rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None,
+                 pc: Any = "none", pc_options: dict | None = None, backend: str | None = None,
+                 warm_start: bool = False, callback=None, **options):
+        self.rtol = _check_tolerance("rtol", rtol)
+        self.atol = _check_tolerance("atol", atol)
+        if maxiter is not None:
+            if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
+                raise OptionError(f"maxiter must be a positive integer or None, got {maxiter!r}")
+            maxiter = int(maxiter)
+        self.maxiter = maxiter
+        backend = backend or self.backends[0]
+        if backend not in self.backends:
+            raise OptionError(
+                f"solver {self.name!r} has no backend {backend!r}; choose from {', '.join(self.backends)}"
+            )
+        self.backend = backend
+        if backend == "petsc":
+            from .petsc_utils import petsc
+
+            petsc(f"solver {self.name!r} with backend='petsc'")
+        unknown = set(options) - set(self.options)
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise OptionError(
+                f"unknown option(s) {', '.join(sorted(unknown))} for solver {self.name!r}; "
+                f"its own options are: {known}"
+            )
+        self.opts = {**self.options, **options}
+        from .precond import check_pc_name
+
+        self.pc = check_pc_name(pc, backend)
+        self.pc_options = dict(pc_options or {})
+        self.warm_start = bool(warm_start)
+        self.callback = callback
+        self._last_x: np.ndarray | None = None
+        self._pc_cache: tuple | None = None
+        self._validate_options()
+
+    # --- hooks for subclasses -----------------------------------------------------
+    def _validate_options(self) -> None:
+        """Check ``self.opts``; raise OptionError naming the bad value."""
+
+    def _solve(self, op: Operator, b: np.ndarray, x0: np.ndarray, tol: float, maxiter: int,
+               ctx: SolveContext) -> Outcome:
+        raise NotImplementedError
+
+    def _reset(self) -> None:
+        """Forget method-specific state (recycled spaces, learned parameters)."""
+
+    def default_maxiter(self, n: int) -> int:
+        return max(10 * n, 100)
+
+    # --- public API -----------------------------------------------------------------
+    def reset(self) -> None:
+        self._last_x = None
+        self._pc_cache = None
+        self._reset()
+
+    def describe(self) -> dict:
+        return {"name": self.name, "rtol": self.rtol, "atol": self.atol, "maxiter": self.maxiter,
+                "pc": self.pc if isinstance(self.pc, str) else type(self.pc).__name__,
+                "backend": self.backend, "warm_start": self.warm_start, **self.opts}
+
+    def preconditioner(self, op: Operator):
+        """The preconditioner for ``op``, reused while the same matrix object is solved again."""
+        from .precond import build_preconditioner
+
+        key = (id(op.source), self.pc if isinstance(self.pc, str) else id(self.pc))
+        if self._pc_cache is not None and self._pc_cache[0] == key and self._pc_cache[2] is op.source:
+            return self._pc_cache[1]
+        M = build_preconditioner(self.pc, op, self.pc_options)
+        self._pc_cache = (key, M, op.source)
+        return M
+
+    def solve(self, A, b=None, x0=None, **context) -> SolveResult:
+        t0 = time.perf_counter()
+        grid = context.pop("grid", None)
+        if isinstance(A, LinearSystem):
+            if b is None:
+                b = A.b
+            grid = grid or A.grid
+            A = A.A
+        if b is None:
+            raise ShapeError("solve() needs a right-hand side b")
+        op = A if isinstance(A, Operator) else Operator(A)
+        if self.needs_assembled and not op.assembled:
+            op.csr(f"solver {self.name!r}")
+        if self.needs_grid and grid is None:
+            raise ShapeError(f"solver {self.name!r} needs grid geometry: pass a LinearSystem with a grid")
+        n = op.n
+        bkind = VectorKind(b, n, "b")
+        bvec = bkind.array
+        if x0 is not None:
+            x0 = as_vector(x0, n, "x0")
+        elif self.warm_start and self._last_x is not None and self._last_x.shape[0] == n:
+            x0 = self._last_x.copy()
+        bnorm = float(np.linalg.norm(bvec))
+        if bnorm == 0.0:
+            x = np.zeros(n)
+            return SolveResult(bkind.restore(x), True, 0, np.zeros(0), 0.0, "zero right-hand side",
+                               time.perf_counter() - t0, {"solver": self.name})
+        tol = max(self.rtol * bnorm, self.atol)
+        maxiter = self.maxiter if self.maxiter is not None else self.default_maxiter(n)
+        if x0 is None:
+            x0 = np.zeros(n)
+        ctx = SolveContext(grid=grid, callback=self.callback, extra=context, bnorm=bnorm)
+        out = self._solve(op, bvec, x0, tol, maxiter, ctx)
+        x = np.asarray(out.x, dtype=np.float64).reshape(-1)
+        iterations = int(out.iterations)
+        norms = [np.asarray(out.residual_norms, dtype=np.float64).reshape(-1)]
+        reason, converged, info = out.reason, bool(out.converged), dict(out.info)
+        rnorm = float(np.linalg.norm(bvec - op.matvec(x))) if np.all(np.isfinite(x)) else math.inf
+        # A recurrence can drift from the true residual; the rule is on the true one, so
+        # continue from x while budget remains instead of reporting a false success.
+        restarts = 0
+        while converged and rnorm > tol * (1 + 1e-8) and iterations < maxiter and restarts < 3 \
+                and not self.direct:
+            restarts += 1
+            more = self._solve(op, bvec, x, tol, maxiter - iterations, ctx)
+            x = np.asarray(more.x, dtype=np.float64).reshape(-1)
+            iterations += int(more.iterations)
+            norms.append(np.asarray(more.residual_norms, dtype=np.float64).reshape(-1))
+            converged, reason = bool(more.converged), more.reason
+            rnorm = float(np.linalg.norm(bvec - op.matvec(x))) if np.all(np.isfinite(x)) else math.inf
+        if restarts:
+            info["true_residual_restarts"] = restarts
+        if not math.isfinite(rnorm):
+            converged, reason = False, "breakdown: non-finite iterate"
+            x = np.asarray(x0, dtype=np.float64).copy()
+            rnorm = float(np.linalg.norm(bvec - op.matvec(x)))
+        elif converged and rnorm > tol * (1 + 1e-8):
+            converged = False
+            reason = f"recurrence converged but true residual {rnorm / bnorm:.2e} is above tolerance"
+        if self.warm_start:
+            self._last_x = x.copy()
+        info.setdefault("solver", self.name)
+        info.setdefault("backend", self.backend)
+        return SolveResult(
+            x=bkind.restore(x), converged=converged, iterations=iterations,
+            residual_norms=np.concatenate(norms) if norms else np.zeros(0),
+            relative_residual=rnorm / bnorm, reason=reason, wall_time=time.perf_counter() - t0,
+            info=info,
+        )

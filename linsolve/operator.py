@@ -1,0 +1,190 @@
+"""Normalisation of every accepted input kind into one internal ``Operator``.
+
+Accepted: NumPy arrays, every SciPy sparse format (matrix and array API), SciPy
+``LinearOperator`` and petsc4py ``Mat``. Solvers implemented in Python only need
+``matvec``; solvers that need entries ask for ``csr()``; PETSc-backed ones ask for
+``petsc_mat()``. Conversions are cached on the operator so one solve converts once.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from . import petsc_utils
+from .errors import NonFiniteError, ShapeError, SolverError, UnsupportedInputError
+
+
+class Operator:
+    def __init__(self, A, *, check_finite: bool = True):
+        self.source = A
+        self._csr = None
+        self._petsc = None
+        self._dense = None
+        self._linop = None
+        if isinstance(A, Operator):
+            self.__dict__.update(A.__dict__)
+            return
+        if petsc_utils.is_petsc_mat(A):
+            self.kind = "petsc"
+            self._petsc = A
+            m, n = A.getSize()
+            self.shape = (int(m), int(n))
+            if A.getType() in ("python", "shell"):
+                self.kind = "petsc-shell"
+        elif sp.issparse(A):
+            self.kind = "sparse"
+            self.shape = tuple(int(s) for s in A.shape)
+            if A.dtype.kind not in "fiub":
+                raise SolverError(f"A has dtype {A.dtype}; only real matrices are supported")
+            self._csr = sp.csr_matrix(A, dtype=np.float64)
+        elif isinstance(A, spla.LinearOperator):
+            self.kind = "linop"
+            self.shape = tuple(int(s) for s in A.shape)
+            if A.dtype is not None and np.dtype(A.dtype).kind == "c":
+                raise SolverError(f"A has dtype {A.dtype}; only real operators are supported")
+            self._linop = A
+        else:
+            try:
+                arr = np.asarray(A)
+            except Exception as exc:  # noqa: BLE001 - anything unconvertible is bad input
+                raise SolverError(f"A of type {type(A).__name__} is not a matrix or operator") from exc
+            if arr.dtype == object or arr.dtype.kind not in "fiub":
+                raise SolverError(f"A has dtype {arr.dtype}; expected a real numeric matrix")
+            if arr.ndim != 2:
+                raise ShapeError(f"A must be 2-D, got an array with {arr.ndim} dimension(s)")
+            self.kind = "dense"
+            self.shape = arr.shape
+            self._dense = np.asarray(arr, dtype=np.float64)
+        if len(self.shape) != 2 or self.shape[0] != self.shape[1]:
+            raise ShapeError(f"A must be square, got shape {self.shape}")
+        if self.shape[0] == 0:
+            raise ShapeError("A is empty (0 x 0)")
+        if check_finite:
+            self._check_finite()
+
+    @property
+    def n(self) -> int:
+        return self.shape[0]
+
+    def _check_finite(self):
+        data = None
+        if self._csr is not None:
+            data = self._csr.data
+        elif self._dense is not None:
+            data = self._dense
+        elif self.kind == "petsc":
+            try:
+                data = self._petsc.getValuesCSR()[2]
+            except Exception:  # noqa: BLE001 - dense or exotic PETSc types: skip the check
+                data = None
+        if data is not None and not np.all(np.isfinite(data)):
+            raise NonFiniteError("A contains NaN or Inf entries")
+
+    # --- views -------------------------------------------------------------------
+    @property
+    def assembled(self) -> bool:
+        return self.kind in ("sparse", "dense", "petsc")
+
+    def csr(self, who: str = "this solver") -> sp.csr_matrix:
+        if self._csr is None:
+            if self._dense is not None:
+                self._csr = sp.csr_matrix(self._dense)
+            elif self.kind == "petsc":
+                self._csr = petsc_utils.aij_to_csr(self._petsc)
+            else:
+                raise UnsupportedInputError(
+                    f"{who} needs an assembled matrix (NumPy, SciPy sparse or PETSc AIJ); "
+                    f"got a matrix-free {self.kind} operator"
+                )
+        return self._csr
+
+    def petsc_mat(self):
+        if self._petsc is None:
+            if self.assembled:
+                self._petsc = petsc_utils.csr_to_aij(self.csr())
+            else:
+                self._petsc = petsc_utils.shell_mat(self.matvec, self.n)
+        return self._petsc
+
+    def linear_operator(self) -> spla.LinearOperator:
+        if self._linop is None:
+            if self._csr is not None:
+                self._linop = spla.aslinearoperator(self._csr)
+            elif self._dense is not None:
+                self._linop = spla.aslinearoperator(self._dense)
+            else:
+                self._linop = spla.LinearOperator(self.shape, matvec=self.matvec, dtype=np.float64)
+        return self._linop
+
+    def scipy_operand(self):
+        """What to hand SciPy's iterative solvers: the matrix itself when we have one."""
+        if self._csr is not None:
+            return self._csr
+        if self._dense is not None:
+            return self._dense
+        return self.linear_operator()
+
+    def diagonal(self) -> np.ndarray:
+        if self._csr is not None:
+            return self._csr.diagonal()
+        if self._dense is not None:
+            return np.diag(self._dense).copy()
+        if self.kind == "petsc":
+            return self._petsc.getDiagonal().getArray().copy()
+        raise UnsupportedInputError("the diagonal of a matrix-free operator is not available")
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        if self._csr is not None:
+            return self._csr @ x
+        if self._dense is not None:
+            return self._dense @ x
+        if self._linop is not None:
+            return np.asarray(self._linop.matvec(x), dtype=np.float64).reshape(-1)
+        # PETSc Mat given to a Python-implemented solver: go through MatMult.
+        xv = petsc_utils.vec_from_array(x)
+        yv = self._petsc.createVecLeft()
+        self._petsc.mult(xv, yv)
+        return yv.getArray(readonly=True).copy()
+
+    __matmul__ = lambda self, x: self.matvec(x)  # noqa: E731
+
+
+class VectorKind:
+    """Remembers how ``b`` was given so ``x`` comes back in the same kind."""
+
+    def __init__(self, b, n: int, name: str = "b"):
+        self.petsc = petsc_utils.is_petsc_vec(b)
+        self.column = False
+        if self.petsc:
+            self.template = b
+            arr = b.getArray(readonly=True).copy()
+        else:
+            try:
+                arr = np.asarray(b)
+            except Exception as exc:  # noqa: BLE001
+                raise SolverError(f"{name} of type {type(b).__name__} is not a vector") from exc
+            if arr.dtype == object or arr.dtype.kind not in "fiub":
+                raise SolverError(f"{name} has dtype {arr.dtype}; expected a real numeric vector")
+            if arr.ndim == 2 and arr.shape[1] == 1:
+                self.column = True
+                arr = arr[:, 0]
+            elif arr.ndim != 1:
+                raise ShapeError(f"{name} must be a vector of length {n}, got shape {arr.shape}")
+        if arr.shape[0] != n:
+            raise ShapeError(f"{name} has length {arr.shape[0]} but A is {n} x {n}")
+        arr = np.array(arr, dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise NonFiniteError(f"{name} contains NaN or Inf")
+        self.array = arr
+
+    def restore(self, x: np.ndarray):
+        if self.petsc:
+            out = self.template.duplicate()
+            out.setArray(x)
+            return out
+        return x.reshape(-1, 1) if self.column else x
+
+
+def as_vector(v, n: int, name: str) -> np.ndarray:
+    return VectorKind(v, n, name).array

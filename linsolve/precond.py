@@ -1,0 +1,162 @@
+"""Preconditioners chosen by name.
+
+SciPy backend names: ``none``, ``jacobi``, ``ilu`` (SciPy ``spilu``), ``ic`` (no maintained
+SciPy-side incomplete Cholesky exists, so it raises and points to ``backend="petsc"``,
+which uses PETSc ICC), ``ssor`` (compiled symmetric SOR sweep), ``amg`` (PyAMG smoothed
+aggregation, one V-cycle). A ``LinearOperator``, matrix or callable applying M^-1 is
+accepted too, as in SciPy. With ``backend="petsc"`` any PETSc PC type name works
+(``bjacobi``, ``asm``, ``gamg``, ``hypre`` if built, ...) and the portable names map to
+PETSc's: ilu->ilu, ic->icc, ssor->sor (symmetric sweep), amg->gamg.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .errors import OptionError, UnknownPreconditionerError
+
+SCIPY_PCS = ("none", "jacobi", "ilu", "ic", "ssor", "amg")
+PETSC_ALIASES = {"none": "none", "jacobi": "jacobi", "ilu": "ilu", "ic": "icc", "ssor": "sor",
+                 "amg": "gamg", "sor": "sor"}
+
+
+def check_pc_name(pc, backend: str):
+    if pc is None:
+        return "none"
+    if not isinstance(pc, str):
+        return pc  # an operator; validated when built
+    name = pc.lower()
+    if backend == "petsc":
+        return name
+    if name not in SCIPY_PCS:
+        raise UnknownPreconditionerError(
+            f"unknown preconditioner {pc!r} for the SciPy backend; known: {', '.join(SCIPY_PCS)} "
+            "(any PETSc PC name works with backend='petsc')"
+        )
+    if name == "ic":
+        raise UnknownPreconditionerError(
+            "preconditioner 'ic' (incomplete Cholesky) has no maintained SciPy implementation; "
+            "use backend='petsc' (PETSc ICC) or pc='ilu'"
+        )
+    return name
+
+
+def petsc_pc_type(pc: str) -> str:
+    return PETSC_ALIASES.get(pc, pc)
+
+
+class Preconditioner:
+    """Applies M^-1 to NumPy vectors; ``linear_operator()`` gives SciPy's ``M``."""
+
+    name = "none"
+    symmetric = True
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def apply(self, r: np.ndarray) -> np.ndarray:
+        return r
+
+    def linear_operator(self):
+        return spla.LinearOperator((self.n, self.n), matvec=self.apply, dtype=np.float64)
+
+
+class Identity(Preconditioner):
+    def linear_operator(self):
+        return None
+
+
+class Jacobi(Preconditioner):
+    name = "jacobi"
+
+    def __init__(self, op):
+        super().__init__(op.n)
+        d = op.diagonal()
+        if np.any(d == 0):
+            raise OptionError("Jacobi preconditioner needs a nonzero diagonal")
+        self.inv_diag = 1.0 / d
+
+    def apply(self, r):
+        return self.inv_diag * r
+
+
+class ILU(Preconditioner):
+    name = "ilu"
+    symmetric = False
+
+    def __init__(self, op, drop_tol=1e-4, fill_factor=10.0):
+        super().__init__(op.n)
+        self.factor = spla.spilu(sp.csc_matrix(op.csr("ILU")), drop_tol=drop_tol, fill_factor=fill_factor)
+
+    def apply(self, r):
+        return self.factor.solve(r)
+
+
+class SSOR(Preconditioner):
+    """M = (D/w + L) (D/w)^-1 (D/w + U) * w/(2-w); applied by one forward and one
+    backward sweep of the compiled kernel (symmetric when A is)."""
+
+    name = "ssor"
+
+    def __init__(self, op, omega=1.0):
+        super().__init__(op.n)
+        if not 0 < omega < 2:
+            raise OptionError(f"SSOR omega must lie in (0, 2), got {omega}")
+        from .sor_kernels import SSORApply
+
+        self._apply = SSORApply(op.csr("SSOR"), omega)
+
+    def apply(self, r):
+        return self._apply(r)
+
+
+class AMG(Preconditioner):
+    name = "amg"
+
+    def __init__(self, op, **kw):
+        super().__init__(op.n)
+        import pyamg
+
+        A = op.csr("AMG")
+        self.ml = pyamg.smoothed_aggregation_solver(A, **kw)
+        self._M = self.ml.aspreconditioner(cycle="V")
+
+    def apply(self, r):
+        return self._M.matvec(r)
+
+
+class UserPreconditioner(Preconditioner):
+    name = "user"
+    symmetric = True
+
+    def __init__(self, M, n):
+        super().__init__(n)
+        if callable(M) and not hasattr(M, "shape"):
+            self._f = M
+        else:
+            shape = getattr(M, "shape", None)
+            if shape != (n, n):
+                raise OptionError(f"preconditioner M has shape {shape}, expected {(n, n)}")
+            lin = spla.aslinearoperator(M)
+            self._f = lin.matvec
+
+    def apply(self, r):
+        return np.asarray(self._f(r), dtype=np.float64).reshape(-1)
+
+
+def build_preconditioner(pc, op, options: dict | None = None) -> Preconditioner:
+    options = options or {}
+    if not isinstance(pc, str):
+        return UserPreconditioner(pc, op.n)
+    if pc == "none":
+        return Identity(op.n)
+    if pc == "jacobi":
+        return Jacobi(op)
+    if pc == "ilu":
+        return ILU(op, **options)
+    if pc == "ssor":
+        return SSOR(op, **options)
+    if pc == "amg":
+        return AMG(op, **options)
+    raise UnknownPreconditionerError(f"preconditioner {pc!r} is not available with the SciPy backend")

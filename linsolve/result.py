@@ -1,0 +1,43 @@
+"""The one result type every solver returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SolveResult:
+    """Outcome of ``Solver.solve``.
+
+    ``residual_norms`` holds one entry per iteration of the norm the stopping test uses
+    (the unpreconditioned residual norm wherever the method allows it; ``info["norm"]``
+    says which), and ``relative_residual`` is always recomputed at the end as
+    ||b - A x|| / ||b|| with the true operator, so it cannot be flattered by a recurrence.
+    """
+
+    x: Any
+    converged: bool
+    iterations: int
+    residual_norms: np.ndarray
+    relative_residual: float
+    reason: str
+    wall_time: float
+    info: dict = field(default_factory=dict)
+
+    @property
+    def scipy_info(self) -> int:
+        """SciPy's convention: 0 converged, >0 iterations done without converging, <0 breakdown."""
+        if self.converged:
+            return 0
+        if self.reason.startswith("breakdown") or self.reason.startswith("diverged"):
+            return -1
+        return max(int(self.iterations), 1)
+
+    def __repr__(self) -> str:  # arrays would drown the summary
+        return (
+            f"SolveResult(converged={self.converged}, iterations={self.iterations}, "
+            f"relative_residual={self.relative_residual:.3e}, reason={self.reason!r}, "
+            f"wall_time={self.wall_time:.3g}s)"
+        )

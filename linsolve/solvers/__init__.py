@@ -1,0 +1,1 @@
+"""One module per method; each registers its solvers with ``linsolve.registry.register``."""

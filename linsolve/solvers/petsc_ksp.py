@@ -1,0 +1,146 @@
+"""Native PETSc KSP solvers: the ``petsc`` solver (any ``ksp_type``, every PETSc option
+through a private options prefix) and the shared driver used by ``backend="petsc"`` of
+the Krylov baselines.
+
+Stopping rule: PETSc's default test is ||r|| <= max(rtol ||r0||, atol) with r0 = b by
+default; we pass rtol=0 and atol=max(rtol ||b||, atol) so the package's rule holds exactly,
+and ask for the unpreconditioned norm (right preconditioning for GMRES/BiCGStab). Where a
+KSP type cannot monitor the unpreconditioned norm, PETSc's own norm is used and
+``info["norm"]`` says so; the base class then checks the true residual.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..base import Outcome, Solver
+from ..errors import OptionError
+from ..petsc_utils import petsc, unique_prefix, vec_from_array
+from ..precond import build_preconditioner, petsc_pc_type
+from ..registry import register
+
+RIGHT_PC = {"gmres", "fgmres", "bcgs", "bcgsl", "lgmres", "dgmres", "pipefgmres", "gcr", "tfqmr"}
+
+
+def _reason_name(PETSc, code: int) -> str:
+    for k, v in vars(PETSc.KSP.ConvergedReason).items():
+        if not k.startswith("_") and v == code:
+            return k
+    return str(code)
+
+
+class PetscDriver:
+    """A KSP kept across solves: the operator is swapped when the matrix changes so the
+    preconditioner is rebuilt only then (PETSc's usual reuse semantics)."""
+
+    def __init__(self, solver: Solver, ksp_type: str, extra_options: dict | None = None):
+        self.solver = solver
+        self.ksp_type = ksp_type
+        self.extra = dict(extra_options or {})
+        self.ksp = None
+        self._mat_source = None
+        self.prefix = unique_prefix()
+
+    def _setup(self, op):
+        PETSc = petsc()
+        mat = op.petsc_mat()
+        s = self.solver
+        if self.ksp is None:
+            ksp = PETSc.KSP().create(comm=PETSc.COMM_SELF)
+            ksp.setOptionsPrefix(self.prefix)
+            ksp.setType(self.ksp_type)
+            pc = ksp.getPC()
+            if isinstance(s.pc, str):
+                pc.setType(petsc_pc_type(s.pc))
+                if s.pc in ("ssor",):
+                    pc.setSORType(PETSc.PC.SORType.SYMMETRIC_SWEEP)
+            else:
+                pc.setType("shell")
+                pc.setPythonContext(_PyPC(build_preconditioner(s.pc, op)))
+                pc.setType("python")
+            if self.ksp_type in RIGHT_PC:
+                ksp.setPCSide(PETSc.PC.Side.RIGHT)
+            opts = PETSc.Options(self.prefix)
+            for k, v in {**{f"pc_{k}" if not k.startswith(("pc_", "sub_")) else k: v
+                            for k, v in s.pc_options.items()}, **self.extra}.items():
+                opts[k] = "" if v is True else str(v)
+            self._opt_keys = list(opts.getAll().keys()) if hasattr(opts, "getAll") else []
+            ksp.setFromOptions()
+            self.norm = "unpreconditioned"
+            try:
+                ksp.setNormType(PETSc.KSP.NormType.UNPRECONDITIONED)
+                ksp.setOperators(mat)
+                ksp.setUp()
+            except PETSc.Error:
+                ksp.setNormType(PETSc.KSP.NormType.DEFAULT)
+                self.norm = "petsc-default (preconditioned)"
+            self.ksp = ksp
+        if self._mat_source is not op.source:
+            self.ksp.setOperators(mat)
+            self._mat_source = op.source
+        return self.ksp, mat
+
+    def solve(self, op, b, x0, tol, maxiter, ctx) -> Outcome:
+        PETSc = petsc()
+        ksp, mat = self._setup(op)
+        ksp.setTolerances(rtol=0.0, atol=tol, divtol=1e50, max_it=int(maxiter))
+        bv = vec_from_array(b)
+        xv = vec_from_array(np.array(x0, dtype=np.float64))
+        ksp.setInitialGuessNonzero(bool(np.any(x0)))
+        ksp.setConvergenceHistory(length=int(maxiter) + 2, reset=True)
+        if ctx.callback is not None:
+            cb = ctx.callback
+            ksp.setMonitor(lambda k, its, rnorm: its > 0 and cb(k.buildSolution().getArray().copy()))
+        ksp.solve(bv, xv)
+        if ctx.callback is not None:
+            ksp.cancelMonitor()
+        code = int(ksp.getConvergedReason())
+        its = int(ksp.getIterationNumber())
+        hist = np.asarray(ksp.getConvergenceHistory(), dtype=np.float64)
+        name = _reason_name(PETSc, code)
+        if code > 0:
+            converged, reason = True, f"converged ({name})"
+        elif name in ("DIVERGED_ITS", "ITERATING"):
+            converged, reason = False, f"maxiter reached ({name})"
+        else:
+            converged, reason = False, f"breakdown ({name})"
+        norms = hist[1:] if hist.size > its else hist
+        return Outcome(xv.getArray().copy(), its, norms, converged, reason,
+                       {"norm": self.norm, "ksp_type": ksp.getType(), "pc_type": ksp.getPC().getType(),
+                        "petsc_reason": name})
+
+
+class _PyPC:
+    """PCPYTHON context applying one of our NumPy preconditioners."""
+
+    def __init__(self, M):
+        self.M = M
+
+    def apply(self, pc, x, y):
+        y.setArray(self.M.apply(x.getArray(readonly=True)))
+
+
+@register("petsc")
+class PetscKSP(Solver):
+    """Any PETSc KSP: ``make_solver("petsc", ksp_type="bcgs", pc="asm",
+    petsc_options={"sub_pc_type": "ilu", "ksp_gmres_restart": 60})``. Every key of
+    ``petsc_options`` goes to PETSc's options database under a private prefix (no leading
+    dash), so every PETSc option works without touching global state."""
+
+    backends = ("petsc",)
+    preconditioners = ("none", "jacobi", "ilu", "bjacobi", "asm")
+    options = {"ksp_type": "gmres", "petsc_options": None}
+    needs_assembled = False
+
+    def _validate_options(self):
+        if not isinstance(self.opts["ksp_type"], str):
+            raise OptionError(f"ksp_type must be a string, got {self.opts['ksp_type']!r}")
+        po = self.opts["petsc_options"] or {}
+        if not isinstance(po, dict):
+            raise OptionError("petsc_options must be a dict of PETSc option names to values")
+        self._driver = PetscDriver(self, self.opts["ksp_type"], {k.lstrip("-"): v for k, v in po.items()})
+
+    def _solve(self, op, b, x0, tol, maxiter, ctx):
+        return self._driver.solve(op, b, x0, tol, maxiter, ctx)
+
+    def _reset(self):
+        self._validate_options()

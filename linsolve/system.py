@@ -1,0 +1,99 @@
+"""A linear system plus the optional structured-grid description some solvers need."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ShapeError
+
+FLUID, SOLID, AIR = 0, 1, 2
+"""Cell types used by ``Grid.cell_type`` (pressure-Poisson systems of fluid solvers)."""
+
+
+@dataclass
+class Grid:
+    """Structured-grid metadata.
+
+    ``shape`` is the grid of unknown-carrying cells (nx, ny[, nz]) in C order, so an
+    unknown vector of length prod(shape) reshapes to ``shape`` when ``unknowns`` is None.
+    ``spacing`` is (hx, hy[, hz]). ``cell_type`` (same shape, values FLUID/SOLID/AIR)
+    marks cells outside the fluid domain; ``unknowns`` (flat indices into the grid, in
+    the order of the unknown vector) says which grid cells carry unknowns when that is a
+    subset (e.g. only fluid cells).
+    """
+
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...] | None = None
+    cell_type: np.ndarray | None = None
+    unknowns: np.ndarray | None = None
+    origin: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+        if any(s <= 0 for s in self.shape):
+            raise ShapeError(f"grid shape must be positive, got {self.shape}")
+        if self.spacing is None:
+            self.spacing = tuple(1.0 / (s + 1) for s in self.shape)
+        self.spacing = tuple(float(h) for h in self.spacing)
+        if len(self.spacing) != len(self.shape):
+            raise ShapeError(f"grid spacing {self.spacing} does not match shape {self.shape}")
+        if self.cell_type is not None:
+            self.cell_type = np.asarray(self.cell_type)
+            if self.cell_type.shape != self.shape:
+                raise ShapeError(f"cell_type has shape {self.cell_type.shape}, grid is {self.shape}")
+        if self.unknowns is not None:
+            self.unknowns = np.asarray(self.unknowns, dtype=np.int64)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def n_unknowns(self) -> int:
+        return int(np.prod(self.shape)) if self.unknowns is None else int(self.unknowns.size)
+
+    def to_grid(self, v: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """Scatter an unknown vector onto the full grid (cells without unknowns get ``fill``)."""
+        v = np.asarray(v)
+        if self.unknowns is None:
+            return v.reshape(self.shape)
+        out = np.full(int(np.prod(self.shape)), fill, dtype=v.dtype)
+        out[self.unknowns] = v
+        return out.reshape(self.shape)
+
+    def from_grid(self, g: np.ndarray) -> np.ndarray:
+        """Gather the unknown vector from a full-grid array."""
+        g = np.asarray(g).reshape(-1)
+        return g if self.unknowns is None else g[self.unknowns]
+
+
+@dataclass
+class LinearSystem:
+    """``A x = b`` with optional grid metadata and free-form ``meta`` (parameters, names)."""
+
+    A: Any
+    b: Any
+    grid: Grid | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.meta is None:
+            self.meta = {}
+        shape = getattr(self.A, "shape", None)
+        if shape is None and hasattr(self.A, "getSize"):
+            shape = self.A.getSize()
+        if shape is not None and len(shape) == 2 and shape[0] != shape[1]:
+            raise ShapeError(f"A must be square, got shape {tuple(shape)}")
+        if self.grid is not None and shape is not None and self.grid.n_unknowns != shape[0]:
+            raise ShapeError(
+                f"grid carries {self.grid.n_unknowns} unknowns but A has {shape[0]} rows"
+            )
+
+    @property
+    def n(self) -> int:
+        shape = getattr(self.A, "shape", None)
+        if shape is None:
+            shape = self.A.getSize()
+        return int(shape[0])

@@ -1,0 +1,2 @@
+"""operators: neural-operator surrogates trained on ``datagen`` output (work in progress;
+no model is shipped yet)."""
