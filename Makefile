@@ -19,7 +19,7 @@ run: $(VENV)/.installed
 	$(VENV)/bin/datagen inspect runs/darcy-small.h5
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q tests
+	LINSOLVE_REQUIRE_PETSC=1 $(PY) -m pytest -q tests
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check linsolve datagen operators tests benchmarks
