@@ -183,6 +183,14 @@ class Solver:
         if x0 is None:
             x0 = np.zeros(n)
         ctx = SolveContext(grid=grid, callback=self.callback, extra=context, bnorm=bnorm)
+        if np.any(x0) and not self.direct:
+            r0 = float(np.linalg.norm(bvec - op.matvec(x0)))
+            if r0 <= tol:  # the initial guess already satisfies the rule: no iteration owed
+                if self.warm_start:
+                    self._last_x = x0.copy()
+                return SolveResult(bkind.restore(x0.copy()), True, 0, np.array([r0]), r0 / bnorm,
+                                   "initial guess satisfies the tolerance", time.perf_counter() - t0,
+                                   {"solver": self.name, "backend": self.backend})
         out = self._solve(op, bvec, x0, tol, maxiter, ctx)
         x = np.asarray(out.x, dtype=np.float64).reshape(-1)
         iterations = int(out.iterations)
