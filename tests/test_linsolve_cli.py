@@ -1,0 +1,80 @@
+"""The ``linsolve`` command: bench output, JSON, and one-line exit-2 errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+from linsolve import gallery
+from linsolve.cli import parse_solver_spec, parse_value
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "linsolve.cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def matrix_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mats")
+    A = gallery.poisson2d(12)
+    scipy.io.mmwrite(str(d / "a.mtx"), A)
+    sp.save_npz(str(d / "a.npz"), A)
+    np.save(str(d / "b.npy"), np.arange(A.shape[0], dtype=float))
+    return d, A
+
+
+def test_parse_spec():
+    assert parse_solver_spec("cg:pc=amg:rtol=1e-8") == ("cg", {"pc": "amg", "rtol": 1e-8})
+    assert parse_value("40") == 40 and parse_value("true") is True and parse_value('{"a": 1}') == {"a": 1}
+
+
+def test_bench_json_matches_direct_solve(matrix_files, tmp_path):
+    d, A = matrix_files
+    out = tmp_path / "r.json"
+    p = _run("bench", str(d / "a.npz"), "--rhs", str(d / "b.npy"), "--solvers", "cg,gmres:restart=10,direct",
+             "--repeat", "1", "--rtol", "1e-9", "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    data = json.loads(out.read_text())
+    assert [r["solver"] for r in data["rows"]] == ["cg", "gmres:restart=10", "direct"]
+    assert all(r["converged"] and r["relative_residual"] <= 1e-9 * 1.000001 for r in data["rows"])
+    assert data["rows"][2]["iterations"] == 1
+    assert "cg" in p.stdout
+
+
+def test_bench_mtx(matrix_files):
+    d, _ = matrix_files
+    p = _run("bench", str(d / "a.mtx"), "--solvers", "bicgstab", "--repeat", "1")
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["bench", "/nonexistent/x.mtx"], "does not exist"),
+    (["bench", "{npz}", "--solvers", "nosuch"], "unknown solver"),
+    (["bench", "{npz}", "--solvers", "cg:pc=magic"], "unknown preconditioner"),
+    (["bench", "{npz}", "--solvers", "cg:pc"], "not key=value"),
+    (["bench", "{npz}", "--repeat", "0"], "--repeat"),
+    (["bench", "{npz}", "--rhs", "{bad}"], "length"),
+])
+def test_bad_input_exit_2_one_line(matrix_files, tmp_path, args, needle):
+    d, _ = matrix_files
+    bad = tmp_path / "bad.npy"
+    np.save(str(bad), np.ones(3))
+    args = [a.format(npz=d / "a.npz", bad=bad) for a in args]
+    p = _run(*args)
+    assert p.returncode == 2
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_solvers_lists_registry():
+    p = _run("solvers")
+    assert p.returncode == 0
+    for name in ("cg", "gmres", "bicgstab", "minres", "direct", "petsc"):
+        assert name in p.stdout
