@@ -39,6 +39,8 @@ class SolveContext:
     callback: Any
     extra: dict
     bnorm: float
+    #: ``LinearSystem.meta`` of the system being solved (structure some direct solvers use)
+    meta: dict = field(default_factory=dict)
 
 
 def _check_tolerance(name: str, value) -> float:
@@ -154,10 +156,12 @@ class Solver:
     def solve(self, A, b=None, x0=None, **context) -> SolveResult:
         t0 = time.perf_counter()
         grid = context.pop("grid", None)
+        meta = context.pop("meta", None) or {}
         if isinstance(A, LinearSystem):
             if b is None:
                 b = A.b
             grid = grid or A.grid
+            meta = {**(A.meta or {}), **meta}
             A = A.A
         if b is None:
             raise ShapeError("solve() needs a right-hand side b")
@@ -182,7 +186,7 @@ class Solver:
         maxiter = self.maxiter if self.maxiter is not None else self.default_maxiter(n)
         if x0 is None:
             x0 = np.zeros(n)
-        ctx = SolveContext(grid=grid, callback=self.callback, extra=context, bnorm=bnorm)
+        ctx = SolveContext(grid=grid, callback=self.callback, extra=context, bnorm=bnorm, meta=meta)
         if np.any(x0) and not self.direct:
             r0 = float(np.linalg.norm(bvec - op.matvec(x0)))
             if r0 <= tol:  # the initial guess already satisfies the rule: no iteration owed
