@@ -1,0 +1,338 @@
+"""GCRO-DR: restarted GMRES with deflated restarting and a recycled subspace carried
+from one solve to the next (Parks, de Sturler, Mackey, Johnson, Maiti, SIAM J. Sci.
+Comput. 28(5), 2006), the solver of sorted Krylov recycling (SKR, ICLR 2024).
+
+Notation (B is the preconditioned operator: A M^-1 for right, M^-1 A for left
+preconditioning). The recycled space is a block U of k vectors with C = B U and C^T C = I.
+Each cycle runs m - k Arnoldi steps of (I - C C^T) B, solves the small least-squares
+problem over span[U, V] and replaces U by the k harmonic Ritz vectors of B over that
+space (smallest magnitude by default), i.e. the generalized eigenproblem
+G^T G g = theta G^T (V^T W) g of the paper's section 2.
+
+Where the vectors live: U and the Arnoldi basis V live in B's space. With right
+preconditioning the solution correction is M^-1 U y, so the solver also keeps
+Z = M^-1 U (flexible-GMRES style: M^-1 v is kept from the product, never recomputed).
+When the matrix or the preconditioner changes, U is kept and C is rebuilt from a QR of
+B_new U (C = Q, U = U R^-1; Z = M_new^-1 U likewise), which is what keeps the recycled space
+valid across a preconditioner rebuild.
+
+Performance: bases are row-major (k, n) arrays, so every projection is one GEMV/GEMM
+(classical Gram-Schmidt with one reorthogonalisation, CGS2), products are SciPy CSR or
+PETSc MatMult, and the only per-iteration Python work is a Givens rotation sweep.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.linalg as sla
+
+from ..base import Outcome, Solver
+from ..errors import OptionError
+from ..recycle_ops import MatOps, apply_block, build_pc, is_identity
+from ..registry import register
+
+
+def harmonic_ritz(G: np.ndarray, VW: np.ndarray, k: int, which: str = "smallest"):
+    """Harmonic Ritz pairs of the cycle: solves G^T G g = theta G^T VW g and returns
+    (values, P) with P's columns spanning the real span of the k selected vectors
+    (a complex pair contributes its real and imaginary parts, so P may have k+1 columns)."""
+    vals, vecs = sla.eig(G.T @ G, G.T @ VW)
+    idx = np.flatnonzero(np.isfinite(vals))
+    mag = np.abs(vals[idx])
+    idx = idx[np.argsort(mag if which == "smallest" else -mag, kind="stable")]
+    cols, chosen, used = [], [], set()
+    for i in idx:
+        if len(cols) >= k:
+            break
+        if i in used:
+            continue
+        v = vals[i]
+        used.add(i)
+        if abs(v.imag) > 1e-10 * abs(v):
+            rest = [j for j in idx if j not in used]
+            if rest:
+                used.add(rest[int(np.argmin(np.abs(vals[rest] - np.conj(v))))])
+            cols += [vecs[:, i].real, vecs[:, i].imag]
+            chosen += [v, np.conj(v)]
+        else:
+            cols.append(vecs[:, i].real)
+            chosen.append(v)
+    P = np.column_stack(cols) if cols else np.zeros((G.shape[1], 0))
+    return np.asarray(chosen), P
+
+
+def _positive_int(name, v, low):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise OptionError(f"{name} must be an integer >= {low}, got {v!r}")
+    return int(v)
+
+
+@register("gcrodr")
+class GCRODR(Solver):
+    """GCRO-DR(m, k) with recycling across solves: ``make_solver("gcrodr", restart=40,
+    recycle=20, pc="ilu", pc_side="right")``. ``recycle=0`` is GMRES(m). With
+    ``backend="petsc"`` any PETSc PC (``bjacobi``, ``asm``, ...) is applied through
+    petsc4py. ``residual_norms`` holds the least-squares residual estimate per iteration:
+    the true residual norm for right, the preconditioned one for left preconditioning.
+    ``callback`` receives that estimate divided by ||b|| (SciPy's ``pr_norm`` convention)."""
+
+    supports = frozenset({"spd", "nonsymmetric", "indefinite"})
+    backends = ("scipy", "petsc")
+    preconditioners = ("none", "jacobi", "ilu", "amg")
+    options = {"restart": 40, "recycle": 20, "pc_side": "right", "which": "smallest",
+               "recycle_across": True}
+    stateful = True
+
+    def _validate_options(self):
+        m = _positive_int("restart", self.opts["restart"], 2)
+        k = _positive_int("recycle", self.opts["recycle"], 0)
+        if k > m - 2:
+            raise OptionError(f"recycle={k} must be at most restart - 2 = {m - 2} "
+                              "(each cycle needs Arnoldi steps beyond the recycled space)")
+        if self.opts["pc_side"] not in ("right", "left"):
+            raise OptionError(f"pc_side must be 'right' or 'left', got {self.opts['pc_side']!r}")
+        if self.opts["which"] not in ("smallest", "largest"):
+            raise OptionError(f"which must be 'smallest' or 'largest', got {self.opts['which']!r}")
+        self._reset()
+
+    def _reset(self):
+        self._U = None   # recycled space in B's space, (k, n)
+        self._Z = None   # M^-1 U for right preconditioning (None: same as U)
+        self._C = None   # B U, orthonormal rows
+        self._key = None
+        self.ritz_values = None
+
+    # --- recycled space ------------------------------------------------------------
+    def _adapt(self, A, M, right, ident, op):
+        """Rebuild C = B U for a new operator or preconditioner (QR of B U)."""
+        U = self._U
+        if right:
+            Z = U if ident else apply_block(M, U)
+            BZ = A.block(Z)
+        else:
+            Z = U
+            BZ = A.block(U)
+            if not ident:
+                BZ = apply_block(M, BZ)
+        C, U, Z = _orthonormalise(BZ, U, Z)
+        self._C, self._U, self._Z = C, U, (None if Z is U else Z)
+        return U.shape[0]
+
+    # --- the method -------------------------------------------------------------------
+    def _solve(self, op, b, x0, tol, maxiter, ctx):
+        n = op.n
+        m, k = int(self.opts["restart"]), int(self.opts["recycle"])
+        right = self.opts["pc_side"] == "right"
+        A = MatOps(op)
+        M = build_pc(self, op)
+        ident = is_identity(M)
+        flexible = right and not ident  # keep Z = M^-1 U and W = M^-1 V
+
+        if not self.opts["recycle_across"] or (self._U is not None and self._U.shape[1] != n):
+            self._reset()
+        key = (op.source, M, self.opts["pc_side"])
+        adapt_mv = 0
+        if self._U is not None and (self._key is None or self._key[0] is not op.source
+                                    or self._key[1] is not M or self._key[2] != key[2]):
+            adapt_mv = self._adapt(A, M, right, ident, op)
+        self._key = key
+
+        x = np.array(x0, dtype=np.float64)
+        r = b - A(x)
+        rp = r if (right or ident) else M.apply(r)
+        if self._C is not None and self._C.shape[0]:
+            c = self._C @ rp
+            x += self._zblock().T @ c
+            rp = rp - self._C.T @ c
+            r = b - A(x) if not (right or ident) else rp
+
+        Vh = np.empty((m + 1, n))
+        Wh = np.empty((m, n)) if flexible else None
+        norms: list[float] = []
+        its = 0
+        rnorm = float(np.linalg.norm(r))
+        converged = rnorm <= tol
+        reason = "converged" if converged else "maxiter reached"
+        stalls = 0
+        while not converged and its < maxiter:
+            kc = 0 if self._C is None else self._C.shape[0]
+            steps = min(m - kc, maxiter - its)
+            ratio = float(np.linalg.norm(rp)) / rnorm if not (right or ident) else 1.0
+            p, y1, y2, G, breakdown = self._cycle(A, M, right, ident, flexible, rp, Vh, Wh, kc, steps,
+                                                  tol * ratio, norms, ctx)
+            its += p
+            if kc:
+                Ut, Zt = self._scaled()
+                x += Zt.T @ y1
+            x += (Wh[kc:kc + p] if flexible else Vh[kc:kc + p]).T @ y2
+            r = b - A(x)
+            new_norm = float(np.linalg.norm(r))
+            stalls = stalls + 1 if new_norm >= rnorm * (1 - 1e-12) else 0
+            rnorm = new_norm
+            if k > 0:
+                self._update(G, Vh, Wh, kc, p, k, flexible)
+            if rnorm <= tol:
+                converged, reason = True, "converged"
+                break
+            if breakdown and stalls:
+                reason = "breakdown: Krylov space exhausted without reaching the tolerance"
+                break
+            if stalls >= 3:
+                reason = "stagnation: residual did not decrease over 3 cycles"
+                break
+            rp = r if (right or ident) else M.apply(r)
+            if self._C is not None and self._C.shape[0]:
+                # r is orthogonal to the new C in exact arithmetic; remove the rounding so the
+                # next least-squares problem (right-hand side [0; beta e1]) is exact.
+                c = self._C @ rp
+                x += self._zblock().T @ c
+                rp = rp - self._C.T @ c
+                if not (right or ident):
+                    r = b - A(x)
+                    rnorm = float(np.linalg.norm(r))
+                else:
+                    r = rp
+                    rnorm = float(np.linalg.norm(r))
+        info = {"norm": "true residual (estimate)" if (right or ident) else "preconditioned residual (estimate)",
+                "recycled_dim": 0 if self._U is None else int(self._U.shape[0]),
+                "recycle_matvecs": adapt_mv, "pc_side": self.opts["pc_side"]}
+        return Outcome(x, its, norms, converged, reason, info)
+
+    def _zblock(self):
+        return self._U if self._Z is None else self._Z
+
+    def _scaled(self):
+        d = 1.0 / np.linalg.norm(self._U, axis=1)
+        Ut = self._U * d[:, None]
+        Zt = Ut if self._Z is None else self._Z * d[:, None]
+        return Ut, Zt
+
+    def _cycle(self, A, M, right, ident, flexible, rp, Vh, Wh, kc, steps, tol, norms, ctx):
+        """One cycle: ``steps`` Arnoldi steps of (I - CC^T)B. Returns the step count, the
+        least-squares solution split as (coefficients of U~, of V), the matrix G-bar and
+        whether the Arnoldi process broke down."""
+        m = Vh.shape[0] - 1
+        G = np.zeros((m + 1, m))
+        if kc:
+            Vh[:kc] = self._C
+            d = 1.0 / np.linalg.norm(self._U, axis=1)
+            G[np.arange(kc), np.arange(kc)] = d
+            if flexible:
+                Wh[:kc] = self._Z * d[:, None]
+        beta = float(np.linalg.norm(rp))
+        Vh[kc] = rp / beta
+        Rt = np.zeros((steps, steps))
+        g = [beta] + [0.0] * steps
+        cs: list[float] = []
+        sn: list[float] = []
+        cb = ctx.callback
+        bnorm = ctx.bnorm
+        breakdown = False
+        p = 0
+        for jj in range(steps):
+            j = kc + jj
+            v = Vh[j]
+            if right:
+                if ident:
+                    w = A(v)
+                else:
+                    z = M.apply(v)
+                    Wh[j] = z
+                    w = A(z)
+            else:
+                w = A(v)
+                if not ident:
+                    w = M.apply(w)
+            Vj = Vh[:j + 1]
+            h = Vj @ w
+            w -= h @ Vj
+            h2 = Vj @ w
+            w -= h2 @ Vj
+            h += h2
+            hn = float(np.linalg.norm(w))
+            G[:j + 1, j] = h
+            G[j + 1, j] = hn
+            hnorm = math.sqrt(float(h[kc:] @ h[kc:]) + hn * hn)
+            if hn > 1e-14 * hnorm:
+                Vh[j + 1] = w / hn
+            else:
+                Vh[j + 1] = 0.0
+                breakdown = True
+            col = h[kc:].tolist()
+            col.append(hn)
+            for i in range(jj):
+                a, bb = col[i], col[i + 1]
+                col[i] = cs[i] * a + sn[i] * bb
+                col[i + 1] = -sn[i] * a + cs[i] * bb
+            a, bb = col[jj], col[jj + 1]
+            rr = math.hypot(a, bb)
+            c, s = (a / rr, bb / rr) if rr > 0 else (1.0, 0.0)
+            cs.append(c)
+            sn.append(s)
+            col[jj] = rr
+            Rt[:jj + 1, jj] = col[:jj + 1]
+            g[jj + 1] = -s * g[jj]
+            g[jj] = c * g[jj]
+            est = abs(g[jj + 1])
+            norms.append(est)
+            p = jj + 1
+            if cb is not None:
+                cb(est / bnorm)
+            if est <= tol or breakdown:
+                break
+        R = Rt[:p, :p]
+        diag = np.abs(np.diag(R))
+        if p and diag.min() > 1e-14 * diag.max():
+            y2 = sla.solve_triangular(R, np.asarray(g[:p]))
+        else:  # singular projected matrix: least-squares solution of the Hessenberg problem
+            rhs = np.zeros(p + 1)
+            rhs[0] = beta
+            y2 = np.linalg.lstsq(G[kc:kc + p + 1, kc:kc + p], rhs, rcond=None)[0]
+        y1 = -(G[:kc, kc:kc + p] @ y2) / G[np.arange(kc), np.arange(kc)] if kc else np.zeros(0)
+        return p, y1, y2, G, breakdown
+
+    def _update(self, G, Vh, Wh, kc, p, k, flexible):
+        """Replace the recycled space by k harmonic Ritz vectors over span[U, V_p]."""
+        dim = kc + p
+        Gp = G[:dim + 1, :dim]
+        VW = np.zeros((dim + 1, dim))
+        VW[np.arange(kc, dim), np.arange(kc, dim)] = 1.0
+        Ut = Zt = None
+        if kc:
+            Ut, Zt = self._scaled()
+            VW[:, :kc] = Vh[:dim + 1] @ Ut.T
+        vals, P = harmonic_ritz(Gp, VW, k, self.opts["which"])
+        if P.shape[1] == 0:
+            return
+        self.ritz_values = vals
+        P = np.linalg.qr(P)[0]
+        Q, R, piv = sla.qr(Gp @ P, mode="economic", pivoting=True)
+        d = np.abs(np.diag(R))
+        rank = int(np.sum(d > 1e-12 * d[0])) if d.size and d[0] > 0 else 0
+        if rank == 0:
+            return
+        Q, R, P = Q[:, :rank], R[:rank, :rank], P[:, piv[:rank]]
+        T = sla.solve_triangular(R, P.T, trans="T")  # (P R^-1)^T
+        C = Q.T @ Vh[:dim + 1]
+        U = T[:, kc:] @ Vh[kc:dim]
+        if kc:
+            U += T[:, :kc] @ Ut
+        Z = None
+        if flexible:
+            Z = T[:, kc:] @ Wh[kc:dim]
+            if kc:
+                Z += T[:, :kc] @ Zt
+        self._C, self._U, self._Z = C, U, Z
+
+
+def _orthonormalise(BZ, U, Z):
+    """QR of the block B U (rows): returns C with orthonormal rows and U, Z scaled by R^-1
+    so that B U = C still holds; directions B cannot distinguish are dropped."""
+    Q, R, piv = sla.qr(BZ.T, mode="economic", pivoting=True)
+    d = np.abs(np.diag(R))
+    rank = int(np.sum(d > 1e-12 * d[0])) if d.size and d[0] > 0 else 0
+    Q, R = Q[:, :rank], R[:rank, :rank]
+    Un = sla.solve_triangular(R, U[piv[:rank]], trans="T")
+    Zn = Un if Z is U else sla.solve_triangular(R, Z[piv[:rank]], trans="T")
+    return np.ascontiguousarray(Q.T), Un, Zn
