@@ -196,6 +196,9 @@ class Solver:
                                    "initial guess satisfies the tolerance", time.perf_counter() - t0,
                                    {"solver": self.name, "backend": self.backend})
         out = self._solve(op, bvec, x0, tol, maxiter, ctx)
+        # A method may stop on its own documented rule (sor's paper_stop is relative to
+        # ||r0||); it reports that threshold as info["stop_tol"] and the checks below use it.
+        tol = float(out.info.get("stop_tol", tol))
         x = np.asarray(out.x, dtype=np.float64).reshape(-1)
         iterations = int(out.iterations)
         norms = [np.asarray(out.residual_norms, dtype=np.float64).reshape(-1)]
