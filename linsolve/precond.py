@@ -94,8 +94,9 @@ class ILU(Preconditioner):
 
 
 class SSOR(Preconditioner):
-    """M = (D/w + L) (D/w)^-1 (D/w + U) * w/(2-w); applied by one forward and one
-    backward sweep of the compiled kernel (symmetric when A is)."""
+    """M = (D/w + L) (D/w)^-1 (D/w + U) / (2-w) = (D + wL) D^-1 (D + wU) / (w(2-w)), the
+    standard SSOR preconditioner (one symmetric SOR sweep from zero, as PETSc's PCSOR);
+    applied by the compiled kernel (symmetric when A is)."""
 
     name = "ssor"
 
