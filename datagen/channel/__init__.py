@@ -1,0 +1,19 @@
+"""Turbulent channel-flow DNS (datagen family ``channel``): a staggered second-order
+finite-difference Navier-Stokes solver on NumPy or PyTorch, with the pressure equation
+solved through ``linsolve`` (default ``fft-poisson``), statistics against Moser, Kim &
+Mansour (1999), filtering onto coarse grids and dataset generation."""
+from __future__ import annotations
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .dns import ChannelBlowUp, ChannelConfig, ChannelDNS, dean_bulk_velocity, laminar_profile, perturbed_laminar
+from .grid import ChannelGrid
+
+__all__ = ["ChannelConfig", "ChannelDNS", "ChannelGrid", "ChannelBlowUp", "laminar_profile", "perturbed_laminar",
+           "dean_bulk_velocity", "save_checkpoint", "load_checkpoint", "generate"]
+
+
+def generate(*args, **kwargs):
+    """Write a channel-flow dataset; see ``datagen.channel.dataset.generate``."""
+    from .dataset import generate as _generate
+
+    return _generate(*args, **kwargs)

@@ -1,0 +1,137 @@
+"""Turbulence statistics: plane- and time-averaged profiles at the cell centres, folded
+over the two channel halves and expressed in wall units, and the comparison with
+Moser, Kim & Mansour (1999) that the validation uses."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+QUANTITIES = ("U", "V", "W", "UU", "VV", "WW", "UV")
+
+
+def plane_sample(dns) -> dict:
+    """Plane averages of the velocity moments at cell centres (y profiles, NumPy)."""
+    B = dns.B
+    uc = 0.5 * (dns.u + B.next(dns.u, 1))
+    vc = 0.5 * (dns.v[1:] + dns.v[:-1])
+    wc = 0.5 * (dns.w + B.next(dns.w, 2))
+    ax = (1, 2)
+
+    def mean(a):
+        return B.to_numpy(a.mean(axis=ax) if B.name == "numpy" else a.mean(dim=ax))
+
+    return {"U": mean(uc), "V": mean(vc), "W": mean(wc), "UU": mean(uc * uc), "VV": mean(vc * vc),
+            "WW": mean(wc * wc), "UV": mean(uc * vc)}
+
+
+class StatsAccumulator:
+    """Sums of plane samples, kept per block of simulated time so that the averaging
+    window can be chosen afterwards (e.g. only once the flow is statistically steady)."""
+
+    def __init__(self, ny: int):
+        self.ny = ny
+        self.blocks: list[dict] = []
+        self._new_block(0.0)
+
+    def _new_block(self, t):
+        self.cur = {q: np.zeros(self.ny) for q in QUANTITIES}
+        self.cur.update(n=0, t0=t, t1=t)
+
+    def add(self, dns):
+        s = plane_sample(dns)
+        for q in QUANTITIES:
+            self.cur[q] += s[q]
+        self.cur["n"] += 1
+        if self.cur["n"] == 1:
+            self.cur["t0"] = dns.t
+        self.cur["t1"] = dns.t
+
+    def close_block(self, t):
+        if self.cur["n"]:
+            self.blocks.append(self.cur)
+        self._new_block(t)
+
+    def save(self, path):
+        data = {"n": np.array([b["n"] for b in self.blocks]), "t0": np.array([b["t0"] for b in self.blocks]),
+                "t1": np.array([b["t1"] for b in self.blocks])}
+        for q in QUANTITIES:
+            data[q] = np.array([b[q] for b in self.blocks]).reshape(len(self.blocks), self.ny)
+        tmp = str(path) + ".tmp.npz"
+        np.savez(tmp, **data)
+        Path(tmp).replace(path)
+
+    @classmethod
+    def load(cls, path, ny):
+        acc = cls(ny)
+        if Path(path).exists():
+            d = np.load(path)
+            for i in range(len(d["n"])):
+                blk = {q: d[q][i].copy() for q in QUANTITIES}
+                blk.update(n=int(d["n"][i]), t0=float(d["t0"][i]), t1=float(d["t1"][i]))
+                acc.blocks.append(blk)
+        return acc
+
+
+def wall_units(sums: dict, n: int, yc: np.ndarray, nu: float) -> dict:
+    """Profiles in wall units from summed samples: folded over both halves; u_tau from the
+    mean wall shear (first cell centre, whose y+ is well inside the viscous sublayer)."""
+    m = {q: sums[q] / n for q in QUANTITIES}
+    ny = yc.size
+    half = ny // 2
+    yw = 1.0 + yc[:half]  # distance from the nearer wall
+    fold = lambda a, sign=1.0: 0.5 * (a[:half] + sign * a[::-1][:half])  # noqa: E731
+    U = fold(m["U"])
+    uu = fold(m["UU"] - m["U"] ** 2)
+    vv = fold(m["VV"] - m["V"] ** 2)
+    ww = fold(m["WW"] - m["W"] ** 2)
+    uv = fold(m["UV"] - m["U"] * m["V"], -1.0)
+    tau_w = nu * U[0] / yw[0]
+    ut = math.sqrt(max(tau_w, 0.0))
+    return {"u_tau": ut, "re_tau": ut / nu, "y_plus": yw * ut / nu, "y_over_h": yw, "U_plus": U / ut,
+            "u_rms_plus": np.sqrt(np.maximum(uu, 0)) / ut, "v_rms_plus": np.sqrt(np.maximum(vv, 0)) / ut,
+            "w_rms_plus": np.sqrt(np.maximum(ww, 0)) / ut, "uv_plus": uv / ut**2,
+            "U_centre_plus": float(0.5 * (m["U"][half - 1] + m["U"][-half]) / ut) if ny % 2 == 0
+            else float(m["U"][half] / ut)}
+
+
+# --- comparison with the reference DNS ------------------------------------------------------------
+TARGETS = {"mean_rms_rel": 0.05, "centre_rel": 0.05, "urms_peak": (2.4, 2.9), "urms_peak_yplus": (10.0, 20.0),
+           "uv_peak": 0.71, "uv_peak_rel": 0.10}
+
+
+def load_reference(path=None) -> dict:
+    path = path or Path(__file__).resolve().parents[2] / "tests" / "data" / "channel_re180_mean_profile.json"
+    return json.loads(Path(path).read_text())
+
+
+def compare_with_reference(prof: dict, ref: dict) -> dict:
+    """The issue's acceptance numbers for a profile dict as from ``wall_units``."""
+    yp_ref = np.asarray(ref["y_plus"], dtype=float)
+    U_ref = np.asarray(ref["U_plus"], dtype=float)
+    yp = np.asarray(prof["y_plus"], dtype=float)
+    U = np.asarray(prof["U_plus"], dtype=float)
+    sel = (yp_ref >= 5) & (yp_ref <= 150)
+    U_at = np.interp(yp_ref[sel], yp, U)
+    mean_rms_rel = float(np.sqrt(np.mean((U_at - U_ref[sel]) ** 2)) / np.sqrt(np.mean(U_ref[sel] ** 2)))
+    centre_ref = float(U_ref[-1])
+    centre_rel = abs(prof["U_centre_plus"] - centre_ref) / centre_ref
+    out = {"mean_U_rms_rel_err_5_150": mean_rms_rel, "centre_U_plus": prof["U_centre_plus"],
+           "centre_U_plus_ref": centre_ref, "centre_rel_err": centre_rel}
+    checks = {"mean_U": mean_rms_rel <= TARGETS["mean_rms_rel"], "centre_U": centre_rel <= TARGETS["centre_rel"]}
+    if "u_rms_plus" in prof:
+        urms = np.asarray(prof["u_rms_plus"])
+        i = int(np.argmax(urms))
+        uv = -np.asarray(prof["uv_plus"])
+        k = int(np.argmax(uv))
+        out.update(u_rms_peak=float(urms[i]), u_rms_peak_yplus=float(yp[i]), uv_peak=float(uv[k]),
+                   uv_peak_yplus=float(yp[k]), uv_peak_rel_err=abs(float(uv[k]) - TARGETS["uv_peak"]) / TARGETS["uv_peak"])
+        lo, hi = TARGETS["urms_peak"]
+        ylo, yhi = TARGETS["urms_peak_yplus"]
+        checks["u_rms_peak"] = bool(lo <= urms[i] <= hi and ylo <= yp[i] <= yhi)
+        checks["uv_peak"] = out["uv_peak_rel_err"] <= TARGETS["uv_peak_rel"]
+    out["checks"] = checks
+    out["all_met"] = all(checks.values())
+    return out
