@@ -1,0 +1,352 @@
+"""The ``datagen`` command: list problem families, generate a dataset, inspect, validate
+and plot a generated file.
+
+Exit status: 0 success; 2 bad input (unknown family or solver, bad option values,
+malformed config, an output that exists without --resume/--overwrite, an unreadable
+file), one line on stderr naming the problem; 1 a run that failed: with --strict a
+sample that did not converge (the chunks finished so far stay resumable, no final file
+is written), or ``validate`` finding a sample whose stored solution does not meet its
+tolerance.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from typer.core import TyperGroup
+
+from linsolve import SolverError
+from linsolve.cli import parse_value
+from linsolve.cli_support import run_app
+
+PROG = "datagen"
+
+
+class _Group(TyperGroup):
+    """Standalone invocations (the entry point and CliRunner alike) report bad input as
+    one line and exit 2, via linsolve's shared runner."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+
+        def call(args=None, prog_name=None, standalone_mode=False):
+            return super(_Group, self).main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                            standalone_mode=standalone_mode, **extra)
+
+        global _ARGV
+        _ARGV = list(sys.argv[1:] if args is None else args)
+        run_app(call, prog_name or PROG, args)
+
+
+_ARGV: list[str] = []
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Generate PDE training data by solving ordered sequences of linear systems; "
+                       "store it in The Well's HDF5 layout.")
+
+
+class CLIError(SolverError):
+    pass
+
+
+def _err(msg: str) -> None:
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+
+
+def parse_pairs(items, what: str) -> dict:
+    """['rtol=1e-8', 'restart=30'] -> {'rtol': 1e-8, 'restart': 30}."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CLIError(f"{what} {item!r} is not key=value")
+        k, v = item.split("=", 1)
+        if not k.strip():
+            raise CLIError(f"{what} {item!r} has an empty key")
+        out[k.strip()] = parse_value(v)
+    return out
+
+
+def _console(quiet: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet)
+
+
+# --- problems --------------------------------------------------------------------------
+@app.command()
+def problems():
+    """List the problem families and their parameters (give them as --param key=value)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .family import available_families, get_family
+
+    table = Table(title="datagen problem families")
+    for col in ("name", "dims", "matrix", "description", "parameters (default: help)"):
+        table.add_column(col)
+    for name in available_families():
+        cls = get_family(name)
+        params = "\n".join(f"{k} ({v[0]!r}): {v[1]}" for k, v in cls.params.items()) or "-"
+        kind = ("SPD" if cls.symmetric else "nonsymmetric") + (", shared matrix" if cls.shared_matrix else "")
+        table.add_row(name, ",".join(map(str, cls.dims)), kind,
+                      cls.description or (cls.__doc__ or "").strip().split("\n")[0], params)
+    Console(width=160).print(table)
+
+
+# --- generate --------------------------------------------------------------------------
+class _Bar:
+    """rich progress bar with systems/s, ETA and the running mean iteration count."""
+
+    def __init__(self, console, title: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]} systems/s"), TextColumn("ETA"),
+                                 TimeRemainingColumn(), TextColumn("mean its {task.fields[its]}"),
+                                 console=console)
+        self.title = title
+        self.its: list[int] = []
+
+    def start(self, total, done):
+        self.t0 = time.perf_counter()
+        self.progress.start()
+        self.task = self.progress.add_task(self.title, total=total, completed=done, rate="-", its="-")
+
+    def sample(self, iterations, converged):
+        self.its.append(iterations)
+        rate = len(self.its) / max(time.perf_counter() - self.t0, 1e-9)
+        self.progress.update(self.task, advance=1, rate=f"{rate:.1f}", its=f"{statistics.fmean(self.its):.1f}")
+
+    def finish(self):
+        self.progress.stop()
+
+
+def _summary_table(s, cfg):
+    from rich.table import Table
+
+    t = Table(title=f"{cfg.problem}: {s.n} samples on grid {'x'.join(map(str, cfg.grid))} with {cfg.solver}")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    its = np.asarray(s.iterations)
+    rows = [("output", str(s.out)),
+            ("samples solved in this run", str(s.solved_now)),
+            ("chunks resumed from disk", f"{s.resumed_chunks} of {s.n_chunks}"),
+            ("wall time, s (incl. I/O)", f"{s.wall_time:.3f}"),
+            ("systems/s (this run)", f"{s.systems_per_s:.2f}" if s.solved_now else "-"),
+            ("solve time, s", f"{s.solve_time:.3f}"),
+            ("iterations mean / median / max", f"{its.mean():.1f} / {np.median(its):.0f} / {its.max()}"),
+            ("non-converged samples", str(s.non_converged))]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+@app.command()
+def generate(
+    problem: Optional[str] = typer.Argument(None, help="problem family (see `datagen problems`)"),
+    n: Optional[int] = typer.Option(None, "--n", help="number of samples"),
+    grid: Optional[str] = typer.Option(None, "--grid", help="G (square/cube) or GX,GY[,GZ]; default 64"),
+    dim: Optional[int] = typer.Option(None, "--dim", help="2 or 3 where the family has both (default 2)"),
+    solver: Optional[str] = typer.Option(None, "--solver", help="registered linsolve solver; default cg"),
+    solver_opt: Optional[list[str]] = typer.Option(None, "--solver-opt", help="solver option key=value "
+                                                   "(int/float/bool/str, JSON for dicts); repeatable"),
+    order: Optional[str] = typer.Option(None, "--order", help="ordering method: none, greedy, ...; default greedy"),
+    chunk: Optional[int] = typer.Option(None, "--chunk", help="systems per chunk (solver state carried "
+                                        "within a chunk, reset between chunks); default 32"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="random seed; default 0"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output HDF5 file"),
+    param: Optional[list[str]] = typer.Option(None, "--param", help="family parameter key=value; repeatable"),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON or TOML file with the same keys "
+                                          "(problem, n, grid, dim, solver, solver_opt, order, chunk, seed, "
+                                          "param, out); command-line options win"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last complete chunk"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output or unfinished run"),
+    quiet: bool = typer.Option(False, "--quiet", help="print only errors"),
+    strict: bool = typer.Option(False, "--strict", help="a non-converged sample fails the run (exit 1)"),
+):
+    """Sample, order, solve in chunks and store a dataset."""
+    from .pipeline import GenerateConfig, NonConvergedError, PipelineError, generate as run, load_config_file
+
+    data = load_config_file(config) if config is not None else {}
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    for key, alias in (("solver_opt", "solver_opts"), ("param", "params")):
+        if alias in data:
+            data[key] = data.pop(alias)
+        if isinstance(data.get(key), list):
+            data[key] = parse_pairs(data[key], key.replace("_", "-"))
+    given = {"problem": problem, "n": n, "grid": grid, "dim": dim, "solver": solver, "order": order,
+             "chunk": chunk, "seed": seed}
+    data.update({k: v for k, v in given.items() if v is not None})
+    if solver_opt:
+        data["solver_opt"] = {**(data.get("solver_opt") or {}), **parse_pairs(solver_opt, "--solver-opt")}
+    if param:
+        data["param"] = {**(data.get("param") or {}), **parse_pairs(param, "--param")}
+    out = out if out is not None else data.get("out")
+    resume = resume or bool(data.get("resume", False))
+    overwrite = overwrite or bool(data.get("overwrite", False))
+    quiet = quiet or bool(data.get("quiet", False))
+    strict = strict or bool(data.get("strict", False))
+    if data.get("problem") is None:
+        raise CLIError("missing PROBLEM (a family name; see `datagen problems`)")
+    if data.get("n") is None:
+        raise CLIError("missing --n (number of samples)")
+    if out is None:
+        raise CLIError("missing --out (output HDF5 file)")
+    data.setdefault("grid", 64)
+    cfg = GenerateConfig.from_mapping(data)
+    console = _console(quiet)
+    bar = None if quiet else _Bar(console, f"{cfg.problem} {'x'.join(map(str, cfg.grid))}")
+    command = shlex.join([PROG, *_ARGV])
+    try:
+        summary = run(cfg, Path(out), resume=resume, overwrite=overwrite, strict=strict, command=command,
+                      progress=bar)
+    except NonConvergedError as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from None
+    except PipelineError:
+        raise
+    except OSError as exc:
+        _err(f"writing {str(out)!r} failed: {exc}")
+        raise typer.Exit(1) from None
+    if not quiet:
+        from rich.console import Console
+
+        if summary.already_complete:
+            console.print(f"{out} is already complete; nothing to do")
+        Console().print(_summary_table(summary, cfg))
+
+
+# --- inspect / validate / plot ------------------------------------------------------------
+def _tree(f) -> list[tuple[str, str]]:
+    rows = []
+
+    def visit(name, obj):
+        import h5py
+
+        kind = f"{obj.dtype} {obj.shape}" if isinstance(obj, h5py.Dataset) else "group"
+        attrs = ", ".join(sorted(obj.attrs))
+        rows.append((name, f"{kind}" + (f"  @{attrs}" if attrs else "")))
+
+    f.visititems(visit)
+    return rows
+
+
+def inspect_summary(path: Path) -> dict:
+    from . import store
+
+    with store.open_file(path) as f:
+        stats = store.read_stats(f)
+        ins, outs = store.field_names(f)
+        fields = {}
+        for name in ins + outs:
+            ds = store.field_dataset(f, name)
+            arr = ds[()]
+            fields[name] = {"role": "input" if name in ins else "output", "group": ds.parent.name.strip("/"),
+                            "shape": list(ds.shape), "min": float(arr.min()), "max": float(arr.max()),
+                            "mean": float(arr.mean())}
+        its = stats["iterations"]
+        return {
+            "path": str(path), "dataset_name": str(f.attrs["dataset_name"]),
+            "n_trajectories": int(f.attrs["n_trajectories"]),
+            "grid": [int(f["dimensions"][ax].shape[0]) for ax in f["dimensions"].attrs["spatial_dims"]],
+            "fields": fields, "config": store.read_config(f), "command": str(f.attrs["command"]),
+            "solver": json.loads(f["solver_stats"].attrs["solver"]),
+            "order_method": str(f["ordering"].attrs["method"]), "chunk_size": int(f["ordering"].attrs["chunk_size"]),
+            "stats": {"converged": int(stats["converged"].sum()),
+                      "non_converged": int((~stats["converged"]).sum()),
+                      "iterations_mean": float(its.mean()), "iterations_min": int(its.min()),
+                      "iterations_max": int(its.max()),
+                      "relative_residual_max": float(stats["relative_residual"].max()),
+                      "solve_time_total": float(stats["wall_time"].sum())},
+            "schema_problems": store.check_schema(f), "tree": _tree(f),
+        }
+
+
+@app.command()
+def inspect(
+    file: Path = typer.Argument(..., help="a file written by `datagen generate`"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+):
+    """Show a generated file's schema, fields and solver statistics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    s = inspect_summary(file)
+    if as_json:
+        print(json.dumps(s, indent=1))
+        return
+    con = Console(width=140)
+    con.print(f"[bold]{s['path']}[/bold]: {s['dataset_name']}, {s['n_trajectories']} samples, grid "
+              f"{'x'.join(map(str, s['grid']))}, ordering {s['order_method']} in chunks of {s['chunk_size']}")
+    con.print(f"command: {s['command']}")
+    con.print(f"solver: {json.dumps(s['solver'], sort_keys=True)}")
+    t = Table(title="schema")
+    t.add_column("path")
+    t.add_column("type / attributes")
+    for row in s["tree"]:
+        t.add_row(*row)
+    con.print(t)
+    t = Table(title="fields")
+    for c in ("field", "role", "group", "shape", "min", "max", "mean"):
+        t.add_column(c)
+    for name, d in s["fields"].items():
+        t.add_row(name, d["role"], d["group"], str(tuple(d["shape"])), f"{d['min']:.4g}", f"{d['max']:.4g}",
+                  f"{d['mean']:.4g}")
+    con.print(t)
+    st = s["stats"]
+    t = Table(title="solver statistics")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    for k, v in st.items():
+        t.add_row(k.replace("_", " "), f"{v:.4g}" if isinstance(v, float) else str(v))
+    con.print(t)
+    if s["schema_problems"]:
+        con.print("[red]schema problems:[/red] " + "; ".join(s["schema_problems"]))
+
+
+@app.command()
+def validate(
+    file: Path = typer.Argument(..., help="a file written by `datagen generate`"),
+    samples: int = typer.Option(8, "--samples", min=0, help="how many random samples to re-assemble and check"),
+    seed: int = typer.Option(0, "--seed", help="seed choosing the samples"),
+):
+    """Check the schema, then re-assemble a random subset of systems from the stored
+    parameters and verify ||b - A x|| / ||b|| of the stored (fp32) solution against the
+    stored tolerance, allowing the worst-case effect of fp32 rounding. Exit 1 on failure."""
+    from .pipeline import validate_file
+
+    report = validate_file(file, samples=samples, seed=seed)
+    for line in report.lines():
+        print(line)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def plot(
+    file: Path = typer.Argument(..., help="a file written by `datagen generate`"),
+    index: int = typer.Option(0, "--index", help="sample index (sample order)"),
+    out: Path = typer.Option(..., "--out", help="PNG file to write"),
+):
+    """Plot one sample: its input fields, its solution and the solver's residual history."""
+    from .plotting import plot_sample
+
+    plot_sample(file, index, out)
+
+
+def main(argv=None):
+    typer.main.get_command(app).main(args=argv, prog_name=PROG)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,492 @@
+"""The generation pipeline: sample -> features -> order -> chunk -> solve -> store.
+
+``generate(config, out)`` samples ``n`` parameter sets with a seeded generator, computes
+each sample's feature vector, orders the samples (``linsolve.order_systems`` when
+``linsolve.ordering`` exists, else the built-in ``none``/``greedy``), splits the solve
+order into contiguous chunks and solves each chunk in sequence with one registered solver,
+``reset()`` at the start of every chunk: state such as a recycled subspace or a warm start
+flows within a chunk and never across, so every chunk is independent of the others. That
+is what makes a killed run resumable with results equal to an uninterrupted run's.
+
+Each finished chunk is committed as a shard under ``<out>.parts/``; the final file is
+joined from the shards (samples back in sample order) only when all exist.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from linsolve import Operator, OptionError, make_solver
+
+from . import store
+from .family import get_family
+
+ORDER_FALLBACK = ("none", "greedy")
+CONFIG_KEYS = ("problem", "n", "grid", "dim", "solver", "solver_opt", "order", "chunk", "seed", "param")
+RUN_KEYS = ("out", "resume", "overwrite", "quiet", "strict")
+_ALIASES = {"solver_opts": "solver_opt", "solver-opt": "solver_opt", "params": "param"}
+
+
+class PipelineError(OptionError):
+    """Bad generation settings: values, output path, an incompatible partial run."""
+
+
+class NonConvergedError(RuntimeError):
+    """Raised under ``strict=True`` when a sample does not converge."""
+
+
+# --- configuration -------------------------------------------------------------------------
+def parse_grid(value) -> tuple[int, ...]:
+    """``32`` -> (32,), ``"32,64"`` or ``[32, 64]`` -> (32, 64)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        parts = [value]
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.replace("x", ",").split(",")]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        raise PipelineError(f"grid must be G or GX,GY[,GZ], got {value!r}")
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise PipelineError(f"grid must be G or GX,GY[,GZ] with integer sizes, got {value!r}") from None
+    if not 1 <= len(sizes) <= 3:
+        raise PipelineError(f"grid takes 1 to 3 sizes, got {len(sizes)} in {value!r}")
+    if any(s <= 0 for s in sizes):
+        raise PipelineError(f"grid sizes must be positive, got {value!r}")
+    return sizes
+
+
+def _positive_int(name: str, v, minimum: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        try:
+            if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+                v = int(v)
+            else:
+                raise ValueError
+        except ValueError:
+            raise PipelineError(f"{name} must be an integer, got {v!r}") from None
+    if v < minimum:
+        what = "positive" if minimum == 1 else f"at least {minimum}"
+        raise PipelineError(f"{name} must be {what}, got {v}")
+    return int(v)
+
+
+@dataclass
+class GenerateConfig:
+    """What determines the data. Its ``to_dict()`` is stored in the file and is a valid
+    ``--config`` file for ``datagen generate``."""
+
+    problem: str
+    n: int
+    grid: Any = 64
+    dim: int | None = None
+    solver: str = "cg"
+    solver_opt: dict = field(default_factory=dict)
+    order: str = "greedy"
+    chunk: int = 32
+    seed: int = 0
+    param: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.problem, str) or not self.problem:
+            raise PipelineError(f"problem must be a family name, got {self.problem!r}")
+        self.n = _positive_int("n", self.n)
+        self.chunk = _positive_int("chunk", self.chunk)
+        self.seed = _positive_int("seed", self.seed, minimum=0)
+        self.grid = parse_grid(self.grid)
+        if self.dim is not None:
+            self.dim = _positive_int("dim", self.dim)
+            if self.dim not in (1, 2, 3):
+                raise PipelineError(f"dim must be 1, 2 or 3, got {self.dim}")
+        if not isinstance(self.solver, str) or not self.solver:
+            raise PipelineError(f"solver must be a registered solver name, got {self.solver!r}")
+        if not isinstance(self.order, str) or not self.order:
+            raise PipelineError(f"order must be an ordering method name, got {self.order!r}")
+        for name in ("solver_opt", "param"):
+            if not isinstance(getattr(self, name), dict):
+                raise PipelineError(f"{name} must be a mapping of key to value, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_mapping(cls, data: dict) -> GenerateConfig:
+        data = {_ALIASES.get(k, k).replace("-", "_"): v for k, v in data.items()}
+        unknown = sorted(set(data) - set(CONFIG_KEYS) - set(RUN_KEYS))
+        if unknown:
+            raise PipelineError(f"unknown configuration key(s) {', '.join(unknown)}; known: "
+                                f"{', '.join(CONFIG_KEYS + RUN_KEYS)}")
+        for k in ("problem", "n"):
+            if data.get(k) is None:
+                raise PipelineError(f"configuration is missing {k!r}")
+        return cls(**{k: v for k, v in data.items() if k in CONFIG_KEYS and v is not None})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["grid"] = list(self.grid)
+        return d
+
+    def build_family(self):
+        cls = get_family(self.problem)
+        dim = self.dim
+        if dim is None:
+            dim = len(self.grid) if len(self.grid) > 1 else (2 if 2 in cls.dims else cls.dims[0])
+        grid = self.grid[0] if len(self.grid) == 1 else self.grid
+        return cls(grid=grid, dim=dim, **self.param)
+
+    def build_solver(self):
+        return make_solver(self.solver, **self.solver_opt)
+
+
+def load_config_file(path) -> dict:
+    """A JSON or TOML file with the keys of ``datagen generate`` (``.toml`` is read as TOML,
+    anything else as JSON)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PipelineError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+    if path.suffix.lower() == ".toml":
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PipelineError(f"malformed TOML in config file {str(path)!r}: {exc}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PipelineError(f"malformed JSON in config file {str(path)!r}: {exc.msg} at line "
+                                f"{exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"config file {str(path)!r} must hold a mapping of option to value")
+    return data
+
+
+# --- ordering ------------------------------------------------------------------------------
+def _greedy_order(features: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour tour on standardised features, from the sample farthest from the
+    centroid (an end of the cloud, so the tour does not start in the middle)."""
+    n = features.shape[0]
+    F = features.reshape(n, -1).astype(np.float64)
+    scale = F.std(axis=0)
+    F = (F - F.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
+    start = int(np.argmax(np.einsum("ij,ij->i", F, F)))
+    order = np.empty(n, dtype=np.int64)
+    visited = np.zeros(n, dtype=bool)
+    cur = start
+    for k in range(n):
+        order[k] = cur
+        visited[cur] = True
+        if k == n - 1:
+            break
+        d = np.einsum("ij,ij->i", F - F[cur], F - F[cur])
+        d[visited] = np.inf
+        cur = int(np.argmin(d))
+    return order
+
+
+def order_samples(features: np.ndarray, method: str) -> np.ndarray:
+    """The solve order (a permutation of the samples) by ``method``."""
+    features = np.asarray(features, dtype=np.float64)
+    n = features.shape[0]
+    if importlib.util.find_spec("linsolve.ordering") is not None:
+        from linsolve.ordering import order_systems
+
+        perm = order_systems(features, method)
+        perm = getattr(perm, "permutation", getattr(perm, "order", perm))
+    elif method == "none":
+        perm = np.arange(n)
+    elif method == "greedy":
+        perm = _greedy_order(features)
+    else:
+        raise PipelineError(f"unknown ordering method {method!r}; available: {', '.join(ORDER_FALLBACK)}")
+    perm = np.asarray(perm, dtype=np.int64).reshape(-1)
+    if not np.array_equal(np.sort(perm), np.arange(n)):
+        raise PipelineError(f"ordering {method!r} did not return a permutation of the {n} samples")
+    return perm
+
+
+# --- running --------------------------------------------------------------------------------
+@dataclass
+class RunSummary:
+    out: Path
+    n: int
+    solved_now: int
+    resumed_chunks: int
+    n_chunks: int
+    wall_time: float
+    solve_time: float
+    iterations: np.ndarray
+    converged: np.ndarray
+    already_complete: bool = False
+
+    @property
+    def non_converged(self) -> int:
+        return int((~self.converged).sum())
+
+    @property
+    def systems_per_s(self) -> float:
+        return self.solved_now / self.wall_time if self.wall_time > 0 else math.nan
+
+
+class Progress:
+    """Receives the run's progress; the CLI's bar subclasses it."""
+
+    def start(self, total: int, done: int) -> None:
+        pass
+
+    def sample(self, iterations: int, converged: bool) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def _shard(parts: Path, k: int) -> Path:
+    return parts / f"chunk-{k:05d}.h5"
+
+
+def _clear_parts(parts: Path) -> None:
+    """Remove a partial run's directory, refusing if it holds files we did not write."""
+    if not parts.exists():
+        return
+    ours = [p for p in parts.iterdir() if p.name == "manifest.json" or p.name.endswith((".h5", ".tmp"))]
+    if len(ours) != len(list(parts.iterdir())):
+        raise PipelineError(f"{str(parts)!r} holds files datagen did not write; remove it by hand")
+    for p in ours:
+        p.unlink()
+    parts.rmdir()
+
+
+def check_output(out: Path, *, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise PipelineError("--resume and --overwrite exclude each other")
+    if out.exists() and out.is_dir():
+        raise PipelineError(f"output {str(out)!r} is a directory")
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"cannot create output directory {str(parent)!r}: {exc.strerror}") from None
+    import os
+
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PipelineError(f"output directory {str(parent)!r} is not writable")
+    if out.exists() and not (resume or overwrite):
+        raise PipelineError(f"output {str(out)!r} exists; pass --overwrite to replace it or --resume")
+    if parts_dir(out).exists() and not (resume or overwrite):
+        raise PipelineError(f"an unfinished run exists at {str(parts_dir(out))!r}; pass --resume to "
+                            "continue it or --overwrite to start again")
+
+
+def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool = False,
+             strict: bool = False, command: str | None = None,
+             progress: Progress | None = None) -> RunSummary:
+    """Run the pipeline for ``cfg`` into ``out``. See the module docstring."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    progress = progress or Progress()
+    family = cfg.build_family()
+    solver = cfg.build_solver()
+    check_output(out, resume=resume, overwrite=overwrite)
+    config = cfg.to_dict()
+    if resume and out.exists():
+        with store.open_file(out) as f:
+            if store.read_config(f) != json.loads(json.dumps(config)):
+                raise PipelineError(f"output {str(out)!r} was made with a different configuration; "
+                                    "use --overwrite to replace it")
+            stats = store.read_stats(f)
+        return RunSummary(out, cfg.n, 0, 0, 0, time.perf_counter() - t_start, 0.0, stats["iterations"],
+                          stats["converged"], already_complete=True)
+
+    samples = family.sample(cfg.n, np.random.default_rng(cfg.seed))
+    if len(samples) != cfg.n:
+        raise PipelineError(f"family {cfg.problem!r} returned {len(samples)} samples, asked for {cfg.n}")
+    features = np.stack([np.asarray(family.features(p), dtype=np.float64).reshape(-1) for p in samples])
+    perm = order_samples(features, cfg.order)
+    chunks = [perm[s:s + cfg.chunk] for s in range(0, cfg.n, cfg.chunk)]
+
+    parts = parts_dir(out)
+    manifest = {"format_version": store.FORMAT_VERSION, "config": config, "n_chunks": len(chunks)}
+    if overwrite:
+        _clear_parts(parts)
+    if resume and (parts / "manifest.json").exists():
+        try:
+            old = json.loads((parts / "manifest.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if old != json.loads(json.dumps(manifest)):
+            differ = sorted(k for k in config if old is None or old.get("config", {}).get(k) != config[k])
+            raise PipelineError(f"the unfinished run in {str(parts)!r} used a different configuration "
+                                f"(differs in: {', '.join(differ) or 'format'}); use --overwrite to start again")
+    parts.mkdir(parents=True, exist_ok=True)
+    for stale in parts.glob(".*.tmp"):
+        stale.unlink()
+    if not (parts / "manifest.json").exists():
+        store.atomic_write_text(parts / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+
+    done = [k for k, idx in enumerate(chunks) if store.shard_is_valid(_shard(parts, k), idx)]
+    progress.start(cfg.n, sum(len(chunks[k]) for k in done))
+    solved, solve_time = 0, 0.0
+    try:
+        for k, idx in enumerate(chunks):
+            if k in done:
+                continue
+            solver.reset()
+            records = []
+            for i in idx:
+                i = int(i)
+                params = samples[i]
+                system = family.assemble(params)
+                res = solver.solve(system)
+                if strict and not res.converged:
+                    raise NonConvergedError(f"sample {i} did not converge ({res.reason}, relative residual "
+                                            f"{res.relative_residual:.3e}); --strict stops the run")
+                x = np.asarray(res.x, dtype=np.float64).reshape(-1)
+                fin, fout = family.input_fields(params), family.solution_fields(params, x)
+                if set(fin) & set(fout):
+                    raise PipelineError(f"family {cfg.problem!r} uses the names {sorted(set(fin) & set(fout))} "
+                                        "for both input and solution fields")
+                fields = {**fin, **fout}
+                records.append(store.SampleRecord(
+                    i, fields, x, int(res.iterations), float(res.relative_residual), bool(res.converged),
+                    str(res.reason), float(res.wall_time), np.asarray(res.residual_norms)))
+                solved += 1
+                solve_time += res.wall_time
+                progress.sample(int(res.iterations), bool(res.converged))
+            store.write_shard(_shard(parts, k), k, records)
+    finally:
+        progress.finish()
+
+    names_in = list(family.input_fields(samples[0]))
+    names_out = [k for k in store.read_shard(_shard(parts, 0))["fields"] if k not in names_in]
+    meta = store.RunMeta(
+        problem=cfg.problem, description=family.description or (type(family).__doc__ or "").strip(),
+        config=config, command=command or f"datagen.pipeline.generate({json.dumps(config, sort_keys=True)})",
+        family_params=dict(family.p), coordinates=family.coordinates(),
+        boundary_conditions=family.boundary_conditions(), input_fields=names_in, output_fields=names_out,
+        parameters=samples, permutation=perm, chunk_size=cfg.chunk, order_method=cfg.order,
+        features=features, solver=solver.describe(), rtol=solver.rtol, atol=solver.atol,
+        extra_attrs={"seed": cfg.seed, "solver_name": cfg.solver, "order_method": cfg.order,
+                     "software": _software()},
+    )
+    store.write_final(out, meta, [_shard(parts, k) for k in range(len(chunks))])
+    _clear_parts(parts)
+    with store.open_file(out) as f:
+        stats = store.read_stats(f)
+    return RunSummary(out, cfg.n, solved, len(done), len(chunks), time.perf_counter() - t_start, solve_time,
+                      stats["iterations"], stats["converged"])
+
+
+def _software() -> dict:
+    import h5py
+    import scipy
+
+    import linsolve
+
+    versions = {"linsolve": linsolve.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+                "h5py": h5py.__version__}
+    with contextlib.suppress(Exception):
+        from petsc4py import PETSc
+
+        versions["petsc"] = ".".join(map(str, PETSc.Sys.getVersion()))
+    return versions
+
+
+# --- validation -----------------------------------------------------------------------------
+@dataclass
+class ValidationReport:
+    path: Path
+    schema_problems: list
+    checked: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+    non_converged: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.schema_problems and not self.failures
+
+    def lines(self) -> list[str]:
+        out = [f"{self.path}: schema {'OK' if not self.schema_problems else 'FAILED'}"]
+        out += [f"  schema: {p}" for p in self.schema_problems]
+        for c in self.checked:
+            out.append(f"  sample {c['index']}: ||b-Ax32||/||b|| = {c['relres_fp32']:.3e} (stored fp64 "
+                       f"{c['relres_stored']:.3e}, allowed {c['allowed']:.3e}){'' if c['converged'] else ' [flagged non-converged]'}")
+        out += [f"  FAIL: {p}" for p in self.failures]
+        out.append(f"{'OK' if self.ok else 'FAILED'}: {len(self.checked)} systems re-assembled, "
+                   f"{self.non_converged} flagged non-converged in the file")
+        return out
+
+
+def validate_file(path, samples: int = 8, seed: int = 0) -> ValidationReport:
+    """Schema check plus a residual check of ``samples`` randomly chosen systems.
+
+    For sample i the system is re-assembled from /parameters, and with x32 the stored
+    fp32 solution, r = ||b - A x32|| is computed in fp64. Rounding x to fp32 moves the
+    residual by at most s = ||A||_F 2^-24 ||x|| (``store.rounding_slack``), so: (1) the
+    stored fp64 residual must agree with r to within s, and (2) a sample flagged converged
+    must have r <= max(rtol ||b||, atol) + s. Input fields must be reproduced exactly (in
+    fp32) and solution fields to fp32 accuracy.
+    """
+    path = Path(path)
+    with store.open_file(path) as f:
+        report = ValidationReport(path, store.check_schema(f))
+        if report.schema_problems:
+            return report
+        cfg = GenerateConfig.from_mapping(store.read_config(f))
+        family = cfg.build_family()
+        stats = store.read_stats(f)
+        rtol, atol = float(f["solver_stats"].attrs["rtol"]), float(f["solver_stats"].attrs["atol"])
+        n = int(f.attrs["n_trajectories"])
+        report.non_converged = int((~stats["converged"]).sum())
+        pick = np.sort(np.random.default_rng(seed).choice(n, size=min(samples, n), replace=False))
+        names_in, names_out = store.field_names(f)
+        eps64 = np.finfo(np.float64).eps
+        for i in pick:
+            i = int(i)
+            params = store.read_parameters(f, i)
+            system = family.assemble(params)
+            A = system.A
+            op = Operator(A)
+            b = np.asarray(system.b, dtype=np.float64).reshape(-1)
+            x32 = f["solution_vectors"]["x"][i]
+            x = x32.astype(np.float64)
+            bnorm = float(np.linalg.norm(b))
+            r = float(np.linalg.norm(b - op.matvec(x)))
+            slack = store.rounding_slack(A, x32)
+            slack += 64 * eps64 * (slack / store.FP32_UNIT_ROUNDOFF + bnorm)
+            stored = float(stats["relative_residual"][i])
+            allowed = max(rtol * bnorm, atol) + slack
+            converged = bool(stats["converged"][i])
+            report.checked.append({"index": i, "relres_fp32": r / bnorm if bnorm else r,
+                                   "relres_stored": stored, "allowed": allowed / bnorm if bnorm else allowed,
+                                   "converged": converged})
+            if abs(r - stored * bnorm) > slack:
+                report.failures.append(f"sample {i}: stored relative residual {stored:.3e} disagrees with the "
+                                       f"stored solution's {r / bnorm:.3e} beyond fp32 rounding")
+            if converged and r > allowed:
+                report.failures.append(f"sample {i} is flagged converged but ||b-Ax||/||b|| = {r / bnorm:.3e} "
+                                       f"exceeds the tolerance {allowed / bnorm:.3e}")
+            for name, arr in family.input_fields(params).items():
+                if name not in names_in:
+                    report.failures.append(f"sample {i}: input field {name!r} is not stored")
+                elif not np.array_equal(np.asarray(arr, dtype=np.float32), store.field_dataset(f, name)[i]):
+                    report.failures.append(f"sample {i}: input field {name!r} differs from the parameters' one")
+            for name, arr in family.solution_fields(params, x).items():
+                got = store.field_dataset(f, name)[i].astype(np.float64)
+                scale = float(np.max(np.abs(arr))) or 1.0
+                if name not in names_out or np.max(np.abs(np.asarray(arr) - got)) > 1e-5 * scale:
+                    report.failures.append(f"sample {i}: solution field {name!r} does not match the stored x")
+    return report

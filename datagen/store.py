@@ -1,0 +1,588 @@
+"""The HDF5 store: The Well's layout plus the groups that make a generated file auditable.
+
+Every reader and writer of the layout lives in this module. A finished file holds::
+
+    /                          @dataset_name @grid_type="cartesian" @n_spatial_dims
+                               @n_trajectories @simulation_parameters (+ one attr each)
+                               @format="datagen-well" @format_version @problem
+                               @config (JSON, the keys `datagen generate --config` reads)
+                               @command (the command line that produced the file)
+                               @input_fields @output_fields (the x / y split of the fields)
+    /dimensions                @spatial_dims; time float32(1); x, y[, z] float32 coordinates
+    /boundary_conditions/<bc>  @associated_dims @associated_fields @bc_type
+                               @sample_varying @time_varying; mask bool; values float32
+    /scalars                   @field_names; fixed family parameters (float32, sample_varying
+                               False) and sampled scalar parameters (float32 (N,), True)
+    /t0_fields, /t1_fields, /t2_fields
+                               @field_names; float32 (N, *grid[, D[, D]]) with
+                               @sample_varying=True @time_varying=False @dim_varying @role
+    /parameters/<key>          every sampled parameter at full precision, (N, ...), in
+                               sample order: ``family.assemble`` rebuilds system i from them
+    /ordering                  permutation (solve position -> sample), position, chunk,
+                               features; @method @chunk_size
+    /solver_stats              iterations, relative_residual (fp64, true residual),
+                               converged, reason, wall_time, residual_history (vlen);
+                               @solver (JSON), @rtol, @atol
+    /solution_vectors/x        the unknown vector of each system, float32 (N, n)
+
+Fields are steady (``time_varying=False``), so they carry no time axis, as The Well's
+readers expect for time-invariant fields. Samples are stored in sample order (the order
+``family.sample`` produced them), whatever order they were solved in.
+
+Validation and fp32: the solver's fp64 relative residual is stored, and ``x`` is kept in
+fp32 like the fields. ``validate_file`` recomputes ||b - A x32|| in fp64 and allows the
+worst-case effect of rounding x to fp32, ||A||_F * 2^-24 * ||x32||, on top of the
+tolerance (see ``rounding_slack``), so it checks the data actually stored.
+
+Writing is crash-safe: each chunk is a shard file committed atomically (written to a
+temporary name, flushed, fsynced, renamed, directory fsynced); the final file is joined
+from the shards only when all exist, and is itself committed the same way.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from linsolve import SolverError
+
+FORMAT = "datagen-well"
+FORMAT_VERSION = 1
+AXES = ("x", "y", "z")
+FP32_UNIT_ROUNDOFF = 2.0 ** -24
+MAX_STORED_FEATURES = 1024
+STAT_COLUMNS = ("iterations", "relative_residual", "converged", "wall_time")
+REQUIRED_ROOT_ATTRS = ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories",
+                       "simulation_parameters", "format", "config", "command", "input_fields",
+                       "output_fields")
+REQUIRED_GROUPS = ("dimensions", "boundary_conditions", "scalars", "t0_fields", "parameters",
+                   "ordering", "solver_stats", "solution_vectors")
+
+
+class StoreError(SolverError):
+    """A file that is missing, unreadable or not in the datagen layout."""
+
+
+# --- atomic commits ---------------------------------------------------------------------
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_h5(path: Path):
+    """Write an HDF5 file that appears at ``path`` complete or not at all."""
+    path = Path(path)
+    tmp = tmp_name(path)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        f = h5py.File(tmp, "w", track_order=True)
+        try:
+            yield f
+            f.flush()
+        finally:
+            f.close()
+        fd = os.open(str(tmp), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    tmp = tmp_name(path)
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+# --- what is written ---------------------------------------------------------------------
+@dataclass
+class SampleRecord:
+    """One solved system, as the pipeline hands it to a shard."""
+
+    index: int
+    fields: dict[str, np.ndarray]
+    x: np.ndarray
+    iterations: int
+    relative_residual: float
+    converged: bool
+    reason: str
+    wall_time: float
+    residual_history: np.ndarray
+
+
+@dataclass
+class RunMeta:
+    """Everything in the final file that is not per-sample solver output."""
+
+    problem: str
+    description: str
+    config: dict
+    command: str
+    family_params: dict
+    coordinates: dict[str, np.ndarray]
+    boundary_conditions: dict
+    input_fields: list[str]
+    output_fields: list[str]
+    parameters: list[dict]
+    permutation: np.ndarray
+    chunk_size: int
+    order_method: str
+    features: np.ndarray
+    solver: dict
+    rtol: float
+    atol: float
+    extra_attrs: dict = field(default_factory=dict)
+
+
+_STR = h5py.string_dtype()
+
+
+def _vlen_f64():
+    return h5py.vlen_dtype(np.dtype("float64"))
+
+
+def write_shard(path: Path, chunk_id: int, records: list[SampleRecord]) -> None:
+    """Commit one chunk's results (in solve order) atomically."""
+    with atomic_h5(path) as f:
+        f.attrs["chunk"] = int(chunk_id)
+        f.attrs["complete"] = True
+        f["sample_index"] = np.array([r.index for r in records], dtype=np.int64)
+        g = f.create_group("fields")
+        for name in records[0].fields:
+            g[name] = np.stack([np.asarray(r.fields[name], dtype=np.float32) for r in records])
+        f["x"] = np.stack([np.asarray(r.x, dtype=np.float32) for r in records])
+        f["iterations"] = np.array([r.iterations for r in records], dtype=np.int64)
+        f["relative_residual"] = np.array([r.relative_residual for r in records], dtype=np.float64)
+        f["converged"] = np.array([r.converged for r in records], dtype=bool)
+        f["wall_time"] = np.array([r.wall_time for r in records], dtype=np.float64)
+        f.create_dataset("reason", data=[r.reason for r in records], dtype=_STR)
+        hist = f.create_dataset("residual_history", (len(records),), dtype=_vlen_f64())
+        for k, r in enumerate(records):
+            hist[k] = np.asarray(r.residual_history, dtype=np.float64).reshape(-1)
+
+
+def read_shard(path: Path) -> dict:
+    with h5py.File(path, "r") as f:
+        if not f.attrs.get("complete", False):
+            raise StoreError(f"shard {str(path)!r} is not complete")
+        out = {k: f[k][()] for k in ("sample_index", "x", "iterations", "relative_residual",
+                                     "converged", "wall_time")}
+        out["reason"] = [s.decode() if isinstance(s, bytes) else str(s) for s in f["reason"][()]]
+        out["residual_history"] = [np.asarray(h, dtype=np.float64) for h in f["residual_history"][()]]
+        out["fields"] = {k: f["fields"][k][()] for k in f["fields"]}
+        out["chunk"] = int(f.attrs["chunk"])
+    return out
+
+
+def shard_is_valid(path: Path, expected_indices: np.ndarray) -> bool:
+    """A shard counts as done only if it opens, says complete and holds the expected samples."""
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(f.attrs.get("complete", False)) and np.array_equal(
+                f["sample_index"][()], np.asarray(expected_indices))
+    except (OSError, KeyError):
+        return False
+
+
+# --- parameters --------------------------------------------------------------------------
+def _param_kind(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "bool"
+    if isinstance(v, (int, np.integer)):
+        return "int"
+    if isinstance(v, (float, np.floating)):
+        return "float"
+    if isinstance(v, str):
+        return "str"
+    return "array"
+
+
+def _write_parameters(g: h5py.Group, params: list[dict]) -> None:
+    keys = list(params[0])
+    for i, p in enumerate(params):
+        if list(p) != keys:
+            raise StoreError(f"sample {i} has parameter keys {sorted(p)}, sample 0 has {sorted(keys)}")
+    g.attrs["names"] = keys
+    for k in keys:
+        vals = [p[k] for p in params]
+        kind = _param_kind(vals[0])
+        if kind == "str":
+            ds = g.create_dataset(k, data=[str(v) for v in vals], dtype=_STR)
+        elif kind == "array":
+            arrs = [np.asarray(v) for v in vals]
+            if any(a.shape != arrs[0].shape for a in arrs):
+                raise StoreError(f"parameter {k!r} changes shape between samples")
+            ds = g.create_dataset(k, data=np.stack(arrs))
+        else:
+            ds = g.create_dataset(k, data=np.asarray(vals))
+        ds.attrs["kind"] = kind
+
+
+def _restore(kind: str, v):
+    if kind == "float":
+        return float(v)
+    if kind == "int":
+        return int(v)
+    if kind == "bool":
+        return bool(v)
+    if kind == "str":
+        return v.decode() if isinstance(v, bytes) else str(v)
+    return np.asarray(v)
+
+
+def read_parameters(f: h5py.File, index: int | None = None):
+    """Sample ``index``'s parameter dict, exactly as ``family.sample`` returned it (all when None)."""
+    g = f["parameters"]
+    names = [str(n) for n in g.attrs["names"]]
+    if index is None:
+        cols = {k: g[k][()] for k in names}
+        n = int(f.attrs["n_trajectories"])
+        return [{k: _restore(g[k].attrs["kind"], cols[k][i]) for k in names} for i in range(n)]
+    return {k: _restore(g[k].attrs["kind"], g[k][index]) for k in names}
+
+
+# --- the final file ----------------------------------------------------------------------
+def _attr_value(v):
+    if isinstance(v, (bool, np.bool_, int, np.integer, float, np.floating, str)):
+        return v
+    return json.dumps(v, default=str)
+
+
+def _field_group(order: int) -> str:
+    return f"t{order}_fields"
+
+
+def _bc_entry(name: str, spec, spatial_dims: list[str], sizes: list[int]):
+    """The Well's boundary description from a family's {edge: spec}; the mask marks the
+    coordinates where the boundary sits (low/high end of its axis, both if unspecified)."""
+    spec = dict(spec) if isinstance(spec, dict) else {"bc_type": str(spec)}
+    low = name.lower()
+    axis = next((d for d in spatial_dims if low.startswith(d)), None)
+    dims = [axis] if axis else list(spatial_dims)
+    mask_sizes = [sizes[spatial_dims.index(d)] for d in dims]
+    mask = np.zeros(mask_sizes, dtype=bool)
+    lo = any(t in low for t in ("lo", "min", "left", "bottom", "front", "west", "south"))
+    hi = any(t in low for t in ("hi", "max", "right", "top", "back", "east", "north"))
+    if len(dims) == 1:
+        if lo or not hi:
+            mask[0] = True
+        if hi or not lo:
+            mask[-1] = True
+    else:
+        for ax in range(mask.ndim):
+            idx = [slice(None)] * mask.ndim
+            idx[ax] = 0
+            mask[tuple(idx)] = True
+            idx[ax] = -1
+            mask[tuple(idx)] = True
+    bc_type = str(spec.pop("bc_type", spec.pop("type", "unspecified")))
+    values = np.asarray(spec.pop("values", np.zeros(0)), dtype=np.float32)
+    return dims, mask, bc_type, values, spec
+
+
+def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
+    """Join complete shards into the final file (sample order), committed atomically."""
+    n = len(meta.parameters)
+    dim = len(meta.coordinates)
+    spatial_dims = list(AXES[:dim])
+    sizes = [len(meta.coordinates[a]) for a in spatial_dims]
+    first = read_shard(shard_paths[0])
+    with atomic_h5(Path(out)) as f:
+        a = f.attrs
+        a["dataset_name"] = meta.problem
+        a["grid_type"] = "cartesian"
+        a["n_spatial_dims"] = dim
+        a["n_trajectories"] = n
+        simple = {k: v for k, v in meta.family_params.items()
+                  if isinstance(v, (bool, int, float, str, np.integer, np.floating))}
+        a["simulation_parameters"] = list(simple)
+        for k, v in simple.items():
+            if k not in REQUIRED_ROOT_ATTRS:
+                a[k] = v
+        a["format"] = FORMAT
+        a["format_version"] = FORMAT_VERSION
+        a["problem"] = meta.problem
+        a["description"] = meta.description
+        a["config"] = json.dumps(meta.config, sort_keys=True)
+        a["command"] = meta.command
+        a["family_params"] = json.dumps(meta.family_params, sort_keys=True, default=str)
+        a["input_fields"] = list(meta.input_fields)
+        a["output_fields"] = list(meta.output_fields)
+        for k, v in meta.extra_attrs.items():
+            a[k] = _attr_value(v)
+
+        dg = f.create_group("dimensions")
+        dg.attrs["spatial_dims"] = spatial_dims
+        t = dg.create_dataset("time", data=np.zeros(1, dtype=np.float32))
+        t.attrs["sample_varying"] = False
+        t.attrs["time_varying"] = False
+        for ax in spatial_dims:
+            d = dg.create_dataset(ax, data=np.asarray(meta.coordinates[ax], dtype=np.float32))
+            d.attrs["sample_varying"] = False
+            d.attrs["time_varying"] = False
+
+        bg = f.create_group("boundary_conditions")
+        for name, spec in meta.boundary_conditions.items():
+            dims, mask, bc_type, values, rest = _bc_entry(name, spec, spatial_dims, sizes)
+            g = bg.create_group(name)
+            g.attrs["associated_dims"] = dims
+            g.attrs.create("associated_fields", [str(v) for v in rest.pop("associated_fields", [])], dtype=_STR)
+            g.attrs["bc_type"] = bc_type
+            g.attrs["sample_varying"] = False
+            g.attrs["time_varying"] = False
+            for k, v in rest.items():
+                g.attrs[k] = _attr_value(v)
+            g["mask"] = mask
+            g["values"] = values
+
+        sg = f.create_group("scalars")
+        names = []
+        for k, v in simple.items():
+            if isinstance(v, (bool, str, np.bool_)):
+                continue
+            d = sg.create_dataset(k, data=np.float32(v))
+            d.attrs["sample_varying"] = False
+            d.attrs["time_varying"] = False
+            names.append(k)
+        for k in meta.parameters[0]:
+            if _param_kind(meta.parameters[0][k]) in ("float", "int") and k not in names:
+                d = sg.create_dataset(k, data=np.array([p[k] for p in meta.parameters], dtype=np.float32))
+                d.attrs["sample_varying"] = True
+                d.attrs["time_varying"] = False
+                names.append(k)
+        sg.attrs["field_names"] = names
+
+        field_ds = {}
+        groups: dict[int, list[str]] = {}
+        for name, arr in first["fields"].items():
+            order = arr.ndim - 1 - dim
+            if order not in (0, 1, 2) or list(arr.shape[1:1 + dim]) != sizes:
+                raise StoreError(f"field {name!r} has per-sample shape {arr.shape[1:]}, expected the grid "
+                                 f"{tuple(sizes)} (+ vector/tensor components)")
+            gname = _field_group(order)
+            g = f.require_group(gname)
+            shape = (n, *arr.shape[1:])
+            ds = g.create_dataset(name, shape=shape, dtype=np.float32, chunks=(1, *arr.shape[1:]))
+            ds.attrs["dim_varying"] = np.ones(dim, dtype=bool)
+            ds.attrs["sample_varying"] = True
+            ds.attrs["time_varying"] = False
+            ds.attrs["role"] = "input" if name in meta.input_fields else "output"
+            if order == 2:
+                ds.attrs["symmetric"] = False
+                ds.attrs["antisymmetric"] = False
+            field_ds[name] = ds
+            groups.setdefault(order, []).append(name)
+        for order in (0, 1, 2):
+            if order in groups or order == 0:
+                f.require_group(_field_group(order)).attrs["field_names"] = groups.get(order, [])
+
+        _write_parameters(f.create_group("parameters"), meta.parameters)
+
+        og = f.create_group("ordering")
+        perm = np.asarray(meta.permutation, dtype=np.int64)
+        position = np.empty(n, dtype=np.int64)
+        position[perm] = np.arange(n)
+        og["permutation"] = perm
+        og["position"] = position
+        og["chunk"] = position // int(meta.chunk_size)
+        feats = np.asarray(meta.features, dtype=np.float64)
+        if feats[0].size <= MAX_STORED_FEATURES:
+            og["features"] = feats
+        else:  # a whole coefficient field: already stored as an input, recomputable from /parameters
+            og.attrs["features"] = f"not stored ({feats[0].size} per sample); family.features(parameters)"
+        og.attrs["method"] = meta.order_method
+        og.attrs["chunk_size"] = int(meta.chunk_size)
+        og.attrs["description"] = ("permutation[k] is the sample solved k-th; samples in one chunk were "
+                                   "solved in sequence by one solver whose state was reset between chunks")
+
+        st = f.create_group("solver_stats")
+        st.attrs["solver"] = json.dumps(meta.solver, sort_keys=True, default=str)
+        st.attrs["rtol"] = float(meta.rtol)
+        st.attrs["atol"] = float(meta.atol)
+        st.attrs["field_names"] = [*STAT_COLUMNS, "reason", "residual_history"]
+        cols = {"iterations": np.zeros(n, np.int64), "relative_residual": np.zeros(n),
+                "converged": np.zeros(n, bool), "wall_time": np.zeros(n)}
+        reasons = [""] * n
+        hist = st.create_dataset("residual_history", (n,), dtype=_vlen_f64())
+        xs = f.create_group("solution_vectors").create_dataset(
+            "x", shape=(n, first["x"].shape[1]), dtype=np.float32, chunks=(1, first["x"].shape[1]))
+        xs.attrs["description"] = "unknown vector of each system (fp32); validate re-assembles A, b from /parameters"
+        seen = np.zeros(n, dtype=bool)
+        for p in shard_paths:
+            sh = first if p == shard_paths[0] else read_shard(p)
+            idx = np.asarray(sh["sample_index"])
+            order = np.argsort(idx)
+            sidx = idx[order]
+            if seen[sidx].any():
+                raise StoreError(f"shard {str(p)!r} repeats samples already stored")
+            seen[sidx] = True
+            for name, arr in sh["fields"].items():
+                if name not in field_ds:
+                    raise StoreError(f"shard {str(p)!r} has field {name!r} that the first shard lacks")
+                field_ds[name][sidx] = arr[order]
+            xs[sidx] = sh["x"][order]
+            for c in STAT_COLUMNS:
+                cols[c][idx] = sh[c]
+            for k, i in enumerate(idx):
+                reasons[i] = sh["reason"][k]
+                hist[i] = sh["residual_history"][k]
+        if not seen.all():
+            raise StoreError(f"shards cover {int(seen.sum())} of {n} samples")
+        for c in STAT_COLUMNS:
+            st[c] = cols[c]
+        st.create_dataset("reason", data=reasons, dtype=_STR)
+
+
+# --- reading -----------------------------------------------------------------------------
+def open_file(path) -> h5py.File:
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"file {str(path)!r} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise StoreError(f"{str(path)!r} is not a readable HDF5 file ({exc})") from None
+    if f.attrs.get("format") != FORMAT:
+        f.close()
+        raise StoreError(f"{str(path)!r} is not a datagen file (root attribute format != {FORMAT!r})")
+    return f
+
+
+def field_names(f: h5py.File) -> tuple[list[str], list[str]]:
+    return [str(s) for s in f.attrs["input_fields"]], [str(s) for s in f.attrs["output_fields"]]
+
+
+def field_dataset(f: h5py.File, name: str) -> h5py.Dataset:
+    for order in (0, 1, 2):
+        g = f.get(_field_group(order))
+        if g is not None and name in g:
+            return g[name]
+    raise StoreError(f"field {name!r} not found")
+
+
+def read_config(f: h5py.File) -> dict:
+    return json.loads(f.attrs["config"])
+
+
+def read_stats(f: h5py.File) -> dict[str, Any]:
+    st = f["solver_stats"]
+    out = {c: st[c][()] for c in STAT_COLUMNS}
+    out["reason"] = [s.decode() if isinstance(s, bytes) else str(s) for s in st["reason"][()]]
+    return out
+
+
+def residual_history(f: h5py.File, index: int) -> np.ndarray:
+    return np.asarray(f["solver_stats"]["residual_history"][index], dtype=np.float64)
+
+
+def check_schema(f: h5py.File) -> list[str]:
+    """Every way the file departs from the layout above (empty list: conforms)."""
+    problems = []
+    for k in REQUIRED_ROOT_ATTRS:
+        if k not in f.attrs:
+            problems.append(f"root attribute {k!r} missing")
+    for g in REQUIRED_GROUPS:
+        if g not in f:
+            problems.append(f"group /{g} missing")
+    if problems:
+        return problems
+    n = int(f.attrs["n_trajectories"])
+    dim = int(f.attrs["n_spatial_dims"])
+    spatial = [str(s) for s in f["dimensions"].attrs.get("spatial_dims", [])]
+    if len(spatial) != dim:
+        problems.append(f"/dimensions@spatial_dims has {len(spatial)} names, n_spatial_dims is {dim}")
+    sizes = []
+    for ax in spatial:
+        if ax not in f["dimensions"]:
+            problems.append(f"/dimensions/{ax} missing")
+        else:
+            sizes.append(f["dimensions"][ax].shape[0])
+    names_in, names_out = field_names(f)
+    listed = []
+    for order in (0, 1, 2):
+        g = f.get(_field_group(order))
+        if g is None:
+            continue
+        fn = [str(s) for s in g.attrs.get("field_names", [])]
+        if sorted(fn) != sorted(g.keys()):
+            problems.append(f"/{g.name.strip('/')}@field_names {fn} does not match its datasets {sorted(g)}")
+        for name in g:
+            ds = g[name]
+            listed.append(name)
+            for attr in ("sample_varying", "time_varying", "dim_varying"):
+                if attr not in ds.attrs:
+                    problems.append(f"{ds.name}@{attr} missing")
+            if ds.dtype != np.float32:
+                problems.append(f"{ds.name} is {ds.dtype}, expected float32")
+            expect = (n, *sizes)
+            if ds.shape[:1 + dim] != expect or ds.ndim != 1 + dim + order:
+                problems.append(f"{ds.name} has shape {ds.shape}, expected {expect} + {order} component axes")
+    missing = set(names_in + names_out) - set(listed)
+    if missing:
+        problems.append(f"fields {sorted(missing)} are listed in input/output_fields but not stored")
+    for c in (*STAT_COLUMNS, "reason", "residual_history"):
+        if c not in f["solver_stats"]:
+            problems.append(f"/solver_stats/{c} missing")
+        elif f["solver_stats"][c].shape[0] != n:
+            problems.append(f"/solver_stats/{c} has {f['solver_stats'][c].shape[0]} rows, expected {n}")
+    for k in f["parameters"].attrs.get("names", []):
+        if k not in f["parameters"] or f["parameters"][k].shape[:1] != (n,):
+            problems.append(f"/parameters/{k} missing or not one row per sample")
+    perm = f["ordering"].get("permutation")
+    if perm is None or not np.array_equal(np.sort(perm[()]), np.arange(n)):
+        problems.append("/ordering/permutation is not a permutation of the samples")
+    x = f["solution_vectors"].get("x")
+    if x is None or x.shape[0] != n:
+        problems.append("/solution_vectors/x missing or not one row per sample")
+    return problems
+
+
+def rounding_slack(A, x32: np.ndarray) -> float:
+    """Upper bound on ||A (x32 - x)|| when x32 is x rounded to fp32: ||A||_F u ||x||."""
+    import scipy.sparse as sp
+
+    if sp.issparse(A):
+        fro = float(np.sqrt(np.sum(np.asarray(A.data, dtype=np.float64) ** 2)))
+    else:
+        from linsolve import Operator
+
+        fro = float(np.linalg.norm(Operator(A).csr().data))
+    xn = float(np.linalg.norm(np.asarray(x32, dtype=np.float64)))
+    return fro * FP32_UNIT_ROUNDOFF * xn / (1 - FP32_UNIT_ROUNDOFF) * 1.001
+
+
+def open_dataset(path):
+    """Open a generated file: arrays (``.x``, ``.y``, ``.fields``, ``.parameters``,
+    ``.stats``) and a PyTorch ``Dataset`` (``.torch()``) yielding ``{"x", "y"}``."""
+    from .dataset import GeneratedData
+
+    return GeneratedData.load(path)
