@@ -1,0 +1,129 @@
+"""Solving a sequence of related systems with one (recycling) solver, in a chosen order:
+the second half of sorted Krylov recycling."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ShapeError, SolverError
+from .ordering import _check_perm, order_systems, path_length
+from .result import SolveResult
+from .system import LinearSystem
+
+
+@dataclass
+class SequenceResult:
+    """Per-system results in the ORIGINAL order of ``systems``; ``order`` is the order in
+    which they were solved (``results[order[0]]`` was solved first)."""
+
+    results: list[SolveResult]
+    order: np.ndarray
+    sort_time: float
+    solve_time: float
+    path_length: float | None = None
+    info: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.results)
+
+    def __getitem__(self, i):
+        return self.results[i]
+
+    def __iter__(self):
+        return iter(self.results)
+
+    @property
+    def iterations(self) -> np.ndarray:
+        return np.array([r.iterations for r in self.results])
+
+    @property
+    def total_iterations(self) -> int:
+        return int(self.iterations.sum())
+
+    @property
+    def all_converged(self) -> bool:
+        return all(r.converged for r in self.results)
+
+
+def _system(s, i) -> LinearSystem:
+    if isinstance(s, LinearSystem):
+        return s
+    if isinstance(s, (tuple, list)) and len(s) == 2:
+        return LinearSystem(s[0], s[1])
+    raise ShapeError(f"systems[{i}] must be a LinearSystem or an (A, b) pair, got {type(s).__name__}")
+
+
+def default_features(systems: list[LinearSystem]) -> np.ndarray:
+    """``meta["features"]`` when every system has it, else the matrix entries (all
+    matrices must share one sparsity pattern) followed by the right-hand side."""
+    if all(s.meta and "features" in s.meta for s in systems):
+        return np.stack([np.asarray(s.meta["features"], dtype=np.float64).ravel() for s in systems])
+    import scipy.sparse as sp
+
+    rows = []
+    pattern = None
+    for i, s in enumerate(systems):
+        A = sp.csr_matrix(s.A) if not isinstance(s.A, np.ndarray) else sp.csr_matrix(s.A)
+        A.sort_indices()
+        if pattern is None:
+            pattern = (A.shape, A.indptr, A.indices)
+        elif A.shape != pattern[0] or not (np.array_equal(A.indptr, pattern[1])
+                                           and np.array_equal(A.indices, pattern[2])):
+            raise ShapeError("ordering needs features: matrices differ in sparsity pattern; pass "
+                             "features= or put meta['features'] on each LinearSystem")
+        rows.append(np.concatenate([A.data, np.asarray(s.b, dtype=np.float64).ravel()]))
+    return np.stack(rows)
+
+
+def solve_sequence(solver, systems, order=None, *, features=None, reset: bool = True,
+                   progress: bool = False, **order_options) -> SequenceResult:
+    """Solve every system with one solver instance, in ``order``, so a stateful solver
+    (``gcrodr``, ``rcg``, or any solver with ``warm_start=True``) carries what it learned
+    from one system to the next.
+
+    ``solver``: a ``Solver`` or a registered name. ``systems``: ``LinearSystem``s or
+    ``(A, b)`` pairs. ``order``: None (as given), a permutation, or an ordering method
+    name of ``order_systems`` (``"greedy"``, ``"fft"``, ...), applied to ``features``
+    (default: see ``default_features``). ``reset`` forgets state from earlier calls first.
+    Results come back in the original order, with the order used and the sorting time.
+    """
+    from .base import Solver
+    from .registry import make_solver
+
+    if isinstance(solver, str):
+        solver = make_solver(solver)
+    if not isinstance(solver, Solver):
+        raise SolverError(f"solver must be a linsolve Solver or a registered name, got {type(solver).__name__}")
+    systems = [_system(s, i) for i, s in enumerate(systems)]
+    N = len(systems)
+    if N == 0:
+        raise ShapeError("systems is empty")
+    t0 = time.perf_counter()
+    length = None
+    if order is None:
+        perm = np.arange(N)
+    elif isinstance(order, str):
+        feats = default_features(systems) if features is None else np.asarray(features)
+        if feats.shape[0] != N:
+            raise ShapeError(f"features describe {feats.shape[0]} systems but there are {N}")
+        perm = order_systems(feats, order, **order_options)
+        length = path_length(feats, perm)
+    else:
+        perm = _check_perm(order, N)
+    sort_time = time.perf_counter() - t0
+    if reset:
+        solver.reset()
+    results: list[SolveResult | None] = [None] * N
+    it = perm
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(perm, desc=f"{solver.name} sequence")
+    t1 = time.perf_counter()
+    for i in it:
+        results[int(i)] = solver.solve(systems[int(i)])
+    solve_time = time.perf_counter() - t1
+    return SequenceResult(results, perm, sort_time, solve_time, length,
+                          {"solver": solver.name, "method": order if isinstance(order, str) else None})

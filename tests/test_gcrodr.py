@@ -1,0 +1,198 @@
+"""GCRO-DR against independent references: a dense GMRES(m) for k = 0, a dense
+harmonic-Ritz eigen-solve, the recycled-space invariants B U = C, C^T C = I across matrix
+and preconditioner changes, and the iteration savings recycling exists for."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+import linsolve
+from linsolve import OptionError, gallery
+
+
+def _dense_gmres(A, b, x0, m, cycles):
+    """Textbook restarted GMRES(m) (MGS Arnoldi, dense least squares), the gold reference."""
+    x = x0.copy()
+    norms = []
+    for _ in range(cycles):
+        r = b - A @ x
+        beta = np.linalg.norm(r)
+        V = np.zeros((len(b), m + 1))
+        H = np.zeros((m + 1, m))
+        V[:, 0] = r / beta
+        for j in range(m):
+            w = A @ V[:, j]
+            for i in range(j + 1):
+                H[i, j] = V[:, i] @ w
+                w = w - H[i, j] * V[:, i]
+            H[j + 1, j] = np.linalg.norm(w)
+            V[:, j + 1] = w / H[j + 1, j]
+            e = np.zeros(j + 2)
+            e[0] = beta
+            y = np.linalg.lstsq(H[:j + 2, :j + 1], e, rcond=None)[0]
+            norms.append(np.linalg.norm(e - H[:j + 2, :j + 1] @ y))
+        x = x + V[:, :m] @ y
+    return x, np.array(norms)
+
+
+@pytest.fixture
+def cd():
+    return gallery.convection_diffusion2d(10, peclet=30.0)
+
+
+def test_k0_reproduces_gmres_iterates(cd):
+    A = cd.toarray()
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    m, cycles = 12, 3
+    s = linsolve.make_solver("gcrodr", restart=m, recycle=0, rtol=1e-15, maxiter=m * cycles)
+    res = s.solve(cd, b)
+    x_ref, norms_ref = _dense_gmres(A, b, np.zeros_like(b), m, cycles)
+    assert not res.converged and res.iterations == m * cycles
+    np.testing.assert_allclose(res.x, x_ref, rtol=1e-8, atol=1e-10 * np.linalg.norm(x_ref))
+    np.testing.assert_allclose(res.residual_norms, norms_ref, rtol=1e-7)
+    # and SciPy's GMRES after the same number of full cycles
+    x_sp, _ = spla.gmres(cd, b, restart=m, maxiter=cycles, rtol=0.0, atol=0.0)
+    np.testing.assert_allclose(res.x, x_sp, rtol=1e-7, atol=1e-9 * np.linalg.norm(x_sp))
+
+
+def test_harmonic_ritz_values_match_dense_eigensolve(cd):
+    A = cd.toarray()
+    n = A.shape[0]
+    b = np.random.default_rng(1).standard_normal(n)
+    m, k = 10, 4
+    s = linsolve.make_solver("gcrodr", restart=m, recycle=k, rtol=1e-15, maxiter=m)
+    s.solve(cd, b)  # exactly one cycle: plain GMRES(m), then the harmonic Ritz step
+    # Independent basis of K_m(A, b) by QR of the Krylov matrix.
+    K = np.empty((n, m))
+    K[:, 0] = b / np.linalg.norm(b)
+    for j in range(1, m):
+        K[:, j] = A @ K[:, j - 1]
+        K[:, j] /= np.linalg.norm(K[:, j])
+    V = np.linalg.qr(K)[0]
+    AV = A @ V
+    theta = sla.eigvals(AV.T @ AV, AV.T @ V)
+    got = np.asarray(s.ritz_values)
+    assert len(got) in (k, k + 1)  # a complex pair at the cut adds one vector
+    ref = theta[np.argsort(np.abs(theta))][:len(got)]
+
+    def key(z):  # conjugate pairs compare as (real part, |imaginary part|)
+        return np.sort(z.real), np.sort(np.abs(z.imag))
+
+    for a, r in zip(key(got), key(ref)):
+        np.testing.assert_allclose(a, r, rtol=1e-6, atol=1e-8 * np.abs(ref).max())
+
+
+def test_recycled_ritz_vectors_are_eigenvectors_for_full_space():
+    """With the whole space in one cycle, harmonic Ritz values are the eigenvalues."""
+    rng = np.random.default_rng(2)
+    n = 12
+    A = np.diag(np.arange(1.0, n + 1)) + 0.1 * np.triu(rng.standard_normal((n, n)), 1)
+    s = linsolve.make_solver("gcrodr", restart=n + 2, recycle=3, rtol=1e-14)
+    s.solve(A, rng.standard_normal(n))
+    np.testing.assert_allclose(np.sort(np.abs(s.ritz_values)), [1.0, 2.0, 3.0], rtol=1e-6)
+
+
+def test_repeated_system_converges_much_faster_second_time():
+    A = gallery.poisson2d(24)
+    b = np.random.default_rng(3).standard_normal(A.shape[0])
+    s = linsolve.make_solver("gcrodr", restart=30, recycle=10, rtol=1e-8)
+    first = s.solve(A, b)
+    second = s.solve(A, b)
+    assert first.converged and second.converged
+    assert second.iterations <= 0.6 * first.iterations
+    warm = linsolve.make_solver("gcrodr", restart=30, recycle=10, rtol=1e-8, warm_start=True)
+    warm.solve(A, b)
+    again = warm.solve(A, b)
+    assert again.converged and again.iterations == 0
+
+
+def _invariants(s, A, M_inv_rows):
+    C, U = s._C, s._U
+    Z = U if s._Z is None else s._Z
+    np.testing.assert_allclose(C @ C.T, np.eye(C.shape[0]), atol=1e-10)
+    np.testing.assert_allclose(Z, M_inv_rows(U), rtol=1e-10, atol=1e-12 * np.abs(Z).max())
+    BU = (A @ Z.T).T
+    np.testing.assert_allclose(BU, C, atol=1e-8 * np.abs(C).max())
+
+
+@pytest.mark.parametrize("pc", ["jacobi", "ilu"])
+def test_recycled_space_survives_matrix_and_preconditioner_change(pc):
+    A1 = gallery.variable_diffusion2d(16, contrast=50.0, seed=0)
+    A2 = gallery.variable_diffusion2d(16, contrast=50.0, seed=0) + sp.diags(
+        np.random.default_rng(4).uniform(0, 50.0, A1.shape[0]))
+    b = np.random.default_rng(5).standard_normal(A1.shape[0])
+    s = linsolve.make_solver("gcrodr", restart=20, recycle=6, rtol=1e-10, pc=pc)
+    assert s.solve(A1, b).converged
+    r2 = s.solve(A2, b)  # new matrix, so a rebuilt preconditioner: C = QR(A2 M2^-1 U)
+    assert r2.converged and r2.info["recycle_matvecs"] > 0
+    M2 = s.preconditioner(linsolve.Operator(A2))
+    assert np.linalg.norm(b - A2 @ r2.x) <= 1e-10 * np.linalg.norm(b) * (1 + 1e-6)
+    _invariants(s, A2, lambda U: np.stack([M2.apply(u) for u in U]))
+    cold = linsolve.make_solver("gcrodr", restart=20, recycle=6, rtol=1e-10, pc=pc).solve(A2, b)
+    assert r2.iterations <= cold.iterations
+
+
+def test_left_preconditioning_and_recycling():
+    A = gallery.convection_diffusion2d(16, peclet=20.0)
+    rng = np.random.default_rng(6)
+    s = linsolve.make_solver("gcrodr", restart=20, recycle=6, rtol=1e-9, pc="ilu", pc_side="left")
+    for _ in range(3):
+        b = rng.standard_normal(A.shape[0])
+        res = s.solve(A, b)
+        assert res.converged
+        assert np.linalg.norm(b - A @ res.x) <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6)
+    assert res.info["pc_side"] == "left" and res.info["recycled_dim"] >= 6
+
+
+def test_recycling_beats_gmres_on_a_slowly_changing_sequence():
+    base = gallery.convection_diffusion2d(20, peclet=10.0)
+    rng = np.random.default_rng(7)
+    n = base.shape[0]
+    systems = [(base + sp.diags(rng.uniform(0, 0.2, n) * 400), rng.standard_normal(n)) for _ in range(6)]
+    rec = linsolve.make_solver("gcrodr", restart=30, recycle=10, rtol=1e-8)
+    plain = linsolve.make_solver("gmres", restart=30, rtol=1e-8)
+    it_rec = [rec.solve(A, b).iterations for A, b in systems]
+    it_gm = [plain.solve(A, b).iterations for A, b in systems]
+    assert sum(it_rec[1:]) < 0.8 * sum(it_gm[1:])
+
+
+def test_indefinite_helmholtz_sequence():
+    A = gallery.helmholtz2d(16, k=12.0)
+    rng = np.random.default_rng(8)
+    s = linsolve.make_solver("gcrodr", restart=30, recycle=10, rtol=1e-8)
+    its = []
+    for _ in range(3):
+        b = rng.standard_normal(A.shape[0])
+        res = s.solve(A, b)
+        assert res.converged
+        its.append(res.iterations)
+    assert its[-1] < its[0]
+
+
+def test_options_validated():
+    with pytest.raises(OptionError, match="recycle"):
+        linsolve.make_solver("gcrodr", restart=10, recycle=9)
+    with pytest.raises(OptionError, match="pc_side"):
+        linsolve.make_solver("gcrodr", pc_side="middle")
+    with pytest.raises(OptionError, match="restart"):
+        linsolve.make_solver("gcrodr", restart=1)
+    with pytest.raises(OptionError, match="which"):
+        linsolve.make_solver("gcrodr", which="median")
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("pc", ["bjacobi", "asm", "ilu"])
+def test_petsc_preconditioners_and_petsc_matrix(pc, petsc):
+    from linsolve.petsc_utils import csr_to_aij
+
+    A = gallery.convection_diffusion2d(16, peclet=20.0)
+    b = np.random.default_rng(9).standard_normal(A.shape[0])
+    s = linsolve.make_solver("gcrodr", restart=20, recycle=6, rtol=1e-9, backend="petsc", pc=pc)
+    r1 = s.solve(csr_to_aij(A), b)
+    r2 = s.solve(A, b + 0.1)
+    for r, rhs in ((r1, b), (r2, b + 0.1)):
+        assert r.converged
+        assert np.linalg.norm(rhs - A @ r.x) <= 1e-9 * np.linalg.norm(rhs) * (1 + 1e-6)
