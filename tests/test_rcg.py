@@ -1,0 +1,117 @@
+"""Recycled CG against references: a gold PCG when nothing is recycled, exact eigenvalues
+when the whole Krylov space is stored, deflation invariants, and iteration savings on
+SPD sequences, also across matrix (and hence preconditioner) changes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import linsolve
+from linsolve import OptionError, gallery
+
+
+def _gold_pcg(A, b, Minv, iters):
+    x = np.zeros_like(b)
+    r = b.copy()
+    z = Minv * r
+    p = z.copy()
+    norms = []
+    for _ in range(iters):
+        Ap = A @ p
+        alpha = (r @ z) / (p @ Ap)
+        x = x + alpha * p
+        r_new = r - alpha * Ap
+        norms.append(np.linalg.norm(r_new))
+        z_new = Minv * r_new
+        p = z_new + (r_new @ z_new) / (r @ z) * p
+        r, z = r_new, z_new
+    return x, np.array(norms)
+
+
+def test_without_recycling_it_is_pcg():
+    A = gallery.variable_diffusion2d(12, contrast=20.0)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    s = linsolve.make_solver("rcg", recycle=0, pc="jacobi", rtol=1e-15, maxiter=25)
+    res = s.solve(A, b)
+    x_ref, norms = _gold_pcg(A, b, 1.0 / A.diagonal(), 25)
+    assert not res.converged and res.iterations == 25
+    np.testing.assert_allclose(res.x, x_ref, rtol=1e-9)
+    np.testing.assert_allclose(res.residual_norms, norms, rtol=1e-7)
+
+
+@pytest.mark.parametrize("pc", ["none", "jacobi"])
+def test_ritz_values_are_eigenvalues_when_the_space_is_complete(pc):
+    rng = np.random.default_rng(1)
+    n = 30
+    Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    lam = np.geomspace(1.0, 50.0, n)
+    A = (Q * lam) @ Q.T
+    A = (A + A.T) / 2
+    s = linsolve.make_solver("rcg", recycle=4, store=200, pc=pc, rtol=1e-13)
+    assert s.solve(A, rng.standard_normal(n)).converged
+    d = np.diag(A) if pc == "jacobi" else np.ones(n)
+    ref = np.sort(np.linalg.eigvals(A / d[:, None]).real)[:4]  # eigenvalues of M^-1 A
+    np.testing.assert_allclose(np.sort(s.ritz_values), ref, rtol=1e-5)
+
+
+def test_deflation_invariants_and_savings():
+    A = gallery.poisson2d(24)
+    rng = np.random.default_rng(2)
+    s = linsolve.make_solver("rcg", recycle=10, store=150, pc="jacobi", rtol=1e-8)
+    its = []
+    for _ in range(4):
+        b = rng.standard_normal(A.shape[0])
+        res = s.solve(A, b)
+        assert res.converged
+        assert np.linalg.norm(b - A @ res.x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
+        its.append(res.iterations)
+    W = s._W
+    np.testing.assert_allclose(s._AW, (A @ W.T).T, atol=1e-10 * np.abs(s._AW).max())
+    # the recycled vectors approximate the smallest eigenvectors: Rayleigh quotients near them
+    rq = np.sort(np.einsum("ij,ij->i", W, s._AW) / np.einsum("ij,ij->i", W, W * A.diagonal()))
+    lmin = np.sort(np.linalg.eigvalsh((A / A.diagonal()[:, None]).toarray()))[0]
+    assert rq[0] <= 1.05 * lmin
+    cg = linsolve.make_solver("cg", pc="jacobi", rtol=1e-8).solve(A, b).iterations
+    assert its[-1] <= 0.7 * cg
+
+
+@pytest.mark.parametrize("pc", ["jacobi", "amg", "ssor"])
+def test_sequence_of_changing_matrices(pc):
+    base = gallery.variable_diffusion2d(20, contrast=30.0, seed=1)
+    rng = np.random.default_rng(3)
+    n = base.shape[0]
+    s = linsolve.make_solver("rcg", recycle=8, pc=pc, rtol=1e-9)
+    its, cold = [], []
+    for i in range(4):
+        A = (base @ sp.diags(1 + 0.05 * i * np.ones(n))).tocsr()  # new matrix, new preconditioner
+        A = ((A + A.T) / 2).tocsr()
+        b = rng.standard_normal(n)
+        res = s.solve(A, b)
+        assert res.converged
+        assert np.linalg.norm(b - A @ res.x) <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6)
+        its.append(res.iterations)
+        cold.append(linsolve.make_solver("cg", pc=pc, rtol=1e-9).solve(A, b).iterations)
+        if i:
+            assert res.info["recycle_matvecs"] > 0
+    assert sum(its[1:]) <= sum(cold[1:])
+
+
+def test_options_validated():
+    with pytest.raises(OptionError, match="recycle"):
+        linsolve.make_solver("rcg", recycle=-1)
+    with pytest.raises(OptionError, match="store"):
+        linsolve.make_solver("rcg", store=0)
+
+
+@pytest.mark.petsc
+def test_petsc_pc_and_matrix(petsc):
+    from linsolve.petsc_utils import csr_to_aij
+
+    A = gallery.poisson2d(16)
+    b = np.random.default_rng(4).standard_normal(A.shape[0])
+    s = linsolve.make_solver("rcg", backend="petsc", pc="icc", rtol=1e-9)
+    for M in (csr_to_aij(A), A):
+        r = s.solve(M, b)
+        assert r.converged
+        assert np.linalg.norm(b - A @ r.x) <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6)
