@@ -176,7 +176,7 @@ def write_shard(path: Path, chunk_id: int, records: list[SampleRecord]) -> None:
         f.attrs["chunk"] = int(chunk_id)
         f.attrs["complete"] = True
         f["sample_index"] = np.array([r.index for r in records], dtype=np.int64)
-        g = f.create_group("fields")
+        g = f.create_group("fields", track_order=True)
         for name in records[0].fields:
             g[name] = np.stack([np.asarray(r.fields[name], dtype=np.float32) for r in records])
         f["x"] = np.stack([np.asarray(r.x, dtype=np.float32) for r in records])

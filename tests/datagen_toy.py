@@ -26,7 +26,8 @@ class ToyPoisson(Family):
     name = "toy"
     dims = (2, 3)
     params = {"amplitude": (1.0, "range of the log-permeability coefficients a, b"),
-              "delay": (0.0, "seconds to sleep in assemble (lets tests kill a run mid-way)")}
+              "delay": (0.0, "seconds to sleep in assemble (lets tests kill a run mid-way)"),
+              "vector": (False, "also store the gradient of the solution (a t1 field)")}
     description = "variable-coefficient Poisson (test family)"
 
     def validate(self):
@@ -77,7 +78,11 @@ class ToyPoisson(Family):
         return {"permeability": self._k(params), "source": 1.0 + 0.5 * params["source"]}
 
     def solution_fields(self, params, x):
-        return {"pressure": np.asarray(x).reshape(self.grid)}
+        u = np.asarray(x).reshape(self.grid)
+        out = {"pressure": u}
+        if self.p["vector"]:
+            out["gradient"] = np.stack(np.gradient(u, *(1.0 / g for g in self.grid)), axis=-1)
+        return out
 
     def boundary_conditions(self):
         return {f"{ax}_{end}": "dirichlet" for ax in "xyz"[:self.dim] for end in ("lo", "hi")}

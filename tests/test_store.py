@@ -1,0 +1,188 @@
+"""The HDF5 store: The Well's layout, sample order, exact parameters, atomic commits,
+open_dataset (arrays and the PyTorch Dataset) and validation of stored solutions."""
+from __future__ import annotations
+
+import shutil
+
+import datagen_toy  # noqa: F401  (registers the 'toy' family)
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+
+import datagen
+from datagen import store
+from datagen.family import get_family
+from datagen.pipeline import GenerateConfig, generate, validate_file
+
+N, G = 7, 8
+
+
+@pytest.fixture(scope="module")
+def toy_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("store") / "toy.h5"
+    cfg = GenerateConfig(problem="toy", n=N, grid=G, solver="cg", solver_opt={"rtol": 1e-10}, chunk=3,
+                         seed=5, param={"vector": True})
+    generate(cfg, out)
+    return out, cfg
+
+
+def test_well_layout(toy_file):
+    out, _ = toy_file
+    with h5py.File(out, "r") as f:
+        a = f.attrs
+        assert a["dataset_name"] == "toy" and a["grid_type"] == "cartesian"
+        assert a["n_spatial_dims"] == 2 and a["n_trajectories"] == N
+        assert set(a["simulation_parameters"]) == {"amplitude", "delay", "vector"}
+        assert a["amplitude"] == 1.0
+        assert list(f["dimensions"].attrs["spatial_dims"]) == ["x", "y"]
+        for ax in ("x", "y"):
+            d = f["dimensions"][ax]
+            assert d.dtype == np.float32 and d.shape == (G,)
+            assert not d.attrs["sample_varying"] and not d.attrs["time_varying"]
+        np.testing.assert_allclose(f["dimensions"]["x"][()], (np.arange(G) + 0.5) / G, rtol=1e-6)
+        assert sorted(f["t0_fields"].attrs["field_names"]) == ["permeability", "pressure", "source"]
+        assert list(f["t1_fields"].attrs["field_names"]) == ["gradient"]
+        for name in ("permeability", "pressure", "source"):
+            ds = f["t0_fields"][name]
+            assert ds.dtype == np.float32 and ds.shape == (N, G, G)
+            assert ds.attrs["sample_varying"] and not ds.attrs["time_varying"]
+            assert list(ds.attrs["dim_varying"]) == [True, True]
+        assert f["t1_fields"]["gradient"].shape == (N, G, G, 2)
+        assert list(a["input_fields"]) == ["permeability", "source"]
+        assert list(a["output_fields"]) == ["pressure", "gradient"]
+        bc = f["boundary_conditions"]["x_lo"]
+        assert bc.attrs["bc_type"] == "dirichlet" and list(bc.attrs["associated_dims"]) == ["x"]
+        assert bc["mask"][()].tolist() == [True] + [False] * (G - 1)
+        assert list(f["boundary_conditions"]["y_hi"]["mask"][()]) == [False] * (G - 1) + [True]
+        sc = f["scalars"]
+        assert sc["a"].shape == (N,) and sc["a"].attrs["sample_varying"]
+        assert sc["amplitude"].shape == () and not sc["amplitude"].attrs["sample_varying"]
+        assert set(sc.attrs["field_names"]) == set(sc.keys())
+        for c in ("iterations", "relative_residual", "converged", "wall_time", "reason", "residual_history"):
+            assert f["solver_stats"][c].shape == (N,)
+        assert f["solution_vectors"]["x"].shape == (N, G * G)
+        assert store.check_schema(f) == []
+
+
+def test_samples_in_sample_order_with_exact_parameters(toy_file):
+    out, cfg = toy_file
+    family = cfg.build_family()
+    expected = family.sample(N, np.random.default_rng(cfg.seed))
+    with h5py.File(out, "r") as f:
+        params = store.read_parameters(f)
+        perm = f["ordering"]["permutation"][()]
+        pos = f["ordering"]["position"][()]
+        for i in range(N):
+            assert params[i]["a"] == expected[i]["a"] and isinstance(params[i]["a"], float)
+            np.testing.assert_array_equal(params[i]["source"], expected[i]["source"])
+            assert store.read_parameters(f, i)["b"] == expected[i]["b"]
+            # the stored solution is that of sample i's own system (dense-free direct reference)
+            sys_i = family.assemble(expected[i])
+            ref = spla.spsolve(sys_i.A.tocsc(), sys_i.b)
+            np.testing.assert_allclose(f["t0_fields"]["pressure"][i].reshape(-1), ref,
+                                       rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+            np.testing.assert_array_equal(f["t0_fields"]["permeability"][i],
+                                          family.input_fields(expected[i])["permeability"].astype(np.float32))
+        assert np.array_equal(pos[perm], np.arange(N))
+        assert np.array_equal(f["ordering"]["chunk"][()], pos // 3)
+        assert f["solver_stats"].attrs["rtol"] == 1e-10
+        assert np.all(f["solver_stats"]["relative_residual"][()] <= 1e-10)
+
+
+def test_schema_check_reports_departures(toy_file, tmp_path):
+    out, _ = toy_file
+    bad = tmp_path / "bad.h5"
+    shutil.copy(out, bad)
+    with h5py.File(bad, "r+") as f:
+        del f["t0_fields"]["source"]
+        del f["solver_stats"]["iterations"]
+        f["ordering"]["permutation"][0] = f["ordering"]["permutation"][1]
+    with h5py.File(bad, "r") as f:
+        problems = store.check_schema(f)
+    text = " ".join(problems)
+    assert "source" in text and "iterations" in text and "permutation" in text
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "f.h5"
+    with pytest.raises(RuntimeError):
+        with store.atomic_h5(target) as f:
+            f["a"] = np.arange(3)
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with store.atomic_h5(target) as f:
+        f["a"] = np.arange(3)
+    assert [p.name for p in tmp_path.iterdir()] == ["f.h5"]
+
+
+def test_shard_roundtrip_and_validity(tmp_path):
+    recs = [store.SampleRecord(i, {"u": np.full((2, 2), i, float)}, np.arange(4.0) * i, i + 1, 1e-9 * i,
+                               bool(i % 2), f"r{i}", 0.1, np.linspace(1, 0.1, i + 1)) for i in (4, 2)]
+    p = tmp_path / "chunk-00000.h5"
+    store.write_shard(p, 0, recs)
+    sh = store.read_shard(p)
+    assert sh["sample_index"].tolist() == [4, 2] and sh["reason"] == ["r4", "r2"]
+    assert sh["fields"]["u"].dtype == np.float32 and sh["fields"]["u"][1, 0, 0] == 2
+    np.testing.assert_array_equal(sh["residual_history"][0], np.linspace(1, 0.1, 5))
+    assert store.shard_is_valid(p, np.array([4, 2]))
+    assert not store.shard_is_valid(p, np.array([2, 4]))
+    trunc = tmp_path / "chunk-00001.h5"
+    trunc.write_bytes(p.read_bytes()[:200])
+    assert not store.shard_is_valid(trunc, np.array([4, 2]))
+
+
+def test_open_dataset_arrays_and_torch(toy_file):
+    torch = pytest.importorskip("torch")
+    out, _ = toy_file
+    d = datagen.open_dataset(out)
+    assert d.x.shape == (N, 2, G, G) and d.y.shape == (N, 3, G, G)
+    assert d.x.dtype == np.float32
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(d.x[:, 0], f["t0_fields"]["permeability"][()])
+        np.testing.assert_array_equal(d.y[:, 0], f["t0_fields"]["pressure"][()])
+        np.testing.assert_array_equal(d.y[:, 2], f["t1_fields"]["gradient"][..., 1])
+    assert len(d) == N and d.parameters[0].keys() == {"a", "b", "source"}
+    ds = d.torch()
+    item = ds[3]
+    assert set(item) == {"x", "y"} and isinstance(item["x"], torch.Tensor)
+    assert torch.equal(item["y"], torch.from_numpy(d.y[3]))
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert batch["x"].shape == (4, 2, G, G)
+
+
+def test_validate_accepts_good_and_catches_corruption(toy_file, tmp_path):
+    out, _ = toy_file
+    rep = validate_file(out, samples=N)
+    assert rep.ok and len(rep.checked) == N, rep.lines()
+    bad = tmp_path / "bad.h5"
+    shutil.copy(out, bad)
+    with h5py.File(bad, "r+") as f:
+        f["solution_vectors"]["x"][2] *= np.float32(1.001)
+        f["solver_stats"]["relative_residual"][4] = 0.5
+    rep = validate_file(bad, samples=N)
+    assert not rep.ok
+    text = " ".join(rep.failures)
+    assert "sample 2" in text and "sample 4" in text
+
+
+def test_rounding_slack_bounds_fp32_rounding(rng):
+    fam = get_family("toy")(grid=12)
+    system = fam.assemble(fam.sample(1, rng)[0])
+    x = spla.spsolve(system.A.tocsc(), system.b)
+    x32 = x.astype(np.float32)
+    moved = np.linalg.norm(system.A @ (x32.astype(np.float64) - x))
+    slack = store.rounding_slack(system.A, x32)
+    assert moved <= slack < 1e3 * moved
+
+
+def test_three_dimensional_layout(tmp_path):
+    out = tmp_path / "t3.h5"
+    cfg = GenerateConfig(problem="toy", n=3, grid=(4, 5, 6), solver="cg", chunk=2)
+    generate(cfg, out)
+    with h5py.File(out, "r") as f:
+        assert f.attrs["n_spatial_dims"] == 3
+        assert list(f["dimensions"].attrs["spatial_dims"]) == ["x", "y", "z"]
+        assert f["t0_fields"]["pressure"].shape == (3, 4, 5, 6)
+        assert store.check_schema(f) == []
+    assert validate_file(out, samples=3).ok
