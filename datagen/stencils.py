@@ -26,6 +26,17 @@ EDGES = {"left": (0, -1), "right": (0, 1), "bottom": (1, -1), "top": (1, 1), "ba
 """Edge name -> (axis, side) of its outward normal."""
 
 
+def bc_name(edge: str) -> str:
+    """Store name of a box edge: the axis first (``x_left``, ``y_top``), which is how the
+    HDF5 store tells which coordinate a boundary condition sits on."""
+    return f"{'xyz'[EDGES[edge][0]]}_{edge}"
+
+
+def box_bcs(spec: dict | str, dim: int = 2) -> dict[str, dict | str]:
+    """The same boundary condition on every edge of a ``dim``-D box, keyed by ``bc_name``."""
+    return {bc_name(e): (dict(spec) if isinstance(spec, dict) else spec) for e in list(EDGES)[:2 * dim]}
+
+
 class Mesh:
     """A box ``[lower, upper]`` split into ``shape`` cells (``centering="cell"``: unknowns at
     cell centres, ``h = (upper - lower) / n``) or its interior nodes (``centering="node"``:
@@ -309,5 +320,5 @@ def nodal_scaled_laplacian_of_product(mesh: Mesh, a: np.ndarray, shift: float = 
     return stencil_csr(mesh, diag, off)
 
 
-__all__ = ["Mesh", "BoundaryFaces", "EDGES", "stencil_csr", "fv_diffusion", "fv_boundary_rhs",
+__all__ = ["Mesh", "BoundaryFaces", "EDGES", "bc_name", "box_bcs", "stencil_csr", "fv_diffusion", "fv_boundary_rhs",
            "harmonic_mean", "nodal_scaled_laplacian_of_product"]

@@ -41,7 +41,7 @@ def gold_fv(shape, h, K, active=None, dirichlet_edges=("left", "right", "bottom"
 
 
 def test_registered():
-    assert {"darcy"} <= set(available_families())
+    assert {"darcy", "helmholtz", "poisson", "thermal", "heat"} <= set(available_families())
 
 
 # --- stencils ---------------------------------------------------------------------------
@@ -132,7 +132,9 @@ def test_darcy_reproducible_and_fields():
     c = fam.coordinates()
     np.testing.assert_allclose(c["x"], (np.arange(10) + 0.5) / 10)
     np.testing.assert_allclose(c["y"], (np.arange(6) + 0.5) / 6)
-    assert set(fam.boundary_conditions()) == {"left", "right", "bottom", "top"}
+    bcs = fam.boundary_conditions()
+    assert set(bcs) == {"x_left", "x_right", "y_bottom", "y_top"}
+    assert all(spec["bc_type"] == "dirichlet" for spec in bcs.values())
     A1 = fam.assemble(s1[0]).A
     A2 = fam.assemble(s2[0]).A
     assert (A1 != A2).nnz == 0
@@ -177,3 +179,279 @@ def test_darcy_sigma_changes_contrast():
     lo = _darcy(grid=16, sigma=1.0).sample(4, np.random.default_rng(0))
     hi = _darcy(grid=16, sigma=100.0).sample(4, np.random.default_rng(0))
     assert np.std(np.log(hi[0]["a"])) == pytest.approx(100 * np.std(np.log(lo[0]["a"])), rel=1e-9)
+
+
+# --- helmholtz --------------------------------------------------------------------------
+
+def _helm(**kw):
+    return get_family("helmholtz")(**kw)
+
+
+def test_helmholtz_indefinite_symmetric_with_negative_eigenvalues():
+    fam = _helm(grid=16, k=8.0)  # k h = 0.5, the accuracy limit
+    (p,) = fam.sample(1, np.random.default_rng(0))
+    s = fam.assemble(p)
+    A = s.A.toarray()
+    np.testing.assert_array_equal(A, A.T)
+    ev = np.linalg.eigvalsh(A)
+    assert ev.min() < 0 < ev.max()
+    assert (ev < 0).sum() >= 2
+    # Same coefficient without the shift is the SPD Darcy operator.
+    darcy = get_family("darcy")(grid=16).assemble(p).A.toarray()
+    np.testing.assert_allclose(A, darcy - 64.0 * np.eye(256), rtol=1e-13, atol=1e-9)
+    assert not fam.symmetric and fam.matrix_symmetric
+    assert p["k"] == 8.0
+    np.testing.assert_array_equal(fam.features(p), p["a"].ravel())
+
+
+def test_helmholtz_default_is_indefinite_on_default_grid():
+    fam = _helm()
+    assert fam.grid == (64, 64) and fam.p["k"] * (1 / 64) <= 0.5
+    (p,) = fam.sample(1, np.random.default_rng(3))
+    A = fam.assemble(p).A
+    # A + k^2 I is the SPD Darcy operator; A is indefinite iff its lowest eigenvalues lie below k^2.
+    import scipy.sparse.linalg as spla
+
+    lo = spla.eigsh(A + 256.0 * sp.identity(A.shape[0]), k=3, sigma=0, which="LM", return_eigenvectors=False)
+    assert np.all(lo < 256.0)
+
+
+def test_helmholtz_skr_variant():
+    fam = _helm(grid=10, variant="skr")
+    ps = fam.sample(20, np.random.default_rng(1))
+    ks = np.array([p["k"] for p in ps])
+    assert np.all((ks >= 0) & (ks < 1)) and np.std(ks) > 0.1
+    p = ps[0]
+    s = fam.assemble(p)
+    h = 1 / 11
+    ref = gallery.poisson2d(10).toarray() @ np.diag(p["a"].ravel()) - p["k"] ** 2 * h**2 * np.eye(100)
+    np.testing.assert_allclose(s.A.toarray(), ref, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(s.b, h**2)
+    f = fam.features(p)
+    assert f.shape == (101,) and f[-1] == p["k"]
+    assert fam.stencil == "skr" and not fam.matrix_symmetric
+    assert _helm(grid=10, variant="skr", stencil="fv").stencil == "fv"
+
+
+@pytest.mark.parametrize("kw,word", [
+    ({"grid": 16}, "k="),  # default k = 16 on 16 cells: k h = 1
+    ({"grid": 16, "k": 3.0}, "k="),  # k^2 < 2 pi^2: not indefinite
+    ({"grid": 16, "k": -1.0}, "k="),
+    ({"grid": 4, "variant": "skr", "k_max": 4.0}, "k_max"),
+    ({"grid": 16, "k": 8.0, "variant": "shifted"}, "variant"),
+    ({"grid": 16, "k": 8.0, "stencil": "fd"}, "stencil"),
+    ({"grid": 16, "k": 8.0, "tau": -2.0}, "tau"),
+])
+def test_helmholtz_bad_parameters(kw, word):
+    with pytest.raises(FamilyError, match=word):
+        _helm(**kw)
+
+
+def test_helmholtz_reproducible():
+    a = _helm(grid=16, k=8.0).sample(2, np.random.default_rng(9))
+    b = _helm(grid=16, k=8.0).sample(2, np.random.default_rng(9))
+    np.testing.assert_array_equal(a[1]["a"], b[1]["a"])
+    c = _helm(grid=16, variant="skr").sample(2, np.random.default_rng(9))
+    d = _helm(grid=16, variant="skr").sample(2, np.random.default_rng(9))
+    assert c[1]["k"] == d[1]["k"]
+
+
+# --- poisson ----------------------------------------------------------------------------
+
+def _cheb(n, s):
+    return np.cos(n * np.arccos(np.clip(s, -1, 1)))
+
+
+def test_poisson_shared_matrix_and_rhs_against_loops():
+    fam = get_family("poisson")(grid=6)
+    ps = fam.sample(3, np.random.default_rng(0))
+    systems = [fam.assemble(p) for p in ps]
+    assert systems[0].A is systems[1].A is systems[2].A and fam.shared_matrix
+    A = systems[0].A.toarray()
+    np.testing.assert_allclose(A, gold_fv((6, 6), (1 / 6, 1 / 6), np.ones((6, 6))), rtol=1e-13)
+    assert np.linalg.eigvalsh(A).min() > 0
+    p = ps[1]
+    h = 1 / 6
+    c = (np.arange(6) + 0.5) * h
+    ref = np.zeros((6, 6))
+    for i in range(6):
+        for j in range(6):
+            ref[i, j] = sum(p["f_coeffs"][m, n] * _cheb(m, 2 * c[i] - 1) * _cheb(n, 2 * c[j] - 1)
+                            for m in range(6) for n in range(6))
+            g = lambda e, s: sum(p["g_coeffs"][e, m] * _cheb(m, 2 * s - 1) for m in range(6))  # noqa: E731
+            if i == 0:
+                ref[i, j] += 2 / h**2 * g(0, c[j])
+            if i == 5:
+                ref[i, j] += 2 / h**2 * g(1, c[j])
+            if j == 0:
+                ref[i, j] += 2 / h**2 * g(2, c[i])
+            if j == 5:
+                ref[i, j] += 2 / h**2 * g(3, c[i])
+    np.testing.assert_allclose(systems[1].b, ref.ravel(), rtol=1e-12, atol=1e-10)
+    feats = fam.features(p)
+    assert feats.shape == (60,) and np.all(np.abs(feats) <= 1)
+    np.testing.assert_array_equal(feats[:36], p["f_coeffs"].ravel())
+
+
+def test_poisson_fields_degree_and_errors():
+    fam = get_family("poisson")(grid=(8, 5), degree=2)
+    (p,) = fam.sample(1, np.random.default_rng(4))
+    assert p["f_coeffs"].shape == (3, 3) and p["g_coeffs"].shape == (4, 3)
+    fields = fam.input_fields(p)
+    assert fields["f"].shape == (8, 5)
+    bd = fields["boundary_value"]
+    assert np.all(bd[1:-1, 1:-1] == 0) and np.all(bd[0, 1:-1] != 0)
+    assert set(fam.boundary_conditions()) == {"x_left", "x_right", "y_bottom", "y_top"}
+    with pytest.raises(FamilyError, match="degree"):
+        get_family("poisson")(grid=8, degree=-1)
+    with pytest.raises(FamilyError, match="degree"):
+        get_family("poisson")(grid=8, degree="two")
+    with pytest.raises(FamilyError, match="f_coeffs"):
+        fam.assemble({"f_coeffs": np.zeros((2, 2)), "g_coeffs": p["g_coeffs"]})
+    again = get_family("poisson")(grid=(8, 5), degree=2).sample(1, np.random.default_rng(4))[0]
+    np.testing.assert_array_equal(again["g_coeffs"], p["g_coeffs"])
+
+
+# --- thermal ----------------------------------------------------------------------------
+
+def test_thermal_masked_grid_and_spd():
+    fam = get_family("thermal")(grid=(20, 16))
+    (p,) = fam.sample(1, np.random.default_rng(0))
+    assert 0 <= p["T"] <= 100 and -100 <= p["q"] <= 0
+    s = fam.assemble(p)
+    g = s.grid
+    assert g.shape == (20, 16) and g.spacing == pytest.approx((0.05, 0.1))
+    assert (g.cell_type == SOLID).sum() == 2 * 8 and (g.cell_type == FLUID).sum() == 320 - 16
+    assert g.unknowns.size == 304 == s.A.shape[0]
+    assert g.origin == pytest.approx((-0.475, -0.75))
+    solid = np.zeros((20, 16), dtype=bool)
+    solid[9:11, 4:12] = True
+    np.testing.assert_array_equal(g.cell_type == SOLID, solid)
+    A = s.A.toarray()
+    np.testing.assert_allclose(A, gold_fv((20, 16), (0.05, 0.1), np.ones((20, 16)), ~solid, ("bottom",)), rtol=1e-13)
+    assert np.linalg.eigvalsh(A).min() > 0
+    assert fam.assemble(fam.sample(1, np.random.default_rng(1))[0]).A is s.A
+
+
+def test_thermal_physics():
+    import scipy.sparse.linalg as spla
+
+    fam = get_family("thermal")(grid=(40, 64))
+    # No flux: the whole body sits at the Dirichlet temperature.
+    s = fam.assemble({"T": 37.0, "q": 0.0})
+    np.testing.assert_allclose(spla.spsolve(s.A.tocsc(), s.b), 37.0, rtol=1e-10)
+    # Heat extracted at the top must all enter through the bottom (discrete conservation).
+    q = -60.0
+    s = fam.assemble({"T": 0.0, "q": q})
+    u = spla.spsolve(s.A.tocsc(), s.b)
+    assert np.all(u < 0)
+    faces, hx, hy = fam.faces, 1 / 40, 1.6 / 64
+    bottom = fam.dirichlet_mask
+    inflow = np.sum(2 * (0.0 - u[faces.row[bottom]]) / hy * hx)
+    assert inflow + q * 1.0 == pytest.approx(0.0, abs=1e-8 * abs(q))
+    # Linear in the two boundary values.
+    s1, s2 = fam.assemble({"T": 10.0, "q": 0.0}), fam.assemble({"T": 0.0, "q": -5.0})
+    s12 = fam.assemble({"T": 10.0, "q": -5.0})
+    np.testing.assert_allclose(s12.b, s1.b + s2.b)
+    fields = fam.solution_fields({"T": 0.0, "q": q}, u)["temperature"]
+    assert fields.shape == (40, 64) and np.all(fields[fam.mesh.grid().cell_type == SOLID] == 0)
+    np.testing.assert_array_equal(fam.features({"T": 3.0, "q": -4.0}), [3.0, -4.0])
+    assert fam.input_fields({"T": 3.0, "q": -4.0})["cell_type"].shape == (40, 64)
+
+
+@pytest.mark.parametrize("kw,word", [
+    ({"dirichlet_edge": "top"}, "differ"), ({"flux_edge": "north"}, "flux_edge"),
+    ({"t_min": 5.0, "t_max": 1.0}, "t_min"), ({"conductivity": 0.0}, "conductivity"),
+    ({"grid": (4, 4)}, "slot"),
+])
+def test_thermal_bad_parameters(kw, word):
+    with pytest.raises(FamilyError, match=word):
+        get_family("thermal")(**kw)
+
+
+# --- heat -------------------------------------------------------------------------------
+
+def _heat(**kw):
+    return get_family("heat")(**{"grid": 12, **kw})
+
+
+def test_heat_samples_are_time_steps():
+    fam = _heat()
+    ps = fam.sample(4, np.random.default_rng(0))
+    assert [p["step"] for p in ps] == [1, 2, 3, 4]
+    assert ps[2]["t"] == pytest.approx(3e-3) and ps[2]["t_prev"] == pytest.approx(2e-3)
+    assert ps[0]["kappa"] == pytest.approx(0.1 * np.sin(2 * np.pi * 1e-3))
+    assert ps == _heat().sample(4, np.random.default_rng(99))  # rng unused
+    np.testing.assert_allclose(fam.features(ps[2]), [3e-3, ps[2]["kappa"]])
+    from datagen.families.heat import kappa
+
+    assert kappa(0.25) == pytest.approx(0.1) and kappa(0.75) == pytest.approx(10.0)
+    assert kappa(0.0) == 0 and np.all(kappa(np.linspace(0, 2, 101)) >= 0)
+
+
+def test_heat_step_one_and_spd():
+    fam = _heat()
+    (p,) = fam.sample(1, None)
+    s = fam.assemble(p)
+    L = gold_fv((12, 12), (1 / 12, 1 / 12), np.ones((12, 12)))
+    A = s.A.toarray()
+    np.testing.assert_allclose(A, np.eye(144) / 1e-3 + 0.5 * p["kappa"] * L, rtol=1e-13)
+    assert np.linalg.eigvalsh(A).min() > 0
+    F0, F1 = fam.forcing(0.0), fam.forcing(1e-3)
+    np.testing.assert_allclose(s.b, 0.5 * (F0 + F1).ravel())
+    assert F0.max() <= 32.0 and F0.max() > 20.0
+    X, Y = fam.mesh.coords()
+    far = np.hypot(X - 0.75, Y - 0.5) >= 0.125
+    assert np.all(F0[far] == 0)
+
+
+def test_heat_state_is_deterministic_reference_trajectory():
+    fam = _heat(checkpoint=3)
+    steps = fam.sample(7, None)
+    direct = fam.assemble(steps[6])  # straight to step 7: marches the reference
+    fresh = _heat()
+    in_order = [fresh.assemble(p) for p in steps]
+    np.testing.assert_allclose(direct.b, in_order[6].b, rtol=1e-12)
+    assert set(fam._ref) <= {0, 3, 6}
+    # Independent march with dense solves.
+    L = gold_fv((12, 12), (1 / 12, 1 / 12), np.ones((12, 12)))
+    u = np.zeros(144)
+    for p in steps[:6]:
+        A = np.eye(144) / 1e-3 + 0.5 * p["kappa"] * L
+        b = u / 1e-3 - 0.5 * p["kappa_prev"] * L @ u + 0.5 * (fam.forcing(p["t_prev"]) + fam.forcing(p["t"])).ravel()
+        u = np.linalg.solve(A, b)
+    np.testing.assert_allclose(fam.previous_state(7), u, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(fam.input_fields(steps[6])["u_prev"], u.reshape(12, 12), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(fam.reference_state(4), fresh.reference_state(4), rtol=1e-12)
+
+
+def test_heat_set_previous_feeds_the_next_step():
+    fam = _heat()
+    steps = fam.sample(4, None)
+    fam.assemble(steps[2])
+    x = np.random.default_rng(0).standard_normal(144)
+    fam.set_previous(x)  # the solution of step 3
+    s4 = fam.assemble(steps[3])
+    L = fam.L
+    ref = x / 1e-3 - 0.5 * steps[2]["kappa"] * (L @ x) + 0.5 * (fam.forcing(3e-3) + fam.forcing(4e-3)).ravel()
+    np.testing.assert_allclose(s4.b, ref, rtol=1e-12)
+    fam.clear_previous()
+    assert not np.allclose(fam.assemble(steps[3]).b, ref)
+    with pytest.raises(FamilyError, match="finite values"):
+        fam.set_previous(np.ones(3), step=1)
+    with pytest.raises(FamilyError, match="step"):
+        _heat().set_previous(np.ones(144))
+
+
+@pytest.mark.parametrize("kw,word", [({"dt": 0.0}, "dt"), ({"radius": -1.0}, "radius"),
+                                     ({"checkpoint": 0}, "checkpoint"), ({"amplitude": "big"}, "amplitude")])
+def test_heat_bad_parameters(kw, word):
+    with pytest.raises(FamilyError, match=word):
+        _heat(**kw)
+
+
+def test_heat_bad_step():
+    fam = _heat()
+    for bad in (0, 1.5):
+        with pytest.raises(FamilyError, match="step"):
+            fam.assemble({"step": bad})

@@ -19,7 +19,7 @@ from linsolve import LinearSystem
 
 from ..family import Family, FamilyError, register_family
 from ..grf import GaussianRandomField
-from ..stencils import Mesh, fv_boundary_rhs, fv_diffusion, nodal_scaled_laplacian_of_product
+from ..stencils import Mesh, box_bcs, fv_boundary_rhs, fv_diffusion, nodal_scaled_laplacian_of_product
 
 STENCILS = ("fv", "skr")
 
@@ -87,7 +87,7 @@ class GRFCoefficientFamily(Family):
         return {"u": np.asarray(x).reshape(self.grid)}
 
     def boundary_conditions(self) -> dict[str, str]:
-        return {edge: "dirichlet u=0" for edge in ("left", "right", "bottom", "top")}
+        return box_bcs({"bc_type": "dirichlet", "values": np.zeros(1), "associated_fields": ["u"]})
 
 
 @register_family
