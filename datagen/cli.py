@@ -39,12 +39,16 @@ class _Group(TyperGroup):
                                 standalone_mode=False, **extra)
 
         def call(args=None, prog_name=None, standalone_mode=False):
-            return super(_Group, self).main(args=args, prog_name=prog_name, complete_var=complete_var,
-                                            standalone_mode=standalone_mode, **extra)
+            rv = super(_Group, self).main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                          standalone_mode=standalone_mode, **extra)
+            # click hands back typer.Exit(code) as the return value outside standalone mode
+            if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+                sys.exit(rv)
+            return rv
 
         global _ARGV
         _ARGV = list(sys.argv[1:] if args is None else args)
-        run_app(call, prog_name or PROG, args)
+        run_app(call, PROG, args)
 
 
 _ARGV: list[str] = []

@@ -1,0 +1,263 @@
+"""The ``datagen`` command through typer's CliRunner (and the real entry point in a
+subprocess): every bad input exits 2 with one line and writes nothing; --strict exits 1."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import datagen_toy  # noqa: F401  (registers the 'toy' family)
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from datagen.cli import app, parse_pairs
+from datagen.pipeline import parts_dir
+
+runner = CliRunner()
+BASE = ["generate", "toy", "--n", "4", "--grid", "6", "--chunk", "2", "--seed", "1", "--solver", "cg"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_bad_input(res, needle, out: Path | None = None):
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("datagen: error:") and needle in lines[0], lines[0]
+    assert "Traceback" not in res.output
+    if out is not None:
+        assert not out.exists() and not parts_dir(out).exists()
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    out = d / "made.h5"
+    res = invoke(*BASE, "--solver-opt", "rtol=1e-9", "--out", out)
+    assert res.exit_code == 0, res.output
+    return out, res
+
+
+def test_parse_pairs():
+    assert parse_pairs(["rtol=1e-8", "restart=30", "warm_start=true", "pc=ilu", 'pc_options={"fill": 2}'],
+                       "x") == {"rtol": 1e-8, "restart": 30, "warm_start": True, "pc": "ilu",
+                                "pc_options": {"fill": 2}}
+
+
+def test_problems_lists_families_and_parameters():
+    res = invoke("problems")
+    assert res.exit_code == 0
+    for word in ("toy", "darcy", "amplitude", "delay"):
+        assert word in res.stdout
+
+
+def test_generate_prints_summary_and_stores_command(made):
+    out, res = made
+    assert "non-converged samples" in res.stdout and "iterations" in res.stdout
+    assert "systems/s" in res.stderr and "mean its" in res.stderr  # the progress bar
+    with h5py.File(out, "r") as f:
+        assert f.attrs["command"].startswith("datagen generate toy --n 4")
+        cfg = json.loads(f.attrs["config"])
+    assert cfg["solver_opt"] == {"rtol": 1e-9} and cfg["grid"] == [6] and cfg["problem"] == "toy"
+
+
+def test_quiet_prints_nothing(tmp_path):
+    res = invoke(*BASE, "--out", tmp_path / "q.h5", "--quiet")
+    assert res.exit_code == 0 and res.output == ""
+
+
+def test_stored_config_reproduces_the_file(made, tmp_path):
+    out, _ = made
+    with h5py.File(out, "r") as f:
+        cfg = json.loads(f.attrs["config"])
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps(cfg))
+    again = tmp_path / "again.h5"
+    assert invoke("generate", "--config", conf, "--out", again, "--quiet").exit_code == 0
+    with h5py.File(out, "r") as f1, h5py.File(again, "r") as f2:
+        np.testing.assert_array_equal(f1["t0_fields"]["pressure"][()], f2["t0_fields"]["pressure"][()])
+        assert f1.attrs["config"] == f2.attrs["config"]
+
+
+def test_toml_config_and_command_line_precedence(tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text('problem = "toy"\nn = 3\ngrid = "5,7"\nsolver = "gmres"\nchunk = 2\n'
+                    f'out = "{tmp_path / "t.h5"}"\n[solver_opt]\nrestart = 5\nrtol = 1e-7\n[param]\namplitude = 0.5\n')
+    res = invoke("generate", "--config", conf, "--n", "5", "--solver-opt", "rtol=1e-9", "--quiet")
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        assert f.attrs["n_trajectories"] == 5 and f["t0_fields"]["pressure"].shape == (5, 5, 7)
+        cfg = json.loads(f.attrs["config"])
+        assert f.attrs["amplitude"] == 0.5
+    assert cfg["solver"] == "gmres" and cfg["solver_opt"] == {"restart": 5, "rtol": 1e-9}
+
+
+def test_dim_option_builds_3d(tmp_path):
+    out = tmp_path / "d3.h5"
+    res = invoke("generate", "toy", "--n", "2", "--grid", "4", "--dim", "3", "--out", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    with h5py.File(out, "r") as f:
+        assert f["t0_fields"]["pressure"].shape == (2, 4, 4, 4)
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--n", "0"], "n must be positive"),
+    (["--n", "-4"], "n must be positive"),
+    (["--n", "lots"], "'--n'"),
+    (["--grid", "0"], "grid sizes must be positive"),
+    (["--grid", "8,x"], "grid"),
+    (["--solver", "nosuch"], "unknown solver 'nosuch'; available: "),
+    (["--solver-opt", "rtol=-1"], "rtol"),
+    (["--solver-opt", "restart"], "not key=value"),
+    (["--solver-opt", "bogus=3"], "unknown option(s) bogus"),
+    (["--solver-opt", "maxiter=abc"], "maxiter"),
+    (["--param", "nosuch=1"], "unknown parameter(s) nosuch"),
+    (["--param", "amplitude=-1"], "amplitude"),
+    (["--order", "zigzag"], "unknown ordering method 'zigzag'"),
+    (["--chunk", "0"], "chunk must be positive"),
+    (["--dim", "5"], "dim"),
+    (["--resume", "--overwrite"], "exclude"),
+])
+def test_generate_bad_input_exit_2(tmp_path, extra, needle):
+    out = tmp_path / "bad.h5"
+    assert_bad_input(invoke(*BASE, *extra, "--out", out), needle, out)
+
+
+def test_unknown_family_lists_known(tmp_path):
+    out = tmp_path / "u.h5"
+    res = invoke("generate", "nosuch", "--n", "2", "--out", out)
+    assert_bad_input(res, "unknown problem family 'nosuch'; available: ", out)
+    assert "toy" in res.stderr and "darcy" in res.stderr
+
+
+def test_missing_required_values(tmp_path):
+    assert_bad_input(invoke("generate", "toy", "--out", tmp_path / "m.h5"), "--n")
+    assert_bad_input(invoke("generate", "toy", "--n", "2"), "--out")
+    assert_bad_input(invoke("generate", "--n", "2", "--out", tmp_path / "m.h5"), "PROBLEM")
+
+
+def test_existing_output_needs_resume_or_overwrite(made, tmp_path):
+    out, _ = made
+    before = out.read_bytes()
+    assert_bad_input(invoke(*BASE, "--out", out), "exists; pass --overwrite")
+    assert out.read_bytes() == before
+    copy = tmp_path / "copy.h5"
+    shutil.copy(out, copy)
+    assert invoke(*BASE, "--solver-opt", "rtol=1e-9", "--out", copy, "--resume").exit_code == 0
+    assert_bad_input(invoke(*BASE, "--out", copy, "--resume"), "different configuration")
+    assert invoke(*BASE, "--out", copy, "--overwrite", "--quiet").exit_code == 0
+
+
+def test_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_bad_input(invoke(*BASE, "--out", blocker / "sub" / "o.h5"), "cannot create output directory")
+    assert_bad_input(invoke(*BASE, "--out", tmp_path), "is a directory")
+
+
+@pytest.mark.parametrize("text,suffix,needle", [
+    ("{not json", ".json", "malformed JSON"),
+    ("n = = 3", ".toml", "malformed TOML"),
+    ("[1, 2]", ".json", "must hold a mapping"),
+    ('{"problem": "toy", "n": 2, "colour": 1}', ".json", "unknown configuration key(s) colour"),
+    ('{"problem": "toy", "n": 2, "solver_opt": ["rtol"]}', ".json", "not key=value"),
+])
+def test_malformed_config_exit_2(tmp_path, text, suffix, needle):
+    conf = tmp_path / f"c{suffix}"
+    conf.write_text(text)
+    out = tmp_path / "o.h5"
+    assert_bad_input(invoke("generate", "--config", conf, "--out", out), needle, out)
+
+
+def test_missing_config_file(tmp_path):
+    assert_bad_input(invoke("generate", "--config", tmp_path / "none.json"), "cannot read config file")
+
+
+def test_strict_fails_run_with_exit_1(tmp_path):
+    out = tmp_path / "s.h5"
+    res = invoke(*BASE, "--solver-opt", "maxiter=2", "--solver-opt", "rtol=1e-12", "--strict", "--quiet",
+                 "--out", out)
+    assert res.exit_code == 1
+    assert "did not converge" in res.stderr and "Traceback" not in res.output
+    assert not out.exists()
+    # without --strict the same run completes and counts them
+    res = invoke(*BASE, "--solver-opt", "maxiter=2", "--solver-opt", "rtol=1e-12", "--overwrite", "--out", out)
+    assert res.exit_code == 0
+    row = next(ln for ln in res.stdout.splitlines() if "non-converged" in ln)
+    assert "4" in row
+
+
+def test_inspect_json_and_table(made):
+    out, _ = made
+    res = invoke("inspect", out, "--json")
+    assert res.exit_code == 0
+    s = json.loads(res.stdout)
+    assert s["n_trajectories"] == 4 and s["grid"] == [6, 6] and s["schema_problems"] == []
+    assert s["fields"]["pressure"]["role"] == "output" and s["stats"]["non_converged"] == 0
+    with h5py.File(out, "r") as f:
+        assert s["stats"]["iterations_max"] == int(f["solver_stats"]["iterations"][()].max())
+    res = invoke("inspect", out)
+    assert res.exit_code == 0 and "solver statistics" in res.stdout and "t0_fields/pressure" in res.stdout
+
+
+def test_validate_ok_and_failure(made, tmp_path):
+    out, _ = made
+    res = invoke("validate", out, "--samples", "4")
+    assert res.exit_code == 0 and "OK: 4 systems re-assembled" in res.stdout
+    bad = tmp_path / "bad.h5"
+    shutil.copy(out, bad)
+    with h5py.File(bad, "r+") as f:
+        f["solution_vectors"]["x"][:] *= np.float32(1.01)
+    res = invoke("validate", bad, "--samples", "4")
+    assert res.exit_code == 1 and "FAIL" in res.stdout
+
+
+def test_plot_writes_png(made, tmp_path):
+    out, _ = made
+    png = tmp_path / "p.png"
+    res = invoke("plot", out, "--index", "2", "--out", png)
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["inspect", "{missing}"], "does not exist"),
+    (["validate", "{missing}"], "does not exist"),
+    (["inspect", "{notdatagen}"], "not a datagen file"),
+    (["validate", "{garbage}"], "not a readable HDF5 file"),
+    (["plot", "{made}", "--index", "99", "--out", "{png}"], "out of range"),
+    (["plot", "{made}", "--index", "0", "--out", "{nodir}"], "does not exist"),
+])
+def test_reading_commands_bad_input(made, tmp_path, args, needle):
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["a"] = 1
+    (tmp_path / "garbage.h5").write_text("not hdf5")
+    sub = {"{missing}": str(tmp_path / "none.h5"), "{notdatagen}": str(other),
+           "{garbage}": str(tmp_path / "garbage.h5"), "{made}": str(made[0]), "{png}": str(tmp_path / "p.png"),
+           "{nodir}": str(tmp_path / "no" / "p.png")}
+    assert_bad_input(invoke(*[sub.get(a, a) for a in args]), needle)
+
+
+def test_entry_point_subprocess_one_line(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), env_path()])}
+    out = tmp_path / "o.h5"
+    p = subprocess.run([sys.executable, "-m", "datagen.cli", "generate", "darcy", "--n", "2", "--solver",
+                        "nosuch", "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "unknown solver 'nosuch'" in p.stderr
+    assert not out.exists()
+    p = subprocess.run([sys.executable, "-m", "datagen.cli", "generate", "darcy", "--n", "abc", "--out",
+                        str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "'--n'" in p.stderr
+
+
+def env_path() -> str:
+    return os.environ.get("PYTHONPATH", "")
