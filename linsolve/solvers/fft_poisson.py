@@ -207,13 +207,62 @@ class TensorPoisson:
         return p
 
 
-def _structure_of(solver, ctx) -> TensorPoisson:
+class DirichletBox:
+    """``scale`` times the standard (2d+1)-point Dirichlet Laplacian on a box grid (all
+    cells unknown, spacings from ``Grid``), solved with the type-I sine transform."""
+
+    def __init__(self, shape, spacing, scale=1.0):
+        self.shape = tuple(int(s) for s in shape)
+        self.spacing = tuple(float(h) for h in spacing)
+        self.n = int(np.prod(self.shape))
+        self.scale = float(scale)
+
+    def unscaled_matvec(self, x):
+        g = np.asarray(x, dtype=np.float64).reshape(self.shape)
+        out = np.zeros_like(g)
+        for ax, h in enumerate(self.spacing):
+            pad = np.pad(g, [(1, 1) if a == ax else (0, 0) for a in range(g.ndim)])
+            lo = np.take(pad, np.arange(0, g.shape[ax]), axis=ax)
+            hi = np.take(pad, np.arange(2, g.shape[ax] + 2), axis=ax)
+            out += (2 * g - lo - hi) / h**2
+        return out.reshape(-1)
+
+    def matvec(self, x):
+        return self.scale * self.unscaled_matvec(x)
+
+    def solve_grid(self, b):
+        import scipy.fft as sfft
+
+        lam = 0.0
+        for ax, (n, h) in enumerate(zip(self.shape, self.spacing)):
+            e = (2.0 - 2.0 * np.cos(np.pi * np.arange(1, n + 1) / (n + 1))) / h**2
+            lam = lam + e.reshape([-1 if a == ax else 1 for a in range(len(self.shape))])
+        bh = sfft.dstn(np.asarray(b, dtype=np.float64).reshape(self.shape), type=1)
+        return sfft.idstn(bh / (self.scale * lam), type=1)
+
+
+def _structure_of(solver, op, ctx):
     s = solver.opts.get("structure") or (ctx.meta or {}).get("tensor_poisson")
+    if s is None and ctx.grid is not None and ctx.grid.unknowns is None and ctx.grid.n_unknowns == op.n:
+        # No periodic structure given: the grid's Dirichlet Laplacian, up to a scalar
+        # factor that is read off one product (the gallery scales its stencil by h^2).
+        box = DirichletBox(ctx.grid.shape, ctx.grid.spacing)
+        z = np.random.default_rng(0).standard_normal(op.n)
+        k, a = box.unscaled_matvec(z), op.matvec(z)
+        box.scale = float(a @ k / (k @ k))
+        if box.scale > 0 and np.linalg.norm(a - box.scale * k) <= 1e-10 * np.linalg.norm(a):
+            return box
+        raise UnsupportedInputError(
+            "fft-poisson: the matrix is neither a scaled Dirichlet Laplacian on the given grid nor "
+            "described by a TensorPoisson structure (meta['tensor_poisson'] or structure=...); "
+            "use an iterative or sparse direct solver"
+        )
     if s is None:
         raise UnsupportedInputError(
             "solver 'fft-poisson' needs the tensor-product structure of the Poisson matrix: pass a "
-            "LinearSystem whose meta['tensor_poisson'] is a linsolve.solvers.fft_poisson.TensorPoisson, "
-            "or make_solver('fft-poisson', structure=...); it cannot solve a generic matrix"
+            "LinearSystem whose meta['tensor_poisson'] is a linsolve.solvers.fft_poisson.TensorPoisson "
+            "(or make_solver('fft-poisson', structure=...)), or a Grid for a Dirichlet Laplacian; "
+            "it cannot solve a generic matrix"
         )
     if not isinstance(s, TensorPoisson):
         raise OptionError(f"fft-poisson structure must be a TensorPoisson, got {type(s).__name__}")
@@ -223,13 +272,15 @@ def _structure_of(solver, ctx) -> TensorPoisson:
 @register("fft-poisson")
 class FFTPoisson(Solver):
     """Direct FFT + tridiagonal solver for the tensor-product Poisson matrices of
-    ``TensorPoisson`` (channel-flow pressure equations). Exact to round-off in one pass;
-    ``iterations`` is 1. Raises ``UnsupportedInputError`` for a matrix without that
+    ``TensorPoisson`` (channel-flow pressure equations: periodic x, z; stretched y), and
+    sine-transform solver for a (scaled) Dirichlet Laplacian on a ``Grid`` box. Exact to
+    round-off in one pass; ``iterations`` is 1. Needs a ``Grid`` (and, for the periodic
+    case, the structure); raises ``UnsupportedInputError`` for a matrix without that
     structure (checked once per matrix object with a random product)."""
 
     supports = frozenset({"spd"})
     needs_assembled = False
-    needs_grid = False
+    needs_grid = True
     direct = True
     options = {"structure": None, "check": True}
 
@@ -243,7 +294,11 @@ class FFTPoisson(Solver):
         self._checked = None
 
     def _solve(self, op, b, x0, tol, maxiter, ctx):
-        s = _structure_of(self, ctx)
+        s = _structure_of(self, op, ctx)
+        if isinstance(s, DirichletBox):
+            x = s.solve_grid(b).reshape(-1)
+            return Outcome(x, 1, [float(np.linalg.norm(b - op.matvec(x)))], True,
+                           "direct solve (fft-poisson, sine transform)", {})
         if op.n != s.n:
             raise ShapeError(f"fft-poisson: the matrix has {op.n} rows but the structure describes {s.n}")
         if self.opts["check"] and (self._checked is None or self._checked[0] is not op.source
