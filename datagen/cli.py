@@ -16,7 +16,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -157,29 +156,30 @@ def _summary_table(s, cfg):
 
 @app.command()
 def generate(
-    problem: Optional[str] = typer.Argument(None, help="problem family (see `datagen problems`)"),
-    n: Optional[int] = typer.Option(None, "--n", help="number of samples"),
-    grid: Optional[str] = typer.Option(None, "--grid", help="G (square/cube) or GX,GY[,GZ]; default 64"),
-    dim: Optional[int] = typer.Option(None, "--dim", help="2 or 3 where the family has both (default 2)"),
-    solver: Optional[str] = typer.Option(None, "--solver", help="registered linsolve solver; default cg"),
-    solver_opt: Optional[list[str]] = typer.Option(None, "--solver-opt", help="solver option key=value "
-                                                   "(int/float/bool/str, JSON for dicts); repeatable"),
-    order: Optional[str] = typer.Option(None, "--order", help="ordering method: none, greedy, ...; default greedy"),
-    chunk: Optional[int] = typer.Option(None, "--chunk", help="systems per chunk (solver state carried "
-                                        "within a chunk, reset between chunks); default 32"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="random seed; default 0"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output HDF5 file"),
-    param: Optional[list[str]] = typer.Option(None, "--param", help="family parameter key=value; repeatable"),
-    config: Optional[Path] = typer.Option(None, "--config", help="JSON or TOML file with the same keys "
-                                          "(problem, n, grid, dim, solver, solver_opt, order, chunk, seed, "
-                                          "param, out); command-line options win"),
+    problem: str | None = typer.Argument(None, help="problem family (see `datagen problems`)"),
+    n: int | None = typer.Option(None, "--n", help="number of samples"),
+    grid: str | None = typer.Option(None, "--grid", help="G (square/cube) or GX,GY[,GZ]; default 64"),
+    dim: int | None = typer.Option(None, "--dim", help="2 or 3 where the family has both (default 2)"),
+    solver: str | None = typer.Option(None, "--solver", help="registered linsolve solver; default cg"),
+    solver_opt: list[str] | None = typer.Option(None, "--solver-opt", help="solver option key=value "
+                                                "(int/float/bool/str, JSON for dicts); repeatable"),
+    order: str | None = typer.Option(None, "--order", help="ordering method: none, greedy, ...; default greedy"),
+    chunk: int | None = typer.Option(None, "--chunk", help="systems per chunk (solver state carried "
+                                     "within a chunk, reset between chunks); default 32"),
+    seed: int | None = typer.Option(None, "--seed", help="random seed; default 0"),
+    out: Path | None = typer.Option(None, "--out", help="output HDF5 file"),
+    param: list[str] | None = typer.Option(None, "--param", help="family parameter key=value; repeatable"),
+    config: Path | None = typer.Option(None, "--config", help="JSON or TOML file with the same keys "
+                                       "(problem, n, grid, dim, solver, solver_opt, order, chunk, seed, "
+                                       "param, out); command-line options win"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last complete chunk"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output or unfinished run"),
     quiet: bool = typer.Option(False, "--quiet", help="print only errors"),
     strict: bool = typer.Option(False, "--strict", help="a non-converged sample fails the run (exit 1)"),
 ):
     """Sample, order, solve in chunks and store a dataset."""
-    from .pipeline import GenerateConfig, NonConvergedError, PipelineError, generate as run, load_config_file
+    from .pipeline import GenerateConfig, NonConvergedError, PipelineError, load_config_file
+    from .pipeline import generate as run
 
     data = load_config_file(config) if config is not None else {}
     data = {k.replace("-", "_"): v for k, v in data.items()}

@@ -43,7 +43,7 @@ def plot_sample(path, index: int, out) -> Path:
     panels = len(fields) + 1
     fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.4), squeeze=False)
     axes = axes[0]
-    for ax, (name, role, arr) in zip(axes, fields):
+    for ax, (name, role, arr) in zip(axes[:-1], fields, strict=True):
         img = _as_image(arr, dim)
         if dim == 1:
             ax.plot(coords[0], img)

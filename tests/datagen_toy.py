@@ -35,7 +35,7 @@ class ToyPoisson(Family):
             raise FamilyError(f"amplitude must be non-negative, got {self.p['amplitude']}")
 
     def coordinates(self):
-        return {ax: (np.arange(g) + 0.5) / g for ax, g in zip("xyz", self.grid)}
+        return {ax: (np.arange(g) + 0.5) / g for ax, g in zip("xyz", self.grid, strict=False)}
 
     def _mesh(self):
         return np.meshgrid(*self.coordinates().values(), indexing="ij")

@@ -56,7 +56,7 @@ def assert_same_data(p1, p2):
                 v1, v2 = o1[()], o2[()]
                 if v1.dtype == object:
                     assert len(v1) == len(v2)
-                    for a, b in zip(v1, v2):
+                    for a, b in zip(v1, v2, strict=True):
                         np.testing.assert_array_equal(a, b, err_msg=name)
                 else:
                     np.testing.assert_array_equal(v1, v2, err_msg=name)
