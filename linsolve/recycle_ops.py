@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .precond import Identity, Jacobi, petsc_pc_type
+from .precond import Identity, Jacobi, Preconditioner, petsc_pc_type
 
 
 class MatOps:
@@ -109,6 +109,8 @@ def build_pc(solver, op):
     """The solver's preconditioner for ``op``: the package's NumPy ones for the SciPy
     backend, a PETSc PC for ``backend="petsc"`` (any PETSc PC type name). Cached per
     matrix object like ``Solver.preconditioner``."""
+    if isinstance(solver.pc, Preconditioner):
+        return solver.pc  # already built (e.g. the PC of an enclosing PETSc KSP)
     if solver.backend != "petsc" or not isinstance(solver.pc, str) or solver.pc == "none":
         return solver.preconditioner(op)
     cache = getattr(solver, "_petsc_pc_cache", None)

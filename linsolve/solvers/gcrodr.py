@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg.blas import dnrm2
 
 from ..base import Outcome, Solver
 from ..errors import OptionError
@@ -117,6 +118,8 @@ class GCRODR(Solver):
                 BZ = apply_block(M, BZ)
         C, U, Z = _orthonormalise(BZ, U, Z)
         self._C, self._U, self._Z = C, U, (None if Z is U else Z)
+        self._CtU = C @ U.T
+        self._norms()
         return U.shape[0]
 
     # --- the method -------------------------------------------------------------------
@@ -202,8 +205,12 @@ class GCRODR(Solver):
     def _zblock(self):
         return self._U if self._Z is None else self._Z
 
+    def _norms(self):
+        """Column scaling D = diag(1/||u_i||) of the paper, kept with U."""
+        self._d = 1.0 / np.sqrt(np.einsum("ij,ij->i", self._U, self._U))
+
     def _scaled(self):
-        d = 1.0 / np.linalg.norm(self._U, axis=1)
+        d = self._d
         Ut = self._U * d[:, None]
         Zt = Ut if self._Z is None else self._Z * d[:, None]
         return Ut, Zt
@@ -216,11 +223,11 @@ class GCRODR(Solver):
         G = np.zeros((m + 1, m))
         if kc:
             Vh[:kc] = self._C
-            d = 1.0 / np.linalg.norm(self._U, axis=1)
+            d = self._d
             G[np.arange(kc), np.arange(kc)] = d
             if flexible:
                 Wh[:kc] = self._Z * d[:, None]
-        beta = float(np.linalg.norm(rp))
+        beta = dnrm2(rp)
         Vh[kc] = rp / beta
         Rt = np.zeros((steps, steps))
         g = [beta] + [0.0] * steps
@@ -245,12 +252,16 @@ class GCRODR(Solver):
                 if not ident:
                     w = M.apply(w)
             Vj = Vh[:j + 1]
+            wn = dnrm2(w)
             h = Vj @ w
             w -= h @ Vj
-            h2 = Vj @ w
-            w -= h2 @ Vj
-            h += h2
-            hn = float(np.linalg.norm(w))
+            hn = dnrm2(w)
+            if hn < 0.7071 * wn:
+                # cancellation: one more classical Gram-Schmidt pass (PETSc's "ifneeded" rule)
+                h2 = Vj @ w
+                w -= h2 @ Vj
+                h += h2
+                hn = dnrm2(w)
             G[:j + 1, j] = h
             G[j + 1, j] = hn
             hnorm = math.sqrt(float(h[kc:] @ h[kc:]) + hn * hn)
@@ -301,7 +312,10 @@ class GCRODR(Solver):
         Ut = Zt = None
         if kc:
             Ut, Zt = self._scaled()
-            VW[:, :kc] = Vh[:dim + 1] @ Ut.T
+            # C^T U~ is known from the previous update; only the new Arnoldi vectors need
+            # products with U~.
+            VW[:kc, :kc] = self._CtU * self._d[None, :]
+            VW[kc:, :kc] = Vh[kc:dim + 1] @ Ut.T
         vals, P = harmonic_ritz(Gp, VW, k, self.opts["which"])
         if P.shape[1] == 0:
             return
@@ -324,6 +338,8 @@ class GCRODR(Solver):
             if kc:
                 Z += T[:, :kc] @ Zt
         self._C, self._U, self._Z = C, U, Z
+        self._CtU = Q.T @ VW @ T.T
+        self._norms()
 
 
 def _orthonormalise(BZ, U, Z):
