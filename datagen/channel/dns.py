@@ -93,12 +93,18 @@ class ChannelDNS:
         self.step_count = 0
         self.last_dpdx = config.dpdx
         self.structure = self.ops.poisson_structure()
+        self.pressure_grid = linsolve.Grid(g.shape, (float(g.dyc.mean()), g.dx, g.dz))
         self._matrix = None
         self._solver = None
         self._factors: dict = {}
         self.timing = {"step": 0.0, "pressure": 0.0, "steps": 0, "solves": 0, "iterations": 0}
         self.pressure_hook = None   # called with (b, x) of every pressure solve (benchmarks)
         self.monitor: dict = {}
+        self.use_numba = self.B.name == "numpy"
+        if self.use_numba:
+            from .kernels import explicit_kernel
+
+            self.use_numba = explicit_kernel() is not None
 
     # --- set-up -------------------------------------------------------------------------
     def pressure_matrix(self):
@@ -107,7 +113,8 @@ class ChannelDNS:
         return self._matrix
 
     def pressure_system(self, b) -> linsolve.LinearSystem:
-        return linsolve.LinearSystem(self.pressure_matrix(), b, meta={"tensor_poisson": self.structure})
+        return linsolve.LinearSystem(self.pressure_matrix(), b, grid=self.pressure_grid,
+                                     meta={"tensor_poisson": self.structure})
 
     def _pressure_solver(self):
         if self._solver is None:
@@ -187,14 +194,15 @@ class ChannelDNS:
         else:
             b = B.to_numpy(rhs).reshape(-1).copy()
             b[0] = 0.0  # pinned cell: the pinned system then equals the consistent singular one
-            res = self._pressure_solver().solve(self.pressure_matrix(), b, meta={"tensor_poisson": self.structure})
+            res = self._pressure_solver().solve(self.pressure_matrix(), b, grid=self.pressure_grid,
+                                                meta={"tensor_poisson": self.structure})
             if not res.converged:
                 raise ChannelBlowUp(f"pressure solve with {self.cfg.solver!r} failed at step "
                                     f"{self.step_count}: {res.reason}")
             its = res.iterations
             if self.pressure_hook is not None:
                 self.pressure_hook(b, res.x)
-            phi = B.asarray(res.x.reshape(self.grid.shape))
+            phi = res.x.reshape(self.grid.shape) if B.name == "numpy" else B.asarray(res.x.reshape(self.grid.shape))
         self.timing["pressure"] += time.perf_counter() - t0
         self.timing["solves"] += 1
         self.timing["iterations"] += its
@@ -207,6 +215,10 @@ class ChannelDNS:
 
     def _explicit(self, u, v, w):
         o = self.ops
+        if self.B.name == "numpy" and self.use_numba:
+            from .kernels import explicit_rhs_numba
+
+            return explicit_rhs_numba(o, u, v, w, self.nu)
         hu, hv, hw = o.advection(u, v, w)
         nu = self.nu
         return -hu + nu * o.lap_xz(u), -hv + nu * o.lap_xz(v[1:-1]), -hw + nu * o.lap_xz(w)

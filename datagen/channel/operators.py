@@ -82,6 +82,8 @@ class StaggeredOps:
     # --- wall-normal second derivatives as tridiagonal coefficients ----------------------
     def ly_centre(self):
         """(lower, diag, upper) of d2/dy2 at centres with zero (no-slip) wall values."""
+        if "_lyc" in self.__dict__:
+            return self._lyc
         g = self.g
         lo = 1.0 / (g.dyf[:-1] * g.dyc)
         up = 1.0 / (g.dyf[1:] * g.dyc)
@@ -89,10 +91,13 @@ class StaggeredOps:
         lo, up = lo.copy(), up.copy()
         lo[0] = 0.0
         up[-1] = 0.0
-        return lo, diag, up
+        self._lyc = (lo, diag, up)
+        return self._lyc
 
     def ly_face(self):
         """(lower, diag, upper) of d2/dy2 at interior faces with v = 0 on the walls."""
+        if "_lyf" in self.__dict__:
+            return self._lyf
         g = self.g
         dyf = g.dyf[1:-1]
         lo = 1.0 / (g.dyc[:-1] * dyf)
@@ -101,11 +106,16 @@ class StaggeredOps:
         lo, up = lo.copy(), up.copy()
         lo[0] = 0.0
         up[-1] = 0.0
-        return lo, diag, up
+        self._lyf = (lo, diag, up)
+        return self._lyf
 
     def apply_tri(self, coeffs, a):
         """Apply a tridiagonal y-operator (as from ly_centre / ly_face) to a."""
-        lo, diag, up = (self.B.col(c) for c in coeffs)
+        key = id(coeffs[0]), id(coeffs[1]), id(coeffs[2])
+        cache = self.__dict__.setdefault("_tri_cols", {})
+        if key not in cache:
+            cache[key] = (coeffs, tuple(self.B.col(c) for c in coeffs))
+        lo, diag, up = cache[key][1]
         out = diag * a
         out[1:] = out[1:] + lo[1:] * a[:-1]
         out[:-1] = out[:-1] + up[:-1] * a[1:]
