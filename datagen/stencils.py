@@ -71,6 +71,7 @@ class Mesh:
             self.index = np.full(self.size, -1, dtype=np.int64)
             self.index[self.unknowns] = np.arange(self.unknowns.size)
         self.n = self.size if self.unknowns is None else int(self.unknowns.size)
+        self._stencil_pattern = None
 
     @property
     def dim(self) -> int:
@@ -196,43 +197,62 @@ def _shift(field: np.ndarray, axis: int, side: int) -> np.ndarray:
     return out
 
 
+def _slots(d: int) -> list:
+    # Column order lower-x, lower-y, ..., diag, ..., upper-y, upper-x is ascending in the
+    # flat index and so in the unknown numbering (monotone in the flat index).
+    return [(a, -1) for a in range(d)] + [None] + [(a, 1) for a in reversed(range(d))]
+
+
+def _pattern(mesh: Mesh):
+    """Sparsity pattern of a compact stencil on ``mesh`` (cached on the mesh: it depends on
+    the geometry only): positions of the kept entries in the (rows, 2d+1) value table, and
+    the CSR ``indices``/``indptr``."""
+    if mesh._stencil_pattern is not None:
+        return mesh._stencil_pattern
+    d, shape = mesh.dim, mesh.shape
+    flat = np.arange(mesh.size).reshape(shape)
+    strides = [int(np.prod(shape[a + 1:])) for a in range(d)]
+    slots = _slots(d)
+    cols = np.empty((mesh.size, len(slots)), dtype=np.int64)
+    for j, slot in enumerate(slots):
+        if slot is None:
+            cols[:, j] = flat.reshape(-1)
+            continue
+        axis, side = slot
+        edge = [slice(None)] * d
+        edge[axis] = -1 if side > 0 else 0
+        nb = flat + side * strides[axis]
+        nb[tuple(edge)] = -1
+        cols[:, j] = nb.reshape(-1)
+    if mesh.unknowns is not None:
+        cols = cols[mesh.unknowns]
+    valid = cols >= 0
+    if mesh.unknowns is not None:
+        valid &= mesh.index[np.where(valid, cols, 0)] >= 0
+    take = np.flatnonzero(valid.reshape(-1))
+    indices = mesh.index[cols.reshape(-1)[take]]
+    indptr = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
+    itype = np.int32 if max(mesh.n, take.size) < 2**31 - 1 else np.int64
+    mesh._stencil_pattern = (take, indices.astype(itype), indptr.astype(itype))
+    return mesh._stencil_pattern
+
+
 def stencil_csr(mesh: Mesh, diag: np.ndarray, off: dict[tuple[int, int], np.ndarray]) -> sp.csr_matrix:
     """CSR matrix of a compact stencil: row P has ``diag[P]`` on the diagonal and
     ``off[(axis, side)][P]`` in the column of neighbour ``P + side e_axis``; neighbours
     outside the box or inactive are dropped (their coupling belongs in the rhs)."""
-    d = mesh.dim
-    shape = mesh.shape
-    flat = np.arange(mesh.size).reshape(shape)
-    strides = [int(np.prod(shape[a + 1:])) for a in range(d)]
-    # Column order lower-x, lower-y, ..., diag, ..., upper-y, upper-x is ascending in the
-    # flat index and so in the unknown numbering (monotone in the flat index).
-    slots = [(a, -1) for a in range(d)] + [None] + [(a, 1) for a in reversed(range(d))]
-    cols, vals = [], []
-    for slot in slots:
-        if slot is None:
-            cols.append(flat.reshape(-1))
-            vals.append(np.asarray(diag, dtype=float).reshape(-1))
-            continue
-        axis, side = slot
-        inside = np.ones(shape, dtype=bool)
-        edge = [slice(None)] * d
-        edge[axis] = -1 if side > 0 else 0
-        inside[tuple(edge)] = False
-        nb = np.where(inside, flat + side * strides[axis], -1).reshape(-1)
-        v = off.get(slot)
-        v = np.zeros(mesh.size) if v is None else np.asarray(v, dtype=float).reshape(-1)
-        cols.append(nb)
-        vals.append(v)
-    cols = np.stack(cols, axis=1)
-    vals = np.stack(vals, axis=1)
-    rows = slice(None) if mesh.unknowns is None else mesh.unknowns
-    cols, vals = cols[rows], vals[rows]
-    valid = cols >= 0
+    take, indices, indptr = _pattern(mesh)
+    slots = _slots(mesh.dim)
+    vals = np.zeros((mesh.size, len(slots)))
+    for j, slot in enumerate(slots):
+        v = diag if slot is None else off.get(slot)
+        if v is not None:
+            vals[:, j] = np.asarray(v, dtype=float).reshape(-1)
     if mesh.unknowns is not None:
-        valid &= mesh.index[np.where(valid, cols, 0)] >= 0
-    indptr = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
-    indices = mesh.index[cols[valid]]
-    return sp.csr_matrix((vals[valid], indices, indptr), shape=(mesh.n, mesh.n))
+        vals = vals[mesh.unknowns]
+    data = np.take(vals.reshape(-1), take)
+    # Own copies of the (cached) pattern: callers may modify a returned matrix in place.
+    return sp.csr_matrix((data, indices.copy(), indptr.copy()), shape=(mesh.n, mesh.n))
 
 
 def harmonic_mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:

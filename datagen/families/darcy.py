@@ -73,12 +73,14 @@ class GRFCoefficientFamily(Family):
             raise FamilyError(f"number of samples must be non-negative, got {n}")
         return np.exp(self.grf.sample(rng, int(n)))
 
-    def mesh(self, stencil: str) -> Mesh:
-        return Mesh(self.grid, centering="cell" if stencil == "fv" else "node")
+    def _build_mesh(self) -> None:
+        """Mesh and boundary faces of the chosen stencil, built once per family (assembly
+        then costs only the coefficient-dependent work)."""
+        self.mesh = Mesh(self.grid, centering="cell" if self.stencil == "fv" else "node")
+        self.faces = self.mesh.boundary_faces() if self.stencil == "fv" else None
 
     def coordinates(self) -> dict[str, np.ndarray]:
-        axes = self.mesh(self.stencil).axes
-        return dict(zip("xyz", axes, strict=False))
+        return dict(zip("xyz", self.mesh.axes, strict=False))
 
     def input_fields(self, params: dict) -> dict[str, np.ndarray]:
         return {"a": np.asarray(params["a"], dtype=float)}
@@ -111,6 +113,7 @@ class Darcy(GRFCoefficientFamily):
         super().validate()
         self.stencil = self.p["stencil"]
         self.symmetric = self.stencil == "fv"
+        self._build_mesh()
 
     def sample(self, n: int, rng: np.random.Generator) -> list[dict]:
         return [{"a": a} for a in self.sample_coefficients(n, rng)]
@@ -123,11 +126,10 @@ class Darcy(GRFCoefficientFamily):
         source ``f`` (scalar, array or callable) and Dirichlet data ``g`` (fv only: scalar,
         callable of the boundary-face centres, or None for 0). Used by ``assemble`` and by
         the manufactured-solution convergence tests."""
-        mesh = self.mesh(self.stencil)
+        mesh, faces = self.mesh, self.faces
         a = check_coefficient(mesh.evaluate(a) if callable(a) else a, self.grid)
         f = mesh.evaluate(f)
         if self.stencil == "fv":
-            faces = mesh.boundary_faces()
             A = fv_diffusion(mesh, a, faces)
             b = f.reshape(-1) + (0.0 if g is None else fv_boundary_rhs(faces, a, g=g))
         else:

@@ -71,6 +71,7 @@ class Helmholtz(GRFCoefficientFamily):
         super().validate()
         self.symmetric = False
         self.matrix_symmetric = self.stencil == "fv"
+        self._build_mesh()
 
     def sample(self, n: int, rng: np.random.Generator) -> list[dict]:
         a = self.sample_coefficients(n, rng)
@@ -87,13 +88,12 @@ class Helmholtz(GRFCoefficientFamily):
         """System for explicit fields: coefficient ``a`` (array or callable), wavenumber ``k``,
         source ``f`` and Dirichlet data ``g`` (fv only); used by ``assemble`` and the
         manufactured-solution tests."""
-        mesh = self.mesh(self.stencil)
+        mesh, faces = self.mesh, self.faces
         a = check_coefficient(mesh.evaluate(a) if callable(a) else a, self.grid)
         if not np.isfinite(k) or k < 0:
             raise FamilyError(f"wavenumber k={k!r} must be a non-negative finite number")
         f = mesh.evaluate(f)
         if self.stencil == "fv":
-            faces = mesh.boundary_faces()
             A = fv_diffusion(mesh, a, faces, shift=k**2)
             b = f.reshape(-1) + (0.0 if g is None else fv_boundary_rhs(faces, a, g=g))
         else:
