@@ -196,3 +196,52 @@ def test_petsc_preconditioners_and_petsc_matrix(pc, petsc):
     for r, rhs in ((r1, b), (r2, b + 0.1)):
         assert r.converged
         assert np.linalg.norm(rhs - A @ r.x) <= 1e-9 * np.linalg.norm(rhs) * (1 + 1e-6)
+
+
+@pytest.mark.petsc
+def test_python_ksp_from_the_options_database(petsc):
+    from linsolve.petsc_utils import csr_to_aij
+
+    A = gallery.convection_diffusion2d(16, peclet=20.0)
+    Am = csr_to_aij(A)
+    ksp = petsc.KSP().create(comm=petsc.COMM_SELF)
+    ksp.setOptionsPrefix("gcrodrtest_")
+    opts = petsc.Options("gcrodrtest_")
+    for k, v in {"ksp_type": "python", "ksp_python_type": "linsolve.petsc_ksp_python.GCRODR",
+                 "ksp_gcrodr_restart": 20, "ksp_gcrodr_recycle": 6, "ksp_rtol": 1e-9, "pc_type": "jacobi",
+                 "ksp_pc_side": "right"}.items():
+        opts[k] = v
+    ksp.setOperators(Am)
+    ksp.setFromOptions()
+    assert ksp.getType() == "python"
+    seen = []
+    ksp.setMonitor(lambda k, its, rnorm: seen.append((its, rnorm)))
+    rng = np.random.default_rng(10)
+    its = []
+    for _ in range(2):
+        b = rng.standard_normal(A.shape[0])
+        bv, xv = petsc.Vec().createWithArray(b.copy()), Am.createVecRight()
+        seen.clear()
+        ksp.solve(bv, xv)
+        assert ksp.getConvergedReason() > 0
+        x = xv.getArray().copy()
+        assert np.linalg.norm(b - A @ x) <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6)
+        n_it = ksp.getIterationNumber()
+        assert [s[0] for s in seen] == list(range(n_it + 1))  # monitor called every iteration
+        assert seen[-1][1] <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6)
+        its.append(n_it)
+    assert its[1] < its[0]  # the context recycles across KSPSolve calls
+    ksp.setTolerances(rtol=1e-14, max_it=3)
+    ksp.solve(bv, xv)
+    R = petsc.KSP.ConvergedReason
+    assert ksp.getConvergedReason() == (getattr(R, "DIVERGED_MAX_IT", None) or R.DIVERGED_ITS)
+    assert ksp.getIterationNumber() == 3
+    # new values in the same Mat: the recycled space is re-fitted and the answer is right
+    A2 = (A + sp.identity(A.shape[0]) * 5.0).tocsr()
+    Am.setValuesCSR(A2.indptr, A2.indices, A2.data)
+    Am.assemble()
+    ksp.setOperators(Am)
+    ksp.setTolerances(rtol=1e-9, max_it=10000)
+    ksp.solve(bv, xv)
+    assert ksp.getConvergedReason() > 0
+    assert np.linalg.norm(b - A2 @ xv.getArray()) <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6)

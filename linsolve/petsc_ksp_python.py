@@ -1,0 +1,167 @@
+"""GCRO-DR as a PETSc Python KSP, for existing PETSc codes:
+
+    -ksp_type python -ksp_python_type linsolve.petsc_ksp_python.GCRODR
+    -ksp_gcrodr_restart 40 -ksp_gcrodr_recycle 20 [-ksp_pc_side right]
+
+or in petsc4py: ``ksp.setType("python"); ksp.setPythonContext(GCRODR())``.
+The KSP's operator and PC are used as they are (any PC type); rtol, atol and max_it come
+from ``KSPSetTolerances``/``-ksp_rtol``..., every iteration calls the KSP's monitors
+(``-ksp_monitor``, ``KSPMonitorSet``) and records the convergence history, and the
+converged reason is set (CONVERGED_RTOL/ATOL, DIVERGED_MAX_IT, DIVERGED_BREAKDOWN). The
+context keeps its recycled subspace across ``KSPSolve`` calls, so a sequence of solves
+with one KSP recycles, including when the operator's values change (detected through
+the Mat object and its PETSc state counter).
+
+Stopping rule: ||r|| <= max(rtol ||b||, atol) on the unpreconditioned residual for right
+preconditioning (the PC side comes from ``KSPSetPCSide``/``-ksp_pc_side``; PETSc's default,
+left, monitors the preconditioned residual estimate and stops on the true residual).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .precond import Identity, Preconditioner
+from .solvers.gcrodr import GCRODR as _GCRODRSolver
+
+
+class _KspPC(Preconditioner):
+    """The KSP's own PC applied to NumPy arrays."""
+
+    symmetric = False
+
+    def __init__(self, pc, n):
+        super().__init__(n)
+        from .petsc_utils import vec_from_array
+
+        self.pc = pc
+        self._xb, self._yb = np.zeros(n), np.zeros(n)
+        self._xv, self._yv = vec_from_array(self._xb), vec_from_array(self._yb)
+
+    def apply(self, r):
+        self._xb[:] = r
+        self.pc.apply(self._xv, self._yv)
+        return self._yb.copy()
+
+
+class GCRODR:
+    """PETSc ``KSPPYTHON`` context running the package's GCRO-DR."""
+
+    def __init__(self, restart: int = 40, recycle: int = 20):
+        self.restart, self.recycle = restart, recycle
+        self.solver = None
+        self._M = None
+        self._pc_key = None
+        self._src = None
+
+    # --- PETSc KSP python interface -------------------------------------------------------
+    def create(self, ksp):
+        pass
+
+    def destroy(self, ksp):
+        self.solver = None
+        self._M = None
+
+    def reset(self, ksp):
+        pass
+
+    def setFromOptions(self, ksp):
+        from .petsc_utils import petsc
+
+        opts = petsc().Options(ksp.getOptionsPrefix())
+        self.restart = opts.getInt("ksp_gcrodr_restart", self.restart)
+        self.recycle = opts.getInt("ksp_gcrodr_recycle", self.recycle)
+        self.solver = None
+
+    def setUp(self, ksp):
+        pass
+
+    def view(self, ksp, viewer):
+        viewer.printfASCII(f"  GCRO-DR (linsolve): restart {self.restart}, recycle {self.recycle}\n")
+
+    def solve(self, ksp, b, x):
+        from .base import SolveContext
+        from .operator import Operator
+        from .petsc_utils import petsc
+
+        PETSc = petsc()
+        A, _ = ksp.getOperators()
+        pc = ksp.getPC()
+        right = ksp.getPCSide() == PETSc.PC.Side.RIGHT
+        side = "right" if right else "left"
+        if self.solver is None or self.solver.opts["pc_side"] != side:
+            self.solver = _GCRODRSolver(restart=int(self.restart), recycle=int(self.recycle), pc_side=side)
+        s = self.solver
+        n = A.getSize()[0]
+        # A new PC object, a PC rebuilt for new operator values, or a new matrix: new M
+        # (the recycled space is then re-fitted by a QR of B U inside the solver).
+        state = A.stateGet() if hasattr(A, "stateGet") else 0
+        key = (pc.getType(), id(A), state)
+        if self._M is None or self._pc_key != key:
+            pc.setUp()
+            self._M = Identity(n) if pc.getType() == "none" else _KspPC(pc, n)
+            self._pc_key = key
+        s.pc = self._M
+        s._pc_cache = None
+        if self._src is None or self._src[0] is not A or self._src[1] != state:
+            self._src = (A, state)  # changed values (state) re-fit the recycled space
+        op = Operator(A, check_finite=False)
+        op.source = self._src
+        rtol, atol, _, max_it = ksp.getTolerances()
+        barr = b.getArray(readonly=True).copy()
+        bnorm = float(np.linalg.norm(barr))
+        nonzero = ksp.getInitialGuessNonzero()
+        x0 = x.getArray(readonly=True).copy() if nonzero else np.zeros(n)
+        ksp.setIterationNumber(0)
+        if bnorm == 0.0:
+            x.set(0.0)
+            ksp.setResidualNorm(0.0)
+            ksp.monitor(0, 0.0)
+            ksp.setConvergedReason(PETSc.KSP.ConvergedReason.CONVERGED_ATOL)
+            return
+        tol = max(rtol * bnorm, atol)
+        r0 = float(np.linalg.norm(barr - _matvec(A, x0)))
+        ksp.logConvergenceHistory(r0)
+        ksp.monitor(0, r0)
+        count = [0]
+
+        def monitor(rel):
+            count[0] += 1
+            rn = rel * bnorm
+            ksp.setIterationNumber(count[0])
+            ksp.setResidualNorm(rn)
+            ksp.logConvergenceHistory(rn)
+            ksp.monitor(count[0], rn)
+
+        ctx = SolveContext(grid=None, callback=monitor, extra={}, bnorm=bnorm)
+        if r0 <= tol:
+            out_x, its, converged, reason = x0, 0, True, "converged"
+            rn = r0
+        else:
+            out = s._solve(op, barr, x0, tol, int(max_it), ctx)
+            out_x, its, converged, reason = out.x, out.iterations, out.converged, out.reason
+            rn = float(np.linalg.norm(barr - _matvec(A, out_x)))
+            if converged and rn > tol * (1 + 1e-8) and its < max_it:
+                more = s._solve(op, barr, out_x, tol, int(max_it) - its, ctx)
+                out_x, its, converged, reason = more.x, its + more.iterations, more.converged, more.reason
+                rn = float(np.linalg.norm(barr - _matvec(A, out_x)))
+            converged = converged and rn <= tol * (1 + 1e-8)
+        x.setArray(out_x)
+        ksp.setIterationNumber(its)
+        ksp.setResidualNorm(rn)
+        R = PETSc.KSP.ConvergedReason
+        if converged:
+            code = R.CONVERGED_ATOL if atol >= rtol * bnorm else R.CONVERGED_RTOL
+        elif its >= max_it:
+            code = getattr(R, "DIVERGED_MAX_IT", None) or R.DIVERGED_ITS  # renamed in PETSc 3.24
+        else:
+            code = R.DIVERGED_BREAKDOWN
+        ksp.setConvergedReason(code)
+        self.last_reason = reason
+
+
+def _matvec(A, x):
+    from .petsc_utils import vec_from_array
+
+    y = A.createVecLeft()
+    A.mult(vec_from_array(np.ascontiguousarray(x)), y)
+    return y.getArray(readonly=True).copy()
