@@ -1,0 +1,211 @@
+"""Channel DNS: exact steady Poiseuille flow, divergence at round-off, the Tollmien-
+Schlichting growth rate of Orszag (1971), backends and kernels against each other,
+checkpoint/restart, blow-up detection, and the statistics/comparison code on the
+Moser-Kim-Mansour reference data. The long turbulent run is not part of the tests."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datagen.channel import (ChannelBlowUp, ChannelConfig, ChannelDNS, laminar_profile, load_checkpoint,
+                             perturbed_laminar, save_checkpoint)
+from datagen.channel.stats import StatsAccumulator, compare_with_reference, load_reference, wall_units
+from linsolve.errors import OptionError
+
+SMALL = dict(nx=8, ny=16, nz=8, stretch=1.5)
+
+
+def _turbulent_like(seed=0, **kw):
+    cfg = ChannelConfig(grid=dict(nx=12, ny=16, nz=8, stretch=1.6), dt=1e-3, **kw)
+    return perturbed_laminar(ChannelDNS(cfg), amplitude=0.3, seed=seed)
+
+
+@pytest.mark.parametrize("drive", ["pressure_gradient", "flow_rate"])
+def test_poiseuille_is_steady_to_roundoff(drive):
+    cfg = ChannelConfig(grid=SMALL, dt=5e-3, drive=drive, ub=10.0)
+    dns = ChannelDNS(cfg)
+    U = laminar_profile(dns.grid, cfg.nu, cfg.ub if drive == "flow_rate" else None, cfg.dpdx)
+    u0 = np.broadcast_to(U.reshape(-1, 1, 1), dns.grid.shape).copy()
+    g = dns.grid
+    dns.set_fields(u0, np.zeros((g.ny + 1, g.nx, g.nz)), np.zeros(g.shape))
+    dns.run(40)
+    f = dns.fields()
+    assert np.abs(f["u"] - u0).max() <= 1e-12 * np.abs(u0).max()
+    assert np.abs(f["v"]).max() == 0 and np.abs(f["w"]).max() == 0
+    # the discrete profile is the parabola to second order, and the drive is the laminar one
+    yc = dns.grid.yc
+    if drive == "flow_rate":
+        assert np.abs(U - 1.5 * 10.0 * (1 - yc**2)).max() < 0.05 * 15
+        assert dns.last_dpdx == pytest.approx(3 * cfg.nu * 10.0, rel=0.02)
+    else:
+        assert U.max() == pytest.approx(0.5 * cfg.dpdx / cfg.nu, rel=0.02)
+
+
+def test_divergence_at_roundoff_after_every_step():
+    dns = _turbulent_like(seed=1)
+    ub = dns.cfg.ub
+    assert dns.divergence_max() < 1e-11 * ub
+    for _ in range(8):
+        dns.step()
+        assert dns.divergence_max() < 1e-11 * ub
+        assert dns.bulk_velocity() == pytest.approx(ub, rel=1e-12)
+
+
+def test_numba_kernel_matches_array_operators():
+    dns = _turbulent_like(seed=2)
+    rng = np.random.default_rng(0)
+    u = dns.u + rng.standard_normal(dns.u.shape)
+    v = dns.v.copy()
+    v[1:-1] += rng.standard_normal(v[1:-1].shape)
+    w = dns.w + rng.standard_normal(dns.w.shape)
+    dns.use_numba = False
+    ref = dns._explicit(u, v, w)
+    dns.use_numba = True
+    got = dns._explicit(u, v, w)
+    for a, b in zip(ref, got):
+        assert np.abs(a - b).max() <= 1e-13 * np.abs(a).max()
+
+
+def test_advection_conserves_momentum_and_nearly_energy():
+    dns = _turbulent_like(seed=3)
+    hu, hv, hw = dns.ops.advection(dns.u, dns.v, dns.w)
+    g = dns.grid
+    vol = g.dyc.reshape(-1, 1, 1)
+    assert abs((hu * vol).sum()) <= 1e-11 * (np.abs(hu) * vol).sum()
+    e = (dns.u * hu * vol).sum() + (dns.v[1:-1] * hv * g.dyf[1:-1].reshape(-1, 1, 1)).sum() + (dns.w * hw * vol).sum()
+    assert abs(e) <= 1e-2 * (np.abs(dns.u * hu) * vol).sum()
+
+
+def test_torch_backend_matches_numpy():
+    pytest.importorskip("torch")
+    a = _turbulent_like(seed=4)
+    b = ChannelDNS(ChannelConfig(**{**json.loads(a.cfg.to_json()), "device": "torch"}))
+    f = a.fields()
+    b.set_fields(f["u"], f["v"], f["w"])
+    a.run(3)
+    b.run(3)
+    fa, fb = a.fields(), b.fields()
+    for k in "uvw":
+        assert np.abs(fa[k] - fb[k]).max() <= 1e-10 * np.abs(fa["u"]).max()
+
+
+def test_other_registered_solver_gives_same_flow():
+    a = _turbulent_like(seed=5)
+    b = ChannelDNS(ChannelConfig(**{**json.loads(a.cfg.to_json()), "solver": "cg",
+                                    "solver_options": {"rtol": 1e-12, "maxiter": 20000}}))
+    f = a.fields()
+    b.set_fields(f["u"], f["v"], f["w"])
+    a.run(2)
+    b.run(2)
+    assert b.timing["iterations"] > b.timing["solves"]  # really iterated
+    assert np.abs(a.fields()["u"] - b.fields()["u"]).max() <= 1e-7 * a.cfg.ub
+    assert b.divergence_max() < 1e-8 * a.cfg.ub
+
+
+def test_checkpoint_restart_is_bitwise(tmp_path):
+    a = _turbulent_like(seed=6)
+    a.run(3)
+    path = save_checkpoint(a, tmp_path / "c.npz")
+    a.run(4)
+    b = load_checkpoint(path)
+    b.run(4)
+    assert b.step_count == a.step_count and b.t == pytest.approx(a.t)
+    for k in "uvw":
+        assert np.array_equal(a.fields()[k], b.fields()[k])
+    with pytest.raises(OptionError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(OptionError, match="not a channel checkpoint"):
+        load_checkpoint(tmp_path / "bad.npz")
+
+
+def test_blow_up_stops_with_clear_message():
+    dns = _turbulent_like(seed=7)
+    dns.cfg.dt = 0.2  # far beyond the CFL limit
+    with pytest.raises(ChannelBlowUp, match="CFL|non-finite"):
+        dns.run(20, check_every=1)
+    dns = _turbulent_like(seed=7)
+    dns.u[3, 2, 1] = np.nan
+    with pytest.raises(ChannelBlowUp, match="non-finite"):
+        dns.check()
+
+
+def test_bad_configuration_is_rejected():
+    with pytest.raises(OptionError, match="nx"):
+        ChannelDNS(ChannelConfig(grid=dict(nx=7)))
+    with pytest.raises(OptionError, match="drive"):
+        ChannelConfig(drive="wind")
+    with pytest.raises(OptionError, match="re_tau"):
+        ChannelConfig(re_tau=-5)
+    with pytest.raises(ValueError, match="no-such"):
+        ChannelConfig(solver="no-such")
+    with pytest.raises(OptionError, match="device"):
+        ChannelDNS(ChannelConfig(device="tpu"))
+
+
+# --- linear stability ---------------------------------------------------------------------
+def test_orr_sommerfeld_reproduces_orszag():
+    from datagen.channel.stability import ORSZAG_1971, orr_sommerfeld
+
+    c, _, _ = orr_sommerfeld(1e4, 1.0, 80)
+    assert abs(c - ORSZAG_1971["c"]) < 1e-7
+
+
+def test_tollmien_schlichting_growth_rate_within_2_percent():
+    from datagen.channel.stability import ts_growth_rate
+
+    r = ts_growth_rate(nx=16, ny=192, stretch=1.8, dt=0.05, t_end=40.0, t_fit=15.0)
+    assert r["predicted"] == pytest.approx(0.00373967, rel=1e-5)
+    assert r["rel_err"] < 0.02, r
+    assert r["div_max"] < 1e-12
+
+
+# --- statistics and the comparison with Moser, Kim & Mansour (1999) ----------------------------
+REF = Path(__file__).parent / "data" / "channel_re180_mean_profile.json"
+
+
+def test_reference_data_is_mkm():
+    ref = load_reference(REF)
+    assert "Moser" in ref["source"]
+    assert ref["U_plus"][-1] == pytest.approx(18.3, abs=0.1)
+
+
+def test_comparison_accepts_reference_and_rejects_shifted_profile():
+    ref = load_reference(REF)
+    yp, U = np.array(ref["y_plus"]), np.array(ref["U_plus"])
+    prof = {"y_plus": yp, "U_plus": U, "U_centre_plus": U[-1]}
+    good = compare_with_reference(prof, ref)
+    assert good["mean_U_rms_rel_err_5_150"] < 1e-12 and good["all_met"]
+    bad = compare_with_reference({**prof, "U_plus": U * 1.08, "U_centre_plus": U[-1] * 1.08}, ref)
+    assert bad["mean_U_rms_rel_err_5_150"] == pytest.approx(0.08, rel=1e-6)
+    assert not bad["checks"]["mean_U"] and not bad["checks"]["centre_U"]
+    # rms and shear-stress checks on synthetic profiles with known peaks
+    urms = 2.6 * np.exp(-((np.log(yp + 1e-9) - np.log(15)) ** 2))
+    uv = -0.70 * np.exp(-((np.log(yp + 1e-9) - np.log(30)) ** 2))
+    out = compare_with_reference({**prof, "u_rms_plus": urms, "uv_plus": uv}, ref)
+    assert out["checks"]["u_rms_peak"] and out["checks"]["uv_peak"]
+    out = compare_with_reference({**prof, "u_rms_plus": urms * 1.2, "uv_plus": uv * 0.8}, ref)
+    assert not out["checks"]["u_rms_peak"] and not out["checks"]["uv_peak"]
+
+
+def test_wall_units_of_laminar_flow_are_analytic():
+    """Laminar Poiseuille: u_tau^2 = 3 nu U_b, U+ = U/u_tau, no fluctuations."""
+    cfg = ChannelConfig(grid=dict(nx=4, ny=64, nz=4, stretch=0.0), dt=1e-3, ub=5.0)
+    dns = ChannelDNS(cfg)
+    U = 1.5 * 5.0 * (1 - dns.grid.yc**2)
+    g = dns.grid
+    dns.set_fields(np.broadcast_to(U.reshape(-1, 1, 1), g.shape).copy(), np.zeros((g.ny + 1, g.nx, g.nz)),
+                   np.zeros(g.shape))
+    acc = StatsAccumulator(g.ny)
+    acc.add(dns)
+    acc.add(dns)
+    acc.close_block(dns.t)
+    blk = acc.blocks[0]
+    prof = wall_units(blk, blk["n"], g.yc, cfg.nu)
+    ut = np.sqrt(3 * cfg.nu * 5.0)
+    assert prof["u_tau"] == pytest.approx(ut, rel=0.02)
+    assert np.abs(prof["u_rms_plus"]).max() < 1e-6 and np.abs(prof["uv_plus"]).max() < 1e-12
+    assert prof["U_centre_plus"] == pytest.approx(7.5 / ut, rel=0.02)
