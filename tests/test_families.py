@@ -61,6 +61,35 @@ def test_fv_matches_gold_on_masked_rectangular_grid():
     A.check_format(full_check=True)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_fv_matches_gold_on_random_masks(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(3, 9, size=2))
+    K = np.exp(2 * rng.standard_normal(shape))
+    active = rng.random(shape) > 0.3
+    edges = tuple(e for e in ("left", "right", "bottom", "top") if rng.random() < 0.6)
+    mesh = Mesh(shape, upper=(2.0, 0.5), active=active)
+    faces = mesh.boundary_faces()
+    mask = np.zeros(len(faces), dtype=bool)
+    for e in edges:
+        mask |= faces.on_edge(e)
+    A = fv_diffusion(mesh, K, faces, dirichlet=mask)
+    np.testing.assert_allclose(A.toarray(), gold_fv(shape, mesh.h, K, active, edges), rtol=1e-13, atol=1e-10)
+    A.check_format(full_check=True)
+    assert A.has_sorted_indices
+
+
+def test_cached_pattern_is_not_shared_between_matrices():
+    fam = get_family("darcy")(grid=6)
+    p1, p2 = fam.sample(2, np.random.default_rng(0))
+    A1 = fam.assemble(p1).A
+    ref = fam.assemble(p2).A.toarray()
+    A1.indices[:] = 0
+    A1.indptr[:] = 0
+    A1.data[:] = 0
+    np.testing.assert_array_equal(fam.assemble(p2).A.toarray(), ref)
+
+
 def test_boundary_faces_geometry():
     active = np.ones((4, 4), dtype=bool)
     active[1, 1] = False
@@ -112,6 +141,26 @@ def test_darcy_skr_stencil_is_the_papers():
     assert ev.real.min() > 0  # similar to D^1/2 L D^1/2, so real positive spectrum
     assert sysm.grid.spacing == pytest.approx((1 / 7, 1 / 7))
     np.testing.assert_allclose(fam.coordinates()["x"], np.arange(1, 7) / 7)
+
+
+def test_darcy_3d_constant_coefficient_is_kronecker_laplacian():
+    fam = _darcy(grid=(4, 3, 5))
+    assert fam.dim == 3
+    s = fam.assemble({"a": np.full((4, 3, 5), 2.0)})
+
+    def lap1d(n):  # cell-centred Dirichlet: ends have 1 + 2 (half-cell distance to the face)
+        T = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1]).toarray()
+        T[0, 0] = T[-1, -1] = 3
+        return T * n**2
+
+    I = [np.eye(n) for n in (4, 3, 5)]
+    ref = (np.kron(np.kron(lap1d(4), I[1]), I[2]) + np.kron(np.kron(I[0], lap1d(3)), I[2])
+           + np.kron(np.kron(I[0], I[1]), lap1d(5)))
+    np.testing.assert_allclose(s.A.toarray(), 2.0 * ref, rtol=1e-13)
+    assert len(fam.boundary_conditions()) == 6 and set(fam.coordinates()) == {"x", "y", "z"}
+    assert fam.sample(1, np.random.default_rng(0))[0]["a"].shape == (4, 3, 5)
+    sk = _darcy(grid=3, dim=3, stencil="skr").assemble({"a": np.ones((3, 3, 3))}).A.toarray()
+    assert np.diag(sk) == pytest.approx(np.full(27, 6.0))
 
 
 def test_darcy_reproducible_and_fields():

@@ -1,5 +1,6 @@
-"""Darcy flow ``-div(a grad u) = f`` on the unit square, ``u = 0`` on the boundary, ``f = 1``,
-permeability ``a = exp(GRF)`` (GRF defaults alpha = 2.5, tau = 7: the SKR setting).
+"""Darcy flow ``-div(a grad u) = f`` on the unit square (or cube: ``dim=3``), ``u = 0`` on the
+boundary, ``f = 1``, permeability ``a = exp(GRF)`` (GRF defaults alpha = 2.5, tau = 7: the SKR
+setting).
 
 Two discretisations (``--param stencil=...``):
 
@@ -89,14 +90,14 @@ class GRFCoefficientFamily(Family):
         return {"u": np.asarray(x).reshape(self.grid)}
 
     def boundary_conditions(self) -> dict[str, str]:
-        return box_bcs({"bc_type": "dirichlet", "values": np.zeros(1), "associated_fields": ["u"]})
+        return box_bcs({"bc_type": "dirichlet", "values": np.zeros(1), "associated_fields": ["u"]}, self.dim)
 
 
 @register_family
 class Darcy(GRFCoefficientFamily):
     name = "darcy"
     description = "-div(a grad u) = f on the unit square, u = 0 on the boundary, a = exp(GRF)"
-    dims = (2,)
+    dims = (2, 3)
     symmetric = True
     shared_matrix = False
     params = {

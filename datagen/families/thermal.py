@@ -34,7 +34,8 @@ def slot_mask(mesh: Mesh) -> np.ndarray:
 @register_family
 class Thermal(Family):
     name = "thermal"
-    description = "steady heat conduction on a rectangle with a slot; Dirichlet temperature and flux edges"
+    description = ("steady heat conduction on a rectangle with a slot; Dirichlet temperature and flux edges "
+                   "(grids 20k x 32k, e.g. --grid 40,64, put the slot on cell faces)")
     dims = (2,)
     symmetric = True
     shared_matrix = True
