@@ -139,13 +139,13 @@ class Operator:
             return self._csr @ x
         if self._dense is not None:
             return self._dense @ x
-        if self._linop is not None:
-            return np.asarray(self._linop.matvec(x), dtype=np.float64).reshape(-1)
-        # PETSc Mat given to a Python-implemented solver: go through MatMult.
-        xv = petsc_utils.vec_from_array(x)
-        yv = self._petsc.createVecLeft()
-        self._petsc.mult(xv, yv)
-        return yv.getArray(readonly=True).copy()
+        if self.kind.startswith("petsc"):
+            # PETSc Mat given to a Python-implemented solver: go through MatMult.
+            xv = petsc_utils.vec_from_array(x)
+            yv = self._petsc.createVecLeft()
+            self._petsc.mult(xv, yv)
+            return yv.getArray(readonly=True).copy()
+        return np.asarray(self._linop.matvec(x), dtype=np.float64).reshape(-1)
 
     __matmul__ = lambda self, x: self.matvec(x)  # noqa: E731
 

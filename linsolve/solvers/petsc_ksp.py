@@ -50,9 +50,8 @@ class PetscDriver:
             ksp.setType(self.ksp_type)
             pc = ksp.getPC()
             if isinstance(s.pc, str):
+                # PCSOR's default sweep is the local symmetric one, which is what 'ssor' means.
                 pc.setType(petsc_pc_type(s.pc))
-                if s.pc in ("ssor",):
-                    pc.setSORType(PETSc.PC.SORType.SYMMETRIC_SWEEP)
             else:
                 pc.setType("shell")
                 pc.setPythonContext(_PyPC(build_preconditioner(s.pc, op)))
@@ -99,7 +98,7 @@ class PetscDriver:
         name = _reason_name(PETSc, code)
         if code > 0:
             converged, reason = True, f"converged ({name})"
-        elif name in ("DIVERGED_ITS", "ITERATING"):
+        elif name in ("DIVERGED_ITS", "DIVERGED_MAX_IT", "ITERATING") or code == 0:
             converged, reason = False, f"maxiter reached ({name})"
         else:
             converged, reason = False, f"breakdown ({name})"
