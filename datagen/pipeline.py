@@ -461,7 +461,7 @@ def validate_file(path, samples: int = 8, seed: int = 0) -> ValidationReport:
             A = system.A
             op = Operator(A)
             b = np.asarray(system.b, dtype=np.float64).reshape(-1)
-            x32 = f["solution_vectors"]["x"][i]
+            x32 = np.asarray(f["solution_vectors"]["x"][i], dtype=np.float32)
             x = x32.astype(np.float64)
             bnorm = float(np.linalg.norm(b))
             r = float(np.linalg.norm(b - op.matvec(x)))

@@ -179,7 +179,7 @@ def write_shard(path: Path, chunk_id: int, records: list[SampleRecord]) -> None:
         g = f.create_group("fields", track_order=True)
         for name in records[0].fields:
             g[name] = np.stack([np.asarray(r.fields[name], dtype=np.float32) for r in records])
-        f["x"] = np.stack([np.asarray(r.x, dtype=np.float32) for r in records])
+        _write_vectors(f, "x", [np.asarray(r.x, dtype=np.float32).reshape(-1) for r in records])
         f["iterations"] = np.array([r.iterations for r in records], dtype=np.int64)
         f["relative_residual"] = np.array([r.relative_residual for r in records], dtype=np.float64)
         f["converged"] = np.array([r.converged for r in records], dtype=bool)
@@ -190,12 +190,32 @@ def write_shard(path: Path, chunk_id: int, records: list[SampleRecord]) -> None:
             hist[k] = np.asarray(r.residual_history, dtype=np.float64).reshape(-1)
 
 
+def _write_vectors(g: h5py.Group, name: str, vecs: list[np.ndarray]) -> None:
+    """Rows of one length as a 2-D array; systems whose size varies per sample (e.g. only
+    fluid cells carry unknowns) as a variable-length dataset."""
+    if len({v.size for v in vecs}) == 1:
+        g[name] = np.stack(vecs)
+    else:
+        ds = g.create_dataset(name, (len(vecs),), dtype=h5py.vlen_dtype(np.dtype("float32")))
+        for k, v in enumerate(vecs):
+            ds[k] = v
+
+
+def _vector_width(path: Path) -> int | None:
+    """Width of a shard's 2-D x, None when it is variable-length."""
+    with h5py.File(path, "r") as f:
+        ds = f["x"]
+        return int(ds.shape[1]) if ds.ndim == 2 else None
+
+
 def read_shard(path: Path) -> dict:
     with h5py.File(path, "r") as f:
         if not f.attrs.get("complete", False):
             raise StoreError(f"shard {str(path)!r} is not complete")
-        out = {k: f[k][()] for k in ("sample_index", "x", "iterations", "relative_residual",
-                                     "converged", "wall_time")}
+        out = {k: f[k][()] for k in ("sample_index", "iterations", "relative_residual", "converged",
+                                     "wall_time")}
+        x = f["x"]
+        out["x"] = x[()] if x.ndim == 2 else [np.asarray(v, dtype=np.float32) for v in x[()]]
         out["reason"] = [s.decode() if isinstance(s, bytes) else str(s) for s in f["reason"][()]]
         out["residual_history"] = [np.asarray(h, dtype=np.float64) for h in f["residual_history"][()]]
         out["fields"] = {k: f["fields"][k][()] for k in f["fields"]}
@@ -433,9 +453,15 @@ def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
                 "converged": np.zeros(n, bool), "wall_time": np.zeros(n)}
         reasons = [""] * n
         hist = st.create_dataset("residual_history", (n,), dtype=_vlen_f64())
-        xs = f.create_group("solution_vectors").create_dataset(
-            "x", shape=(n, first["x"].shape[1]), dtype=np.float32, chunks=(1, first["x"].shape[1]))
-        xs.attrs["description"] = "unknown vector of each system (fp32); validate re-assembles A, b from /parameters"
+        widths = {_vector_width(p) for p in shard_paths}
+        xg = f.create_group("solution_vectors")
+        if len(widths) == 1 and None not in widths:
+            w = widths.pop()
+            xs = xg.create_dataset("x", shape=(n, w), dtype=np.float32, chunks=(1, w))
+        else:
+            xs = xg.create_dataset("x", (n,), dtype=h5py.vlen_dtype(np.dtype("float32")))
+        xs.attrs["description"] = ("unknown vector of each system (fp32; variable-length when the number of "
+                                   "unknowns varies); validate re-assembles A, b from /parameters")
         seen = np.zeros(n, dtype=bool)
         for p in shard_paths:
             sh = first if p == shard_paths[0] else read_shard(p)
@@ -449,7 +475,11 @@ def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
                 if name not in field_ds:
                     raise StoreError(f"shard {str(p)!r} has field {name!r} that the first shard lacks")
                 field_ds[name][sidx] = arr[order]
-            xs[sidx] = sh["x"][order]
+            if xs.ndim == 2 and not isinstance(sh["x"], list):
+                xs[sidx] = sh["x"][order]
+            else:
+                for k, i in enumerate(idx):
+                    xs[i] = np.asarray(sh["x"][k], dtype=np.float32).reshape(-1)
             for c in STAT_COLUMNS:
                 cols[c][idx] = sh[c]
             for k, i in enumerate(idx):

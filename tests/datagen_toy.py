@@ -27,7 +27,8 @@ class ToyPoisson(Family):
     dims = (2, 3)
     params = {"amplitude": (1.0, "range of the log-permeability coefficients a, b"),
               "delay": (0.0, "seconds to sleep in assemble (lets tests kill a run mid-way)"),
-              "vector": (False, "also store the gradient of the solution (a t1 field)")}
+              "vector": (False, "also store the gradient of the solution (a t1 field)"),
+              "holes": (False, "cut a random box of cells out of the domain (unknown count varies)")}
     description = "variable-coefficient Poisson (test family)"
 
     def validate(self):
@@ -42,8 +43,23 @@ class ToyPoisson(Family):
 
     def sample(self, n, rng):
         amp = self.p["amplitude"]
-        return [{"a": float(rng.uniform(-amp, amp)), "b": float(rng.uniform(-amp, amp)),
-                 "source": rng.standard_normal(self.grid)} for _ in range(n)]
+        out = []
+        for _ in range(n):
+            p = {"a": float(rng.uniform(-amp, amp)), "b": float(rng.uniform(-amp, amp)),
+                 "source": rng.standard_normal(self.grid)}
+            if self.p["holes"]:
+                lo = np.array([rng.integers(1, g - 2) for g in self.grid])
+                p["hole"] = np.stack([lo, lo + np.array([rng.integers(1, g - lo_) for g, lo_ in zip(
+                    self.grid, lo, strict=True)])])
+            out.append(p)
+        return out
+
+    def _keep(self, params):
+        keep = np.ones(self.grid, dtype=bool)
+        if "hole" in params:
+            lo, hi = params["hole"]
+            keep[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = False
+        return keep.reshape(-1)
 
     def _k(self, params):
         X = self._mesh()
@@ -69,7 +85,12 @@ class ToyPoisson(Family):
             kf = 2 * lo * hi / (lo + hi)
             A = A + D.T @ sp.diags(kf.reshape(-1)) @ D
         b = 1.0 + 0.5 * params["source"].reshape(-1)
-        return LinearSystem(A.tocsr(), b, grid=Grid(self.grid), meta={"params": params})
+        keep = self._keep(params)
+        if keep.all():
+            return LinearSystem(A.tocsr(), b, grid=Grid(self.grid), meta={"params": params})
+        # cells of the hole are held at zero: drop their rows and columns
+        A = A.tocsr()[keep][:, keep]
+        return LinearSystem(A, b[keep], grid=Grid(self.grid, unknowns=np.flatnonzero(keep)))
 
     def features(self, params):
         return np.array([params["a"], params["b"]])
@@ -78,7 +99,9 @@ class ToyPoisson(Family):
         return {"permeability": self._k(params), "source": 1.0 + 0.5 * params["source"]}
 
     def solution_fields(self, params, x):
-        u = np.asarray(x).reshape(self.grid)
+        u = np.zeros(int(np.prod(self.grid)))
+        u[self._keep(params)] = np.asarray(x).reshape(-1)
+        u = u.reshape(self.grid)
         out = {"pressure": u}
         if self.p["vector"]:
             out["gradient"] = np.stack(np.gradient(u, *(1.0 / g for g in self.grid)), axis=-1)

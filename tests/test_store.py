@@ -33,7 +33,7 @@ def test_well_layout(toy_file):
         a = f.attrs
         assert a["dataset_name"] == "toy" and a["grid_type"] == "cartesian"
         assert a["n_spatial_dims"] == 2 and a["n_trajectories"] == N
-        assert set(a["simulation_parameters"]) == {"amplitude", "delay", "vector"}
+        assert set(a["simulation_parameters"]) == {"amplitude", "delay", "vector", "holes"}
         assert a["amplitude"] == 1.0
         assert list(f["dimensions"].attrs["spatial_dims"]) == ["x", "y"]
         for ax in ("x", "y"):
@@ -186,3 +186,21 @@ def test_three_dimensional_layout(tmp_path):
         assert f["t0_fields"]["pressure"].shape == (3, 4, 5, 6)
         assert store.check_schema(f) == []
     assert validate_file(out, samples=3).ok
+
+
+def test_unknown_count_varying_per_sample(tmp_path):
+    """Systems of different sizes (cells cut out per sample): x is stored variable-length
+    and still validates; fields stay on the full grid."""
+    out = tmp_path / "holes.h5"
+    generate(GenerateConfig(problem="toy", n=5, grid=9, solver="cg", chunk=2, seed=2,
+                            param={"holes": True}), out)
+    with h5py.File(out, "r") as f:
+        x = f["solution_vectors"]["x"]
+        assert x.shape == (5,) and h5py.check_vlen_dtype(x.dtype) == np.float32
+        sizes = {f["solution_vectors"]["x"][i].size for i in range(5)}
+        assert len(sizes) > 1
+        assert f["parameters"]["hole"].shape == (5, 2, 2)
+        assert store.check_schema(f) == []
+    rep = validate_file(out, samples=5)
+    assert rep.ok, rep.lines()
+    assert datagen.open_dataset(out).y.shape == (5, 1, 9, 9)
