@@ -206,6 +206,7 @@ class ChannelDNS:
         self.timing["pressure"] += time.perf_counter() - t0
         self.timing["solves"] += 1
         self.timing["iterations"] += its
+        self.last_phi = phi  # projection potential of the last substep: the pressure to O(dt)
         gx, gy, gz = o.gradient(phi)
         u = u - alpha_dt * gx
         v = B.copy(v)

@@ -1,0 +1,192 @@
+"""Channel-flow datasets for neural-operator surrogates (IFactFormer-style): developed
+turbulence, K trajectories from different seeds, S snapshots every E DNS steps, filtered
+onto a coarse grid, written as time-varying fields in The Well's HDF5 layout.
+
+The shared ``datagen.store`` describes steady systems (no time axis), so the
+time-varying layout is written here: t1_fields/velocity is float32
+(K, S, NX, NY, NZ, 3), t0_fields/pressure (K, S, NX, NY, NZ) when asked for, with
+dimensions/time (S,), x, y, z, boundary_conditions (x, z periodic; y walls) and scalars
+(Re_tau, nu, dt, ...). Generation is resumable: the spun-up flow is a checkpoint next
+to the output (reused, or given with ``restart``), every trajectory is its own shard
+committed atomically, and a rerun skips finished shards.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from linsolve.errors import OptionError
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .dns import ChannelConfig, ChannelDNS, perturbed_laminar
+from .filtering import CoarseFilter, collocate
+
+#: ready-made configurations: a few CPU minutes, and the paper's setting (for a GPU)
+PRESETS = {
+    "small": dict(re_tau=180.0, grid=(32, 64, 32), box=(math.pi, math.pi / 2), coarse_grid=(16, 17, 8),
+                  trajectories=2, snapshots=8, every=20, spinup=1500, dt=2e-3),
+    "paper": dict(re_tau=180.0, grid=(192, 128, 160), box=(4 * math.pi, 4 * math.pi / 3), coarse_grid=(32, 33, 16),
+                  trajectories=20, snapshots=400, every=200, spinup=40000, dt=1e-3, device="cuda"),
+}
+
+
+def _atomic_h5(path: Path):
+    tmp = path.with_name(path.name + ".tmp")
+    return tmp, h5py.File(tmp, "w")
+
+
+def _commit(tmp: Path, path: Path):
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _perturb(dns: ChannelDNS, amplitude: float, seed: int):
+    """Small divergence-free random perturbation (so trajectories from one developed
+    state decorrelate through the flow's own chaos)."""
+    rng = np.random.default_rng(seed)
+    B, g = dns.B, dns.grid
+    f = dns.fields()
+    scale = amplitude * dns.cfg.ub
+    u = f["u"] + scale * rng.standard_normal(g.shape) * (1 - g.yc**2)[:, None, None]
+    v = f["v"] + scale * rng.standard_normal(f["v"].shape) * (1 - g.yf**2)[:, None, None]
+    w = f["w"] + scale * rng.standard_normal(g.shape) * (1 - g.yc**2)[:, None, None]
+    dns.set_fields(u, v, w, dns.t, dns.step_count)
+    dns.u, dns.v, dns.w = dns._project(dns.u, dns.v, dns.w, 1.0)
+    if dns.cfg.drive == "flow_rate":
+        dns.u = dns.u + (dns.cfg.ub - dns.bulk_velocity())
+
+
+def generate(out, re_tau: float = 180.0, trajectories: int = 2, snapshots: int = 8, every: int = 20,
+             spinup: int = 1500, coarse_grid=(16, 17, 8), filter: str = "box", restart=None, seed: int = 0,
+             device: str = "cpu", solver: str = "fft-poisson", grid=(32, 64, 32), box=(math.pi, math.pi / 2),
+             dt: float = 2e-3, pressure: bool = False, decorrelate: int | None = None, perturbation: float = 0.02,
+             progress=None) -> Path:
+    """Write ``out`` (HDF5). ``restart``: a checkpoint of developed flow to start from
+    instead of spinning up ``spinup`` steps from a perturbed laminar profile;
+    ``decorrelate``: steps run after each trajectory's seeded perturbation before its
+    first snapshot (default ``every``). Returns the path."""
+    out = Path(out)
+    for name, v in (("trajectories", trajectories), ("snapshots", snapshots), ("every", every)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise OptionError(f"{name} must be a positive integer, got {v!r}")
+    if isinstance(spinup, bool) or int(spinup) != spinup or spinup < 0:
+        raise OptionError(f"spinup must be a non-negative integer, got {spinup!r}")
+    decorrelate = every if decorrelate is None else int(decorrelate)
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    base_ckpt = Path(restart) if restart else parts / "spinup.npz"
+    if restart:
+        base = load_checkpoint(base_ckpt, device=device, solver=solver)
+    elif base_ckpt.exists():
+        base = load_checkpoint(base_ckpt, device=device, solver=solver)
+    else:
+        nx, ny, nz = (int(s) for s in grid)
+        cfg = ChannelConfig(re_tau=re_tau, grid=dict(nx=nx, ny=ny, nz=nz, lx=float(box[0]), lz=float(box[1])),
+                            dt=dt, device=device, solver=solver)
+        base = perturbed_laminar(ChannelDNS(cfg), amplitude=0.15, seed=seed)
+        base.run(spinup, check_every=50)
+        save_checkpoint(base, base_ckpt)
+    filt = CoarseFilter(base.grid, coarse_grid, filter)
+    for k in range(int(trajectories)):
+        shard = parts / f"traj_{k:04d}.h5"
+        if shard.exists():
+            continue
+        dns = load_checkpoint(base_ckpt, device=device, solver=solver)
+        _perturb(dns, perturbation, seed + 1 + k)
+        dns.run(decorrelate, check_every=10) if decorrelate else None
+        vel = np.empty((snapshots, filt.NX, filt.NY, filt.NZ, 3), dtype=np.float32)
+        prs = np.empty((snapshots, filt.NX, filt.NY, filt.NZ), dtype=np.float32) if pressure else None
+        times = np.empty(snapshots)
+        for s in range(int(snapshots)):
+            if s:
+                dns.run(every, check_every=10)
+            c = collocate(dns)
+            for d, comp in enumerate("uvw"):
+                vel[s, ..., d] = filt(c[comp])
+            if pressure:
+                prs[s] = filt(c["p"], wall_value_zero=False)
+            times[s] = dns.t
+            if progress:
+                progress(k, s)
+        tmp, f = _atomic_h5(shard)
+        with f:
+            f["velocity"] = vel
+            if pressure:
+                f["pressure"] = prs
+            f["time"] = times
+            f.attrs["seed"] = seed + 1 + k
+        _commit(tmp, shard)
+    _join(out, parts, base, filt, int(trajectories), pressure, filter, every, seed)
+    return out
+
+
+def _join(out: Path, parts: Path, base: ChannelDNS, filt: CoarseFilter, K: int, pressure: bool, kind: str,
+          every: int, seed: int):
+    cfg = base.cfg
+    tmp, f = _atomic_h5(out)
+    with f:
+        shards = [h5py.File(parts / f"traj_{k:04d}.h5", "r") for k in range(K)]
+        try:
+            S = shards[0]["velocity"].shape[0]
+            params = {"Re_tau": cfg.re_tau, "nu": cfg.nu, "dt": cfg.dt, "snapshot_interval_steps": every,
+                      "snapshot_dt": every * cfg.dt, "Lx": base.grid.lx, "Lz": base.grid.lz, "U_bulk": cfg.ub}
+            f.attrs.update(dataset_name="channel_flow", grid_type="cartesian", n_spatial_dims=3, n_trajectories=K,
+                           simulation_parameters=list(params), format="datagen-well", format_version=1,
+                           problem="channel", filter=kind,
+                           dns_grid=json.dumps(base.grid.params()), config=json.dumps({
+                               "re_tau": cfg.re_tau, "trajectories": K, "snapshots": S, "every": every,
+                               "coarse_grid": [filt.NX, filt.NY, filt.NZ], "filter": kind, "seed": seed,
+                               "solver": cfg.solver, "drive": cfg.drive}),
+                           input_fields=["velocity"], output_fields=["velocity"])
+            for k, v in params.items():
+                f.attrs[k] = v
+            dims = f.create_group("dimensions")
+            dims.attrs["spatial_dims"] = ["x", "y", "z"]
+            t = np.stack([s["time"][()] for s in shards])
+            dims["time"] = (t[0] - t[0, 0]).astype(np.float32)
+            for name, arr in (("x", filt.x), ("y", filt.y), ("z", filt.z)):
+                dims[name] = arr.astype(np.float32)
+                dims[name].attrs.update(sample_varying=False, time_varying=False)
+            dims["time"].attrs.update(sample_varying=False, time_varying=True)
+            bcs = f.create_group("boundary_conditions")
+            for name, axis, kind_ in (("x_periodic", "x", "PERIODIC"), ("y_wall", "y", "WALL"), ("z_periodic", "z", "PERIODIC")):
+                g = bcs.create_group(name)
+                n = {"x": filt.NX, "y": filt.NY, "z": filt.NZ}[axis]
+                mask = np.zeros(n, dtype=bool)
+                if kind_ == "WALL":
+                    mask[[0, -1]] = True
+                g.attrs.update(associated_dims=[axis], associated_fields=[], bc_type=kind_, sample_varying=False,
+                               time_varying=False)
+                g["mask"] = mask
+                if kind_ == "WALL":
+                    g["values"] = np.zeros(2, dtype=np.float32)
+            sc = f.create_group("scalars")
+            sc.attrs["field_names"] = list(params)
+            for k, v in params.items():
+                sc[k] = np.float32(v)
+                sc[k].attrs.update(sample_varying=False, time_varying=False)
+            t0, t1, t2 = (f.create_group(n) for n in ("t0_fields", "t1_fields", "t2_fields"))
+            t2.attrs["field_names"] = []
+            t1.attrs["field_names"] = ["velocity"]
+            vel = t1.create_dataset("velocity", shape=(K, S, filt.NX, filt.NY, filt.NZ, 3), dtype=np.float32)
+            for k, s in enumerate(shards):
+                vel[k] = s["velocity"][()]
+            vel.attrs.update(dim_varying=[True, True, True], sample_varying=True, time_varying=True)
+            t0.attrs["field_names"] = ["pressure"] if pressure else []
+            if pressure:
+                p = t0.create_dataset("pressure", shape=(K, S, filt.NX, filt.NY, filt.NZ), dtype=np.float32)
+                for k, s in enumerate(shards):
+                    p[k] = s["pressure"][()]
+                p.attrs.update(dim_varying=[True, True, True], sample_varying=True, time_varying=True)
+            f["trajectory_seeds"] = np.array([s.attrs["seed"] for s in shards])
+            f["trajectory_start_time"] = t[:, 0]
+        finally:
+            for s in shards:
+                s.close()
+    _commit(tmp, out)
