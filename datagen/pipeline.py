@@ -141,7 +141,10 @@ class GenerateConfig:
         return cls(grid=grid, dim=dim, **self.param)
 
     def build_solver(self):
-        return make_solver(self.solver, **self.solver_opt)
+        # PETSc-backed solvers take any other key as a PETSc option, like `linsolve bench`
+        from linsolve.cli import _split_options
+
+        return make_solver(self.solver, **_split_options(self.solver, dict(self.solver_opt)))
 
 
 def load_config_file(path) -> dict:
