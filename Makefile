@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PETSC_VERSION := 3.26.1
-DEBS := libopenblas-dev liblapack-dev libmpich-dev mpich pkg-config
+DEBS := build-essential gfortran python3-dev python3-venv libopenblas-dev liblapack-dev libmpich-dev mpich pkg-config
 export PETSC_CONFIGURE_OPTIONS ?= --with-debugging=0 --with-cuda=0 COPTFLAGS=-O3 CXXOPTFLAGS=-O3 FOPTFLAGS=-O3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # PETSc and OpenBLAS must not oversubscribe the 2-core machines we test on.
