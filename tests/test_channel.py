@@ -10,8 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datagen.channel import (ChannelBlowUp, ChannelConfig, ChannelDNS, laminar_profile, load_checkpoint,
-                             perturbed_laminar, save_checkpoint)
+from datagen.channel import (
+    ChannelBlowUp,
+    ChannelConfig,
+    ChannelDNS,
+    laminar_profile,
+    load_checkpoint,
+    perturbed_laminar,
+    save_checkpoint,
+)
 from datagen.channel.stats import StatsAccumulator, compare_with_reference, load_reference, wall_units
 from linsolve.errors import OptionError
 
@@ -65,7 +72,7 @@ def test_numba_kernel_matches_array_operators():
     ref = dns._explicit(u, v, w)
     dns.use_numba = True
     got = dns._explicit(u, v, w)
-    for a, b in zip(ref, got):
+    for a, b in zip(ref, got, strict=False):
         assert np.abs(a - b).max() <= 1e-13 * np.abs(a).max()
 
 

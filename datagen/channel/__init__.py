@@ -5,7 +5,14 @@ Mansour (1999), filtering onto coarse grids and dataset generation."""
 from __future__ import annotations
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .dns import ChannelBlowUp, ChannelConfig, ChannelDNS, dean_bulk_velocity, laminar_profile, perturbed_laminar
+from .dns import (
+    ChannelBlowUp,
+    ChannelConfig,
+    ChannelDNS,
+    dean_bulk_velocity,
+    laminar_profile,
+    perturbed_laminar,
+)
 from .grid import ChannelGrid
 
 __all__ = ["ChannelConfig", "ChannelDNS", "ChannelGrid", "ChannelBlowUp", "laminar_profile", "perturbed_laminar",

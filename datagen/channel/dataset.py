@@ -50,7 +50,7 @@ def _perturb(dns: ChannelDNS, amplitude: float, seed: int):
     """Small divergence-free random perturbation (so trajectories from one developed
     state decorrelate through the flow's own chaos)."""
     rng = np.random.default_rng(seed)
-    B, g = dns.B, dns.grid
+    g = dns.grid
     f = dns.fields()
     scale = amplitude * dns.cfg.ub
     u = f["u"] + scale * rng.standard_normal(g.shape) * (1 - g.yc**2)[:, None, None]

@@ -72,7 +72,7 @@ class ChannelConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, s: str) -> "ChannelConfig":
+    def from_json(cls, s: str) -> ChannelConfig:
         return cls(**json.loads(s))
 
 

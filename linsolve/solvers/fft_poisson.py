@@ -74,7 +74,7 @@ class TensorPoisson:
         ny = self.shape[0]
         T = sp.diags([self.t_off, self.t_diag, self.t_off], [-1, 0, 1], shape=(ny, ny))
         Kp = None
-        for ax, (n, h) in enumerate(zip(self.periodic_shape, self.periodic_spacing)):
+        for ax, (n, h) in enumerate(zip(self.periodic_shape, self.periodic_spacing, strict=False)):
             K1 = sp.diags([2.0 * np.ones(n), -np.ones(n - 1), -np.ones(n - 1)], [0, -1, 1], format="lil")
             K1[0, n - 1] -= 1.0
             K1[n - 1, 0] -= 1.0
@@ -123,7 +123,7 @@ class TensorPoisson:
             return self._factors[key]
         lam = None
         nper = len(self.periodic_shape)
-        for ax, (n, h) in enumerate(zip(self.periodic_shape, self.periodic_spacing)):
+        for ax, (n, h) in enumerate(zip(self.periodic_shape, self.periodic_spacing, strict=False)):
             e = _periodic_eigs(n, h, last=(ax == nper - 1))
             e = e.reshape((1,) * ax + (-1,) + (1,) * (nper - ax - 1))
             lam = e if lam is None else lam + e
@@ -238,7 +238,7 @@ class DirichletBox:
         import scipy.fft as sfft
 
         lam = 0.0
-        for ax, (n, h) in enumerate(zip(self.shape, self.spacing)):
+        for ax, (n, h) in enumerate(zip(self.shape, self.spacing, strict=False)):
             e = (2.0 - 2.0 * np.cos(np.pi * np.arange(1, n + 1) / (n + 1))) / h**2
             lam = lam + e.reshape([-1 if a == ax else 1 for a in range(len(self.shape))])
         bh = sfft.dstn(np.asarray(b, dtype=np.float64).reshape(self.shape), type=1)
