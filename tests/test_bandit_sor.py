@@ -1,0 +1,181 @@
+"""The sor / ssor-pcg / bandit-sor solvers and the paper's synthetic sequence."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import linsolve
+from linsolve import gallery, make_solver
+from linsolve.bandits import ChebCB, TsallisINF, replay
+from linsolve.errors import OptionError
+from linsolve.sequences import SHIFT_RANGE, iteration_table, shifted_laplacian_sequence, truncated_normal
+from linsolve.young import iteration_count
+
+
+def _system(n=10, seed=0):
+    A = gallery.poisson2d(n)
+    b = np.random.default_rng(seed).standard_normal(A.shape[0])
+    return A, b
+
+
+def test_sor_solver_matches_dense_and_counts():
+    A, b = _system()
+    res = make_solver("sor", omega=1.6, rtol=1e-10).solve(A, b)
+    assert res.converged
+    x_ref = np.linalg.solve(A.toarray(), b)
+    assert np.linalg.norm(res.x - x_ref) <= 1e-8 * np.linalg.norm(x_ref)
+    assert res.info["omega"] == 1.6
+    assert res.iterations == iteration_count(A, b, 1.6, rtol=1e-10)
+    assert res.residual_norms.size == res.iterations
+
+
+def test_paper_stop_is_relative_to_initial_residual():
+    A, b = _system()
+    x_ref = np.linalg.solve(A.toarray(), b)
+    x0 = x_ref + 1e-3 * np.random.default_rng(1).standard_normal(b.size)  # ||r0|| << ||b||
+    r0 = np.linalg.norm(b - A @ x0)
+    pkg = make_solver("sor", omega=1.5, rtol=1e-6).solve(A, b, x0=x0)
+    paper = make_solver("sor", omega=1.5, rtol=1e-6, paper_stop=True).solve(A, b, x0=x0)
+    assert pkg.converged and paper.converged
+    assert np.linalg.norm(b - A @ paper.x) <= 1e-6 * r0 * (1 + 1e-8)
+    assert paper.info["stop_tol"] == pytest.approx(1e-6 * r0)
+    assert paper.iterations > pkg.iterations
+    # x0 = 0: both rules are the same test
+    a = make_solver("sor", omega=1.5, rtol=1e-8).solve(A, b)
+    p = make_solver("sor", omega=1.5, rtol=1e-8, paper_stop=True).solve(A, b)
+    assert a.iterations == p.iterations
+
+
+def test_paper_stop_looser_rule_is_reported_as_converged():
+    A, b = _system()
+    x0 = 50 * np.ones_like(b)  # ||r0|| >> ||b||: the paper rule is looser than the package's
+    r0 = np.linalg.norm(b - A @ x0)
+    res = make_solver("sor", omega=1.5, rtol=1e-3, paper_stop=True).solve(A, b, x0=x0)
+    assert res.converged
+    rn = np.linalg.norm(b - A @ res.x)
+    assert rn <= 1e-3 * r0 * (1 + 1e-8)
+    assert rn > 1e-3 * np.linalg.norm(b)  # stopped by the paper's rule, not the package's
+
+
+@pytest.mark.parametrize("impl", ["numba", "scipy"])
+def test_ssor_pcg_implementations_agree(impl):
+    A, b = _system(12, 2)
+    res = make_solver("ssor-pcg", omega=1.4, rtol=1e-10, impl=impl).solve(A, b)
+    assert res.converged
+    np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), b), rtol=1e-7)
+    ref = make_solver("ssor-pcg", omega=1.4, rtol=1e-10).solve(A, b)
+    assert abs(res.iterations - ref.iterations) <= 1
+    cg = make_solver("cg", rtol=1e-10).solve(A, b)
+    assert ref.iterations < cg.iterations
+
+
+def test_options_validated():
+    with pytest.raises(OptionError, match="omega"):
+        make_solver("sor", omega=2.0)
+    with pytest.raises(OptionError, match="pc must be 'none'"):
+        make_solver("sor", pc="jacobi")
+    with pytest.raises(OptionError, match="method"):
+        make_solver("bandit-sor", method="gmres")
+    with pytest.raises(OptionError, match="unknown policy"):
+        make_solver("bandit-sor", policy="epsilon-greedy")
+    with pytest.raises(OptionError, match="impl"):
+        make_solver("ssor-pcg", impl="cuda")
+
+
+def test_bandit_sor_learns_records_and_resets():
+    seq = shifted_laplacian_sequence(60, "low", seed=3)
+    s = make_solver("bandit-sor", policy="tsallis-inf", policy_options={"seed": 5}, rtol=1e-8)
+    omegas = []
+    for A, b, c in seq:
+        res = s.solve(A, b, context=c)
+        assert res.converged
+        w = res.info["omega"]
+        assert res.info["arm"] == int(np.argmin(np.abs(s.policy.omegas - w)))
+        # the count the policy was fed is the count of a plain SOR solve with that w
+        assert res.iterations == make_solver("sor", omega=w, rtol=1e-8).solve(A, b).iterations
+        omegas.append(w)
+    assert s.policy.t == 61
+    s.reset()
+    assert s.policy.t == 1 and np.all(s.policy.cum == 0)
+    again = [s.solve(A, b, context=c).info["omega"] for A, b, c in seq]
+    assert again == omegas  # same seed, same feedback: same choices
+
+
+def test_online_solver_equals_replay_on_the_table():
+    """The table replay used by the benchmark is exactly what the online solver does."""
+    seq = shifted_laplacian_sequence(120, "high", seed=4)
+    grid = np.linspace(1.0, 1.95, 20)
+    table = iteration_table(seq, grid)
+    arms, paid = replay(ChebCB(grid, seed=2, context_range=SHIFT_RANGE), table, seq.contexts)
+    s = make_solver("bandit-sor", policy=ChebCB(grid, seed=2, context_range=SHIFT_RANGE), rtol=1e-8,
+                    maxiter=10000)
+    online = [s.solve(A, b, context=c) for A, b, c in seq]
+    assert [r.info["arm"] for r in online] == arms.tolist()
+    assert sum(r.iterations for r in online) == paid.sum()
+
+
+def test_contextual_policy_needs_context():
+    A, b = _system(5)
+    s = make_solver("bandit-sor", policy="chebcb", policy_options={"context_range": (0, 1)})
+    with pytest.raises(OptionError, match="context"):
+        s.solve(A, b)
+    assert s.solve(A, b, context=0.3).converged
+
+
+def test_bandit_ssor_pcg_and_scipy_style_function():
+    A, b = _system(8, 5)
+    s = make_solver("bandit-sor", method="ssor-pcg", policy=TsallisINF(seed=1), rtol=1e-9)
+    for _ in range(5):
+        res = s.solve(A, b)
+        assert res.converged and res.info["method"] == "ssor-pcg"
+    x, info = linsolve.bandit_sor(A, b, rtol=1e-9)
+    assert info == 0 and np.linalg.norm(b - A @ x) <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6)
+
+
+def test_contextual_bandit_beats_gauss_seidel_on_sequence():
+    seq = shifted_laplacian_sequence(400, "high", seed=6)
+    grid = np.linspace(1.0, 1.95, 20)
+    table = iteration_table(seq, grid)
+    _, paid = replay(ChebCB(grid, seed=0, context_range=SHIFT_RANGE), table, seq.contexts)
+    assert paid.sum() < 0.5 * table[:, 0].sum()  # far cheaper than w = 1
+    # 400 systems are a short horizon; it is already close to the best fixed w in hindsight
+    assert paid.sum() < 1.25 * table.sum(axis=0).min()
+
+
+def test_sequence_is_the_papers():
+    seq = shifted_laplacian_sequence(2000, "low", seed=0)
+    assert seq.base.shape == (100, 100) and seq.base.diagonal().max() == 4.0
+    assert np.all((seq.shifts >= -0.15) & (seq.shifts <= 0.45))
+    # E[0.6 Beta(2, 6) - 0.15] = 0.6 * 0.25 - 0.15 = 0
+    assert abs(seq.shifts.mean()) < 0.01
+    high = shifted_laplacian_sequence(2000, "high", seed=0)
+    assert high.shifts.mean() == pytest.approx(0.6 * 0.25 - 0.15, abs=0.01)
+    assert high.shifts.std() > 1.5 * seq.shifts.std()
+    assert np.all(np.linalg.norm(seq.rhs, axis=1) <= 10.0)
+    A, b, c = seq.system(7)
+    np.testing.assert_allclose(A.diagonal(), 4.0 + c)
+    again = shifted_laplacian_sequence(2000, "low", seed=0)
+    assert np.array_equal(again.rhs, seq.rhs) and np.array_equal(again.shifts, seq.shifts)
+    with pytest.raises(OptionError, match="variance"):
+        shifted_laplacian_sequence(10, "medium")
+
+
+def test_truncated_normal_is_radially_truncated():
+    rng = np.random.default_rng(0)
+    draws = np.array([truncated_normal(50, rng) for _ in range(300)])
+    norms = np.linalg.norm(draws, axis=1)
+    assert norms.max() <= np.sqrt(50)
+    assert abs(draws.mean()) < 0.05
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("method", ["sor", "ssor-pcg"])
+def test_petsc_backend_matches_numba(petsc, method):
+    A, b = _system(10, 7)
+    for w in (1.0, 1.5):
+        ours = make_solver(method, omega=w, rtol=1e-8).solve(A, b)
+        theirs = make_solver(method, omega=w, rtol=1e-8, backend="petsc").solve(A, b)
+        assert ours.converged and theirs.converged
+        assert theirs.info["pc_type"] == "sor"
+        assert abs(ours.iterations - theirs.iterations) <= 1, (w, ours.iterations, theirs.iterations)
+        np.testing.assert_allclose(ours.x, theirs.x, rtol=1e-6, atol=1e-8)
