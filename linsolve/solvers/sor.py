@@ -122,7 +122,7 @@ class _SORFamily(Solver):
             # KSPRichardson hands the whole solve to PCApplyRichardson_SOR, which runs
             # maxiter sweeps without any convergence test unless a monitor is attached.
             ksp, _ = driver._setup(op)
-            ksp.cancelMonitor()
+            ksp.monitorCancel()
             ksp.setMonitor(_noop_monitor)
         out = driver.solve(op, b, x0, tol, maxiter, ctx)
         out.info.update({"omega": omega, "method": method})
