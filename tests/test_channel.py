@@ -305,3 +305,15 @@ def test_channel_family_gives_reproducible_pressure_sequence():
 
     chmod._SEQUENCES.clear()
     assert np.array_equal(again.assemble(params[3]).b, systems[3].b)
+
+
+def test_generate_stops_on_blow_up_without_writing(tmp_path):
+    from datagen.channel import generate
+
+    out = tmp_path / "blow.h5"
+    with pytest.raises(ChannelBlowUp):
+        generate(out, trajectories=1, snapshots=3, every=20, spinup=0, grid=(8, 12, 6), coarse_grid=(4, 5, 2),
+                 dt=0.5)
+    assert not out.exists()
+    assert not list((tmp_path / "blow.h5.parts").glob("*.h5"))
+    assert not (tmp_path / "blow.h5.parts" / "spinup.npz").exists()

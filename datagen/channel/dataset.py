@@ -91,6 +91,7 @@ def generate(out, re_tau: float = 180.0, trajectories: int = 2, snapshots: int =
                             dt=dt, device=device, solver=solver)
         base = perturbed_laminar(ChannelDNS(cfg), amplitude=0.15, seed=seed)
         base.run(spinup, check_every=50)
+        base.check()  # never keep an unstable state as the base of the trajectories
         save_checkpoint(base, base_ckpt)
     filt = CoarseFilter(base.grid, coarse_grid, filter)
     for k in range(int(trajectories)):
@@ -106,6 +107,7 @@ def generate(out, re_tau: float = 180.0, trajectories: int = 2, snapshots: int =
         for s in range(int(snapshots)):
             if s:
                 dns.run(every, check_every=10)
+            dns.check()  # a blown-up state raises ChannelBlowUp here; nothing of it is written
             c = collocate(dns)
             for d, comp in enumerate("uvw"):
                 vel[s, ..., d] = filt(c[comp])
