@@ -82,7 +82,7 @@ class GCRODR(Solver):
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ilu", "amg")
     options = {"restart": 40, "recycle": 20, "pc_side": "right", "which": "smallest",
-               "recycle_across": True}
+               "recycle_across": True, "update": "cycle"}
     stateful = True
 
     def _validate_options(self):
@@ -93,6 +93,8 @@ class GCRODR(Solver):
                               "(each cycle needs Arnoldi steps beyond the recycled space)")
         if self.opts["pc_side"] not in ("right", "left"):
             raise OptionError(f"pc_side must be 'right' or 'left', got {self.opts['pc_side']!r}")
+        if self.opts["update"] not in ("cycle", "solve"):
+            raise OptionError(f"update must be 'cycle' or 'solve', got {self.opts['update']!r}")
         if self.opts["which"] not in ("smallest", "largest"):
             raise OptionError(f"which must be 'smallest' or 'largest', got {self.opts['which']!r}")
         self._reset()
@@ -158,6 +160,7 @@ class GCRODR(Solver):
         converged = rnorm <= tol
         reason = "converged" if converged else "maxiter reached"
         stalls = 0
+        every_cycle = self.opts["update"] == "cycle"
         while not converged and its < maxiter:
             kc = 0 if self._C is None else self._C.shape[0]
             steps = min(m - kc, maxiter - its)
@@ -166,14 +169,13 @@ class GCRODR(Solver):
                                                   tol * ratio, norms, ctx)
             its += p
             if kc:
-                Ut, Zt = self._scaled()
-                x += Zt.T @ y1
+                x += self._zblock().T @ (y1 * self._d)
             x += (Wh[kc:kc + p] if flexible else Vh[kc:kc + p]).T @ y2
             r = b - A(x)
             new_norm = float(np.linalg.norm(r))
             stalls = stalls + 1 if new_norm >= rnorm * (1 - 1e-12) else 0
             rnorm = new_norm
-            if k > 0:
+            if k > 0 and (every_cycle or kc == 0 or rnorm <= tol or its >= maxiter or breakdown):
                 self._update(G, Vh, Wh, kc, p, k, flexible)
             if rnorm <= tol:
                 converged, reason = True, "converged"
@@ -209,12 +211,6 @@ class GCRODR(Solver):
         """Column scaling D = diag(1/||u_i||) of the paper, kept with U."""
         self._d = 1.0 / np.sqrt(np.einsum("ij,ij->i", self._U, self._U))
 
-    def _scaled(self):
-        d = self._d
-        Ut = self._U * d[:, None]
-        Zt = Ut if self._Z is None else self._Z * d[:, None]
-        return Ut, Zt
-
     def _cycle(self, A, M, right, ident, flexible, rp, Vh, Wh, kc, steps, tol, norms, ctx):
         """One cycle: ``steps`` Arnoldi steps of (I - CC^T)B. Returns the step count, the
         least-squares solution split as (coefficients of U~, of V), the matrix G-bar and
@@ -225,8 +221,6 @@ class GCRODR(Solver):
             Vh[:kc] = self._C
             d = self._d
             G[np.arange(kc), np.arange(kc)] = d
-            if flexible:
-                Wh[:kc] = self._Z * d[:, None]
         beta = dnrm2(rp)
         Vh[kc] = rp / beta
         Rt = np.zeros((steps, steps))
@@ -309,13 +303,11 @@ class GCRODR(Solver):
         Gp = G[:dim + 1, :dim]
         VW = np.zeros((dim + 1, dim))
         VW[np.arange(kc, dim), np.arange(kc, dim)] = 1.0
-        Ut = Zt = None
         if kc:
-            Ut, Zt = self._scaled()
-            # C^T U~ is known from the previous update; only the new Arnoldi vectors need
-            # products with U~.
+            # U~ = U D. C^T U~ is known from the previous update; only the new Arnoldi
+            # vectors need products with U.
             VW[:kc, :kc] = self._CtU * self._d[None, :]
-            VW[kc:, :kc] = Vh[kc:dim + 1] @ Ut.T
+            VW[kc:, :kc] = (Vh[kc:dim + 1] @ self._U.T) * self._d[None, :]
         vals, P = harmonic_ritz(Gp, VW, k, self.opts["which"])
         if P.shape[1] == 0:
             return
@@ -330,13 +322,14 @@ class GCRODR(Solver):
         T = sla.solve_triangular(R, P.T, trans="T")  # (P R^-1)^T
         C = Q.T @ Vh[:dim + 1]
         U = T[:, kc:] @ Vh[kc:dim]
+        Td = T[:, :kc] * self._d[None, :] if kc else None
         if kc:
-            U += T[:, :kc] @ Ut
+            U += Td @ self._U
         Z = None
         if flexible:
             Z = T[:, kc:] @ Wh[kc:dim]
             if kc:
-                Z += T[:, :kc] @ Zt
+                Z += Td @ self._Z
         self._C, self._U, self._Z = C, U, Z
         self._CtU = Q.T @ VW @ T.T
         self._norms()

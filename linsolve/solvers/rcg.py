@@ -51,7 +51,7 @@ class RecycledCG(Solver):
     def _reset(self):
         self._W = None     # (k, n) recycled directions
         self._AW = None    # A W
-        self._chol = None  # Cholesky factor of W^T A W
+        self._chol = None  # ((W^T A W)^-1, (W^T A W)^-1 W)
         self._key = None
         self.ritz_values = None
 
@@ -63,7 +63,10 @@ class RecycledCG(Solver):
             chol = sla.cho_factor((WAW + WAW.T) / 2)
         except np.linalg.LinAlgError:
             return None
-        return AW, chol
+        # The projection W (W^T A W)^-1 (A W)^T z runs every iteration: keep
+        # (W^T A W)^-1 W as one block so it is a single GEMV, not a triangular solve.
+        inv = sla.cho_solve(chol, np.eye(W.shape[0]))
+        return AW, (inv, inv @ W)
 
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         n = op.n
@@ -90,15 +93,15 @@ class RecycledCG(Solver):
         x = np.array(x0, dtype=np.float64)
         r = b - A(x)
         if W is not None:
-            mu = sla.cho_solve(chol, W @ r)
+            mu = chol[0] @ (W @ r)
             x += W.T @ mu
             r -= AW.T @ mu
-        z = r.copy() if ident else M.apply(r)
+        z = r if ident else M.apply(r)
         p = z.copy()
         t = None
         if W is not None:
             t = AW @ z
-            p -= W.T @ sla.cho_solve(chol, t)
+            p -= chol[1].T @ t
         rz = ddot(r, z)
         norms: list[float] = []
         rnorm = dnrm2(r)
@@ -127,7 +130,7 @@ class RecycledCG(Solver):
             norms.append(rnorm)
             if cb is not None:
                 cb(x)
-            z = r.copy() if ident else M.apply(r)
+            z = r if ident else M.apply(r)  # z is read before r changes again
             rz_new = ddot(r, z)
             if W is not None:
                 t = AW @ z
@@ -144,7 +147,7 @@ class RecycledCG(Solver):
             p *= beta
             p += z
             if W is not None:
-                p -= W.T @ sla.cho_solve(chol, t)
+                p -= chol[1].T @ t
         if alphas:
             self._update(W, P[:len(alphas)], np.array(alphas), np.array(rhos), ts, k, A, M)
         info = {"norm": "true residual (recurrence)",
