@@ -311,6 +311,7 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
                 raise PipelineError(f"output {str(out)!r} was made with a different configuration; "
                                     "use --overwrite to replace it")
             stats = store.read_stats(f)
+        _clear_parts(parts_dir(out))  # left behind when a run died between its final commit and cleanup
         return RunSummary(out, cfg.n, 0, 0, 0, time.perf_counter() - t_start, 0.0, stats["iterations"],
                           stats["converged"], already_complete=True)
 

@@ -193,8 +193,10 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     assert c.done == 6 and s.solved_now == 2 and s.resumed_chunks == 2
     assert not parts.exists()
     assert_same_data(ref, out)
+    parts.mkdir()  # as if killed between the final commit and the clean-up
+    store.atomic_write_text(parts / "manifest.json", "{}")
     again = generate(_cfg(), out, resume=True)
-    assert again.already_complete and again.solved_now == 0
+    assert again.already_complete and again.solved_now == 0 and not parts.exists()
 
 
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
