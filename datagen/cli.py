@@ -55,7 +55,9 @@ _ARGV: list[str] = []
 
 app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Generate PDE training data by solving ordered sequences of linear systems; "
-                       "store it in The Well's HDF5 layout.")
+                       "store it in The Well's HDF5 layout.",
+                  epilog="Exit status: 0 success, 1 a failed run (--strict non-convergence, validation "
+                         "failure), 2 bad input (one line on stderr).")
 
 
 class CLIError(SolverError):
@@ -177,7 +179,11 @@ def generate(
     quiet: bool = typer.Option(False, "--quiet", help="print only errors"),
     strict: bool = typer.Option(False, "--strict", help="a non-converged sample fails the run (exit 1)"),
 ):
-    """Sample, order, solve in chunks and store a dataset."""
+    """Sample, order, solve in chunks and store a dataset.
+
+    Exit status: 0 done; 2 bad input (nothing written that looks complete); 1 with
+    --strict when a sample does not converge (finished chunks stay under OUT.parts/,
+    resumable). A killed run continues with --resume from its last complete chunk."""
     from .pipeline import GenerateConfig, NonConvergedError, PipelineError, load_config_file
     from .pipeline import generate as run
 
