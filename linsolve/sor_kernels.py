@@ -38,23 +38,23 @@ CONVERGED, MAXITER, BREAKDOWN = 0, 1, 2
 
 # --- kernels -------------------------------------------------------------------------
 @njit(cache=True, fastmath=False)
-def sor_sweep(indptr, indices, data, dptr, b, x, omega):
+def sor_sweep(indptr, indices, data, dptr, dinv, b, x, omega):
     n = x.shape[0]
     for i in range(n):
         s = b[i]
         for k in range(indptr[i], indptr[i + 1]):
             s -= data[k] * x[indices[k]]
-        x[i] += omega * s / data[dptr[i]]
+        x[i] += omega * s * dinv[i]
 
 
 @njit(cache=True, fastmath=False)
-def sor_sweep_backward(indptr, indices, data, dptr, b, x, omega):
+def sor_sweep_backward(indptr, indices, data, dptr, dinv, b, x, omega):
     n = x.shape[0]
     for i in range(n - 1, -1, -1):
         s = b[i]
         for k in range(indptr[i], indptr[i + 1]):
             s -= data[k] * x[indices[k]]
-        x[i] += omega * s / data[dptr[i]]
+        x[i] += omega * s * dinv[i]
 
 
 @njit(cache=True, fastmath=False)
@@ -68,7 +68,7 @@ def csr_residual(indptr, indices, data, b, x, r):
 
 
 @njit(cache=True, fastmath=False)
-def sor_solve(indptr, indices, data, dptr, r, x, omega, tol, maxiter, norms):
+def sor_solve(indptr, indices, data, dptr, dinv, r, x, omega, tol, maxiter, norms):
     """SOR from x with initial residual r (overwritten); x is updated in place.
     Stops at the first k with ||r_k|| <= tol; norms[k-1] = ||r_k||. Returns (k, status)."""
     n = x.shape[0]
@@ -77,7 +77,7 @@ def sor_solve(indptr, indices, data, dptr, r, x, omega, tol, maxiter, norms):
         s = r[i]
         for k in range(indptr[i], dptr[i]):
             s -= data[k] * d[indices[k]]
-        d[i] = omega * s / data[dptr[i]]
+        d[i] = omega * s * dinv[i]
     c = 1.0 / omega - 1.0
     for it in range(1, maxiter + 1):
         rr = 0.0
@@ -91,7 +91,7 @@ def sor_solve(indptr, indices, data, dptr, r, x, omega, tol, maxiter, norms):
             x[i] += di
             for k in range(indptr[i], p):
                 s -= data[k] * d[indices[k]]
-            d[i] = omega * s / data[p]
+            d[i] = omega * s * dinv[i]
         rn = np.sqrt(rr)
         norms[it - 1] = rn
         if not np.isfinite(rn):
@@ -102,20 +102,19 @@ def sor_solve(indptr, indices, data, dptr, r, x, omega, tol, maxiter, norms):
 
 
 @njit(cache=True, fastmath=False)
-def ssor_apply(indptr, indices, data, dptr, omega, r, out):
+def ssor_apply(indptr, indices, data, dptr, dinv, omega, r, out):
     n = r.shape[0]
     for i in range(n):
         s = r[i]
         for k in range(indptr[i], dptr[i]):
             s -= data[k] * out[indices[k]]
-        out[i] = omega * s / data[dptr[i]]
+        out[i] = omega * s * dinv[i]
+    # (D/w + U) u = (D/w) t, i.e. u_i = t_i - w/a_ii sum_{j>i} a_ij u_j
     for i in range(n - 1, -1, -1):
-        p = dptr[i]
-        dw = data[p] / omega
-        s = dw * out[i]
-        for k in range(p + 1, indptr[i + 1]):
-            s -= data[k] * out[indices[k]]
-        out[i] = s / dw
+        s = 0.0
+        for k in range(dptr[i] + 1, indptr[i + 1]):
+            s += data[k] * out[indices[k]]
+        out[i] -= omega * s * dinv[i]
     scale = 2.0 - omega
     for i in range(n):
         out[i] *= scale
@@ -139,7 +138,7 @@ def _matvec(indptr, indices, data, x, y):
 
 
 @njit(cache=True, fastmath=False)
-def ssor_pcg(indptr, indices, data, dptr, omega, b, x, tol, maxiter, norms, precondition):
+def ssor_pcg(indptr, indices, data, dptr, dinv, omega, b, x, tol, maxiter, norms, precondition):
     """PCG from x (updated in place) with the SSOR preconditioner (or none when
     ``precondition`` is False). Returns (iterations, status)."""
     n = x.shape[0]
@@ -150,7 +149,7 @@ def ssor_pcg(indptr, indices, data, dptr, omega, b, x, tol, maxiter, norms, prec
     if np.sqrt(_dot(r, r)) <= tol:
         return 0, CONVERGED
     if precondition:
-        ssor_apply(indptr, indices, data, dptr, omega, r, z)
+        ssor_apply(indptr, indices, data, dptr, dinv, omega, r, z)
     else:
         z[:] = r
     p = z.copy()
@@ -172,7 +171,7 @@ def ssor_pcg(indptr, indices, data, dptr, omega, b, x, tol, maxiter, norms, prec
         if rn <= tol:
             return it, CONVERGED
         if precondition:
-            ssor_apply(indptr, indices, data, dptr, omega, r, z)
+            ssor_apply(indptr, indices, data, dptr, dinv, omega, r, z)
         else:
             z[:] = r
         rz_new = _dot(r, z)
@@ -184,7 +183,7 @@ def ssor_pcg(indptr, indices, data, dptr, omega, b, x, tol, maxiter, norms, prec
 
 
 @njit(cache=True, fastmath=False)
-def sor_iteration_counts(indptr, indices, data, dptr, b, omegas, tol_rel, maxiter):
+def sor_iteration_counts(indptr, indices, data, dptr, dinv, b, omegas, tol_rel, maxiter):
     """Iterations SOR from x = 0 needs for each w in ``omegas`` (stop at
     ||r_k|| <= tol_rel ||b||, capped at maxiter): one row of a system x arm table."""
     n = b.shape[0]
@@ -194,40 +193,59 @@ def sor_iteration_counts(indptr, indices, data, dptr, b, omegas, tol_rel, maxite
     for a in range(omegas.shape[0]):
         x = np.zeros(n)
         r = b.copy()
-        its, status = sor_solve(indptr, indices, data, dptr, r, x, omegas[a], tol_rel * bn, maxiter, norms)
+        its, status = sor_solve(indptr, indices, data, dptr, dinv, r, x, omegas[a], tol_rel * bn, maxiter, norms)
         out[a] = its
     return out
 
 
 # --- Python-side preparation --------------------------------------------------------
+@njit(cache=True)
+def _diagonal_positions(indptr, indices):
+    n = indptr.shape[0] - 1
+    dptr = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        for k in range(indptr[i], indptr[i + 1]):
+            if indices[k] == i:
+                dptr[i] = k
+                break
+    return dptr
+
+
 class CSRKernelData:
     """A CSR matrix prepared for the kernels: float64 data, sorted indices without
-    duplicates, and the position of each row's diagonal entry (which must be nonzero)."""
+    duplicates, and the position of each row's diagonal entry (which must be nonzero).
+    A canonical float64 CSR matrix is used as is (no copy): a sequence of solves with
+    changing matrices pays one O(nnz) scan per matrix."""
 
     def __init__(self, A, who: str = "SOR"):
-        A = sp.csr_matrix(A, dtype=np.float64, copy=True)
+        A = A if sp.isspmatrix_csr(A) else sp.csr_matrix(A)
+        if A.dtype != np.float64:
+            A = A.astype(np.float64)
         if A.shape[0] != A.shape[1]:
             raise SolverError(f"{who} needs a square matrix, got shape {A.shape}")
-        A.sum_duplicates()
-        A.sort_indices()
+        if not A.has_canonical_format:
+            A = A.copy()
+            A.sum_duplicates()  # also sorts the indices
         n = A.shape[0]
-        indptr, indices = A.indptr.astype(np.int64), A.indices.astype(np.int64)
-        rows = np.repeat(np.arange(n), np.diff(indptr))
-        on_diag = np.flatnonzero(indices == rows)
-        dptr = np.full(n, -1, dtype=np.int64)
-        dptr[rows[on_diag]] = on_diag
-        missing = dptr < 0
-        if np.any(missing) or np.any(A.data[dptr[~missing]] == 0):
-            bad = int(np.flatnonzero(missing | (A.data[np.maximum(dptr, 0)] == 0))[0])
-            raise SolverError(f"{who} needs a nonzero diagonal; A[{bad}, {bad}] is zero")
+        dptr = _diagonal_positions(A.indptr, A.indices)
+        bad = np.flatnonzero(dptr < 0)
+        if bad.size == 0:
+            zero = A.data[dptr] == 0
+            bad = np.flatnonzero(zero)
+        if bad.size:
+            i = int(bad[0])
+            raise SolverError(f"{who} needs a nonzero diagonal; A[{i}, {i}] is zero")
         self.n = n
         self.nnz = int(A.nnz)
-        self.indptr, self.indices, self.data, self.dptr = indptr, indices, A.data, dptr
+        # 64-bit indices and a precomputed 1/a_ii: both measurably faster in the loops
+        self.indptr, self.indices = A.indptr.astype(np.int64), A.indices.astype(np.int64)
+        self.data, self.dptr = A.data, dptr
+        self.dinv = 1.0 / A.data[dptr]
         self.matrix = A
 
     @property
     def arrays(self):
-        return self.indptr, self.indices, self.data, self.dptr
+        return self.indptr, self.indices, self.data, self.dptr, self.dinv
 
 
 def check_omega(omega, who: str = "SOR") -> float:
