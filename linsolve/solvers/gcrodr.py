@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.linalg.blas import dnrm2
+from scipy.linalg.blas import dgemv, dnrm2
 
 from ..base import Outcome, Solver
 from ..errors import OptionError
@@ -38,7 +38,15 @@ def harmonic_ritz(G: np.ndarray, VW: np.ndarray, k: int, which: str = "smallest"
     """Harmonic Ritz pairs of the cycle: solves G^T G g = theta G^T VW g and returns
     (values, P) with P's columns spanning the real span of the k selected vectors
     (a complex pair contributes its real and imaginary parts, so P may have k+1 columns)."""
-    vals, vecs = sla.eig(G.T @ G, G.T @ VW)
+    lhs, rhs = G.T @ G, G.T @ VW
+    lu, piv = sla.lu_factor(rhs, check_finite=False)
+    du = np.abs(np.diag(lu))
+    if du.min() > 1e-10 * du.max():
+        # well-conditioned right-hand matrix: the standard problem is equivalent and
+        # several times cheaper than the QZ algorithm
+        vals, vecs = np.linalg.eig(sla.lu_solve((lu, piv), lhs, check_finite=False))
+    else:
+        vals, vecs = sla.eig(lhs, rhs)
     idx = np.flatnonzero(np.isfinite(vals))
     mag = np.abs(vals[idx])
     idx = idx[np.argsort(mag if which == "smallest" else -mag, kind="stable")]
@@ -103,6 +111,7 @@ class GCRODR(Solver):
         self._U = None   # recycled space in B's space, (k, n)
         self._Z = None   # M^-1 U for right preconditioning (None: same as U)
         self._C = None   # B U, orthonormal rows
+        self._C_buf = None  # the basis array whose first rows hold C, if any
         self._key = None
         self.ritz_values = None
 
@@ -152,7 +161,11 @@ class GCRODR(Solver):
             rp = rp - self._C.T @ c
             r = b - A(x) if not (right or ident) else rp
 
-        Vh = np.empty((m + 1, n))
+        # Two bases: the harmonic Ritz update writes the new C straight into the first rows
+        # of the other one, which the next cycle then extends (no copy of C per cycle).
+        bufs = [np.empty((m + 1, n)), np.empty((m + 1, n))]
+        self._C_buf = None
+        Vh = bufs[0]
         Wh = np.empty((m, n)) if flexible else None
         norms: list[float] = []
         its = 0
@@ -176,7 +189,9 @@ class GCRODR(Solver):
             stalls = stalls + 1 if new_norm >= rnorm * (1 - 1e-12) else 0
             rnorm = new_norm
             if k > 0 and (every_cycle or kc == 0 or rnorm <= tol or its >= maxiter or breakdown):
-                self._update(G, Vh, Wh, kc, p, k, flexible)
+                other = bufs[1] if Vh is bufs[0] else bufs[0]
+                if self._update(G, Vh, Wh, kc, p, k, flexible, other):
+                    Vh = other
             if rnorm <= tol:
                 converged, reason = True, "converged"
                 break
@@ -218,9 +233,9 @@ class GCRODR(Solver):
         m = Vh.shape[0] - 1
         G = np.zeros((m + 1, m))
         if kc:
-            Vh[:kc] = self._C
-            d = self._d
-            G[np.arange(kc), np.arange(kc)] = d
+            if self._C_buf is not Vh:
+                Vh[:kc] = self._C
+            G[np.arange(kc), np.arange(kc)] = self._d
         beta = dnrm2(rp)
         Vh[kc] = rp / beta
         Rt = np.zeros((steps, steps))
@@ -248,12 +263,12 @@ class GCRODR(Solver):
             Vj = Vh[:j + 1]
             wn = dnrm2(w)
             h = Vj @ w
-            w -= h @ Vj
+            w = dgemv(-1.0, Vj.T, h, beta=1.0, y=w, overwrite_y=1)  # w -= Vj^T h in place
             hn = dnrm2(w)
             if hn < 0.7071 * wn:
                 # cancellation: one more classical Gram-Schmidt pass (PETSc's "ifneeded" rule)
                 h2 = Vj @ w
-                w -= h2 @ Vj
+                w = dgemv(-1.0, Vj.T, h2, beta=1.0, y=w, overwrite_y=1)
                 h += h2
                 hn = dnrm2(w)
             G[:j + 1, j] = h
@@ -297,8 +312,9 @@ class GCRODR(Solver):
         y1 = -(G[:kc, kc:kc + p] @ y2) / G[np.arange(kc), np.arange(kc)] if kc else np.zeros(0)
         return p, y1, y2, G, breakdown
 
-    def _update(self, G, Vh, Wh, kc, p, k, flexible):
-        """Replace the recycled space by k harmonic Ritz vectors over span[U, V_p]."""
+    def _update(self, G, Vh, Wh, kc, p, k, flexible, out):
+        """Replace the recycled space by k harmonic Ritz vectors over span[U, V_p]; the new
+        C is written into ``out``'s first rows. Returns whether the space was replaced."""
         dim = kc + p
         Gp = G[:dim + 1, :dim]
         VW = np.zeros((dim + 1, dim))
@@ -310,17 +326,17 @@ class GCRODR(Solver):
             VW[kc:, :kc] = (Vh[kc:dim + 1] @ self._U.T) * self._d[None, :]
         vals, P = harmonic_ritz(Gp, VW, k, self.opts["which"])
         if P.shape[1] == 0:
-            return
+            return False
         self.ritz_values = vals
         P = np.linalg.qr(P)[0]
         Q, R, piv = sla.qr(Gp @ P, mode="economic", pivoting=True)
         d = np.abs(np.diag(R))
         rank = int(np.sum(d > 1e-12 * d[0])) if d.size and d[0] > 0 else 0
         if rank == 0:
-            return
+            return False
         Q, R, P = Q[:, :rank], R[:rank, :rank], P[:, piv[:rank]]
         T = sla.solve_triangular(R, P.T, trans="T")  # (P R^-1)^T
-        C = Q.T @ Vh[:dim + 1]
+        C = np.dot(Q.T, Vh[:dim + 1], out=out[:rank])
         U = T[:, kc:] @ Vh[kc:dim]
         Td = T[:, :kc] * self._d[None, :] if kc else None
         if kc:
@@ -333,6 +349,8 @@ class GCRODR(Solver):
         self._C, self._U, self._Z = C, U, Z
         self._CtU = Q.T @ VW @ T.T
         self._norms()
+        self._C_buf = out
+        return True
 
 
 def _orthonormalise(BZ, U, Z):
