@@ -101,11 +101,12 @@ def iteration_count(A, b, omega, *, method: str = "sor", rtol: float = 1e-8, x0=
 
 def instance_optimal_omega(A, b, *, method: str = "sor", rtol: float = 1e-8, x0=None,
                            maxiter: int = 10000, grid=None, refine: int = 12,
-                           relative_to: str = "r0") -> tuple[float, int]:
+                           relative_to: str = "r0", grid_counts=None) -> tuple[float, int]:
     """The w minimising the iteration count for this very system, by search: evaluate
     ``grid`` (default 20 points on [1, 1.95]), then golden-section search on the bracket
     around the best grid point with ``refine`` further evaluations (the count is piecewise
-    constant and close to unimodal in w). Returns (w, iterations)."""
+    constant and close to unimodal in w). ``grid_counts`` (the counts on ``grid``, e.g. a
+    row of ``linsolve.sequences.iteration_table``) skips the grid pass. Returns (w, iterations)."""
     kd = as_kernel_data(A)
     grid = np.linspace(1.0, 1.95, 20) if grid is None else np.asarray(grid, dtype=np.float64)
 
@@ -113,7 +114,7 @@ def instance_optimal_omega(A, b, *, method: str = "sor", rtol: float = 1e-8, x0=
         return iteration_count(kd, b, w, method=method, rtol=rtol, x0=x0, maxiter=maxiter,
                                relative_to=relative_to)
 
-    evals = [f(w) for w in grid]
+    evals = [f(w) for w in grid] if grid_counts is None else [int(c) for c in grid_counts]
     best_i = int(np.argmin(evals))
     best = (evals[best_i], float(grid[best_i]))
     lo = float(grid[max(best_i - 1, 0)])
