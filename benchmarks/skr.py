@@ -306,13 +306,82 @@ def plot(rows, path):
     fig.savefig(path, dpi=120)
 
 
+def explain(payload) -> list[str]:
+    """Why targets were met or missed, from the measured numbers."""
+    notes = []
+    pi = payload.get("per_iteration")
+    if pi:
+        notes.append(
+            f"Per iteration, GCRO-DR(40,20) costs {pi['ratio_gcrodr_vs_petsc']:.2f}x PETSc GMRES(40) (target 1.5x): "
+            f"our own GMRES(40) (recycle=0, same code path) costs "
+            f"{pi['gcrodr_40_0']['per_iteration_us'] / pi['petsc_gmres40']['per_iteration_us']:.2f}x, so the gap is "
+            "the method's extra work, not NumPy overhead: every iteration orthogonalises against the k = 20 "
+            "recycled vectors C as well (about 30 instead of 20 basis vectors on average), and every cycle of "
+            "only m - k = 20 iterations ends with the harmonic Ritz update that forms C = V Q, U = W P R^-1 and "
+            "V^T U (about 4 k m n flops, as much as the cycle's Arnoldi work again). HPDDM does the same work "
+            "in compiled BLAS-3 code; on this 2-core machine shared by ~7 processes, BLAS-3 runs only ~2x faster "
+            "than BLAS-2 per flop, so the update is not hidden.")
+    rows = payload.get("table1") or []
+    missed = [r for r in rows if not r["met_paper"]]
+    if rows:
+        it_ratio = [r["petsc_cold_its"] / max(r["skr_its"], 1) for r in rows]
+        notes.append(
+            f"Table 1: {len(rows) - len(missed)} of {len(rows)} paper-protocol targets met. SKR needs "
+            f"{min(it_ratio):.1f}x to {max(it_ratio):.1f}x fewer iterations than cold PETSc GMRES(40) "
+            "(the paper's mechanism is reproduced), but the per-iteration overhead above and fixed per-solve "
+            "costs (re-fitting the recycled space to each new matrix: k products, k PC applications and a QR; "
+            "the equivalent of tens of iterations, which dominates when a strong PC leaves only ~40 "
+            "iterations, e.g. ilu/bjacobi/asm) consume the saving. Shortfalls (speed-up / target): " + "; ".join(
+                f"{r['family']}/{r['pc']}: {r['speedup_paper']:.2f} / {r['target_paper']}" for r in missed) + ".")
+        gk = [r for r in rows if not r["met_gcrotmk"]]
+        if gk:
+            notes.append("SKR vs SciPy gcrotmk (target 2x) missed for " + ", ".join(
+                f"{r['family']}/{r['pc']} ({r['speedup_vs_gcrotmk']:.2f}x)" for r in gk)
+                + ": gcrotmk (m = 20, k = 20) also recycles and is also NumPy; GCRO-DR needs fewer iterations "
+                "but does more work per iteration.")
+    rc = payload.get("rcg") or []
+    if rc:
+        notes.append(
+            "rcg vs PETSc CG (target 1.5x): " + "; ".join(
+                f"{r['case']}/{r['pc']}: {r['speedup_vs_cold']:.2f}x vs cold, {r['speedup_vs_warm']:.2f}x vs warm, "
+                f"iterations {r['cg_cold_its']:.0f} -> {r['rcg_its']:.0f}" for r in rc)
+            + ". Deflation with k = 20 vectors adds two k x n GEMVs per iteration (40 vector passes against "
+            "CG's ~10), so the 2-3x fewer iterations do not pay for themselves at n = 6400.")
+    od = payload.get("ordering")
+    if od:
+        notes.append(
+            f"Ordering: {od['N']} fields in {od['fft_seconds']:.1f} s (target < 60 s: "
+            f"{'met' if od['met_time'] else 'missed'}); iterations fft/greedy on the subset "
+            f"{od['iterations_fft_over_greedy']:.3f} (target <= 1.10: {'met' if od['met_iterations'] else 'missed'}).")
+    notes.append("Timings come from a 2-core machine shared with ~7 other processes (load average ~7); every "
+                 "ratio compares runs made side by side in one process, but single numbers vary by up to 2x "
+                 "between runs.")
+    return notes
+
+
+def annotate(name: str):
+    """Add the notes to an existing results file (for runs made before ``explain`` existed)."""
+    import json
+
+    jpath, mpath = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    payload = json.loads(jpath.read_text())
+    payload["notes"] = explain(payload)
+    jpath.write_text(json.dumps(payload, indent=1, default=float))
+    text = mpath.read_text().split("\n## Notes")[0]
+    mpath.write_text(text + "\n## Notes\n\n" + "\n\n".join(f"- {n}" for n in payload["notes"]) + "\n")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small run: 20 systems, 3 PCs, 10^4 fields for ordering")
     ap.add_argument("--parts", default="table1,rcg,periter,ordering")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="skr")
+    ap.add_argument("--annotate", action="store_true", help="only (re)write the notes of an existing result")
     args = ap.parse_args(argv)
+    if args.annotate:
+        annotate(args.name)
+        return
     args.families = list(FAMILIES)
     if args.quick:
         args.systems, args.pcs, args.rcg_systems = 20, ["none", "jacobi", "ilu"], 20
@@ -338,6 +407,8 @@ def main(argv=None):
         RESULTS.mkdir(parents=True, exist_ok=True)
         plot(rows, RESULTS / f"{args.name}.png")
         md.append(f"\n![speed-ups]({args.name}.png)\n")
+    payload["notes"] = explain(payload)
+    md.append("\n## Notes\n\n" + "\n\n".join(f"- {n}" for n in payload["notes"]) + "\n")
     jpath, mpath = write_results(args.name, payload, "\n".join(md))
     print(f"wrote {jpath} and {mpath}")
 
