@@ -39,11 +39,15 @@ CONVERGED, MAXITER, BREAKDOWN = 0, 1, 2
 # --- kernels -------------------------------------------------------------------------
 @njit(cache=True, fastmath=False)
 def sor_sweep(indptr, indices, data, dptr, dinv, b, x, omega):
+    # Unsigned positions spare numba's negative-index wraparound test on every access.
     n = x.shape[0]
+    one = np.uint64(1)
     for i in range(n):
         s = b[i]
-        for k in range(indptr[i], indptr[i + 1]):
-            s -= data[k] * x[indices[k]]
+        k, end = np.uint64(indptr[i]), np.uint64(indptr[i + 1])
+        while k < end:
+            s -= data[k] * x[np.uint64(indices[k])]
+            k += one
         x[i] += omega * s * dinv[i]
 
 
