@@ -1,0 +1,286 @@
+"""DCDM: exact-arithmetic facts of the iteration (oracle network: one step; identity
+network: CG's iterates; A-orthogonality of the last n_orth directions), robustness to
+degenerate networks, solid cells, the networks, training pieces, and weights loading."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+
+import linsolve
+from linsolve import FLUID, Grid, gallery
+
+torch = pytest.importorskip("torch")
+
+from datagen import get_family  # noqa: E402
+from linsolve.dcdm import loading  # noqa: E402
+from linsolve.dcdm.model import build_model  # noqa: E402
+from linsolve.dcdm.stencil import PressureStencil, geometry_channels  # noqa: E402
+
+N = 8
+A2 = gallery.poisson2d(N)
+GRID = Grid((N, N))
+
+
+def _b(n, seed=0):
+    return np.random.default_rng(seed).standard_normal(n)
+
+
+def _obstacle_system(n=12, dim=2, seed=0):
+    fam = get_family("poisson_obstacles")(n, dim=dim, n_obstacles=3)
+    return fam, fam.assemble(fam.sample(1, np.random.default_rng(seed))[0])
+
+
+def test_oracle_network_converges_in_one_step():
+    fam, s = _obstacle_system()
+    lu = spla.splu(s.A.tocsc())
+
+    def oracle(r_grid, cell_type):
+        return s.grid.to_grid(lu.solve(s.grid.from_grid(r_grid)))
+
+    res = linsolve.make_solver("dcdm", model=oracle, rtol=1e-10).solve(s)
+    assert res.converged and res.iterations == 1
+    np.testing.assert_allclose(res.x, lu.solve(s.b), rtol=1e-9, atol=1e-12)
+
+
+def test_identity_network_reproduces_cg_iterates():
+    b = _b(N * N, 1)
+    ours, ref = [], []
+    linsolve.make_solver("dcdm", model=lambda r, ct: r, rtol=1e-10, n_orth=2,
+                         callback=lambda x: ours.append(x.copy())).solve(A2, b, grid=GRID)
+    spla.cg(A2, b, rtol=1e-10, callback=lambda x: ref.append(x.copy()))
+    k = min(len(ours), len(ref), 20)
+    assert k >= 15
+    for a, c in zip(ours[:k], ref[:k]):
+        assert np.linalg.norm(a - c) <= 1e-8 * np.linalg.norm(c)
+
+
+def _nonlinear(r, ct):
+    # a fixed nonlinear map that is a poor but valid network
+    return r + 0.5 * np.tanh(3 * np.roll(r, 1, axis=0)) * np.abs(r).max()
+
+
+@pytest.mark.parametrize("n_orth", [1, 2, 3])
+def test_directions_are_A_orthogonal_to_the_last_n_orth(n_orth):
+    b = _b(N * N, 2)
+    xs = [np.zeros(N * N)]
+    res = linsolve.make_solver("dcdm", model=_nonlinear, n_orth=n_orth, rtol=1e-9, safeguard=0.0,
+                               callback=lambda x: xs.append(x.copy())).solve(A2, b, grid=GRID)
+    assert res.converged
+    P = [xs[i + 1] - xs[i] for i in range(min(12, len(xs) - 1))]
+    An = [np.sqrt(p @ (A2 @ p)) for p in P]
+    worst_near = max(abs(P[i] @ (A2 @ P[j])) / (An[i] * An[j])
+                     for i in range(len(P)) for j in range(max(0, i - n_orth), i))
+    assert worst_near < 1e-8
+    # the nonlinear network breaks conjugacy beyond the window (so the test can fail)
+    far = [abs(P[i] @ (A2 @ P[j])) / (An[i] * An[j]) for i in range(len(P)) for j in range(0, i - n_orth)]
+    assert max(far) > 1e-6
+
+
+@pytest.mark.parametrize("bad,why", [
+    (lambda r, ct: np.full_like(r, np.nan), "non-finite direction"),
+    (lambda r, ct: np.zeros_like(r), "zero direction"),
+])
+def test_degenerate_network_falls_back_and_still_converges(bad, why):
+    b = _b(N * N, 3)
+    res = linsolve.make_solver("dcdm", model=bad, rtol=1e-8).solve(A2, b, grid=GRID)
+    assert res.converged
+    assert res.info["fallback_reasons"][why] == res.iterations == res.info["fallback_steps"]
+    assert np.linalg.norm(b - A2 @ res.x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
+
+
+def test_no_descent_direction_falls_back():
+    def orthogonal(r, ct):  # a direction with q . r = 0 exactly: no descent possible
+        v = np.roll(r, 3) + 1.0
+        v = v - (v.ravel() @ r.ravel()) / (r.ravel() @ r.ravel()) * r
+        return v
+
+    b = _b(N * N, 4)
+    res = linsolve.make_solver("dcdm", model=orthogonal, rtol=1e-8, safeguard=0.0).solve(A2, b, grid=GRID)
+    assert res.converged and res.info["fallback_reasons"].get("no descent", 0) >= 1
+
+
+def test_safeguard_never_slower_than_needed_on_a_misleading_network():
+    # A network that returns -r everywhere with a sign flip pattern: valid but poor.
+    b = _b(N * N, 5)
+    poor = lambda r, ct: r * np.where(np.indices(r.shape).sum(0) % 2, 1.0, 0.05)  # noqa: E731
+    guarded = linsolve.make_solver("dcdm", model=poor, rtol=1e-8, maxiter=400).solve(A2, b, grid=GRID)
+    cg = linsolve.make_solver("cg", rtol=1e-8).solve(A2, b)
+    assert guarded.converged
+    assert guarded.iterations <= 3 * cg.iterations
+
+
+def test_solid_cells_are_not_fed_as_fluid():
+    fam, s = _obstacle_system(seed=4)
+    seen = {}
+
+    def spy(r_grid, ct):
+        seen["r"], seen["ct"] = r_grid.copy(), ct.copy()
+        return r_grid
+
+    linsolve.make_solver("dcdm", model=spy, rtol=1e-3, maxiter=1).solve(s)
+    ct = s.grid.cell_type
+    assert seen["r"].shape == ct.shape
+    assert np.all(seen["r"][ct != FLUID] == 0)
+    np.testing.assert_array_equal(seen["ct"] == FLUID, ct == FLUID)
+    assert np.any(seen["ct"] == linsolve.AIR) and np.any(seen["ct"] == linsolve.SOLID)
+
+
+def test_bad_options_and_grid():
+    with pytest.raises(linsolve.OptionError):
+        linsolve.make_solver("dcdm", n_orth=-1)
+    with pytest.raises(linsolve.OptionError):
+        linsolve.make_solver("dcdm", safeguard=2.0)
+    with pytest.raises(linsolve.OptionError):
+        linsolve.make_solver("dcdm", model=42)
+    with pytest.raises(linsolve.OptionError):
+        linsolve.make_solver("dcdm", pc="jacobi")
+    with pytest.raises(linsolve.ShapeError):
+        linsolve.make_solver("dcdm").solve(A2, _b(N * N))  # no grid
+    with pytest.raises(linsolve.ShapeError):
+        linsolve.make_solver("dcdm").solve(A2, _b(N * N), grid=Grid((N, N + 1)))
+
+
+# --- networks -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_network_any_size_homogeneous_and_masked(dim):
+    torch.manual_seed(0)
+    net = build_model({"dim": dim, "channels": 4})
+    for n in ((12, 20) if dim == 2 else (6, 10)):
+        shape = (n,) * dim
+        ct = torch.zeros(1, *shape, dtype=torch.int8)
+        ct[0, 0] = linsolve.SOLID
+        ct[(0,) + (slice(None),) * (dim - 1) + (-1,)] = linsolve.AIR
+        geo = geometry_channels(ct)
+        r = torch.randn(1, 1, *shape) * geo[:, :1]
+        with torch.no_grad():
+            q = net(r, geo)
+            q3 = net(3 * r, geo)
+            qz = net(torch.zeros_like(r), geo)
+        assert q.shape == r.shape
+        assert torch.all(q[0, 0][ct[0] != FLUID] == 0)
+        torch.testing.assert_close(q3, 3 * q, rtol=1e-4, atol=1e-5)
+        assert torch.all(qz == 0)
+    assert net.levels((64,) * dim) > net.levels((16,) * dim)
+
+
+@pytest.mark.parametrize("dim,n", [(2, 9), (3, 6)])
+def test_stencil_matches_family_matrix(dim, n):
+    fam, s = _obstacle_system(n, dim, seed=1)
+    ct = torch.from_numpy(np.asarray(s.grid.cell_type)[None])
+    q = _b(s.A.shape[0], 6)
+    got = PressureStencil(ct, dtype=torch.float64)(torch.from_numpy(s.grid.to_grid(q))[None, None])
+    np.testing.assert_allclose(s.grid.from_grid(got[0, 0].numpy()), s.A @ q, rtol=1e-12, atol=1e-12)
+
+
+def test_lanczos_ritz_pairs():
+    from linsolve.dcdm.train import lanczos_ritz
+
+    A = gallery.random_spd(30, seed=1, cond=50.0)  # distinct eigenvalues: Lanczos finds all
+    lam, U = np.linalg.eigh(A)
+    theta, V = lanczos_ritz(A, 30, np.random.default_rng(0))
+    np.testing.assert_allclose(theta, lam, rtol=1e-8)
+    np.testing.assert_allclose(np.abs(V.T @ U), np.eye(30), atol=1e-6)
+    theta, V = lanczos_ritz(A, 10, np.random.default_rng(0))
+    np.testing.assert_allclose(V.T @ V, np.eye(10), atol=1e-8)
+    assert np.all(np.diff(theta) > 0) and lam[0] <= theta[0] and theta[-1] <= lam[-1]
+    assert abs(theta[-1] - lam[-1]) <= 0.01 * lam[-1]  # the isolated top converges first
+
+
+def test_training_reduces_loss_and_resumes(tmp_path):
+    from typer.testing import CliRunner
+
+    from linsolve.dcdm.train import app
+
+    args = ["--dim", "2", "--grid", "12", "--systems", "2", "--ritz", "20", "--steps", "30", "--batch", "4",
+            "--channels", "4", "--pool-every", "10", "--pool-iters", "4", "--checkpoint-every", "10",
+            "--threads", "1", "--workdir", str(tmp_path / "w")]
+    full = CliRunner().invoke(app, args + ["--out", str(tmp_path / "full.pt")])
+    assert full.exit_code == 0, full.output
+    card = json.loads((tmp_path / "full.json").read_text())
+    hist = card["loss_history_every_50"]
+    assert card["final_loss"] < 1.0 and hist
+    # interrupted at 20 steps then resumed: identical weights
+    part = CliRunner().invoke(app, args + ["--workdir", str(tmp_path / "p"), "--stop-after", "20"])
+    assert part.exit_code == 0, part.output
+    assert "stopped after 20" in part.output
+    res = CliRunner().invoke(app, args + ["--workdir", str(tmp_path / "p"), "--resume",
+                                          "--out", str(tmp_path / "resumed.pt")])
+    assert res.exit_code == 0, res.output
+    a = loading.load_model(tmp_path / "full.pt").state_dict()
+    b = loading.load_model(tmp_path / "resumed.pt").state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+# --- weights ------------------------------------------------------------------------
+
+def test_shipped_models_load_deterministically_with_cards():
+    cards = loading.shipped_models()
+    assert "dcdm-2d" in cards
+    for name, card in cards.items():
+        m1, m2 = loading.load_model(name), loading.load_model(name)
+        for k, v in m1.state_dict().items():
+            assert torch.equal(v, m2.state_dict()[k])
+        assert card["sha256"] == loading.sha256(loading.WEIGHTS_DIR / f"{name}.pt")
+        assert (loading.WEIGHTS_DIR / f"{name}.pt").stat().st_size < 2 * 2**20
+        for key in ("training", "final_loss", "measured", "config"):
+            assert key in card
+        assert (loading.WEIGHTS_DIR / f"{name}.md").exists()
+
+
+def test_default_model_solves_held_out_obstacle_system():
+    fam = get_family("poisson_obstacles")(24, split="test")
+    s = fam.assemble(fam.sample(1, np.random.default_rng(0))[0])
+    res = linsolve.make_solver("dcdm", rtol=1e-6).solve(s)
+    assert res.converged and res.relative_residual <= 1e-6
+    assert res.info["model"] == "dcdm-2d"
+
+
+def test_corrupt_and_wrong_weights_give_clear_errors(tmp_path):
+    net = build_model({"dim": 2, "channels": 4})
+    good = loading.save_model(net, tmp_path / "good.pt")
+    assert loading.load_model(good).config["channels"] == 4
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a torch file at all")
+    with pytest.raises(linsolve.SolverError, match="corrupt"):
+        loading.load_model(junk)
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(linsolve.SolverError, match="corrupt"):
+        linsolve.make_solver("dcdm", model=str(trunc))
+    blob = torch.load(good, weights_only=True)
+    blob["state_dict"]["enc_in.weight"] = torch.zeros(4, 1, 5, 5)
+    torch.save(blob, tmp_path / "shape.pt")
+    with pytest.raises(linsolve.SolverError, match="enc_in.weight"):
+        loading.load_model(tmp_path / "shape.pt")
+    blob = torch.load(good, weights_only=True)
+    del blob["state_dict"]["out.weight"]
+    torch.save(blob, tmp_path / "missing.pt")
+    with pytest.raises(linsolve.SolverError, match="missing"):
+        loading.load_model(tmp_path / "missing.pt")
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(linsolve.SolverError, match="not a DCDM weights file"):
+        loading.load_model(tmp_path / "other.pt")
+    with pytest.raises(linsolve.SolverError, match="does not exist"):
+        loading.load_model(tmp_path / "nope.pt")
+    with pytest.raises(linsolve.SolverError, match="unknown DCDM model"):
+        linsolve.make_solver("dcdm", model="no-such-model")
+    three = loading.save_model(build_model({"dim": 3, "channels": 4}), tmp_path / "three.pt")
+    with pytest.raises(linsolve.SolverError, match="3-D"):
+        linsolve.make_solver("dcdm", model=str(three)).solve(A2, _b(N * N), grid=GRID)
+
+
+def test_altered_shipped_weights_detected(tmp_path, monkeypatch):
+    src = loading.WEIGHTS_DIR
+    for f in src.glob("dcdm-2d.*"):
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    data = bytearray((tmp_path / "dcdm-2d.pt").read_bytes())
+    data[-10] ^= 0xFF
+    (tmp_path / "dcdm-2d.pt").write_bytes(bytes(data))
+    monkeypatch.setattr(loading, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(linsolve.SolverError, match="SHA-256"):
+        loading.load_model("dcdm-2d")
