@@ -119,9 +119,12 @@ class GCRODR:
             ksp.setConvergedReason(PETSc.KSP.ConvergedReason.CONVERGED_ATOL)
             return
         tol = max(rtol * bnorm, atol)
-        r0 = float(np.linalg.norm(barr - _matvec(A, x0)))
-        ksp.logConvergenceHistory(r0)
-        ksp.monitor(0, r0)
+        res0 = barr - _matvec(A, x0)
+        r0 = float(np.linalg.norm(res0))
+        # Monitors see the norm the iterations report: preconditioned for left PCs
+        m0 = r0 if right or isinstance(self._M, Identity) else float(np.linalg.norm(self._M.apply(res0)))
+        ksp.logConvergenceHistory(m0)
+        ksp.monitor(0, m0)
         count = [0]
 
         def monitor(rel):
