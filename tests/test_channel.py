@@ -272,9 +272,12 @@ def test_generate_writes_well_layout_and_resumes(tmp_path):
         first = vel.copy()
     # resuming: the finished shards are reused, nothing is recomputed
     parts = tmp_path / "channel.h5.parts"
-    stamp = {p.name: p.stat().st_mtime_ns for p in parts.iterdir()}
+    stamp = {p.name: p.stat().st_mtime_ns for p in parts.glob("*.h5")}
+    stamp["spinup.npz"] = (parts / "spinup.npz").stat().st_mtime_ns
     generate(out, **kw)
-    assert {p.name: p.stat().st_mtime_ns for p in parts.iterdir()} == stamp
+    again = {p.name: p.stat().st_mtime_ns for p in parts.glob("*.h5")}
+    again["spinup.npz"] = (parts / "spinup.npz").stat().st_mtime_ns
+    assert again == stamp
     with h5py.File(out) as f:
         assert np.array_equal(f["t1_fields/velocity"][()], first)
     # restarting from a checkpoint of the developed flow
@@ -284,6 +287,20 @@ def test_generate_writes_well_layout_and_resumes(tmp_path):
         assert f["t1_fields/velocity"].shape == (1, 3, 6, 9, 4, 3)
     with pytest.raises(OptionError, match="snapshots"):
         generate(tmp_path / "bad.h5", snapshots=0)
+    with pytest.raises(OptionError, match="different configuration"):
+        generate(out, **{**kw, "coarse_grid": "4,5,2"})
+    with pytest.raises(OptionError, match="preset"):
+        generate(tmp_path / "p.h5", preset="huge")
+
+
+def test_presets_are_complete_and_paper_sized():
+    from datagen.channel.dataset import DEFAULTS, PRESETS
+
+    paper = PRESETS["paper"]
+    assert paper["coarse_grid"] == (32, 33, 16) and paper["every"] == 200
+    assert paper["trajectories"] >= 20 and paper["snapshots"] == 400
+    assert paper["box"][0] == pytest.approx(4 * np.pi) and paper["box"][1] == pytest.approx(4 * np.pi / 3)
+    assert set(PRESETS["small"]) <= set(DEFAULTS)
 
 
 def test_channel_family_gives_reproducible_pressure_sequence():

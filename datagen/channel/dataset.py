@@ -62,35 +62,76 @@ def _perturb(dns: ChannelDNS, amplitude: float, seed: int):
         dns.u = dns.u + (dns.cfg.ub - dns.bulk_velocity())
 
 
-def generate(out, re_tau: float = 180.0, trajectories: int = 2, snapshots: int = 8, every: int = 20,
-             spinup: int = 1500, coarse_grid=(16, 17, 8), filter: str = "box", restart=None, seed: int = 0,
-             device: str = "cpu", solver: str = "fft-poisson", grid=(32, 64, 32), box=(math.pi, math.pi / 2),
-             dt: float = 2e-3, pressure: bool = False, decorrelate: int | None = None, perturbation: float = 0.02,
-             progress=None) -> Path:
-    """Write ``out`` (HDF5). ``restart``: a checkpoint of developed flow to start from
-    instead of spinning up ``spinup`` steps from a perturbed laminar profile;
-    ``decorrelate``: steps run after each trajectory's seeded perturbation before its
-    first snapshot (default ``every``). Returns the path."""
+DEFAULTS = dict(PRESETS["small"], filter="box", restart=None, seed=0, device="cpu", solver="fft-poisson",
+                pressure=False, decorrelate=None, perturbation=0.02)
+
+
+def _triple(v, name, cast=int):
+    if isinstance(v, str):
+        v = v.split(",")
+    try:
+        out = tuple(cast(x) for x in v)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"{name} must be comma-separated numbers, got {v!r}") from exc
+    return out
+
+
+def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, spinup=None, coarse_grid=None,
+             filter=None, restart=None, seed=None, device=None, solver=None, grid=None, box=None, dt=None,
+             pressure=None, decorrelate=None, perturbation=None, preset: str | None = None, progress=None) -> Path:
+    """Write ``out`` (HDF5) and return its path. Every argument left as None takes its value
+    from ``PRESETS[preset]`` (``"small"`` or ``"paper"``), else from ``DEFAULTS``.
+
+    ``restart``: a checkpoint of developed flow (``save_checkpoint``, or the
+    ``longrun`` driver's) to start from instead of spinning up ``spinup`` steps from a
+    perturbed laminar profile (its grid and time step are then used). ``decorrelate``:
+    steps run after each trajectory's seeded perturbation (``perturbation`` x U_b)
+    before its first snapshot (default ``every``). ``grid`` is the DNS grid (nx, ny, nz),
+    ``box`` (lx, lz); ``coarse_grid`` (NX, NY, NZ) the stored one. Rerunning with the same
+    arguments resumes: finished trajectories are kept."""
+    if preset is not None and preset not in PRESETS:
+        raise OptionError(f"unknown channel preset {preset!r}; known: {', '.join(PRESETS)}")
+    given = dict(re_tau=re_tau, trajectories=trajectories, snapshots=snapshots, every=every, spinup=spinup,
+                 coarse_grid=coarse_grid, filter=filter, restart=restart, seed=seed, device=device, solver=solver,
+                 grid=grid, box=box, dt=dt, pressure=pressure, decorrelate=decorrelate, perturbation=perturbation)
+    base_vals = {**DEFAULTS, **(PRESETS[preset] if preset else {})}
+    a = {k: (v if v is not None else base_vals.get(k)) for k, v in given.items()}
     out = Path(out)
-    for name, v in (("trajectories", trajectories), ("snapshots", snapshots), ("every", every)):
+    for name in ("trajectories", "snapshots", "every"):
+        v = a[name]
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise OptionError(f"{name} must be a positive integer, got {v!r}")
-    if isinstance(spinup, bool) or int(spinup) != spinup or spinup < 0:
-        raise OptionError(f"spinup must be a non-negative integer, got {spinup!r}")
-    decorrelate = every if decorrelate is None else int(decorrelate)
+    if isinstance(a["spinup"], bool) or int(a["spinup"]) != a["spinup"] or a["spinup"] < 0:
+        raise OptionError(f"spinup must be a non-negative integer, got {a['spinup']!r}")
+    coarse_grid = _triple(a["coarse_grid"], "coarse_grid")
+    grid = _triple(a["grid"], "grid")
+    box = _triple(a["box"], "box", float)
+    trajectories, snapshots, every = int(a["trajectories"]), int(a["snapshots"]), int(a["every"])
+    seed, device, solver, pressure = int(a["seed"]), a["device"], a["solver"], bool(a["pressure"])
+    filter, perturbation = a["filter"], float(a["perturbation"])
+    restart = a["restart"]
+    decorrelate = every if a["decorrelate"] is None else int(a["decorrelate"])
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
+    # a resumed run must be the same run: refuse to mix shards of different configurations
+    fingerprint = {k: (list(v) if isinstance(v, tuple) else v) for k, v in
+                   dict(a, coarse_grid=coarse_grid, grid=grid, box=box, restart=str(restart) if restart else None,
+                        decorrelate=decorrelate, device=None).items() if k != "trajectories"}
+    fp_path = parts / "config.json"
+    if fp_path.exists() and json.loads(fp_path.read_text()) != json.loads(json.dumps(fingerprint)):
+        raise OptionError(f"{parts} holds an unfinished run with a different configuration; "
+                          f"use another output path or delete {parts}")
+    if not fp_path.exists():
+        fp_path.write_text(json.dumps(fingerprint))
     base_ckpt = Path(restart) if restart else parts / "spinup.npz"
-    if restart:
-        base = load_checkpoint(base_ckpt, device=device, solver=solver)
-    elif base_ckpt.exists():
+    if restart or base_ckpt.exists():
         base = load_checkpoint(base_ckpt, device=device, solver=solver)
     else:
-        nx, ny, nz = (int(s) for s in grid)
-        cfg = ChannelConfig(re_tau=re_tau, grid=dict(nx=nx, ny=ny, nz=nz, lx=float(box[0]), lz=float(box[1])),
-                            dt=dt, device=device, solver=solver)
+        nx, ny, nz = grid
+        cfg = ChannelConfig(re_tau=float(a["re_tau"]), grid=dict(nx=nx, ny=ny, nz=nz, lx=box[0], lz=box[1]),
+                            dt=float(a["dt"]), device=device, solver=solver)
         base = perturbed_laminar(ChannelDNS(cfg), amplitude=0.15, seed=seed)
-        base.run(spinup, check_every=50)
+        base.run(int(a["spinup"]), check_every=50)
         base.check()  # never keep an unstable state as the base of the trajectories
         save_checkpoint(base, base_ckpt)
     filt = CoarseFilter(base.grid, coarse_grid, filter)
