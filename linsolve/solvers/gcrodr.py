@@ -90,7 +90,7 @@ class GCRODR(Solver):
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ilu", "amg")
     options = {"restart": 40, "recycle": 20, "pc_side": "right", "which": "smallest",
-               "recycle_across": True, "update": "cycle"}
+               "recycle_across": True, "update": "cycle", "orthog": "cgs"}
     stateful = True
 
     def _validate_options(self):
@@ -101,6 +101,8 @@ class GCRODR(Solver):
                               "(each cycle needs Arnoldi steps beyond the recycled space)")
         if self.opts["pc_side"] not in ("right", "left"):
             raise OptionError(f"pc_side must be 'right' or 'left', got {self.opts['pc_side']!r}")
+        if self.opts["orthog"] not in ("cgs", "ifneeded", "cgs2"):
+            raise OptionError(f"orthog must be 'cgs', 'ifneeded' or 'cgs2', got {self.opts['orthog']!r}")
         if self.opts["update"] not in ("cycle", "solve"):
             raise OptionError(f"update must be 'cycle' or 'solve', got {self.opts['update']!r}")
         if self.opts["which"] not in ("smallest", "largest"):
@@ -244,6 +246,7 @@ class GCRODR(Solver):
         sn: list[float] = []
         cb = ctx.callback
         bnorm = ctx.bnorm
+        refine = {"cgs": 0.0, "ifneeded": 0.7071, "cgs2": np.inf}[self.opts["orthog"]]
         breakdown = False
         p = 0
         for jj in range(steps):
@@ -265,7 +268,7 @@ class GCRODR(Solver):
             h = Vj @ w
             w = dgemv(-1.0, Vj.T, h, beta=1.0, y=w, overwrite_y=1)  # w -= Vj^T h in place
             hn = dnrm2(w)
-            if hn < 0.7071 * wn:
+            if hn < refine * wn:
                 # cancellation: one more classical Gram-Schmidt pass (PETSc's "ifneeded" rule)
                 h2 = Vj @ w
                 w = dgemv(-1.0, Vj.T, h2, beta=1.0, y=w, overwrite_y=1)

@@ -32,13 +32,13 @@ from ..registry import register
 @register("rcg")
 class RecycledCG(Solver):
     """Deflated PCG recycling k approximate eigenvectors across solves:
-    ``make_solver("rcg", recycle=20, store=100, pc="jacobi")``. SPD matrices and an SPD
+    ``make_solver("rcg", recycle=10, store=100, pc="jacobi")``. SPD matrices and an SPD
     preconditioner (jacobi, ssor, amg; PETSc PCs with ``backend="petsc"``)."""
 
     supports = frozenset({"spd"})
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ssor", "amg")
-    options = {"recycle": 20, "store": 100, "recycle_across": True}
+    options = {"recycle": 10, "store": 100, "recycle_across": True}
     stateful = True
 
     def _validate_options(self):
