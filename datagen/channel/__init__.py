@@ -15,8 +15,16 @@ from .dns import (
 )
 from .grid import ChannelGrid
 
-__all__ = ["ChannelConfig", "ChannelDNS", "ChannelGrid", "ChannelBlowUp", "laminar_profile", "perturbed_laminar",
+__all__ = ["PRESETS", "ChannelConfig", "ChannelDNS", "ChannelGrid", "ChannelBlowUp", "laminar_profile", "perturbed_laminar",
            "dean_bulk_velocity", "save_checkpoint", "load_checkpoint", "generate"]
+
+
+def __getattr__(name):
+    if name == "PRESETS":
+        from .dataset import PRESETS
+
+        return PRESETS
+    raise AttributeError(f"module 'datagen.channel' has no attribute {name!r}")
 
 
 def generate(*args, **kwargs):

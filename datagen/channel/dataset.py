@@ -78,7 +78,8 @@ def _triple(v, name, cast=int):
 
 def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, spinup=None, coarse_grid=None,
              filter=None, restart=None, seed=None, device=None, solver=None, grid=None, box=None, dt=None,
-             pressure=None, decorrelate=None, perturbation=None, preset: str | None = None, progress=None) -> Path:
+             pressure=None, decorrelate=None, perturbation=None, preset: str | None = None, progress=None,
+             solver_options: dict | None = None) -> Path:
     """Write ``out`` (HDF5) and return its path. Every argument left as None takes its value
     from ``PRESETS[preset]`` (``"small"`` or ``"paper"``), else from ``DEFAULTS``.
 
@@ -88,7 +89,8 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     steps run after each trajectory's seeded perturbation (``perturbation`` x U_b)
     before its first snapshot (default ``every``). ``grid`` is the DNS grid (nx, ny, nz),
     ``box`` (lx, lz); ``coarse_grid`` (NX, NY, NZ) the stored one. Rerunning with the same
-    arguments resumes: finished trajectories are kept."""
+    arguments resumes: finished trajectories are kept. ``solver``/``solver_options``: the
+    linsolve solver of the pressure equation (default the exact ``fft-poisson``)."""
     if preset is not None and preset not in PRESETS:
         raise OptionError(f"unknown channel preset {preset!r}; known: {', '.join(PRESETS)}")
     given = dict(re_tau=re_tau, trajectories=trajectories, snapshots=snapshots, every=every, spinup=spinup,
@@ -125,11 +127,11 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
         fp_path.write_text(json.dumps(fingerprint))
     base_ckpt = Path(restart) if restart else parts / "spinup.npz"
     if restart or base_ckpt.exists():
-        base = load_checkpoint(base_ckpt, device=device, solver=solver)
+        base = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options)
     else:
         nx, ny, nz = grid
         cfg = ChannelConfig(re_tau=float(a["re_tau"]), grid=dict(nx=nx, ny=ny, nz=nz, lx=box[0], lz=box[1]),
-                            dt=float(a["dt"]), device=device, solver=solver)
+                            dt=float(a["dt"]), device=device, solver=solver, solver_options=dict(solver_options or {}))
         base = perturbed_laminar(ChannelDNS(cfg), amplitude=0.15, seed=seed)
         base.run(int(a["spinup"]), check_every=50)
         base.check()  # never keep an unstable state as the base of the trajectories
@@ -139,7 +141,7 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
         shard = parts / f"traj_{k:04d}.h5"
         if shard.exists():
             continue
-        dns = load_checkpoint(base_ckpt, device=device, solver=solver)
+        dns = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options)
         _perturb(dns, perturbation, seed + 1 + k)
         dns.run(decorrelate, check_every=10) if decorrelate else None
         vel = np.empty((snapshots, filt.NX, filt.NY, filt.NZ, 3), dtype=np.float32)
