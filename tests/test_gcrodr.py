@@ -172,6 +172,19 @@ def test_indefinite_helmholtz_sequence():
     assert its[-1] < its[0]
 
 
+@pytest.mark.parametrize("opts", [{"orthog": "cgs2"}, {"orthog": "ifneeded"}, {"update": "solve"},
+                                  {"which": "largest"}, {"recycle_across": False}])
+def test_variants_converge_to_the_dense_solution(opts):
+    A = gallery.convection_diffusion2d(14, peclet=25.0)
+    rng = np.random.default_rng(11)
+    s = linsolve.make_solver("gcrodr", restart=20, recycle=6, rtol=1e-10, **opts)
+    for _ in range(2):
+        b = rng.standard_normal(A.shape[0])
+        res = s.solve(A, b)
+        assert res.converged
+        np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), b), rtol=1e-7, atol=1e-9)
+
+
 def test_options_validated():
     with pytest.raises(OptionError, match="recycle"):
         linsolve.make_solver("gcrodr", restart=10, recycle=9)
@@ -181,6 +194,10 @@ def test_options_validated():
         linsolve.make_solver("gcrodr", restart=1)
     with pytest.raises(OptionError, match="which"):
         linsolve.make_solver("gcrodr", which="median")
+    with pytest.raises(OptionError, match="orthog"):
+        linsolve.make_solver("gcrodr", orthog="householder")
+    with pytest.raises(OptionError, match="update"):
+        linsolve.make_solver("gcrodr", update="never")
 
 
 @pytest.mark.petsc
