@@ -92,14 +92,15 @@ def kernels(quick: bool) -> dict:
         b = np.random.default_rng(0).standard_normal(n)
         x = np.zeros(n)
         sor_sweep(*kd.arrays, b, x, 1.5)
-        fns = {"numba": lambda: [sor_sweep(*kd.arrays, b, x, 1.5) for _ in range(sweeps)]}
+        fns = {"numba": lambda kd=kd, b=b, x=x: [sor_sweep(*kd.arrays, b, x, 1.5) for _ in range(sweeps)]}
         if PETSc is not None:
             from linsolve.petsc_utils import csr_to_aij
 
             M = csr_to_aij(kd.matrix)
             bv, xv = PETSc.Vec().createWithArray(b.copy()), PETSc.Vec().createWithArray(np.zeros(n))
             fw = PETSc.Mat.SORType.FORWARD_SWEEP
-            fns["petsc"] = lambda: [M.SOR(bv, xv, omega=1.5, sortype=fw, its=1, lits=1) for _ in range(sweeps)]
+            fns["petsc"] = lambda M=M, bv=bv, xv=xv, fw=fw: [M.SOR(bv, xv, omega=1.5, sortype=fw, its=1, lits=1)
+                                                           for _ in range(sweeps)]
         t = _interleaved(fns, 15 if quick else 40)
         row = {"matrix": label, "nnz": kd.nnz,
                "numba Mnnz/s (median)": kd.nnz * sweeps / t["numba"][0] / 1e6,
@@ -125,10 +126,10 @@ def kernels(quick: bool) -> dict:
         M = spla.LinearOperator(A.shape, matvec=SSORApply(kd, 1.5), dtype=float)
         its = {}
 
-        def ours():
+        def ours(kd=kd, b=b, tol=tol, its=its):
             its["numba"] = ssor_pcg_array(kd, b, np.zeros(kd.n), 1.5, tol, 10000)[1]
 
-        def scipy_cg():
+        def scipy_cg(kd=kd, b=b, tol=tol, M=M, its=its):
             c = [0]
             spla.cg(kd.matrix, b, rtol=0.0, atol=tol, maxiter=10000, M=M, callback=lambda _: c.__setitem__(0, c[0] + 1))
             its["scipy"] = c[0]
@@ -275,22 +276,22 @@ def heat(grid: int, T: int, seeds: list[int]) -> dict:
                            policy=make_policy(name, omegas=OMEGAS, seed=seeds[0], **opts))
 
     runners = {
-        "ChebCB (online)": (bandit("chebcb", {}), True),
-        "Tsallis-INF (online)": (bandit("tsallis-inf", {}), False),
-        f"SSOR-PCG best fixed w={w_best:.2f}": (make_solver("ssor-pcg", omega=w_best, rtol=rtol, maxiter=10000), False),
-        "SSOR-PCG w=1": (make_solver("ssor-pcg", omega=1.0, rtol=rtol, maxiter=10000), False),
-        "CG (SciPy)": (make_solver("cg", rtol=rtol, maxiter=10000, history=False), False),
+        "ChebCB (online)": bandit("chebcb", {}),
+        "Tsallis-INF (online)": bandit("tsallis-inf", {}),
+        f"SSOR-PCG best fixed w={w_best:.2f}": make_solver("ssor-pcg", omega=w_best, rtol=rtol, maxiter=10000),
+        "SSOR-PCG w=1": make_solver("ssor-pcg", omega=1.0, rtol=rtol, maxiter=10000),
+        "CG (SciPy)": make_solver("cg", rtol=rtol, maxiter=10000, history=False),
     }
     if _have_petsc() is not None:
-        runners["CG (PETSc)"] = (make_solver("cg", rtol=rtol, maxiter=10000, backend="petsc"), False)
-        runners[f"PETSc CG+PCSOR best fixed w={w_best:.2f}"] = (
-            make_solver("ssor-pcg", omega=w_best, rtol=rtol, maxiter=10000, backend="petsc"), False)
+        runners["CG (PETSc)"] = make_solver("cg", rtol=rtol, maxiter=10000, backend="petsc")
+        runners[f"PETSc CG+PCSOR best fixed w={w_best:.2f}"] = make_solver(
+            "ssor-pcg", omega=w_best, rtol=rtol, maxiter=10000, backend="petsc")
     wall = {k: 0.0 for k in runners}
     its = {k: 0 for k in runners}
     unconverged = {k: 0 for k in runners}
     cum_cheb = []
     for A, b, x0, kappa in systems():
-        for k, (solver, ctx) in runners.items():
+        for k, solver in runners.items():
             t0 = time.perf_counter()
             r = solver.solve(A, b, x0=x0, context=kappa) if k.endswith("(online)") else solver.solve(A, b, x0=x0)
             wall[k] += time.perf_counter() - t0
@@ -317,9 +318,11 @@ def _plot(path, synth, heats):
 
     panels = [(f"synthetic, {v} variance (mean of {len(synth[v]['per_seed'])} seeds)", synth[v]["curves"])
               for v in synth] + [(f"heat grid {h['grid']}, SSOR-PCG", h["curves"]) for h in heats]
+    if not panels:
+        return
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5))
     axes = np.atleast_1d(axes)
-    for ax, (title, curves) in zip(axes, panels):
+    for ax, (title, curves) in zip(axes, panels, strict=True):
         for label, c in curves.items():
             c = np.asarray(c)
             ax.plot(c, c.size - np.arange(1, c.size + 1), lw=2, label=label,
@@ -344,19 +347,22 @@ def main(argv=None):
     ap.add_argument("--heat-T", type=int, default=1000)
     ap.add_argument("--heat-grids", type=int, nargs="*", default=[100, 200])
     ap.add_argument("--no-search", action="store_true")
+    ap.add_argument("--sections", nargs="*", default=["kernels", "synthetic", "heat"],
+                    choices=["kernels", "synthetic", "heat"],
+                    help="run a subset (results go to bandit_sor_<sections>.json/.md)")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.T, args.heat_T, args.heat_grids = 2, 400, 100, [40]
     seeds = list(range(args.seeds))
     t_start = time.perf_counter()
     print("kernels", flush=True)
-    kern = kernels(args.quick)
+    kern = kernels(args.quick) if "kernels" in args.sections else {"sweep_throughput": [], "pcg_implementation": []}
     synth = {}
-    for v in ("low", "high"):
+    for v in ("low", "high") if "synthetic" in args.sections else ():
         print(f"synthetic {v}", flush=True)
         synth[v] = synthetic(v, seeds, args.T, not args.no_search)
     heats = []
-    for g in args.heat_grids:
+    for g in args.heat_grids if "heat" in args.sections else ():
         print(f"heat {g}", flush=True)
         heats.append(heat(g, args.heat_T, seeds))
 
@@ -426,17 +432,20 @@ def main(argv=None):
                "heat": [{k: v for k, v in h.items() if k != "curves"} for h in heats],
                "targets": targets, "seconds": time.perf_counter() - t_start}
     name = "bandit_sor_quick" if args.quick else "bandit_sor"
+    if sorted(args.sections) != ["heat", "kernels", "synthetic"]:
+        name += "_" + "_".join(args.sections)
     from benchmarks.common import RESULTS
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     _plot(RESULTS / f"{name}.png", synth, heats)
     md = ["# Bandit-tuned SOR (Khodak et al., ICLR 2024)\n",
-          f"Plot (paper style, cumulative iterations): `{name}.png`. Total run {payload['seconds']:.0f} s.\n",
+          f"Sections: {', '.join(args.sections)}. Plot (paper style, cumulative iterations): `{name}.png`. "
+          f"Total run {payload['seconds']:.0f} s.\n",
           "## Targets\n", markdown_table(targets, ["target", "measured", "met"]),
           "\n## Kernel throughput (forward SOR sweep, w = 1.5)\n", markdown_table(kern["sweep_throughput"]),
           "\n## Own compiled PCG loop vs SciPy cg with the same SSOR apply\n",
           markdown_table(kern["pcg_implementation"]),
-          "\n## Synthetic sequences: total iterations per seed (T = %d)\n" % args.T, markdown_table(syn_rows)]
+          f"\n## Synthetic sequences: total iterations per seed (T = {args.T})\n", markdown_table(syn_rows)]
     for v, S in synth.items():
         md.append(f"\n### {v} variance: ratios over all seeds\n")
         md.append(markdown_table([{"ratio": k, "value": x} for k, x in S["ratios"].items()]))

@@ -54,7 +54,7 @@ def test_probabilities_stay_a_distribution(name, seed, costs, contexts):
     """Whatever the costs (adversarial, heavy-tailed) and contexts (even outside the
     declared range), every policy's probabilities remain a distribution over the arms."""
     pol = _policies()[name](seed)
-    for c, k in zip(contexts, costs):
+    for c, k in zip(contexts, costs, strict=True):
         p = pol.probabilities(c)
         assert p.shape == (GRID.size,)
         assert np.all(np.isfinite(p)) and np.all(p >= 0) and p.sum() == pytest.approx(1.0, abs=1e-9)

@@ -34,7 +34,7 @@ def gold_sweep(A, b, x, omega, order):
     for i in order:
         cols, vals = rows[i]
         sigma, aii = 0.0, 0.0
-        for j, v in zip(cols, vals):
+        for j, v in zip(cols, vals, strict=True):
             if j == i:
                 aii += v
             else:
@@ -181,7 +181,7 @@ def test_iteration_counts_row_matches_single_solves():
     b = np.random.default_rng(6).standard_normal(A.shape[0])
     omegas = np.array([1.0, 1.3, 1.6, 1.9])
     counts = sor_iteration_counts(*kd.arrays, b, omegas, 1e-8, 10000)
-    for w, c in zip(omegas, counts):
+    for w, c in zip(omegas, counts, strict=True):
         _, k = gold_sor_solve(A, b, np.zeros_like(b), w, 1e-8 * np.linalg.norm(b), 10000)
         assert abs(int(c) - k) <= 1
 
