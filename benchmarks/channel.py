@@ -183,7 +183,7 @@ def report(args):
     payload = {
         "grid": [g.nx, g.ny, g.nz], "box": [g.lx, 2.0, g.lz], "re_tau_nominal": dns.cfg.re_tau,
         "drive": dns.cfg.drive, "U_bulk": dns.cfg.ub, "reached_t": dns.t, "steps": dns.step_count,
-        "averaging_window_t": window, "averaging_window_t_plus": [w * prof["u_tau"] ** 2 / dns.cfg.nu * 1 for w in window],
+        "averaging_window_t": window, "averaging_window_in_h_over_measured_u_tau": [w * prof["u_tau"] for w in window],
         "samples": n, "re_tau_measured": prof["re_tau"], "comparison": cmp,
         "profiles": {k: np.asarray(v).tolist() for k, v in prof.items() if isinstance(v, np.ndarray)},
         "history": [{k: m[k] for k in ("t", "re_tau_wall", "cfl", "div_max", "dt") if k in m} for m in log],
