@@ -12,7 +12,7 @@ import math
 import time
 from pathlib import Path
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, regrid, save_checkpoint
 from .dns import ChannelBlowUp, ChannelConfig, ChannelDNS, perturbed_laminar
 from .stats import StatsAccumulator
 
@@ -44,6 +44,8 @@ def main(argv=None):
     ap.add_argument("--ckpt-every", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--amplitude", type=float, default=0.15)
+    ap.add_argument("--seed-from", default=None, help="checkpoint of a developed run to interpolate onto --grid "
+                    "(same ny and box) instead of starting from a perturbed laminar profile")
     a = ap.parse_args(argv)
     out = Path(a.dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,6 +54,9 @@ def main(argv=None):
     lx, lz = (float(s) for s in a.box.split(","))
     if ckpt.exists():
         dns = load_checkpoint(ckpt)
+    elif a.seed_from:
+        # start from another run's developed flow, interpolated onto this run's x, z grid
+        dns = regrid(load_checkpoint(a.seed_from), nx, nz, dt=a.dt_max * 0.6)
     else:
         cfg = ChannelConfig(re_tau=a.re_tau, grid=dict(nx=nx, ny=ny, nz=nz, lx=lx, lz=lz, stretch=a.stretch),
                             dt=a.dt_max * 0.6)
