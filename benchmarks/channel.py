@@ -219,7 +219,7 @@ def report(args):
                  f"average over t = {window[0]:.1f}..{window[1]:.1f} h/u_tau")
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / "channel_re180_profiles.png", dpi=110)
+    fig.savefig(RESULTS / f"{args.name}_profiles.png", dpi=110)
     fig2, ax2 = plt.subplots(figsize=(6, 3.5))
     ax2.plot([m["t"] for m in log], [m["re_tau_wall"] for m in log])
     ax2.axvspan(*window, color="grey", alpha=0.2, label="averaging window")
@@ -227,7 +227,7 @@ def report(args):
     ax2.set(xlabel="t (h/u_tau nominal)", ylabel="Re_tau from wall shear", title="history")
     ax2.legend()
     fig2.tight_layout()
-    fig2.savefig(RESULTS / "channel_re180_history.png", dpi=110)
+    fig2.savefig(RESULTS / f"{args.name}_history.png", dpi=110)
     checks = cmp["checks"]
     def spread(key):
         vals = [h[key] for h in halves]
@@ -256,8 +256,8 @@ def report(args):
           + markdown_table(rows, ["quantity", "here", "target", "met", "halves"])
           + "\n(halves: the same numbers from the first / second half of the averaging window, a measure "
             "of the statistical uncertainty.)\n"
-          + f"\nAll targets met: **{cmp['all_met']}**.\n\nPlots: channel_re180_profiles.png, channel_re180_history.png.\n")
-    write_results("channel_re180", payload, md)
+          + f"\nAll targets met: **{cmp['all_met']}**.\n\nPlots: {args.name}_profiles.png, {args.name}_history.png.\n")
+    write_results(args.name, payload, md)
     print(md)
 
 
@@ -276,6 +276,7 @@ def main(argv=None):
     r = sub.add_parser("report")
     r.add_argument("--run", default="runs/channel180")
     r.add_argument("--t-start", type=float, default=10.0)
+    r.add_argument("--name", default="channel_re180", help="results file stem under benchmarks/results/")
     a = ap.parse_args(argv)
     (timing if a.cmd == "timing" else report)(a)
 
