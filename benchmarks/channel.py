@@ -194,7 +194,7 @@ def report(args):
         "grid": [g.nx, g.ny, g.nz], "box": [g.lx, 2.0, g.lz], "re_tau_nominal": dns.cfg.re_tau,
         "drive": dns.cfg.drive, "U_bulk": dns.cfg.ub, "reached_t": dns.t, "steps": dns.step_count,
         "averaging_window_t": window, "averaging_window_in_h_over_measured_u_tau": [w * prof["u_tau"] for w in window],
-        "samples": n, "re_tau_measured": prof["re_tau"], "comparison": cmp, "half_windows": halves,
+        "note": args.note, "samples": n, "re_tau_measured": prof["re_tau"], "comparison": cmp, "half_windows": halves,
         "profiles": {k: np.asarray(v).tolist() for k, v in prof.items() if isinstance(v, np.ndarray)},
         "history": [{k: m[k] for k in ("t", "re_tau_wall", "cfl", "div_max", "dt") if k in m} for m in log],
     }
@@ -252,7 +252,7 @@ def report(args):
           f"RK3/CN, fft-poisson pressure, constant flow rate U_b = {dns.cfg.ub:.3f} (Dean). Run reached t = "
           f"{dns.t:.2f} h/u_tau ({dns.step_count} steps) from a perturbed laminar profile. Statistics averaged "
           f"over t = {window[0]:.2f}..{window[1]:.2f} ({n} samples, both halves folded); everything before "
-          f"t = {args.t_start} is discarded as transient.\n\n"
+          f"t = {args.t_start} is discarded as transient. {args.note}\n\n"
           + markdown_table(rows, ["quantity", "here", "target", "met", "halves"])
           + "\n(halves: the same numbers from the first / second half of the averaging window, a measure "
             "of the statistical uncertainty.)\n"
@@ -277,6 +277,7 @@ def main(argv=None):
     r.add_argument("--run", default="runs/channel180")
     r.add_argument("--t-start", type=float, default=10.0)
     r.add_argument("--name", default="channel_re180", help="results file stem under benchmarks/results/")
+    r.add_argument("--note", default="", help="sentence added to the description (e.g. how the run was seeded)")
     a = ap.parse_args(argv)
     (timing if a.cmd == "timing" else report)(a)
 
