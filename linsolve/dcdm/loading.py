@@ -23,6 +23,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODELS = {2: "dcdm-2d", 3: "dcdm-3d"}
 
 
+_CACHE: dict = {}
+
+
 class ModelError(SolverError):
     """A DCDM weights file or model specification that cannot be used."""
 
@@ -145,7 +148,10 @@ def load_model(spec=None, dim: int | None = None):
     cards = shipped_models()
     if isinstance(spec, str) and spec in cards:
         path = WEIGHTS_DIR / f"{spec}.pt"
-        model = model_from_blob(_read(path, cards[spec].get("sha256")), f"model {spec!r}")
+        key = (str(path), cards[spec].get("sha256"))
+        if key not in _CACHE:  # shipped weights are read once per process (frozen, eval mode)
+            _CACHE[key] = model_from_blob(_read(path, cards[spec].get("sha256")), f"model {spec!r}")
+        model = _CACHE[key]
     elif isinstance(spec, str) and not spec.endswith(".pt") and os.sep not in spec and not Path(spec).exists():
         raise ModelError(f"unknown DCDM model {spec!r}; shipped: {', '.join(cards) or 'none'} "
                          "(or pass a path to a .pt weights file)")

@@ -153,7 +153,8 @@ def measure(model, dim: int, sizes: list[int], n_systems: int, seed: int, rtol: 
 @app.command()
 def main(
     dim: int = typer.Option(2, help="spatial dimension (2 or 3)"),
-    grid: int = typer.Option(64, help="training grid size per axis (wall/air frame included)"),
+    grid: str = typer.Option("64", help="training grid size(s) per axis (frame included), comma-separated: "
+                                       "several sizes train the shared levels at several depths"),
     systems: int = typer.Option(12, help="number of training geometries"),
     ritz: int = typer.Option(300, help="Lanczos steps (Ritz vectors) per training matrix"),
     low_fraction: float = typer.Option(0.55, help="fraction of the Ritz vectors (lowest) weighted up"),
@@ -188,7 +189,11 @@ def main(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.time()
-    data = RitzData(training_systems(dim, grid, systems, seed, n_obstacles), ritz, low_fraction, low_weight, rng)
+    grids = [int(g) for g in str(grid).split(",") if g.strip()]
+    datasets = [RitzData(training_systems(dim, g, systems, seed + i, n_obstacles), ritz, low_fraction,
+                         low_weight, rng) for i, g in enumerate(grids)]
+    # equal cells per step at every size: smaller batches on the larger grids
+    batches = [max(2, int(round(batch * (grids[0] / g) ** dim))) for g in grids]
     t_data = time.time() - t0
     model = build_model({"arch": "mg-unet", "dim": dim, "channels": channels, "blocks": blocks})
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -204,15 +209,18 @@ def main(
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         start, history = state["step"], state["history"]
-        data.pool = [(int(k), r.numpy()) for k, r in state.get("pool", [])]
+        for data, pool in zip(datasets, state.get("pools", [])):
+            data.pool = [(int(k), r.numpy()) for k, r in pool]
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"DCDM {dim}-D", unit="step")
     running = None
     for step in bar:
-        if pool_every and step >= pool_every and (step % pool_every == 0 or not data.pool):
+        which = step % len(grids)
+        data = datasets[which]
+        if pool_every and step >= pool_every and (step % pool_every < len(grids) or not data.pool):
             model.eval()
             data.refresh_pool(model, pool_iters, rng)
             model.train()
-        b, ct = data.batch(batch, rng, pool_fraction if pool_every else 0.0)
+        b, ct = data.batch(batches[which], rng, pool_fraction if pool_every else 0.0)
         loss = dcdm_loss(model, torch.from_numpy(b), torch.from_numpy(ct))
         opt.zero_grad()
         loss.backward()
@@ -227,7 +235,7 @@ def main(
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                         "step": step + 1, "history": history,
-                        "pool": [(k, torch.from_numpy(r)) for k, r in data.pool]}, ckpt)
+                        "pools": [[(k, torch.from_numpy(r)) for k, r in d.pool] for d in datasets]}, ckpt)
         if stopping:
             bar.close()
             typer.echo(f"stopped after {step + 1} steps; continue with --resume")
@@ -238,8 +246,8 @@ def main(
     card = {
         "summary": (f"{dim}-D DCDM network (multigrid U-Net, shared weights across levels) for "
                     "pressure-Poisson systems with fluid/solid/air cells."),
-        "training": {"family": "poisson_obstacles", "split": "train", "grid": [grid] * dim,
-                     "matrices": systems, "n_obstacles": n_obstacles, "ritz_vectors": ritz,
+        "training": {"family": "poisson_obstacles", "split": "train", "grids": [[g] * dim for g in grids], "batches": batches,
+                     "matrices_per_grid": systems, "n_obstacles": n_obstacles, "ritz_vectors": ritz,
                      "low_fraction": low_fraction, "low_weight": low_weight, "steps": steps,
                      "pool_every": pool_every, "pool_iters": pool_iters, "pool_fraction": pool_fraction,
                      "batch": batch, "lr": lr, "optimizer": "Adam, cosine decay", "seed": seed,
