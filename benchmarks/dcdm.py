@@ -58,7 +58,7 @@ def run_size(dim: int, n: int, systems: int, seed: int, args, petsc_ok: bool) ->
             if label.startswith("DCDM"):  # untimed: load the weights and warm torch up once
                 linsolve.make_solver("dcdm", maxiter=1).solve(system)
             repeat = 1 if label.startswith("DCDM") else args.repeat
-            t, res = median_time(lambda: solver.solve(system), repeat=repeat)
+            t, res = median_time(lambda s=solver, y=system: s.solve(y), repeat=repeat)
             its.append(res.iterations)
             times.append(t)
             conv.append(bool(res.converged))
@@ -106,13 +106,13 @@ def plot(rows: list[dict], path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, dim in zip(axes, (2, 3)):
+    for ax, dim in zip(axes, (2, 3), strict=True):
         labels = sorted({r["solver"] for r in rows if r["dim"] == dim})
         for lab in labels:
             pts = [(r["n"], r["iterations"], r["converged"]) for r in rows if r["dim"] == dim and r["solver"] == lab]
             if len(pts) < 1:
                 continue
-            xs, ys, cs = zip(*pts)
+            xs, ys, _ = zip(*pts, strict=True)
             ax.plot(xs, ys, "o-", label=lab)
             for x, y, c in pts:
                 if not c:

@@ -53,7 +53,7 @@ def test_identity_network_reproduces_cg_iterates():
     spla.cg(A2, b, rtol=1e-10, callback=lambda x: ref.append(x.copy()))
     k = min(len(ours), len(ref), 20)
     assert k >= 15
-    for a, c in zip(ours[:k], ref[:k]):
+    for a, c in zip(ours[:k], ref[:k], strict=True):
         assert np.linalg.norm(a - c) <= 1e-8 * np.linalg.norm(c)
 
 

@@ -78,7 +78,7 @@ def test_seeded_and_splits_disjoint():
     a = Fam(16, split="train").sample(2, np.random.default_rng(7))
     b = Fam(16, split="train").sample(2, np.random.default_rng(7))
     c = Fam(16, split="test").sample(2, np.random.default_rng(7))
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x["cell_type"], y["cell_type"])
         np.testing.assert_array_equal(x["rhs"], y["rhs"])
     assert not any(np.array_equal(x["rhs"], z["rhs"]) for x in a for z in c)

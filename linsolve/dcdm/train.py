@@ -86,7 +86,7 @@ class RitzData:
             b = self.ritz_rhs(k, rng).astype(np.float64)
             seen = []
             solver = linsolve.make_solver("dcdm", model=model, rtol=1e-8, maxiter=iters,
-                                          callback=lambda x, b=b, A=s.A: seen.append(b - A @ x))
+                                          callback=lambda x, b=b, A=s.A, seen=seen: seen.append(b - A @ x))
             solver.solve(s.A, b, grid=s.grid)
             for r in seen:
                 nr = np.linalg.norm(r)
@@ -109,8 +109,6 @@ class RitzData:
 
 def dcdm_loss(model, b, cell_type):
     """Mean of ||b - (q^T b / q^T A q) A q||^2 over the batch, q = model(b)."""
-    import torch
-
     from .stencil import PressureStencil, geometry_channels
 
     A = PressureStencil(cell_type)
@@ -129,11 +127,12 @@ def training_systems(dim: int, grid: int, n_systems: int, seed: int, n_obstacles
     return [fam.assemble(p) for p in params]
 
 
-def measure(model, dim: int, sizes: list[int], n_systems: int, seed: int, rtol: float = 1e-6):
-    """DCDM and CG iterations on held-out (split "test") systems at each size."""
-    from datagen import get_family
-
+def measure(model, dim: int, sizes: list[int], n_systems: int, seed: int, rtol: float = 1e-6,
+            n_orth: int = 300, maxiter: int = 300):
+    """DCDM and CG iterations on held-out (split "test") systems at each size (NaN: DCDM
+    did not converge within ``maxiter``)."""
     import linsolve
+    from datagen import get_family
 
     rows = []
     for n in sizes:
@@ -141,12 +140,14 @@ def measure(model, dim: int, sizes: list[int], n_systems: int, seed: int, rtol: 
         its, cg_its = [], []
         for p in fam.sample(n_systems, np.random.default_rng(seed)):
             system = fam.assemble(p)
-            res = linsolve.make_solver("dcdm", model=model, rtol=rtol, maxiter=2000).solve(system)
+            res = linsolve.make_solver("dcdm", model=model, rtol=rtol, maxiter=maxiter, n_orth=n_orth,
+                                       safeguard=0.0).solve(system)
             cg = linsolve.make_solver("cg", rtol=rtol, history=False).solve(system)
             its.append(res.iterations if res.converged else float("nan"))
             cg_its.append(cg.iterations)
         rows.append({"grid": f"{n}^{dim}", "dcdm_iterations": float(np.median(its)),
-                     "cg_iterations": float(np.median(cg_its)), "systems": n_systems, "rtol": rtol})
+                     "cg_iterations": float(np.median(cg_its)), "systems": n_systems, "rtol": rtol,
+                     "n_orth": n_orth, "maxiter": maxiter, "held_out": f"split=test seed {seed}"})
     return rows
 
 
@@ -209,7 +210,7 @@ def main(
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         start, history = state["step"], state["history"]
-        for data, pool in zip(datasets, state.get("pools", [])):
+        for data, pool in zip(datasets, state.get("pools", []), strict=False):
             data.pool = [(int(k), r.numpy()) for k, r in pool]
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"DCDM {dim}-D", unit="step")
     running = None
