@@ -302,28 +302,29 @@ def _field_group(order: int) -> str:
 
 
 def _bc_entry(name: str, spec, spatial_dims: list[str], sizes: list[int]):
-    """The Well's boundary description from a family's {edge: spec}; the mask marks the
-    coordinates where the boundary sits (low/high end of its axis, both if unspecified)."""
+    """The Well's boundary description from a family's {name: spec}. A name starting with an
+    axis (x_lo, y_top, ...) is a domain edge: its mask marks the low/high end of that axis
+    (both ends if neither is named). Other names (e.g. interior obstacles) get an all-False
+    edge mask unless the spec supplies ``mask``."""
     spec = dict(spec) if isinstance(spec, dict) else {"bc_type": str(spec)}
     low = name.lower()
     axis = next((d for d in spatial_dims if low.startswith(d)), None)
     dims = [axis] if axis else list(spatial_dims)
     mask_sizes = [sizes[spatial_dims.index(d)] for d in dims]
-    mask = np.zeros(mask_sizes, dtype=bool)
-    lo = any(t in low for t in ("lo", "min", "left", "bottom", "front", "west", "south"))
-    hi = any(t in low for t in ("hi", "max", "right", "top", "back", "east", "north"))
-    if len(dims) == 1:
+    if "mask" in spec:
+        mask = np.asarray(spec.pop("mask"), dtype=bool)
+    elif axis is None:
+        mask = np.zeros(mask_sizes, dtype=bool)
+        spec.setdefault("location", "not a domain edge")
+    else:
+        mask = np.zeros(mask_sizes, dtype=bool)
+        tail = low[len(axis):]
+        lo = any(t in tail for t in ("lo", "min", "left", "bottom", "front", "west", "south", "start"))
+        hi = any(t in tail for t in ("hi", "max", "right", "top", "back", "east", "north", "end"))
         if lo or not hi:
             mask[0] = True
         if hi or not lo:
             mask[-1] = True
-    else:
-        for ax in range(mask.ndim):
-            idx = [slice(None)] * mask.ndim
-            idx[ax] = 0
-            mask[tuple(idx)] = True
-            idx[ax] = -1
-            mask[tuple(idx)] = True
     bc_type = str(spec.pop("bc_type", spec.pop("type", "unspecified")))
     values = np.asarray(spec.pop("values", np.zeros(0)), dtype=np.float32)
     return dims, mask, bc_type, values, spec

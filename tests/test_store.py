@@ -204,3 +204,15 @@ def test_unknown_count_varying_per_sample(tmp_path):
     rep = validate_file(out, samples=5)
     assert rep.ok, rep.lines()
     assert datagen.open_dataset(out).y.shape == (5, 1, 9, 9)
+
+
+def test_boundary_masks_from_edge_names():
+    dims, sizes = ["x", "y"], [4, 3]
+    m = {name: store._bc_entry(name, spec, dims, sizes) for name, spec in {
+        "x_low": "wall", "y_top": {"bc_type": "dirichlet", "associated_fields": ["u"]},
+        "x_periodic": "periodic", "obstacles": "wall"}.items()}
+    assert m["x_low"][0] == ["x"] and m["x_low"][1].tolist() == [True, False, False, False]
+    assert m["y_top"][1].tolist() == [False, False, True] and m["y_top"][2] == "dirichlet"
+    assert m["y_top"][4] == {"associated_fields": ["u"]}
+    assert m["x_periodic"][1].tolist() == [True, False, False, True]
+    assert m["obstacles"][0] == ["x", "y"] and not m["obstacles"][1].any()
