@@ -350,6 +350,7 @@ def main(argv=None):
     ap.add_argument("--sections", nargs="*", default=["kernels", "synthetic", "heat"],
                     choices=["kernels", "synthetic", "heat"],
                     help="run a subset (results go to bandit_sor_<sections>.json/.md)")
+    ap.add_argument("--name", default=None, help="results file stem (default from the sections)")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.T, args.heat_T, args.heat_grids = 2, 400, 100, [40]
@@ -434,6 +435,7 @@ def main(argv=None):
     name = "bandit_sor_quick" if args.quick else "bandit_sor"
     if sorted(args.sections) != ["heat", "kernels", "synthetic"]:
         name += "_" + "_".join(args.sections)
+    name = args.name or name
     from benchmarks.common import RESULTS
 
     RESULTS.mkdir(parents=True, exist_ok=True)
