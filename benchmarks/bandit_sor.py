@@ -351,7 +351,11 @@ def main(argv=None):
                     choices=["kernels", "synthetic", "heat"],
                     help="run a subset (results go to bandit_sor_<sections>.json/.md)")
     ap.add_argument("--name", default=None, help="results file stem (default from the sections)")
+    ap.add_argument("--merge", nargs="*", default=None, metavar="STEM",
+                    help="combine the targets of earlier partial runs (results stems) into bandit_sor.json/.md")
     args = ap.parse_args(argv)
+    if args.merge is not None:
+        return merge(args.merge)
     if args.quick:
         args.seeds, args.T, args.heat_T, args.heat_grids = 2, 400, 100, [40]
     seeds = list(range(args.seeds))
@@ -463,6 +467,26 @@ def main(argv=None):
         md.append(markdown_table([r for r in heat_rows if r["grid"] == h["grid"]]))
     md.append(NOTES)
     write_results(name, payload, "".join(md))
+    for t in targets:
+        print(("MET   " if t["met"] else "MISSED"), t["target"], f"{t['measured']:.3f}")
+
+
+def merge(stems: list[str]) -> None:
+    """One summary of partial runs (e.g. the synthetic and heat sections run as separate
+    processes to use both cores): their targets side by side, with links."""
+    import json
+
+    from benchmarks.common import RESULTS
+
+    parts, targets = {}, []
+    for stem in stems:
+        data = json.loads((RESULTS / f"{stem}.json").read_text())
+        parts[stem] = {"config": data["config"], "seconds": data["seconds"], "machine": data["machine"]}
+        targets += [{**t, "from": stem} for t in data["targets"]]
+    md = ["# Bandit-tuned SOR: summary of the partial runs\n\n",
+          "Details, tables and plots: " + ", ".join(f"`{s}.md` / `{s}.png`" for s in stems) + ".\n\n",
+          markdown_table(targets, ["target", "measured", "met", "from"]), NOTES]
+    write_results("bandit_sor", {"parts": parts, "targets": targets}, "".join(md))
     for t in targets:
         print(("MET   " if t["met"] else "MISSED"), t["target"], f"{t['measured']:.3f}")
 
