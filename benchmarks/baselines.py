@@ -48,7 +48,7 @@ def run_matrix(label, A, configs, backends, repeat, rtol, maxiter):
             if backend == "scipy" and name != "direct":
                 kw["history"] = False  # no extra product per iteration: time the library alone
 
-            def go():
+            def go(name=name, kw=kw):
                 return make_solver(name, **kw).solve(A, b)
 
             t, res = median_time(go, repeat)
@@ -69,6 +69,7 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--rtol", type=float, default=1e-8)
     p.add_argument("--maxiter", type=int, default=5000)
+    p.add_argument("--note", default="", help="free text recorded with the results (e.g. machine load)")
     a = p.parse_args(argv)
     backends = ["scipy", "petsc"] if have_petsc() else ["scipy"]
     rows = []
@@ -79,11 +80,12 @@ def main(argv=None):
                            NONSYM_CONFIGS, backends, a.repeat, a.rtol, a.maxiter)
     cols = ["matrix", "solver", "pc", "backend", "iterations", "time_s", "time_vs_petsc", "relative_residual",
             "converged"]
-    md = ("# Baselines\n\nMedian of %d runs, rtol=%g, random right-hand side (seed 0), OMP_NUM_THREADS=1. "
+    md = (f"# Baselines\n\nMedian of {a.repeat} runs, rtol={a.rtol:g}, random right-hand side (seed 0), OMP_NUM_THREADS=1. "
           "`time_vs_petsc` divides by the PETSc backend's time for the same solver and preconditioner "
-          "(SciPy 'amg' is PyAMG smoothed aggregation; PETSc 'amg' is GAMG; 'ic' is PETSc ICC only).\n\n"
-          % (a.repeat, a.rtol)) + markdown_table(rows, cols)
-    j, m = write_results("baselines", {"rtol": a.rtol, "repeat": a.repeat, "rows": rows}, md)
+          "(SciPy 'amg' is PyAMG smoothed aggregation; PETSc 'amg' is GAMG; 'ic' is PETSc ICC only).\n\n") + (f"Note: {a.note}\n\n" if a.note else "") + \
+        "SciPy 'ilu' is `spilu(drop_tol=1e-4, fill_factor=10)`, PETSc 'ilu' is ILU(0). Times include " \
+        "conversion to PETSc AIJ and preconditioner set-up.\n\n" + markdown_table(rows, cols)
+    j, m = write_results("baselines", {"rtol": a.rtol, "repeat": a.repeat, "note": a.note, "rows": rows}, md)
     print(md)
     print(f"wrote {j} and {m}")
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -125,7 +123,7 @@ def _split_options(name: str, opts: dict) -> dict:
     return opts
 
 
-def run_bench(A, b, specs: list[str], repeat: int, rtol: float, atol: float, maxiter: Optional[int]) -> list[dict]:
+def run_bench(A, b, specs: list[str], repeat: int, rtol: float, atol: float, maxiter: int | None) -> list[dict]:
     from .registry import make_solver
 
     rows = []
@@ -170,12 +168,12 @@ def bench(
     matrix: Path = typer.Argument(..., help="MatrixMarket .mtx, SciPy .npz or PETSc binary file"),
     solvers_: str = typer.Option("cg,gmres,bicgstab", "--solvers",
                                  help="comma-separated specs NAME[:key=value...], e.g. cg:pc=amg,petsc:ksp_type=bcgs"),
-    rhs: Optional[Path] = typer.Option(None, "--rhs", help="right-hand side (.npy, .mtx or text); default A @ ones"),
+    rhs: Path | None = typer.Option(None, "--rhs", help="right-hand side (.npy, .mtx or text); default A @ ones"),
     repeat: int = typer.Option(3, "--repeat", min=1, help="repeats; the median time is reported"),
     rtol: float = typer.Option(1e-8, "--rtol"),
     atol: float = typer.Option(0.0, "--atol"),
-    maxiter: Optional[int] = typer.Option(None, "--maxiter"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON here"),
+    maxiter: int | None = typer.Option(None, "--maxiter"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the table as JSON here"),
 ):
     """Solve one system with several solvers side by side and print a comparison table."""
     from rich.console import Console

@@ -8,7 +8,6 @@ per inner iteration; that estimate times ||b|| is recorded.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import scipy.sparse.linalg as spla
 
