@@ -284,3 +284,34 @@ def test_altered_shipped_weights_detected(tmp_path, monkeypatch):
     monkeypatch.setattr(loading, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(linsolve.SolverError, match="SHA-256"):
         loading.load_model("dcdm-2d")
+
+
+def test_sym_mg_network_is_spd_and_dcdm_with_it_is_pcg():
+    """The sym-mg network is linear and symmetric positive semi-definite in the residual,
+    so DCDM with it must reproduce preconditioned CG's iterates (SciPy cg with M = f)."""
+    torch.manual_seed(0)
+    fam, s = _obstacle_system(10, seed=2)
+    net = build_model({"arch": "sym-mg", "dim": 2, "channels": 4}).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # away from the identity initialisation
+    geo = geometry_channels(torch.from_numpy(np.asarray(s.grid.cell_type))[None], torch.float64)
+
+    def M(v):
+        with torch.no_grad():
+            g = torch.from_numpy(s.grid.to_grid(np.asarray(v, dtype=np.float64).ravel()))[None, None]
+            return s.grid.from_grid(net(g, geo)[0, 0].numpy())
+
+    n = s.A.shape[0]
+    Md = np.column_stack([M(e) for e in np.eye(n)])
+    np.testing.assert_allclose(Md, Md.T, atol=1e-12 * np.abs(Md).max())
+    assert np.linalg.eigvalsh(Md).min() > 0
+    ours, ref = [], []
+    linsolve.make_solver("dcdm", model=net, rtol=1e-10, safeguard=0.0,
+                         callback=lambda x: ours.append(x.copy())).solve(s)
+    spla.cg(s.A, s.b, rtol=1e-10, M=spla.LinearOperator((n, n), matvec=M),
+            callback=lambda x: ref.append(x.copy()))
+    k = min(len(ours), len(ref), 12)
+    assert k >= 5
+    for a, c in zip(ours[:k], ref[:k], strict=True):
+        assert np.linalg.norm(a - c) <= 1e-7 * np.linalg.norm(c)

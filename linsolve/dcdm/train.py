@@ -164,6 +164,7 @@ def main(
     steps: int = typer.Option(1500, help="Adam steps"),
     batch: int = typer.Option(16, help="right-hand sides per step"),
     lr: float = typer.Option(2e-3, help="Adam learning rate (cosine decay to 5% of it)"),
+    arch: str = typer.Option("mg-unet", help="network: mg-unet (ReLU U-Net, shipped) or sym-mg (linear SPD in the residual)"),
     channels: int = typer.Option(16, help="channels of the convolutions"),
     blocks: int = typer.Option(1, help="residual blocks per encoder and decoder"),
     seed: int = typer.Option(0, help="seed of geometries, Lanczos starts, batches and weights"),
@@ -196,7 +197,10 @@ def main(
     # equal cells per step at every size: smaller batches on the larger grids
     batches = [max(2, int(round(batch * (grids[0] / g) ** dim))) for g in grids]
     t_data = time.time() - t0
-    model = build_model({"arch": "mg-unet", "dim": dim, "channels": channels, "blocks": blocks})
+    config = {"arch": arch, "dim": dim, "channels": channels}
+    if arch == "mg-unet":
+        config["blocks"] = blocks
+    model = build_model(config)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=0.05 * lr)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -245,7 +249,7 @@ def main(
     model.eval()
     final = float(np.mean(history[-50:])) if history else float("nan")
     card = {
-        "summary": (f"{dim}-D DCDM network (multigrid U-Net, shared weights across levels) for "
+        "summary": (f"{dim}-D DCDM network ({arch}, weights shared across levels) for "
                     "pressure-Poisson systems with fluid/solid/air cells."),
         "training": {"family": "poisson_obstacles", "split": "train", "grids": [[g] * dim for g in grids], "batches": batches,
                      "matrices_per_grid": systems, "n_obstacles": n_obstacles, "ritz_vectors": ritz,
