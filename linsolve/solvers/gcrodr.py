@@ -10,11 +10,11 @@ space (smallest magnitude by default), i.e. the generalized eigenproblem
 G^T G g = theta G^T (V^T W) g of the paper's section 2.
 
 Where the vectors live: U and the Arnoldi basis V live in B's space. With right
-preconditioning the solution correction is M^-1 U y, so the solver also keeps
-Z = M^-1 U (flexible-GMRES style: M^-1 v is kept from the product, never recomputed).
-When the matrix or the preconditioner changes, U is kept and C is rebuilt from a QR of
-B_new U (C = Q, U = U R^-1; Z = M_new^-1 U likewise), which is what keeps the recycled space
-valid across a preconditioner rebuild.
+preconditioning the solution correction is M^-1 (U y1 + V y2), one preconditioner
+application per cycle. When the matrix or the preconditioner changes, U is kept and C is
+rebuilt from a QR of B_new U (C = Q, U = U R^-1; a Cholesky QR, repeated once, with a
+rank-revealing QR as fallback), which is what keeps the recycled space valid across a
+preconditioner rebuild.
 
 Performance: bases are row-major (k, n) arrays, so every projection is one GEMV/GEMM
 (classical Gram-Schmidt with one reorthogonalisation, CGS2), products are SciPy CSR or
@@ -111,7 +111,6 @@ class GCRODR(Solver):
 
     def _reset(self):
         self._U = None   # recycled space in B's space, (k, n)
-        self._Z = None   # M^-1 U for right preconditioning (None: same as U)
         self._C = None   # B U, orthonormal rows
         self._C_buf = None  # the basis array whose first rows hold C, if any
         self._key = None
@@ -122,15 +121,13 @@ class GCRODR(Solver):
         """Rebuild C = B U for a new operator or preconditioner (QR of B U)."""
         U = self._U
         if right:
-            Z = U if ident else apply_block(M, U)
-            BZ = A.block(Z)
+            BZ = A.block(U if ident else apply_block(M, U))
         else:
-            Z = U
             BZ = A.block(U)
             if not ident:
                 BZ = apply_block(M, BZ)
-        C, U, Z = _orthonormalise(BZ, U, Z)
-        self._C, self._U, self._Z = C, U, (None if Z is U else Z)
+        C, U = _orthonormalise(BZ, U)
+        self._C, self._U = C, U
         self._CtU = C @ U.T
         self._norms()
         return U.shape[0]
@@ -143,7 +140,8 @@ class GCRODR(Solver):
         A = MatOps(op)
         M = build_pc(self, op)
         ident = is_identity(M)
-        flexible = right and not ident  # keep Z = M^-1 U and W = M^-1 V
+        # right preconditioning: corrections are formed in B's space, then mapped by M^-1
+        to_x = M.apply if (right and not ident) else (lambda v: v)
 
         if not self.opts["recycle_across"] or (self._U is not None and self._U.shape[1] != n):
             self._reset()
@@ -159,7 +157,7 @@ class GCRODR(Solver):
         rp = r if (right or ident) else M.apply(r)
         if self._C is not None and self._C.shape[0]:
             c = self._C @ rp
-            x += self._zblock().T @ c
+            x += to_x(self._U.T @ c)
             rp = rp - self._C.T @ c
             r = b - A(x) if not (right or ident) else rp
 
@@ -168,7 +166,6 @@ class GCRODR(Solver):
         bufs = [np.empty((m + 1, n)), np.empty((m + 1, n))]
         self._C_buf = None
         Vh = bufs[0]
-        Wh = np.empty((m, n)) if flexible else None
         norms: list[float] = []
         its = 0
         rnorm = float(np.linalg.norm(r))
@@ -180,19 +177,20 @@ class GCRODR(Solver):
             kc = 0 if self._C is None else self._C.shape[0]
             steps = min(m - kc, maxiter - its)
             ratio = float(np.linalg.norm(rp)) / rnorm if not (right or ident) else 1.0
-            p, y1, y2, G, breakdown = self._cycle(A, M, right, ident, flexible, rp, Vh, Wh, kc, steps,
+            p, y1, y2, G, breakdown = self._cycle(A, M, right, ident, rp, Vh, kc, steps,
                                                   tol * ratio, norms, ctx)
             its += p
+            corr = Vh[kc:kc + p].T @ y2
             if kc:
-                x += self._zblock().T @ (y1 * self._d)
-            x += (Wh[kc:kc + p] if flexible else Vh[kc:kc + p]).T @ y2
+                corr += self._U.T @ (y1 * self._d)
+            x += to_x(corr)
             r = b - A(x)
             new_norm = float(np.linalg.norm(r))
             stalls = stalls + 1 if new_norm >= rnorm * (1 - 1e-12) else 0
             rnorm = new_norm
             if k > 0 and (every_cycle or kc == 0 or rnorm <= tol or its >= maxiter or breakdown):
                 other = bufs[1] if Vh is bufs[0] else bufs[0]
-                if self._update(G, Vh, Wh, kc, p, k, flexible, other):
+                if self._update(G, Vh, kc, p, k, other):
                     Vh = other
             if rnorm <= tol:
                 converged, reason = True, "converged"
@@ -208,7 +206,7 @@ class GCRODR(Solver):
                 # r is orthogonal to the new C in exact arithmetic; remove the rounding so the
                 # next least-squares problem (right-hand side [0; beta e1]) is exact.
                 c = self._C @ rp
-                x += self._zblock().T @ c
+                x += to_x(self._U.T @ c)
                 rp = rp - self._C.T @ c
                 if not (right or ident):
                     r = b - A(x)
@@ -221,14 +219,11 @@ class GCRODR(Solver):
                 "recycle_matvecs": adapt_mv, "pc_side": self.opts["pc_side"]}
         return Outcome(x, its, norms, converged, reason, info)
 
-    def _zblock(self):
-        return self._U if self._Z is None else self._Z
-
     def _norms(self):
         """Column scaling D = diag(1/||u_i||) of the paper, kept with U."""
         self._d = 1.0 / np.sqrt(np.einsum("ij,ij->i", self._U, self._U))
 
-    def _cycle(self, A, M, right, ident, flexible, rp, Vh, Wh, kc, steps, tol, norms, ctx):
+    def _cycle(self, A, M, right, ident, rp, Vh, kc, steps, tol, norms, ctx):
         """One cycle: ``steps`` Arnoldi steps of (I - CC^T)B. Returns the step count, the
         least-squares solution split as (coefficients of U~, of V), the matrix G-bar and
         whether the Arnoldi process broke down."""
@@ -256,9 +251,7 @@ class GCRODR(Solver):
                 if ident:
                     w = A(v)
                 else:
-                    z = M.apply(v)
-                    Wh[j] = z
-                    w = A(z)
+                    w = A(M.apply(v))
             else:
                 w = A(v)
                 if not ident:
@@ -315,7 +308,7 @@ class GCRODR(Solver):
         y1 = -(G[:kc, kc:kc + p] @ y2) / G[np.arange(kc), np.arange(kc)] if kc else np.zeros(0)
         return p, y1, y2, G, breakdown
 
-    def _update(self, G, Vh, Wh, kc, p, k, flexible, out):
+    def _update(self, G, Vh, kc, p, k, out):
         """Replace the recycled space by k harmonic Ritz vectors over span[U, V_p]; the new
         C is written into ``out``'s first rows. Returns whether the space was replaced."""
         dim = kc + p
@@ -344,25 +337,33 @@ class GCRODR(Solver):
         Td = T[:, :kc] * self._d[None, :] if kc else None
         if kc:
             U += Td @ self._U
-        Z = None
-        if flexible:
-            Z = T[:, kc:] @ Wh[kc:dim]
-            if kc:
-                Z += Td @ self._Z
-        self._C, self._U, self._Z = C, U, Z
+        self._C, self._U = C, U
         self._CtU = Q.T @ VW @ T.T
         self._norms()
         self._C_buf = out
         return True
 
 
-def _orthonormalise(BZ, U, Z):
-    """QR of the block B U (rows): returns C with orthonormal rows and U, Z scaled by R^-1
-    so that B U = C still holds; directions B cannot distinguish are dropped."""
+def _orthonormalise(BZ, U):
+    """QR of the block B U (rows): returns C with orthonormal rows and U scaled by R^-1 so
+    that B U = C still holds. Cholesky QR twice (two k x k Gram matrices and triangular
+    solves, all BLAS-3); if B U is too ill-conditioned for that, a rank-revealing QR drops
+    the directions B cannot distinguish."""
+    L = None
+    try:
+        Q = BZ
+        for _ in range(2):
+            Lp = np.linalg.cholesky(Q @ Q.T)
+            d = np.abs(np.diag(Lp))
+            if d.min() <= 1e-7 * d.max():
+                raise np.linalg.LinAlgError("ill-conditioned")
+            Q = sla.solve_triangular(Lp, Q, lower=True)
+            L = Lp if L is None else L @ Lp
+        return np.ascontiguousarray(Q), sla.solve_triangular(L, U, lower=True)
+    except np.linalg.LinAlgError:
+        pass
     Q, R, piv = sla.qr(BZ.T, mode="economic", pivoting=True)
     d = np.abs(np.diag(R))
     rank = int(np.sum(d > 1e-12 * d[0])) if d.size and d[0] > 0 else 0
     Q, R = Q[:, :rank], R[:rank, :rank]
-    Un = sla.solve_triangular(R, U[piv[:rank]], trans="T")
-    Zn = Un if Z is U else sla.solve_triangular(R, Z[piv[:rank]], trans="T")
-    return np.ascontiguousarray(Q.T), Un, Zn
+    return np.ascontiguousarray(Q.T), sla.solve_triangular(R, U[piv[:rank]], trans="T")
