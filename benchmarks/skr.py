@@ -95,7 +95,7 @@ def run_gcrotmk(systems, order, pc, tol, warm=True, m=20, k=20):
         t0 = time.perf_counter()
         count = [0]
 
-        def mv(v, A=A):
+        def mv(v, A=A, count=count):
             count[0] += 1
             return A @ v
 
@@ -127,14 +127,12 @@ def part_table1(args, payload, md):
         lengths = {"original": path_length(feats, orig), "greedy": path_length(feats, greedy)}
         print(f"[{fam}] n = {systems[0].A.shape[0]}, {len(systems)} systems, greedy sort {sort_time:.3f} s", flush=True)
         for pc in args.pcs:
-            be = "petsc"
-
-            def petsc_gmres(warm, pc=pc):
+            def petsc_gmres(warm, pc=pc, tol=tol):
                 return lambda: linsolve.make_solver("gmres", backend="petsc", pc=pc, restart=40, rtol=tol,
                                                     warm_start=warm, history=False)
 
-            def ours(pc=pc, k=20):
-                return lambda: linsolve.make_solver("gcrodr", backend=be, pc=pc, restart=40, recycle=k,
+            def ours(pc=pc, k=20, tol=tol):
+                return lambda: linsolve.make_solver("gcrodr", backend="petsc", pc=pc, restart=40, recycle=k,
                                                     rtol=tol, warm_start=True)
 
             runs = {
@@ -294,7 +292,7 @@ def plot(rows, path):
 
     fams = sorted({r["family"] for r in rows})
     fig, axes = plt.subplots(1, len(fams), figsize=(5.5 * len(fams), 4), squeeze=False)
-    for ax, fam in zip(axes[0], fams):
+    for ax, fam in zip(axes[0], fams, strict=True):
         rr = [r for r in rows if r["family"] == fam]
         x = np.arange(len(rr))
         ax.bar(x - 0.2, [r["speedup_paper"] for r in rr], 0.4, label="SKR vs PETSc GMRES(40), paper protocol")

@@ -64,8 +64,8 @@ def default_features(systems: list[LinearSystem]) -> np.ndarray:
 
     rows = []
     pattern = None
-    for i, s in enumerate(systems):
-        A = sp.csr_matrix(s.A) if not isinstance(s.A, np.ndarray) else sp.csr_matrix(s.A)
+    for s in systems:
+        A = sp.csr_matrix(s.A)
         A.sort_indices()
         if pattern is None:
             pattern = (A.shape, A.indptr, A.indices)

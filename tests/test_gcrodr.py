@@ -81,7 +81,7 @@ def test_harmonic_ritz_values_match_dense_eigensolve(cd):
     def key(z):  # conjugate pairs compare as (real part, |imaginary part|)
         return np.sort(z.real), np.sort(np.abs(z.imag))
 
-    for a, r in zip(key(got), key(ref)):
+    for a, r in zip(key(got), key(ref), strict=True):
         np.testing.assert_allclose(a, r, rtol=1e-6, atol=1e-8 * np.abs(ref).max())
 
 

@@ -28,7 +28,7 @@ def test_results_in_original_order_and_order_recorded():
     seq = solve_sequence(linsolve.make_solver("gcrodr", restart=20, recycle=5, rtol=1e-9), systems, order=order)
     assert np.array_equal(seq.order, order)
     assert len(seq) == len(systems) and seq.all_converged
-    for s, r in zip(systems, seq):
+    for s, r in zip(systems, seq, strict=True):
         x_ref = np.linalg.solve(s.A.toarray(), s.b)
         assert np.linalg.norm(r.x - x_ref) <= 1e-7 * np.linalg.norm(x_ref)
     assert seq.total_iterations == sum(r.iterations for r in seq.results)
