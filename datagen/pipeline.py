@@ -156,8 +156,14 @@ def load_config_file(path) -> dict:
     except OSError as exc:
         raise PipelineError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
     if path.suffix.lower() == ".toml":
-        import tomllib
-
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            try:
+                import tomli as tomllib
+            except ImportError:
+                raise PipelineError(f"reading TOML config {str(path)!r} needs Python 3.11+ or the tomli "
+                                    "package; use a JSON config instead") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
