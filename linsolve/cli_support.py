@@ -9,7 +9,8 @@ from .errors import SolverError
 
 def run_app(app, prog: str, argv=None) -> None:
     try:
-        app(args=argv, prog_name=prog, standalone_mode=False)
+        # Without standalone mode click returns the code of typer.Exit(n) instead of exiting.
+        rc = app(args=argv, prog_name=prog, standalone_mode=False)
     except SolverError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -26,4 +27,4 @@ def run_app(app, prog: str, argv=None) -> None:
         if type(exc).__name__ == "Abort":
             sys.exit(1)
         raise
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)
