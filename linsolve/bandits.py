@@ -15,9 +15,9 @@ choices come from a ``numpy.random.Generator`` seeded by ``seed``.
   are normalised to mean 1, so the default is B = 1. It is unbiased like the plain
   estimator but removes much of the variance that the instance-to-instance spread of
   the counts puts into importance weighting. ``baseline=0`` is the plain estimator of
-  the authors' code; on the paper's sequences it pays about 1.13x (low variance) and
-  1.18x (high variance) the best fixed w against about 1.10x and 1.12x with B = 1
-  (``benchmarks/results/bandit_sor.md``). Regret against the best fixed arm is
+  the authors' code; on the paper's sequences (5 seeds, T = 5000) it pays 1.13x (low
+  variance) and 1.17x (high variance) the best fixed w, against 1.10x and 1.15x with
+  B = 1 (``benchmarks/results/bandit_sor_kernels_synthetic.md``). Regret against the best fixed arm is
   O(sqrt(d T)) either way.
 * ``TsallisINFCB``: contexts binned into equal intervals, one ``TsallisINF`` per bin.
 * ``ChebCB``: for each arm a Chebyshev-polynomial regression of the (normalised) cost on
