@@ -50,6 +50,15 @@ class MatOps:
             return self._yb.copy()
         return self.op.matvec(x)
 
+    def into(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out = A x without allocating (out must be a contiguous float64 vector)."""
+        if self._csr is not None:
+            out.fill(0.0)  # the kernel accumulates
+            csr_matvec(self.n, self.n, self._indptr, self._indices, self._data, x, out)
+        else:
+            out[:] = self(x)
+        return out
+
     def block(self, X: np.ndarray) -> np.ndarray:
         """A applied to every row of X (k, n); returns (k, n)."""
         if X.shape[0] == 0:

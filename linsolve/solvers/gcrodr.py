@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.linalg.blas import dgemv, dnrm2
+from scipy.linalg.blas import dgemm, dgemv, dnrm2
 
 from ..base import Outcome, Solver
 from ..errors import OptionError
@@ -244,36 +244,37 @@ class GCRODR(Solver):
         refine = {"cgs": 0.0, "ifneeded": 0.7071, "cgs2": np.inf}[self.opts["orthog"]]
         breakdown = False
         p = 0
+        # 0 < refine < inf: the reorthogonalisation test needs ||w|| before the projection
+        need_wn = 0.0 < refine < np.inf
         for jj in range(steps):
             j = kc + jj
             v = Vh[j]
-            if right:
-                if ident:
-                    w = A(v)
-                else:
-                    w = A(M.apply(v))
+            # the new vector is built in place in its basis row: no temporaries per step
+            w = Vh[j + 1]
+            if ident:
+                A.into(v, w)
+            elif right:
+                A.into(M.apply(v), w)
             else:
-                w = A(v)
-                if not ident:
-                    w = M.apply(w)
+                w[:] = M.apply(A(v))
             Vj = Vh[:j + 1]
-            wn = dnrm2(w)
-            h = Vj @ w
-            w = dgemv(-1.0, Vj.T, h, beta=1.0, y=w, overwrite_y=1)  # w -= Vj^T h in place
+            wn = dnrm2(w) if need_wn else 0.0
+            h = dgemv(1.0, Vj.T, w, trans=1)
+            dgemv(-1.0, Vj.T, h, beta=1.0, y=w, overwrite_y=1)  # w -= Vj^T h in place
             hn = dnrm2(w)
-            if hn < refine * wn:
+            if hn < refine * wn or refine == np.inf:
                 # cancellation: one more classical Gram-Schmidt pass (PETSc's "ifneeded" rule)
-                h2 = Vj @ w
-                w = dgemv(-1.0, Vj.T, h2, beta=1.0, y=w, overwrite_y=1)
+                h2 = dgemv(1.0, Vj.T, w, trans=1)
+                dgemv(-1.0, Vj.T, h2, beta=1.0, y=w, overwrite_y=1)
                 h += h2
                 hn = dnrm2(w)
             G[:j + 1, j] = h
             G[j + 1, j] = hn
             hnorm = math.sqrt(float(h[kc:] @ h[kc:]) + hn * hn)
             if hn > 1e-14 * hnorm:
-                Vh[j + 1] = w / hn
+                w *= 1.0 / hn
             else:
-                Vh[j + 1] = 0.0
+                w.fill(0.0)
                 breakdown = True
             col = h[kc:].tolist()
             col.append(hn)
@@ -334,9 +335,9 @@ class GCRODR(Solver):
         T = sla.solve_triangular(R, P.T, trans="T")  # (P R^-1)^T
         C = np.dot(Q.T, Vh[:dim + 1], out=out[:rank])
         U = T[:, kc:] @ Vh[kc:dim]
-        Td = T[:, :kc] * self._d[None, :] if kc else None
         if kc:
-            U += Td @ self._U
+            # U += (T_U D) U_old accumulated by BLAS into U (row-major U is U^T in Fortran order)
+            dgemm(1.0, self._U.T, (T[:, :kc] * self._d[None, :]).T, beta=1.0, c=U.T, overwrite_c=1)
         self._C, self._U = C, U
         self._CtU = Q.T @ VW @ T.T
         self._norms()
