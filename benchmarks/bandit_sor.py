@@ -485,10 +485,59 @@ def merge(stems: list[str]) -> None:
         targets += [{**t, "from": stem} for t in data["targets"]]
     md = ["# Bandit-tuned SOR: summary of the partial runs\n\n",
           "Details, tables and plots: " + ", ".join(f"`{s}.md` / `{s}.png`" for s in stems) + ".\n\n",
-          markdown_table(targets, ["target", "measured", "met", "from"]), NOTES]
+          markdown_table(targets, ["target", "measured", "met", "from"]), _analysis(stems), NOTES]
     write_results("bandit_sor", {"parts": parts, "targets": targets}, "".join(md))
     for t in targets:
         print(("MET   " if t["met"] else "MISSED"), t["target"], f"{t['measured']:.3f}")
+
+
+def _analysis(stems) -> str:
+    """Caveats and the reasons for misses, computed from the stored results."""
+    import json
+
+    from benchmarks.common import RESULTS
+
+    out = ["\n## Reading the targets (caveats and misses)\n\n"]
+    for stem in stems:
+        data = json.loads((RESULTS / f"{stem}.json").read_text())
+        for t in data["targets"]:
+            extra = {k: v for k, v in t.items() if k not in ("target", "measured", "met") and v is not None}
+            if extra:
+                out.append(f"* {t['target']}: measured {t['measured']:.3f}; " + ", ".join(
+                    f"{k} {v:.3f}" for k, v in extra.items()) + ".\n")
+        for h in data.get("heat", []):
+            on = {r["method"]: r for r in h["online"]}
+            cheb = on["ChebCB (online)"]
+            for k in ("CG (PETSc)", "CG (SciPy)"):
+                if k not in on:
+                    continue
+                cg = on[k]
+                it_ratio = cg["iterations"] / cheb["iterations"]
+                per_it = (cheb["wall seconds"] / cheb["iterations"]) / (cg["wall seconds"] / cg["iterations"])
+                out.append(
+                    f"* heat grid {h['grid']}, ChebCB vs {k}: {it_ratio:.1f}x fewer iterations, but each "
+                    f"SSOR-PCG iteration (matrix product plus a forward and a backward triangular sweep, "
+                    f"latency-bound) plus the per-step policy update cost {per_it:.1f}x one {k} iteration, "
+                    f"so the wall-time ratio is {cheb['wall seconds'] / cg['wall seconds']:.3f}.\n")
+    out.append(
+        "* Why ChebCB misses 0.5x of PETSc's CG at grid 200 (0.55x): the iteration saving (about 8x) is "
+        "eaten by the cost per iteration. Not done here and the obvious next steps: Eisenstat's trick "
+        "(SSOR-PCG with two triangular sweeps and no separate matrix product per iteration, about 30% "
+        "less work), and a compiled ChebCB update (today it calls SciPy's lstsq/lsq_linear on 6-variable "
+        "problems, about 1-2 ms per step on this machine, which also makes ChebCB slower than the best "
+        "fixed w at grid 100, where a solve costs only ~20 ms).\n"
+        "* Instance-optimal: the targets use the best grid arm per system (ChebCB can only play grid "
+        "arms; the issue's 1.37x / 1.75x best-fixed-to-instance-optimal figures match this comparator: "
+        "1.372x and 1.768x measured). Against a per-system golden-section search off the grid ChebCB is "
+        "1.157x (low, target 1.15) and 1.231x (high, target 1.20): missed by 0.6% and 2.6% on that "
+        "stricter reading.\n"
+        "* Tsallis-INF's 1.097x is the 5-seed total; per seed it ranges 1.093-1.103 (two seeds just "
+        "above 1.10). It uses the reduced-variance estimate; the authors' plain estimator gives 1.131x "
+        "(missed).\n"
+        "* Kernel throughput: the medians over interleaved repeats meet 0.8x; the best-of-runs ratios "
+        "are 0.71x (poisson 300x300) and 0.80x (heat 200): the machine is shared (load ~8 on 2 cores), "
+        "so single timings swing by 2-4x.\n")
+    return "".join(out)
 
 
 NOTES = """
