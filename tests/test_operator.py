@@ -91,3 +91,16 @@ def test_petsc_ic_and_gamg(petsc):
 def test_scipy_ic_is_a_clear_error():
     with pytest.raises(SolverError, match="backend='petsc'"):
         make_solver("cg", pc="ic")
+
+
+@pytest.mark.petsc
+def test_petsc_backend_calls_callback_each_iteration(petsc):
+    A = gallery.poisson2d(10)
+    b = np.ones(A.shape[0])
+    seen = []
+    res = make_solver("cg", backend="petsc", rtol=1e-8, callback=lambda xk: seen.append(xk.copy())).solve(A, b)
+    assert res.converged and len(seen) == res.iterations
+    np.testing.assert_allclose(seen[-1], res.x, rtol=1e-12)
+    # a second solve with the same solver object still works (monitor was cancelled, then set again)
+    res2 = make_solver("cg", backend="petsc", rtol=1e-8).solve(A, b)
+    assert res2.iterations == res.iterations

@@ -91,7 +91,7 @@ class PetscDriver:
             ksp.setMonitor(lambda k, its, rnorm: its > 0 and cb(k.buildSolution().getArray().copy()))
         ksp.solve(bv, xv)
         if ctx.callback is not None:
-            ksp.cancelMonitor()
+            ksp.monitorCancel()
         code = int(ksp.getConvergedReason())
         its = int(ksp.getIterationNumber())
         hist = np.asarray(ksp.getConvergenceHistory(), dtype=np.float64)
