@@ -352,3 +352,11 @@ def test_regrid_interpolates_exactly_and_stays_divergence_free():
     assert n.divergence_max() < 1e-11 * d.cfg.ub
     assert n.bulk_velocity() == pytest.approx(d.bulk_velocity(), rel=1e-12)
     n.run(2)
+
+
+def test_cfl_controlled_run_lowers_the_step():
+    dns = _turbulent_like(seed=9)
+    dt1 = 0.9 * dns.cfg.cfl_limit / (dns.cfl() / dns.cfg.dt)  # 0.9 x the CFL limit
+    dns.cfg.dt = dt1
+    dns.run(20, check_every=1, cfl_target=0.5, dt_max=dt1)
+    assert dns.cfg.dt < 0.7 * dt1 and dns.cfl() < 0.6

@@ -276,14 +276,33 @@ class ChannelDNS:
                                 f"(t = {self.t:.4g}): the run is unstable; lower dt (now {self.cfg.dt})")
         return self.monitor
 
-    def run(self, nsteps: int, check_every: int = 10, callback=None):
+    def run(self, nsteps: int, check_every: int = 10, callback=None, cfl_target: float | None = None,
+            dt_max: float | None = None):
+        """``nsteps`` steps, checked every ``check_every``. With ``cfl_target`` the step size
+        follows the CFL number (at most ``dt_max``, default the current dt): for spin-up
+        through transition, whose velocity transients would break a fixed step."""
+        dt_max = dt_max or self.cfg.dt
         for _ in range(int(nsteps)):
             self.step()
             if self.step_count % check_every == 0:
                 self.check()
+                if cfl_target:
+                    adapt_dt(self, cfl_target, dt_max)
             if callback is not None:
                 callback(self)
         return self.check()
+
+
+def adapt_dt(dns: ChannelDNS, cfl_target: float, dt_max: float):
+    """Step size toward the CFL target, on a coarse ladder so the implicit-diffusion
+    factors are reused (each distinct dt costs one factorisation)."""
+    c = dns.monitor.get("cfl") or dns.cfl()
+    want = min(dt_max, dns.cfg.dt * cfl_target / max(c, 1e-12))
+    rung = 10 ** (math.floor(math.log10(want) * 20) / 20)  # 20 rungs per decade, rounded down
+    if abs(rung - dns.cfg.dt) > 1e-15 and (c > 1.15 * cfl_target or rung > 1.12 * dns.cfg.dt):
+        dns.cfg.dt = rung
+        if len(dns._factors) > 40:
+            dns._factors.clear()
 
 
 # --- initial conditions -----------------------------------------------------------------------

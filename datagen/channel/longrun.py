@@ -13,20 +13,8 @@ import time
 from pathlib import Path
 
 from .checkpoint import load_checkpoint, regrid, save_checkpoint
-from .dns import ChannelBlowUp, ChannelConfig, ChannelDNS, perturbed_laminar
+from .dns import ChannelBlowUp, ChannelConfig, ChannelDNS, adapt_dt, perturbed_laminar
 from .stats import StatsAccumulator
-
-
-def adapt_dt(dns, cfl_target: float, dt_max: float):
-    """Step size toward the CFL target, on a coarse ladder so the implicit-diffusion
-    factors are reused (each distinct dt costs one factorisation)."""
-    c = dns.monitor.get("cfl") or dns.cfl()
-    want = min(dt_max, dns.cfg.dt * cfl_target / max(c, 1e-12))
-    rung = 10 ** (math.floor(math.log10(want) * 20) / 20)  # 20 rungs per decade, rounded down
-    if abs(rung - dns.cfg.dt) > 1e-15 and (c > 1.15 * cfl_target or rung > 1.12 * dns.cfg.dt):
-        dns.cfg.dt = rung
-        if len(dns._factors) > 40:
-            dns._factors.clear()
 
 
 def main(argv=None):
