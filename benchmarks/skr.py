@@ -219,25 +219,50 @@ def part_rcg(args, payload, md):
     return rows
 
 
-def part_per_iteration(args, payload, md):
+def part_per_iteration(args, payload, md, rounds=7):
     systems, _ = build("darcy", 1, seed=args.seed)
     A, b = systems[0].A, systems[0].b
     its = 400
-    out = {}
-    for label, make in {
+    makers = {
         "petsc_gmres40": lambda: linsolve.make_solver("gmres", backend="petsc", restart=40, rtol=1e-30,
                                                       maxiter=its, history=False),
         "gcrodr_40_20": lambda: linsolve.make_solver("gcrodr", restart=40, recycle=20, rtol=1e-30, maxiter=its),
+        "gcrodr_40_20_update_solve": lambda: linsolve.make_solver("gcrodr", restart=40, recycle=20, update="solve",
+                                                                  rtol=1e-30, maxiter=its),
         "gcrodr_40_0": lambda: linsolve.make_solver("gcrodr", restart=40, recycle=0, rtol=1e-30, maxiter=its),
-    }.items():
-        t, r = median_time(lambda make=make: make().solve(A, b), repeat=5)
-        out[label] = {"seconds": t, "iterations": r.iterations, "per_iteration_us": 1e6 * t / r.iterations}
-    ratio = out["gcrodr_40_20"]["per_iteration_us"] / out["petsc_gmres40"]["per_iteration_us"]
-    payload["per_iteration"] = {**out, "ratio_gcrodr_vs_petsc": ratio, "target": 1.5, "met": ratio <= 1.5}
-    md.append("## Per-iteration cost, darcy n = 6400, 400 iterations, no PC (median of 5)\n\n"
+    }
+    # rounds interleave the solvers so that load changes on the shared machine hit all of them alike
+    times: dict[str, list[float]] = {k: [] for k in makers}
+    iters = {}
+    for _ in range(rounds):
+        for label, make in makers.items():
+            t, r = median_time(lambda make=make: make().solve(A, b), repeat=1)
+            times[label].append(t)
+            iters[label] = r.iterations
+    out = {}
+    for label, ts in times.items():
+        t = statistics.median(ts)
+        out[label] = {"seconds": t, "iterations": iters[label], "per_iteration_us": 1e6 * t / iters[label]}
+    base = out["petsc_gmres40"]["per_iteration_us"]
+    for v in out.values():
+        v["ratio_vs_petsc"] = v["per_iteration_us"] / base
+    ratio = out["gcrodr_40_20"]["ratio_vs_petsc"]
+    payload["per_iteration"] = {**out, "ratio_gcrodr_vs_petsc": ratio, "target": 1.5, "met": ratio <= 1.5,
+                                "rounds": rounds}
+    md.append(f"## Per-iteration cost, darcy n = 6400, 400 iterations, no PC (median of {rounds} interleaved rounds)\n\n"
               + markdown_table([{"solver": k, **v} for k, v in out.items()])
-              + f"\nGCRO-DR(40,20) / PETSc GMRES(40) per iteration: {ratio:.2f} (target <= 1.5)\n")
+              + f"\nGCRO-DR(40,20) / PETSc GMRES(40) per iteration: {ratio:.2f} (target <= 1.5); "
+              f"with update='solve': {out['gcrodr_40_20_update_solve']['ratio_vs_petsc']:.2f}\n")
     print(payload["per_iteration"], flush=True)
+
+
+def work_model(m=40, k=20):
+    """Vector passes (multiply-adds over n) per iteration: classical Gram-Schmidt of PETSc's GMRES(m)
+    against GCRO-DR(m, k)'s Arnoldi over [C, V_j] and its per-cycle harmonic Ritz update."""
+    gmres = 2 * sum(range(1, m + 1)) / m
+    arnoldi = 2 * sum(range(k + 1, m + 1)) / (m - k)
+    update = (k * (m - k + 1) + k * (m + 1) + k * m) / (m - k)  # V^T U, C = [C V] Q, U = [U V] P R^-1
+    return gmres, arnoldi, update
 
 
 def part_ordering(args, payload, md):
@@ -313,16 +338,23 @@ def explain(payload) -> list[str]:
     notes = []
     pi = payload.get("per_iteration")
     if pi:
+        g, a, u = work_model()
+        solve = pi.get("gcrodr_40_20_update_solve")
         notes.append(
-            f"Per iteration, GCRO-DR(40,20) costs {pi['ratio_gcrodr_vs_petsc']:.2f}x PETSc GMRES(40) (target 1.5x): "
-            f"our own GMRES(40) (recycle=0, same code path) costs "
-            f"{pi['gcrodr_40_0']['per_iteration_us'] / pi['petsc_gmres40']['per_iteration_us']:.2f}x, so the gap is "
-            "the method's extra work, not NumPy overhead: every iteration orthogonalises against the k = 20 "
-            "recycled vectors C as well (about 30 instead of 20 basis vectors on average), and every cycle of "
-            "only m - k = 20 iterations ends with the harmonic Ritz update that forms C = V Q, U = W P R^-1 and "
-            "V^T U (about 4 k m n flops, as much as the cycle's Arnoldi work again). HPDDM does the same work "
-            "in compiled BLAS-3 code; on this 2-core machine shared by ~7 processes, BLAS-3 runs only ~2x faster "
-            "than BLAS-2 per flop, so the update is not hidden.")
+            f"Per iteration, GCRO-DR(40,20) costs {pi['ratio_gcrodr_vs_petsc']:.2f}x PETSc GMRES(40) (target 1.5x: "
+            f"missed by {pi['ratio_gcrodr_vs_petsc'] / 1.5:.1f}x). Our GMRES(40) (recycle=0, same code) costs "
+            f"{pi['gcrodr_40_0']['per_iteration_us'] / pi['petsc_gmres40']['per_iteration_us']:.2f}x: the "
+            "Python-level Givens sweep and call overhead of one iteration. The rest is the method's work, "
+            f"counted in multiply-adds over n per iteration: PETSc's GMRES(40) Gram-Schmidt does {g:.0f}, "
+            f"GCRO-DR(40,20)'s Arnoldi {a:.0f} (every step also orthogonalises against the k = 20 vectors C: "
+            f"{a / g:.2f}x), and the harmonic Ritz update after each cycle of m - k = 20 steps (V^T U, C = [C V] Q, "
+            f"U = [U V] P R^-1) adds {u:.0f} more, as GEMMs. So the method does {(a + u) / g:.1f}x PETSc's "
+            "vector work per iteration; even with the update at 3x the per-flop speed of the BLAS-2 products "
+            f"it is {(a + u / 3) / g:.1f}x, and 1.5x is out of reach for GCRO-DR(40, 20) with per-cycle updates"
+            + (f". update='solve' (recycled space replaced once per solve, from the last cycle) costs "
+               f"{solve['ratio_vs_petsc']:.2f}x per iteration, but without deflated restarting within a solve "
+               "it needs far more iterations (e.g. 778 instead of 238 for darcy without PC in a 30-system test), "
+               "so 'cycle' stays the default." if solve else "."))
     rows = payload.get("table1") or []
     missed = [r for r in rows if not r["met_paper"]]
     if rows and "speedup_paper_k10" in rows[0]:
