@@ -64,8 +64,12 @@ class TensorPoisson:
         self.pin = pin
         self.singular = abs(self.t_diag.sum() + 2 * self.t_off.sum()) <= 1e-12 * np.abs(self.t_diag).sum()
         if pin is not None:
+            if not 0 <= int(pin) < self.n:
+                raise ShapeError(f"TensorPoisson: pin {pin} is outside 0..{self.n - 1}")
+            j = int(pin) // int(np.prod(self.periodic_shape))  # the pinned cell's row in y
+            # default: the diagonal entry the pinned row had, so conditioning is unchanged
             self.pin_value = float(pin_value) if pin_value is not None else float(
-                self.scale * (self.t_diag[0] + self.mass[0] * sum(2 / h**2 for h in self.periodic_spacing)))
+                self.scale * (self.t_diag[j] + self.mass[j] * sum(2 / h**2 for h in self.periodic_spacing)))
         self._factors: dict = {}
 
     # --- assembly -----------------------------------------------------------------
