@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.linalg.blas import dgemm, dgemv, dnrm2
+from scipy.linalg.blas import dgemm, dgemv, dnrm2, dtrsm
 
 from ..base import Outcome, Solver
 from ..errors import OptionError
@@ -113,6 +113,10 @@ class GCRODR(Solver):
         self._U = None   # recycled space in B's space, (k, n)
         self._C = None   # B U, orthonormal rows
         self._C_buf = None  # the basis array whose first rows hold C, if any
+        # bases and U kept across solves: fresh multi-megabyte arrays cost a page fault per 4 KiB
+        # on first touch, which showed up as a few percent of every short (strongly preconditioned) solve
+        self._bufs = None
+        self._Ubufs = None
         self._key = None
         self.ritz_values = None
 
@@ -128,6 +132,7 @@ class GCRODR(Solver):
                 BZ = apply_block(M, BZ)
         C, U = _orthonormalise(BZ, U)
         self._C, self._U = C, U
+        self._C_buf = None
         self._CtU = C @ U.T
         self._norms()
         return U.shape[0]
@@ -163,9 +168,11 @@ class GCRODR(Solver):
 
         # Two bases: the harmonic Ritz update writes the new C straight into the first rows
         # of the other one, which the next cycle then extends (no copy of C per cycle).
-        bufs = [np.empty((m + 1, n)), np.empty((m + 1, n))]
-        self._C_buf = None
-        Vh = bufs[0]
+        if self._bufs is None or self._bufs[0].shape != (m + 1, n):
+            self._bufs = [np.empty((m + 1, n)), np.empty((m + 1, n))]
+        bufs = self._bufs
+        # C from the last solve still sits in the first rows of one basis if the space was not refitted
+        Vh = self._C_buf if any(self._C_buf is bb for bb in bufs) else bufs[0]
         norms: list[float] = []
         its = 0
         rnorm = float(np.linalg.norm(r))
@@ -334,7 +341,11 @@ class GCRODR(Solver):
         Q, R, P = Q[:, :rank], R[:rank, :rank], P[:, piv[:rank]]
         T = sla.solve_triangular(R, P.T, trans="T")  # (P R^-1)^T
         C = np.dot(Q.T, Vh[:dim + 1], out=out[:rank])
-        U = T[:, kc:] @ Vh[kc:dim]
+        ub = self._Ubufs
+        if ub is None or ub[0].shape != (k + 1, Vh.shape[1]):
+            ub = self._Ubufs = [np.empty((k + 1, Vh.shape[1])), np.empty((k + 1, Vh.shape[1]))]
+        dst = ub[1] if (self._U is not None and self._U.base is ub[0]) else ub[0]
+        U = np.dot(T[:, kc:], Vh[kc:dim], out=dst[:rank])
         if kc:
             # U += (T_U D) U_old accumulated by BLAS into U (row-major U is U^T in Fortran order)
             dgemm(1.0, self._U.T, (T[:, :kc] * self._d[None, :]).T, beta=1.0, c=U.T, overwrite_c=1)
@@ -343,6 +354,12 @@ class GCRODR(Solver):
         self._norms()
         self._C_buf = out
         return True
+
+
+def _lsolve(L, X):
+    """L^-1 X for lower-triangular L and a row block X (k, n), as X^T L^-T on the Fortran-ordered
+    transpose view: no copy of X and no finiteness scan of it."""
+    return dtrsm(1.0, L, X.T, side=1, lower=1, trans_a=1).T
 
 
 def _orthonormalise(BZ, U):
@@ -358,9 +375,9 @@ def _orthonormalise(BZ, U):
             d = np.abs(np.diag(Lp))
             if d.min() <= 1e-7 * d.max():
                 raise np.linalg.LinAlgError("ill-conditioned")
-            Q = sla.solve_triangular(Lp, Q, lower=True)
+            Q = _lsolve(Lp, Q)
             L = Lp if L is None else L @ Lp
-        return np.ascontiguousarray(Q), sla.solve_triangular(L, U, lower=True)
+        return Q, _lsolve(L, U)
     except np.linalg.LinAlgError:
         pass
     Q, R, piv = sla.qr(BZ.T, mode="economic", pivoting=True)
