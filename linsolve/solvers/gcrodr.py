@@ -18,11 +18,10 @@ preconditioner rebuild.
 
 Performance: bases are row-major (k, n) arrays, so every projection is one GEMV/GEMM
 (classical Gram-Schmidt with one reorthogonalisation, CGS2), products are SciPy CSR or
-PETSc MatMult, and the only per-iteration Python work is a Givens rotation sweep.
+PETSc MatMult, each new vector is built in place in its basis row, and the Givens
+rotations of the least-squares problem are a compiled kernel (``linsolve.givens_kernels``).
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import scipy.linalg as sla
@@ -234,6 +233,8 @@ class GCRODR(Solver):
         """One cycle: ``steps`` Arnoldi steps of (I - CC^T)B. Returns the step count, the
         least-squares solution split as (coefficients of U~, of V), the matrix G-bar and
         whether the Arnoldi process broke down."""
+        from ..givens_kernels import givens_column  # numba: imported on first use
+
         m = Vh.shape[0] - 1
         G = np.zeros((m + 1, m))
         if kc:
@@ -243,9 +244,10 @@ class GCRODR(Solver):
         beta = dnrm2(rp)
         Vh[kc] = rp / beta
         Rt = np.zeros((steps, steps))
-        g = [beta] + [0.0] * steps
-        cs: list[float] = []
-        sn: list[float] = []
+        g = np.zeros(steps + 1)
+        g[0] = beta
+        cs = np.empty(steps)
+        sn = np.empty(steps)
         cb = ctx.callback
         bnorm = ctx.bnorm
         refine = {"cgs": 0.0, "ifneeded": 0.7071, "cgs2": np.inf}[self.opts["orthog"]]
@@ -277,28 +279,12 @@ class GCRODR(Solver):
                 hn = dnrm2(w)
             G[:j + 1, j] = h
             G[j + 1, j] = hn
-            hnorm = math.sqrt(float(h[kc:] @ h[kc:]) + hn * hn)
+            est, hnorm = givens_column(h, kc, hn, jj, cs, sn, Rt, g)
             if hn > 1e-14 * hnorm:
                 w *= 1.0 / hn
             else:
                 w.fill(0.0)
                 breakdown = True
-            col = h[kc:].tolist()
-            col.append(hn)
-            for i in range(jj):
-                a, bb = col[i], col[i + 1]
-                col[i] = cs[i] * a + sn[i] * bb
-                col[i + 1] = -sn[i] * a + cs[i] * bb
-            a, bb = col[jj], col[jj + 1]
-            rr = math.hypot(a, bb)
-            c, s = (a / rr, bb / rr) if rr > 0 else (1.0, 0.0)
-            cs.append(c)
-            sn.append(s)
-            col[jj] = rr
-            Rt[:jj + 1, jj] = col[:jj + 1]
-            g[jj + 1] = -s * g[jj]
-            g[jj] = c * g[jj]
-            est = abs(g[jj + 1])
             norms.append(est)
             p = jj + 1
             if cb is not None:
@@ -308,7 +294,7 @@ class GCRODR(Solver):
         R = Rt[:p, :p]
         diag = np.abs(np.diag(R))
         if p and diag.min() > 1e-14 * diag.max():
-            y2 = sla.solve_triangular(R, np.asarray(g[:p]))
+            y2 = sla.solve_triangular(R, g[:p])
         else:  # singular projected matrix: least-squares solution of the Hessenberg problem
             rhs = np.zeros(p + 1)
             rhs[0] = beta
