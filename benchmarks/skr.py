@@ -344,7 +344,8 @@ def explain(payload) -> list[str]:
             f"Per iteration, GCRO-DR(40,20) costs {pi['ratio_gcrodr_vs_petsc']:.2f}x PETSc GMRES(40) (target 1.5x: "
             f"missed by {pi['ratio_gcrodr_vs_petsc'] / 1.5:.1f}x). Our GMRES(40) (recycle=0, same code) costs "
             f"{pi['gcrodr_40_0']['per_iteration_us'] / pi['petsc_gmres40']['per_iteration_us']:.2f}x: the "
-            "Python-level Givens sweep and call overhead of one iteration. The rest is the method's work, "
+            "Python call overhead of one iteration (the Givens rotations are compiled; between runs this ratio "
+            "ranged from about 1.0 to 1.3). The rest is the method's work, "
             f"counted in multiply-adds over n per iteration: PETSc's GMRES(40) Gram-Schmidt does {g:.0f}, "
             f"GCRO-DR(40,20)'s Arnoldi {a:.0f} (every step also orthogonalises against the k = 20 vectors C: "
             f"{a / g:.2f}x), and the harmonic Ritz update after each cycle of m - k = 20 steps (V^T U, C = [C V] Q, "
@@ -414,9 +415,12 @@ def explain(payload) -> list[str]:
             "greedy's iterations), so the path lengths are the sharper comparison: "
             f"fft/greedy = {od['subset_solves']['fft']['path_length'] / od['subset_solves']['greedy']['path_length']:.3f}, "
             f"original/greedy = {od['subset_solves']['original']['path_length'] / od['subset_solves']['greedy']['path_length']:.3f}.")
-    notes.append("Timings come from a 2-core machine shared with ~7 other processes (load average ~7); every "
-                 "ratio compares runs made side by side in one process, but single numbers vary by up to 2x "
-                 "between runs.")
+    load = payload.get("loadavg")
+    notes.append("Timings come from a 2-core machine shared with other processes"
+                 + (f" (1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end)" if load else "")
+                 + "; every ratio compares runs made side by side in one process, but single numbers vary by up "
+                 "to 2x between runs, and speed-ups over PETSc shift by tens of percent between runs made at "
+                 "different loads.")
     return notes
 
 
@@ -452,7 +456,7 @@ def main(argv=None):
         args.order_systems, args.subset = 100_000, 2000
     parts = args.parts.split(",")
     payload = {"protocol": "quick" if args.quick else "full", "systems": args.systems, "pcs": args.pcs,
-               "parts": parts, "notes": []}
+               "parts": parts, "notes": [], "loadavg": [os.getloadavg()[0]]}
     md = [f"# SKR benchmark ({payload['protocol']} run: {args.systems} systems per family, "
           f"PCs {', '.join(args.pcs)})\n"]
     rows = None
@@ -468,6 +472,7 @@ def main(argv=None):
         RESULTS.mkdir(parents=True, exist_ok=True)
         plot(rows, RESULTS / f"{args.name}.png")
         md.append(f"\n![speed-ups]({args.name}.png)\n")
+    payload["loadavg"].append(os.getloadavg()[0])
     payload["notes"] = explain(payload)
     md.append("\n## Notes\n\n" + "\n\n".join(f"- {n}" for n in payload["notes"]) + "\n")
     jpath, mpath = write_results(args.name, payload, "\n".join(md))
