@@ -17,7 +17,8 @@ rank-revealing QR as fallback), which is what keeps the recycled space valid acr
 preconditioner rebuild.
 
 Performance: bases are row-major (k, n) arrays, so every projection is one GEMV/GEMM
-(classical Gram-Schmidt with one reorthogonalisation, CGS2), products are SciPy CSR or
+(classical Gram-Schmidt, one pass by default like PETSc GMRES; ``orthog`` adds a second pass
+when needed or always), products are SciPy CSR or
 PETSc MatMult, each new vector is built in place in its basis row, and the Givens
 rotations of the least-squares problem are a compiled kernel (``linsolve.givens_kernels``).
 """
