@@ -178,6 +178,18 @@ def generate(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output or unfinished run"),
     quiet: bool = typer.Option(False, "--quiet", help="print only errors"),
     strict: bool = typer.Option(False, "--strict", help="a non-converged sample fails the run (exit 1)"),
+    re_tau: float | None = typer.Option(None, "--re-tau", help="channel: friction Reynolds number"),
+    trajectories: int | None = typer.Option(None, "--trajectories", help="channel: trajectories (seeds)"),
+    snapshots: int | None = typer.Option(None, "--snapshots", help="channel: snapshots per trajectory"),
+    every: int | None = typer.Option(None, "--every", help="channel: DNS steps between snapshots"),
+    spinup: int | None = typer.Option(None, "--spinup", help="channel: DNS steps of spin-up"),
+    coarse_grid: str | None = typer.Option(None, "--coarse-grid", help="channel: stored grid NX,NY,NZ"),
+    filter_: str | None = typer.Option(None, "--filter", help="channel: box or spectral"),
+    restart: Path | None = typer.Option(None, "--restart", help="channel: checkpoint of developed flow"),
+    device: str | None = typer.Option(None, "--device", help="channel: cpu, torch or cuda"),
+    preset: str | None = typer.Option(None, "--preset", help="channel: small (CPU minutes) or paper (GPU)"),
+    dt: float | None = typer.Option(None, "--dt", help="channel: DNS time step"),
+    pressure: bool = typer.Option(False, "--pressure", help="channel: store the pressure too"),
 ):
     """Sample, order, solve in chunks and store a dataset.
 
@@ -186,6 +198,17 @@ def generate(
     resumable). A killed run continues with --resume from its last complete chunk."""
     from .pipeline import GenerateConfig, NonConvergedError, PipelineError, load_config_file
     from .pipeline import generate as run
+
+    channel_opts = {"re_tau": re_tau, "trajectories": trajectories, "snapshots": snapshots, "every": every,
+                    "spinup": spinup, "coarse_grid": coarse_grid, "filter": filter_, "restart": restart,
+                    "device": device, "preset": preset, "dt": dt, "pressure": pressure or None}
+    if problem == "channel":
+        _generate_channel(channel_opts, grid=grid, solver=solver, solver_opt=solver_opt, seed=seed, out=out,
+                          resume=resume, overwrite=overwrite, quiet=quiet)
+        return
+    stray = [k for k, v in channel_opts.items() if v is not None]
+    if stray:
+        raise CLIError(f"--{stray[0].replace('_', '-')} applies only to the channel problem")
 
     data = load_config_file(config) if config is not None else {}
     data = {k.replace("-", "_"): v for k, v in data.items()}
@@ -236,6 +259,58 @@ def generate(
         Console().print(_summary_table(summary, cfg))
 
 
+def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume, overwrite, quiet):
+    """`datagen generate channel ...`: filtered coarse trajectories of the channel DNS
+    (datagen.channel.generate); resumable per trajectory like every other family."""
+    import shutil
+
+    from .channel import dataset as channel_dataset
+    from .channel.dns import ChannelBlowUp
+
+    if out is None:
+        raise CLIError("missing --out (output HDF5 file)")
+    out = Path(out)
+    kw = {k: v for k, v in opts.items() if v is not None}
+    if kw.get("filter") not in (None, "box", "spectral"):
+        raise CLIError(f"--filter must be box or spectral, got {kw['filter']!r}")
+    if kw.get("restart") is not None and not Path(kw["restart"]).exists():
+        raise CLIError(f"--restart checkpoint {str(kw['restart'])!r} does not exist")
+    parts = out.with_name(out.name + ".parts")
+    if out.exists() or parts.exists():
+        if overwrite:
+            if parts.exists() and not (parts / "config.json").exists():
+                raise CLIError(f"{parts} was not written by datagen; refusing to delete it")
+            out.unlink(missing_ok=True)
+            shutil.rmtree(parts, ignore_errors=True)
+        elif not resume:
+            raise CLIError(f"{str(out)!r} exists (or an unfinished run does); use --resume or --overwrite")
+    if not out.parent.exists():
+        raise CLIError(f"output directory {str(out.parent)!r} does not exist")
+    if grid is not None:
+        kw["grid"] = grid
+    if solver is not None:
+        kw["solver"] = solver
+    if solver_opt:
+        kw["solver_options"] = parse_pairs(solver_opt, "--solver-opt")
+    if seed is not None:
+        kw["seed"] = seed
+    console = _console(quiet)
+    state = {"n": 0}
+
+    def progress(k, s):
+        state["n"] += 1
+        if not quiet:
+            console.print(f"trajectory {k} snapshot {s}", end="\r")
+
+    try:
+        path = channel_dataset.generate(out, progress=progress, **kw)
+    except ChannelBlowUp as exc:
+        _err(f"the DNS blew up: {exc}")
+        raise typer.Exit(1) from None
+    if not quiet:
+        console.print(f"wrote {path} ({state['n']} snapshots computed in this run)")
+
+
 # --- inspect / validate / plot ------------------------------------------------------------
 def _tree(f) -> list[tuple[str, str]]:
     rows = []
@@ -255,6 +330,8 @@ def inspect_summary(path: Path) -> dict:
     from . import store
 
     with store.open_file(path) as f:
+        if "solver_stats" not in f:
+            return _trajectory_summary(path, f)
         stats = store.read_stats(f)
         ins, outs = store.field_names(f)
         fields = {}
@@ -282,6 +359,28 @@ def inspect_summary(path: Path) -> dict:
         }
 
 
+def _trajectory_fields(f) -> dict:
+    fields = {}
+    for grp in ("t0_fields", "t1_fields", "t2_fields"):
+        for name, ds in (f[grp].items() if grp in f else []):
+            arr = ds[()]
+            fields[name] = {"role": "field", "group": grp, "shape": list(ds.shape),
+                            "min": float(np.nanmin(arr)), "max": float(np.nanmax(arr)),
+                            "mean": float(np.nanmean(arr)), "finite": bool(np.all(np.isfinite(arr)))}
+    return fields
+
+
+def _trajectory_summary(path: Path, f) -> dict:
+    """Time-dependent datasets (the channel family) have trajectories, not solver statistics."""
+    scalars = {k: (v[()].item() if getattr(v, "shape", None) == () else None) for k, v in f.get("scalars", {}).items()}
+    return {"path": str(path), "dataset_name": str(f.attrs["dataset_name"]),
+            "n_trajectories": int(f.attrs["n_trajectories"]),
+            "grid": [int(f["dimensions"][ax].shape[0]) for ax in f["dimensions"].attrs["spatial_dims"]],
+            "fields": _trajectory_fields(f), "command": str(f.attrs.get("command", "")),
+            "scalars": {k: v for k, v in scalars.items() if v is not None}, "stats": {},
+            "schema_problems": [], "tree": _tree(f), "kind": "trajectories"}
+
+
 @app.command()
 def inspect(
     file: Path = typer.Argument(..., help="a file written by `datagen generate`"),
@@ -296,10 +395,15 @@ def inspect(
         print(json.dumps(s, indent=1))
         return
     con = Console(width=140)
-    con.print(f"[bold]{s['path']}[/bold]: {s['dataset_name']}, {s['n_trajectories']} samples, grid "
-              f"{'x'.join(map(str, s['grid']))}, ordering {s['order_method']} in chunks of {s['chunk_size']}")
-    con.print(f"command: {s['command']}")
-    con.print(f"solver: {json.dumps(s['solver'], sort_keys=True)}")
+    if s.get("kind") == "trajectories":
+        con.print(f"[bold]{s['path']}[/bold]: {s['dataset_name']}, {s['n_trajectories']} trajectories, grid "
+                  f"{'x'.join(map(str, s['grid']))}")
+        con.print(f"scalars: {json.dumps(s['scalars'], sort_keys=True, default=str)}")
+    else:
+        con.print(f"[bold]{s['path']}[/bold]: {s['dataset_name']}, {s['n_trajectories']} samples, grid "
+                  f"{'x'.join(map(str, s['grid']))}, ordering {s['order_method']} in chunks of {s['chunk_size']}")
+        con.print(f"command: {s['command']}")
+        con.print(f"solver: {json.dumps(s['solver'], sort_keys=True)}")
     t = Table(title="schema")
     t.add_column("path")
     t.add_column("type / attributes")
@@ -314,6 +418,8 @@ def inspect(
                   f"{d['mean']:.4g}")
     con.print(t)
     st = s["stats"]
+    if not st:
+        return
     t = Table(title="solver statistics")
     t.add_column("quantity")
     t.add_column("value", justify="right")
@@ -333,8 +439,19 @@ def validate(
     """Check the schema, then re-assemble a random subset of systems from the stored
     parameters and verify ||b - A x|| / ||b|| of the stored (fp32) solution against the
     stored tolerance, allowing the worst-case effect of fp32 rounding. Exit 1 on failure."""
+    from . import store
     from .pipeline import validate_file
 
+    with store.open_file(file) as f:
+        if "solver_stats" not in f:  # trajectories: no systems to re-assemble; check the fields
+            fields = _trajectory_fields(f)
+            bad = [n for n, d in fields.items() if not d["finite"]]
+            for n, d in fields.items():
+                print(f"  field {n} {tuple(d['shape'])}: {'finite' if d['finite'] else 'NON-FINITE values'}")
+            print("OK: trajectory dataset, every field finite" if fields and not bad else "FAILED")
+            if bad or not fields:
+                raise typer.Exit(1)
+            return
     report = validate_file(file, samples=samples, seed=seed)
     for line in report.lines():
         print(line)
