@@ -263,7 +263,7 @@ def report(args):
     md = (f"# Channel flow at Re_tau 180 against Moser, Kim & Mansour (1999)\n\n"
           f"Grid {g.nx}x{g.ny}x{g.nz}, box {g.lx:.3f} x 2 x {g.lz:.3f} (reduced box), second-order staggered FD, "
           f"RK3/CN, fft-poisson pressure, constant flow rate U_b = {dns.cfg.ub:.3f} (Dean). Run reached t = "
-          f"{dns.t:.2f} h/u_tau ({dns.step_count} steps) from a perturbed laminar profile. Statistics averaged "
+          f"{dns.t:.2f} h/u_tau ({dns.step_count} steps). Statistics averaged "
           f"over t = {window[0]:.2f}..{window[1]:.2f} ({n} samples, both halves folded); everything before "
           f"t = {args.t_start} is discarded as transient. {args.note}\n\n"
           + markdown_table(rows, ["quantity", "here", "target", "met", "halves"])
