@@ -189,6 +189,7 @@ def generate(
     device: str | None = typer.Option(None, "--device", help="channel: cpu, torch or cuda"),
     preset: str | None = typer.Option(None, "--preset", help="channel: small (CPU minutes) or paper (GPU)"),
     dt: float | None = typer.Option(None, "--dt", help="channel: DNS time step"),
+    box: str | None = typer.Option(None, "--box", help="channel: box lengths LX,LZ (wall-normal is 2)"),
     pressure: bool = typer.Option(False, "--pressure", help="channel: store the pressure too"),
 ):
     """Sample, order, solve in chunks and store a dataset.
@@ -201,7 +202,7 @@ def generate(
 
     channel_opts = {"re_tau": re_tau, "trajectories": trajectories, "snapshots": snapshots, "every": every,
                     "spinup": spinup, "coarse_grid": coarse_grid, "filter": filter_, "restart": restart,
-                    "device": device, "preset": preset, "dt": dt, "pressure": pressure or None}
+                    "device": device, "preset": preset, "dt": dt, "box": box, "pressure": pressure or None}
     if problem == "channel":
         _generate_channel(channel_opts, grid=grid, solver=solver, solver_opt=solver_opt, seed=seed, out=out,
                           resume=resume, overwrite=overwrite, quiet=quiet)

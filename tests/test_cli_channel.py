@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-ARGS = ["generate", "channel", "--grid", "16,32,16", "--coarse-grid", "8,9,4", "--trajectories", "2",
+ARGS = ["generate", "channel", "--grid", "16,32,16", "--box", "3.0,1.5", "--coarse-grid", "8,9,4", "--trajectories", "2",
         "--snapshots", "3", "--every", "4", "--spinup", "40", "--dt", "0.002", "--quiet"]
 
 
