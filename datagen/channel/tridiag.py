@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from linsolve.tridiag import thomas_factor
+
 
 class TriFactor:
     """Factors of the system lower[j] x[j-1] + diag[j] x[j] + upper[j] x[j+1] = d[j]."""
@@ -12,13 +14,7 @@ class TriFactor:
     def __init__(self, lower, diag, upper, backend):
         lower, diag, upper = (np.asarray(a, dtype=np.float64) for a in (lower, diag, upper))
         n = diag.size
-        inv = np.empty(n)
-        cp = np.empty(n)
-        inv[0] = 1.0 / diag[0]
-        cp[0] = upper[0] * inv[0]
-        for j in range(1, n):
-            inv[j] = 1.0 / (diag[j] - lower[j] * cp[j - 1])
-            cp[j] = upper[j] * inv[j]
+        inv, cp = thomas_factor(lower, diag, upper)
         self.n = n
         self.np_factors = (lower.copy(), inv, cp)
         self.backend = backend

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from ..base import Outcome, Solver
 from ..errors import OptionError, ShapeError, UnsupportedInputError
 from ..registry import register
+from ..tridiag import thomas_factor
 
 
 def _periodic_eigs(n: int, h: float, last: bool) -> np.ndarray:
@@ -145,13 +146,7 @@ class TensorPoisson:
             # replacing the first equation with p_0 = 0 (the rest stay consistent).
             diag[(0,) + zero_mode] = 1.0
             upper[(0,) + zero_mode] = 0.0
-        inv = np.empty_like(diag)
-        cp = np.empty_like(diag)
-        inv[0] = 1.0 / diag[0]
-        cp[0] = upper[0] * inv[0]
-        for j in range(1, ny):
-            inv[j] = 1.0 / (diag[j] - lower[j] * cp[j - 1])
-            cp[j] = upper[j] * inv[j]
+        inv, cp = thomas_factor(lower.reshape((ny,) + (1,) * nper), diag, upper)
         lower_b = lower.reshape((ny,) + (1,) * nper)
         if xp_name == "torch":
             import torch
