@@ -35,6 +35,7 @@ import math
 import numpy as np
 from scipy.optimize import lsq_linear
 
+from .base import check_nonnegative
 from .errors import OptionError
 
 DEFAULT_OMEGAS = tuple(np.linspace(1.0, 1.95, 20))
@@ -113,12 +114,7 @@ class Policy:
     def update(self, iterations) -> None:
         if not self._pending:
             raise OptionError(f"{self.name}: update() called without a preceding select()")
-        try:
-            loss = float(iterations)
-        except (TypeError, ValueError) as exc:
-            raise OptionError(f"iterations must be a number, got {iterations!r}") from exc
-        if not math.isfinite(loss) or loss < 0:
-            raise OptionError(f"iterations must be a finite non-negative number, got {iterations!r}")
+        loss = check_nonnegative("iterations", iterations)
         # Counts are >= 1 whenever a solve did any work; a 0 (x0 already good enough)
         # carries no information about w and is treated as the minimum cost.
         self._update(max(loss, 1.0))

@@ -43,7 +43,8 @@ class SolveContext:
     meta: dict = field(default_factory=dict)
 
 
-def _check_tolerance(name: str, value) -> float:
+def check_nonnegative(name: str, value) -> float:
+    """A finite non-negative float, or an OptionError naming ``name``."""
     try:
         v = float(value)
     except (TypeError, ValueError) as exc:
@@ -82,8 +83,8 @@ class Solver:
     def __init__(self, *, rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None,
                  pc: Any = "none", pc_options: dict | None = None, backend: str | None = None,
                  warm_start: bool = False, callback=None, **options):
-        self.rtol = _check_tolerance("rtol", rtol)
-        self.atol = _check_tolerance("atol", atol)
+        self.rtol = check_nonnegative("rtol", rtol)
+        self.atol = check_nonnegative("atol", atol)
         if maxiter is not None:
             if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
                 raise OptionError(f"maxiter must be a positive integer or None, got {maxiter!r}")

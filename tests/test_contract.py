@@ -62,6 +62,13 @@ def _maybe_petsc(name, request):
         request.getfixturevalue("petsc")
 
 
+def _first_case(name, request, seed):
+    """The first matrix kind the solver supports, and a seeded right-hand side."""
+    _maybe_petsc(name, request)
+    A = CASES[sorted(_cls(name).supports)[0]]
+    return A, _rhs(A.shape[0], seed)
+
+
 @pytest.mark.parametrize("name,kind", list(_pairs()))
 def test_matches_dense_solve(name, kind, request):
     _maybe_petsc(name, request)
@@ -91,10 +98,7 @@ def test_zero_rhs(name, request):
 
 @pytest.mark.parametrize("name", SOLVERS)
 def test_x0_exact_and_random(name, request):
-    _maybe_petsc(name, request)
-    kind = sorted(_cls(name).supports)[0]
-    A = CASES[kind]
-    b = _rhs(A.shape[0], 1)
+    A, b = _first_case(name, request, 1)
     x_ref = spla.spsolve(A.tocsc(), b)
     s = _make(name, rtol=1e-8)
     res = s.solve(A, b, x0=x_ref, grid=GRID)
@@ -107,10 +111,7 @@ def test_x0_exact_and_random(name, request):
 
 @pytest.mark.parametrize("name", [n for n in SOLVERS if not _cls(n).direct])
 def test_maxiter_honoured_and_reported(name, request):
-    _maybe_petsc(name, request)
-    kind = sorted(_cls(name).supports)[0]
-    A = CASES[kind]
-    b = _rhs(A.shape[0], 3)
+    A, b = _first_case(name, request, 3)
     res = _make(name, rtol=1e-14, maxiter=2).solve(A, b, grid=GRID)
     assert res.iterations <= 2
     assert not res.converged
@@ -121,10 +122,7 @@ def test_maxiter_honoured_and_reported(name, request):
 
 @pytest.mark.parametrize("name", [n for n in SOLVERS if not _cls(n).direct])
 def test_atol_honoured(name, request):
-    _maybe_petsc(name, request)
-    kind = sorted(_cls(name).supports)[0]
-    A = CASES[kind]
-    b = _rhs(A.shape[0], 4)
+    A, b = _first_case(name, request, 4)
     atol = 1e-3 * np.linalg.norm(b)
     loose = _make(name, rtol=0.0, atol=atol).solve(A, b, grid=GRID)
     tight = _make(name, rtol=1e-12).solve(A, b, grid=GRID)
@@ -268,10 +266,7 @@ def test_petsc_backend_matches_dense(name, kind, petsc):
 
 @pytest.mark.parametrize("name", SOLVERS)
 def test_scipy_style_function(name, request):
-    _maybe_petsc(name, request)
-    kind = sorted(_cls(name).supports)[0]
-    A = CASES[kind]
-    b = _rhs(A.shape[0], 10)
+    A, b = _first_case(name, request, 10)
     f = getattr(linsolve, name.replace("-", "_"))
     opts = dict(_cls(name).contract_options)
     x, info = f(A, b, rtol=1e-9, grid=GRID, **opts) if _cls(name).needs_grid else f(A, b, rtol=1e-9, **opts)
@@ -284,10 +279,7 @@ def test_scipy_style_function(name, request):
 
 @pytest.mark.parametrize("name", SOLVERS)
 def test_reset_then_solve(name, request):
-    _maybe_petsc(name, request)
-    kind = sorted(_cls(name).supports)[0]
-    A = CASES[kind]
-    b = _rhs(A.shape[0], 11)
+    A, b = _first_case(name, request, 11)
     s = _make(name, rtol=1e-9)
     r1 = s.solve(A, b, grid=GRID)
     s.reset()
