@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 
 from linsolve import SolverError
 from linsolve.cli import parse_value
-from linsolve.cli_support import run_app
+from linsolve.cli_support import print_table, run_app
 
 PROG = "datagen"
 
@@ -91,21 +91,17 @@ def _console(quiet: bool = False):
 @app.command()
 def problems():
     """List the problem families and their parameters (give them as --param key=value)."""
-    from rich.console import Console
-    from rich.table import Table
-
     from .family import available_families, get_family
 
-    table = Table(title="datagen problem families")
-    for col in ("name", "dims", "matrix", "description", "parameters (default: help)"):
-        table.add_column(col)
+    rows = []
     for name in available_families():
         cls = get_family(name)
         params = "\n".join(f"{k} ({v[0]!r}): {v[1]}" for k, v in cls.params.items()) or "-"
         kind = ("SPD" if cls.symmetric else "nonsymmetric") + (", shared matrix" if cls.shared_matrix else "")
-        table.add_row(name, ",".join(map(str, cls.dims)), kind,
-                      cls.description or (cls.__doc__ or "").strip().split("\n")[0], params)
-    Console(width=160).print(table)
+        rows.append((name, ",".join(map(str, cls.dims)), kind,
+                     cls.description or (cls.__doc__ or "").strip().split("\n")[0], params))
+    print_table("datagen problem families", ("name", "dims", "matrix", "description", "parameters (default: help)"),
+                rows, width=160)
 
 
 # --- generate --------------------------------------------------------------------------

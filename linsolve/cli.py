@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from .cli_support import run_app
+from .cli_support import print_table, run_app
 from .errors import SolverError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -147,20 +147,14 @@ def run_bench(A, b, specs: list[str], repeat: int, rtol: float, atol: float, max
 @app.command()
 def solvers():
     """List registered solvers with their backends, preconditioners and options."""
-    from rich.console import Console
-    from rich.table import Table
-
     from .registry import available_solvers, solver_class
 
-    table = Table(title="linsolve solvers")
-    for col in ("name", "matrices", "backends", "preconditioners (tested)", "options"):
-        table.add_column(col)
+    rows = []
     for name in available_solvers():
         cls = solver_class(name)
-        table.add_row(name, ",".join(sorted(cls.supports)), ",".join(cls.backends),
-                      ",".join(cls.preconditioners),
-                      ", ".join(f"{k}={v!r}" for k, v in cls.options.items()))
-    Console().print(table)
+        rows.append((name, ",".join(sorted(cls.supports)), ",".join(cls.backends), ",".join(cls.preconditioners),
+                     ", ".join(f"{k}={v!r}" for k, v in cls.options.items())))
+    print_table("linsolve solvers", ("name", "matrices", "backends", "preconditioners (tested)", "options"), rows)
 
 
 @app.command()

@@ -28,3 +28,16 @@ def run_app(app, prog: str, argv=None) -> None:
             sys.exit(1)
         raise
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def print_table(title: str, columns, rows, width: int | None = None) -> None:
+    """Print rows (sequences of strings) as a rich table on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=width).print(table)
