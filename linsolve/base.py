@@ -111,6 +111,8 @@ class Solver:
         from .precond import check_pc_name
 
         self.pc = check_pc_name(pc, backend)
+        if pc_options is not None and not isinstance(pc_options, dict):
+            raise OptionError(f"pc_options must be a dict of preconditioner options, got {pc_options!r}")
         self.pc_options = dict(pc_options or {})
         self.warm_start = bool(warm_start)
         self.callback = callback

@@ -197,6 +197,8 @@ def test_bad_inputs(name, request):
         _make(name, maxiter=0)
     with pytest.raises(OptionError):
         _make(name, no_such_option_xyz=1)
+    with pytest.raises(OptionError, match="pc_options"):  # not a TypeError from dict(3)
+        _make(name, pc_options=3)
     for exc in (ShapeError, NonFiniteError, OptionError):
         assert issubclass(exc, ValueError)
 
