@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from linsolve import Grid, LinearSystem, Operator, ShapeError, SolverError, gallery, make_solver
+from linsolve import Grid, LinearSystem, Operator, OptionError, ShapeError, SolverError, gallery, make_solver
 from linsolve.petsc_utils import aij_to_csr, csr_to_aij, shell_mat
 
 
@@ -76,6 +76,19 @@ def test_petsc_solver_forwards_options(petsc):
     assert sub.getType() == "ilu"
     # the private prefix keeps the global options database clean
     assert not petsc.Options().hasName("sub_pc_type")
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("name,opts", [
+    ("petsc", {"ksp_type": "nosuch"}),
+    ("petsc", {"petsc_options": {"pc_type": "nosuch"}}),
+    ("cg", {"backend": "petsc", "pc": "nosuch"}),
+])
+def test_petsc_unknown_type_is_an_option_error(petsc, name, opts):
+    # PETSc's own error (a petsc4py.PETSc.Error with PETSc's stack) must not escape
+    A = gallery.poisson2d(6)
+    with pytest.raises(OptionError, match="unknown KSP or PC type"):
+        make_solver(name, **opts).solve(A, np.ones(A.shape[0]))
 
 
 @pytest.mark.petsc

@@ -47,23 +47,32 @@ class PetscDriver:
         if self.ksp is None:
             ksp = PETSc.KSP().create(comm=PETSc.COMM_SELF)
             ksp.setOptionsPrefix(self.prefix)
-            ksp.setType(self.ksp_type)
-            pc = ksp.getPC()
-            if isinstance(s.pc, str):
-                # PCSOR's default sweep is the local symmetric one, which is what 'ssor' means.
-                pc.setType(petsc_pc_type(s.pc))
-            else:
-                pc.setType("shell")
-                pc.setPythonContext(_PyPC(build_preconditioner(s.pc, op)))
-                pc.setType("python")
-            if self.ksp_type in RIGHT_PC:
-                ksp.setPCSide(PETSc.PC.Side.RIGHT)
-            opts = PETSc.Options(self.prefix)
-            for k, v in {**{f"pc_{k}" if not k.startswith(("pc_", "sub_")) else k: v
-                            for k, v in s.pc_options.items()}, **self.extra}.items():
-                opts[k] = "" if v is True else str(v)
-            self._opt_keys = list(opts.getAll().keys()) if hasattr(opts, "getAll") else []
-            ksp.setFromOptions()
+            try:
+                ksp.setType(self.ksp_type)
+                pc = ksp.getPC()
+                if isinstance(s.pc, str):
+                    # PCSOR's default sweep is the local symmetric one, which is what 'ssor' means.
+                    pc.setType(petsc_pc_type(s.pc))
+                else:
+                    pc.setType("shell")
+                    pc.setPythonContext(_PyPC(build_preconditioner(s.pc, op)))
+                    pc.setType("python")
+                if self.ksp_type in RIGHT_PC:
+                    ksp.setPCSide(PETSc.PC.Side.RIGHT)
+                opts = PETSc.Options(self.prefix)
+                for k, v in {**{f"pc_{k}" if not k.startswith(("pc_", "sub_")) else k: v
+                                for k, v in s.pc_options.items()}, **self.extra}.items():
+                    opts[k] = "" if v is True else str(v)
+                self._opt_keys = list(opts.getAll().keys()) if hasattr(opts, "getAll") else []
+                ksp.setFromOptions()
+            except PETSc.Error as exc:
+                ksp.destroy()
+                raise OptionError(
+                    f"PETSc rejected the set-up of solver {s.name!r} (ksp_type={self.ksp_type!r}, "
+                    f"pc={s.pc if isinstance(s.pc, str) else type(s.pc).__name__!r}, "
+                    f"options {self.extra or {}}): "
+                    + ("unknown KSP or PC type" if exc.ierr == 86 else f"PETSc error code {exc.ierr}")
+                ) from None
             self.norm = "unpreconditioned"
             try:
                 ksp.setNormType(PETSc.KSP.NormType.UNPRECONDITIONED)
