@@ -178,6 +178,11 @@ def bench(
         raise CLIError(f"matrix {str(matrix)!r} is not square: {A.shape}")
     b = load_rhs(rhs, A.shape[0]) if rhs is not None else A @ np.ones(A.shape[0])
     specs = [s.strip() for s in solvers_.split(",") if s.strip()]
+    if not specs:
+        raise CLIError(f"--solvers {solvers_!r} names no solver")
+    if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
+        raise CLIError(f"cannot write --json {str(json_out)!r}: "
+                       + ("it is a directory" if json_out.is_dir() else "its directory does not exist"))
     rows = run_bench(A, b, specs, repeat, rtol, atol, maxiter)
     table = Table(title=f"{matrix.name}: n={A.shape[0]}, nnz={A.nnz}, rtol={rtol:g}, median of {repeat}")
     for col in ("solver", "iterations", "time [s]", "x fastest", "rel. residual", "converged"):
@@ -187,8 +192,11 @@ def bench(
                       f"{r['relative_residual']:.2e}", "yes" if r["converged"] else f"NO ({r['reason']})")
     Console().print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps({"matrix": str(matrix), "n": A.shape[0], "nnz": int(A.nnz), "rows": rows},
-                                       indent=1))
+        try:
+            json_out.write_text(json.dumps({"matrix": str(matrix), "n": A.shape[0], "nnz": int(A.nnz),
+                                            "rows": rows}, indent=1))
+        except OSError as exc:
+            raise CLIError(f"cannot write --json {str(json_out)!r}: {exc.strerror or exc}") from None
 
 
 def main(argv=None):

@@ -60,12 +60,17 @@ def test_bench_mtx(matrix_files):
     (["bench", "{npz}", "--solvers", "cg:pc"], "not key=value"),
     (["bench", "{npz}", "--repeat", "0"], "--repeat"),
     (["bench", "{npz}", "--rhs", "{bad}"], "length"),
+    (["bench", "{npz}", "--solvers", ","], "names no solver"),
+    (["bench", "{npz}", "--solvers", "cg", "--json", "/nonexistent/dir/x.json"], "--json"),
+    (["bench", "{npz}", "--solvers", "cg", "--json", "{tmp}"], "is a directory"),
+    (["bench", "{npz}", "--solvers", "cg:pc_options=3"], "pc_options"),
+    (["bench", "{npz}", "--solvers", "petsc:ksp_type=nosuch"], "unknown KSP or PC type"),
 ])
 def test_bad_input_exit_2_one_line(matrix_files, tmp_path, args, needle):
     d, _ = matrix_files
     bad = tmp_path / "bad.npy"
     np.save(str(bad), np.ones(3))
-    args = [a.format(npz=d / "a.npz", bad=bad) for a in args]
+    args = [a.format(npz=d / "a.npz", bad=bad, tmp=tmp_path) for a in args]
     p = _run(*args)
     assert p.returncode == 2
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
