@@ -40,6 +40,14 @@ def plot_sample(path, index: int, out) -> Path:
         solver = str(f.attrs.get("solver_name", ""))
     if not out.parent.exists():
         raise store.StoreError(f"directory {str(out.parent)!r} of --out does not exist")
+    if out.is_dir():
+        raise store.StoreError(f"--out {str(out)!r} is a directory; give an image file name")
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    if out.suffix and out.suffix[1:].lower() not in formats:
+        raise store.StoreError(f"--out {str(out)!r}: unsupported image format {out.suffix!r}; "
+                               f"use one of {', '.join(sorted('.' + k for k in formats))}")
     panels = len(fields) + 1
     fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.4), squeeze=False)
     axes = axes[0]

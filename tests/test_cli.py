@@ -234,6 +234,8 @@ def test_plot_writes_png(made, tmp_path):
     (["validate", "{garbage}"], "not a readable HDF5 file"),
     (["plot", "{made}", "--index", "99", "--out", "{png}"], "out of range"),
     (["plot", "{made}", "--index", "0", "--out", "{nodir}"], "does not exist"),
+    (["plot", "{made}", "--index", "0", "--out", "{txt}"], "unsupported image format"),
+    (["plot", "{made}", "--index", "0", "--out", "{dir}"], "is a directory"),
 ])
 def test_reading_commands_bad_input(made, tmp_path, args, needle):
     other = tmp_path / "other.h5"
@@ -242,8 +244,10 @@ def test_reading_commands_bad_input(made, tmp_path, args, needle):
     (tmp_path / "garbage.h5").write_text("not hdf5")
     sub = {"{missing}": str(tmp_path / "none.h5"), "{notdatagen}": str(other),
            "{garbage}": str(tmp_path / "garbage.h5"), "{made}": str(made[0]), "{png}": str(tmp_path / "p.png"),
-           "{nodir}": str(tmp_path / "no" / "p.png")}
+           "{nodir}": str(tmp_path / "no" / "p.png"), "{txt}": str(tmp_path / "p.txt"), "{dir}": str(tmp_path)}
+    before = sorted(p.name for p in tmp_path.iterdir())
     assert_bad_input(invoke(*[sub.get(a, a) for a in args]), needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
 
 
 def test_entry_point_subprocess_one_line(tmp_path):
