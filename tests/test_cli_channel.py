@@ -64,3 +64,19 @@ def test_channel_options_rejected_for_other_families(tmp_path):
     p = _run("generate", "darcy", "--n", "2", "--out", "x.h5", "--re-tau", "395", cwd=tmp_path)
     assert p.returncode == 2 and "only to the channel" in p.stderr
     assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--grid", "0"], "grid must be 3"),
+    (["--grid", "16,32"], "grid must be 3"),
+    (["--coarse-grid", "8,0,4"], "coarse_grid must be 3"),
+    (["--box", "3.0,1.5,2.0"], "box must be 2"),
+    (["--box", "-3.0,1.5"], "box must be 2"),
+])
+def test_channel_bad_geometry_exit_2_writes_nothing(tmp_path, extra, needle):
+    # these were a ValueError traceback (exit 1) from unpacking the grid, after .parts/ was created
+    p = _run("generate", "channel", "--out", "g.h5", "--quiet", *extra, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], p.stderr
+    assert list(tmp_path.iterdir()) == []

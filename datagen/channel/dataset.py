@@ -66,13 +66,16 @@ DEFAULTS = dict(PRESETS["small"], filter="box", restart=None, seed=0, device="cp
                 pressure=False, decorrelate=None, perturbation=0.02)
 
 
-def _triple(v, name, cast=int):
+def _triple(v, name, cast=int, length=3):
+    raw = v
     if isinstance(v, str):
         v = v.split(",")
     try:
         out = tuple(cast(x) for x in v)
     except (TypeError, ValueError) as exc:
-        raise OptionError(f"{name} must be comma-separated numbers, got {v!r}") from exc
+        raise OptionError(f"{name} must be comma-separated numbers, got {raw!r}") from exc
+    if len(out) != length or not all(math.isfinite(x) and x > 0 for x in out):
+        raise OptionError(f"{name} must be {length} comma-separated positive numbers, got {raw!r}")
     return out
 
 
@@ -107,7 +110,7 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
         raise OptionError(f"spinup must be a non-negative integer, got {a['spinup']!r}")
     coarse_grid = _triple(a["coarse_grid"], "coarse_grid")
     grid = _triple(a["grid"], "grid")
-    box = _triple(a["box"], "box", float)
+    box = _triple(a["box"], "box", float, length=2)
     trajectories, snapshots, every = int(a["trajectories"]), int(a["snapshots"]), int(a["every"])
     seed, device, solver, pressure = int(a["seed"]), a["device"], a["solver"], bool(a["pressure"])
     filter, perturbation = a["filter"], float(a["perturbation"])
