@@ -498,10 +498,13 @@ def open_file(path) -> h5py.File:
     path = Path(path)
     if not path.exists():
         raise StoreError(f"file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise StoreError(f"{str(path)!r} is a directory, not an HDF5 file")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise StoreError(f"{str(path)!r} is not a readable HDF5 file ({exc})") from None
+        why = " ".join(str(exc).split())  # HDF5's messages can span lines; the CLI prints one
+        raise StoreError(f"{str(path)!r} is not a readable HDF5 file ({why})") from None
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise StoreError(f"{str(path)!r} is not a datagen file (root attribute format != {FORMAT!r})")

@@ -232,6 +232,7 @@ def test_plot_writes_png(made, tmp_path):
     (["validate", "{missing}"], "does not exist"),
     (["inspect", "{notdatagen}"], "not a datagen file"),
     (["validate", "{garbage}"], "not a readable HDF5 file"),
+    (["inspect", "{dir}"], "is a directory"),
     (["plot", "{made}", "--index", "99", "--out", "{png}"], "out of range"),
     (["plot", "{made}", "--index", "0", "--out", "{nodir}"], "does not exist"),
     (["plot", "{made}", "--index", "0", "--out", "{txt}"], "unsupported image format"),
