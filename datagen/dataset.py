@@ -85,6 +85,9 @@ def _field_dataset_class():
             def __getitem__(self, i):
                 return {"x": self.x[i], "y": self.y[i]}
 
+        # pickle finds a class by module and __qualname__: without this it is
+        # '_field_dataset_class.<locals>.FieldDataset', which pickle cannot look up
+        FieldDataset.__qualname__ = "FieldDataset"
         cls = globals()["FieldDataset"] = FieldDataset
     return cls
 

@@ -149,6 +149,11 @@ def test_open_dataset_arrays_and_torch(toy_file):
     assert torch.equal(item["y"], torch.from_numpy(d.y[3]))
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
     assert batch["x"].shape == (4, 2, G, G)
+    # DataLoader workers started with 'spawn' (macOS/Windows default) pickle the dataset
+    import pickle
+
+    back = pickle.loads(pickle.dumps(ds))
+    assert type(back) is type(ds) and torch.equal(back[3]["x"], ds[3]["x"])
 
 
 def test_validate_accepts_good_and_catches_corruption(toy_file, tmp_path):
