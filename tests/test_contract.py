@@ -299,3 +299,15 @@ def test_unknown_preconditioner_lists_known():
     with pytest.raises(linsolve.UnknownPreconditionerError) as e:
         linsolve.make_solver("cg", pc="magic")
     assert "jacobi" in str(e.value)
+
+
+def test_minres_stopping_at_machine_precision_continues_not_maxiter():
+    # SciPy's MINRES may stop on its own estimate just short of a tight rule; the base class
+    # must continue from x (true-residual restart), not report "maxiter reached" after
+    # ~160 of 20000 iterations.
+    A = gallery.poisson2d(40)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    res = linsolve.make_solver("minres", rtol=1e-13, maxiter=20000).solve(A, b)
+    assert res.converged, res
+    assert res.relative_residual <= 1e-13 * (1 + 1e-8)
+    assert res.iterations < 1000
