@@ -41,6 +41,9 @@ class SolveContext:
     bnorm: float
     #: ``LinearSystem.meta`` of the system being solved (structure some direct solvers use)
     meta: dict = field(default_factory=dict)
+    #: 0 for the first ``_solve`` of a ``solve()`` call, k for its k-th true-residual restart
+    #: (stateful methods use it to count one ``solve()`` as one round, not several)
+    restart: int = 0
 
 
 def check_nonnegative(name: str, value) -> float:
@@ -213,6 +216,7 @@ class Solver:
         while converged and rnorm > tol * (1 + 1e-8) and iterations < maxiter and restarts < 3 \
                 and not self.direct:
             restarts += 1
+            ctx.restart = restarts
             more = self._solve(op, bvec, x, tol, maxiter - iterations, ctx)
             x = np.asarray(more.x, dtype=np.float64).reshape(-1)
             iterations += int(more.iterations)

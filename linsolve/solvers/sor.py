@@ -203,8 +203,15 @@ class BanditSOR(_SORFamily):
         self._drivers = {}
 
     def _solve(self, op, b, x0, tol, maxiter, ctx):
+        if ctx.restart:
+            # the base class continuing this solve() from x after the recurrence drifted:
+            # same w, and no second bandit round (select/update) for one system
+            out = self._run(self.opts["method"], op, b, x0, tol, maxiter, ctx, self._omega,
+                            self.opts["paper_stop"])
+            out.info.update({"arm": self.policy.arm, "policy": self.policy.name})
+            return out
         context = ctx.extra.get("context")
-        omega = self.policy.select(context)
+        omega = self._omega = self.policy.select(context)
         out = self._run(self.opts["method"], op, b, x0, tol, maxiter, ctx, omega, self.opts["paper_stop"])
         self.policy.update(out.iterations if out.converged else maxiter)
         out.info.update({"arm": self.policy.arm, "policy": self.policy.name})
