@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .errors import OptionError, UnknownPreconditionerError
+from .errors import OptionError, SolverError, UnknownPreconditionerError
 
 SCIPY_PCS = ("none", "jacobi", "ilu", "ic", "ssor", "amg")
 PETSC_ALIASES = {"none": "none", "jacobi": "jacobi", "ilu": "ilu", "ic": "icc", "ssor": "sor",
@@ -154,10 +154,15 @@ def build_preconditioner(pc, op, options: dict | None = None) -> Preconditioner:
         return Identity(op.n)
     if pc == "jacobi":
         return Jacobi(op)
-    if pc == "ilu":
-        return ILU(op, **options)
-    if pc == "ssor":
-        return SSOR(op, **options)
-    if pc == "amg":
-        return AMG(op, **options)
+    cls = {"ilu": ILU, "ssor": SSOR, "amg": AMG}.get(pc)
+    if cls is not None:
+        try:
+            return cls(op, **options)
+        except SolverError:
+            raise
+        except (TypeError, ValueError) as exc:
+            if not options:
+                raise
+            # an unknown key or a value of the wrong type (e.g. from the CLI's pc_options)
+            raise OptionError(f"pc_options {options!r} rejected by preconditioner {pc!r}: {exc}") from None
     raise UnknownPreconditionerError(f"preconditioner {pc!r} is not available with the SciPy backend")

@@ -106,6 +106,15 @@ def test_scipy_ic_is_a_clear_error():
         make_solver("cg", pc="ic")
 
 
+@pytest.mark.parametrize("pc,opts", [("ilu", {"no_such_key": 1}), ("ilu", {"drop_tol": "x"}),
+                                     ("amg", {"no_such_key": 1}), ("ssor", {"omega": "x"})])
+def test_bad_scipy_pc_options_are_option_errors(pc, opts):
+    # were a TypeError from the preconditioner's constructor (a traceback from the CLIs)
+    A = gallery.poisson2d(6)
+    with pytest.raises(OptionError, match="pc_options"):
+        make_solver("gmres", pc=pc, pc_options=opts).solve(A, np.ones(A.shape[0]))
+
+
 @pytest.mark.petsc
 def test_petsc_backend_calls_callback_each_iteration(petsc):
     A = gallery.poisson2d(10)
