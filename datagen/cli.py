@@ -11,6 +11,7 @@ tolerance.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -79,6 +80,17 @@ def parse_pairs(items, what: str) -> dict:
             raise CLIError(f"{what} {item!r} has an empty key")
         out[k.strip()] = parse_value(v)
     return out
+
+
+def _want_progress(console, quiet: bool) -> bool:
+    """The bar is for people at a terminal; logs and pipes get the summary only (so an error
+    stays one line). DATAGEN_PROGRESS=1/0 forces it on or off."""
+    if quiet:
+        return False
+    env = os.environ.get("DATAGEN_PROGRESS")
+    if env is not None:
+        return env.strip().lower() not in ("", "0", "false", "no", "off")
+    return console.is_terminal
 
 
 def _console(quiet: bool = False):
@@ -235,7 +247,7 @@ def generate(
     data.setdefault("grid", 64)
     cfg = GenerateConfig.from_mapping(data)
     console = _console(quiet)
-    bar = None if quiet else _Bar(console, f"{cfg.problem} {'x'.join(map(str, cfg.grid))}")
+    bar = _Bar(console, f"{cfg.problem} {'x'.join(map(str, cfg.grid))}") if _want_progress(console, quiet) else None
     command = shlex.join([PROG, *_ARGV])
     try:
         summary = run(cfg, Path(out), resume=resume, overwrite=overwrite, strict=strict, command=command,

@@ -22,8 +22,8 @@ runner = CliRunner()
 BASE = ["generate", "toy", "--n", "4", "--grid", "6", "--chunk", "2", "--seed", "1", "--solver", "cg"]
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+def invoke(*args, env=None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
 
 
 def assert_bad_input(res, needle, out: Path | None = None):
@@ -40,7 +40,7 @@ def assert_bad_input(res, needle, out: Path | None = None):
 def made(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     out = d / "made.h5"
-    res = invoke(*BASE, "--solver-opt", "rtol=1e-9", "--out", out)
+    res = invoke(*BASE, "--solver-opt", "rtol=1e-9", "--out", out, env={"DATAGEN_PROGRESS": "1"})
     assert res.exit_code == 0, res.output
     return out, res
 
@@ -266,3 +266,14 @@ def test_entry_point_subprocess_one_line(tmp_path):
 
 def env_path() -> str:
     return os.environ.get("PYTHONPATH", "")
+
+
+def test_solver_failure_mid_run_is_one_line_without_a_terminal(tmp_path):
+    """No progress bar when stderr is not a terminal, so a failing solve reports one line."""
+    p = subprocess.run([sys.executable, "-m", "datagen.cli", "generate", "darcy", "--n", "2", "--grid", "8",
+                        "--solver", "fft-poisson", "--out", str(tmp_path / "a.h5")],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "DATAGEN_PROGRESS": ""})
+    assert p.returncode == 2
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "fft-poisson" in lines[0], p.stderr
+    assert not (tmp_path / "a.h5").exists()
