@@ -184,23 +184,27 @@ class Solver:
         elif self.warm_start and self._last_x is not None and self._last_x.shape[0] == n:
             x0 = self._last_x.copy()
         bnorm = float(np.linalg.norm(bvec))
+        base_info = {"solver": self.name, "backend": self.backend}
+
+        def true_residual(v):
+            return float(np.linalg.norm(bvec - op.matvec(v))) if np.all(np.isfinite(v)) else math.inf
+
         if bnorm == 0.0:
-            x = np.zeros(n)
-            return SolveResult(bkind.restore(x), True, 0, np.zeros(0), 0.0, "zero right-hand side",
-                               time.perf_counter() - t0, {"solver": self.name})
+            return SolveResult(bkind.restore(np.zeros(n)), True, 0, np.zeros(0), 0.0, "zero right-hand side",
+                               time.perf_counter() - t0, dict(base_info))
         tol = max(self.rtol * bnorm, self.atol)
         maxiter = self.maxiter if self.maxiter is not None else self.default_maxiter(n)
         if x0 is None:
             x0 = np.zeros(n)
         ctx = SolveContext(grid=grid, callback=self.callback, extra=context, bnorm=bnorm, meta=meta)
         if np.any(x0) and not self.direct:
-            r0 = float(np.linalg.norm(bvec - op.matvec(x0)))
+            r0 = true_residual(x0)
             if r0 <= tol:  # the initial guess already satisfies the rule: no iteration owed
                 if self.warm_start:
                     self._last_x = x0.copy()
                 return SolveResult(bkind.restore(x0.copy()), True, 0, np.array([r0]), r0 / bnorm,
                                    "initial guess satisfies the tolerance", time.perf_counter() - t0,
-                                   {"solver": self.name, "backend": self.backend})
+                                   dict(base_info))
         out = self._solve(op, bvec, x0, tol, maxiter, ctx)
         # A method may stop on its own documented rule (sor's paper_stop is relative to
         # ||r0||); it reports that threshold as info["stop_tol"] and the checks below use it.
@@ -209,7 +213,7 @@ class Solver:
         iterations = int(out.iterations)
         norms = [np.asarray(out.residual_norms, dtype=np.float64).reshape(-1)]
         reason, converged, info = out.reason, bool(out.converged), dict(out.info)
-        rnorm = float(np.linalg.norm(bvec - op.matvec(x))) if np.all(np.isfinite(x)) else math.inf
+        rnorm = true_residual(x)
         # A recurrence can drift from the true residual; the rule is on the true one, so
         # continue from x while budget remains instead of reporting a false success.
         restarts = 0
@@ -222,20 +226,19 @@ class Solver:
             iterations += int(more.iterations)
             norms.append(np.asarray(more.residual_norms, dtype=np.float64).reshape(-1))
             converged, reason = bool(more.converged), more.reason
-            rnorm = float(np.linalg.norm(bvec - op.matvec(x))) if np.all(np.isfinite(x)) else math.inf
+            rnorm = true_residual(x)
         if restarts:
             info["true_residual_restarts"] = restarts
         if not math.isfinite(rnorm):
             converged, reason = False, "breakdown: non-finite iterate"
             x = np.asarray(x0, dtype=np.float64).copy()
-            rnorm = float(np.linalg.norm(bvec - op.matvec(x)))
+            rnorm = true_residual(x)
         elif converged and rnorm > tol * (1 + 1e-8):
             converged = False
             reason = f"recurrence converged but true residual {rnorm / bnorm:.2e} is above tolerance"
         if self.warm_start:
             self._last_x = x.copy()
-        info.setdefault("solver", self.name)
-        info.setdefault("backend", self.backend)
+        info = {**base_info, **info}
         return SolveResult(
             x=bkind.restore(x), converged=converged, iterations=iterations,
             residual_norms=np.concatenate(norms) if norms else np.zeros(0),
