@@ -48,6 +48,9 @@ class SolveContext:
 
 def check_nonnegative(name: str, value) -> float:
     """A finite non-negative float, or an OptionError naming ``name``."""
+    # float() would take "1e-8" and True; an option given as text or a flag is a mistake
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise OptionError(f"{name} must be a number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError) as exc:
@@ -55,6 +58,27 @@ def check_nonnegative(name: str, value) -> float:
     if not math.isfinite(v) or v < 0:
         raise OptionError(f"{name} must be a finite non-negative number, got {value!r}")
     return v
+
+
+def check_option_type(name: str, value, default, owner: str) -> Any:
+    """``value`` of option ``name`` when it has the type of its ``default`` (bool for a bool,
+    an integer for an int, a real number for a float), else an OptionError naming it.
+    Options whose default is None or a string are left to the solver's own validation."""
+    if isinstance(default, (bool, np.bool_)):
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        want = "True or False"
+    elif isinstance(default, (int, np.integer)):
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            return int(value)
+        want = "an integer"
+    elif isinstance(default, (float, np.floating)):
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+            return float(value)
+        want = "a number"
+    else:
+        return value
+    raise OptionError(f"option {name} of {owner} must be {want}, got {value!r}")
 
 
 class Solver:
@@ -110,14 +134,17 @@ class Solver:
                 f"unknown option(s) {', '.join(sorted(unknown))} for solver {self.name!r}; "
                 f"its own options are: {known}"
             )
-        self.opts = {**self.options, **options}
+        self.opts = {**self.options, **{k: check_option_type(k, v, self.options[k], f"solver {self.name!r}")
+                                        for k, v in options.items()}}
         from .precond import check_pc_name
 
         self.pc = check_pc_name(pc, backend)
         if pc_options is not None and not isinstance(pc_options, dict):
             raise OptionError(f"pc_options must be a dict of preconditioner options, got {pc_options!r}")
         self.pc_options = dict(pc_options or {})
-        self.warm_start = bool(warm_start)
+        self.warm_start = check_option_type("warm_start", warm_start, False, f"solver {self.name!r}")
+        if callback is not None and not callable(callback):
+            raise OptionError(f"callback must be callable or None, got {callback!r}")
         self.callback = callback
         self._last_x: np.ndarray | None = None
         self._pc_cache: tuple | None = None

@@ -1,0 +1,49 @@
+"""Solver keyword validation in the base class (wrong types are OptionErrors naming the
+option, options nothing reads are refused) and the warm-start iterate across a zero rhs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from linsolve import OptionError, make_solver
+from linsolve.registry import available_solvers, solver_class
+
+WRONG = {bool: ["no", 2, 0, None], int: [2.5, "5", True], float: ["1.2", True, None]}
+
+
+def _typed_options():
+    for name in available_solvers():
+        for opt, default in solver_class(name).options.items():
+            kind = type(default) if isinstance(default, (bool, int, float)) else None
+            if kind is not None:
+                for bad in WRONG[kind]:
+                    yield name, opt, bad
+
+
+@pytest.mark.parametrize("value", ["no", "yes", 2, 1, None, [True]])
+def test_warm_start_must_be_a_bool(value):
+    # bool(value) used to turn "no" into True
+    with pytest.raises(OptionError, match="warm_start"):
+        make_solver("cg", warm_start=value)
+
+
+def test_warm_start_accepts_numpy_bool():
+    assert make_solver("cg", warm_start=np.bool_(True)).warm_start is True
+
+
+@pytest.mark.parametrize("name,opt,bad", list(_typed_options()))
+def test_solver_option_of_wrong_type_is_an_option_error(name, opt, bad):
+    with pytest.raises(OptionError, match=rf"\b{opt}\b"):
+        make_solver(name, **{opt: bad})
+
+
+def test_typed_option_values_are_normalised():
+    s = make_solver("gmres", restart=np.int64(7), history=np.bool_(False))
+    assert s.opts["restart"] == 7 and type(s.opts["restart"]) is int and s.opts["history"] is False
+    assert make_solver("sor", omega=1).opts["omega"] == 1.0  # an int is a fine float
+
+
+@pytest.mark.parametrize("kw", [{"rtol": "1e-8"}, {"atol": True}, {"callback": 3}])
+def test_base_keywords_of_wrong_type(kw):
+    with pytest.raises(OptionError, match=next(iter(kw))):
+        make_solver("cg", **kw)
