@@ -142,6 +142,14 @@ class Solver:
         if pc_options is not None and not isinstance(pc_options, dict):
             raise OptionError(f"pc_options must be a dict of preconditioner options, got {pc_options!r}")
         self.pc_options = dict(pc_options or {})
+        # Options nothing would read are a mistake to report, not to drop (PETSc, too, warns
+        # about unused options): no preconditioner, SciPy's Jacobi, or a user operator.
+        optionless = (not isinstance(self.pc, str) or self.pc == "none"
+                      or (self.pc == "jacobi" and backend != "petsc"))
+        if self.pc_options and optionless:
+            what = f"pc={self.pc!r}" if isinstance(self.pc, str) else "a user-supplied preconditioner"
+            raise OptionError(f"pc_options {self.pc_options!r} given with {what}, which takes no options; "
+                              "choose a preconditioner that does (e.g. pc='ilu') or drop pc_options")
         self.warm_start = check_option_type("warm_start", warm_start, False, f"solver {self.name!r}")
         if callback is not None and not callable(callback):
             raise OptionError(f"callback must be callable or None, got {callback!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linsolve import OptionError, make_solver
+from linsolve import OptionError, gallery, make_solver
 from linsolve.registry import available_solvers, solver_class
 
 WRONG = {bool: ["no", 2, 0, None], int: [2.5, "5", True], float: ["1.2", True, None]}
@@ -47,3 +47,16 @@ def test_typed_option_values_are_normalised():
 def test_base_keywords_of_wrong_type(kw):
     with pytest.raises(OptionError, match=next(iter(kw))):
         make_solver("cg", **kw)
+
+
+@pytest.mark.parametrize("pc", ["none", None, "jacobi", np.eye(4)])
+def test_pc_options_with_an_optionless_preconditioner_is_an_error(pc):
+    with pytest.raises(OptionError, match="pc_options"):
+        make_solver("gmres", pc=pc, pc_options={"fill_factor": 2})
+    make_solver("gmres", pc=pc, pc_options={})  # empty options are no mistake
+
+
+def test_pc_options_with_ilu_still_work():
+    A = gallery.poisson2d(8)
+    res = make_solver("gmres", pc="ilu", pc_options={"fill_factor": 2}).solve(A, np.ones(A.shape[0]))
+    assert res.converged
