@@ -225,6 +225,8 @@ class Solver:
             return float(np.linalg.norm(bvec - op.matvec(v))) if np.all(np.isfinite(v)) else math.inf
 
         if bnorm == 0.0:
+            if self.warm_start:  # x = 0 is this system's solution: the next solve starts from it
+                self._last_x = np.zeros(n)
             return SolveResult(bkind.restore(np.zeros(n)), True, 0, np.zeros(0), 0.0, "zero right-hand side",
                                time.perf_counter() - t0, dict(base_info))
         tol = max(self.rtol * bnorm, self.atol)

@@ -60,3 +60,21 @@ def test_pc_options_with_ilu_still_work():
     A = gallery.poisson2d(8)
     res = make_solver("gmres", pc="ilu", pc_options={"fill_factor": 2}).solve(A, np.ones(A.shape[0]))
     assert res.converged
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_zero_rhs_resets_the_warm_start_iterate(same):
+    """b1, 0, b2 with a warm start: the zero rhs's solution is x = 0, so the b2 solve must
+    start from 0, i.e. match a cold solve of b2 exactly (it started from x(b1) before)."""
+    A = gallery.poisson2d(10)
+    rng = np.random.default_rng(3)
+    b1 = rng.standard_normal(A.shape[0])
+    b2 = b1 if same else b1 + 1e-3 * rng.standard_normal(A.shape[0])
+    warm = make_solver("cg", rtol=1e-6, warm_start=True)
+    warm.solve(A, b1)
+    zero = warm.solve(A, np.zeros(A.shape[0]))
+    assert zero.converged and not np.any(zero.x)
+    got = warm.solve(A, b2)
+    cold = make_solver("cg", rtol=1e-6).solve(A, b2)
+    assert got.iterations == cold.iterations > 0
+    np.testing.assert_array_equal(got.x, cold.x)
