@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 
 from linsolve import SolverError
 from linsolve.cli import parse_value
-from linsolve.cli_support import print_table, run_app
+from linsolve.cli_support import check_output_path, print_table, run_app
 
 PROG = "datagen"
 
@@ -284,7 +284,10 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
         raise CLIError(f"--filter must be box or spectral, got {kw['filter']!r}")
     if kw.get("restart") is not None and not Path(kw["restart"]).exists():
         raise CLIError(f"--restart checkpoint {str(kw['restart'])!r} does not exist")
+    check_output_path(out, "output", make_parents=True, error=CLIError)
     parts = out.with_name(out.name + ".parts")
+    if parts.exists() and not parts.is_dir():
+        raise CLIError(f"{str(parts)!r} (where an unfinished run is kept) exists and is not a directory")
     if out.exists() or parts.exists():
         if overwrite:
             if parts.exists() and not (parts / "config.json").exists():
@@ -293,8 +296,6 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
             shutil.rmtree(parts, ignore_errors=True)
         elif not resume:
             raise CLIError(f"{str(out)!r} exists (or an unfinished run does); use --resume or --overwrite")
-    if not out.parent.exists():
-        raise CLIError(f"output directory {str(out.parent)!r} does not exist")
     if grid is not None:
         kw["grid"] = grid
     if solver is not None:
@@ -477,7 +478,11 @@ def plot(
     """Plot one sample: its input fields, its solution and the solver's residual history."""
     from .plotting import plot_sample
 
-    plot_sample(file, index, out)
+    check_output_path(out, "--out", replaces=False, error=CLIError)
+    try:
+        plot_sample(file, index, out)
+    except OSError as exc:  # e.g. the disk filling up while matplotlib writes
+        raise CLIError(f"writing --out {str(out)!r} failed: {exc.strerror or exc}") from None
 
 
 def main(argv=None):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from linsolve import Operator, OptionError, make_solver
+from linsolve.cli_support import check_output_path
 
 from . import store
 from .family import get_family
@@ -282,17 +283,10 @@ def _clear_parts(parts: Path) -> None:
 def check_output(out: Path, *, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise PipelineError("--resume and --overwrite exclude each other")
-    if out.exists() and out.is_dir():
-        raise PipelineError(f"output {str(out)!r} is a directory")
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PipelineError(f"cannot create output directory {str(parent)!r}: {exc.strerror}") from None
-    import os
-
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PipelineError(f"output directory {str(parent)!r} is not writable")
+    check_output_path(out, "output", make_parents=True, error=PipelineError)
+    if parts_dir(out).exists() and not parts_dir(out).is_dir():
+        raise PipelineError(f"{str(parts_dir(out))!r} (where an unfinished run is kept) exists and is not a "
+                            "directory")
     if out.exists() and not (resume or overwrite):
         raise PipelineError(f"output {str(out)!r} exists; pass --overwrite to replace it or --resume")
     if parts_dir(out).exists() and not (resume or overwrite):

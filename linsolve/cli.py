@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from .cli_support import print_table, run_app
+from .cli_support import check_output_path, print_table, run_app
 from .errors import SolverError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -180,9 +180,8 @@ def bench(
     specs = [s.strip() for s in solvers_.split(",") if s.strip()]
     if not specs:
         raise CLIError(f"--solvers {solvers_!r} names no solver")
-    if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
-        raise CLIError(f"cannot write --json {str(json_out)!r}: "
-                       + ("it is a directory" if json_out.is_dir() else "its directory does not exist"))
+    if json_out is not None:  # before the solves, not after minutes of them
+        check_output_path(json_out, "--json", replaces=False, error=CLIError)
     rows = run_bench(A, b, specs, repeat, rtol, atol, maxiter)
     table = Table(title=f"{matrix.name}: n={A.shape[0]}, nnz={A.nnz}, rtol={rtol:g}, median of {repeat}")
     for col in ("solver", "iterations", "time [s]", "x fastest", "rel. residual", "converged"):

@@ -2,7 +2,10 @@
 usage error) prints one line naming the problem and exits with status 2, never a traceback."""
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 from .errors import SolverError
 
@@ -41,3 +44,47 @@ def print_table(title: str, columns, rows, width: int | None = None) -> None:
     for row in rows:
         table.add_row(*row)
     Console(width=width).print(table)
+
+
+class OutputPathError(SolverError):
+    """An output path that cannot be written."""
+
+
+def check_output_path(path, what: str, *, make_parents: bool = False, replaces: bool = True,
+                      error=OutputPathError) -> Path:
+    """Refuse, before any work, an output ``path`` that cannot be written, naming the problem:
+    a directory at ``path``, a missing parent (created when ``make_parents``), an ancestor
+    that is a file, or a directory refusing new files. The last is probed by creating a
+    file, since ``os.access`` says yes to root on read-only mounts and pseudo-filesystems.
+    A writer that ``replaces`` the path (an atomic rename) must never replace a device or
+    FIFO; one writing in place may (``--json /dev/stdout``), and then needs no new file."""
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"{what} {str(path)!r} is a directory")
+    if path.exists() and not path.is_file():
+        if replaces:
+            raise error(f"{what} {str(path)!r} exists and is not a regular file; refusing to replace it")
+        return path
+    parent = path.parent
+    anc = parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        if make_parents and anc != parent:
+            raise error(f"cannot create output directory {str(parent)!r}: {str(anc)!r} is not a directory")
+        raise error(f"cannot write {what} {str(path)!r}: {str(anc)!r} is not a directory")
+    if not parent.exists():
+        if not make_parents:
+            raise error(f"cannot write {what} {str(path)!r}: directory {str(parent)!r} does not exist")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise error(f"cannot create output directory {str(parent)!r}: {exc.strerror or exc}") from None
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
+    except OSError as exc:
+        raise error(f"cannot write {what} {str(path)!r}: directory {str(parent)!r} refuses new files "
+                    f"({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path

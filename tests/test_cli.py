@@ -160,6 +160,44 @@ def test_unwritable_output(tmp_path):
     blocker.write_text("x")
     assert_bad_input(invoke(*BASE, "--out", blocker / "sub" / "o.h5"), "cannot create output directory")
     assert_bad_input(invoke(*BASE, "--out", tmp_path), "is a directory")
+    # like --out /etc/passwd/x.h5: was exit 1 from an OSError
+    assert_bad_input(invoke(*BASE, "--out", blocker / "o.h5"), f"{str(blocker)!r} is not a directory")
+    assert_bad_input(invoke("generate", "channel", "--preset", "small", "--out", blocker / "o.h5"),
+                     "is not a directory")
+
+
+def test_output_that_is_a_fifo_is_never_replaced(tmp_path):
+    fifo = tmp_path / "f.h5"
+    os.mkfifo(fifo)
+    assert_bad_input(invoke(*BASE, "--out", fifo, "--overwrite"), "not a regular file")
+    assert fifo.is_fifo()
+
+
+def test_directory_refusing_files_is_bad_input(tmp_path, monkeypatch):
+    """A read-only mount or /proc: root's os.access says writable, creating a file fails."""
+    import tempfile
+
+    def refuse(*a, **k):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = tmp_path / "ro" / "o.h5"
+    assert_bad_input(invoke(*BASE, "--out", out), "refuses new files (Read-only file system)")
+    assert not out.exists() and not parts_dir(out).exists()
+    png = tmp_path / "p.png"
+    assert_bad_input(invoke("plot", out, "--out", png), "refuses new files")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_proc_output_is_bad_input():
+    assert_bad_input(invoke(*BASE, "--out", "/proc/datagen-test.h5"), "refuses new files")
+
+
+def test_parts_path_that_is_a_file(tmp_path):
+    out = tmp_path / "o.h5"
+    parts_dir(out).write_text("mine")
+    assert_bad_input(invoke(*BASE, "--out", out), "exists and is not a directory")
+    assert parts_dir(out).read_text() == "mine"
 
 
 @pytest.mark.parametrize("text,suffix,needle", [
@@ -237,6 +275,7 @@ def test_plot_writes_png(made, tmp_path):
     (["plot", "{made}", "--index", "0", "--out", "{nodir}"], "does not exist"),
     (["plot", "{made}", "--index", "0", "--out", "{txt}"], "unsupported image format"),
     (["plot", "{made}", "--index", "0", "--out", "{dir}"], "is a directory"),
+    (["plot", "{made}", "--index", "0", "--out", "{undermade}"], "is not a directory"),
 ])
 def test_reading_commands_bad_input(made, tmp_path, args, needle):
     other = tmp_path / "other.h5"
@@ -245,7 +284,8 @@ def test_reading_commands_bad_input(made, tmp_path, args, needle):
     (tmp_path / "garbage.h5").write_text("not hdf5")
     sub = {"{missing}": str(tmp_path / "none.h5"), "{notdatagen}": str(other),
            "{garbage}": str(tmp_path / "garbage.h5"), "{made}": str(made[0]), "{png}": str(tmp_path / "p.png"),
-           "{nodir}": str(tmp_path / "no" / "p.png"), "{txt}": str(tmp_path / "p.txt"), "{dir}": str(tmp_path)}
+           "{nodir}": str(tmp_path / "no" / "p.png"), "{txt}": str(tmp_path / "p.txt"), "{dir}": str(tmp_path),
+           "{undermade}": str(made[0] / "p.png")}
     before = sorted(p.name for p in tmp_path.iterdir())
     assert_bad_input(invoke(*[sub.get(a, a) for a in args]), needle)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

@@ -63,6 +63,7 @@ def test_bench_mtx(matrix_files):
     (["bench", "{npz}", "--solvers", ","], "names no solver"),
     (["bench", "{npz}", "--solvers", "cg", "--json", "/nonexistent/dir/x.json"], "--json"),
     (["bench", "{npz}", "--solvers", "cg", "--json", "{tmp}"], "is a directory"),
+    (["bench", "{npz}", "--solvers", "cg", "--json", "{bad}/x.json"], "is not a directory"),
     (["bench", "{npz}", "--solvers", "cg:pc_options=3"], "pc_options"),
     (["bench", "{npz}", "--solvers", "petsc:ksp_type=nosuch"], "unknown KSP or PC type"),
 ])
