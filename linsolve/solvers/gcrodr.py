@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.linalg.blas import dgemm, dgemv, dnrm2, dtrsm
+from scipy.linalg.blas import dgemm, dnrm2, dtrsm
+from scipy.linalg.lapack import dgeev, dgeqp3, dgeqrf, dgetrf, dgetrs, dorgqr, dtrtrs
 
 from ..base import Outcome, Solver
 from ..errors import OptionError
@@ -39,14 +40,18 @@ def harmonic_ritz(G: np.ndarray, VW: np.ndarray, k: int, which: str = "smallest"
     (values, P) with P's columns spanning the real span of the k selected vectors
     (a complex pair contributes its real and imaginary parts, so P may have k+1 columns)."""
     lhs, rhs = G.T @ G, G.T @ VW
-    lu, piv = sla.lu_factor(rhs, check_finite=False)
+    lu, piv, info = dgetrf(rhs)
     du = np.abs(np.diag(lu))
-    if du.min() > 1e-10 * du.max():
+    if info == 0 and du.min() > 1e-10 * du.max():
         # well-conditioned right-hand matrix: the standard problem is equivalent and
-        # several times cheaper than the QZ algorithm
-        vals, vecs = np.linalg.eig(sla.lu_solve((lu, piv), lhs, check_finite=False))
-    else:
-        vals, vecs = sla.eig(lhs, rhs)
+        # several times cheaper than the QZ algorithm; LAPACK's real form of the
+        # eigenvectors (a complex pair as its real and imaginary parts in two columns) is
+        # exactly the real basis wanted
+        S, info = dgetrs(lu, piv, lhs, overwrite_b=1)
+        wr, wi, _, vr, info = dgeev(S, compute_vl=0, overwrite_a=1)
+        if info == 0:
+            return _select_real_form(wr, wi, vr, k, which)
+    vals, vecs = sla.eig(lhs, rhs)
     idx = np.flatnonzero(np.isfinite(vals))
     mag = np.abs(vals[idx])
     idx = idx[np.argsort(mag if which == "smallest" else -mag, kind="stable")]
@@ -69,6 +74,23 @@ def harmonic_ritz(G: np.ndarray, VW: np.ndarray, k: int, which: str = "smallest"
             chosen.append(v)
     P = np.column_stack(cols) if cols else np.zeros((G.shape[1], 0))
     return np.asarray(chosen), P
+
+
+def _select_real_form(wr, wi, vr, k, which):
+    """The k eigenvalues of smallest (largest) magnitude from LAPACK's geev output, a
+    conjugate pair (consecutive, wi > 0 first) taken whole; returns (values, P)."""
+    mag = np.hypot(wr, wi)
+    order = np.argsort(mag if which == "smallest" else -mag, kind="stable")
+    cols: list[int] = []
+    for i in order:
+        if len(cols) >= k:
+            break
+        if wi[i] == 0.0:
+            cols.append(i)
+        elif wi[i] > 0.0:
+            cols += [i, i + 1]  # the pair's first index; its partner (wi < 0) is skipped
+    cols_a = np.asarray(cols, dtype=np.intp)
+    return wr[cols_a] + 1j * wi[cols_a], vr[:, cols_a]
 
 
 def _positive_int(name, v, low):
@@ -226,6 +248,13 @@ class GCRODR(Solver):
                 "recycle_matvecs": adapt_mv, "pc_side": self.opts["pc_side"]}
         return Outcome(x, its, norms, converged, reason, info)
 
+    def _tmp(self, n):
+        """A work vector of length n kept across cycles and solves."""
+        t = getattr(self, "_work", None)
+        if t is None or t.shape[0] != n:
+            t = self._work = np.empty(n)
+        return t
+
     def _norms(self):
         """Column scaling D = diag(1/||u_i||) of the paper, kept with U."""
         self._d = 1.0 / np.sqrt(np.einsum("ij,ij->i", self._U, self._U))
@@ -234,7 +263,7 @@ class GCRODR(Solver):
         """One cycle: ``steps`` Arnoldi steps of (I - CC^T)B. Returns the step count, the
         least-squares solution split as (coefficients of U~, of V), the matrix G-bar and
         whether the Arnoldi process broke down."""
-        from ..givens_kernels import givens_column  # numba: imported on first use
+        from ..arnoldi_kernels import arnoldi_step  # numba: imported on first use
 
         m = Vh.shape[0] - 1
         G = np.zeros((m + 1, m))
@@ -249,13 +278,12 @@ class GCRODR(Solver):
         g[0] = beta
         cs = np.empty(steps)
         sn = np.empty(steps)
+        h, h2, tmp = np.empty(m + 1), np.empty(m + 1), self._tmp(Vh.shape[1])
         cb = ctx.callback
         bnorm = ctx.bnorm
         refine = {"cgs": 0.0, "ifneeded": 0.7071, "cgs2": np.inf}[self.opts["orthog"]]
         breakdown = False
         p = 0
-        # 0 < refine < inf: the reorthogonalisation test needs ||w|| before the projection
-        need_wn = 0.0 < refine < np.inf
         for jj in range(steps):
             j = kc + jj
             v = Vh[j]
@@ -267,25 +295,7 @@ class GCRODR(Solver):
                 A.into(M.apply(v), w)
             else:
                 w[:] = M.apply(A(v))
-            Vj = Vh[:j + 1]
-            wn = dnrm2(w) if need_wn else 0.0
-            h = dgemv(1.0, Vj.T, w, trans=1)
-            dgemv(-1.0, Vj.T, h, beta=1.0, y=w, overwrite_y=1)  # w -= Vj^T h in place
-            hn = dnrm2(w)
-            if hn < refine * wn or refine == np.inf:
-                # cancellation: one more classical Gram-Schmidt pass (PETSc's "ifneeded" rule)
-                h2 = dgemv(1.0, Vj.T, w, trans=1)
-                dgemv(-1.0, Vj.T, h2, beta=1.0, y=w, overwrite_y=1)
-                h += h2
-                hn = dnrm2(w)
-            G[:j + 1, j] = h
-            G[j + 1, j] = hn
-            est, hnorm = givens_column(h, kc, hn, jj, cs, sn, Rt, g)
-            if hn > 1e-14 * hnorm:
-                w *= 1.0 / hn
-            else:
-                w.fill(0.0)
-                breakdown = True
+            est, breakdown = arnoldi_step(Vh, j, kc, refine, h, h2, tmp, G, cs, sn, Rt, g)
             norms.append(est)
             p = jj + 1
             if cb is not None:
@@ -319,14 +329,17 @@ class GCRODR(Solver):
         if P.shape[1] == 0:
             return False
         self.ritz_values = vals
-        P = np.linalg.qr(P)[0]
-        Q, R, piv = sla.qr(Gp @ P, mode="economic", pivoting=True)
-        d = np.abs(np.diag(R))
+        # LAPACK directly: the wrappers' checks cost as much as these 40 x 20 factorisations
+        qr, tau = dgeqrf(P)[:2]
+        P = dorgqr(qr, tau)[0]
+        qr, jpvt, tau = dgeqp3(Gp @ P)[:3]  # rank-revealing QR of G P
+        d = np.abs(np.diag(qr))
         rank = int(np.sum(d > 1e-12 * d[0])) if d.size and d[0] > 0 else 0
         if rank == 0:
             return False
-        Q, R, P = Q[:, :rank], R[:rank, :rank], P[:, piv[:rank]]
-        T = sla.solve_triangular(R, P.T, trans="T")  # (P R^-1)^T
+        Q = dorgqr(qr[:, :rank], tau[:rank])[0]
+        R, P = np.triu(qr[:rank, :rank]), P[:, jpvt[:rank] - 1]
+        T = dtrtrs(R, P.T, trans=1)[0]  # (P R^-1)^T
         C = np.dot(Q.T, Vh[:dim + 1], out=out[:rank])
         ub = self._Ubufs
         if ub is None or ub[0].shape != (k + 1, Vh.shape[1]):
