@@ -55,17 +55,29 @@ class MatOps:
         if self._csr is not None:
             out.fill(0.0)  # the kernel accumulates
             csr_matvec(self.n, self.n, self._indptr, self._indices, self._data, x, out)
+        elif self._mat is not None:
+            _mult_placed(self._mat, self._xv, self._yv, self._xb, x, out)
         else:
             out[:] = self(x)
         return out
 
-    def block(self, X: np.ndarray) -> np.ndarray:
-        """A applied to every row of X (k, n); returns (k, n)."""
+    def block(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """A applied to every row of X (k, n); returns (k, n), written to ``out`` if given.
+        Row by row through the single-vector kernel: the SciPy product with the block's
+        transpose and the transposition back cost several times more at k ~ 20."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if out is None:
+            out = np.empty(X.shape)
         if X.shape[0] == 0:
-            return np.empty_like(X)
+            return out
         if self._csr is not None:
-            return np.ascontiguousarray((self._csr @ X.T).T)
-        return np.stack([self(x) for x in X])
+            out.fill(0.0)
+            for x, y in zip(X, out, strict=True):
+                csr_matvec(self.n, self.n, self._indptr, self._indices, self._data, x, y)
+            return out
+        for x, y in zip(X, out, strict=True):
+            self.into(x, y)
+        return out
 
 
 class PetscPC:
@@ -102,9 +114,11 @@ class PetscPC:
         self._yv = vec_from_array(self._yb)
 
     def apply(self, r: np.ndarray) -> np.ndarray:
-        self._xb[:] = r
-        self.pc.apply(self._xv, self._yv)
-        return self._yb.copy()
+        return self.apply_into(r, np.empty(self.n))
+
+    def apply_into(self, r: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out = M^-1 r on Vecs placed on the caller's arrays (no copies in or out)."""
+        return _pc_apply_placed(self.pc, self._xv, self._yv, self._xb, r, out)
 
     def destroy(self):
         self.pc.destroy()
@@ -114,15 +128,59 @@ def is_identity(M) -> bool:
     return isinstance(M, Identity)
 
 
-def apply_block(M, X: np.ndarray) -> np.ndarray:
-    """M^-1 applied to every row of X (k, n)."""
-    if isinstance(M, Identity):
-        return X.copy()
+def _pc_apply_placed(pc, xv, yv, xb, r, out):
+    """PCApply with the Vecs xv, yv placed on r and out; r goes through the buffer xb of xv
+    when it cannot be placed (not a contiguous writable float64 array)."""
+    return _placed(pc.apply, xv, yv, xb, r, out)
+
+
+def _mult_placed(mat, xv, yv, xb, x, out):
+    """MatMult on Vecs placed on x and out (see ``_pc_apply_placed``)."""
+    return _placed(mat.mult, xv, yv, xb, x, out)
+
+
+def _placed(fn, xv, yv, xb, r, out):
+    direct = r.dtype == np.float64 and r.flags.c_contiguous and r.flags.writeable
+    if direct:
+        xv.placeArray(r)
+    else:
+        xb[:] = r
+    yv.placeArray(out)
+    try:
+        fn(xv, yv)
+    finally:
+        yv.resetArray()
+        if direct:
+            xv.resetArray()
+    return out
+
+
+def pc_into(M, r: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = M^-1 r (out a contiguous float64 vector), without temporaries where M allows."""
     if isinstance(M, Jacobi):
-        return X * M.inv_diag
-    if X.shape[0] == 0:
-        return np.empty_like(X)
-    return np.stack([M.apply(x) for x in X])
+        return np.multiply(M.inv_diag, r, out=out)
+    into = getattr(M, "apply_into", None)
+    if into is not None:
+        return into(r, out)
+    out[:] = M.apply(r)
+    return out
+
+
+def apply_block(M, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """M^-1 applied to every row of X (k, n), written to ``out`` if given."""
+    if isinstance(M, Identity):
+        if out is None:
+            return X.copy()
+        out[:] = X
+        return out
+    if isinstance(M, Jacobi):
+        return np.multiply(X, M.inv_diag, out=out)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if out is None:
+        out = np.empty(X.shape)
+    for x, y in zip(X, out, strict=True):
+        pc_into(M, x, y)
+    return out
 
 
 def build_pc(solver, op):
