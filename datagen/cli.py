@@ -4,9 +4,10 @@ and plot a generated file.
 Exit status: 0 success; 2 bad input (unknown family or solver, bad option values,
 malformed config, an output that exists without --resume/--overwrite, an unreadable
 file), one line on stderr naming the problem; 1 a run that failed: with --strict a
-sample that did not converge (the chunks finished so far stay resumable, no final file
-is written), or ``validate`` finding a sample whose stored solution does not meet its
-tolerance.
+sample that did not converge, or ``validate`` finding a sample whose stored solution does
+not meet its tolerance; 130/143 on Ctrl-C/SIGTERM. A generate run that stops early writes
+no final file; the chunks it finished stay under OUT.parts/ and its one error line says so
+and that the same command with --resume continues (with none finished, nothing is left).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typer.core import TyperGroup
 
 from linsolve import SolverError
 from linsolve.cli import parse_value
-from linsolve.cli_support import check_output_path, print_table, run_app
+from linsolve.cli_support import check_output_path, one_line, print_table, report_interrupt, run_app
 
 PROG = "datagen"
 
@@ -203,8 +204,10 @@ def generate(
     """Sample, order, solve in chunks and store a dataset.
 
     Exit status: 0 done; 2 bad input (nothing written that looks complete); 1 with
-    --strict when a sample does not converge (finished chunks stay under OUT.parts/,
-    resumable). A killed run continues with --resume from its last complete chunk."""
+    --strict when a sample does not converge; 130/143 on Ctrl-C/SIGTERM. A run that fails
+    or is killed keeps its finished chunks under OUT.parts/ (the error line says how many)
+    and the same command with --resume continues from its last complete chunk; one that
+    fails before finishing a chunk leaves nothing behind."""
     from .pipeline import GenerateConfig, NonConvergedError, PipelineError, load_config_file
     from .pipeline import generate as run
 
@@ -253,12 +256,14 @@ def generate(
         summary = run(cfg, Path(out), resume=resume, overwrite=overwrite, strict=strict, command=command,
                       progress=bar)
     except NonConvergedError as exc:
-        _err(str(exc))
+        _err(one_line(exc))
         raise typer.Exit(1) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say where the resumable state is
+        raise typer.Exit(report_interrupt(PROG, exc)) from None
     except PipelineError:
         raise
     except OSError as exc:
-        _err(f"writing {str(out)!r} failed: {exc}")
+        _err(f"writing {str(out)!r} failed: {one_line(exc)}")
         raise typer.Exit(1) from None
     if not quiet:
         from rich.console import Console

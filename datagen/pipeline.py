@@ -280,6 +280,19 @@ def _clear_parts(parts: Path) -> None:
     parts.rmdir()
 
 
+def _holds_chunks(parts: Path) -> bool:
+    """Whether an unfinished run saved any chunk (one with only its manifest has nothing to keep)."""
+    return parts.is_dir() and any(parts.glob("chunk-*.h5"))
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note`` (shown under a traceback; the CLIs append notes to their one line)."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # Python 3.10
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+
+
 def check_output(out: Path, *, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise PipelineError("--resume and --overwrite exclude each other")
@@ -289,7 +302,7 @@ def check_output(out: Path, *, resume: bool, overwrite: bool) -> None:
                             "directory")
     if out.exists() and not (resume or overwrite):
         raise PipelineError(f"output {str(out)!r} exists; pass --overwrite to replace it or --resume")
-    if parts_dir(out).exists() and not (resume or overwrite):
+    if _holds_chunks(parts_dir(out)) and not (resume or overwrite):
         raise PipelineError(f"an unfinished run exists at {str(parts_dir(out))!r}; pass --resume to "
                             "continue it or --overwrite to start again")
 
@@ -324,7 +337,7 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
 
     parts = parts_dir(out)
     manifest = {"format_version": store.FORMAT_VERSION, "config": config, "n_chunks": len(chunks)}
-    if overwrite:
+    if overwrite or not _holds_chunks(parts):
         _clear_parts(parts)
     if resume and (parts / "manifest.json").exists():
         try:
@@ -371,27 +384,43 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
                 solve_time += res.wall_time
                 progress.sample(int(res.iterations), bool(res.converged))
             store.write_shard(_shard(parts, k), k, records)
+        names_in = list(family.input_fields(samples[0]))
+        names_out = [k for k in store.read_shard(_shard(parts, 0))["fields"] if k not in names_in]
+        meta = store.RunMeta(
+            problem=cfg.problem, description=family.description or (type(family).__doc__ or "").strip(),
+            config=config, command=command or f"datagen.pipeline.generate({json.dumps(config, sort_keys=True)})",
+            family_params=dict(family.p), coordinates=family.coordinates(),
+            boundary_conditions=family.boundary_conditions(), input_fields=names_in, output_fields=names_out,
+            parameters=samples, permutation=perm, chunk_size=cfg.chunk, order_method=cfg.order,
+            features=features, solver=solver.describe(), rtol=solver.rtol, atol=solver.atol,
+            extra_attrs={"seed": cfg.seed, "solver_name": cfg.solver, "order_method": cfg.order,
+                         "software": _software()},
+        )
+        store.write_final(out, meta, [_shard(parts, k) for k in range(len(chunks))])
+    except BaseException as exc:  # a solver error, --strict, Ctrl-C, SIGTERM, a full disk
+        _keep_or_clear(parts, chunks, exc)
+        raise
     finally:
         progress.finish()
 
-    names_in = list(family.input_fields(samples[0]))
-    names_out = [k for k in store.read_shard(_shard(parts, 0))["fields"] if k not in names_in]
-    meta = store.RunMeta(
-        problem=cfg.problem, description=family.description or (type(family).__doc__ or "").strip(),
-        config=config, command=command or f"datagen.pipeline.generate({json.dumps(config, sort_keys=True)})",
-        family_params=dict(family.p), coordinates=family.coordinates(),
-        boundary_conditions=family.boundary_conditions(), input_fields=names_in, output_fields=names_out,
-        parameters=samples, permutation=perm, chunk_size=cfg.chunk, order_method=cfg.order,
-        features=features, solver=solver.describe(), rtol=solver.rtol, atol=solver.atol,
-        extra_attrs={"seed": cfg.seed, "solver_name": cfg.solver, "order_method": cfg.order,
-                     "software": _software()},
-    )
-    store.write_final(out, meta, [_shard(parts, k) for k in range(len(chunks))])
     _clear_parts(parts)
     with store.open_file(out) as f:
         stats = store.read_stats(f)
     return RunSummary(out, cfg.n, solved, len(done), len(chunks), time.perf_counter() - t_start, solve_time,
                       stats["iterations"], stats["converged"])
+
+
+def _keep_or_clear(parts: Path, chunks: list, exc: BaseException) -> None:
+    """After a failed run: committed chunks stay as the documented resumable state and the
+    error says so; with none committed there is nothing to resume, so no trace is left and
+    the next command (whatever its settings) needs neither --resume nor --overwrite."""
+    kept = sum(store.shard_is_valid(_shard(parts, k), idx) for k, idx in enumerate(chunks))
+    if kept:
+        add_note(exc, f"{kept} of {len(chunks)} chunks are saved in {str(parts)!r}: the same command "
+                      "with --resume continues from there")
+    else:
+        with contextlib.suppress(OSError, PipelineError):
+            _clear_parts(parts)
 
 
 def _software() -> dict:

@@ -3,23 +3,51 @@ usage error) prints one line naming the problem and exits with status 2, never a
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from .errors import SolverError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that ``finally`` blocks and temp-file clean-up run."""
+
+    signum = signal.SIGTERM
+
+
+def one_line(exc: BaseException) -> str:
+    """The message and its notes (e.g. where a failed run's resumable state is) as one line."""
+    return "; ".join([str(exc), *getattr(exc, "__notes__", [])]).replace("\n", " ")
+
+
+def report_interrupt(prog: str, exc: KeyboardInterrupt) -> int:
+    """Print Ctrl-C / SIGTERM as one line (with the exception's notes); the exit status 128+signal.
+    A command that must report its notes catches the interrupt itself: typer turns an
+    uncaught one into a silent exit 130."""
+    what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    print(f"{prog}: {'; '.join([what, *getattr(exc, '__notes__', [])])}", file=sys.stderr)
+    return 128 + int(getattr(exc, "signum", signal.SIGINT))
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def run_app(app, prog: str, argv=None) -> None:
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         # Without standalone mode click returns the code of typer.Exit(n) instead of exiting.
         rc = app(args=argv, prog_name=prog, standalone_mode=False)
     except SolverError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        sys.exit(report_interrupt(prog, exc))
     except Exception as exc:
         # typer/click usage errors (bad option value, missing argument) carry format_message.
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
@@ -30,6 +58,9 @@ def run_app(app, prog: str, argv=None) -> None:
         if type(exc).__name__ == "Abort":
             sys.exit(1)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import datagen_toy  # noqa: F401  (registers the 'toy' family)
@@ -17,6 +19,8 @@ from typer.testing import CliRunner
 
 from datagen.cli import app, parse_pairs
 from datagen.pipeline import parts_dir
+from linsolve import SolverError
+from linsolve.cli_support import Terminated
 
 runner = CliRunner()
 BASE = ["generate", "toy", "--n", "4", "--grid", "6", "--chunk", "2", "--seed", "1", "--solver", "cg"]
@@ -230,6 +234,70 @@ def test_strict_fails_run_with_exit_1(tmp_path):
     assert res.exit_code == 0
     row = next(ln for ln in res.stdout.splitlines() if "non-converged" in ln)
     assert "4" in row
+
+
+def _fail_at(monkeypatch, after, exc):
+    import datagen.pipeline as pipeline
+
+    class Fail(pipeline.Progress):
+        count = 0
+
+        def sample(self, iterations, converged):
+            Fail.count += 1
+            if Fail.count == after:
+                raise exc
+
+    monkeypatch.setattr(pipeline, "Progress", Fail)
+
+
+@pytest.mark.parametrize("exc,code,word", [(SolverError("solver gave up"), 2, "error: solver gave up"),
+                                           (KeyboardInterrupt(), 130, "interrupted"),
+                                           (Terminated(), 143, "terminated")])
+def test_failed_run_names_its_resumable_state_in_one_line(tmp_path, monkeypatch, exc, code, word):
+    out = tmp_path / "f.h5"
+    _fail_at(monkeypatch, 3, exc)  # chunks of 2: one committed
+    res = invoke(*BASE, "--out", out)
+    assert res.exit_code == code, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"datagen: {word}"), res.stderr
+    assert f"1 of 2 chunks are saved in {str(parts_dir(out))!r}: the same command with --resume" in lines[0]
+    assert not out.exists()
+    monkeypatch.undo()
+    assert_bad_input(invoke(*BASE, "--out", out), "pass --resume to continue it")
+    res = invoke(*BASE, "--out", out, "--resume")
+    assert res.exit_code == 0 and out.exists() and not parts_dir(out).exists()
+    assert "1 of 2" in next(ln for ln in res.stdout.splitlines() if "chunks resumed" in ln)
+
+
+def test_failure_in_first_chunk_leaves_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "f.h5"
+    _fail_at(monkeypatch, 1, SolverError("solver gave up"))
+    assert_bad_input(invoke(*BASE, "--out", out), "solver gave up", out)
+    monkeypatch.undo()
+    assert invoke(*BASE, "--solver", "gmres", "--out", out, "--quiet").exit_code == 0  # no flag needed
+
+
+def test_sigterm_is_one_line_and_the_run_resumes(tmp_path):
+    out = tmp_path / "t.h5"
+    code = "import sys, datagen_toy; from datagen.cli import main; main(sys.argv[1:])"
+    args = ["generate", "toy", "--n", "6", "--grid", "6", "--chunk", "2", "--param", "delay=0.15", "--quiet",
+            "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        str(Path(__file__).resolve().parent)])}
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(parts_dir(out).glob("chunk-*.h5")) and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.count("\n") == 1 and err.startswith("datagen: terminated; ") and "--resume" in err, err
+    assert not out.exists() and not list(parts_dir(out).glob(".*.tmp"))
+    res = subprocess.run([sys.executable, "-c", code, *args, "--resume"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    with h5py.File(out, "r") as f:
+        assert f.attrs["n_trajectories"] == 6 and f["solver_stats"]["converged"][()].all()
 
 
 def test_inspect_json_and_table(made):

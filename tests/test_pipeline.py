@@ -27,6 +27,7 @@ from datagen.pipeline import (
     parts_dir,
     validate_file,
 )
+from linsolve import SolverError
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -197,6 +198,55 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     store.atomic_write_text(parts / "manifest.json", "{}")
     again = generate(_cfg(), out, resume=True)
     assert again.already_complete and again.solved_now == 0 and not parts.exists()
+
+
+class _Fail(Progress):
+    """Raises ``exc`` at the ``after``-th solved sample, like a solver failing mid-run."""
+
+    def __init__(self, after, exc):
+        self.after, self.exc, self.count = after, exc, 0
+
+    def sample(self, iterations, converged):
+        self.count += 1
+        if self.count == self.after:
+            raise self.exc
+
+
+@pytest.mark.parametrize("exc", [SolverError("solver gave up"), RuntimeError("bug"), NonConvergedError("x")])
+def test_failure_after_committed_chunks_keeps_them_and_says_how_to_resume(tmp_path, exc):
+    ref, out = tmp_path / "ref.h5", tmp_path / "run.h5"
+    generate(_cfg(), ref)
+    with pytest.raises(type(exc)) as info:
+        generate(_cfg(), out, progress=_Fail(7, exc))  # chunks of 3: two committed
+    note = " ".join(getattr(info.value, "__notes__", []))
+    assert "2 of 3 chunks are saved in" in note and str(parts_dir(out)) in note and "--resume" in note
+    assert not out.exists() and not list(parts_dir(out).glob(".*.tmp"))
+    s = generate(_cfg(), out, resume=True)
+    assert s.resumed_chunks == 2 and s.solved_now == 2
+    assert_same_data(ref, out)
+
+
+@pytest.mark.parametrize("exc", [SolverError("solver gave up"), KeyboardInterrupt()])
+def test_failure_before_any_chunk_leaves_nothing_behind(tmp_path, exc):
+    """Nothing to resume: no OUT.parts/, and the next command needs neither flag, even with
+    other settings (it used to demand --overwrite for an empty unfinished run)."""
+    out = tmp_path / "run.h5"
+    with pytest.raises(type(exc)) as info:
+        generate(_cfg(), out, progress=_Fail(2, exc))
+    assert not getattr(info.value, "__notes__", [])
+    assert not out.exists() and not parts_dir(out).exists()
+    assert generate(_cfg(seed=5), out).solved_now == 8
+
+
+def test_manifest_only_unfinished_run_is_not_in_the_way(tmp_path):
+    """A run killed before its first chunk (SIGKILL leaves only the manifest) holds nothing."""
+    out = tmp_path / "run.h5"
+    parts_dir(out).mkdir()
+    store.atomic_write_text(parts_dir(out) / "manifest.json", '{"config": {"seed": 99}}')
+    generate(_cfg(), out)
+    assert not parts_dir(out).exists()
+    with h5py.File(out, "r") as f:
+        assert f.attrs["n_trajectories"] == 8
 
 
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
