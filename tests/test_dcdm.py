@@ -315,3 +315,141 @@ def test_sym_mg_network_is_spd_and_dcdm_with_it_is_pcg():
     assert k >= 5
     for a, c in zip(ours[:k], ref[:k], strict=True):
         assert np.linalg.norm(a - c) <= 1e-7 * np.linalg.norm(c)
+
+
+# --- the multigrid-cycle network (mg-cycle, the shipped default) ------------------------
+
+def _dense(fn, shape, dtype=torch.float64):
+    """Columns fn(e_j) over every cell of ``shape`` (batch 1)."""
+    m = int(np.prod(shape))
+    basis = torch.eye(m, dtype=dtype).reshape(m, 1, *shape)
+    return fn(basis).reshape(m, m).T.numpy()
+
+
+def _aggregation(shape):
+    """Piecewise-constant P (fine cells x coarse cells) of 2^dim aggregation, odd sizes padded."""
+    import scipy.sparse as sp
+
+    coarse = tuple((s + 1) // 2 for s in shape)
+    fine = np.indices(shape).reshape(len(shape), -1)
+    cols = np.ravel_multi_index(tuple(fine // 2), coarse)
+    return sp.csr_matrix((np.ones(fine.shape[1]), (np.arange(fine.shape[1]), cols)),
+                         shape=(fine.shape[1], int(np.prod(coarse))))
+
+
+@pytest.mark.parametrize("dim,n", [(2, 11), (3, 7)])
+def test_mg_cycle_levels_are_the_family_matrix_and_exact_galerkin(dim, n):
+    from linsolve.dcdm.mgcycle import GridLevel
+
+    fam, s = _obstacle_system(n, dim, seed=3)
+    ct = np.asarray(s.grid.cell_type)
+    geo = geometry_channels(torch.from_numpy(ct)[None], torch.float64)
+    lev = GridLevel.from_geometry(geo)
+    full = _dense(lambda u: lev.apply(u.reshape(-1, 1, *ct.shape)), ct.shape)
+    fluid = np.flatnonzero(ct.reshape(-1) == FLUID)
+    # level 0 is the assembled pressure matrix on the fluid cells and nothing elsewhere
+    np.testing.assert_array_equal(full[np.ix_(fluid, fluid)], s.A.toarray())
+    others = np.setdiff1d(np.arange(full.shape[0]), fluid)
+    assert not full[others].any() and not full[:, others].any()
+    for _ in range(2):  # two coarsenings: gold reference P^T A P with SciPy
+        P = _aggregation(lev.shape)
+        coarse = lev.coarsen()
+        got = _dense(lambda u, c=coarse: c.apply(u.reshape(-1, 1, *c.shape)), coarse.shape)
+        np.testing.assert_allclose(got, (P.T @ full @ P), rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(coarse.mask.reshape(-1).numpy() > 0, np.diag(got) > 0)
+        lev, full = coarse, got
+
+
+def _shipped_double(name):
+    import copy
+
+    return copy.deepcopy(loading.load_model(name)).double()
+
+
+@pytest.mark.parametrize("name,dim,n", [("dcdm-2d", 2, 14), ("dcdm-3d", 3, 7)])
+def test_shipped_mg_cycle_is_linear_symmetric_positive_definite(name, dim, n):
+    net = _shipped_double(name)
+    assert net.config["arch"] == "mg-cycle"
+    fam, s = _obstacle_system(n, dim, seed=5)
+    ct = np.asarray(s.grid.cell_type)
+    geo = geometry_channels(torch.from_numpy(ct)[None], torch.float64)
+    levels = net.geometry_gains(geo)
+    assert len(levels) >= 2
+    fluid = np.flatnonzero(ct.reshape(-1) == FLUID)
+    with torch.no_grad():
+        M = _dense(lambda u: net(u.reshape(-1, 1, *ct.shape), gains=levels), ct.shape)
+        rng = np.random.default_rng(0)
+        u, v = (torch.from_numpy(rng.standard_normal((1, 1, *ct.shape))) for _ in range(2))
+        lhs = net(2.5 * u - 0.75 * v, gains=levels)
+        rhs = 2.5 * net(u, gains=levels) - 0.75 * net(v, gains=levels)
+    torch.testing.assert_close(lhs, rhs, rtol=1e-10, atol=1e-12)
+    others = np.setdiff1d(np.arange(M.shape[0]), fluid)
+    assert not M[others].any() and not M[:, others].any()  # no input from or output to non-fluid cells
+    Mf = M[np.ix_(fluid, fluid)]
+    np.testing.assert_allclose(Mf, Mf.T, rtol=0, atol=1e-12 * np.abs(Mf).max())
+    assert np.linalg.eigvalsh(Mf).min() > 0
+    # and a useful preconditioner: M A is far better conditioned than A
+    ev = np.sort(np.real(np.linalg.eigvals(Mf @ s.A.toarray())))
+    lam = np.linalg.eigvalsh(s.A.toarray())
+    assert ev[0] > 0 and ev[-1] / ev[0] < 0.1 * lam[-1] / lam[0]
+
+
+def test_dcdm_with_mg_cycle_is_pcg_with_n_orth_2():
+    net = _shipped_double("dcdm-2d")
+    fam, s = _obstacle_system(20, seed=6)
+    geo = geometry_channels(torch.from_numpy(np.asarray(s.grid.cell_type))[None], torch.float64)
+    levels = net.geometry_gains(geo)
+
+    def M(v):
+        with torch.no_grad():
+            g = torch.from_numpy(s.grid.to_grid(np.asarray(v, dtype=np.float64).ravel()))[None, None]
+            return s.grid.from_grid(net(g, gains=levels)[0, 0].numpy())
+
+    n = s.A.shape[0]
+    ours, ref = [], []
+    res = linsolve.make_solver("dcdm", model=net, rtol=1e-10, n_orth=2,
+                               callback=lambda x: ours.append(x.copy())).solve(s)
+    spla.cg(s.A, s.b, rtol=1e-10, M=spla.LinearOperator((n, n), matvec=M),
+            callback=lambda x: ref.append(x.copy()))
+    assert res.converged and res.info["fallback_steps"] == 0
+    k = min(len(ours), len(ref))
+    assert k >= 5 and abs(len(ours) - len(ref)) <= 1
+    for a, c in zip(ours[:k], ref[:k], strict=True):
+        # the network runs in float32 inside the solver: agreement to single precision
+        assert np.linalg.norm(a - c) <= 1e-4 * np.linalg.norm(c)
+
+
+@pytest.mark.parametrize("dim,sizes", [(2, (32, 64)), (3, (12, 24))])
+def test_shipped_model_iterations_against_cg_and_size_independent(dim, sizes):
+    its = []
+    for n in sizes:
+        fam = get_family("poisson_obstacles")(n, dim=dim, split="test")
+        s = fam.assemble(fam.sample(1, np.random.default_rng(2))[0])
+        res = linsolve.make_solver("dcdm", rtol=1e-6).solve(s)  # shipped default, n_orth=2
+        cg = linsolve.make_solver("cg", rtol=1e-6).solve(s)
+        assert res.converged and cg.converged and res.info["model"] == f"dcdm-{dim}d"
+        assert res.iterations <= 0.3 * cg.iterations
+        its.append(res.iterations)
+    # doubling the grid roughly doubles CG's count; a multigrid preconditioner's barely moves
+    assert its[1] <= 1.5 * its[0]
+
+
+def test_mg_cycle_config_errors_and_training(tmp_path):
+    from typer.testing import CliRunner
+
+    from linsolve.dcdm.train import app
+
+    with pytest.raises(ValueError, match="gamma"):
+        build_model({"arch": "mg-cycle", "gamma": 3})
+    args = ["--arch", "mg-cycle", "--loss", "pcg", "--loss-steps", "3", "--dim", "2", "--grid", "16",
+            "--systems", "2", "--ritz", "20", "--steps", "6", "--batch", "4", "--lr", "0.01", "--pool-every", "0",
+            "--threads", "1", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "m.pt")]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    card = json.loads((tmp_path / "m.json").read_text())
+    assert card["config"]["arch"] == "mg-cycle" and card["training"]["loss"] == "pcg (3 steps)"
+    assert card["final_loss"] < 0  # log convergence factor: the cycle reduces the residual
+    net = loading.load_model(tmp_path / "m.pt")
+    assert set(net.state_dict()) == {"kernel", "log_coarse_scale"}
+    bad = CliRunner().invoke(app, args + ["--loss", "nope"])
+    assert bad.exit_code != 0 and "--loss" in bad.output

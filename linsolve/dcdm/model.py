@@ -248,3 +248,6 @@ class SymmetricMultilevel(nn.Module):
             coarse[level - 1] = coarse[level - 1] + up
         out = coarse[0] * fluid
         return out[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape)]
+
+
+from . import mgcycle as _mgcycle  # noqa: E402,F401 - registers the "mg-cycle" architecture

@@ -119,6 +119,37 @@ def dcdm_loss(model, b, cell_type):
     return ((b - alpha * Aq) ** 2).sum(dims).mean()
 
 
+def pcg_loss(model, b, cell_type, steps: int = 4):
+    """Mean log convergence factor per step, log(||r_k|| / ||b||) / k, of ``steps`` steps of
+    DCDM with n_orth = 1 from x = 0 (for a linear SPD network, that is PCG). Why: for a
+    network that is a preconditioner what matters is the conditioning of f A over the whole
+    spectrum; the paper's one-step loss only measures the first step."""
+    import torch
+
+    from .stencil import PressureStencil, geometry_channels
+
+    A = PressureStencil(cell_type)
+    gains = model.geometry_gains(geometry_channels(cell_type))
+    dims = tuple(range(1, b.dim()))
+
+    def dot(u, v):
+        return (u * v).sum(dims, keepdim=True)
+
+    r, p_old, Ap_old = b, None, None
+    for _ in range(steps):
+        q = model(r, gains=gains)
+        if p_old is not None:
+            q = q - dot(q, Ap_old) / dot(p_old, Ap_old).clamp_min(1e-30) * p_old
+        Aq = A(q)
+        r = r - dot(q, r) / dot(q, Aq).clamp_min(1e-30) * Aq
+        p_old, Ap_old = q, Aq
+    ratio = dot(r, r).sqrt() / dot(b, b).sqrt()
+    return (torch.log(ratio.clamp_min(1e-30)) / steps).mean()
+
+
+LOSSES = {"paper": dcdm_loss, "pcg": pcg_loss}
+
+
 def training_systems(dim: int, grid: int, n_systems: int, seed: int, n_obstacles: float):
     from datagen import get_family
 
@@ -164,7 +195,13 @@ def main(
     steps: int = typer.Option(1500, help="Adam steps"),
     batch: int = typer.Option(16, help="right-hand sides per step"),
     lr: float = typer.Option(2e-3, help="Adam learning rate (cosine decay to 5% of it)"),
-    arch: str = typer.Option("mg-unet", help="network: mg-unet (ReLU U-Net, shipped) or sym-mg (linear SPD in the residual)"),
+    arch: str = typer.Option("mg-unet", help="network: mg-cycle (learned multigrid cycle, SPD in the residual), "
+                                             "mg-unet (ReLU U-Net) or sym-mg (additive multilevel)"),
+    nu: int = typer.Option(1, help="mg-cycle: smoothing sweeps before and after the coarse correction"),
+    gamma: int = typer.Option(2, help="mg-cycle: 1 for a V-cycle, 2 for a W-cycle"),
+    loss: str = typer.Option("paper", help="paper (one exact line-search step) or pcg (log convergence factor "
+                                           "of a few DCDM steps)"),
+    loss_steps: int = typer.Option(4, help="DCDM steps of the pcg loss"),
     channels: int = typer.Option(16, help="channels of the convolutions"),
     blocks: int = typer.Option(1, help="residual blocks per encoder and decoder"),
     seed: int = typer.Option(0, help="seed of geometries, Lanczos starts, batches and weights"),
@@ -197,7 +234,12 @@ def main(
     # equal cells per step at every size: smaller batches on the larger grids
     batches = [max(2, int(round(batch * (grids[0] / g) ** dim))) for g in grids]
     t_data = time.time() - t0
-    config = {"arch": arch, "dim": dim, "channels": channels}
+    if loss not in LOSSES:
+        raise typer.BadParameter(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if arch == "mg-cycle":
+        config = {"arch": arch, "dim": dim, "nu": nu, "gamma": gamma}
+    else:
+        config = {"arch": arch, "dim": dim, "channels": channels}
     if arch == "mg-unet":
         config["blocks"] = blocks
     model = build_model(config)
@@ -226,12 +268,15 @@ def main(
             data.refresh_pool(model, pool_iters, rng)
             model.train()
         b, ct = data.batch(batches[which], rng, pool_fraction if pool_every else 0.0)
-        loss = dcdm_loss(model, torch.from_numpy(b), torch.from_numpy(ct))
+        if loss == "pcg":
+            value = pcg_loss(model, torch.from_numpy(b), torch.from_numpy(ct), loss_steps)
+        else:
+            value = dcdm_loss(model, torch.from_numpy(b), torch.from_numpy(ct))
         opt.zero_grad()
-        loss.backward()
+        value.backward()
         opt.step()
         sched.step()
-        v = loss.item()
+        v = value.item()
         running = v if running is None else 0.95 * running + 0.05 * v
         history.append(v)
         bar.set_postfix(loss=f"{running:.4f}")
@@ -256,6 +301,7 @@ def main(
                      "low_fraction": low_fraction, "low_weight": low_weight, "steps": steps,
                      "pool_every": pool_every, "pool_iters": pool_iters, "pool_fraction": pool_fraction,
                      "batch": batch, "lr": lr, "optimizer": "Adam, cosine decay", "seed": seed,
+                     "loss": loss if loss == "paper" else f"pcg ({loss_steps} steps)",
                      "data_seconds": round(t_data, 1), "wall_seconds": round(train_time, 1),
                      "torch_threads": torch.get_num_threads()},
         "final_loss": final,
