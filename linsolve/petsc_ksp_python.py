@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .precond import Identity, Preconditioner
+from .recycle_ops import pc_apply_placed
 from .solvers.gcrodr import GCRODR as _GCRODRSolver
 
 
@@ -38,9 +39,10 @@ class _KspPC(Preconditioner):
         self._xv, self._yv = vec_from_array(self._xb), vec_from_array(self._yb)
 
     def apply(self, r):
-        self._xb[:] = r
-        self.pc.apply(self._xv, self._yv)
-        return self._yb.copy()
+        return self.apply_into(r, np.empty(self.n))
+
+    def apply_into(self, r, out):
+        return pc_apply_placed(self.pc, self._xv, self._yv, self._xb, r, out)
 
 
 class GCRODR:

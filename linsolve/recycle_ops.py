@@ -118,7 +118,7 @@ class PetscPC:
 
     def apply_into(self, r: np.ndarray, out: np.ndarray) -> np.ndarray:
         """out = M^-1 r on Vecs placed on the caller's arrays (no copies in or out)."""
-        return _pc_apply_placed(self.pc, self._xv, self._yv, self._xb, r, out)
+        return pc_apply_placed(self.pc, self._xv, self._yv, self._xb, r, out)
 
     def destroy(self):
         self.pc.destroy()
@@ -128,14 +128,14 @@ def is_identity(M) -> bool:
     return isinstance(M, Identity)
 
 
-def _pc_apply_placed(pc, xv, yv, xb, r, out):
+def pc_apply_placed(pc, xv, yv, xb, r, out):
     """PCApply with the Vecs xv, yv placed on r and out; r goes through the buffer xb of xv
     when it cannot be placed (not a contiguous writable float64 array)."""
     return _placed(pc.apply, xv, yv, xb, r, out)
 
 
 def _mult_placed(mat, xv, yv, xb, x, out):
-    """MatMult on Vecs placed on x and out (see ``_pc_apply_placed``)."""
+    """MatMult on Vecs placed on x and out (see ``pc_apply_placed``)."""
     return _placed(mat.mult, xv, yv, xb, x, out)
 
 

@@ -274,3 +274,53 @@ def test_orthonormalise_cholesky_and_rank_revealing_paths():
         assert C.shape[0] == rank
         np.testing.assert_allclose(C @ C.T, np.eye(rank), atol=1e-12)
         np.testing.assert_allclose(Un @ B.T, C, atol=1e-10)
+
+
+def test_orthonormalise_one_pass_when_nearly_orthonormal():
+    """A slightly changed matrix leaves B U nearly orthonormal: one Cholesky QR pass must
+    already give C^T C = I to rounding, and B U = C must still hold."""
+    from linsolve.solvers.gcrodr import _orthonormalise
+
+    rng = np.random.default_rng(13)
+    n, k = 400, 6
+    C0 = np.linalg.qr(rng.standard_normal((n, k)))[0].T
+    B = np.eye(n) + 1e-2 * rng.standard_normal((n, n)) / np.sqrt(n)
+    BU = C0 + 0.05 * rng.standard_normal((k, n)) / np.sqrt(n)  # B U for some U0 with B U0 = BU
+    U0 = np.linalg.solve(B, BU.T).T
+    C, Un = _orthonormalise(BU.copy(), U0)
+    np.testing.assert_allclose(C @ C.T, np.eye(k), atol=1e-14)
+    np.testing.assert_allclose(Un @ B.T, C, atol=1e-12)
+    _, R = np.linalg.qr(BU.T)
+    np.testing.assert_allclose(np.abs(C), np.abs(np.linalg.solve(R.T, BU)), atol=1e-12)  # the same QR
+
+
+@pytest.mark.petsc
+def test_block_products_and_placed_petsc_pc_match_references(petsc):
+    """MatOps.block, apply_block and pc_into (Vecs placed on the caller's arrays) against
+    SciPy products and PETSc's own PCApply on copies."""
+    from linsolve.operator import Operator
+    from linsolve.petsc_utils import csr_to_aij, vec_from_array
+    from linsolve.recycle_ops import MatOps, PetscPC, apply_block, pc_into
+
+    A = gallery.convection_diffusion2d(12, peclet=10.0)
+    rng = np.random.default_rng(14)
+    X = rng.standard_normal((5, A.shape[0]))
+    X0 = X.copy()
+    np.testing.assert_allclose(MatOps(Operator(A)).block(X), (A @ X.T).T, rtol=1e-13, atol=1e-13)
+    # a PETSc matrix, and a Fortran-ordered block whose rows are not contiguous
+    np.testing.assert_allclose(MatOps(Operator(csr_to_aij(A))).block(np.asfortranarray(X)), (A @ X.T).T,
+                               rtol=1e-13, atol=1e-13)
+    op = Operator(A)
+    M = PetscPC(op, "ilu")
+    ref = np.empty_like(X)
+    for x, y in zip(X, ref, strict=True):  # PCApply on separate Vecs holding copies
+        xv, yv = vec_from_array(x.copy()), vec_from_array(np.zeros_like(x))
+        M.pc.apply(xv, yv)
+        y[:] = yv.getArray()
+    np.testing.assert_array_equal(apply_block(M, X), ref)
+    out = np.empty(A.shape[0])
+    ro = X[1].copy()
+    ro.flags.writeable = False  # cannot be placed: goes through the PC's own buffer
+    np.testing.assert_array_equal(pc_into(M, ro, out), ref[1])
+    np.testing.assert_array_equal(M.apply(X[3]), ref[3])
+    np.testing.assert_array_equal(X, X0)  # placed inputs are left as they were
