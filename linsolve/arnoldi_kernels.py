@@ -18,8 +18,9 @@ from .givens_kernels import givens_column
 
 
 @njit(cache=True, fastmath=False)
-def _project(Vj, w, h, tmp):
-    """h = Vj w; w -= Vj^T h; returns ||w|| after the projection."""
+def project(Vj, w, h, tmp):
+    """One classical Gram-Schmidt pass: h = Vj w; w -= Vj^T h (tmp: work vector of w's
+    length); returns ||w|| after the projection."""
     np.dot(Vj, w, h)
     np.dot(h, Vj, tmp)
     for t in range(w.shape[0]):
@@ -45,11 +46,11 @@ def arnoldi_step(Vh, j, kc, refine, h, h2, tmp, G, cs, sn, Rt, g):
     hh = h[:nr]
     always = refine == np.inf
     wn = math.sqrt(np.dot(w, w)) if (refine > 0.0 and not always) else 0.0
-    hn = _project(Vj, w, hh, tmp)
+    hn = project(Vj, w, hh, tmp)
     if always or hn < refine * wn:
         # cancellation: one more classical Gram-Schmidt pass
         h2v = h2[:nr]
-        hn = _project(Vj, w, h2v, tmp)
+        hn = project(Vj, w, h2v, tmp)
         for i in range(nr):
             hh[i] += h2v[i]
     for i in range(nr):

@@ -182,11 +182,11 @@ class GCRODR(Solver):
         x = np.array(x0, dtype=np.float64)
         r = b - A(x)
         rp = r if (right or ident) else M.apply(r)
+        # coefficients c of U still to be added to x (x += M^-1 U c): the projection of the
+        # residual on C defers that update to the next correction, which reads U anyway
+        pend = None
         if self._C is not None and self._C.shape[0]:
-            c = self._C @ rp
-            x += to_x(self._U.T @ c)
-            rp = rp - self._C.T @ c
-            r = b - A(x) if not (right or ident) else rp
+            pend, rp, r = self._project_out(A, M, right, ident, b, x, rp, to_x)
 
         # Two bases: the harmonic Ritz update writes the new C straight into the first rows
         # of the other one, which the next cycle then extends (no copy of C per cycle).
@@ -209,17 +209,27 @@ class GCRODR(Solver):
             p, y1, y2, G, breakdown = self._cycle(A, M, right, ident, rp, Vh, kc, steps,
                                                   tol * ratio, norms, ctx)
             its += p
-            corr = Vh[kc:kc + p].T @ y2
-            if kc:
-                corr += self._U.T @ (y1 * self._d)
+            yu = y1 if pend is None else y1 + pend / self._d
+            pend = None
+            corr = None
+            if k > 0 and every_cycle:
+                # the correction [U~ V_p] y is one more row of the GEMM that forms the new U
+                other = bufs[1] if Vh is bufs[0] else bufs[0]
+                updated, corr = self._update(G, Vh, kc, p, k, other, np.concatenate([yu, y2]))
+                if updated:
+                    Vh = other
+            if corr is None:
+                corr = Vh[kc:kc + p].T @ y2
+                if kc:
+                    corr += self._U.T @ (yu * self._d)
             x += to_x(corr)
             r = b - A(x)
             new_norm = float(np.linalg.norm(r))
             stalls = stalls + 1 if new_norm >= rnorm * (1 - 1e-12) else 0
             rnorm = new_norm
-            if k > 0 and (every_cycle or kc == 0 or rnorm <= tol or its >= maxiter or breakdown):
+            if k > 0 and not every_cycle and (kc == 0 or rnorm <= tol or its >= maxiter or breakdown):
                 other = bufs[1] if Vh is bufs[0] else bufs[0]
-                if self._update(G, Vh, kc, p, k, other):
+                if self._update(G, Vh, kc, p, k, other)[0]:
                     Vh = other
             if rnorm <= tol:
                 converged, reason = True, "converged"
@@ -234,19 +244,28 @@ class GCRODR(Solver):
             if self._C is not None and self._C.shape[0]:
                 # r is orthogonal to the new C in exact arithmetic; remove the rounding so the
                 # next least-squares problem (right-hand side [0; beta e1]) is exact.
-                c = self._C @ rp
-                x += to_x(self._U.T @ c)
-                rp = rp - self._C.T @ c
-                if not (right or ident):
-                    r = b - A(x)
-                    rnorm = float(np.linalg.norm(r))
-                else:
-                    r = rp
-                    rnorm = float(np.linalg.norm(r))
+                pend, rp, r = self._project_out(A, M, right, ident, b, x, rp, to_x)
+                rnorm = float(np.linalg.norm(r))
+        if pend is not None:
+            x += to_x(self._U.T @ pend)
         info = {"norm": "true residual (estimate)" if (right or ident) else "preconditioned residual (estimate)",
                 "recycled_dim": 0 if self._U is None else int(self._U.shape[0]),
                 "recycle_matvecs": adapt_mv, "pc_side": self.opts["pc_side"]}
         return Outcome(x, its, norms, converged, reason, info)
+
+    def _project_out(self, A, M, right, ident, b, x, rp, to_x):
+        """rp -= C C^T rp (one compiled CGS pass against C). For right or no preconditioning
+        the residual is rp itself and the matching change of x, M^-1 U C^T rp, is returned as
+        pending coefficients; for left preconditioning x is updated and r recomputed.
+        Returns (pending coefficients or None, rp, r)."""
+        from ..arnoldi_kernels import project
+
+        c = np.empty(self._C.shape[0])
+        project(self._C, rp, c, self._tmp(rp.shape[0]))
+        if right or ident:
+            return c, rp, rp
+        x += to_x(self._U.T @ c)
+        return None, rp, b - A(x)
 
     def _tmp(self, n):
         """A work vector of length n kept across cycles and solves."""
@@ -313,9 +332,11 @@ class GCRODR(Solver):
         y1 = -(G[:kc, kc:kc + p] @ y2) / G[np.arange(kc), np.arange(kc)] if kc else np.zeros(0)
         return p, y1, y2, G, breakdown
 
-    def _update(self, G, Vh, kc, p, k, out):
+    def _update(self, G, Vh, kc, p, k, out, y=None):
         """Replace the recycled space by k harmonic Ritz vectors over span[U, V_p]; the new
-        C is written into ``out``'s first rows. Returns whether the space was replaced."""
+        C is written into ``out``'s first rows. With ``y`` (coefficients over [U~, V_p]) the
+        solution correction [U~ V_p] y is formed in the same GEMM as the new U. Returns
+        (whether the space was replaced, the correction or None)."""
         dim = kc + p
         Gp = G[:dim + 1, :dim]
         VW = np.zeros((dim + 1, dim))
@@ -327,7 +348,7 @@ class GCRODR(Solver):
             VW[kc:, :kc] = (Vh[kc:dim + 1] @ self._U.T) * self._d[None, :]
         vals, P = harmonic_ritz(Gp, VW, k, self.opts["which"])
         if P.shape[1] == 0:
-            return False
+            return False, None
         self.ritz_values = vals
         # LAPACK directly: the wrappers' checks cost as much as these 40 x 20 factorisations
         qr, tau = dgeqrf(P)[:2]
@@ -336,24 +357,27 @@ class GCRODR(Solver):
         d = np.abs(np.diag(qr))
         rank = int(np.sum(d > 1e-12 * d[0])) if d.size and d[0] > 0 else 0
         if rank == 0:
-            return False
+            return False, None
         Q = dorgqr(qr[:, :rank], tau[:rank])[0]
         R, P = np.triu(qr[:rank, :rank]), P[:, jpvt[:rank] - 1]
         T = dtrtrs(R, P.T, trans=1)[0]  # (P R^-1)^T
         C = np.dot(Q.T, Vh[:dim + 1], out=out[:rank])
         ub = self._Ubufs
-        if ub is None or ub[0].shape != (k + 1, Vh.shape[1]):
-            ub = self._Ubufs = [np.empty((k + 1, Vh.shape[1])), np.empty((k + 1, Vh.shape[1]))]
+        # rank <= k + 1 rows of U (a complex pair at the cut) and one for the correction
+        if ub is None or ub[0].shape != (k + 2, Vh.shape[1]):
+            ub = self._Ubufs = [np.empty((k + 2, Vh.shape[1])), np.empty((k + 2, Vh.shape[1]))]
         dst = ub[1] if (self._U is not None and self._U.base is ub[0]) else ub[0]
-        U = np.dot(T[:, kc:], Vh[kc:dim], out=dst[:rank])
+        Ty = T if y is None else np.vstack([T, y])
+        rows = Ty.shape[0]
+        UY = np.dot(Ty[:, kc:], Vh[kc:dim], out=dst[:rows])
         if kc:
             # U += (T_U D) U_old accumulated by BLAS into U (row-major U is U^T in Fortran order)
-            dgemm(1.0, self._U.T, (T[:, :kc] * self._d[None, :]).T, beta=1.0, c=U.T, overwrite_c=1)
-        self._C, self._U = C, U
+            dgemm(1.0, self._U.T, (Ty[:, :kc] * self._d[None, :]).T, beta=1.0, c=UY.T, overwrite_c=1)
+        self._C, self._U = C, dst[:rank]
         self._CtU = Q.T @ VW @ T.T
         self._norms()
         self._C_buf = out
-        return True
+        return True, (None if y is None else dst[rank])
 
 
 def _lsolve(L, X):
