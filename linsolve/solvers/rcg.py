@@ -13,9 +13,15 @@ matrices come from scalars CG computes anyway (the Lanczos connection, as in eig
 A p_j = (r_j - r_j+1)/alpha_j and M^-1 A p_j = (z_j - z_j+1)/alpha_j with M^-1-orthogonal
 residuals make (AP)^T M^-1 (AP) tridiagonal and P^T A P diagonal, W^T A P = 0 by
 construction, and (AW)^T M^-1 A P follows from t_j = (A W) z_j, which the deflation
-computes every iteration. The only O(n) work of the update is W_new = Y^T S and k products
-for A W_new. When the matrix or the preconditioner changes, A W and W^T A W are recomputed
-(k products), so W stays valid across a preconditioner rebuild.
+computes every iteration. The only O(n) work of the update is W_new = Y^T S. A W and
+W^T A W are computed (k products) when the next solve starts, for that solve's matrix,
+so W stays valid across matrix and preconditioner changes and no product is spent on a
+matrix that is not solved again.
+
+Assembled matrices with no preconditioner, ``jacobi``, or ``icc``/``ic`` (IC(0), the
+factor of PETSc's PCICC with its defaults, with ``backend="petsc"``) run the whole solve
+in one compiled kernel (``linsolve.dcg_kernels``); other inputs and preconditioners (and
+``compiled=False``, or a per-iteration callback) run the NumPy iteration below.
 """
 from __future__ import annotations
 
@@ -25,20 +31,25 @@ from scipy.linalg.blas import daxpy, ddot, dnrm2
 
 from ..base import Outcome, Solver
 from ..errors import OptionError
+from ..precond import Identity, Jacobi
 from ..recycle_ops import MatOps, apply_block, build_pc, is_identity
 from ..registry import register
+
+_REASONS = {0: "converged", 1: "maxiter reached",
+            2: "breakdown: p^T A p <= 0 (matrix or preconditioner not SPD, or singular)"}
 
 
 @register("rcg")
 class RecycledCG(Solver):
     """Deflated PCG recycling k approximate eigenvectors across solves:
-    ``make_solver("rcg", recycle=10, store=100, pc="jacobi")``. SPD matrices and an SPD
-    preconditioner (jacobi, ssor, amg; PETSc PCs with ``backend="petsc"``)."""
+    ``make_solver("rcg", recycle=8, store=30, pc="jacobi")``. SPD matrices and an SPD
+    preconditioner (jacobi, ssor, amg; PETSc PCs with ``backend="petsc"``, where ``icc``
+    on an assembled matrix runs the compiled IC(0))."""
 
     supports = frozenset({"spd"})
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ssor", "amg")
-    options = {"recycle": 10, "store": 100, "recycle_across": True}
+    options = {"recycle": 10, "store": 100, "recycle_across": True, "compiled": True}
     stateful = True
 
     def _validate_options(self):
@@ -46,17 +57,20 @@ class RecycledCG(Solver):
             v = self.opts[name]
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 raise OptionError(f"{name} must be an integer >= {low}, got {v!r}")
+        if not isinstance(self.opts["compiled"], bool):
+            raise OptionError(f"compiled must be True or False, got {self.opts['compiled']!r}")
         self._reset()
 
     def _reset(self):
         self._W = None     # (k, n) recycled directions
-        self._AW = None    # A W
+        self._AW = None    # A W for the matrix of self._key; None: to be computed
         self._chol = None  # ((W^T A W)^-1, (W^T A W)^-1 W)
         self._key = None
+        self._fast_pc = None  # (matrix, pc name, compiled preconditioner)
         self.ritz_values = None
 
     def _refresh(self, A, W):
-        """A W and the Cholesky factor of W^T A W for the current operator."""
+        """A W and (W^T A W)^-1 for the current operator, or None if W^T A W is not SPD."""
         AW = A.block(W)
         WAW = W @ AW.T
         try:
@@ -68,17 +82,41 @@ class RecycledCG(Solver):
         inv = sla.cho_solve(chol, np.eye(W.shape[0]))
         return AW, (inv, inv @ W)
 
-    def _solve(self, op, b, x0, tol, maxiter, ctx):
-        n = op.n
-        A = MatOps(op)
-        M = build_pc(self, op)
-        ident = is_identity(M)
-        k, store = int(self.opts["recycle"]), int(self.opts["store"])
+    def _compiled_pc(self, op, A):
+        """The preconditioner as the compiled kernel takes it, or None if this one has no
+        compiled form (then the NumPy iteration runs)."""
+        if not self.opts["compiled"] or A._csr is None:
+            return None
+        pc = self.pc
+        if not isinstance(pc, str):
+            return None
+        from ..dcg_kernels import IC0
+
+        cache = self._fast_pc
+        if cache is not None and cache[0] is op.source and cache[1] == pc:
+            return cache[2]
+        if pc == "none":
+            M = Identity(op.n)
+        elif pc == "jacobi":
+            M = Jacobi(op)
+        elif pc in ("icc", "ic") and self.backend == "petsc" and not self.pc_options:
+            M = IC0.build(A._indptr, A._indices, A._data)
+            if M is None:  # a non-positive pivot: PETSc's shifted ICC decides, not us
+                return None
+        else:
+            return None
+        self._fast_pc = (op.source, pc, M)
+        return M
+
+    def _prepare(self, A, M, n, source):
+        """The recycled space for this solve: (W, AW, chol) or Nones; k products when the
+        matrix, the preconditioner or W changed since A W was computed."""
         if not self.opts["recycle_across"] or (self._W is not None and self._W.shape[1] != n):
             self._reset()
         W = self._W
         refreshed = 0
-        if W is not None and (self._key is None or self._key[0] is not op.source or self._key[1] is not M):
+        if W is not None and (self._AW is None or self._key is None or self._key[0] is not source
+                              or self._key[1] is not M):
             got = self._refresh(A, W)
             refreshed = W.shape[0]
             if got is None:
@@ -86,9 +124,58 @@ class RecycledCG(Solver):
                 W = None
             else:
                 self._AW, self._chol = got
-        self._key = (op.source, M)
-        AW = self._AW if W is not None else None
-        chol = self._chol if W is not None else None
+        self._key = (source, M)
+        if W is None:
+            return None, None, None, refreshed
+        return W, self._AW, self._chol, refreshed
+
+    def _solve(self, op, b, x0, tol, maxiter, ctx):
+        A = MatOps(op)
+        M = self._compiled_pc(op, A) if ctx.callback is None else None
+        if M is not None:
+            return self._solve_compiled(op, A, M, b, x0, tol, maxiter)
+        return self._solve_numpy(op, A, b, x0, tol, maxiter, ctx)
+
+    def _solve_compiled(self, op, A, M, b, x0, tol, maxiter):
+        from .. import dcg_kernels as K
+
+        n = op.n
+        k, store = int(self.opts["recycle"]), int(self.opts["store"])
+        W, AW, chol, refreshed = self._prepare(A, M, n, op.source)
+        kw = 0 if W is None else W.shape[0]
+        if kw:
+            Wk, AWk, Einv = W, AW, chol[0]
+        else:
+            Wk = AWk = np.empty((0, n))
+            Einv = np.empty((0, 0))
+        s = min(store, maxiter) if k > 0 else 0
+        P = np.empty((s, n))
+        alphas, rhos, T = np.empty(s), np.empty(s + 1), np.empty((s + 1, kw))
+        norms = np.empty(maxiter)
+        if isinstance(M, K.IC0):
+            pctype, pats = K.PC_IC0, M.unit
+        else:
+            ei, ef = np.empty(1, np.int64), np.empty(1)
+            pctype = K.PC_JACOBI if isinstance(M, Jacobi) else K.PC_NONE
+            pats = (ei, ei.astype(np.int32), ef, ei, ei.astype(np.int32), ef,
+                    M.inv_diag if isinstance(M, Jacobi) else ef)
+        x = np.array(x0, dtype=np.float64)
+        its, status = K.dpcg(A._indptr, A._indices, A._data, pctype, *pats, b, x, Wk, AWk, Einv,
+                             float(tol), int(maxiter), norms, P, alphas, rhos, T)
+        L = min(its, s)
+        if L:
+            self._update(W, P[:L], alphas[:L], rhos[:L + 1], T[:L + 1], k, A, M)
+        info = {"norm": "true residual (recurrence)", "kernel": "compiled", "pc_impl": M.name,
+                "recycled_dim": 0 if self._W is None else int(self._W.shape[0]),
+                "recycle_matvecs": refreshed}
+        return Outcome(x, its, norms[:its].copy(), status == K.CONVERGED, _REASONS[status], info)
+
+    def _solve_numpy(self, op, A, b, x0, tol, maxiter, ctx):
+        n = op.n
+        M = build_pc(self, op)
+        ident = is_identity(M)
+        k, store = int(self.opts["recycle"]), int(self.opts["store"])
+        W, AW, chol, refreshed = self._prepare(A, M, n, op.source)
 
         x = np.array(x0, dtype=np.float64)
         r = b - A(x)
@@ -118,7 +205,7 @@ class RecycledCG(Solver):
             Ap = A(p)
             pAp = ddot(p, Ap)
             if not pAp > 0 or not np.isfinite(pAp):
-                reason = "breakdown: p^T A p <= 0 (matrix or preconditioner not SPD, or singular)"
+                reason = _REASONS[2]
                 break
             alpha = rz / pAp
             if its < keep:
@@ -149,17 +236,19 @@ class RecycledCG(Solver):
             if W is not None:
                 p -= chol[1].T @ t
         if alphas:
-            self._update(W, P[:len(alphas)], np.array(alphas), np.array(rhos), ts, k, A, M)
-        info = {"norm": "true residual (recurrence)",
+            T = np.array(ts[:len(alphas) + 1]) if W is not None else None
+            self._update(W, P[:len(alphas)], np.array(alphas), np.array(rhos), T, k, A, M)
+        info = {"norm": "true residual (recurrence)", "kernel": "numpy",
                 "recycled_dim": 0 if self._W is None else int(self._W.shape[0]),
                 "recycle_matvecs": refreshed}
         return Outcome(x, its, norms, converged, reason, info)
 
-    def _update(self, W, P, alpha, rho, ts, k, A, M):
+    def _update(self, W, P, alpha, rho, T, k, A, M):
         """Harmonic Ritz step over S = [W, P] from scalars the iteration produced:
         with A P_j = (r_j - r_j+1)/alpha_j, M^-1 A P_j = (z_j - z_j+1)/alpha_j and the
         M^-1-orthogonality of the residuals, (AP)^T M^-1 AP is tridiagonal, P^T A P is
-        diag(rho/alpha), W^T A P = 0, and (AW)^T M^-1 AP comes from t_j = (AW) z_j."""
+        diag(rho/alpha), W^T A P = 0, and (AW)^T M^-1 AP comes from the rows
+        T_j = (AW) z_j (shape (L+1, k)). The new W gets its A W at the next solve."""
         L = P.shape[0]
         kw = 0 if W is None else W.shape[0]
         dim = kw + L
@@ -177,8 +266,7 @@ class RecycledCG(Solver):
             F[:kw, :kw] = (WAW + WAW.T) / 2
             GW = AW @ apply_block(M, AW).T
             G[:kw, :kw] = (GW + GW.T) / 2
-            T = np.column_stack(ts[:L + 1])
-            GWP = (T[:, :-1] - T[:, 1:]) / alpha
+            GWP = ((T[:-1] - T[1:]) / alpha[:, None]).T
             G[:kw, kw:] = GWP
             G[kw:, :kw] = GWP.T
         d = np.diag(F)
@@ -194,9 +282,6 @@ class RecycledCG(Solver):
         Wn = Y[kw:].T @ P
         if kw:
             Wn += Y[:kw].T @ W
-        got = self._refresh(A, Wn)
-        if got is None:
-            return
-        self._W = Wn
-        self._AW, self._chol = got
+        self._W = np.ascontiguousarray(Wn)
+        self._AW = None
         self.ritz_values = vals

@@ -1,0 +1,353 @@
+"""Compiled kernels of the deflated (recycled) preconditioned CG on CSR matrices (numba,
+``cache=True``, ``nogil``, no fastmath).
+
+* ``csr_matvec``: y = A x.
+* ``ic0_factor``: incomplete Cholesky with zero fill, A ~ L L^T with L on the pattern of
+  the lower triangle of A (natural ordering): the factor of PETSc's ``PCICC`` with its
+  defaults (levels 0, natural ordering; its positive-definite shift only acts on a
+  non-positive pivot, and then this kernel reports failure so the caller can fall back
+  to PETSc itself). Row-oriented: L_ik = (a_ik - sum_j<k L_ij L_kj) / L_kk, the sum over
+  the columns the two rows share.
+* ``ic0_apply``: z = (L L^T)^-1 r in the unit form L L^T = U D U^T (U = L diag(L)^-1,
+  D = diag(L)^2) as PETSc's ICC solve does: the substitutions then carry no division on
+  their dependency chain, which is what bounds their speed.
+* ``dpcg``: the whole deflated PCG solve of Saad, Yeung, Erhel and Guyomarc'h (2000):
+  x0 <- x0 + W E^-1 W^T r0, then p = z + beta p - W E^-1 (AW)^T z every iteration, with
+  E = W^T A W (its inverse is passed in). It also records what the Ritz update of the
+  recycled space needs (the first ``s`` directions, alpha_j, rho_j = r_j^T z_j and
+  t_j = (AW) z_j), so no Python runs per iteration.
+
+Per iteration: p = z + beta p - W mu, q = A p with p^T q, then x += alpha p and
+r -= alpha q ride along the forward substitution (whose dependency chain bounds that
+pass) with ||r||^2, and r^T z along the backward one. The two deflation products,
+t = (AW) z and W^T mu, are BLAS GEMVs on the (k, n) blocks: fusing them into the
+substitution loops was measured slower, as the compiler must then assume that the
+accumulators alias the vectors being scattered.
+
+Preconditioner codes: 0 none, 1 Jacobi (``dinv`` = 1/diag), 2 IC(0) (``IC0.unit``:
+the unit-form factors and ``dinv``). Status codes: 0 converged, 1 iteration cap reached,
+2 breakdown (p^T A p <= 0 or a non-finite residual).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+CONVERGED, MAXITER, BREAKDOWN = 0, 1, 2
+PC_NONE, PC_JACOBI, PC_IC0 = 0, 1, 2
+
+# Unsigned positions (np.uint64) spare numba's negative-index wraparound test on every
+# access; in these memory-light loops that halves the time (as in ``sor_kernels``).
+
+
+@njit(cache=True, nogil=True)
+def csr_matvec(indptr, indices, data, x, y):
+    n = y.shape[0]
+    one = np.uint64(1)
+    for ii in range(n):
+        i = np.uint64(ii)
+        s = 0.0
+        a, end = np.uint64(indptr[i]), np.uint64(indptr[i + one])
+        while a < end:
+            s += data[a] * x[np.uint64(indices[a])]
+            a += one
+        y[i] = s
+
+
+@njit(cache=True, nogil=True)
+def ic0_factor(indptr, indices, data):
+    """IC(0) of a canonical CSR matrix (sorted column indices, no duplicates). Returns
+    (lptr, lind, ldata, bad): L by rows with the diagonal last in each row, and bad = -1,
+    or the first row whose pivot is not positive (or that has no diagonal entry)."""
+    n = indptr.shape[0] - 1
+    lptr = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        c = 0
+        for a in range(indptr[i], indptr[i + 1]):
+            if indices[a] <= i:
+                c += 1
+        lptr[i + 1] = lptr[i] + c
+    nnz = lptr[n]
+    lind = np.empty(nnz, dtype=np.int64)
+    ldata = np.empty(nnz, dtype=np.float64)
+    for i in range(n):
+        pos = lptr[i]
+        for a in range(indptr[i], indptr[i + 1]):
+            if indices[a] <= i:
+                lind[pos] = indices[a]
+                ldata[pos] = data[a]
+                pos += 1
+        last = lptr[i + 1] - 1
+        if last < lptr[i] or lind[last] != i:
+            return lptr, lind, ldata, i
+        for a in range(lptr[i], last):
+            kcol = lind[a]
+            s = ldata[a]
+            # sum over j < kcol of L_ij L_kj: merge row i (positions before a) with row kcol
+            ia, ib = lptr[i], lptr[kcol]
+            bend = lptr[kcol + 1] - 1  # row kcol without its diagonal
+            while ia < a and ib < bend:
+                ca, cb = lind[ia], lind[ib]
+                if ca == cb:
+                    s -= ldata[ia] * ldata[ib]
+                    ia += 1
+                    ib += 1
+                elif ca < cb:
+                    ia += 1
+                else:
+                    ib += 1
+            ldata[a] = s / ldata[lptr[kcol + 1] - 1]
+        d = ldata[last]
+        for a in range(lptr[i], last):
+            d -= ldata[a] * ldata[a]
+        if not d > 0.0:
+            return lptr, lind, ldata, i
+        ldata[last] = np.sqrt(d)
+    return lptr, lind, ldata, -1
+
+
+@njit(cache=True, nogil=True)
+def ic0_unit_form(lptr, lind, ldata):
+    """From L (diagonal last per row) to the unit form L L^T = U D U^T, U = L diag(L)^-1:
+    the strictly lower part of U by rows (lower_ptr, lower_ind, lower_val; columns
+    ascending), the strictly upper part of U^T by rows (upper_ptr, upper_ind, upper_val;
+    columns ascending) and dinv = 1 / L_ii^2."""
+    n = lptr.shape[0] - 1
+    diag = np.empty(n)
+    for i in range(n):
+        diag[i] = ldata[lptr[i + 1] - 1]
+    sptr = np.zeros(n + 1, dtype=np.int64)
+    cnt = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        sptr[i + 1] = sptr[i] + (lptr[i + 1] - lptr[i] - 1)
+        for a in range(lptr[i], lptr[i + 1] - 1):
+            cnt[lind[a] + 1] += 1
+    m = sptr[n]
+    sind = np.empty(m, dtype=np.int32)
+    sval = np.empty(m)
+    uptr = np.cumsum(cnt)
+    uind = np.empty(m, dtype=np.int32)
+    uval = np.empty(m)
+    fill = uptr[:-1].copy()
+    for i in range(n):  # rows ascending, so each row of U^T gets its columns ascending
+        pos = sptr[i]
+        for a in range(lptr[i], lptr[i + 1] - 1):
+            j = lind[a]
+            sind[pos] = j
+            sval[pos] = ldata[a] / diag[j]
+            pos += 1
+            uind[fill[j]] = i
+            uval[fill[j]] = ldata[a] / diag[j]
+            fill[j] += 1
+    return sptr, sind, sval, uptr, uind, uval, 1.0 / (diag * diag)
+
+
+@njit(cache=True, nogil=True)
+def ic0_apply(sptr, sind, sval, uptr, uind, uval, dinv, r, z):
+    """z = (U D U^T)^-1 r (the kernel's own pass, with a zero step)."""
+    zero = np.zeros(r.shape[0])
+    _step_and_precondition(PC_IC0, sptr, sind, sval, uptr, uind, uval, dinv, zero.copy(), r.copy(), zero, zero,
+                           0.0, z)
+
+
+@njit(cache=True, nogil=True)
+def _direction(z, p, beta, corr, k, P, row):
+    """p = z + beta p - corr (corr = W^T mu, unused when k = 0), stored in P[row] if row >= 0."""
+    for ii in range(z.shape[0]):
+        i = np.uint64(ii)
+        v = z[i] + beta * p[i]
+        if k > 0:
+            v -= corr[i]
+        p[i] = v
+    if row >= 0:
+        P[row] = p
+
+
+@njit(cache=True, nogil=True)
+def _product(indptr, indices, data, p, q):
+    """q = A p; returns p^T q."""
+    one = np.uint64(1)
+    pq = 0.0
+    for ii in range(p.shape[0]):
+        i = np.uint64(ii)
+        s = 0.0
+        a, end = np.uint64(indptr[i]), np.uint64(indptr[i + one])
+        while a < end:
+            s += data[a] * p[np.uint64(indices[a])]
+            a += one
+        q[i] = s
+        pq += p[i] * s
+    return pq
+
+
+@njit(cache=True, nogil=True)
+def _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, alpha, z):
+    """x += alpha p, r -= alpha q, z = M^-1 r; returns (||r||^2, r^T z).
+
+    IC(0): the vector updates ride along the forward substitution, whose dependency chain
+    bounds the pass, and both substitutions keep the neighbour of the previous row (the
+    last lower / first upper entry, i -+ 1 on a grid) in a register, so the chain is one
+    multiply-add per row instead of a store, a reload and a multiply-add."""
+    n = r.shape[0]
+    one = np.uint64(1)
+    rr = 0.0
+    rz = 0.0
+    if pctype == 2:
+        prev = 0.0
+        for ii in range(n):
+            i = np.uint64(ii)
+            x[i] += alpha * p[i]
+            ri = r[i] - alpha * q[i]
+            r[i] = ri
+            rr += ri * ri
+            s = ri
+            a, end = np.uint64(sptr[i]), np.uint64(sptr[i + one])
+            if a < end:
+                last = end - one
+                while a < last:
+                    s -= sval[a] * z[np.uint64(sind[a])]
+                    a += one
+                if ii > 0 and sind[last] == ii - 1:
+                    s -= sval[last] * prev
+                else:
+                    s -= sval[last] * z[np.uint64(sind[last])]
+            z[i] = s
+            prev = s
+        nxt = 0.0
+        for ii in range(n - 1, -1, -1):
+            i = np.uint64(ii)
+            s = dinv[i] * z[i]
+            a, end = np.uint64(uptr[i]), np.uint64(uptr[i + one])
+            if a < end:
+                first = a
+                a += one
+                while a < end:
+                    s -= uval[a] * z[np.uint64(uind[a])]
+                    a += one
+                if uind[first] == ii + 1:
+                    s -= uval[first] * nxt
+                else:
+                    s -= uval[first] * z[np.uint64(uind[first])]
+            z[i] = s
+            nxt = s
+            rz += r[i] * s
+    elif pctype == 1:
+        for ii in range(n):
+            i = np.uint64(ii)
+            x[i] += alpha * p[i]
+            ri = r[i] - alpha * q[i]
+            r[i] = ri
+            rr += ri * ri
+            zi = dinv[i] * ri
+            z[i] = zi
+            rz += ri * zi
+    else:
+        for ii in range(n):
+            i = np.uint64(ii)
+            x[i] += alpha * p[i]
+            ri = r[i] - alpha * q[i]
+            r[i] = ri
+            z[i] = ri
+            rr += ri * ri
+        rz = rr
+    return rr, rz
+
+
+@njit(cache=True, nogil=True)
+def dpcg(indptr, indices, data, pctype, sptr, sind, sval, uptr, uind, uval, dinv, b, x, W, AW, Einv, tol, maxiter,
+         norms, P, alphas, rhos, T):
+    """Deflated PCG from x (updated in place); W, AW of shape (k, n), Einv = (W^T A W)^-1.
+    norms[j] = ||r_j+1|| (recurrence). Stores P[j] = p_j and alphas[j] for j < s =
+    P.shape[0], and rhos[j], T[j] = (AW) z_j for j <= s. Returns (iterations, status)."""
+    n = b.shape[0]
+    k = W.shape[0]
+    s_store = P.shape[0]
+    r = np.empty(n)
+    z = np.empty(n)
+    p = np.zeros(n)
+    q = np.empty(n)
+    t = np.zeros(k)
+    mu = np.zeros(k)
+    corr = np.zeros(n)
+    csr_matvec(indptr, indices, data, x, q)
+    for i in range(n):
+        r[i] = b[i] - q[i]
+    if k > 0:  # Galerkin correction of the initial guess on span W
+        c = np.dot(Einv, np.dot(W, r))
+        x += np.dot(c, W)
+        r -= np.dot(c, AW)
+    # alpha = 0: only z_0 = M^-1 r_0, ||r_0||^2 and rho_0
+    rr, rz = _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, 0.0, z)
+    if np.sqrt(rr) <= tol:
+        return 0, CONVERGED
+    if k > 0:
+        np.dot(AW, z, t)
+    if s_store > 0:
+        rhos[0] = rz
+        T[0] = t
+    beta = 0.0
+    its = 0
+    status = MAXITER
+    while its < maxiter:
+        # p = z + beta p - W (W^T A W)^-1 (AW) z: two BLAS GEMVs over the k x n blocks
+        if k > 0:
+            np.dot(Einv, t, mu)
+            np.dot(mu, W, corr)
+        _direction(z, p, beta, corr, k, P, its if its < s_store else -1)
+        pq = _product(indptr, indices, data, p, q)
+        if not (pq > 0.0 and np.isfinite(pq)):
+            status = BREAKDOWN
+            break
+        alpha = rz / pq
+        if its < s_store:
+            alphas[its] = alpha
+        rr, rz_new = _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, alpha,
+                                            z)
+        its += 1
+        rnorm = np.sqrt(rr)
+        norms[its - 1] = rnorm
+        if not np.isfinite(rnorm):
+            status = BREAKDOWN
+            break
+        if k > 0:
+            np.dot(AW, z, t)
+        if its <= s_store:
+            rhos[its] = rz_new
+            T[its] = t
+        if rnorm <= tol:
+            status = CONVERGED
+            break
+        beta = rz_new / rz
+        rz = rz_new
+    return its, status
+
+
+class IC0:
+    """IC(0) preconditioner of a CSR matrix, applied by the compiled kernels. ``IC0.build``
+    returns None when a pivot is not positive (PETSc would shift; the caller then uses
+    PETSc's PCICC itself)."""
+
+    name = "ic0"
+    symmetric = True
+
+    def __init__(self, lptr, lind, ldata):
+        self.lptr, self.lind, self.ldata = lptr, lind, ldata
+        self.unit = ic0_unit_form(lptr, lind, ldata)  # (sptr, sind, sval, uptr, uind, uval, dinv)
+        self.n = lptr.shape[0] - 1
+
+    @classmethod
+    def build(cls, indptr, indices, data):
+        """From canonical CSR arrays (sorted indices, no duplicates)."""
+        lptr, lind, ldata, bad = ic0_factor(indptr, indices, data)
+        return None if bad >= 0 else cls(lptr, lind, ldata)
+
+    def apply(self, r):
+        z = np.empty(self.n)
+        ic0_apply(*self.unit, np.ascontiguousarray(r, dtype=np.float64), z)
+        return z
+
+    def lower(self):
+        """The factor L (A ~ L L^T) as a SciPy CSR matrix, for checks and references."""
+        import scipy.sparse as sp
+
+        return sp.csr_matrix((self.ldata, self.lind, self.lptr), shape=(self.n, self.n))
