@@ -88,6 +88,7 @@ def test_degenerate_network_falls_back_and_still_converges(bad, why):
     res = linsolve.make_solver("dcdm", model=bad, rtol=1e-8).solve(A2, b, grid=GRID)
     assert res.converged
     assert res.info["fallback_reasons"][why] == res.iterations == res.info["fallback_steps"]
+    assert res.info["safeguard"] == 1.0  # an arbitrary callable keeps the safeguard
     assert np.linalg.norm(b - A2 @ res.x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
 
 
@@ -411,7 +412,8 @@ def test_dcdm_with_mg_cycle_is_pcg_with_n_orth_2():
                                callback=lambda x: ours.append(x.copy())).solve(s)
     spla.cg(s.A, s.b, rtol=1e-10, M=spla.LinearOperator((n, n), matvec=M),
             callback=lambda x: ref.append(x.copy()))
-    assert res.converged and res.info["fallback_steps"] == 0
+    # a linear SPD network switches the nonlinear-network safeguard off: DCDM is PCG
+    assert res.converged and res.info["fallback_steps"] == 0 and res.info["safeguard"] == 0.0
     k = min(len(ours), len(ref))
     assert k >= 5 and abs(len(ours) - len(ref)) <= 1
     for a, c in zip(ours[:k], ref[:k], strict=True):

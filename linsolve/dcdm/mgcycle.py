@@ -137,6 +137,8 @@ class MultigridCycle(nn.Module):
     """``forward(residual, geometry)`` -> B residual, with B the symmetric multigrid cycle
     of the geometry's pressure operator (see the module docstring)."""
 
+    linear_spd = True  # DCDM then skips its safeguard for nonlinear networks (it is PCG)
+
     def __init__(self, dim: int = 2, nu: int = 1, gamma: int = 1, coarsest_cells: int = 64,
                  omega: float = 0.8, coarse_scale: float = 1.0):
         super().__init__()

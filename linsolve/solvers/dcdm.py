@@ -10,11 +10,16 @@ p^T A p <= 0, or orthogonal to the residual so it gives no descent) is replaced 
 residual direction (A-orthogonalised the same way) for that step, and
 ``info["fallback_steps"]`` counts those steps by reason. A nonlinear network with
 truncated orthogonalisation can also stall without being degenerate: its direction keeps
-pointing along what the last steps already removed. ``safeguard`` (default 1.0) therefore
-also treats as "no descent" a network step that lowers the A-norm of the error by less
-than ``safeguard`` times what the residual direction would (one extra product with A per
+pointing along what the last steps already removed. ``safeguard`` therefore also treats
+as "no descent" a network step that lowers the A-norm of the error by less than
+``safeguard`` times what the residual direction would (one extra product with A per
 step); then the worst case is conjugate-gradient-like progress. ``safeguard=0`` gives the
-paper's method with only the degenerate fallbacks.
+paper's method with only the degenerate fallbacks. The default (None) is 1.0 for a
+nonlinear network and 0 for one that declares itself linear and SPD in the residual
+(``linear_spd = True``, as ``mg-cycle`` does): then DCDM is PCG, which minimises the
+A-norm of the error over the whole Krylov space, and a greedy per-step comparison with
+the residual direction would only break its conjugacy (measured: 46 instead of 10
+iterations at 64^3).
 
 Geometry: with ``Grid.cell_type`` given, cells that carry an unknown are fluid, AIR cells
 are Dirichlet neighbours, everything else (and everything beyond the grid) is a wall.
@@ -113,7 +118,7 @@ class DCDM(Solver):
     needs_grid = True
     backends = ("torch",)
     preconditioners = ("none",)
-    options = {"model": None, "n_orth": 2, "device": "cpu", "safeguard": 1.0}
+    options = {"model": None, "n_orth": 2, "device": "cpu", "safeguard": None}
     descent_tol = 1e-12
 
     def _validate_options(self):
@@ -123,8 +128,9 @@ class DCDM(Solver):
         if not isinstance(self.pc, str) or self.pc != "none":
             raise OptionError("dcdm takes no preconditioner: the network is its preconditioner")
         sg = self.opts["safeguard"]
-        if isinstance(sg, bool) or not isinstance(sg, (int, float, np.floating)) or not 0 <= sg <= 1:
-            raise OptionError(f"safeguard must be a number in [0, 1], got {sg!r}")
+        if sg is not None and (isinstance(sg, bool) or not isinstance(sg, (int, float, np.floating))
+                               or not 0 <= sg <= 1):
+            raise OptionError(f"safeguard must be None (automatic) or a number in [0, 1], got {sg!r}")
         if not isinstance(self.opts["device"], str):
             raise OptionError(f"device must be a torch device name, got {self.opts['device']!r}")
         model = self.opts["model"]
@@ -163,14 +169,18 @@ class DCDM(Solver):
         gmap = _GridMap(ctx.grid, op.n)
         f, model_name = self._direction_fn(gmap)
         n_orth = int(self.opts["n_orth"])
-        safeguard = float(self.opts["safeguard"])
+        safeguard = self.opts["safeguard"]
+        if safeguard is None:
+            net = getattr(f, "model", f)
+            safeguard = 0.0 if getattr(net, "linear_spd", False) else 1.0
+        safeguard = float(safeguard)
         x = np.array(x0, dtype=np.float64)
         r = b - op.matvec(x)
         rnorm = float(np.linalg.norm(r))
         norms: list[float] = []
         dirs: list[tuple[np.ndarray, np.ndarray, float]] = []
         fallbacks: dict[str, int] = {}
-        info = {"model": model_name, "n_orth": n_orth, "norm": "recurrence residual (true one checked at the end)"}
+        info = {"model": model_name, "n_orth": n_orth, "safeguard": safeguard, "norm": "recurrence residual (true one checked at the end)"}
 
         def finish(converged, reason, its):
             info["fallback_steps"] = sum(fallbacks.values())
