@@ -8,6 +8,7 @@ vector back to named fields on the grid.
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 from typing import Any, ClassVar
 
@@ -59,13 +60,27 @@ class Family:
                               f"{self.name!r}; known: {known}")
         self.p = {k: v[0] for k, v in self.params.items()}
         for k, v in params.items():
-            default = self.params[k][0]
-            try:
-                self.p[k] = type(default)(v) if default is not None and not isinstance(v, type(default)) else v
-            except (TypeError, ValueError) as exc:
-                raise FamilyError(f"parameter {k}={v!r} of family {self.name!r} is not a valid "
-                                  f"{type(default).__name__}") from exc
+            self.p[k] = self._coerce(k, v, self.params[k][0])
         self.validate()
+
+    def _coerce(self, k: str, v, default):
+        """``v`` as the type of ``default``; values the conversion would silently change
+        (int(2.7) == 2, bool(2), int(1e308) beyond int64) or a NaN are a FamilyError."""
+        bad = f"parameter {k}={v!r} of family {self.name!r} is not a valid {type(default).__name__}"
+        if isinstance(default, bool) != isinstance(v, (bool, np.bool_)) and isinstance(default, (int, float)):
+            raise FamilyError(bad)
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(v, (float, np.floating)):
+            if not (math.isfinite(v) and float(v).is_integer() and abs(v) < 2.0 ** 63):
+                raise FamilyError(bad)
+        try:
+            out = type(default)(v) if default is not None and not isinstance(v, type(default)) else v
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise FamilyError(bad) from exc
+        if isinstance(out, int) and not isinstance(out, bool) and abs(out) >= 2 ** 63:
+            raise FamilyError(bad + " (beyond 64-bit integers)")
+        if isinstance(out, (float, np.floating)) and math.isnan(out):
+            raise FamilyError(f"parameter {k} of family {self.name!r} is NaN")
+        return out
 
     # --- to implement ---------------------------------------------------------------
     def validate(self) -> None:
