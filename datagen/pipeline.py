@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from linsolve import Operator, OptionError, make_solver
+from linsolve import Operator, OptionError, SolverError, make_solver
 from linsolve.cli_support import check_output_path
 
 from . import store
@@ -225,6 +225,20 @@ def order_samples(features: np.ndarray, method: str) -> np.ndarray:
 
 
 # --- running --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def family_errors(cfg: GenerateConfig, what: str):
+    """A family failing on extreme settings (an overflow, an allocation of 37 GiB, NumPy
+    refusing a size) is bad input to report in one line, not a traceback."""
+    try:
+        yield
+    except SolverError:
+        raise
+    except (ArithmeticError, MemoryError, ValueError) as exc:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise PipelineError(f"family {cfg.problem!r} could not {what} on grid {'x'.join(map(str, cfg.grid))} "
+                            f"with parameters {cfg.param or 'default'} ({why}); check --grid and --param") from exc
+
+
 @dataclass
 class RunSummary:
     out: Path
@@ -314,7 +328,8 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
     t_start = time.perf_counter()
     out = Path(out)
     progress = progress or Progress()
-    family = cfg.build_family()
+    with family_errors(cfg, "be set up"):
+        family = cfg.build_family()
     solver = cfg.build_solver()
     check_output(out, resume=resume, overwrite=overwrite)
     config = cfg.to_dict()
@@ -328,10 +343,12 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
         return RunSummary(out, cfg.n, 0, 0, 0, time.perf_counter() - t_start, 0.0, stats["iterations"],
                           stats["converged"], already_complete=True)
 
-    samples = family.sample(cfg.n, np.random.default_rng(cfg.seed))
+    with family_errors(cfg, "sample"):
+        samples = family.sample(cfg.n, np.random.default_rng(cfg.seed))
     if len(samples) != cfg.n:
         raise PipelineError(f"family {cfg.problem!r} returned {len(samples)} samples, asked for {cfg.n}")
-    features = np.stack([np.asarray(family.features(p), dtype=np.float64).reshape(-1) for p in samples])
+    with family_errors(cfg, "compute features"):
+        features = np.stack([np.asarray(family.features(p), dtype=np.float64).reshape(-1) for p in samples])
     perm = order_samples(features, cfg.order)
     chunks = [perm[s:s + cfg.chunk] for s in range(0, cfg.n, cfg.chunk)]
 
@@ -366,7 +383,8 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
             for i in idx:
                 i = int(i)
                 params = samples[i]
-                system = family.assemble(params)
+                with family_errors(cfg, f"assemble sample {i}"):
+                    system = family.assemble(params)
                 res = solver.solve(system)
                 if strict and not res.converged:
                     raise NonConvergedError(f"sample {i} did not converge ({res.reason}, relative residual "

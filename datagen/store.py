@@ -12,7 +12,8 @@ Every reader and writer of the layout lives in this module. A finished file hold
     /boundary_conditions/<bc>  @associated_dims @associated_fields @bc_type
                                @sample_varying @time_varying; mask bool; values float32
     /scalars                   @field_names; fixed family parameters (float32, sample_varying
-                               False) and sampled scalar parameters (float32 (N,), True)
+                               False) and sampled scalar parameters (float32 (N,), True);
+                               float64 where float32 would overflow a value to inf
     /t0_fields, /t1_fields, /t2_fields
                                @field_names; float32 (N, *grid[, D[, D]]) with
                                @sample_varying=True @time_varying=False @dim_varying @role
@@ -297,6 +298,14 @@ def _attr_value(v):
     return json.dumps(v, default=str)
 
 
+def _scalar_array(values) -> np.ndarray:
+    """float32 like The Well's scalars, unless that would turn a finite value into inf."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        v32 = v.astype(np.float32)
+    return v if np.any(np.isinf(v32) & np.isfinite(v)) else v32
+
+
 def _field_group(order: int) -> str:
     return f"t{order}_fields"
 
@@ -390,13 +399,13 @@ def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
         for k, v in simple.items():
             if isinstance(v, (bool, str, np.bool_)):
                 continue
-            d = sg.create_dataset(k, data=np.float32(v))
+            d = sg.create_dataset(k, data=_scalar_array(v))
             d.attrs["sample_varying"] = False
             d.attrs["time_varying"] = False
             names.append(k)
         for k in meta.parameters[0]:
             if _param_kind(meta.parameters[0][k]) in ("float", "int") and k not in names:
-                d = sg.create_dataset(k, data=np.array([p[k] for p in meta.parameters], dtype=np.float32))
+                d = sg.create_dataset(k, data=_scalar_array([p[k] for p in meta.parameters]))
                 d.attrs["sample_varying"] = True
                 d.attrs["time_varying"] = False
                 names.append(k)

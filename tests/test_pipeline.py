@@ -249,6 +249,33 @@ def test_manifest_only_unfinished_run_is_not_in_the_way(tmp_path):
         assert f.attrs["n_trajectories"] == 8
 
 
+def test_extreme_family_settings_are_one_line_errors(tmp_path):
+    """An overflow in the family's set-up (was an OverflowError traceback, exit 1)."""
+    out = tmp_path / "x.h5"
+    with pytest.raises(PipelineError, match=r"family 'darcy' could not be set up on grid 8 .*OverflowError"):
+        generate(GenerateConfig(problem="darcy", n=2, grid=8, param={"tau": 1e308}), out)
+    assert not out.exists() and not parts_dir(out).exists()
+
+
+@pytest.mark.parametrize("where,exc", [("sample", MemoryError("Unable to allocate 37.3 GiB")),
+                                       ("assemble", ValueError("Maximum allowed dimension exceeded"))])
+def test_family_failures_name_the_step(tmp_path, monkeypatch, where, exc):
+    def fail(self, *a, **k):
+        raise exc
+
+    monkeypatch.setattr(datagen_toy.ToyPoisson, where, fail)
+    with pytest.raises(PipelineError, match=rf"could not {where}.*{type(exc).__name__}: {exc}"):
+        generate(_cfg(), tmp_path / "x.h5")
+
+
+def test_scalar_beyond_float32_is_stored_in_float64(tmp_path):
+    out = tmp_path / "h.h5"
+    generate(GenerateConfig(problem="heat", n=2, grid=8, param={"radius": 1e308}), out)
+    with h5py.File(out, "r") as f:
+        assert f["scalars"]["radius"][()] == 1e308  # was float32 inf
+        assert f["scalars"]["dt"].dtype == np.float32
+
+
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
     """A real `kill -9` of the CLI mid-run, then `--resume` in a new process."""
     args = ["generate", "toy", "--n", "12", "--grid", "8", "--solver", "cg", "--solver-opt", "rtol=1e-8",
