@@ -2,19 +2,33 @@
 boundary, ``f = 1``, permeability ``a = exp(GRF)`` (GRF defaults alpha = 2.5, tau = 7: the SKR
 setting).
 
-Two discretisations (``--param stencil=...``):
+Three discretisations (``--param stencil=...``):
 
 * ``fv`` (default): cell-centred finite volumes on ``n x n`` cells (``h = 1/n``), harmonic
   face averages of ``a``, Dirichlet data at boundary faces. Conservative, SPD, second order.
 * ``skr``: the stencil of the SKR paper (Wang et al., ICLR 2024) on the ``n x n`` interior
   nodes (``h = 1/(n+1)``): diagonal ``4 a_ij``, off-diagonals ``-a_neighbour``, rhs
   ``h^2 f``. It is ``h^2 L diag(a)`` (``L`` the 5-point Laplacian), a second-order scheme for
-  ``-Laplacian(a u) = f`` rather than for Darcy's equation, and non-symmetric. Use it to
-  reproduce the paper's numbers (grid 80 x 80, n = 6400).
+  ``-Laplacian(a u) = f`` rather than for Darcy's equation, and non-symmetric. It is the
+  stencil the published generator means to build, without its indexing slip (below).
+* ``skr_published``: the matrices the paper's published generator
+  (github.com/wanghong1700/NO-DataGen-SKR, ``build_darcy`` in ``code_dracy/``) actually
+  builds, i.e. the instances behind its Table 1. It differs from ``skr`` in three ways:
+  the GRF is FNO's zero-mean field sampled on the ``(n+2) x (n+2)`` node grid boundary
+  included (a sample's ``a`` has that shape; ``input_fields`` gives its interior), the
+  scale is ``h = 1/(n-1)``, and the sub-diagonal at offset ``-n`` (the coupling to the
+  neighbour in the previous row) reads the coefficient two places earlier in row-major
+  order: for the node at padded position ``(I, J)`` it is ``-a[I-1, J-2]`` instead of
+  ``-a[I-1, J]``, wrapping to the end of an earlier row when ``J < 3``. The generator
+  hands ``scipy.sparse.diags`` a vector two entries too long, which it truncates at the end.
+  That slip makes the matrix far from normal and, for GRF coefficients, often slightly indefinite;
+  unpreconditioned GMRES(40) then needs 10-20x more iterations than on ``skr``. With a
+  constant coefficient it coincides with ``skr`` (up to the scale). 2-D square grids only.
 """
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from linsolve import LinearSystem
 
@@ -22,7 +36,32 @@ from ..family import Family, FamilyError, register_family
 from ..grf import GaussianRandomField
 from ..stencils import Mesh, box_bcs, fv_boundary_rhs, fv_diffusion, nodal_scaled_laplacian_of_product
 
-STENCILS = ("fv", "skr")
+STENCILS = ("fv", "skr", "skr_published")
+PUBLISHED = "skr_published"
+
+
+def published_h(n: int) -> float:
+    """The published generator's grid step ``1/(s-1)`` for ``s = n`` interior nodes per side."""
+    return 1.0 / (n - 1)
+
+
+def published_skr_matrix(a_full: np.ndarray, shift: float = 0.0) -> sp.csr_matrix:
+    """The matrix of the SKR paper's published ``build_darcy`` / ``build_helmholtz`` (shift =
+    ``h^2 k^2``) from the coefficient on the padded ``(n+2) x (n+2)`` node grid.
+
+    Rows are the ``n^2`` interior nodes in row-major order. Diagonal ``4 a - shift``;
+    couplings to the neighbours at ``j-1``, ``j+1`` and ``i+1`` are ``-a`` at that
+    neighbour; the coupling to ``i-1`` is ``-a_up[R - 2]`` where ``a_up`` is the
+    row-major flattening of ``a_full[:-2, 1:-1]`` and R the row, the value the
+    published code's over-long diagonal leaves there (the correct one is ``a_up[R]``)."""
+    a_full = np.asarray(a_full, dtype=float)
+    n = a_full.shape[0] - 2
+    inner = a_full[1:-1, 1:-1]
+    A = nodal_scaled_laplacian_of_product(Mesh((n, n), centering="node"), inner.copy(), shift=0.0)
+    up = a_full[:-2, 1:-1].reshape(-1)
+    # column c = R - n of the offset -n diagonal: replace -up[R] by -up[R - 2]
+    fix = sp.diags(up[n:] - up[n - 2:-2], -n, shape=A.shape)
+    return (A + fix - shift * sp.identity(n * n)).tocsr()
 
 
 def parse_sigma(value) -> float | None:
@@ -66,8 +105,37 @@ class GRFCoefficientFamily(Family):
     def validate(self) -> None:
         check_positive("alpha", self.p["alpha"])
         check_positive("tau", self.p["tau"])
-        self.grf = GaussianRandomField(self.grid, alpha=self.p["alpha"], tau=self.p["tau"],
-                                       sigma=parse_sigma(self.p["sigma"]))
+        published = getattr(self, "stencil", None) == PUBLISHED
+        if published and (self.dim != 2 or self.grid[0] != self.grid[1] or self.grid[0] < 3):
+            raise FamilyError(f"stencil={PUBLISHED!r} is the published 2-D generator on a square grid of at "
+                              f"least 3 x 3 unknowns, got grid {self.grid}")
+        # the published generator samples FNO's zero-mean field on the padded node grid
+        shape = tuple(g + 2 for g in self.grid) if published else self.grid
+        self.grf = GaussianRandomField(shape, alpha=self.p["alpha"], tau=self.p["tau"],
+                                       sigma=parse_sigma(self.p["sigma"]), zero_mean=published)
+
+    def coefficient_shape(self) -> tuple[int, ...]:
+        """Shape of a sample's ``a``: the grid, or the padded node grid for ``skr_published``."""
+        return self.grf.shape
+
+    def interior(self, a) -> np.ndarray:
+        """The coefficient at the unknowns (drops the padded boundary ring of ``skr_published``)."""
+        a = np.asarray(a, dtype=float)
+        return a[1:-1, 1:-1] if self.stencil == PUBLISHED else a
+
+    def published_system(self, a, f, shift: float, params: dict | None, meta: dict) -> LinearSystem:
+        """``skr_published`` assembly shared by darcy and helmholtz: ``a`` an array on the
+        padded grid or a callable of the padded node coordinates, ``f`` on the interior."""
+        n = self.grid[0]
+        if callable(a):
+            x = np.arange(n + 2) / (n + 1.0)
+            a = a(*np.meshgrid(x, x, indexing="ij"))
+        a = check_coefficient(a, self.coefficient_shape())
+        f = self.mesh.evaluate(f)
+        A = published_skr_matrix(a, shift=shift)
+        b = published_h(n) ** 2 * f.reshape(-1)
+        meta = {**meta, "params": params if params is not None else {}}
+        return LinearSystem(A, b, grid=self.mesh.grid(), meta=meta)
 
     def sample_coefficients(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if int(n) < 0:
@@ -84,7 +152,7 @@ class GRFCoefficientFamily(Family):
         return dict(zip("xyz", self.mesh.axes, strict=False))
 
     def input_fields(self, params: dict) -> dict[str, np.ndarray]:
-        return {"a": np.asarray(params["a"], dtype=float)}
+        return {"a": self.interior(params["a"])}
 
     def solution_fields(self, params: dict, x: np.ndarray) -> dict[str, np.ndarray]:
         return {"u": np.asarray(x).reshape(self.grid)}
@@ -101,7 +169,8 @@ class Darcy(GRFCoefficientFamily):
     symmetric = True
     shared_matrix = False
     params = {
-        "stencil": ("fv", "fv: symmetric finite volume (SPD); skr: the SKR paper's non-symmetric stencil"),
+        "stencil": ("fv", "fv: symmetric finite volume (SPD); skr: the SKR paper's non-symmetric stencil; "
+                          "skr_published: the matrices of the paper's published generator (Table 1)"),
         **GRFCoefficientFamily.grf_params,
         "f": (1.0, "constant source term"),
     }
@@ -111,8 +180,8 @@ class Darcy(GRFCoefficientFamily):
             raise FamilyError(f"parameter stencil={self.p['stencil']!r} must be one of {STENCILS}")
         if not np.isfinite(self.p["f"]):
             raise FamilyError(f"parameter f={self.p['f']!r} must be finite")
-        super().validate()
         self.stencil = self.p["stencil"]
+        super().validate()
         self.symmetric = self.stencil == "fv"
         self._build_mesh()
 
@@ -128,6 +197,10 @@ class Darcy(GRFCoefficientFamily):
         callable of the boundary-face centres, or None for 0). Used by ``assemble`` and by
         the manufactured-solution convergence tests."""
         mesh, faces = self.mesh, self.faces
+        if self.stencil == PUBLISHED:
+            if g is not None:
+                raise FamilyError(f"the {PUBLISHED} stencil supports only homogeneous Dirichlet data (g=None)")
+            return self.published_system(a, f, 0.0, params, {"family": self.name, "stencil": self.stencil})
         a = check_coefficient(mesh.evaluate(a) if callable(a) else a, self.grid)
         f = mesh.evaluate(f)
         if self.stencil == "fv":
@@ -142,7 +215,9 @@ class Darcy(GRFCoefficientFamily):
         return LinearSystem(A, b, grid=mesh.grid(), meta=meta)
 
     def features(self, params: dict) -> np.ndarray:
+        # skr_published: the whole padded field, which the published code sorts on
         return np.asarray(params["a"], dtype=float).reshape(-1)
 
 
-__all__ = ["Darcy", "GRFCoefficientFamily", "check_coefficient", "check_positive", "parse_sigma"]
+__all__ = ["Darcy", "GRFCoefficientFamily", "PUBLISHED", "check_coefficient", "check_positive", "parse_sigma",
+           "published_h", "published_skr_matrix"]

@@ -14,7 +14,12 @@ Variants (``--param variant=...``):
   per sample with ``k_max = 1``, a negligible shift, with the paper's nodal stencil
   (as for ``darcy`` with ``stencil=skr``: ``h^2 [-Laplacian(a u) - k^2 u]``, non-symmetric).
 
-``--param stencil=fv|skr`` overrides the variant's stencil.
+``--param stencil=fv|skr`` overrides the variant's stencil. ``stencil=skr_published`` (with
+``variant=skr``) builds the matrices of the paper's published generator (``build_helmholtz``
+in github.com/wanghong1700/NO-DataGen-SKR ``code_hmh/``; see ``darcy``'s docstring for how
+they differ from ``skr``): the padded zero-mean GRF, diagonal ``4 a - h^2 k^2`` with
+``h = 1/(n-1)``, and the shifted ``-n`` sub-diagonal. Its features are the padded
+coefficient field alone, as the published ordering uses (``k`` is left out).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from linsolve import LinearSystem
 
 from ..family import FamilyError, register_family
 from ..stencils import fv_boundary_rhs, fv_diffusion, nodal_scaled_laplacian_of_product
-from .darcy import STENCILS, GRFCoefficientFamily, check_coefficient
+from .darcy import PUBLISHED, STENCILS, GRFCoefficientFamily, check_coefficient, published_h
 
 VARIANTS = ("indefinite", "skr")
 KH_MAX = 0.5
@@ -42,7 +47,7 @@ class Helmholtz(GRFCoefficientFamily):
         "variant": ("indefinite", "indefinite: fixed large k (symmetric indefinite); skr: k ~ U(0, k_max)"),
         "k": (16.0, "wavenumber of the indefinite variant (k h <= 0.5 required)"),
         "k_max": (1.0, "upper end of k ~ U(0, k_max) in the skr variant"),
-        "stencil": ("auto", "fv | skr | auto (fv for indefinite, skr for the skr variant)"),
+        "stencil": ("auto", "fv | skr | skr_published | auto (fv for indefinite, skr for the skr variant)"),
         **GRFCoefficientFamily.grf_params,
         "f": (1.0, "constant source term"),
     }
@@ -56,6 +61,9 @@ class Helmholtz(GRFCoefficientFamily):
         if not np.isfinite(p["f"]):
             raise FamilyError(f"parameter f={p['f']!r} must be finite")
         self.stencil = p["stencil"] if p["stencil"] != "auto" else ("fv" if p["variant"] == "indefinite" else "skr")
+        if self.stencil == PUBLISHED and p["variant"] != "skr":
+            raise FamilyError(f"stencil={PUBLISHED!r} reproduces the published generator of the skr variant; "
+                              "use variant=skr")
         h = 1.0 / np.asarray(self.grid, dtype=float) if self.stencil == "fv" else 1.0 / (np.asarray(self.grid) + 1.0)
         k_top = p["k"] if p["variant"] == "indefinite" else p["k_max"]
         name = "k" if p["variant"] == "indefinite" else "k_max"
@@ -89,9 +97,14 @@ class Helmholtz(GRFCoefficientFamily):
         source ``f`` and Dirichlet data ``g`` (fv only); used by ``assemble`` and the
         manufactured-solution tests."""
         mesh, faces = self.mesh, self.faces
-        a = check_coefficient(mesh.evaluate(a) if callable(a) else a, self.grid)
         if not np.isfinite(k) or k < 0:
             raise FamilyError(f"wavenumber k={k!r} must be a non-negative finite number")
+        if self.stencil == PUBLISHED:
+            if g is not None:
+                raise FamilyError(f"the {PUBLISHED} stencil supports only homogeneous Dirichlet data (g=None)")
+            return self.published_system(a, f, published_h(self.grid[0]) ** 2 * k**2, params,
+                                         {"family": self.name, "variant": self.p["variant"], "stencil": self.stencil})
+        a = check_coefficient(mesh.evaluate(a) if callable(a) else a, self.grid)
         f = mesh.evaluate(f)
         if self.stencil == "fv":
             A = fv_diffusion(mesh, a, faces, shift=k**2)
@@ -109,7 +122,7 @@ class Helmholtz(GRFCoefficientFamily):
         # The SKR ordering compares coefficient fields; in the skr variant k varies too, so
         # it is appended (its weight is negligible next to the field, as is the shift).
         a = np.asarray(params["a"], dtype=float).reshape(-1)
-        return a if self.p["variant"] == "indefinite" else np.append(a, params["k"])
+        return a if self.p["variant"] == "indefinite" or self.stencil == PUBLISHED else np.append(a, params["k"])
 
 
 __all__ = ["Helmholtz"]
