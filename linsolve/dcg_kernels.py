@@ -147,42 +147,28 @@ def ic0_apply(sptr, sind, sval, uptr, uind, uval, dinv, r, z):
     """z = (U D U^T)^-1 r (the kernel's own pass, with a zero step)."""
     zero = np.zeros(r.shape[0])
     _step_and_precondition(PC_IC0, sptr, sind, sval, uptr, uind, uval, dinv, zero.copy(), r.copy(), zero, zero,
-                           0.0, z)
+                           zero, 0.0, z)
 
 
 @njit(cache=True, nogil=True)
-def _direction(z, p, beta, corr, k, P, row):
-    """p = z + beta p - corr (corr = W^T mu, unused when k = 0), stored in P[row] if row >= 0."""
+def _direction(z, p, beta):
+    """p = z + beta p."""
     for ii in range(z.shape[0]):
         i = np.uint64(ii)
-        v = z[i] + beta * p[i]
-        if k > 0:
-            v -= corr[i]
-        p[i] = v
-    if row >= 0:
-        P[row] = p
+        p[i] = z[i] + beta * p[i]
 
 
 @njit(cache=True, nogil=True)
 def _product(indptr, indices, data, p, q):
-    """q = A p; returns p^T q."""
-    one = np.uint64(1)
-    pq = 0.0
-    for ii in range(p.shape[0]):
-        i = np.uint64(ii)
-        s = 0.0
-        a, end = np.uint64(indptr[i]), np.uint64(indptr[i + one])
-        while a < end:
-            s += data[a] * p[np.uint64(indices[a])]
-            a += one
-        q[i] = s
-        pq += p[i] * s
-    return pq
+    """q = A p; returns p^T q (by BLAS: a running sum in the loop would be a serial
+    chain of additions, slower than the product itself)."""
+    csr_matvec(indptr, indices, data, p, q)
+    return np.dot(p, q)
 
 
 @njit(cache=True, nogil=True)
-def _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, alpha, z):
-    """x += alpha p, r -= alpha q, z = M^-1 r; returns (||r||^2, r^T z).
+def _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, corr, alpha, z):
+    """x += alpha p, r -= alpha (q - corr), z = M^-1 r; returns (||r||^2, r^T z).
 
     IC(0): the vector updates ride along the forward substitution, whose dependency chain
     bounds the pass, and both substitutions keep the neighbour of the previous row (the
@@ -197,7 +183,7 @@ def _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, 
         for ii in range(n):
             i = np.uint64(ii)
             x[i] += alpha * p[i]
-            ri = r[i] - alpha * q[i]
+            ri = r[i] - alpha * (q[i] - corr[i])
             r[i] = ri
             rr += ri * ri
             s = ri
@@ -231,34 +217,34 @@ def _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, 
             z[i] = s
             nxt = s
             rz += r[i] * s
-    elif pctype == 1:
-        for ii in range(n):
-            i = np.uint64(ii)
-            x[i] += alpha * p[i]
-            ri = r[i] - alpha * q[i]
-            r[i] = ri
-            rr += ri * ri
-            zi = dinv[i] * ri
-            z[i] = zi
-            rz += ri * zi
     else:
+        # no dependency chain to hide the sums behind: BLAS dots after the update
+        jac = pctype == 1
         for ii in range(n):
             i = np.uint64(ii)
             x[i] += alpha * p[i]
-            ri = r[i] - alpha * q[i]
+            ri = r[i] - alpha * (q[i] - corr[i])
             r[i] = ri
-            z[i] = ri
-            rr += ri * ri
-        rz = rr
+            z[i] = dinv[i] * ri if jac else ri
+        rr = np.dot(r, r)
+        rz = np.dot(r, z) if jac else rr
     return rr, rz
 
 
 @njit(cache=True, nogil=True)
 def dpcg(indptr, indices, data, pctype, sptr, sind, sval, uptr, uind, uval, dinv, b, x, W, AW, Einv, tol, maxiter,
-         norms, P, alphas, rhos, T):
+         norms, P, C, alphas, rhos, T):
     """Deflated PCG from x (updated in place); W, AW of shape (k, n), Einv = (W^T A W)^-1.
-    norms[j] = ||r_j+1|| (recurrence). Stores P[j] = p_j and alphas[j] for j < s =
-    P.shape[0], and rhos[j], T[j] = (AW) z_j for j <= s. Returns (iterations, status)."""
+
+    The direction is kept as p_j = pt_j - W^T c_j, pt_j = z_j + beta pt_j-1 and
+    c_j = E^-1 (AW) z_j + beta c_j-1, so A p_j = A pt_j - (AW)^T c_j and the iterate as
+    x = xt - W^T cx: every iteration reads AW twice and W never (W is read once at the
+    start and once at the end), which halves the block data that must stay in cache
+    against two GEMVs over W and AW. p^T A p = pt^T A p as W^T A p = 0 by construction.
+
+    norms[j] = ||r_j+1|| (recurrence). For j < s = P.shape[0] stores P[j] = pt_j,
+    C[j] = c_j, alphas[j]; rhos[j] = r_j^T z_j and T[j] = (AW) z_j for j <= s.
+    Returns (iterations, status)."""
     n = b.shape[0]
     k = W.shape[0]
     s_store = P.shape[0]
@@ -268,16 +254,18 @@ def dpcg(indptr, indices, data, pctype, sptr, sind, sval, uptr, uind, uval, dinv
     q = np.empty(n)
     t = np.zeros(k)
     mu = np.zeros(k)
+    c = np.zeros(k)
+    cx = np.zeros(k)
     corr = np.zeros(n)
     csr_matvec(indptr, indices, data, x, q)
     for i in range(n):
         r[i] = b[i] - q[i]
     if k > 0:  # Galerkin correction of the initial guess on span W
-        c = np.dot(Einv, np.dot(W, r))
-        x += np.dot(c, W)
-        r -= np.dot(c, AW)
+        c0 = np.dot(Einv, np.dot(W, r))
+        x += np.dot(c0, W)
+        r -= np.dot(c0, AW)
     # alpha = 0: only z_0 = M^-1 r_0, ||r_0||^2 and rho_0
-    rr, rz = _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, 0.0, z)
+    rr, rz = _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, corr, 0.0, z)
     if np.sqrt(rr) <= tol:
         return 0, CONVERGED
     if k > 0:
@@ -289,20 +277,27 @@ def dpcg(indptr, indices, data, pctype, sptr, sind, sval, uptr, uind, uval, dinv
     its = 0
     status = MAXITER
     while its < maxiter:
-        # p = z + beta p - W (W^T A W)^-1 (AW) z: two BLAS GEMVs over the k x n blocks
+        _direction(z, p, beta)
+        pq = _product(indptr, indices, data, p, q)
         if k > 0:
             np.dot(Einv, t, mu)
-            np.dot(mu, W, corr)
-        _direction(z, p, beta, corr, k, P, its if its < s_store else -1)
-        pq = _product(indptr, indices, data, p, q)
+            for j in range(k):
+                c[j] = mu[j] + beta * c[j]
+            np.dot(c, AW, corr)
+            pq -= np.dot(p, corr)  # p^T (A pt - AW^T c); the step subtracts corr from q
+        if its < s_store:
+            P[its] = p
+            C[its] = c
         if not (pq > 0.0 and np.isfinite(pq)):
             status = BREAKDOWN
             break
         alpha = rz / pq
         if its < s_store:
             alphas[its] = alpha
-        rr, rz_new = _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, alpha,
-                                            z)
+        for j in range(k):
+            cx[j] += alpha * c[j]
+        rr, rz_new = _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, corr,
+                                            alpha, z)
         its += 1
         rnorm = np.sqrt(rr)
         norms[its - 1] = rnorm
@@ -319,7 +314,38 @@ def dpcg(indptr, indices, data, pctype, sptr, sind, sval, uptr, uind, uval, dinv
             break
         beta = rz_new / rz
         rz = rz_new
+    if k > 0:
+        x -= np.dot(cx, W)
     return its, status
+
+
+@njit(cache=True, nogil=True)
+def block_product(indptr, indices, data, X, Y):
+    """Y[m] = A X[m] for the rows of X (k, n); returns X Y^T."""
+    for m in range(X.shape[0]):
+        csr_matvec(indptr, indices, data, X[m], Y[m])
+    return np.dot(X, Y.T)
+
+
+@njit(cache=True, nogil=True)
+def ic0_apply_rows(sptr, sind, sval, uptr, uind, uval, dinv, R, Z):
+    """Z[m] = M^-1 R[m] for the rows of R (k, n), the k substitutions interleaved row by
+    row so that their independent dependency chains overlap."""
+    k, n = R.shape
+    for i in range(n):
+        for m in range(k):
+            Z[m, i] = R[m, i]
+        for a in range(sptr[i], sptr[i + 1]):
+            j, v = sind[a], sval[a]
+            for m in range(k):
+                Z[m, i] -= v * Z[m, j]
+    for i in range(n - 1, -1, -1):
+        for m in range(k):
+            Z[m, i] *= dinv[i]
+        for a in range(uptr[i], uptr[i + 1]):
+            j, v = uind[a], uval[a]
+            for m in range(k):
+                Z[m, i] -= v * Z[m, j]
 
 
 class IC0:
@@ -345,6 +371,12 @@ class IC0:
         z = np.empty(self.n)
         ic0_apply(*self.unit, np.ascontiguousarray(r, dtype=np.float64), z)
         return z
+
+    def apply_rows(self, R):
+        """M^-1 applied to every row of R (k, n)."""
+        Z = np.empty_like(R)
+        ic0_apply_rows(*self.unit, np.ascontiguousarray(R, dtype=np.float64), Z)
+        return Z
 
     def lower(self):
         """The factor L (A ~ L L^T) as a SciPy CSR matrix, for checks and references."""

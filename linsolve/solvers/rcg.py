@@ -26,7 +26,6 @@ in one compiled kernel (``linsolve.dcg_kernels``); other inputs and precondition
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg as sla
 from scipy.linalg.blas import daxpy, ddot, dnrm2
 
 from ..base import Outcome, Solver
@@ -49,11 +48,11 @@ class RecycledCG(Solver):
     supports = frozenset({"spd"})
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ssor", "amg")
-    options = {"recycle": 10, "store": 100, "recycle_across": True, "compiled": True}
+    options = {"recycle": 10, "store": 100, "recycle_across": True, "compiled": True, "update_every": 1}
     stateful = True
 
     def _validate_options(self):
-        for name, low in (("recycle", 0), ("store", 1)):
+        for name, low in (("recycle", 0), ("store", 1), ("update_every", 1)):
             v = self.opts[name]
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 raise OptionError(f"{name} must be an integer >= {low}, got {v!r}")
@@ -62,25 +61,34 @@ class RecycledCG(Solver):
         self._reset()
 
     def _reset(self):
+        self._forget_space()
+        self._fast_pc = None  # (matrix, pc name, compiled preconditioner)
+        self._pbuf = None     # storage of the directions the Ritz update reads
+
+    def _forget_space(self):
         self._W = None     # (k, n) recycled directions
         self._AW = None    # A W for the matrix of self._key; None: to be computed
-        self._chol = None  # ((W^T A W)^-1, (W^T A W)^-1 W)
+        self._proj = None  # (E^-1, R^-1, E^-1 W or None) with E = W^T A W = R^T R
         self._key = None
-        self._fast_pc = None  # (matrix, pc name, compiled preconditioner)
+        self._since_update = 0  # solves since W was last updated
         self.ritz_values = None
 
-    def _refresh(self, A, W):
-        """A W and (W^T A W)^-1 for the current operator, or None if W^T A W is not SPD."""
-        AW = A.block(W)
-        WAW = W @ AW.T
+    def _refresh(self, A, W, M):
+        """A W, and E^-1 and R^-1 for E = W^T A W = R^T R, for the current operator; None
+        if E is not SPD."""
+        if A._csr is not None:
+            from ..dcg_kernels import block_product
+
+            AW = np.empty_like(W)
+            E = block_product(A._indptr, A._indices, A._data, W, AW)
+        else:
+            AW = A.block(W)
+            E = W @ AW.T
         try:
-            chol = sla.cho_factor((WAW + WAW.T) / 2)
+            Rinv = np.linalg.inv(np.linalg.cholesky((E + E.T) / 2).T)  # k x k
         except np.linalg.LinAlgError:
             return None
-        # The projection W (W^T A W)^-1 (A W)^T z runs every iteration: keep
-        # (W^T A W)^-1 W as one block so it is a single GEMV, not a triangular solve.
-        inv = sla.cho_solve(chol, np.eye(W.shape[0]))
-        return AW, (inv, inv @ W)
+        return AW, (Rinv @ Rinv.T, Rinv, None)
 
     def _compiled_pc(self, op, A):
         """The preconditioner as the compiled kernel takes it, or None if this one has no
@@ -109,25 +117,25 @@ class RecycledCG(Solver):
         return M
 
     def _prepare(self, A, M, n, source):
-        """The recycled space for this solve: (W, AW, chol) or Nones; k products when the
-        matrix, the preconditioner or W changed since A W was computed."""
+        """The recycled space for this solve: (W, AW, projection data) or Nones; k products
+        when the matrix, the preconditioner or W changed since A W was computed."""
         if not self.opts["recycle_across"] or (self._W is not None and self._W.shape[1] != n):
-            self._reset()
+            self._forget_space()
         W = self._W
         refreshed = 0
         if W is not None and (self._AW is None or self._key is None or self._key[0] is not source
                               or self._key[1] is not M):
-            got = self._refresh(A, W)
+            got = self._refresh(A, W, M)
             refreshed = W.shape[0]
             if got is None:
-                self._reset()
+                self._forget_space()
                 W = None
             else:
-                self._AW, self._chol = got
+                self._AW, self._proj = got
         self._key = (source, M)
         if W is None:
             return None, None, None, refreshed
-        return W, self._AW, self._chol, refreshed
+        return W, self._AW, self._proj, refreshed
 
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         A = MatOps(op)
@@ -141,15 +149,19 @@ class RecycledCG(Solver):
 
         n = op.n
         k, store = int(self.opts["recycle"]), int(self.opts["store"])
-        W, AW, chol, refreshed = self._prepare(A, M, n, op.source)
+        W, AW, proj, refreshed = self._prepare(A, M, n, op.source)
         kw = 0 if W is None else W.shape[0]
         if kw:
-            Wk, AWk, Einv = W, AW, chol[0]
+            Wk, AWk, Einv = W, AW, proj[0]
         else:
             Wk = AWk = np.empty((0, n))
             Einv = np.empty((0, 0))
-        s = min(store, maxiter) if k > 0 else 0
-        P = np.empty((s, n))
+        s = min(store, maxiter) if self._updating(k) else 0
+        # the stored directions' buffer is kept between solves: a fresh one would pay a
+        # page fault per 4 KiB on first touch, inside the iteration
+        if self._pbuf is None or self._pbuf.shape[0] < s or self._pbuf.shape[1] != n:
+            self._pbuf = np.empty((s, n))
+        P, C = self._pbuf[:s], np.empty((s, kw))
         alphas, rhos, T = np.empty(s), np.empty(s + 1), np.empty((s + 1, kw))
         norms = np.empty(maxiter)
         if isinstance(M, K.IC0):
@@ -161,10 +173,10 @@ class RecycledCG(Solver):
                     M.inv_diag if isinstance(M, Jacobi) else ef)
         x = np.array(x0, dtype=np.float64)
         its, status = K.dpcg(A._indptr, A._indices, A._data, pctype, *pats, b, x, Wk, AWk, Einv,
-                             float(tol), int(maxiter), norms, P, alphas, rhos, T)
+                             float(tol), int(maxiter), norms, P, C, alphas, rhos, T)
         L = min(its, s)
         if L:
-            self._update(W, P[:L], alphas[:L], rhos[:L + 1], T[:L + 1], k, A, M)
+            self._update(W, P[:L], alphas[:L], rhos[:L + 1], T[:L + 1], k, M, C[:L])
         info = {"norm": "true residual (recurrence)", "kernel": "compiled", "pc_impl": M.name,
                 "recycled_dim": 0 if self._W is None else int(self._W.shape[0]),
                 "recycle_matvecs": refreshed}
@@ -175,12 +187,15 @@ class RecycledCG(Solver):
         M = build_pc(self, op)
         ident = is_identity(M)
         k, store = int(self.opts["recycle"]), int(self.opts["store"])
-        W, AW, chol, refreshed = self._prepare(A, M, n, op.source)
+        W, AW, proj, refreshed = self._prepare(A, M, n, op.source)
+        if W is not None and proj[2] is None:
+            # (W^T A W)^-1 W as one block: the projection is then a single GEMV
+            proj = self._proj = (proj[0], proj[1], proj[0] @ W)
 
         x = np.array(x0, dtype=np.float64)
         r = b - A(x)
         if W is not None:
-            mu = chol[0] @ (W @ r)
+            mu = proj[0] @ (W @ r)
             x += W.T @ mu
             r -= AW.T @ mu
         z = r if ident else M.apply(r)
@@ -188,13 +203,13 @@ class RecycledCG(Solver):
         t = None
         if W is not None:
             t = AW @ z
-            p -= chol[1].T @ t
+            p -= proj[2].T @ t
         rz = ddot(r, z)
         norms: list[float] = []
         rnorm = dnrm2(r)
         # What the Ritz update needs, all by-products of the iteration: the directions,
         # alpha_j, rho_j = r_j^T z_j and t_j = (A W) z_j.
-        keep = store if k > 0 else 0
+        keep = store if self._updating(k) else 0
         P = np.empty((min(keep, maxiter), n)) if keep else None
         alphas, rhos, ts = [], [rz], [t]
         its = 0
@@ -234,54 +249,67 @@ class RecycledCG(Solver):
             p *= beta
             p += z
             if W is not None:
-                p -= chol[1].T @ t
+                p -= proj[2].T @ t
         if alphas:
             T = np.array(ts[:len(alphas) + 1]) if W is not None else None
-            self._update(W, P[:len(alphas)], np.array(alphas), np.array(rhos), T, k, A, M)
+            self._update(W, P[:len(alphas)], np.array(alphas), np.array(rhos), T, k, M)
         info = {"norm": "true residual (recurrence)", "kernel": "numpy",
                 "recycled_dim": 0 if self._W is None else int(self._W.shape[0]),
                 "recycle_matvecs": refreshed}
         return Outcome(x, its, norms, converged, reason, info)
 
-    def _update(self, W, P, alpha, rho, T, k, A, M):
+    def _updating(self, k: int) -> bool:
+        """Whether this solve updates W: always while it has fewer than k vectors, else on
+        every ``update_every``-th solve (an update costs a Ritz step, and k products at
+        the next solve even when the matrix is unchanged)."""
+        if k == 0:
+            return False
+        self._since_update += 1
+        if self._W is None or self._W.shape[0] < k or self._since_update >= int(self.opts["update_every"]):
+            self._since_update = 0
+            return True
+        return False
+
+    def _update(self, W, P, alpha, rho, T, k, M, C=None):
         """Harmonic Ritz step over S = [W, P] from scalars the iteration produced:
         with A P_j = (r_j - r_j+1)/alpha_j, M^-1 A P_j = (z_j - z_j+1)/alpha_j and the
         M^-1-orthogonality of the residuals, (AP)^T M^-1 AP is tridiagonal, P^T A P is
         diag(rho/alpha), W^T A P = 0, and (AW)^T M^-1 AP comes from the rows
-        T_j = (AW) z_j (shape (L+1, k)). The new W gets its A W at the next solve."""
+        T_j = (AW) z_j (shape (L+1, k)). In the basis [R^-T W, P diag(rho/alpha)^-1/2],
+        A-orthonormal, the pencil becomes a standard symmetric eigenproblem. With C, the
+        rows of P are the compiled kernel's pt_j and the directions are pt_j - W^T c_j.
+        The new W gets its A W at the next solve, for that solve's matrix."""
         L = P.shape[0]
         kw = 0 if W is None else W.shape[0]
-        dim = kw + L
-        F = np.zeros((dim, dim))
-        G = np.zeros((dim, dim))
-        jj = np.arange(L)
-        F[kw + jj, kw + jj] = rho[:L] / alpha
-        G[kw + jj, kw + jj] = (rho[:L] + rho[1:L + 1]) / alpha**2
-        off = -rho[1:L] / (alpha[:-1] * alpha[1:])
-        G[kw + jj[:-1], kw + jj[1:]] = off
-        G[kw + jj[1:], kw + jj[:-1]] = off
+        if np.any(~(rho[:L] / alpha > 0)):
+            return
+        dP = np.sqrt(alpha / rho[:L])
+        G = np.zeros((kw + L, kw + L))
+        jj = np.arange(kw, kw + L)
+        G[jj, jj] = (rho[:L] + rho[1:L + 1]) / alpha**2 * dP**2
+        off = -rho[1:L] / (alpha[:-1] * alpha[1:]) * dP[:-1] * dP[1:]
+        G[jj[:-1], jj[1:]] = off
+        G[jj[1:], jj[:-1]] = off
         if kw:
-            AW = self._AW
-            WAW = W @ AW.T
-            F[:kw, :kw] = (WAW + WAW.T) / 2
-            GW = AW @ apply_block(M, AW).T
+            AW, Rinv = self._AW, self._proj[1]
+            MAW = M.apply_rows(AW) if hasattr(M, "apply_rows") else apply_block(M, AW)
+            GW = Rinv.T @ (AW @ MAW.T) @ Rinv
             G[:kw, :kw] = (GW + GW.T) / 2
-            GWP = ((T[:-1] - T[1:]) / alpha[:, None]).T
+            GWP = Rinv.T @ ((T[:-1] - T[1:]) / alpha[:, None]).T * dP
             G[:kw, kw:] = GWP
             G[kw:, :kw] = GWP.T
-        d = np.diag(F)
-        if np.any(~(d > 0)):
-            return
-        d = 1.0 / np.sqrt(d)
         try:
-            vals, Y = sla.eigh(G * d[:, None] * d[None, :], F * d[:, None] * d[None, :],
-                               subset_by_index=[0, min(k, dim) - 1])
-        except (np.linalg.LinAlgError, ValueError):
+            vals, Y = np.linalg.eigh(G)  # the full small problem: cheaper than LAPACK's subset drivers here
+        except np.linalg.LinAlgError:
             return
-        Y = Y * d[:, None]
-        Wn = Y[kw:].T @ P
+        vals, Y = vals[:k], Y[:, :k]
+        if not np.all(np.isfinite(vals)):
+            return
+        YP = Y[kw:] * dP[:, None]
+        Wn = YP.T @ P
         if kw:
-            Wn += Y[:kw].T @ W
+            YW = Rinv @ Y[:kw]
+            Wn += (YW.T - YP.T @ C) @ W if C is not None else YW.T @ W
         self._W = np.ascontiguousarray(Wn)
         self._AW = None
         self.ritz_values = vals
