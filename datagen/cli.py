@@ -11,6 +11,7 @@ and that the same command with --resume continues (with none finished, nothing i
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -345,7 +346,7 @@ def inspect_summary(path: Path) -> dict:
     from . import store
 
     with store.open_file(path) as f:
-        if "solver_stats" not in f:
+        if store.is_trajectory_file(f):
             return _trajectory_summary(path, f)
         stats = store.read_stats(f)
         ins, outs = store.field_names(f)
@@ -396,6 +397,22 @@ def _trajectory_summary(path: Path, f) -> dict:
             "schema_problems": [], "tree": _tree(f), "kind": "trajectories"}
 
 
+@contextlib.contextmanager
+def _readable(path: Path):
+    """A datagen file missing a part the command reads is bad input named in one line."""
+    try:
+        yield
+    except SolverError:
+        raise
+    except (KeyError, ValueError, IndexError) as exc:
+        from . import store
+
+        with store.open_file(path) as f:
+            problems = store.check_schema(f) if not store.is_trajectory_file(f) else []
+        why = "; ".join(problems) or " ".join(str(exc).split())
+        raise CLIError(f"{str(path)!r} is damaged or not in the datagen layout: {why}") from None
+
+
 @app.command()
 def inspect(
     file: Path = typer.Argument(..., help="a file written by `datagen generate`"),
@@ -405,7 +422,8 @@ def inspect(
     from rich.console import Console
     from rich.table import Table
 
-    s = inspect_summary(file)
+    with _readable(file):
+        s = inspect_summary(file)
     if as_json:
         print(json.dumps(s, indent=1))
         return
@@ -458,7 +476,7 @@ def validate(
     from .pipeline import validate_file
 
     with store.open_file(file) as f:
-        if "solver_stats" not in f:  # trajectories: no systems to re-assemble; check the fields
+        if store.is_trajectory_file(f):  # no systems to re-assemble; check the fields
             fields = _trajectory_fields(f)
             bad = [n for n, d in fields.items() if not d["finite"]]
             for n, d in fields.items():
@@ -467,7 +485,8 @@ def validate(
             if bad or not fields:
                 raise typer.Exit(1)
             return
-    report = validate_file(file, samples=samples, seed=seed)
+    with _readable(file):
+        report = validate_file(file, samples=samples, seed=seed)
     for line in report.lines():
         print(line)
     if not report.ok:
@@ -485,7 +504,8 @@ def plot(
 
     check_output_path(out, "--out", replaces=False, error=CLIError)
     try:
-        plot_sample(file, index, out)
+        with _readable(file):
+            plot_sample(file, index, out)
     except OSError as exc:  # e.g. the disk filling up while matplotlib writes
         raise CLIError(f"writing --out {str(out)!r} failed: {exc.strerror or exc}") from None
 

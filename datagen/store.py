@@ -547,6 +547,12 @@ def residual_history(f: h5py.File, index: int) -> np.ndarray:
     return np.asarray(f["solver_stats"]["residual_history"][index], dtype=np.float64)
 
 
+def is_trajectory_file(f: h5py.File) -> bool:
+    """A time-dependent dataset (the channel family): trajectories, no solved systems. Judged
+    by every per-system group being absent, so a damaged sample file is not mistaken for one."""
+    return not any(g in f for g in ("solver_stats", "parameters", "ordering", "solution_vectors"))
+
+
 def check_schema(f: h5py.File) -> list[str]:
     """Every way the file departs from the layout above (empty list: conforms)."""
     problems = []
@@ -556,6 +562,11 @@ def check_schema(f: h5py.File) -> list[str]:
     for g in REQUIRED_GROUPS:
         if g not in f:
             problems.append(f"group /{g} missing")
+    try:
+        if not isinstance(json.loads(f.attrs["config"]), dict):
+            problems.append("root attribute 'config' is not a JSON mapping")
+    except (KeyError, TypeError, ValueError):
+        problems.append("root attribute 'config' is not valid JSON")
     if problems:
         return problems
     n = int(f.attrs["n_trajectories"])

@@ -359,6 +359,44 @@ def test_reading_commands_bad_input(made, tmp_path, args, needle):
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
 
 
+def _del_group(name):
+    def damage(f):
+        del f[name]
+    return damage
+
+
+def _set_attr(name, value):
+    def damage(f):
+        if value is None:
+            del f.attrs[name]
+        else:
+            f.attrs[name] = value
+    return damage
+
+
+@pytest.mark.parametrize("damage,problem", [
+    (_del_group("solver_stats"), "group /solver_stats missing"),  # was validated as a trajectory file: OK
+    (_set_attr("config", "{bad"), "root attribute 'config' is not valid JSON"),  # JSONDecodeError traceback
+    (_set_attr("n_trajectories", None), "root attribute 'n_trajectories' missing"),  # KeyError traceback
+])
+def test_damaged_file_is_named_not_a_traceback(made, tmp_path, damage, problem):
+    bad = tmp_path / "damaged.h5"
+    shutil.copy(made[0], bad)
+    with h5py.File(bad, "r+") as f:
+        damage(f)
+    res = invoke("validate", bad)
+    assert res.exit_code == 1 and f"schema: {problem}" in res.stdout and "Traceback" not in res.output
+    assert "OK" not in res.stdout
+    res = invoke("inspect", bad)
+    if res.exit_code != 0:
+        assert_bad_input(res, f"is damaged or not in the datagen layout: {problem}")
+    else:  # what it can show, with the problem named
+        assert f"schema problems: {problem}" in res.stdout
+    res = invoke("plot", bad, "--out", tmp_path / "p.png")
+    if res.exit_code != 0:
+        assert_bad_input(res, problem)
+
+
 def test_entry_point_subprocess_one_line(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), env_path()])}
