@@ -6,6 +6,7 @@ Bad input exits with status 2 and one line on stderr naming the problem.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -48,16 +49,37 @@ def parse_value(text: str):
 def parse_solver_spec(spec: str) -> tuple[str, dict]:
     """``cg:pc=amg:rtol=1e-8`` -> ("cg", {"pc": "amg", "rtol": 1e-8}). Options that are not
     Solver keywords (nor the solver's own) go to PETSc's options database for PETSc solvers."""
-    parts = [p for p in spec.split(":") if p]
-    if not parts:
+    # split only at a colon that starts the next key=value, so JSON values may hold colons
+    # (cg:pc=ilu:pc_options={"fill_factor": 2})
+    name, _, rest = spec.partition(":")
+    if not name:
         raise CLIError(f"empty solver specification {spec!r}")
-    name, opts = parts[0], {}
-    for p in parts[1:]:
+    opts = {}
+    for p in [p for p in re.split(r":(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)", rest) if p]:
         if "=" not in p:
             raise CLIError(f"solver option {p!r} in {spec!r} is not key=value")
         k, v = p.split("=", 1)
         opts[k.strip()] = parse_value(v)
     return name, opts
+
+
+def split_specs(text: str) -> list[str]:
+    """``--solvers`` split at the commas outside JSON values (``{...}``, ``[...]``, strings)."""
+    specs, depth, quoted, cur = [], 0, False, []
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "{[":
+            depth += 1
+        elif not quoted and ch in "}]":
+            depth -= 1
+        elif ch == "," and depth == 0 and not quoted:
+            specs.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    specs.append("".join(cur))
+    return [sp.strip() for sp in specs if sp.strip()]
 
 
 def load_matrix(path: Path):
@@ -67,6 +89,8 @@ def load_matrix(path: Path):
 
     if not path.exists():
         raise CLIError(f"matrix file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise CLIError(f"matrix file {str(path)!r} is a directory")
     name = path.name.lower()
     try:
         if name.endswith((".mtx", ".mtx.gz", ".mm")):
@@ -93,6 +117,8 @@ def load_rhs(path: Path, n: int) -> np.ndarray:
 
     if not path.exists():
         raise CLIError(f"right-hand side file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise CLIError(f"right-hand side file {str(path)!r} is a directory")
     try:
         if path.suffix == ".npy":
             b = np.load(str(path))
@@ -101,9 +127,9 @@ def load_rhs(path: Path, n: int) -> np.ndarray:
                            else scipy.io.mmread(str(path)))
         else:
             b = np.loadtxt(str(path))
-    except Exception as exc:  # noqa: BLE001
+        b = np.asarray(b, dtype=np.float64).reshape(-1)
+    except Exception as exc:  # noqa: BLE001 - a parse failure or non-numeric entries
         raise CLIError(f"could not read right-hand side {str(path)!r}: {exc}") from None
-    b = np.asarray(b, dtype=np.float64).reshape(-1)
     if b.shape[0] != n:
         raise CLIError(f"right-hand side has length {b.shape[0]} but the matrix is {n} x {n}")
     return b
@@ -177,7 +203,7 @@ def bench(
     if A.shape[0] != A.shape[1]:
         raise CLIError(f"matrix {str(matrix)!r} is not square: {A.shape}")
     b = load_rhs(rhs, A.shape[0]) if rhs is not None else A @ np.ones(A.shape[0])
-    specs = [s.strip() for s in solvers_.split(",") if s.strip()]
+    specs = split_specs(solvers_)
     if not specs:
         raise CLIError(f"--solvers {solvers_!r} names no solver")
     if json_out is not None:  # before the solves, not after minutes of them

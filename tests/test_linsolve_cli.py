@@ -11,7 +11,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from linsolve import gallery
-from linsolve.cli import parse_solver_spec, parse_value
+from linsolve.cli import parse_solver_spec, parse_value, split_specs
 
 
 def _run(*args):
@@ -32,6 +32,14 @@ def matrix_files(tmp_path_factory):
 def test_parse_spec():
     assert parse_solver_spec("cg:pc=amg:rtol=1e-8") == ("cg", {"pc": "amg", "rtol": 1e-8})
     assert parse_value("40") == 40 and parse_value("true") is True and parse_value('{"a": 1}') == {"a": 1}
+
+
+def test_spec_values_may_hold_json_with_colons_and_commas():
+    spec = 'gmres:pc=ilu:pc_options={"fill_factor": 2, "drop_tol": 1e-4}:rtol=1e-9'
+    assert parse_solver_spec(spec) == ("gmres", {"pc": "ilu", "pc_options": {"fill_factor": 2, "drop_tol": 1e-4},
+                                                 "rtol": 1e-9})
+    assert split_specs(f"{spec},cg:pc=jacobi, bicgstab") == [spec, "cg:pc=jacobi", "bicgstab"]
+    assert split_specs('a:x=[1, 2],b:s="p,q"') == ["a:x=[1, 2]", 'b:s="p,q"']
 
 
 def test_bench_json_matches_direct_solve(matrix_files, tmp_path):
@@ -65,13 +73,20 @@ def test_bench_mtx(matrix_files):
     (["bench", "{npz}", "--solvers", "cg", "--json", "{tmp}"], "is a directory"),
     (["bench", "{npz}", "--solvers", "cg", "--json", "{bad}/x.json"], "is not a directory"),
     (["bench", "{npz}", "--solvers", "cg:pc_options=3"], "pc_options"),
+    (["bench", "{npz}", "--rhs", "{strs}"], "could not read right-hand side"),  # was a ValueError traceback
+    (["bench", "{tmp}"], "is a directory"),
+    (["bench", "{npz}", "--solvers", "cg:warm_start=2"], "warm_start"),
+    (["bench", "{npz}", "--solvers", 'cg:pc=none:pc_options={"fill_factor": 2}'], "takes no options"),
     (["bench", "{npz}", "--solvers", "petsc:ksp_type=nosuch"], "unknown KSP or PC type"),
 ])
 def test_bad_input_exit_2_one_line(matrix_files, tmp_path, args, needle):
     d, _ = matrix_files
     bad = tmp_path / "bad.npy"
     np.save(str(bad), np.ones(3))
-    args = [a.format(npz=d / "a.npz", bad=bad, tmp=tmp_path) for a in args]
+    strs = tmp_path / "strs.npy"
+    np.save(str(strs), np.array(["a"] * 144))
+    args = [a if a.startswith("cg:pc=none") else a.format(npz=d / "a.npz", bad=bad, tmp=tmp_path, strs=strs)
+            for a in args]
     p = _run(*args)
     assert p.returncode == 2
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
