@@ -55,6 +55,53 @@ def csr_matvec(indptr, indices, data, x, y):
 
 
 @njit(cache=True, nogil=True)
+def csr_to_dia(indptr, indices, data, max_diagonals):
+    """The diagonals of a CSR matrix with at most ``max_diagonals`` distinct offsets
+    j - i (a stencil on a grid): (offsets ascending, D) with D[d, i] = A[i, i + offsets[d]];
+    empty offsets when there are more. The product then streams contiguous arrays with
+    no index loads, about twice as fast as CSR for a 5-point stencil."""
+    n = indptr.shape[0] - 1
+    offs = np.empty(max_diagonals, dtype=np.int64)
+    nd = 0
+    for i in range(n):
+        for a in range(indptr[i], indptr[i + 1]):
+            o = indices[a] - i
+            found = False
+            for d in range(nd):
+                if offs[d] == o:
+                    found = True
+                    break
+            if not found:
+                if nd == max_diagonals:
+                    return np.empty(0, dtype=np.int64), np.empty((0, n))
+                offs[nd] = o
+                nd += 1
+    offs = np.sort(offs[:nd])
+    D = np.zeros((nd, n))
+    for i in range(n):
+        d = 0
+        for a in range(indptr[i], indptr[i + 1]):  # sorted columns: offsets ascend along the row
+            o = indices[a] - i
+            while offs[d] != o:
+                d += 1
+            D[d, i] += data[a]
+    return offs, D
+
+
+@njit(cache=True, nogil=True)
+def dia_matvec(offs, D, x, y):
+    n = x.shape[0]
+    y[:] = 0.0
+    for d in range(offs.shape[0]):
+        o = offs[d]
+        lo, hi = max(0, -o), min(n, n - o)
+        # slices: the compiler sees plain unit-stride streams and vectorises
+        yv, xv, dv = y[lo:hi], x[lo + o:hi + o], D[d, lo:hi]
+        for i in range(hi - lo):
+            yv[i] += dv[i] * xv[i]
+
+
+@njit(cache=True, nogil=True)
 def ic0_factor(indptr, indices, data):
     """IC(0) of a canonical CSR matrix (sorted column indices, no duplicates). Returns
     (lptr, lind, ldata, bad): L by rows with the diagonal last in each row, and bad = -1,
@@ -159,10 +206,14 @@ def _direction(z, p, beta):
 
 
 @njit(cache=True, nogil=True)
-def _product(indptr, indices, data, p, q):
-    """q = A p; returns p^T q (by BLAS: a running sum in the loop would be a serial
-    chain of additions, slower than the product itself)."""
-    csr_matvec(indptr, indices, data, p, q)
+def _product(indptr, indices, data, offs, D, p, q):
+    """q = A p (by diagonals when ``offs`` is not empty); returns p^T q (by BLAS: a
+    running sum in the loop would be a serial chain of additions, slower than the
+    product itself)."""
+    if offs.shape[0] > 0:
+        dia_matvec(offs, D, p, q)
+    else:
+        csr_matvec(indptr, indices, data, p, q)
     return np.dot(p, q)
 
 
@@ -232,9 +283,10 @@ def _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, 
 
 
 @njit(cache=True, nogil=True)
-def dpcg(indptr, indices, data, pctype, sptr, sind, sval, uptr, uind, uval, dinv, b, x, W, AW, Einv, tol, maxiter,
+def dpcg(indptr, indices, data, offs, D, pctype, sptr, sind, sval, uptr, uind, uval, dinv, b, x, W, AW, Einv, tol, maxiter,
          norms, P, C, alphas, rhos, T):
-    """Deflated PCG from x (updated in place); W, AW of shape (k, n), Einv = (W^T A W)^-1.
+    """Deflated PCG from x (updated in place); W, AW of shape (k, n), Einv = (W^T A W)^-1;
+    A as CSR, and by diagonals (``csr_to_dia``) unless ``offs`` is empty.
 
     The direction is kept as p_j = pt_j - W^T c_j, pt_j = z_j + beta pt_j-1 and
     c_j = E^-1 (AW) z_j + beta c_j-1, so A p_j = A pt_j - (AW)^T c_j and the iterate as
@@ -278,7 +330,7 @@ def dpcg(indptr, indices, data, pctype, sptr, sind, sval, uptr, uind, uval, dinv
     status = MAXITER
     while its < maxiter:
         _direction(z, p, beta)
-        pq = _product(indptr, indices, data, p, q)
+        pq = _product(indptr, indices, data, offs, D, p, q)
         if k > 0:
             np.dot(Einv, t, mu)
             for j in range(k):

@@ -79,6 +79,14 @@ def test_matvec_and_block_product_match_scipy():
     E = K.block_product(A.indptr, A.indices, A.data, X, Y)
     np.testing.assert_allclose(Y, (A @ X.T).T, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(E, X @ (A @ X.T), rtol=1e-12)
+    offs, D = K.csr_to_dia(A.indptr, A.indices, A.data, 16)
+    np.testing.assert_array_equal(offs, [-9, -1, 0, 1, 9])
+    ref = A.todia()
+    for o, row in zip(offs, D, strict=True):
+        np.testing.assert_array_equal(row, np.pad(A.diagonal(o), (max(0, -o), max(0, o))))
+    K.dia_matvec(offs, D, x, y)
+    np.testing.assert_allclose(y, ref @ x, rtol=1e-13, atol=1e-13)
+    assert K.csr_to_dia(A.indptr, A.indices, A.data, 4)[0].size == 0  # too many diagonals: CSR stays
 
 
 def _gold_deflated_pcg(A, b, Minv, W, iters):
@@ -106,7 +114,7 @@ def _gold_deflated_pcg(A, b, Minv, W, iters):
     return x, np.array(norms)
 
 
-def _kernel(A, b, pc, W, iters, tol=0.0):
+def _kernel(A, b, pc, W, iters, tol=0.0, dia=16):
     n = A.shape[0]
     if pc == "ic0":
         M = K.IC0.build(A.indptr, A.indices, A.data)
@@ -122,14 +130,16 @@ def _kernel(A, b, pc, W, iters, tol=0.0):
     norms = np.empty(iters)
     P, C = np.empty((s, n)), np.empty((s, k))
     alphas, rhos, T = np.empty(s), np.empty(s + 1), np.empty((s + 1, k))
-    its, status = K.dpcg(A.indptr, A.indices, A.data, pctype, *pats, b, x, np.ascontiguousarray(W), AW, Einv,
-                         tol, iters, norms, P, C, alphas, rhos, T)
+    diagonals = K.csr_to_dia(A.indptr, A.indices, A.data, dia)
+    its, status = K.dpcg(A.indptr, A.indices, A.data, *diagonals, pctype, *pats, b, x, np.ascontiguousarray(W), AW,
+                         Einv, tol, iters, norms, P, C, alphas, rhos, T)
     return x, norms[:its], its, status, (P, C, alphas, rhos, T, AW)
 
 
 @pytest.mark.parametrize("pc", ["jacobi", "ic0"])
 @pytest.mark.parametrize("k", [0, 3])
-def test_dpcg_kernel_matches_gold_deflated_cg(pc, k):
+@pytest.mark.parametrize("dia", [0, 16], ids=["csr", "diagonals"])
+def test_dpcg_kernel_matches_gold_deflated_cg(pc, k, dia):
     A = _canonical(gallery.variable_diffusion2d(10, contrast=30.0, seed=1))
     n = A.shape[0]
     rng = np.random.default_rng(6)
@@ -142,7 +152,7 @@ def test_dpcg_kernel_matches_gold_deflated_cg(pc, k):
         Minv = lambda r: r / A.diagonal()  # noqa: E731
     iters = 14
     x_ref, norms_ref = _gold_deflated_pcg(A, b, Minv, W, iters)
-    x, norms, its, status, (P, C, alphas, rhos, T, AW) = _kernel(A, b, pc, W, iters)
+    x, norms, its, status, (P, C, alphas, rhos, T, AW) = _kernel(A, b, pc, W, iters, dia=dia)
     assert its == iters and status == K.MAXITER
     np.testing.assert_allclose(norms, norms_ref, rtol=1e-6, atol=1e-12 * np.linalg.norm(b))
     np.testing.assert_allclose(x, x_ref, rtol=1e-8, atol=1e-10 * np.abs(x_ref).max())
@@ -166,10 +176,10 @@ def test_dpcg_kernel_stops_and_reports():
     # an indefinite matrix breaks CG down: reported, not hidden
     B = _canonical(sp.diags([1.0, -1.0, 2.0]))
     e = np.empty(1, np.int64)
-    _, st = K.dpcg(B.indptr, B.indices, B.data, K.PC_NONE, e, e.astype(np.int32), np.empty(1), e,
-                   e.astype(np.int32), np.empty(1), np.empty(1), np.ones(3), np.zeros(3), np.empty((0, 3)),
-                   np.empty((0, 3)), np.empty((0, 0)), 0.0, 10, np.empty(10), np.empty((0, 3)), np.empty((0, 0)),
-                   np.empty(0), np.empty(1), np.empty((1, 0)))
+    _, st = K.dpcg(B.indptr, B.indices, B.data, np.empty(0, np.int64), np.empty((0, 3)), K.PC_NONE, e,
+                   e.astype(np.int32), np.empty(1), e, e.astype(np.int32), np.empty(1), np.empty(1), np.ones(3),
+                   np.zeros(3), np.empty((0, 3)), np.empty((0, 3)), np.empty((0, 0)), 0.0, 10, np.empty(10),
+                   np.empty((0, 3)), np.empty((0, 0)), np.empty(0), np.empty(1), np.empty((1, 0)))
     assert st == K.BREAKDOWN
 
 

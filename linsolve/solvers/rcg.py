@@ -62,7 +62,7 @@ class RecycledCG(Solver):
 
     def _reset(self):
         self._forget_space()
-        self._fast_pc = None  # (matrix, pc name, compiled preconditioner)
+        self._fast_pc = None  # (matrix, pc name, compiled preconditioner, diagonals of A)
         self._pbuf = None     # storage of the directions the Ritz update reads
 
     def _forget_space(self):
@@ -113,7 +113,9 @@ class RecycledCG(Solver):
                 return None
         else:
             return None
-        self._fast_pc = (op.source, pc, M)
+        from ..dcg_kernels import csr_to_dia
+
+        self._fast_pc = (op.source, pc, M, csr_to_dia(A._indptr, A._indices, A._data, 16))
         return M
 
     def _prepare(self, A, M, n, source):
@@ -172,7 +174,7 @@ class RecycledCG(Solver):
             pats = (ei, ei.astype(np.int32), ef, ei, ei.astype(np.int32), ef,
                     M.inv_diag if isinstance(M, Jacobi) else ef)
         x = np.array(x0, dtype=np.float64)
-        its, status = K.dpcg(A._indptr, A._indices, A._data, pctype, *pats, b, x, Wk, AWk, Einv,
+        its, status = K.dpcg(A._indptr, A._indices, A._data, *self._fast_pc[3], pctype, *pats, b, x, Wk, AWk, Einv,
                              float(tol), int(maxiter), norms, P, C, alphas, rhos, T)
         L = min(its, s)
         if L:
