@@ -238,10 +238,12 @@ def generate(
     if param:
         data["param"] = {**(data.get("param") or {}), **parse_pairs(param, "--param")}
     out = out if out is not None else data.get("out")
-    resume = resume or bool(data.get("resume", False))
-    overwrite = overwrite or bool(data.get("overwrite", False))
-    quiet = quiet or bool(data.get("quiet", False))
-    strict = strict or bool(data.get("strict", False))
+    if out is not None and not isinstance(out, (str, Path)):
+        raise CLIError(f"out must be a file path, got {out!r}")
+    resume = resume or _config_flag(data, "resume")
+    overwrite = overwrite or _config_flag(data, "overwrite")
+    quiet = quiet or _config_flag(data, "quiet")
+    strict = strict or _config_flag(data, "strict")
     if data.get("problem") is None:
         raise CLIError("missing PROBLEM (a family name; see `datagen problems`)")
     if data.get("n") is None:
@@ -272,6 +274,14 @@ def generate(
         if summary.already_complete:
             console.print(f"{out} is already complete; nothing to do")
         Console().print(_summary_table(summary, cfg))
+
+
+def _config_flag(data: dict, key: str) -> bool:
+    """A true/false key of a config file (bool("no") would be True)."""
+    v = data.get(key, False)
+    if not isinstance(v, bool):
+        raise CLIError(f"config key {key!r} must be true or false, got {v!r}")
+    return v
 
 
 def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume, overwrite, quiet):

@@ -210,12 +210,20 @@ def test_parts_path_that_is_a_file(tmp_path):
     ("[1, 2]", ".json", "must hold a mapping"),
     ('{"problem": "toy", "n": 2, "colour": 1}', ".json", "unknown configuration key(s) colour"),
     ('{"problem": "toy", "n": 2, "solver_opt": ["rtol"]}', ".json", "not key=value"),
+    ('{"problem": "toy", "n": 2, "quiet": "no"}', ".json", "config key 'quiet' must be true or false"),
+    ('{"problem": "toy", "n": 2, "overwrite": 1}', ".json", "config key 'overwrite' must be true or false"),
 ])
 def test_malformed_config_exit_2(tmp_path, text, suffix, needle):
     conf = tmp_path / f"c{suffix}"
     conf.write_text(text)
     out = tmp_path / "o.h5"
     assert_bad_input(invoke("generate", "--config", conf, "--out", out), needle, out)
+
+
+def test_config_out_must_be_a_path(tmp_path):
+    conf = tmp_path / "c.json"
+    conf.write_text('{"problem": "toy", "n": 2, "out": 5}')  # was a TypeError traceback
+    assert_bad_input(invoke("generate", "--config", conf), "out must be a file path, got 5")
 
 
 def test_missing_config_file(tmp_path):
