@@ -6,17 +6,19 @@ the initial guess is corrected by the Galerkin projection onto span W and every 
 direction is kept A-orthogonal to W, p = z + beta p - W (W^T A W)^-1 (A W)^T z, so the
 Krylov process only sees the rest of the spectrum.
 
-W is refreshed after every solve by a harmonic Ritz step of M^-1 A over S = [W, P], P the
-first ``store`` search directions of the solve (as in Saad et al.; ``store`` bounds the
-memory), (AS)^T M^-1 (AS) y = theta (S^T A S) y, keeping the k smallest. Both small
+W is refreshed after every ``update_every``-th solve (and after every solve until it has k
+vectors) by a harmonic Ritz step of M^-1 A over S = [W, P], P the first ``store`` search
+directions of that solve (as in Saad et al.; ``store`` bounds the memory), (AS)^T M^-1 (AS) y = theta (S^T A S) y, keeping the k smallest. Both small
 matrices come from scalars CG computes anyway (the Lanczos connection, as in eigCG):
 A p_j = (r_j - r_j+1)/alpha_j and M^-1 A p_j = (z_j - z_j+1)/alpha_j with M^-1-orthogonal
 residuals make (AP)^T M^-1 (AP) tridiagonal and P^T A P diagonal, W^T A P = 0 by
 construction, and (AW)^T M^-1 A P follows from t_j = (A W) z_j, which the deflation
-computes every iteration. The only O(n) work of the update is W_new = Y^T S. A W and
-W^T A W are computed (k products) when the next solve starts, for that solve's matrix,
-so W stays valid across matrix and preconditioner changes and no product is spent on a
-matrix that is not solved again.
+computes every iteration. The O(n) work of the update is W_new = Y^T S and k
+preconditioner applications for (AW)^T M^-1 (AW). A W and W^T A W are computed (k
+products) when the next solve starts, for that solve's matrix, so W stays valid across
+matrix and preconditioner changes and no product is spent on a matrix that is not
+solved again. They must be current: the residual recurrence uses A W, so a stale A W
+would make it drift from b - A x (W itself may be old: any W gives a correct solver).
 
 Assembled matrices with no preconditioner, ``jacobi``, or ``icc``/``ic`` (IC(0), the
 factor of PETSc's PCICC with its defaults, with ``backend="petsc"``) run the whole solve
@@ -41,14 +43,17 @@ _REASONS = {0: "converged", 1: "maxiter reached",
 @register("rcg")
 class RecycledCG(Solver):
     """Deflated PCG recycling k approximate eigenvectors across solves:
-    ``make_solver("rcg", recycle=8, store=30, pc="jacobi")``. SPD matrices and an SPD
+    ``make_solver("rcg", recycle=8, store=60, update_every=4, pc="jacobi")``. SPD matrices and an SPD
     preconditioner (jacobi, ssor, amg; PETSc PCs with ``backend="petsc"``, where ``icc``
     on an assembled matrix runs the compiled IC(0))."""
 
     supports = frozenset({"spd"})
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ssor", "amg")
-    options = {"recycle": 10, "store": 100, "recycle_across": True, "compiled": True, "update_every": 1}
+    # Defaults measured fastest on the 80^2 darcy/poisson sequences with ICC(0)
+    # (benchmarks/skr_rcg.py, "sweep"): more vectors cut iterations further but each costs
+    # two more multiply-adds per unknown per iteration.
+    options = {"recycle": 8, "store": 60, "recycle_across": True, "compiled": True, "update_every": 4}
     stateful = True
 
     def _validate_options(self):
