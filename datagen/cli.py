@@ -216,6 +216,12 @@ def generate(
                     "spinup": spinup, "coarse_grid": coarse_grid, "filter": filter_, "restart": restart,
                     "device": device, "preset": preset, "dt": dt, "box": box, "pressure": pressure or None}
     if problem == "channel":
+        ignored = {"--n": n, "--dim": dim, "--order": order, "--chunk": chunk, "--param": param or None,
+                   "--config": config, "--strict": strict or None}
+        stray = [k for k, v in ignored.items() if v is not None]
+        if stray:  # they were silently ignored
+            raise CLIError(f"{stray[0]} does not apply to the channel problem (it takes --trajectories, "
+                           "--snapshots, --coarse-grid, ...; see --help)")
         _generate_channel(channel_opts, grid=grid, solver=solver, solver_opt=solver_opt, seed=seed, out=out,
                           resume=resume, overwrite=overwrite, quiet=quiet)
         return
@@ -291,6 +297,7 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
 
     from .channel import dataset as channel_dataset
     from .channel.dns import ChannelBlowUp
+    from .pipeline import add_note
 
     if out is None:
         raise CLIError("missing --out (output HDF5 file)")
@@ -328,11 +335,22 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
         if not quiet:
             console.print(f"trajectory {k} snapshot {s}", end="\r")
 
+    existed = parts.exists()
     try:
         path = channel_dataset.generate(out, progress=progress, **kw)
     except ChannelBlowUp as exc:
         _err(f"the DNS blew up: {exc}")
         raise typer.Exit(1) from None
+    except BaseException as exc:
+        saved = sorted(parts.glob("traj_*.h5")) if parts.is_dir() else []
+        if saved:
+            add_note(exc, f"{len(saved)} trajectories are saved in {str(parts)!r}: the same command with "
+                          "--resume continues from there")
+        elif not existed and parts.is_dir() and not (parts / "spinup.npz").exists():
+            shutil.rmtree(parts, ignore_errors=True)  # bad input found inside: leave nothing behind
+        if isinstance(exc, KeyboardInterrupt):
+            raise typer.Exit(report_interrupt(PROG, exc)) from None
+        raise
     if not quiet:
         console.print(f"wrote {path} ({state['n']} snapshots computed in this run)")
 

@@ -72,6 +72,12 @@ def test_channel_options_rejected_for_other_families(tmp_path):
     (["--coarse-grid", "8,0,4"], "coarse_grid must be 3"),
     (["--box", "3.0,1.5,2.0"], "box must be 2"),
     (["--box", "-3.0,1.5"], "box must be 2"),
+    # found inside the DNS set-up: used to leave g.h5.parts/ behind
+    (["--re-tau", "nan"], "re_tau must be positive"),
+    (["--solver", "nosuch"], "unknown solver 'nosuch'"),
+    # options of the other families: were silently ignored
+    (["--n", "3"], "--n does not apply to the channel problem"),
+    (["--param", "a=1"], "--param does not apply"),
 ])
 def test_channel_bad_geometry_exit_2_writes_nothing(tmp_path, extra, needle):
     # these were a ValueError traceback (exit 1) from unpacking the grid, after .parts/ was created
