@@ -1,0 +1,211 @@
+"""Recycled CG (``rcg``) against PETSc CG with the same preconditioner (issue #4 target:
+>= 1.5x faster on symmetric ``darcy`` and on ``poisson``).
+
+    python -m benchmarks.skr_rcg            # full run (100 systems at 80^2, 30 at 160^2)
+    python -m benchmarks.skr_rcg --quick    # small run
+
+Cases as in ``benchmarks/skr.py::part_rcg``: 100 systems of ``darcy`` (fv stencil, 80^2,
+greedy order of the coefficient fields, tol 1e-8) and 100 right-hand sides of ``poisson``
+(80^2, one matrix), plus the same at 160^2 with 30 systems. Preconditioners ``jacobi``
+and ``icc`` (PETSc ICC(0); rcg runs its compiled IC(0), the same factor: see
+``tests/test_rcg_kernels.py``). Methods, side by side in one process on the same
+systems, their order rotated every repeat: PETSc CG cold (x0 = 0) and warm (x0 = the
+previous solution) through ``make_solver("cg", backend="petsc")``; ``rcg`` with its
+defaults, warm; and ``rcg`` with ``recycle=0`` (the same compiled kernel without
+recycling: plain PCG), which separates what the kernel gains from what recycling gains.
+Times are per system; the table gives the median over the sequence (median over the
+repeats of that), and the mean, which also carries rcg's periodic Ritz updates.
+
+Part "sweep": rcg's options (recycle k, store s, update_every u) on the 80^2 cases, the
+measurement behind its defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+import linsolve  # noqa: E402
+from benchmarks.common import markdown_table, write_results  # noqa: E402
+from benchmarks.skr import build  # noqa: E402
+from linsolve.ordering import order_systems  # noqa: E402
+
+TARGET = 1.5
+TOL = 1e-8
+
+
+def cases(grid: int, count: int, seed: int):
+    systems, feats = build("darcy", count, seed=seed + 1, grid=grid, stencil="fv")
+    out = [(f"darcy-fv-{grid}", systems, order_systems(feats, "greedy"))]
+    A = linsolve.gallery.poisson2d(grid)
+    rng = np.random.default_rng(seed + 2)
+    pois = [linsolve.LinearSystem(A, rng.standard_normal(A.shape[0])) for _ in range(count)]
+    out.append((f"poisson-{grid}", pois, np.arange(count)))
+    return out
+
+
+def run_sequence(make, systems, order):
+    """Wall and CPU (this thread's) seconds per solve. Both methods run in the calling
+    thread (PETSc and BLAS single-threaded), so CPU time is the same work minus the time
+    other processes held the core: on a shared machine it is the steadier measure."""
+    s = make()
+    times, cpu, its, ok = [], [], [], True
+    for i in order:
+        c0, t0 = time.thread_time(), time.perf_counter()
+        r = s.solve(systems[i])
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+        its.append(r.iterations)
+        ok &= bool(r.converged)
+    return {"times": times, "cpu": cpu, "iterations": its, "converged": ok}
+
+
+def methods(pc: str, **rcg_opts):
+    def cg(warm):
+        return lambda: linsolve.make_solver("cg", backend="petsc", pc=pc, rtol=TOL, warm_start=warm, history=False)
+
+    return {"petsc_cg_cold": cg(False), "petsc_cg_warm": cg(True),
+            "rcg": lambda: linsolve.make_solver("rcg", backend="petsc", pc=pc, rtol=TOL, warm_start=True,
+                                                **rcg_opts),
+            "rcg_k0": lambda: linsolve.make_solver("rcg", backend="petsc", pc=pc, rtol=TOL, warm_start=True,
+                                                   recycle=0)}
+
+
+def compare(ms: dict, systems, order, repeats: int):
+    """Every method over the whole sequence, ``repeats`` times, the order of the methods
+    rotated each time. Per method: median (over repeats) of the per-system median and
+    mean times, median iterations, all converged."""
+    names = list(ms)
+    for m in names:  # loads compiled kernels and PETSc objects outside the timings
+        run_sequence(ms[m], systems, order[:2])
+    runs = {m: [] for m in names}
+    for rep in range(repeats):
+        for m in names[rep % len(names):] + names[:rep % len(names)]:
+            runs[m].append(run_sequence(ms[m], systems, order))
+    out = {}
+    for m, rs in runs.items():
+        out[m] = {"med_s": statistics.median(statistics.median(r["times"]) for r in rs),
+                  "mean_s": statistics.median(statistics.fmean(r["times"]) for r in rs),
+                  "cpu_med_s": statistics.median(statistics.median(r["cpu"]) for r in rs),
+                  "cpu_mean_s": statistics.median(statistics.fmean(r["cpu"]) for r in rs),
+                  "its": float(statistics.median(rs[0]["iterations"])),
+                  "converged": all(r["converged"] for r in rs)}
+    return out
+
+
+def part_main(args, payload, md):
+    rows = []
+    specs = [(80, args.systems, args.repeats)]
+    if args.large:
+        specs.append((160, args.large_systems, args.repeats))
+    for grid, count, repeats in specs:
+        for name, systems, order in cases(grid, count, args.seed):
+            for pc in ("jacobi", "icc"):
+                s = compare(methods(pc), systems, order, repeats)
+                cold, warm, rcg, k0 = s["petsc_cg_cold"], s["petsc_cg_warm"], s["rcg"], s["rcg_k0"]
+                row = {"case": name, "pc": pc, "n": systems[0].A.shape[0], "systems": count, "repeats": repeats,
+                       "cg_cold_med_s": cold["med_s"], "cg_cold_its": cold["its"],
+                       "cg_warm_med_s": warm["med_s"], "cg_warm_its": warm["its"],
+                       "rcg_med_s": rcg["med_s"], "rcg_mean_s": rcg["mean_s"], "rcg_its": rcg["its"],
+                       "rcg_k0_med_s": k0["med_s"], "rcg_k0_its": k0["its"],
+                       "speedup_vs_cold": cold["med_s"] / rcg["med_s"],
+                       "speedup_vs_warm": warm["med_s"] / rcg["med_s"],
+                       "speedup_mean_vs_warm": warm["mean_s"] / rcg["mean_s"],
+                       "recycling_gain": k0["med_s"] / rcg["med_s"],
+                       "cpu_speedup_vs_warm": warm["cpu_med_s"] / rcg["cpu_med_s"],
+                       "cpu_speedup_mean_vs_warm": warm["cpu_mean_s"] / rcg["cpu_mean_s"],
+                       "all_converged": all(v["converged"] for v in s.values())}
+                row[f"met_{TARGET}x_vs_warm"] = row["speedup_vs_warm"] >= TARGET and row["all_converged"]
+                rows.append(row)
+                print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    payload["rcg"] = rows
+    cols = ["case", "pc", "cg_cold_med_s", "cg_cold_its", "cg_warm_med_s", "rcg_med_s", "rcg_mean_s", "rcg_its",
+            "rcg_k0_med_s", "rcg_k0_its", "speedup_vs_cold", "speedup_vs_warm", "speedup_mean_vs_warm",
+            "recycling_gain", "cpu_speedup_vs_warm", "cpu_speedup_mean_vs_warm", "all_converged",
+            f"met_{TARGET}x_vs_warm"]
+    md.append("## rcg vs PETSc CG, same preconditioner (seconds per system)\n\n" + markdown_table(rows, cols))
+
+
+SWEEP = [(0, 1, 1), (4, 60, 4), (8, 40, 4), (8, 60, 1), (8, 60, 4), (8, 60, 8), (12, 60, 4), (16, 60, 4)]
+
+
+def part_sweep(args, payload, md):
+    rows = []
+    for name, systems, order in cases(80, args.sweep_systems, args.seed):
+        for pc in ("jacobi", "icc"):
+            ms = {"petsc_cg_warm": methods(pc)["petsc_cg_warm"]}
+            for k, st, u in SWEEP:
+                ms[f"{k},{st},{u}"] = (lambda k=k, st=st, u=u, pc=pc: linsolve.make_solver(
+                    "rcg", backend="petsc", pc=pc, rtol=TOL, warm_start=True, recycle=k, store=st, update_every=u))
+            s = compare(ms, systems, order, args.sweep_repeats)
+            warm = s.pop("petsc_cg_warm")
+            for key, v in s.items():
+                k, st, u = map(int, key.split(","))
+                rows.append({"case": name, "pc": pc, "recycle": k, "store": st, "update_every": u,
+                             "med_s": v["med_s"], "mean_s": v["mean_s"], "its": v["its"],
+                             "speedup_vs_warm": warm["med_s"] / v["med_s"],
+                             "speedup_mean_vs_warm": warm["mean_s"] / v["mean_s"],
+                             "cpu_speedup_vs_warm": warm["cpu_med_s"] / v["cpu_med_s"], "converged": v["converged"]})
+            print(name, pc, "done", flush=True)
+    payload["sweep"] = rows
+    md.append("## Sweep of rcg's options (80^2, warm PETSc CG as the reference)\n\n" + markdown_table(rows))
+
+
+def explain(payload) -> list[str]:
+    notes = []
+    rows = payload.get("rcg") or []
+    if rows:
+        met = [r for r in rows if r[f"met_{TARGET}x_vs_warm"]]
+        notes.append(f"Target {TARGET}x vs warm PETSc CG (wall time, median per system): met in {len(met)} of "
+                     f"{len(rows)} rows; " + "; ".join(
+                         f"{r['case']}/{r['pc']} {r['speedup_vs_warm']:.2f}x (mean {r['speedup_mean_vs_warm']:.2f}x; "
+                         f"CPU time {r['cpu_speedup_vs_warm']:.2f}x, mean {r['cpu_speedup_mean_vs_warm']:.2f}x; "
+                         f"iterations {r['cg_warm_its']:.0f} -> {r['rcg_its']:.0f})" for r in rows) + ".")
+        notes.append("Same preconditioner: rcg with recycle=0 (our compiled PCG with our IC(0)) takes "
+                     + ", ".join(f"{r['rcg_k0_its']:.0f} vs PETSc's {r['cg_warm_its']:.0f}"
+                                 for r in rows if r["pc"] == "icc")
+                     + " iterations (warm, ICC rows); the factor matches PCICC's to rounding.")
+        notes.append("Where the speed comes from: the compiled kernel alone (recycle=0) is "
+                     + ", ".join(f"{r['cg_warm_med_s'] / r['rcg_k0_med_s']:.2f}x" for r in rows)
+                     + " PETSc CG per solve (one compiled loop, the product by diagonals for these stencil "
+                     "matrices, vector updates fused into the IC(0) substitutions); recycling then gives "
+                     + ", ".join(f"{r['recycling_gain']:.2f}x" for r in rows)
+                     + " on top (recycling_gain < 1: deflation costs more than the iterations it saves). "
+                     "Deflation with k vectors costs 2k multiply-adds per unknown per iteration (two GEMVs "
+                     "over A W), which with Jacobi's cheap iteration outweighs the ~1.5x fewer iterations; "
+                     "with IC(0) the iteration is dearer and recycling pays.")
+    return notes
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--parts", default="main,sweep")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.systems, args.repeats, args.large, args.large_systems = 20, 1, False, 0
+        args.sweep_systems, args.sweep_repeats = 15, 1
+    else:
+        args.systems, args.repeats, args.large, args.large_systems = 100, 3, True, 30
+        args.sweep_systems, args.sweep_repeats = 40, 2
+    payload = {"config": {k: v for k, v in vars(args).items()}, "tol": TOL, "target": TARGET}
+    md: list[str] = []
+    parts = args.parts.split(",")
+    if "main" in parts:
+        part_main(args, payload, md)
+    if "sweep" in parts:
+        part_sweep(args, payload, md)
+    payload["notes"] = explain(payload)
+    md.append("## Notes\n\n" + "\n".join(f"- {n}" for n in payload["notes"]) + "\n")
+    name = "skr_rcg_quick" if args.quick else "skr_rcg"
+    write_results(name, payload, "\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
