@@ -139,6 +139,9 @@ class Solver:
         from .precond import check_pc_name
 
         self.pc = check_pc_name(pc, backend)
+        if self.direct and not (isinstance(self.pc, str) and self.pc == "none"):
+            raise OptionError(f"solver {self.name!r} is a direct solver and takes no preconditioner; "
+                              f"pc must be 'none', got {pc!r}")
         if pc_options is not None and not isinstance(pc_options, dict):
             raise OptionError(f"pc_options must be a dict of preconditioner options, got {pc_options!r}")
         self.pc_options = dict(pc_options or {})

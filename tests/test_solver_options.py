@@ -56,6 +56,14 @@ def test_pc_options_with_an_optionless_preconditioner_is_an_error(pc):
     make_solver("gmres", pc=pc, pc_options={})  # empty options are no mistake
 
 
+@pytest.mark.parametrize("name", [n for n in available_solvers() if solver_class(n).direct])
+def test_direct_solvers_refuse_a_preconditioner(name):
+    # was accepted and silently unused
+    with pytest.raises(OptionError, match="direct solver and takes no preconditioner"):
+        make_solver(name, pc="ilu")
+    assert make_solver(name, pc="none").pc in ("none", "lu")
+
+
 def test_pc_options_with_ilu_still_work():
     A = gallery.poisson2d(8)
     res = make_solver("gmres", pc="ilu", pc_options={"fill_factor": 2}).solve(A, np.ones(A.shape[0]))
