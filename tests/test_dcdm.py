@@ -455,3 +455,17 @@ def test_mg_cycle_config_errors_and_training(tmp_path):
     assert set(net.state_dict()) == {"kernel", "log_coarse_scale"}
     bad = CliRunner().invoke(app, args + ["--loss", "nope"])
     assert bad.exit_code != 0 and "--loss" in bad.output
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_mg_cycle_correlation_equals_torch_convolution(dim):
+    from torch.nn import functional as F
+
+    from linsolve.dcdm.mgcycle import MultigridCycle
+
+    g = torch.Generator().manual_seed(dim)
+    v = torch.randn(2, 1, *((7, 6, 5)[:dim]), generator=g, dtype=torch.float64)
+    K = torch.randn((3,) * dim, generator=g, dtype=torch.float64)
+    conv = F.conv2d if dim == 2 else F.conv3d
+    torch.testing.assert_close(MultigridCycle._correlate(v, K), conv(v, K[None, None], padding=1),
+                               rtol=1e-12, atol=1e-12)

@@ -28,6 +28,7 @@ weights on grids with obstacles).
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -60,6 +61,9 @@ class GridLevel:
         self.inv_diag = self.mask / diag.clamp_min(1e-30)
         self.shape = tuple(diag.shape[2:])
         self.dense_inverse = None
+        # weight of the face below each cell along each axis, so that apply() reads both
+        # neighbours as views of one padded copy of u (the cycle's hot loop)
+        self._below = [_pad_axis(w.narrow(2 + a, 0, w.shape[2 + a] - 1), 2 + a, 1, 0) for a, w in enumerate(faces)]
 
     @classmethod
     def from_geometry(cls, geo: torch.Tensor) -> GridLevel:
@@ -78,13 +82,15 @@ class GridLevel:
         return cls(diag, faces)
 
     def apply(self, u: torch.Tensor) -> torch.Tensor:
+        dim = len(self.shape)
+        up = F.pad(u, [1, 1] * dim)
+        inner = [slice(None), slice(None)] + [slice(1, -1)] * dim
         out = self.diag * u
-        for a, w in enumerate(self.faces):
-            ax = 2 + a
-            n = u.shape[ax]
-            wl = w.narrow(ax, 0, n - 1)
-            out = out - _pad_axis(wl * u.narrow(ax, 1, n - 1), ax, 0, 1) \
-                - _pad_axis(wl * u.narrow(ax, 0, n - 1), ax, 1, 0)
+        for a in range(dim):
+            nxt, prv = list(inner), list(inner)
+            nxt[2 + a], prv[2 + a] = slice(2, None), slice(0, -2)
+            out = torch.addcmul(out, self.faces[a], up[tuple(nxt)], value=-1.0)
+            out = torch.addcmul(out, self._below[a], up[tuple(prv)], value=-1.0)
         return out
 
     def pad_even(self, t: torch.Tensor) -> torch.Tensor:
@@ -154,11 +160,10 @@ class MultigridCycle(nn.Module):
         kernel[(1,) * dim] = omega
         self.kernel = nn.Parameter(kernel)
         self.log_coarse_scale = nn.Parameter(torch.tensor(math.log(coarse_scale)))
-        self._conv = F.conv2d if dim == 2 else F.conv3d
 
     def symmetric_kernel(self) -> torch.Tensor:
         k = self.kernel
-        return (0.5 * (k + torch.flip(k, tuple(range(self.dim))))).reshape(1, 1, *k.shape)
+        return 0.5 * (k + torch.flip(k, tuple(range(self.dim))))
 
     def geometry_gains(self, geo: torch.Tensor, shape=None) -> list[GridLevel]:
         """The level hierarchy of geometry ``geo`` (B, 2, *grid): computed once per system
@@ -170,10 +175,24 @@ class MultigridCycle(nn.Module):
             levels[-1].factor_dense()
         return levels
 
+    @staticmethod
+    def _correlate(v: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        """The 3x3[x3] cross-correlation of v with K (zero padding) as a sum of shifted views:
+        on one channel this is several times faster than torch's (mkldnn) convolution."""
+        dim = K.dim()
+        vp = F.pad(v, [1, 1] * dim)
+        out = None
+        for offset in itertools.product(range(3), repeat=dim):
+            view = vp[(slice(None), slice(None)) + tuple(slice(o, o + s) for o, s in zip(offset, v.shape[2:],
+                                                                                          strict=True))]
+            term = K[offset] * view
+            out = term if out is None else out + term
+        return out
+
     def _smooth(self, lev: GridLevel, v: torch.Tensor, K: torch.Tensor, transpose: bool) -> torch.Tensor:
         if transpose:  # S^T = D^-1 K^T; K is point-symmetric, so K^T = K
-            return lev.inv_diag * self._conv(lev.mask * v, K, padding=1)
-        return lev.mask * self._conv(lev.inv_diag * v, K, padding=1)
+            return lev.inv_diag * self._correlate(lev.mask * v, K)
+        return lev.mask * self._correlate(lev.inv_diag * v, K)
 
     def _cycle(self, levels, k: int, r: torch.Tensor, K, scale) -> torch.Tensor:
         lev = levels[k]
