@@ -528,8 +528,13 @@ def plot(
     out: Path = typer.Option(..., "--out", help="PNG file to write"),
 ):
     """Plot one sample: its input fields, its solution and the solver's residual history."""
+    from . import store
     from .plotting import plot_sample
 
+    with store.open_file(file) as f:
+        if store.is_trajectory_file(f):
+            raise CLIError(f"{str(file)!r} holds trajectories (the channel problem), which `datagen plot` does not "
+                           "draw; it plots samples of solved systems")
     check_output_path(out, "--out", replaces=False, error=CLIError)
     try:
         with _readable(file):

@@ -46,6 +46,8 @@ def test_channel_inspect_and_validate(generated):
     assert p.returncode == 0 and "2 trajectories" in p.stdout, p.stderr
     p = _run("validate", "a.h5", cwd=generated)
     assert p.returncode == 0 and "every field finite" in p.stdout
+    p = _run("plot", "a.h5", "--out", "a.png", cwd=generated)  # was a KeyError traceback
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "holds trajectories" in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("extra,needle", [
