@@ -177,7 +177,7 @@ def test_output_that_is_a_fifo_is_never_replaced(tmp_path):
     assert fifo.is_fifo()
 
 
-def test_directory_refusing_files_is_bad_input(tmp_path, monkeypatch):
+def test_directory_refusing_files_is_bad_input(made, tmp_path, monkeypatch):
     """A read-only mount or /proc: root's os.access says writable, creating a file fails."""
     import tempfile
 
@@ -189,7 +189,7 @@ def test_directory_refusing_files_is_bad_input(tmp_path, monkeypatch):
     assert_bad_input(invoke(*BASE, "--out", out), "refuses new files (Read-only file system)")
     assert not out.exists() and not parts_dir(out).exists()
     png = tmp_path / "p.png"
-    assert_bad_input(invoke("plot", out, "--out", png), "refuses new files")
+    assert_bad_input(invoke("plot", made[0], "--out", png), "refuses new files")
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
