@@ -1,7 +1,8 @@
 """Compiled kernels of the deflated (recycled) preconditioned CG on CSR matrices (numba,
 ``cache=True``, ``nogil``, no fastmath).
 
-* ``csr_matvec``: y = A x.
+* ``csr_matvec``: y = A x; ``csr_to_dia`` / ``dia_matvec``: the same by diagonals for
+  matrices with at most 16 distinct diagonals (grid stencils), about twice as fast.
 * ``ic0_factor``: incomplete Cholesky with zero fill, A ~ L L^T with L on the pattern of
   the lower triangle of A (natural ordering): the factor of PETSc's ``PCICC`` with its
   defaults (levels 0, natural ordering; its positive-definite shift only acts on a
@@ -17,12 +18,13 @@
   recycled space needs (the first ``s`` directions, alpha_j, rho_j = r_j^T z_j and
   t_j = (AW) z_j), so no Python runs per iteration.
 
-Per iteration: p = z + beta p - W mu, q = A p with p^T q, then x += alpha p and
-r -= alpha q ride along the forward substitution (whose dependency chain bounds that
-pass) with ||r||^2, and r^T z along the backward one. The two deflation products,
-t = (AW) z and W^T mu, are BLAS GEMVs on the (k, n) blocks: fusing them into the
-substitution loops was measured slower, as the compiler must then assume that the
-accumulators alias the vectors being scattered.
+Per iteration (see ``dpcg``: the direction is kept as pt - W^T c so that only A W is
+read): pt = z + beta pt, q = A pt with pt^T q, the deflation products t = (AW) z and
+(AW)^T c as BLAS GEMVs on the (k, n) block, then x += alpha pt and r -= alpha q ride
+along the forward substitution (whose dependency chain bounds that pass) with ||r||^2,
+and r^T z along the backward one. Fusing the GEMVs into the substitution loops was
+measured slower: the compiler must then assume that the accumulators alias the vectors
+being scattered.
 
 Preconditioner codes: 0 none, 1 Jacobi (``dinv`` = 1/diag), 2 IC(0) (``IC0.unit``:
 the unit-form factors and ``dinv``). Status codes: 0 converged, 1 iteration cap reached,
