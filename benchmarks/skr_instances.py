@@ -20,7 +20,7 @@ stops at ||b - A x|| <= tol ||b|| or at 10,000 iterations (the published ``-ksp_
 GMRES runs cold on the first ``--baseline-systems`` systems (independent solves, so a
 subset estimates its median; the published instances take up to 10,000 iterations each).
 
-    python -m benchmarks.skr_instances            # 30 systems per family (about 10 minutes)
+    python -m benchmarks.skr_instances            # 30 systems per family (20 min on the loaded 2-core box)
     python -m benchmarks.skr_instances --quick    # 8 systems, darcy only
 """
 from __future__ import annotations
