@@ -79,18 +79,15 @@ def harmonic_ritz(G: np.ndarray, VW: np.ndarray, k: int, which: str = "smallest"
 def _select_real_form(wr, wi, vr, k, which):
     """The k eigenvalues of smallest (largest) magnitude from LAPACK's geev output, a
     conjugate pair (consecutive, wi > 0 first) taken whole; returns (values, P)."""
-    mag = np.hypot(wr, wi)
-    order = np.argsort(mag if which == "smallest" else -mag, kind="stable")
-    cols: list[int] = []
-    for i in order:
-        if len(cols) >= k:
-            break
-        if wi[i] == 0.0:
-            cols.append(i)
-        elif wi[i] > 0.0:
-            cols += [i, i + 1]  # the pair's first index; its partner (wi < 0) is skipped
-    cols_a = np.asarray(cols, dtype=np.intp)
-    return wr[cols_a] + 1j * wi[cols_a], vr[:, cols_a]
+    units = np.flatnonzero(wi >= 0.0)  # real eigenvalues and the first of each pair
+    mag = np.hypot(wr[units], wi[units])
+    units = units[np.argsort(mag if which == "smallest" else -mag, kind="stable")]
+    width = np.where(wi[units] > 0.0, 2, 1)
+    start = np.cumsum(width) - width
+    keep = start < k  # units are taken while fewer than k columns are chosen
+    units, width, start = units[keep], width[keep], start[keep]
+    cols = np.repeat(units, width) + (np.arange(int(width.sum())) - np.repeat(start, width))
+    return wr[cols] + 1j * wi[cols], vr[:, cols]
 
 
 def _positive_int(name, v, low):
@@ -324,7 +321,7 @@ class GCRODR(Solver):
         R = Rt[:p, :p]
         diag = np.abs(np.diag(R))
         if p and diag.min() > 1e-14 * diag.max():
-            y2 = sla.solve_triangular(R, g[:p])
+            y2 = dtrtrs(R, g[:p])[0]
         else:  # singular projected matrix: least-squares solution of the Hessenberg problem
             rhs = np.zeros(p + 1)
             rhs[0] = beta
