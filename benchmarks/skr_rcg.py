@@ -182,11 +182,17 @@ def explain(payload) -> list[str]:
                      + ", ".join(f"{(r['rcg_med_s'] / max(r['rcg_its'], 1)) / (r['rcg_k0_med_s'] / max(r['rcg_k0_its'], 1)):.2f}x"
                                  for r in rows)
                      + ". Deflation reads the k x n block A W twice per iteration (2k multiply-adds per unknown, "
-                     "memory-bound GEMVs): against a Jacobi iteration (one 5-point product and a few vector "
-                     "updates) that doubles the cost, against an IC(0) iteration it adds about a third. At "
-                     "160^2 the block no longer fits the 2 MiB L2 cache with the vectors, and k = 8 vectors "
-                     "learned from the first 60 directions of the solves resolve a smaller part of the denser "
-                     "low spectrum (Jacobi: almost no fewer iterations).")
+                     "memory-bound GEMVs; timed alone at 80^2 with IC(0), k = 8 takes the kernel from about 49 to "
+                     "67 us per iteration), rcg's per-solve work (A W for a new matrix, the periodic Ritz step "
+                     "with k preconditioner applications) adds to that, and against a Jacobi iteration (one "
+                     "5-point product and a few vector updates) the same deflation costs relatively twice as "
+                     "much. At 160^2 the block no longer fits the 2 MiB L2 cache with the vectors, and k = 8 "
+                     "vectors learned from the first 60 directions of the solves resolve a smaller part of the "
+                     "denser low spectrum (Jacobi: almost no fewer iterations).")
+        notes.append("Timings come from a 2-core machine shared with other jobs: wall-time ratios moved by up "
+                     "to 0.4 between full runs (darcy-fv-80/icc gave 1.78x in one and 1.33x in the next); the "
+                     "CPU-time ratios (this thread's time, excluding time other processes held the core) are "
+                     "steadier and are given beside them.")
     return notes
 
 
