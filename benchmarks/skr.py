@@ -588,8 +588,10 @@ def carry_over(name: str, parts, payload, md) -> list[str]:
         md.append(text.split("\n![")[0].rstrip() + "\n")
         carried.append(part)
     if carried:
-        payload["carried_over"] = {"parts": carried, "from_commit": old.get("machine", {}).get("git_commit"),
-                                   "from_date": old.get("machine", {}).get("date")}
+        # parts carried over more than once keep the run they come from
+        src = old.get("carried_over") or {"from_commit": old.get("machine", {}).get("git_commit"),
+                                          "from_date": old.get("machine", {}).get("date")}
+        payload["carried_over"] = {"parts": carried, "from_commit": src["from_commit"], "from_date": src["from_date"]}
     return carried
 
 
