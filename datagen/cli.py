@@ -437,6 +437,8 @@ def _readable(path: Path):
 
         with store.open_file(path) as f:
             problems = store.check_schema(f) if not store.is_trajectory_file(f) else []
+        if not problems and not isinstance(exc, KeyError):
+            raise  # not the file's fault
         why = "; ".join(problems) or " ".join(str(exc).split())
         raise CLIError(f"{str(path)!r} is damaged or not in the datagen layout: {why}") from None
 
@@ -495,7 +497,7 @@ def inspect(
 def validate(
     file: Path = typer.Argument(..., help="a file written by `datagen generate`"),
     samples: int = typer.Option(8, "--samples", min=0, help="how many random samples to re-assemble and check"),
-    seed: int = typer.Option(0, "--seed", help="seed choosing the samples"),
+    seed: int = typer.Option(0, "--seed", min=0, help="seed choosing the samples"),
 ):
     """Check the schema, then re-assemble a random subset of systems from the stored
     parameters and verify ||b - A x|| / ||b|| of the stored (fp32) solution against the

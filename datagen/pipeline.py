@@ -78,6 +78,8 @@ def _positive_int(name: str, v, minimum: int = 1) -> int:
     if v < minimum:
         what = "positive" if minimum == 1 else f"at least {minimum}"
         raise PipelineError(f"{name} must be {what}, got {v}")
+    if v >= 2 ** 63:  # stored as int64 (a larger one failed only after the solves)
+        raise PipelineError(f"{name} must be below 2**63, got {v}")
     return int(v)
 
 

@@ -509,6 +509,8 @@ def open_file(path) -> h5py.File:
         raise StoreError(f"file {str(path)!r} does not exist")
     if path.is_dir():
         raise StoreError(f"{str(path)!r} is a directory, not an HDF5 file")
+    if not path.is_file():  # opening a FIFO would block forever
+        raise StoreError(f"{str(path)!r} is not a regular file")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

@@ -127,6 +127,8 @@ def test_dim_option_builds_3d(tmp_path):
     (["--order", "zigzag"], "unknown ordering method 'zigzag'"),
     (["--chunk", "0"], "chunk must be positive"),
     (["--dim", "5"], "dim"),
+    (["--seed", str(10 ** 22)], "seed must be below 2**63"),  # failed after the solves (object dtype)
+    (["--chunk", str(10 ** 20)], "chunk must be below 2**63"),
     (["--resume", "--overwrite"], "exclude"),
 ])
 def test_generate_bad_input_exit_2(tmp_path, extra, needle):
@@ -351,6 +353,8 @@ def test_plot_writes_png(made, tmp_path):
     (["plot", "{made}", "--index", "0", "--out", "{nodir}"], "does not exist"),
     (["plot", "{made}", "--index", "0", "--out", "{txt}"], "unsupported image format"),
     (["plot", "{made}", "--index", "0", "--out", "{dir}"], "is a directory"),
+    (["inspect", "{fifo}"], "is not a regular file"),  # used to block forever
+    (["validate", "{made}", "--seed", "-1"], "'--seed'"),  # was blamed on the file ("damaged")
     (["plot", "{made}", "--index", "0", "--out", "{undermade}"], "is not a directory"),
 ])
 def test_reading_commands_bad_input(made, tmp_path, args, needle):
@@ -358,10 +362,11 @@ def test_reading_commands_bad_input(made, tmp_path, args, needle):
     with h5py.File(other, "w") as f:
         f["a"] = 1
     (tmp_path / "garbage.h5").write_text("not hdf5")
+    os.mkfifo(tmp_path / "fifo.h5")
     sub = {"{missing}": str(tmp_path / "none.h5"), "{notdatagen}": str(other),
            "{garbage}": str(tmp_path / "garbage.h5"), "{made}": str(made[0]), "{png}": str(tmp_path / "p.png"),
            "{nodir}": str(tmp_path / "no" / "p.png"), "{txt}": str(tmp_path / "p.txt"), "{dir}": str(tmp_path),
-           "{undermade}": str(made[0] / "p.png")}
+           "{undermade}": str(made[0] / "p.png"), "{fifo}": str(tmp_path / "fifo.h5")}
     before = sorted(p.name for p in tmp_path.iterdir())
     assert_bad_input(invoke(*[sub.get(a, a) for a in args]), needle)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
