@@ -22,9 +22,14 @@ S v = K * (D^-1 v), a point-symmetric 3x3[x3] kernel K initialised to damped Jac
 (omega delta); ``nu`` pre-smoothing sweeps with S and post-smoothing sweeps with S^T (so
 the cycle is symmetric); and one coarse-correction scale (over-correction is the known
 remedy for piecewise-constant aggregation). ``gamma`` = 1 gives a V-cycle, 2 a W-cycle
-(still O(n) work in 2-D and 3-D with 2^dim-fold coarsening). Positive definiteness holds
-while the smoother converges in the A-norm (damped Jacobi does; tests check the trained
-weights on grids with obstacles).
+(still O(n) work in 2-D and 3-D with 2^dim-fold coarsening). The shipped models are
+W-cycles: untrained, with coarse scale 1.7 and held-out obstacle systems, the V-cycle
+needed 16 -> 31 PCG iterations from 64^2 to 512^2 and the W-cycle (scale 1.5) 11 -> 11.
+
+The cycle is symmetric by construction. It is positive definite when the smoother
+converges in the A-norm and the scaled coarse corrections do not overshoot by more than a
+factor 2 (true at the damped-Jacobi initialisation; tests check the shipped weights on
+grids with obstacles and several levels).
 """
 from __future__ import annotations
 
