@@ -228,20 +228,23 @@ ANALYSIS = """\
   The paper's one-step loss, on the same data and budget, gave 10 iterations at 64^2..256^2,
   the `pcg` loss 8 (log convergence factor of 4 DCDM steps: it measures the whole spectrum
   of f A, which is what PCG needs; the one-step loss only the first step).
-* **3-D**: 7 / 10 / 16 iterations at 32^3 / 64^3 / 128^3 (CG 226 / 459 / 856, IC-PCG 71 / 151 /
-  282, AMG-PCG 8 / 10 / 12). The 3-D model, trained at 32^3 only, does not transfer as well as the
-  2-D one: the untrained cycle needs 14 / 16 / 17, so at 128^3 training gains only one iteration
-  (the learned over-correction, 1.67, suits the 3-level hierarchy of 32^3 better than deeper ones).
-* **Wall time vs AMG-PCG (PyAMG smoothed aggregation)**, as measured (ratios in Targets): DCDM
-  is slower than AMG-PCG at every size: 3.8x at 64^2 (fixed per-call costs: torch, the level
-  set-up, float32/float64 conversions), 1.7x / 1.4x / 1.03x at 128^2 / 256^2 / 512^2, and 1.3x /
-  1.3x / 2.0x at 32^3 / 64^3 / 128^3.
-  It beats CG and IC-PCG from 256^2 on (0.31 s against 1.26 s and 0.56 s at 256^2; 1.09 s against
-  14.0 s and 5.5 s at 512^2). Each iteration costs one W-cycle in torch plus one product with A;
-  AMG-PCG's V-cycle is compiled sparse matrix products.
+* **3-D**: 8 / 9 / 10 iterations at 32^3 / 64^3 / 128^3 (CG 226 / 459 / 856, IC-PCG 71 / 151 /
+  282, AMG-PCG 8 / 10 / 12; untrained cycle 14 / 16 / 17). The shipped 3-D model is trained at
+  32^3 and 64^3 alternately; a first one trained at 32^3 only needed 7 / 10 / 16 (its learned
+  over-correction suited the shallow hierarchy of 32^3), measured in the previous run.
+* **Wall time vs AMG-PCG (PyAMG smoothed aggregation)**, as measured (ratios in Targets; the
+  machine had 2 cores shared with other jobs, load average about 5, so timing rounds are
+  interleaved across solvers and medians taken): DCDM is slower than AMG-PCG at 64^2 (1.8x) and
+  128^2 (1.35x), where fixed per-call costs dominate (torch dispatch on the tiny coarse levels
+  of the W-cycle, the level set-up, float32/float64 conversions), and faster from 256^2 on:
+  0.74x at 256^2, 0.54x at 512^2, 0.71x / 0.38x / 0.23x at 32^3 / 64^3 / 128^3 (3.4 s against
+  15.1 s at 128^3). Against CG and IC-PCG: 0.29x / 0.55x at 256^2, 0.10x / 0.21x at 512^2,
+  0.11x / 0.22x at 128^3. The timings are noisy: an earlier, non-interleaved run of the same 2-D
+  model (before the smoother's convolution was rewritten as shifted views, mkldnn being slow on
+  one channel) measured 3.8x / 1.7x / 1.4x / 1.03x AMG-PCG's time at 64^2..512^2.
 * The `safeguard` of the DCDM solver (a per-step comparison with the residual direction, meant
   for nonlinear networks) is off by default for a network that declares itself linear SPD:
-  with it on, PCG's conjugacy breaks (64^3: 46 iterations instead of 10).
+  with it on, PCG's conjugacy breaks (the first 3-D model at 64^3: 46 iterations instead of 10).
 """
 
 
