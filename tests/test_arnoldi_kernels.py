@@ -35,7 +35,7 @@ def test_arnoldi_step_matches_numpy_gram_schmidt(orthog, kc):
     B = rng.standard_normal((n, n)) / np.sqrt(n) + np.eye(n)
     Vh, G, cs, sn, Rt, g = _setup(n, m, kc, rng)
     g[0] = beta
-    h, h2, tmp = np.empty(m + 1), np.empty(m + 1), np.empty(n)
+    h, h2 = np.empty(m + 1), np.empty(m + 1)
     for jj in range(m - kc):
         j = kc + jj
         w = B @ Vh[j]
@@ -43,7 +43,7 @@ def test_arnoldi_step_matches_numpy_gram_schmidt(orthog, kc):
             w = Vh[:j + 1].T @ rng.standard_normal(j + 1) + 1e-9 * w
         h_ref, hn_ref, w_ref = _gold_cgs(Vh[:j + 1], w, REFINE[orthog])
         Vh[j + 1] = w
-        est, breakdown = arnoldi_step(Vh, j, kc, REFINE[orthog], h, h2, tmp, G, cs, sn, Rt, g)
+        est, breakdown = arnoldi_step(Vh, j, kc, REFINE[orthog], h, h2, G, cs, sn, Rt, g)
         assert not breakdown
         scale = np.abs(h_ref).max()
         np.testing.assert_allclose(G[:j + 1, j], h_ref, rtol=1e-10, atol=1e-12 * scale)
@@ -67,6 +67,24 @@ def test_arnoldi_step_breakdown_zeroes_the_vector():
     Vh, G, cs, sn, Rt, g = _setup(n, m, 2, rng)
     g[0] = 1.0
     Vh[3] = Vh[:3].T @ np.array([1.0, -2.0, 0.5])  # exactly in the span of the rows before it
-    est, breakdown = arnoldi_step(Vh, 2, 2, 0.0, np.empty(m + 1), np.empty(m + 1), np.empty(n), G, cs, sn, Rt, g)
+    est, breakdown = arnoldi_step(Vh, 2, 2, 0.0, np.empty(m + 1), np.empty(m + 1), G, cs, sn, Rt, g)
     assert breakdown and not Vh[3].any()
     np.testing.assert_allclose(G[:3, 2], [1.0, -2.0, 0.5], atol=1e-12)
+
+
+@pytest.mark.parametrize("nr", [1, 3, 4, 7, 8, 12, 13, 21])
+def test_project_matches_numpy_for_every_row_blocking(nr):
+    """The eight/four/one-row loops of the projection against V w and w - V^T h in NumPy."""
+    from linsolve.arnoldi_kernels import project
+
+    rng = np.random.default_rng(nr)
+    V = rng.standard_normal((nr, 257))
+    w = rng.standard_normal(257)
+    h = np.empty(nr)
+    ref_h = V @ w
+    ref_w = w - V.T @ ref_h
+    out = w.copy()
+    norm = project(V, out, h)
+    np.testing.assert_allclose(h, ref_h, rtol=1e-12, atol=1e-12 * np.abs(ref_h).max())
+    np.testing.assert_allclose(out, ref_w, rtol=1e-11, atol=1e-11 * np.abs(ref_w).max())
+    assert norm == pytest.approx(np.linalg.norm(ref_w), rel=1e-12)

@@ -258,7 +258,7 @@ class GCRODR(Solver):
         from ..arnoldi_kernels import project
 
         c = np.empty(self._C.shape[0])
-        project(self._C, rp, c, self._tmp(rp.shape[0]))
+        project(self._C, rp, c)
         if right or ident:
             return c, rp, rp
         x += to_x(self._U.T @ c)
@@ -308,10 +308,10 @@ class GCRODR(Solver):
             if ident:
                 A.into(v, w)
             elif right:
-                A.into(pc_into(M, v, tmp), w)  # tmp is free until the Arnoldi step
+                A.into(pc_into(M, v, tmp), w)
             else:
                 pc_into(M, A.into(v, tmp), w)
-            est, breakdown = arnoldi_step(Vh, j, kc, refine, h, h2, tmp, G, cs, sn, Rt, g)
+            est, breakdown = arnoldi_step(Vh, j, kc, refine, h, h2, G, cs, sn, Rt, g)
             norms.append(est)
             p = jj + 1
             if cb is not None:
