@@ -463,7 +463,7 @@ def explain(payload) -> list[str]:
             + (f"; with PETSc ILU(0) for both, {ilu['ratio_gcrodr_vs_petsc']:.2f}x (the preconditioner is work "
                "both do alike)" if ilu else "")
             + ". Our GMRES(40) (recycle=0, same code: per iteration one SpMV call and one compiled Arnoldi "
-            "step, whose Gram-Schmidt products are BLAS GEMVs) costs "
+            "step, whose Gram-Schmidt products are compiled multi-vector loops) costs "
             f"{pi['gcrodr_40_0']['per_iteration_us'] / pi['petsc_gmres40']['per_iteration_us']:.2f}x"
             + (f", of which the kernels alone account for {floor['gmres_over_petsc']:.2f}x (the compiled "
                "projection, SpMV and scaling, against PETSc's VecMDot/VecMAXPY on the same rows)" if floor else "")
