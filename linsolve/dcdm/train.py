@@ -6,7 +6,9 @@ reorthogonalisation give Ritz vectors v_1..v_m (ascending Ritz values); right-ha
 are b = sum_i c_i v_i / ||.|| with c_i ~ N(0, 1), multiplied by ``low_weight`` (9) for the
 lowest ``low_fraction`` of the spectrum, where a network (and CG) struggles most. The loss
 is the paper's ||b - (q^T b / q^T A q) A q||^2 with q = f(b), the residual after one exact
-line-search step along the network's direction, minimised with Adam. Directions are
+line-search step along the network's direction, or (``--loss pcg``) the log convergence
+factor of a few DCDM steps, which measured better for the shipped ``mg-cycle`` networks
+(``--arch mg-cycle --loss pcg``); minimised with Adam. Directions are
 applied with the batched stencil (``stencil.PressureStencil``), so one batch mixes
 geometries. Progress bar (tqdm), checkpoints every ``--checkpoint-every`` steps to
 ``--workdir``, ``--resume`` continues from the last checkpoint bit for bit (model,
