@@ -12,15 +12,17 @@ G^T G g = theta G^T (V^T W) g of the paper's section 2.
 Where the vectors live: U and the Arnoldi basis V live in B's space. With right
 preconditioning the solution correction is M^-1 (U y1 + V y2), one preconditioner
 application per cycle. When the matrix or the preconditioner changes, U is kept and C is
-rebuilt from a QR of B_new U (C = Q, U = U R^-1; a Cholesky QR, repeated once, with a
-rank-revealing QR as fallback), which is what keeps the recycled space valid across a
-preconditioner rebuild.
+rebuilt from a QR of B_new U (C = Q, U = U R^-1; a Cholesky QR, repeated only when its
+factor is not well conditioned, with a rank-revealing QR as fallback), which is what keeps
+the recycled space valid across a preconditioner rebuild.
 
-Performance: bases are row-major (k, n) arrays, so every projection is one GEMV/GEMM
-(classical Gram-Schmidt, one pass by default like PETSc GMRES; ``orthog`` adds a second pass
-when needed or always), products are SciPy CSR or
-PETSc MatMult, each new vector is built in place in its basis row, and the Givens
-rotations of the least-squares problem are a compiled kernel (``linsolve.givens_kernels``).
+Performance: bases are row-major (k, n) arrays and each new vector is built in place in its
+basis row. An iteration is one product (SciPy CSR or PETSc MatMult/PCApply on Vecs placed
+on the NumPy rows) and one compiled Arnoldi step (``linsolve.arnoldi_kernels``: classical
+Gram-Schmidt against [C, V_j] in PETSc-style multi-vector loops, one pass by default like
+PETSc GMRES, ``orthog`` adds a second pass when needed or always; Hessenberg column, Givens
+update, normalisation). The per-cycle update is the harmonic Ritz problem in LAPACK plus
+the GEMMs it needs: V^T U, C = [C V] Q, and [U; correction] = [T; y^T] [U~; V] in one.
 """
 from __future__ import annotations
 
