@@ -16,7 +16,9 @@ Two protocols: "paper" (recycling solvers warm-started, PETSc cold, original ord
 "fair" (everyone warm-started in the greedy order). Sorting time is reported separately.
 
 Part 2: ``rcg`` against PETSc CG with the same PC on symmetric ``darcy`` (fv stencil) and
-on ``poisson`` (one matrix, many right-hand sides).
+on ``poisson`` (one matrix, many right-hand sides) is its own benchmark, ``benchmarks/skr_rcg.py``;
+skr.md restates its main table. Table 1 on the paper's own (published-generator) matrices is
+``benchmarks/skr_paper.py``.
 
 Part 3: per-iteration cost of GCRO-DR(40, 20) against PETSc GMRES(40) on one matrix, both
 forced to run the same number of iterations.
@@ -216,41 +218,23 @@ def part_table1(args, payload, md):
     return rows
 
 
-def part_rcg(args, payload, md):
-    rows = []
-    cases = []
-    fam = "darcy"
-    systems, feats = build(fam, args.rcg_systems, seed=args.seed + 1, grid=80, stencil="fv")
-    cases.append(("darcy-fv-80", systems, order_systems(feats, "greedy"), 1e-8))
-    A = linsolve.gallery.poisson2d(80)
-    rng = np.random.default_rng(args.seed + 2)
-    pois = [linsolve.LinearSystem(A, rng.standard_normal(A.shape[0])) for _ in range(args.rcg_systems)]
-    cases.append(("poisson-80", pois, np.arange(len(pois)), 1e-8))
-    for name, systems, order, tol in cases:
-        for pc in ("jacobi", "icc"):
-            def cg(warm, pc=pc, tol=tol):
-                return lambda: linsolve.make_solver("cg", backend="petsc", pc=pc, rtol=tol, warm_start=warm,
-                                                    history=False)
+def part_rcg(payload, md):
+    """Recycled CG has its own benchmark (``benchmarks/skr_rcg.py``: compiled paths, an option sweep,
+    repeats); this section restates its main table so skr.md covers every target of the issue."""
+    import json
 
-            def rcg(pc=pc, tol=tol):
-                return lambda: linsolve.make_solver("rcg", backend="petsc", pc=pc, rtol=tol, warm_start=True)
-
-            runs = {"petsc_cg_cold": run_linsolve(cg(False), systems, order),
-                    "petsc_cg_warm": run_linsolve(cg(True), systems, order),
-                    "rcg_warm": run_linsolve(rcg(), systems, order)}
-            s = {k: summarise(v) for k, v in runs.items()}
-            row = {"case": name, "pc": pc, "cg_cold_med_s": s["petsc_cg_cold"]["median_time"],
-                   "cg_cold_its": s["petsc_cg_cold"]["median_iterations"],
-                   "cg_warm_med_s": s["petsc_cg_warm"]["median_time"],
-                   "rcg_med_s": s["rcg_warm"]["median_time"], "rcg_its": s["rcg_warm"]["median_iterations"],
-                   "speedup_vs_cold": s["petsc_cg_cold"]["median_time"] / s["rcg_warm"]["median_time"],
-                   "speedup_vs_warm": s["petsc_cg_warm"]["median_time"] / s["rcg_warm"]["median_time"],
-                   "all_converged": all(v["converged"] for v in s.values())}
-            row["met_1.5x_vs_warm"] = row["speedup_vs_warm"] >= 1.5
-            rows.append(row)
-            print(row, flush=True)
-    payload["rcg"] = rows
-    md.append("## Recycled CG vs PETSc CG (same PC; median seconds per system)\n\n" + markdown_table(rows))
+    path = RESULTS / "skr_rcg.json"
+    if not path.exists():
+        return []
+    rc = json.loads(path.read_text())
+    keys = ["case", "pc", "cg_warm_med_s", "cg_warm_its", "rcg_med_s", "rcg_its", "rcg_k0_its",
+            "speedup_vs_warm", "speedup_mean_vs_warm", "all_converged", "met_1.5x_vs_warm"]
+    rows = [{k: r.get(k) for k in keys} for r in rc["rcg"]]
+    payload["rcg"] = rc["rcg"]
+    mach = rc.get("machine", {})
+    md.append("## Recycled CG vs PETSc CG (same PC; median seconds per system)\n\n"
+              f"From `benchmarks/skr_rcg.py` (results `skr_rcg.md`, run on commit {mach.get('git_commit')}, "
+              f"{mach.get('date')}; its notes explain the rows).\n\n" + markdown_table(rows))
     return rows
 
 
@@ -542,13 +526,16 @@ def explain(payload) -> list[str]:
                 "PC applications) and two harmonic Ritz updates weigh as much as the iterations.")
     rc = payload.get("rcg") or []
     if rc:
+        met = [r for r in rc if r["met_1.5x_vs_warm"]]
         notes.append(
-            "rcg vs PETSc CG (target 1.5x): " + "; ".join(
-                f"{r['case']}/{r['pc']}: {r['speedup_vs_cold']:.2f}x vs cold, {r['speedup_vs_warm']:.2f}x vs warm, "
-                f"iterations {r['cg_cold_its']:.0f} -> {r['rcg_its']:.0f}" for r in rc)
-            + ". Deflation with the default k = 10 vectors adds two k x n GEMVs per iteration (20 vector "
-            "passes against CG's ~8); on this memory-bandwidth-bound machine the ~2x fewer iterations do not "
-            "pay for them, and the per-solve refresh (k products) and Ritz update add more.")
+            f"rcg vs warm PETSc CG with the same PC (target 1.5x, ratio of medians): met in {len(met)} of "
+            f"{len(rc)} rows (" + ", ".join(f"{r['case']}/{r['pc']} {r['speedup_vs_warm']:.2f}x" for r in met)
+            + "); missed: " + "; ".join(
+                f"{r['case']}/{r['pc']} {r['speedup_vs_warm']:.2f}x (iterations {r['cg_warm_its']:.0f} -> "
+                f"{r['rcg_its']:.0f})" for r in rc if not r["met_1.5x_vs_warm"])
+            + ". rcg runs one compiled deflated-PCG loop (with our IC(0), which reproduces PETSc ICC(0)'s "
+            "iteration counts exactly); deflation cuts iterations ~1.7x but makes each ~1.7-2x dearer, which "
+            "pays with ICC at 80^2 and not with Jacobi's cheap iterations or at 160^2 (skr_rcg.md).")
     od = payload.get("ordering")
     if od:
         notes.append(
@@ -570,7 +557,7 @@ def explain(payload) -> list[str]:
     return notes
 
 
-CARRY = {"rcg": "## Recycled CG vs PETSc CG", "ordering": "## Ordering at scale"}
+CARRY = {"ordering": "## Ordering at scale"}
 
 
 def carry_over(name: str, parts, payload, md) -> list[str]:
@@ -618,7 +605,7 @@ def annotate(name: str):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small run: 20 systems, 3 PCs, 10^4 fields for ordering")
-    ap.add_argument("--parts", default="table1,rcg,periter,ordering")
+    ap.add_argument("--parts", default="table1,periter,ordering")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="skr")
     ap.add_argument("--annotate", action="store_true", help="only (re)write the notes of an existing result")
@@ -628,10 +615,10 @@ def main(argv=None):
         return
     args.families = list(FAMILIES)
     if args.quick:
-        args.systems, args.pcs, args.rcg_systems = 20, ["none", "jacobi", "ilu"], 20
+        args.systems, args.pcs = 20, ["none", "jacobi", "ilu"]
         args.order_systems, args.subset = 10_000, 300
     else:
-        args.systems, args.pcs, args.rcg_systems = 100, ["none", "jacobi", "bjacobi", "asm", "ilu"], 100
+        args.systems, args.pcs = 100, ["none", "jacobi", "bjacobi", "asm", "ilu"]
         args.order_systems, args.subset = 100_000, 2000
     parts = args.parts.split(",")
     payload = {"protocol": "quick" if args.quick else "full", "systems": args.systems, "pcs": args.pcs,
@@ -643,8 +630,7 @@ def main(argv=None):
         rows = part_table1(args, payload, md)
     if "periter" in parts:
         part_per_iteration(args, payload, md)
-    if "rcg" in parts:
-        part_rcg(args, payload, md)
+    part_rcg(payload, md)
     if "ordering" in parts:
         part_ordering(args, payload, md)
     if carry_over(args.name, parts, payload, md):
