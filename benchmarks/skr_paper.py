@@ -269,8 +269,9 @@ def notes(payload) -> list[str]:
                                    f"{r['target_paper']}x" for r in met) if met else "") + ". "
                + ("Missed: " + "; ".join(
                    f"{r['family']}/{r['pc']} {r['speedup_paper_warm']:.2f}x vs {r['target_paper']}x (short by "
-                   + ("at most, PETSc's median capped, " if r["petsc_cold_its"] >= MAXITER else "") +
-                   f"{r['target_paper'] / r['speedup_paper_warm']:.2f}x; iterations {r['petsc_cold_its']:.0f} -> "
+                   f"{r['target_paper'] / r['speedup_paper_warm']:.2f}x"
+                   + (" at most: PETSc's median is the cap, so the true ratio is higher" if r["petsc_cold_its"] >= MAXITER
+                      else "") + f"; iterations {r['petsc_cold_its']:.0f} -> "
                    f"{r['skr_warm_its']:.0f}, ratio {r['petsc_cold_its'] / max(r['skr_warm_its'], 1):.1f}x, SKR's "
                    f"time per iteration {_per_it(r, 'skr_warm') / _per_it(r, 'petsc_cold'):.1f}x PETSc's)"
                    for r in missed) + ". The speed-up is the iteration ratio divided by SKR's per-iteration cost "
@@ -280,21 +281,36 @@ def notes(payload) -> list[str]:
     out.append(f"Published driver's protocol (SKR from zero vs PETSc cold): {cold_met} of {len(rows)} targets met.")
     gm = [r for r in rows if r["met_gcrotmk"]]
     out.append(f"SKR vs SciPy gcrotmk (target 2x): met in {len(gm)} of {len(rows)} rows; " + "; ".join(
-        f"{r['family']}/{r['pc']} {r['speedup_vs_gcrotmk']:.2f}x (iterations {r['gcrotmk_its']:.0f} -> "
-        f"{r['skr_warm_its']:.0f})" for r in rows) + ".")
+        f"{r['family']}/{r['pc']} {r['speedup_vs_gcrotmk']:.2f}x (matvecs {r['gcrotmk_its']:.0f} -> "
+        f"{r['skr_warm_its']:.0f}, SKR's time per iteration {_per_it(r, 'skr_warm') / _per_it(r, 'gcrotmk'):.2f}x "
+        "gcrotmk's)" for r in rows) + ". gcrotmk also recycles (CU carried through the same sorted sequence, "
+        "same PC), and per iteration it costs about what our GCRO-DR does (both NumPy), so the speed-up is "
+        "close to the ratio of matvecs, which is "
+        f"{min(r['gcrotmk_its'] / max(r['skr_warm_its'], 1) for r in rows):.2f}x to "
+        f"{max(r['gcrotmk_its'] / max(r['skr_warm_its'], 1) for r in rows):.2f}x here and below 2 with the "
+        "stronger PCs, where a solve is a few cycles and recycling has less to save.")
+    near = [r for r in rows if 0.9 <= r["speedup_paper_warm"] / r["target_paper"] <= 1.1]
+    if near:
+        out.append("Within 10% of the target, either side (inside the run-to-run noise of this machine): " + ", ".join(
+            f"{r['family']}/{r['pc']} {r['speedup_paper_warm']:.2f}x vs {r['target_paper']}x" for r in near) + ".")
     worse = [r for r in rows if r["petsc_warm_its"] > r["petsc_cold_its"]]
     out.append("Fair protocol (PETSc GMRES(40) warm-started from SKR's solution of the previous system in the "
                "greedy order): " + "; ".join(
                    f"{r['family']}/{r['pc']} {r['speedup_fair']:.2f}x (PETSc iterations cold {r['petsc_cold_its']:.0f}, "
                    f"warm {r['petsc_warm_its']:.0f})" for r in rows) + ". "
-               + (f"In {len(worse)} of {len(rows)} rows the warm start makes PETSc's median iterations higher, not "
-                  "lower: on these matrices the neighbour's solution is a poor initial guess for restarted GMRES "
-                  "(its residual is no smaller than b's in the norm that matters to GMRES(40)'s restarts)."
-                  if worse else ""))
+               + (f"In {len(worse)} of {len(rows)} rows the warm start makes PETSc's median iterations higher. "
+                  if worse else "")
+               + "Warm-starting PETSc from the neighbour's solution changes its median iterations by a factor "
+               f"{min(_ratio(r) for r in rows):.2f} to {max(_ratio(r) for r in rows):.2f} (warm/cold): on these "
+               "matrices the previous solution is a poor initial guess for restarted GMRES(40), so the fair "
+               "speed-ups are close to the paper-protocol ones.")
     out.append("Order: GCRO-DR warm-started in the original order (`gcrodr_unsorted_its`) against the greedy "
                "order (`skr_warm_its`): " + "; ".join(
                    f"{r['family']}/{r['pc']} {r['gcrodr_unsorted_its']:.0f} vs {r['skr_warm_its']:.0f}" for r in rows)
-               + " median iterations. `gcrotmk_its` counts matrix-vector products, including the k = 20 that "
+               + " median iterations: sorting saves only "
+               f"{min(1 - r['skr_warm_its'] / r['gcrodr_unsorted_its'] for r in rows):.0%} to "
+               f"{max(1 - r['skr_warm_its'] / r['gcrodr_unsorted_its'] for r in rows):.0%} of SKR's iterations on "
+               "these sequences; the speed-ups over GMRES come from recycling itself. `gcrotmk_its` counts matrix-vector products, including the k = 20 that "
                "rebuild C for each new matrix.")
     bad = [r for r in rows if not r["all_converged"]]
     if bad:
@@ -307,6 +323,10 @@ def notes(payload) -> list[str]:
     return out
 
 
+def _ratio(row):
+    return row["petsc_warm_its"] / row["petsc_cold_its"]
+
+
 def _per_it(row, who):
     return row[f"{who}_s"] / max(row[f"{who}_its"], 1)
 
@@ -314,7 +334,7 @@ def _per_it(row, who):
 COLUMNS = ["family", "pc", "petsc_cold_s", "petsc_cold_its", "petsc_cold_capped", "petsc_warm_s", "petsc_warm_its",
            "petsc_warm_capped", "skr_warm_s", "skr_warm_its", "skr_cold_s", "skr_cold_its", "gcrodr_unsorted_s",
            "gcrodr_unsorted_its", "gcrotmk_s", "gcrotmk_its", "gcrotmk_capped", "speedup_paper_warm",
-           "speedup_paper_warm_subset", "speedup_paper_cold", "target_paper", "met_paper_warm", "met_paper_cold",
+           "speedup_paper_warm_subset", "speedup_paper_cold", "iteration_ratio_cold", "target_paper", "met_paper_warm", "met_paper_cold",
            "speedup_fair", "speedup_vs_gcrotmk", "met_gcrotmk", "all_converged"]
 
 
