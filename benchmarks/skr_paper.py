@@ -145,6 +145,15 @@ def stats(rec, subset=None):
             "capped": int(sum(capped)), "not_converged": int(len(conv) - sum(conv))}
 
 
+def slim(rec):
+    """A run's per-system record for the JSON: times, iterations, and reasons of the failed solves only."""
+    if "failed" in rec:
+        return rec
+    return {"index": rec["index"], "times": [round(t, 5) for t in rec["times"]], "iterations": rec["iterations"],
+            "failed": {str(i): r for i, r, ok in zip(rec["index"], rec["reason"], rec["converged"], strict=True)
+                       if not ok}}
+
+
 def run_row(fam, pc_label, systems, greedy, stride):
     tol = FAMILIES[fam]["tol"]
     pc, opts = PCS[pc_label]
@@ -201,7 +210,7 @@ def run_row(fam, pc_label, systems, greedy, stride):
     row["met_gcrotmk"] = row["speedup_vs_gcrotmk"] >= 2.0
     detail = {"family": fam, "pc": pc_label, "pc_type": pc, "pc_options": opts,
               "baseline_positions": sorted(positions), "baseline_systems": sorted(subset),
-              "stats": full, "stats_on_baseline_subset": sub, "runs": runs}
+              "stats": full, "stats_on_baseline_subset": sub, "runs": {k: slim(v) for k, v in runs.items()}}
     return row, detail
 
 
@@ -362,6 +371,8 @@ def annotate(name):
     jpath, mpath = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
     payload = json.loads(jpath.read_text())
     payload["notes"] = notes(payload)
+    for d in payload["detail"]:
+        d["runs"] = {k: slim(v) for k, v in d["runs"].items()}
     jpath.write_text(json.dumps(payload, indent=1, default=float))
     header = mpath.read_text().split("\n\n", 1)[0]
     mpath.write_text(header + "\n\n" + render(payload, name))
