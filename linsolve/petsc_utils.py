@@ -60,7 +60,11 @@ def csr_to_aij(A: sp.spmatrix | sp.sparray, comm=None):
     which is the only copy; indices are converted to PETSc's int type only if they differ."""
     PETSc = petsc()
     A = sp.csr_matrix(A)
-    A.sort_indices()
+    if not A.has_canonical_format:
+        # PETSc inserts a duplicated (i, j) entry instead of adding it (or refuses a row with more
+        # entries than columns), so duplicates are summed first, on a copy: the caller's arrays stay as given
+        A = A.copy()
+        A.sum_duplicates()
     itype = PETSc.IntType
     indptr = A.indptr if A.indptr.dtype == itype else A.indptr.astype(itype)
     indices = A.indices if A.indices.dtype == itype else A.indices.astype(itype)
