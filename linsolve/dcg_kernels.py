@@ -28,14 +28,14 @@ being scattered.
 
 Preconditioner codes: 0 none, 1 Jacobi (``dinv`` = 1/diag), 2 IC(0) (``IC0.unit``:
 the unit-form factors and ``dinv``). Status codes: 0 converged, 1 iteration cap reached,
-2 breakdown (p^T A p <= 0 or a non-finite residual).
+2 breakdown (p^T A p <= 0 or a non-finite residual), 3 r^T z = 0 short of the tolerance.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-CONVERGED, MAXITER, BREAKDOWN = 0, 1, 2
+CONVERGED, MAXITER, BREAKDOWN, RZ_ZERO = 0, 1, 2, 3
 PC_NONE, PC_JACOBI, PC_IC0 = 0, 1, 2
 
 # Unsigned positions (np.uint64) spare numba's negative-index wraparound test on every
@@ -365,6 +365,9 @@ def dpcg(indptr, indices, data, offs, D, pctype, sptr, sind, sval, uptr, uind, u
             T[its] = t
         if rnorm <= tol:
             status = CONVERGED
+            break
+        if rz_new == 0.0:  # beta would divide by zero next time (numba raises ZeroDivisionError)
+            status = RZ_ZERO
             break
         beta = rz_new / rz
         rz = rz_new

@@ -37,7 +37,8 @@ from ..recycle_ops import MatOps, apply_block, build_pc, is_identity
 from ..registry import register
 
 _REASONS = {0: "converged", 1: "maxiter reached",
-            2: "breakdown: p^T A p <= 0 (matrix or preconditioner not SPD, or singular)"}
+            2: "breakdown: p^T A p <= 0 (matrix or preconditioner not SPD, or singular)",
+            3: "breakdown: r^T M^-1 r = 0 before the tolerance was met (it is below what floating point resolves)"}
 
 
 @register("rcg")
@@ -249,6 +250,9 @@ class RecycledCG(Solver):
                 ts.append(t)
             if rnorm <= tol:
                 converged, reason = True, "converged"
+                break
+            if rz_new == 0.0:  # r^T M^-1 r underflowed (a tolerance below the floating-point floor)
+                reason = _REASONS[3]
                 break
             beta = rz_new / rz
             rz = rz_new
