@@ -233,6 +233,10 @@ class GCRODR(Solver):
             if rnorm <= tol:
                 converged, reason = True, "converged"
                 break
+            if breakdown == "non-finite":
+                reason = ("breakdown: the (preconditioned) operator produced NaN or Inf "
+                          "(singular matrix or unstable preconditioner)")
+                break
             if breakdown and stalls:
                 reason = "breakdown: Krylov space exhausted without reaching the tolerance"
                 break
@@ -290,6 +294,8 @@ class GCRODR(Solver):
                 Vh[:kc] = self._C
             G[np.arange(kc), np.arange(kc)] = self._d
         beta = dnrm2(rp)
+        if not np.isfinite(beta):  # left preconditioning: M^-1 r itself is NaN/Inf
+            return 0, np.zeros(kc), np.zeros(0), G, "non-finite"
         Vh[kc] = rp / beta
         Rt = np.zeros((steps, steps))
         g = np.zeros(steps + 1)
@@ -314,6 +320,12 @@ class GCRODR(Solver):
             else:
                 pc_into(M, A.into(v, tmp), w)
             est, breakdown = arnoldi_step(Vh, j, kc, refine, h, h2, G, cs, sn, Rt, g)
+            # (the norm of the new vector carries any NaN/Inf of it; the Givens estimate can hide it)
+            if not (np.isfinite(est) and np.isfinite(G[j + 1, j])):
+                # NaN/Inf from the operator or preconditioner (e.g. ILU of a singular matrix):
+                # this step and every later one are unusable; keep the steps before it
+                breakdown = "non-finite"
+                break
             norms.append(est)
             p = jj + 1
             if cb is not None:
@@ -322,7 +334,9 @@ class GCRODR(Solver):
                 break
         R = Rt[:p, :p]
         diag = np.abs(np.diag(R))
-        if p and diag.min() > 1e-14 * diag.max():
+        if p == 0:
+            y2 = np.zeros(0)
+        elif diag.min() > 1e-14 * diag.max():
             y2 = dtrtrs(R, g[:p])[0]
         else:  # singular projected matrix: least-squares solution of the Hessenberg problem
             rhs = np.zeros(p + 1)
