@@ -80,3 +80,52 @@ def test_gcrodr_nan_from_the_preconditioner_is_reported_not_raised(petsc, side, 
         assert not res.converged and res.reason.startswith("breakdown")
         assert np.all(np.isfinite(res.x))
         assert res.relative_residual == pytest.approx(np.linalg.norm(b - L @ res.x) / np.linalg.norm(b))
+
+
+def _scale_in_place(A: sp.csr_matrix):
+    """New values, same object and pattern (a time step updating A.data): 2 A + I."""
+    A.data *= 2.0
+    A.data[A.indices == np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))] += 1.0
+
+
+@pytest.mark.parametrize("name,opts", [
+    ("rcg", {}), ("rcg", {"pc": "jacobi"}), ("rcg", {"compiled": False}),
+    ("gcrodr", {"restart": 20, "recycle": 8}), ("gcrodr", {"restart": 20, "recycle": 8, "pc_side": "left", "pc": "jacobi"}),
+])
+def test_matrix_changed_in_place_between_solves(name, opts):
+    # caches keyed on the matrix object (rcg's compiled copy of A, A W; gcrodr's C = A U,
+    # preconditioners) outlived an in-place update: rcg reported a false breakdown and
+    # gcrodr stagnated at residuals up to 1e38
+    A = gallery.poisson2d(8).tocsr()
+    b = np.random.default_rng(3).standard_normal(64)
+    s = linsolve.make_solver(name, rtol=1e-9, **opts)
+    for _ in range(3):
+        res = s.solve(A, b)
+        assert res.converged, res.reason
+        np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), b), rtol=1e-6, atol=1e-9)
+        _scale_in_place(A)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("name,opts", [("rcg", {"pc": "icc", "backend": "petsc"}),
+                                       ("gcrodr", {"pc": "ilu", "backend": "petsc", "restart": 20, "recycle": 8})])
+def test_matrix_changed_in_place_between_solves_petsc(petsc, name, opts):
+    from linsolve.petsc_utils import csr_to_aij
+
+    A = gallery.poisson2d(8).tocsr()
+    b = np.random.default_rng(4).standard_normal(64)
+    s = linsolve.make_solver(name, rtol=1e-9, **opts)
+    mat = None
+    for step in range(4):
+        if step >= 2:  # then a PETSc Mat, its new values assembled into the same object
+            if mat is None:
+                mat = csr_to_aij(A)
+            else:
+                for i in range(64):
+                    for a in range(A.indptr[i], A.indptr[i + 1]):
+                        mat.setValue(i, A.indices[a], A.data[a])
+                mat.assemble()
+        res = s.solve(A if mat is None else mat, b)
+        assert res.converged, res.reason
+        np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), b), rtol=1e-6, atol=1e-9)
+        _scale_in_place(A)
