@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse._sparsetools import csr_matvec
 
+from .errors import SolverError, UnsupportedInputError
 from .precond import Identity, Jacobi, Preconditioner, petsc_pc_type
 
 
@@ -126,7 +127,17 @@ class PetscPC:
         mat = op.petsc_mat()
         self.pc.setOperators(mat, mat)
         self.pc.setFromOptions()
-        self.pc.setUp()
+        try:
+            self.pc.setUp()
+        except PETSc.Error as exc:
+            # PETSc's own error (a bare "error code 92" in Python) would not say which input
+            # was wrong: most often a factorization PC on a matrix-free (shell) operator
+            self.pc.destroy()
+            if not op.assembled:
+                raise UnsupportedInputError(
+                    f"PETSc preconditioner {pc!r} needs an assembled matrix; got a matrix-free {op.kind} "
+                    "operator (use pc='none', or a PC that only applies the operator)") from exc
+            raise SolverError(f"PETSc could not set up preconditioner {pc!r} on this matrix: {exc}") from exc
         self._xb = np.zeros(self.n)
         self._yb = np.zeros(self.n)
         self._xv = vec_from_array(self._xb)

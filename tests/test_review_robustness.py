@@ -129,3 +129,16 @@ def test_matrix_changed_in_place_between_solves_petsc(petsc, name, opts):
         assert res.converged, res.reason
         np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), b), rtol=1e-6, atol=1e-9)
         _scale_in_place(A)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("name", ["rcg", "gcrodr"])
+def test_petsc_factorization_pc_on_a_matrix_free_operator_is_a_clear_error(petsc, name):
+    # PCSetUp's "error code 92" (no ICC/ILU for a shell matrix) reached the user as a
+    # petsc4py.PETSc.Error, not a SolverError naming the problem
+    import scipy.sparse.linalg as spla
+
+    op = spla.aslinearoperator(gallery.poisson2d(6))
+    s = linsolve.make_solver(name, backend="petsc", pc="icc" if name == "rcg" else "ilu")
+    with pytest.raises(linsolve.UnsupportedInputError, match="matrix-free"):
+        s.solve(op, np.ones(36))
