@@ -137,7 +137,8 @@ class PetscPC:
                 raise UnsupportedInputError(
                     f"PETSc preconditioner {pc!r} needs an assembled matrix; got a matrix-free {op.kind} "
                     "operator (use pc='none', or a PC that only applies the operator)") from exc
-            raise SolverError(f"PETSc could not set up preconditioner {pc!r} on this matrix: {exc}") from exc
+            raise SolverError(f"PETSc could not set up preconditioner {pc!r} on this matrix ({exc}; PETSc "
+                              "printed the cause on stderr, e.g. a missing diagonal entry or a zero pivot)") from exc
         self._xb = np.zeros(self.n)
         self._yb = np.zeros(self.n)
         self._xv = vec_from_array(self._xb)

@@ -142,3 +142,13 @@ def test_petsc_factorization_pc_on_a_matrix_free_operator_is_a_clear_error(petsc
     s = linsolve.make_solver(name, backend="petsc", pc="icc" if name == "rcg" else "ilu")
     with pytest.raises(linsolve.UnsupportedInputError, match="matrix-free"):
         s.solve(op, np.ones(36))
+
+
+@pytest.mark.petsc
+def test_petsc_pc_setup_failure_on_an_assembled_matrix_is_a_solver_error(petsc):
+    # a diagonal matrix with an exact zero on it: CSR drops the entry, PETSc's ICC refuses
+    # the matrix ("missing diagonal entries") with error code 73
+    A = sp.diags(np.linspace(-1.0, 2.0, 64)).tocsr()
+    assert A.nnz == 63
+    with pytest.raises(linsolve.SolverError, match="'icc'"):
+        linsolve.make_solver("rcg", backend="petsc", pc="icc").solve(A, np.ones(64))
