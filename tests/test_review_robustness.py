@@ -152,3 +152,28 @@ def test_petsc_pc_setup_failure_on_an_assembled_matrix_is_a_solver_error(petsc):
     assert A.nnz == 63
     with pytest.raises(linsolve.SolverError, match="'icc'"):
         linsolve.make_solver("rcg", backend="petsc", pc="icc").solve(A, np.ones(64))
+
+
+@pytest.mark.parametrize("update", ["cycle", "solve"])
+def test_gcrodr_nan_on_the_recycled_space_drops_it(update):
+    # an operator returning NaN on the recycled vectors (here once, on the first product)
+    # made C = B U NaN and scipy's eig raised "array must not contain infs or NaNs"
+    import scipy.sparse.linalg as spla
+
+    A = gallery.poisson2d(8)
+    b = np.random.default_rng(5).standard_normal(64)
+    calls = [0]
+
+    def matvec(v):
+        calls[0] += 1
+        return A @ v + (np.nan if calls[0] == 1 else 0.0)
+
+    s = linsolve.make_solver("gcrodr", restart=20, recycle=8, update=update, rtol=1e-9, maxiter=300)
+    assert s.solve(A, b).converged
+    res = s.solve(spla.LinearOperator((64, 64), matvec=matvec, dtype=float), b)
+    assert np.all(np.isfinite(res.x)) and res.relative_residual == pytest.approx(
+        np.linalg.norm(b - A @ res.x) / np.linalg.norm(b), rel=1e-6)
+    assert s._U is None or np.all(np.isfinite(s._U))
+    res = s.solve(A, b)
+    assert res.converged
+    np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), b), rtol=1e-6)

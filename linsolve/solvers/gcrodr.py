@@ -151,6 +151,13 @@ class GCRODR(Solver):
             BZ = A.block(U)
             if not ident:
                 BZ = apply_block(M, BZ)
+        if not np.all(np.isfinite(BZ)):
+            # the operator or preconditioner gave NaN/Inf on U: a NaN C would poison every
+            # projection of this and later solves, so the space is dropped (the solve then
+            # runs, and reports, as GMRES would)
+            self._U = self._C = self._C_buf = None
+            self.ritz_values = None
+            return U.shape[0]
         C, U = _orthonormalise(BZ, U)
         self._C, self._U = C, U
         self._C_buf = None
@@ -363,6 +370,8 @@ class GCRODR(Solver):
             # vectors need products with U.
             VW[:kc, :kc] = self._CtU * self._d[None, :]
             VW[kc:, :kc] = (Vh[kc:dim + 1] @ self._U.T) * self._d[None, :]
+        if not (np.all(np.isfinite(Gp)) and np.all(np.isfinite(VW))):
+            return False, None  # NaN/Inf reached the cycle's small matrices: keep the old space
         vals, P = harmonic_ritz(Gp, VW, k, self.opts["which"])
         if P.shape[1] == 0:
             return False, None
