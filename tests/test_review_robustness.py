@@ -177,3 +177,18 @@ def test_gcrodr_nan_on_the_recycled_space_drops_it(update):
     res = s.solve(A, b)
     assert res.converged
     np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), b), rtol=1e-6)
+
+
+@pytest.mark.parametrize("grid,match", [
+    (linsolve.Grid((6, 7), unknowns=np.arange(36) + 7), "in \\[0, 42\\)"),
+    (linsolve.Grid((6, 7), unknowns=np.r_[np.arange(35), -1]), "in \\[0, 42\\)"),
+    (linsolve.Grid((6, 7), unknowns=np.r_[np.arange(35), 0]), "more than once"),
+    (linsolve.Grid((6, 6), cell_type=np.full((6, 6), 7)), "cell types are"),
+])
+def test_dcdm_bad_grid_geometry_is_a_shape_error(grid, match):
+    # an out-of-range unknown raised IndexError, a negative one NumPy's ValueError, a repeated
+    # one ran 10 n iterations without converging, and an unknown cell type was taken for a
+    # wall (641 iterations on a 12 x 12 Dirichlet problem instead of 8)
+    pytest.importorskip("torch")
+    with pytest.raises(linsolve.ShapeError, match=match):
+        linsolve.make_solver("dcdm").solve(gallery.poisson2d(6), np.ones(36), grid=grid)

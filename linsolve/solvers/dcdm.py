@@ -36,7 +36,7 @@ import numpy as np
 from ..base import Outcome, Solver
 from ..errors import OptionError, ShapeError
 from ..registry import register
-from ..system import AIR
+from ..system import AIR, FLUID, SOLID
 
 
 class _GridMap:
@@ -48,10 +48,24 @@ class _GridMap:
         shape = grid.shape
         size = int(np.prod(shape))
         unknowns = np.arange(size) if grid.unknowns is None else grid.unknowns
+        if grid.unknowns is not None:
+            # NumPy would wrap a negative index and fail with an IndexError on a large one;
+            # a repeated cell would feed the network one value for two unknowns
+            if unknowns.size and (unknowns.min() < 0 or unknowns.max() >= size):
+                raise ShapeError(f"grid.unknowns must be flat cell indices in [0, {size}) for grid {shape}, "
+                                 f"got values from {unknowns.min()} to {unknowns.max()}")
+            if np.unique(unknowns).size != unknowns.size:
+                raise ShapeError("grid.unknowns lists a cell more than once")
         fluid = np.zeros(size, dtype=bool)
         fluid[unknowns] = True
         if grid.cell_type is not None:
-            air = (np.asarray(grid.cell_type).reshape(-1) == AIR) & ~fluid
+            ct = np.asarray(grid.cell_type).reshape(-1)
+            bad = ~np.isin(ct, (FLUID, SOLID, AIR))
+            if bad.any():
+                # an unknown code would silently become a wall (a Neumann boundary the matrix may not have)
+                raise ShapeError(f"grid.cell_type holds {np.unique(ct[bad])[:5].tolist()}; "
+                                 f"the cell types are FLUID={FLUID}, SOLID={SOLID}, AIR={AIR}")
+            air = (ct == AIR) & ~fluid
             pad = 0
         else:
             air = np.zeros(size, dtype=bool)
