@@ -150,12 +150,19 @@ class GCRODR:
                 out_x, its, converged, reason = more.x, its + more.iterations, more.converged, more.reason
                 rn = float(np.linalg.norm(barr - _matvec(A, out_x)))
             converged = converged and rn <= tol * (1 + 1e-8)
+        nonfinite = not np.isfinite(rn)
+        if nonfinite:
+            # NaN/Inf (e.g. ILU of a singular matrix): KSPSetResidualNorm refuses a NaN norm,
+            # and the initial guess is a better answer than NaN; PETSc's reason says what happened
+            out_x, rn, converged = x0, r0, False
         x.setArray(out_x)
         ksp.setIterationNumber(its)
         ksp.setResidualNorm(rn)
         R = PETSc.KSP.ConvergedReason
         if converged:
             code = R.CONVERGED_ATOL if atol >= rtol * bnorm else R.CONVERGED_RTOL
+        elif nonfinite:
+            code = R.DIVERGED_NANORINF
         elif its >= max_it:
             code = getattr(R, "DIVERGED_MAX_IT", None) or R.DIVERGED_ITS  # renamed in PETSc 3.24
         else:

@@ -192,3 +192,31 @@ def test_dcdm_bad_grid_geometry_is_a_shape_error(grid, match):
     pytest.importorskip("torch")
     with pytest.raises(linsolve.ShapeError, match=match):
         linsolve.make_solver("dcdm").solve(gallery.poisson2d(6), np.ones(36), grid=grid)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_petsc_python_ksp_reports_nan_as_divergence(petsc, side):
+    # with -ksp_type python and ILU of a singular matrix the solution was NaN and
+    # KSPSetResidualNorm(NaN) raised out of KSPSolve ("residual norm must be nonnegative")
+    from linsolve.petsc_ksp_python import GCRODR
+    from linsolve.petsc_utils import csr_to_aij
+
+    ksp = petsc.KSP().create()
+    ksp.setType("python")
+    ksp.setPythonContext(GCRODR(restart=20, recycle=6))
+    ksp.setTolerances(rtol=1e-9, max_it=500)
+    ksp.getPC().setType("ilu")
+    ksp.setPCSide(getattr(petsc.PC.Side, side.upper()))
+    for A, diverges in ((_singular_neumann(64), True), (gallery.poisson2d(8), False)):
+        M = csr_to_aij(A)
+        ksp.setOperators(M)
+        b, x = M.createVecLeft(), M.createVecRight()
+        b.setArray(np.arange(1.0, 65.0))
+        ksp.solve(b, x)
+        assert np.all(np.isfinite(x.getArray()))
+        if diverges:
+            assert ksp.getConvergedReason() < 0
+        else:  # and the context still solves the next system
+            assert ksp.getConvergedReason() > 0
+            np.testing.assert_allclose(x.getArray(), np.linalg.solve(A.toarray(), b.getArray()), rtol=1e-7)
