@@ -37,11 +37,10 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-import scipy.sparse.linalg as spla  # noqa: E402
 
 import linsolve  # noqa: E402
 from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E402
-from benchmarks.skr import PAPER, build, interleaved  # noqa: E402
+from benchmarks.skr import PAPER, build, gcrotmk_seq, interleaved  # noqa: E402
 from linsolve.ordering import order_systems, path_length  # noqa: E402
 
 MAXITER = 10_000
@@ -83,52 +82,6 @@ def solver_seq(make, systems, order, positions=None, x0_from=None, keep=None):
             rec["reason"].append(str(r.reason))
             if keep is not None:
                 keep[int(i)] = r.x
-        yield
-    return rec
-
-
-def petsc_pc(pc, opts, A):
-    """SciPy LinearOperator applying the PETSc PC ``pc`` with ``opts`` (skr.py's ``_scipy_pc``
-    takes no options, so it cannot set 72 blocks); jacobi is linsolve's, as in gcrodr's
-    ``build_pc`` (identical to PCJACOBI)."""
-    if pc == "none":
-        return None
-    from linsolve.operator import Operator
-    from linsolve.precond import Jacobi
-    from linsolve.recycle_ops import PetscPC
-
-    op = Operator(A)
-    M = Jacobi(op) if pc == "jacobi" else PetscPC(op, pc, opts)
-    return spla.LinearOperator(A.shape, matvec=M.apply, dtype=float)
-
-
-def gcrotmk_seq(systems, order, pc, opts, tol, m=GCROT_M, k=GCROT_K):
-    """SciPy gcrotmk through the ordered sequence: one CU list carried, C rebuilt per matrix,
-    warm-started; at most MAXITER // m outer cycles (~MAXITER matvecs); iterations = matvecs."""
-    CU: list = []
-    rec = {"index": [], "times": [], "iterations": [], "converged": [], "capped": [], "reason": []}
-    x = None
-    for i in order:
-        A, b = systems[i].A, systems[i].b
-        t0 = time.perf_counter()
-        count = [0]
-
-        def mv(v, A=A, count=count):
-            count[0] += 1
-            return A @ v
-
-        Aop = spla.LinearOperator(A.shape, matvec=mv, dtype=float)
-        x, info = spla.gcrotmk(Aop, b, x0=x, rtol=tol, atol=0.0, maxiter=MAXITER // m,
-                               M=petsc_pc(pc, opts, A), m=m, k=k, CU=CU, discard_C=True)
-        rec["times"].append(time.perf_counter() - t0)
-        ok = info == 0 and np.linalg.norm(b - A @ x) <= tol * np.linalg.norm(b) * 1.001
-        rec["index"].append(int(i))
-        rec["iterations"].append(count[0])
-        rec["converged"].append(bool(ok))
-        rec["capped"].append(info > 0)  # outer-cycle limit reached
-        rec["reason"].append("converged" if ok else f"info={info}")
-        if not np.all(np.isfinite(x)):
-            x = None  # a failed solve must not poison the next warm start
         yield
     return rec
 
@@ -176,7 +129,8 @@ def run_row(fam, pc_label, systems, greedy, stride):
         "petsc_warm": solver_seq(gmres, systems, greedy, positions, x0_from=lambda p: sol[int(greedy[p - 1])]),
         "skr_cold": solver_seq(gcrodr(False), systems, greedy),
         "gcrodr_unsorted": solver_seq(gcrodr(True), systems, orig),
-        "gcrotmk": gcrotmk_seq(systems, greedy, pc, opts, tol),
+        "gcrotmk": gcrotmk_seq(systems, greedy, pc, tol, m=GCROT_M, k=GCROT_K, maxiter=MAXITER // GCROT_M,
+                                   pc_opts=opts),
     })
     full = {k: stats(v) for k, v in runs.items()}
     sub = {k: stats(v, subset) for k, v in runs.items()}
