@@ -37,7 +37,8 @@ from ..recycle_ops import MatOps, apply_block, build_pc, changed_in_place, is_id
 from ..registry import register
 
 _REASONS = {0: "converged", 1: "maxiter reached",
-            2: "breakdown: p^T A p <= 0 (matrix or preconditioner not SPD, or singular)",
+            2: "breakdown: p^T A p <= 0 (matrix or preconditioner not SPD, singular, or the search direction "
+               "vanished at rounding level, e.g. when the recycled space already holds the solution)",
             3: "breakdown: r^T M^-1 r = 0 before the tolerance was met (it is below what floating point resolves)"}
 
 
