@@ -23,23 +23,36 @@ def one_line(exc: BaseException) -> str:
     return "; ".join([str(exc), *getattr(exc, "__notes__", [])]).replace("\n", " ")
 
 
+# which signal interrupted the running command, and whether a command already reported it
+_interrupt = {"signum": None, "reported": False}
+
+
 def report_interrupt(prog: str, exc: KeyboardInterrupt) -> int:
     """Print Ctrl-C / SIGTERM as one line (with the exception's notes); the exit status 128+signal.
-    A command that must report its notes catches the interrupt itself: typer turns an
-    uncaught one into a silent exit 130."""
+    A command that must report its notes catches the interrupt itself; typer turns an uncaught
+    one into Exit(130), which ``run_app`` reports from the signal it saw."""
+    _interrupt["reported"] = True
     what = "terminated" if isinstance(exc, Terminated) else "interrupted"
     print(f"{prog}: {'; '.join([what, *getattr(exc, '__notes__', [])])}", file=sys.stderr)
     return 128 + int(getattr(exc, "signum", signal.SIGINT))
 
 
 def _on_sigterm(signum, frame):
+    _interrupt["signum"] = signum
     raise Terminated()
 
 
+def _on_sigint(signum, frame):
+    _interrupt["signum"] = signum
+    raise KeyboardInterrupt()
+
+
 def run_app(app, prog: str, argv=None) -> None:
-    previous = None
+    previous = previous_int = None
+    _interrupt.update(signum=None, reported=False)
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous_int = signal.signal(signal.SIGINT, _on_sigint)
     try:
         # Without standalone mode click returns the code of typer.Exit(n) instead of exiting.
         rc = app(args=argv, prog_name=prog, standalone_mode=False)
@@ -61,6 +74,11 @@ def run_app(app, prog: str, argv=None) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
+    if _interrupt["signum"] is not None and not _interrupt["reported"]:
+        # typer swallowed the interrupt into a silent exit 130 (also for SIGTERM)
+        exc = Terminated() if _interrupt["signum"] == signal.SIGTERM else KeyboardInterrupt()
+        sys.exit(report_interrupt(prog, exc))
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
