@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import math
 import pkgutil
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,13 +24,70 @@ class FamilyError(OptionError):
     """Bad family name, grid or parameter value."""
 
 
+@dataclass(frozen=True)
+class Interval:
+    """The values a numeric family parameter may take: always finite, bounded by ``low`` /
+    ``high`` where given (``None``: unbounded), each end closed unless ``*_open``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+
+    def __contains__(self, v) -> bool:
+        v = float(v)
+        if not math.isfinite(v):
+            return False
+        if self.low is not None and (v <= self.low if self.low_open else v < self.low):
+            return False
+        return self.high is None or (v < self.high if self.high_open else v <= self.high)
+
+    def __str__(self) -> str:
+        lo = "(-inf" if self.low is None else ("(" if self.low_open else "[") + f"{self.low:g}"
+        hi = "inf)" if self.high is None else f"{self.high:g}" + (")" if self.high_open else "]")
+        return ("an integer in " if self.integer else "in ") + f"{lo}, {hi}"
+
+
+FINITE = Interval()
+POSITIVE = Interval(0.0, low_open=True)
+NON_NEGATIVE = Interval(0.0)
+COUNT = Interval(0, integer=True)  # an integer >= 0
+POSITIVE_COUNT = Interval(1, integer=True)  # an integer >= 1
+
+
+def check_range(name: str, value, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False, allowed: Interval | None = None,
+                family: str | None = None, why: str = "") -> None:
+    """FamilyError naming the parameter, its value and the allowed range unless ``value``
+    is finite and within ``allowed`` (or the interval the bounds give)."""
+    allowed = allowed if allowed is not None else Interval(low, high, low_open, high_open)
+    try:
+        ok = value in allowed and not isinstance(value, (bool, np.bool_))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        of = f" of family {family!r}" if family else ""
+        raise FamilyError(f"parameter {name}={value!r}{of} must be {allowed}" + (f" ({why})" if why else ""))
+
+
+def check_order(low_name: str, low, high_name: str, high, *, family: str | None = None) -> None:
+    """FamilyError unless ``low <= high`` (the ends of a sampling range such as U(low, high))."""
+    if not low <= high:
+        of = f" of family {family!r}" if family else ""
+        raise FamilyError(f"parameters {low_name}={low!r} and {high_name}={high!r}{of} must satisfy "
+                          f"{low_name} <= {high_name}")
+
+
 class Family:
     """Base class of a problem family.
 
     Class attributes: ``name``; ``dims`` (supported spatial dimensions); ``params``:
     ``{name: (default, help)}`` for family options given as ``--param key=value``;
     ``symmetric`` (whether the default discretisation is SPD) and ``shared_matrix``
-    (one matrix, many right-hand sides).
+    (one matrix, many right-hand sides). ``ranges``: ``{name: Interval}`` for numeric
+    parameters and ``ordered``: ``((low_name, high_name), ...)`` pairs that must satisfy
+    ``low <= high``; both are checked at construction, before ``validate``.
     """
 
     name: ClassVar[str] = ""
@@ -38,6 +96,8 @@ class Family:
     symmetric: ClassVar[bool] = True
     shared_matrix: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    ranges: ClassVar[dict[str, Interval]] = {}
+    ordered: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, grid: tuple[int, ...] | int = 64, dim: int | None = None, **params):
         if dim is None:
@@ -61,7 +121,16 @@ class Family:
         self.p = {k: v[0] for k, v in self.params.items()}
         for k, v in params.items():
             self.p[k] = self._coerce(k, v, self.params[k][0])
+        self.check_ranges()
         self.validate()
+
+    def check_ranges(self) -> None:
+        """The declared ``ranges`` and ``ordered`` pairs (FamilyError naming the parameter,
+        its value and what is allowed)."""
+        for k, allowed in self.ranges.items():
+            check_range(k, self.p[k], allowed=allowed, family=self.name)
+        for lo, hi in self.ordered:
+            check_order(lo, self.p[lo], hi, self.p[hi], family=self.name)
 
     def _coerce(self, k: str, v, default):
         """``v`` as the type of ``default``; values the conversion would silently change
@@ -143,5 +212,6 @@ def get_family(name: str) -> type[Family]:
                           f"{', '.join(available_families())}") from None
 
 
-__all__ = ["Family", "FamilyError", "register_family", "get_family", "available_families",
+__all__ = ["Family", "FamilyError", "Interval", "FINITE", "POSITIVE", "NON_NEGATIVE", "COUNT", "POSITIVE_COUNT",
+           "check_range", "check_order", "register_family", "get_family", "available_families",
            "UnknownSolverError"]
