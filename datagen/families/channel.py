@@ -16,7 +16,7 @@ import numpy as np
 
 from linsolve import LinearSystem
 
-from ..family import Family, FamilyError, register_family
+from ..family import COUNT, POSITIVE, POSITIVE_COUNT, Family, FamilyError, Interval, register_family
 
 _SEQUENCES: dict = {}
 
@@ -37,13 +37,16 @@ class ChannelPressure(Family):
         "spinup": (300, "DNS steps before the first recorded system"),
         "stride": (1, "RK substeps between recorded systems"),
     }
+    # Checked here, at construction, rather than when the DNS is first built (at the first
+    # sample); the stretch bound is ChannelGrid's.
+    ranges = {"re_tau": POSITIVE, "lx": POSITIVE, "lz": POSITIVE,
+              "stretch": Interval(0.0, 10.0, high_open=True), "dt": POSITIVE,
+              "spinup": COUNT, "stride": POSITIVE_COUNT}
 
     def validate(self):
         nx, ny, nz = self.grid
         if nx % 2 or nz % 2:
             raise FamilyError(f"channel grid needs even nx and nz, got {self.grid}")
-        if self.p["spinup"] < 0 or self.p["stride"] < 1:
-            raise FamilyError("spinup must be >= 0 and stride >= 1")
 
     def _dns(self, seed):
         from datagen.channel import ChannelConfig, ChannelDNS, perturbed_laminar

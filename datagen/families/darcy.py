@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from linsolve import LinearSystem
 
-from ..family import Family, FamilyError, register_family
+from ..family import FINITE, NON_NEGATIVE, POSITIVE, Family, FamilyError, check_range, register_family
 from ..grf import GaussianRandomField
 from ..stencils import Mesh, box_bcs, fv_boundary_rhs, fv_diffusion, nodal_scaled_laplacian_of_product
 
@@ -68,18 +68,8 @@ def parse_sigma(value) -> float | None:
     """``"auto"`` -> None (the GRF default ``tau^(alpha - d/2)``), else a non-negative float."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
         return None
-    try:
-        s = float(value)
-    except (TypeError, ValueError):
-        raise FamilyError(f"parameter sigma={value!r} must be a non-negative number or 'auto'") from None
-    if not np.isfinite(s) or s < 0:
-        raise FamilyError(f"parameter sigma={value!r} must be a non-negative number or 'auto'")
-    return s
-
-
-def check_positive(name: str, value: float) -> None:
-    if not np.isfinite(value) or value <= 0:
-        raise FamilyError(f"parameter {name}={value!r} must be a positive finite number")
+    check_range("sigma", value, allowed=NON_NEGATIVE, why="a non-negative number, or 'auto'")
+    return float(value)
 
 
 def check_coefficient(a, shape, name: str = "a") -> np.ndarray:
@@ -102,9 +92,10 @@ class GRFCoefficientFamily(Family):
         "sigma": ("auto", "GRF amplitude; 'auto' = tau^(alpha - d/2)"),
     }
 
+    # alpha, tau > 0 keep the covariance operator positive definite; f only needs to be finite
+    ranges = {"alpha": POSITIVE, "tau": POSITIVE, "f": FINITE}
+
     def validate(self) -> None:
-        check_positive("alpha", self.p["alpha"])
-        check_positive("tau", self.p["tau"])
         published = getattr(self, "stencil", None) == PUBLISHED
         if published and (self.dim != 2 or self.grid[0] != self.grid[1] or self.grid[0] < 3):
             raise FamilyError(f"stencil={PUBLISHED!r} is the published 2-D generator on a square grid of at "
@@ -178,8 +169,6 @@ class Darcy(GRFCoefficientFamily):
     def validate(self) -> None:
         if self.p["stencil"] not in STENCILS:
             raise FamilyError(f"parameter stencil={self.p['stencil']!r} must be one of {STENCILS}")
-        if not np.isfinite(self.p["f"]):
-            raise FamilyError(f"parameter f={self.p['f']!r} must be finite")
         self.stencil = self.p["stencil"]
         super().validate()
         self.symmetric = self.stencil == "fv"
@@ -219,5 +208,5 @@ class Darcy(GRFCoefficientFamily):
         return np.asarray(params["a"], dtype=float).reshape(-1)
 
 
-__all__ = ["Darcy", "GRFCoefficientFamily", "PUBLISHED", "check_coefficient", "check_positive", "parse_sigma",
+__all__ = ["Darcy", "GRFCoefficientFamily", "PUBLISHED", "check_coefficient", "parse_sigma",
            "published_h", "published_skr_matrix"]

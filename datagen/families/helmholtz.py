@@ -27,7 +27,7 @@ import numpy as np
 
 from linsolve import LinearSystem
 
-from ..family import FamilyError, register_family
+from ..family import NON_NEGATIVE, FamilyError, register_family
 from ..stencils import fv_boundary_rhs, fv_diffusion, nodal_scaled_laplacian_of_product
 from .darcy import PUBLISHED, STENCILS, GRFCoefficientFamily, check_coefficient, published_h
 
@@ -52,14 +52,16 @@ class Helmholtz(GRFCoefficientFamily):
         "f": (1.0, "constant source term"),
     }
 
+    # both wavenumbers are checked whichever variant is chosen: a negative k_max is meaningless
+    # even where it is unused (and would become used with variant=skr)
+    ranges = {**GRFCoefficientFamily.ranges, "k": NON_NEGATIVE, "k_max": NON_NEGATIVE}
+
     def validate(self) -> None:
         p = self.p
         if p["variant"] not in VARIANTS:
             raise FamilyError(f"parameter variant={p['variant']!r} must be one of {VARIANTS}")
         if p["stencil"] not in (*STENCILS, "auto"):
             raise FamilyError(f"parameter stencil={p['stencil']!r} must be one of {(*STENCILS, 'auto')}")
-        if not np.isfinite(p["f"]):
-            raise FamilyError(f"parameter f={p['f']!r} must be finite")
         self.stencil = p["stencil"] if p["stencil"] != "auto" else ("fv" if p["variant"] == "indefinite" else "skr")
         if self.stencil == PUBLISHED and p["variant"] != "skr":
             raise FamilyError(f"stencil={PUBLISHED!r} reproduces the published generator of the skr variant; "
@@ -67,8 +69,6 @@ class Helmholtz(GRFCoefficientFamily):
         h = 1.0 / np.asarray(self.grid, dtype=float) if self.stencil == "fv" else 1.0 / (np.asarray(self.grid) + 1.0)
         k_top = p["k"] if p["variant"] == "indefinite" else p["k_max"]
         name = "k" if p["variant"] == "indefinite" else "k_max"
-        if not np.isfinite(k_top) or k_top < 0:
-            raise FamilyError(f"parameter {name}={k_top!r} must be a non-negative finite number")
         if k_top * h.max() > KH_MAX:
             raise FamilyError(f"parameter {name}={k_top:g} gives k h = {k_top * h.max():.3g} > {KH_MAX} on grid "
                               f"{self.grid}: under-resolved waves; refine the grid to at least "

@@ -18,7 +18,7 @@ from numpy.polynomial import chebyshev
 
 from linsolve import LinearSystem
 
-from ..family import Family, FamilyError, register_family
+from ..family import COUNT, Family, FamilyError, register_family
 from ..stencils import Mesh, bc_name, fv_boundary_rhs, fv_diffusion
 
 EDGE_ORDER = ("left", "right", "bottom", "top")
@@ -32,10 +32,9 @@ class Poisson(Family):
     symmetric = True
     shared_matrix = True
     params = {"degree": (5, "degree of the Chebyshev series of f (in x and y) and of each edge's data")}
+    ranges = {"degree": COUNT}
 
     def validate(self) -> None:
-        if self.p["degree"] < 0:
-            raise FamilyError(f"parameter degree={self.p['degree']!r} must be a non-negative integer")
         self.mesh = Mesh(self.grid)
         self.faces = self.mesh.boundary_faces()
         self._edge = {e: self.faces.on_edge(e) for e in EDGE_ORDER}

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from linsolve import AIR, FLUID, SOLID, Grid, LinearSystem
 
-from ..family import Family, FamilyError, register_family
+from ..family import COUNT, POSITIVE, Family, FamilyError, Interval, register_family
 
 _SPLITS = {"train": 0, "test": 1}
 
@@ -140,6 +140,11 @@ class PoissonObstacles(Family):
         "velocity_scale": (0.1, "correlation length of the random velocity field, fraction of the domain"),
         "split": ("train", "random stream: train or test (disjoint geometries)"),
     }
+    # Obstacle sizes are half-widths/radii as fractions of the domain: at 0.5 or more one
+    # obstacle could span it. The velocity correlation length is a (positive) fraction too.
+    _SIZE = Interval(0.0, 0.5, low_open=True, high_open=True)
+    ranges = {"n_obstacles": COUNT, "size_min": _SIZE, "size_max": _SIZE, "velocity_scale": POSITIVE}
+    ordered = (("size_min", "size_max"),)
 
     def validate(self):
         p = self.p
@@ -147,12 +152,6 @@ class PoissonObstacles(Family):
             raise FamilyError(f"shapes must be boxes, spheres or mixed, got {p['shapes']!r}")
         if p["split"] not in _SPLITS:
             raise FamilyError(f"split must be train or test, got {p['split']!r}")
-        if p["n_obstacles"] < 0:
-            raise FamilyError(f"n_obstacles must be >= 0, got {p['n_obstacles']}")
-        if not 0 < p["size_min"] <= p["size_max"] < 0.5:
-            raise FamilyError(f"need 0 < size_min <= size_max < 0.5, got {p['size_min']}, {p['size_max']}")
-        if p["velocity_scale"] <= 0:
-            raise FamilyError(f"velocity_scale must be positive, got {p['velocity_scale']}")
         if min(self.grid) < 4:
             raise FamilyError(f"grid sizes must be at least 4 (a wall frame plus fluid), got {self.grid}")
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from linsolve import LinearSystem
 
-from ..family import Family, FamilyError, register_family
+from ..family import FINITE, POSITIVE, Family, FamilyError, register_family
 from ..stencils import EDGES, Mesh, bc_name, fv_boundary_rhs, fv_diffusion
 
 LOWER, UPPER = (-0.5, -0.8), (0.5, 0.8)
@@ -49,6 +49,10 @@ class Thermal(Family):
         "q_max": (0.0, "q ~ U(q_min, q_max) (flux into the body)"),
     }
 
+    # temperatures and fluxes may have either sign (q < 0 extracts heat); each U(lo, hi) needs lo <= hi
+    ranges = {"conductivity": POSITIVE, "t_min": FINITE, "t_max": FINITE, "q_min": FINITE, "q_max": FINITE}
+    ordered = (("t_min", "t_max"), ("q_min", "q_max"))
+
     def __init__(self, grid=(40, 64), dim=None, **params):
         super().__init__(grid, dim, **params)
 
@@ -60,11 +64,6 @@ class Thermal(Family):
                 raise FamilyError(f"parameter {key}={p[key]!r} must be one of {edges}")
         if p["dirichlet_edge"] == p["flux_edge"]:
             raise FamilyError(f"parameters dirichlet_edge and flux_edge must differ, both are {p['flux_edge']!r}")
-        if not np.isfinite(p["conductivity"]) or p["conductivity"] <= 0:
-            raise FamilyError(f"parameter conductivity={p['conductivity']!r} must be positive and finite")
-        for lo, hi in (("t_min", "t_max"), ("q_min", "q_max")):
-            if not (np.isfinite(p[lo]) and np.isfinite(p[hi]) and p[lo] <= p[hi]):
-                raise FamilyError(f"parameters {lo}={p[lo]!r}, {hi}={p[hi]!r} must be finite with {lo} <= {hi}")
         solid = slot_mask(Mesh(self.grid, LOWER, UPPER))
         if not solid.any():
             raise FamilyError(f"grid {self.grid} is too coarse to resolve the slot (no cell centre inside it)")
