@@ -27,6 +27,8 @@ Three discretisations (``--param stencil=...``):
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -64,12 +66,14 @@ def published_skr_matrix(a_full: np.ndarray, shift: float = 0.0) -> sp.csr_matri
     return (A + fix - shift * sp.identity(n * n)).tocsr()
 
 
-def parse_sigma(value) -> float | None:
+def parse_sigma(value, family: str | None = None) -> float | None:
     """``"auto"`` -> None (the GRF default ``tau^(alpha - d/2)``), else a non-negative float."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
         return None
-    check_range("sigma", value, allowed=NON_NEGATIVE, why="a non-negative number, or 'auto'")
-    return float(value)
+    with contextlib.suppress(TypeError, ValueError):
+        value = float(value)  # the parameter is a string (it may be 'auto'); show the number
+    check_range("sigma", value, allowed=NON_NEGATIVE, family=family, why="a non-negative number, or 'auto'")
+    return value
 
 
 def check_coefficient(a, shape, name: str = "a") -> np.ndarray:
@@ -103,7 +107,7 @@ class GRFCoefficientFamily(Family):
         # the published generator samples FNO's zero-mean field on the padded node grid
         shape = tuple(g + 2 for g in self.grid) if published else self.grid
         self.grf = GaussianRandomField(shape, alpha=self.p["alpha"], tau=self.p["tau"],
-                                       sigma=parse_sigma(self.p["sigma"]), zero_mean=published)
+                                       sigma=parse_sigma(self.p["sigma"], self.name), zero_mean=published)
 
     def coefficient_shape(self) -> tuple[int, ...]:
         """Shape of a sample's ``a``: the grid, or the padded node grid for ``skr_published``."""
