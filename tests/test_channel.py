@@ -360,3 +360,16 @@ def test_cfl_controlled_run_lowers_the_step():
     dns.cfg.dt = dt1
     dns.run(20, check_every=1, cfl_target=0.5, dt_max=dt1)
     assert dns.cfg.dt < 0.7 * dt1 and dns.cfl() < 0.6
+
+
+@pytest.mark.parametrize("opts, match", [({"perturbation": -0.1}, "perturbation"),
+                                         ({"perturbation": float("nan")}, "perturbation"),
+                                         ({"decorrelate": -1}, "decorrelate"),
+                                         ({"decorrelate": 2.5}, "decorrelate")])
+def test_dataset_options_refused_before_any_work(tmp_path, opts, match):
+    from datagen.channel import generate
+
+    out = tmp_path / "c.h5"
+    with pytest.raises(OptionError, match=match):
+        generate(out, **opts)
+    assert not out.exists() and not (tmp_path / "c.h5.parts").exists()

@@ -116,6 +116,11 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     filter, perturbation = a["filter"], float(a["perturbation"])
     restart = a["restart"]
     decorrelate = every if a["decorrelate"] is None else int(a["decorrelate"])
+    if not math.isfinite(perturbation) or perturbation < 0:
+        raise OptionError(f"perturbation must be a finite number >= 0 (a fraction of U_b), got {a['perturbation']!r}")
+    if isinstance(a["decorrelate"], bool) or decorrelate < 0 or (a["decorrelate"] is not None
+                                                                   and int(a["decorrelate"]) != a["decorrelate"]):
+        raise OptionError(f"decorrelate must be a non-negative integer (steps), got {a['decorrelate']!r}")
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     # a resumed run must be the same run: refuse to mix shards of different configurations
