@@ -78,7 +78,20 @@ class BiCGStab(_KrylovBaseline):
     petsc_type = "bcgs"
 
     def _call(self, A, b, x0, tol, maxiter, M, cb, count, norms):
-        return spla.bicgstab(A, b, x0=x0, rtol=0.0, atol=tol, maxiter=maxiter, M=M, callback=cb)
+        # SciPy returns from the half step (||s|| <= atol) without calling the callback, so
+        # that last iteration would be missing from the count and the history (a 1 x 1
+        # system reported 0 iterations with x changed). The callback's x is SciPy's own
+        # array, updated in place: keep a copy to tell whether x moved after the last call.
+        seen = [np.array(x0, dtype=np.float64)]
+
+        def cb_seen(xk):
+            seen[0] = np.array(xk, dtype=np.float64)
+            cb(xk)
+
+        x, info = spla.bicgstab(A, b, x0=x0, rtol=0.0, atol=tol, maxiter=maxiter, M=M, callback=cb_seen)
+        if info == 0 and not np.array_equal(x, seen[0]):
+            cb(x)
+        return x, info
 
 
 @register("minres")
