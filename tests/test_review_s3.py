@@ -38,3 +38,28 @@ def test_bicgstab_counts_the_half_step_that_converged():
     calls = []
     spla.bicgstab(A, b, rtol=0.0, atol=tol, callback=lambda xk: calls.append(1))
     assert res.iterations == len(calls) + 1
+
+
+# --- DCDM: exact line search whatever the network returns -------------------------------
+def test_dcdm_error_never_grows_with_a_geometry_blind_to_the_dirichlet_boundary():
+    # cell_type without AIR tells the network the box is closed (pure Neumann) while the
+    # matrix is Dirichlet: the network's directions carry a huge near-constant part. The
+    # product with A was updated through the orthogonalisation instead of taken after it,
+    # so the line search stopped being exact: the A-norm error grew to 1e11 and the
+    # result said "A is not SPD" for the SPD Laplacian.
+    from linsolve import FLUID, Grid
+
+    A, _, _ = _poisson(8)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    xref = np.linalg.solve(A.toarray(), b)
+    grid = Grid((8, 8), cell_type=np.full((8, 8), FLUID))
+    xs = []
+    res = linsolve.make_solver("dcdm", rtol=1e-8, callback=xs.append).solve(A, b, grid=grid)
+    assert res.converged, res
+    assert np.linalg.norm(res.x - xref) <= 1e-6 * np.linalg.norm(xref)
+    errs = [np.sqrt((x - xref) @ (A @ (x - xref))) for x in [np.zeros_like(b), *xs]]
+    # an exact line search along any direction cannot raise the A-norm of the error
+    assert all(e1 <= e0 * (1 + 1e-9) for e0, e1 in zip(errs, errs[1:], strict=False))
+    # the recurrence residual is the true one
+    for x, r in zip(xs, res.residual_norms, strict=True):
+        assert r == pytest.approx(np.linalg.norm(b - A @ x), rel=1e-6, abs=1e-12)

@@ -251,13 +251,17 @@ class DCDM(Solver):
         return q, None
 
     def _conjugate(self, op, q, r, dirs):
-        """A-orthogonalise q against ``dirs`` (modified Gram-Schmidt, one product with A)
-        and compute the exact line-search step; (None, reason) when degenerate."""
-        Aq = op.matvec(q)
+        """A-orthogonalise q against ``dirs`` (modified Gram-Schmidt) and compute the exact
+        line-search step with one product with A; (None, reason) when degenerate."""
         for p, Ap, pAp in dirs:
-            c = float(q @ Ap) / pAp
-            q -= c * p
-            Aq -= c * Ap
+            q -= (float(q @ Ap) / pAp) * p
+        # The product is taken after the orthogonalisation, not updated alongside it: when
+        # q is large next to its orthogonalised part (a network blind to a Dirichlet
+        # boundary returns a huge near-nullspace component) the updated product keeps
+        # rounding errors of q's original size, the line search stops being exact and the
+        # recurrence residual drifts from the true one (the error grew to 1e11 instead of
+        # falling). Same cost: one product with A.
+        Aq = op.matvec(q)
         qAq = float(q @ Aq)
         if not math.isfinite(qAq) or qAq <= 0.0:
             return None, "p^T A p <= 0"
