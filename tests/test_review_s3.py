@@ -63,3 +63,40 @@ def test_dcdm_error_never_grows_with_a_geometry_blind_to_the_dirichlet_boundary(
     # the recurrence residual is the true one
     for x, r in zip(xs, res.residual_norms, strict=True):
         assert r == pytest.approx(np.linalg.norm(b - A @ x), rel=1e-6, abs=1e-12)
+
+
+# --- PETSc KSP driver ------------------------------------------------------------------------
+_USER_PC_SCRIPT = """
+import numpy as np, scipy.sparse as sp, scipy.sparse.linalg as spla, linsolve
+from linsolve import gallery
+A = gallery.variable_diffusion2d(12)
+b = np.random.default_rng(0).standard_normal(A.shape[0])
+xref = np.linalg.solve(A.toarray(), b)
+ilu = spla.spilu(A.tocsc(), drop_tol=1e-2)
+for name, M in [("gmres", spla.LinearOperator(A.shape, matvec=ilu.solve)), ("bicgstab", ilu.solve),
+                ("cg", sp.diags(1.0 / A.diagonal())), ("petsc", spla.LinearOperator(A.shape, matvec=ilu.solve))]:
+    opts = dict(rtol=1e-10, pc=M) if name == "petsc" else dict(rtol=1e-10, pc=M, backend="petsc")
+    res = linsolve.make_solver(name, **opts).solve(A, b)
+    ref = linsolve.make_solver(name if name != "petsc" else "gmres", rtol=1e-10, pc=M).solve(A, b)
+    err = np.linalg.norm(res.x - xref) / np.linalg.norm(xref)
+    print(name, int(res.converged), res.iterations, ref.iterations, err)
+"""
+
+
+@pytest.mark.petsc
+def test_petsc_backend_applies_a_user_preconditioner(petsc):
+    # a matrix, LinearOperator or callable as pc= with backend="petsc" killed the process
+    # (SIGSEGV in PCApply_Python, MPI_Abort 59): run it in a child so a regression fails
+    # this test instead of the whole session
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", _USER_PC_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    names = ("gmres", "bicgstab", "cg", "petsc")
+    rows = [ln.split() for ln in p.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in names]
+    assert tuple(r[0] for r in rows) == names
+    for name, conv, its, ref_its, err in rows:
+        assert conv == "1" and float(err) < 1e-8, (name, its, err)
+        # the preconditioner is applied: PETSc needs what SciPy needs with the same M
+        assert abs(int(its) - int(ref_its)) <= 2, (name, its, ref_its)

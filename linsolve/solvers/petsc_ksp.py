@@ -54,9 +54,10 @@ class PetscDriver:
                     # PCSOR's default sweep is the local symmetric one, which is what 'ssor' means.
                     pc.setType(petsc_pc_type(s.pc))
                 else:
-                    pc.setType("shell")
-                    pc.setPythonContext(_PyPC(build_preconditioner(s.pc, op)))
+                    # the type first: a context set on a shell PC is dropped when the type
+                    # changes, and PCApply_Python then ran without one (SIGSEGV, MPI_Abort 59)
                     pc.setType("python")
+                    pc.setPythonContext(_PyPC(build_preconditioner(s.pc, op)))
                 if self.ksp_type in RIGHT_PC:
                     ksp.setPCSide(PETSc.PC.Side.RIGHT)
                 opts = PETSc.Options(self.prefix)
