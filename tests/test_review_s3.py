@@ -100,3 +100,20 @@ def test_petsc_backend_applies_a_user_preconditioner(petsc):
         assert conv == "1" and float(err) < 1e-8, (name, its, err)
         # the preconditioner is applied: PETSc needs what SciPy needs with the same M
         assert abs(int(its) - int(ref_its)) <= 2, (name, its, ref_its)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("name,opts", [("gmres", {"backend": "petsc", "pc": "ilu"}), ("cg", {"backend": "petsc"}),
+                                       ("direct", {"backend": "petsc"}), ("petsc", {"ksp_type": "bcgs"}),
+                                       ("sor", {"backend": "petsc", "omega": 1.5}),
+                                       ("bandit-sor", {"backend": "petsc", "method": "ssor-pcg"})])
+def test_petsc_solver_object_solves_systems_of_different_sizes(petsc, name, opts):
+    # KSPSetOperators refused the second size (bare petsc4py "error code 60")
+    solver = linsolve.make_solver(name, rtol=1e-10, **opts)
+    for k in (4, 5, 4):
+        A = gallery.poisson2d(k)
+        b = np.arange(1.0, k * k + 1)
+        res = solver.solve(A, b)
+        assert res.converged, (k, res)
+        xref = np.linalg.solve(A.toarray(), b)
+        assert np.linalg.norm(res.x - xref) <= 1e-7 * np.linalg.norm(xref)

@@ -44,6 +44,11 @@ class PetscDriver:
         PETSc = petsc()
         mat = op.petsc_mat()
         s = self.solver
+        if self.ksp is not None and self._size != mat.getSize():
+            # PETSc refuses new operators of another size on a set-up KSP (error 60); a
+            # solver object solves systems of any size, so start a fresh KSP for this one
+            self.ksp.destroy()
+            self.ksp, self._mat_source = None, None
         if self.ksp is None:
             ksp = PETSc.KSP().create(comm=PETSc.COMM_SELF)
             ksp.setOptionsPrefix(self.prefix)
@@ -83,6 +88,7 @@ class PetscDriver:
                 ksp.setNormType(PETSc.KSP.NormType.DEFAULT)
                 self.norm = "petsc-default (preconditioned)"
             self.ksp = ksp
+            self._size = mat.getSize()
         if self._mat_source is not op.source:
             self.ksp.setOperators(mat)
             self._mat_source = op.source
