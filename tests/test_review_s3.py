@@ -117,3 +117,31 @@ def test_petsc_solver_object_solves_systems_of_different_sizes(petsc, name, opts
         assert res.converged, (k, res)
         xref = np.linalg.solve(A.toarray(), b)
         assert np.linalg.norm(res.x - xref) <= 1e-7 * np.linalg.norm(xref)
+
+
+def _missing_diagonal():
+    """Non-singular, but its diagonal entries are not stored: ILU/ICC/LU/SOR in PETSc refuse it."""
+    import scipy.sparse as sp
+
+    P = sp.csr_matrix(np.fliplr(np.eye(4)) + np.diag(np.ones(3), 1) * 0.1 - np.diag(np.ones(3), 1) * 0.1)
+    P.eliminate_zeros()
+    assert P.diagonal().tolist() == [0.0] * 4 and P.nnz == 4
+    return P
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("name,opts", [("gmres", {"backend": "petsc", "pc": "ilu"}),
+                                       ("bicgstab", {"backend": "petsc", "pc": "sor"}),
+                                       ("direct", {"backend": "petsc"}),
+                                       ("petsc", {"ksp_type": "preonly", "pc": "lu"})])
+def test_petsc_failure_inside_kspsolve_is_a_solver_error(petsc, name, opts):
+    # the PC is set up inside KSPSolve; its failure escaped as petsc4py.PETSc.Error
+    # ("error code 73"), which is not a ValueError
+    solver = linsolve.make_solver(name, **opts)
+    with pytest.raises(linsolve.SolverError, match="diagonal"):
+        solver.solve(_missing_diagonal(), np.ones(4))
+    # the solver object is still usable
+    A = gallery.poisson2d(2)
+    res = solver.solve(A, np.array([1.0, 2.0, 3.0, 4.0]))
+    assert res.converged
+    np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), [1.0, 2.0, 3.0, 4.0]), rtol=1e-4)

@@ -13,12 +13,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Outcome, Solver
-from ..errors import OptionError
+from ..errors import OptionError, SolverError
 from ..petsc_utils import petsc, unique_prefix, vec_from_array
 from ..precond import build_preconditioner, petsc_pc_type
 from ..registry import register
 
 RIGHT_PC = {"gmres", "fgmres", "bcgs", "bcgsl", "lgmres", "dgmres", "pipefgmres", "gcr", "tfqmr"}
+
+
+def petsc_error_cause(exc) -> str:
+    """PETSc's own cause lines of a petsc4py error ("Matrix is missing diagonal entries"),
+    without the call stack; the error code when there are none."""
+    lines = [ln.strip()[3:].strip() for ln in str(exc).splitlines() if ln.strip().startswith("[0]")]
+    cause = [ln for ln in lines if ln and "() at " not in ln]
+    return "; ".join(cause) if cause else f"PETSc error code {getattr(exc, 'ierr', '?')}"
 
 
 def _reason_name(PETSc, code: int) -> str:
@@ -105,7 +113,18 @@ class PetscDriver:
         if ctx.callback is not None:
             cb = ctx.callback
             ksp.setMonitor(lambda k, its, rnorm: its > 0 and cb(k.buildSolution().getArray().copy()))
-        ksp.solve(bv, xv)
+        try:
+            ksp.solve(bv, xv)
+        except PETSc.Error as exc:
+            # the PC is set up inside KSPSolve: a factorisation or SOR that cannot handle this
+            # matrix surfaced as a bare petsc4py "error code 73" and a traceback
+            s = self.solver
+            pc = s.pc if isinstance(s.pc, str) else type(s.pc).__name__
+            # a KSP whose solve failed can refuse the next matrix too: the next solve starts afresh
+            ksp.destroy()
+            self.ksp, self._mat_source = None, None
+            raise SolverError(f"PETSc failed to solve with solver {s.name!r} (ksp_type={self.ksp_type!r}, "
+                              f"pc={pc!r}) on this matrix: {petsc_error_cause(exc)}") from None
         if ctx.callback is not None:
             ksp.monitorCancel()
         code = int(ksp.getConvergedReason())
