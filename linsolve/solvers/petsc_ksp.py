@@ -123,7 +123,8 @@ class PetscDriver:
             # a KSP whose solve failed can refuse the next matrix too: the next solve starts afresh
             ksp.destroy()
             self.ksp, self._mat_source = None, None
-            raise SolverError(f"PETSc failed to solve with solver {s.name!r} (ksp_type={self.ksp_type!r}, "
+            who = getattr(s, "name", self.ksp_type)  # sor's drivers hold a shim, not a Solver
+            raise SolverError(f"PETSc failed to solve with solver {who!r} (ksp_type={self.ksp_type!r}, "
                               f"pc={pc!r}) on this matrix: {petsc_error_cause(exc)}") from None
         if ctx.callback is not None:
             ksp.monitorCancel()
