@@ -145,3 +145,27 @@ def test_petsc_failure_inside_kspsolve_is_a_solver_error(petsc, name, opts):
     res = solver.solve(A, np.array([1.0, 2.0, 3.0, 4.0]))
     assert res.converged
     np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), [1.0, 2.0, 3.0, 4.0]), rtol=1e-4)
+
+
+# --- SOR family ------------------------------------------------------------------------------
+def _zero_diagonal(stored: bool):
+    import scipy.sparse as sp
+
+    A = gallery.poisson2d(3).tocsr()
+    A.data[A.indptr[4] + list(A.indices[A.indptr[4]:A.indptr[5]]).index(4)] = 0.0  # a stored zero
+    if not stored:
+        A.eliminate_zeros()
+    assert (A[4, 4] == 0) and ((4 in A.indices[A.indptr[4]:A.indptr[5]]) == stored)
+    return sp.csr_matrix(A)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("stored", [True, False])
+@pytest.mark.parametrize("name", ["sor", "ssor-pcg", "bandit-sor"])
+def test_sor_family_refuses_a_zero_diagonal_alike_on_both_backends(petsc, name, stored):
+    # backend="petsc" raised petsc4py's "error code 73" (missing entry) or divided by the
+    # stored zero; the SciPy backend says which diagonal entry is zero
+    A = _zero_diagonal(stored)
+    for backend in ("scipy", "petsc"):
+        with pytest.raises(linsolve.SolverError, match=r"needs a nonzero diagonal; A\[4, 4\] is zero"):
+            linsolve.make_solver(name, backend=backend).solve(A, np.ones(9))

@@ -26,7 +26,7 @@ import scipy.sparse.linalg as spla
 
 from ..bandits import Policy, make_policy
 from ..base import Outcome, Solver
-from ..errors import OptionError
+from ..errors import OptionError, SolverError
 from ..registry import register
 from ..sor_kernels import (
     BREAKDOWN,
@@ -113,6 +113,13 @@ class _SORFamily(Solver):
         return Outcome(x, its, norms, status == CONVERGED, _REASONS[status], info)
 
     def _run_petsc(self, method, op, b, x0, tol, maxiter, ctx, omega):
+        # the SciPy path's check (CSRKernelData), so both backends refuse the same matrices
+        # with the same message: PCSOR fails on a missing diagonal entry deep in KSPSolve and
+        # divides by a stored zero one
+        zero = np.flatnonzero(op.diagonal() == 0)
+        if zero.size:
+            i = int(zero[0])
+            raise SolverError(f"{self.name} needs a nonzero diagonal; A[{i}, {i}] is zero")
         key = (method, omega)
         if key not in self._drivers:
             self._drivers[key] = (_petsc_driver("richardson", omega, "forward") if method == "sor"
