@@ -3,7 +3,8 @@
 
 Every policy has ``select(context=None) -> w`` and ``update(iterations)``, called
 alternately once per linear system, ``probabilities(context)`` (its current distribution
-over the arms ``omegas``), ``arm`` (index of the last choice) and ``reset()``. Random
+over the arms ``omegas``), ``arm`` (index of the last choice), ``cancel()`` (undo a
+select() whose system was never solved) and ``reset()``. Random
 choices come from a ``numpy.random.Generator`` seeded by ``seed``.
 
 * ``FixedOmega``: always the same w (the comparator).
@@ -101,6 +102,7 @@ class Policy:
         if self._pending:
             raise OptionError(f"{self.name}: select() called twice without update(iterations)")
         p = self.probabilities(context)
+        self._rng_before = self.rng.bit_generator.state
         self.arm = int(self.rng.choice(self.d, p=p)) if self.d > 1 else 0
         self._p = p
         self._p_arm = float(p[self.arm])
@@ -110,6 +112,14 @@ class Policy:
 
     def _after_select(self, context, p) -> None:
         pass
+
+    def cancel(self) -> None:
+        """Undo the last ``select()`` when its system was never solved (the solve raised):
+        without it the next select() refused to run, and the random stream stays as if the
+        failed round had not happened, so a seeded run remains reproducible."""
+        if self._pending:
+            self.rng.bit_generator.state = self._rng_before
+            self._pending = False
 
     def update(self, iterations) -> None:
         if not self._pending:
@@ -236,6 +246,11 @@ class TsallisINFCB(Policy):
         self.arm = self.learners[self.bin].arm
         self._pending = True
         return w
+
+    def cancel(self):
+        if self._pending:
+            self.learners[self.bin].cancel()
+            self._pending = False
 
     def _update(self, loss):
         self.learners[self.bin].update(loss)

@@ -169,3 +169,30 @@ def test_sor_family_refuses_a_zero_diagonal_alike_on_both_backends(petsc, name, 
     for backend in ("scipy", "petsc"):
         with pytest.raises(linsolve.SolverError, match=r"needs a nonzero diagonal; A\[4, 4\] is zero"):
             linsolve.make_solver(name, backend=backend).solve(A, np.ones(9))
+
+
+@pytest.mark.parametrize("policy", ["tsallis-inf", "tsallis-inf-cb", "chebcb"])
+def test_bandit_sor_after_a_system_that_raised_goes_on_as_if_it_had_not_been_given(policy):
+    # the policy had selected w before the solve raised, so every later solve raised
+    # "select() called twice without update(iterations)"
+    from linsolve.sequences import shifted_laplacian_sequence
+
+    seq = shifted_laplacian_sequence(T=6, variance="high", seed=1)
+    opts = {"seed": 4}
+    if policy != "tsallis-inf":
+        opts["context_range"] = seq.context_range
+
+    def run(with_failure):
+        solver = linsolve.make_solver("bandit-sor", policy=policy, policy_options=opts, rtol=1e-8)
+        out = []
+        for t, (A, b, c) in enumerate(seq):
+            if with_failure and t == 2:
+                with pytest.raises(linsolve.SolverError, match="nonzero diagonal"):
+                    solver.solve(_zero_diagonal(True), np.ones(9), context=c)
+            res = solver.solve(A, b, context=c)
+            assert res.converged
+            assert np.linalg.norm(b - A @ res.x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-8)
+            out.append((res.info["omega"], res.iterations))
+        return out
+
+    assert run(True) == run(False)

@@ -219,7 +219,13 @@ class BanditSOR(_SORFamily):
             return out
         context = ctx.extra.get("context")
         omega = self._omega = self.policy.select(context)
-        out = self._run(self.opts["method"], op, b, x0, tol, maxiter, ctx, omega, self.opts["paper_stop"])
+        try:
+            out = self._run(self.opts["method"], op, b, x0, tol, maxiter, ctx, omega, self.opts["paper_stop"])
+        except BaseException:
+            # a system that raised (zero diagonal, Ctrl-C) was never solved: no round to
+            # learn from, and the policy must accept the next select()
+            self.policy.cancel()
+            raise
         self.policy.update(out.iterations if out.converged else maxiter)
         out.info.update({"arm": self.policy.arm, "policy": self.policy.name})
         return out
