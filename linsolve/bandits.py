@@ -51,6 +51,16 @@ def _grid(omegas) -> np.ndarray:
     return g
 
 
+def _seed(seed):
+    """None, a non-negative integer or a SeedSequence (what reset() can replay), else an
+    OptionError: NumPy's TypeError or bare ValueError would not name the option."""
+    if seed is None or isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)) and seed >= 0:
+        return int(seed)
+    raise OptionError(f"seed must be None or a non-negative integer, got {seed!r}")
+
+
 def _range(context_range) -> tuple[float, float]:
     try:
         a, b = (float(v) for v in context_range)
@@ -81,7 +91,7 @@ class Policy:
 
     def __init__(self, omegas=None, seed: int | None = 0):
         self.omegas = _grid(omegas)
-        self.seed = seed
+        self.seed = _seed(seed)
         self.reset()
 
     @property
@@ -228,7 +238,11 @@ class TsallisINFCB(Policy):
     def _reset(self):
         a, b = self.context_range
         self.centres = a + (b - a) * np.linspace(0.5 / self.bins, 1 - 0.5 / self.bins, self.bins)
-        seeds = np.random.SeedSequence(self.seed).spawn(self.bins)
+        root = self.seed
+        if isinstance(root, np.random.SeedSequence):  # a fresh copy: spawn() advances its counter
+            root = np.random.SeedSequence(root.entropy, spawn_key=root.spawn_key)
+        seeds = np.random.SeedSequence(root).spawn(self.bins) if not isinstance(root, np.random.SeedSequence) \
+            else root.spawn(self.bins)
         self.learners = [TsallisINF(self.omegas, seed=s, eta0=self.eta0, baseline=self.baseline) for s in seeds]
         self.bin = None
 

@@ -196,3 +196,32 @@ def test_bandit_sor_after_a_system_that_raised_goes_on_as_if_it_had_not_been_giv
         return out
 
     assert run(True) == run(False)
+
+
+# --- bandit policies -------------------------------------------------------------------------
+@pytest.mark.parametrize("policy", ["fixed", "tsallis-inf", "tsallis-inf-cb", "chebcb"])
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True, np.random.default_rng(0)])
+def test_bad_policy_seed_is_an_option_error(policy, seed):
+    # NumPy's TypeError (1.5, "0") or bare ValueError (-1) came out of make_solver, and the
+    # CLI printed a traceback with exit 1; True and a Generator were taken (a Generator
+    # cannot be replayed by reset())
+    with pytest.raises(linsolve.OptionError, match="seed"):
+        linsolve.make_solver("bandit-sor", policy=policy, policy_options={"seed": seed})
+
+
+@pytest.mark.parametrize("policy", ["tsallis-inf", "tsallis-inf-cb"])
+def test_policy_seeded_by_a_seed_sequence_replays_after_reset(policy):
+    from linsolve.bandits import make_policy
+
+    pol = make_policy(policy, seed=np.random.SeedSequence(7))
+    ctx = np.linspace(0.05, 0.95, 12)
+    first = []
+    for c in ctx:
+        first.append(pol.select(c))
+        pol.update(10 + 3 * pol.arm)
+    pol.reset()
+    again = []
+    for c in ctx:
+        again.append(pol.select(c))
+        pol.update(10 + 3 * pol.arm)
+    assert first == again and len(set(first)) > 1
