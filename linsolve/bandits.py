@@ -75,9 +75,13 @@ def _context(context, who: str) -> float:
     if context is None:
         raise OptionError(f"policy {who!r} is contextual: pass context=<number> to solve()/select()")
     try:
-        c = float(np.asarray(context, dtype=np.float64).reshape(-1)[0]) if np.ndim(context) else float(context)
+        arr = np.asarray(context, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise OptionError(f"policy {who!r} needs a numeric scalar context, got {context!r}") from exc
+    # a vector context was cut to its first entry: the policy learnt on a number the caller never chose
+    if arr.size != 1 or isinstance(context, (bool, np.bool_, str, bytes)):
+        raise OptionError(f"policy {who!r} needs a numeric scalar context, got {context!r}")
+    c = float(arr.reshape(-1)[0])
     if not math.isfinite(c):
         raise OptionError(f"policy {who!r} got a non-finite context {context!r}")
     return c

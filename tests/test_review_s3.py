@@ -225,3 +225,15 @@ def test_policy_seeded_by_a_seed_sequence_replays_after_reset(policy):
         again.append(pol.select(c))
         pol.update(10 + 3 * pol.arm)
     assert first == again and len(set(first)) > 1
+
+
+@pytest.mark.parametrize("policy", ["tsallis-inf-cb", "chebcb"])
+@pytest.mark.parametrize("context", [np.array([0.2, 0.9]), [0.1, 0.5, 0.7], [], "0.3", True])
+def test_contextual_policy_refuses_a_context_that_is_not_one_number(policy, context):
+    # a vector was silently cut to its first entry (the policy learnt on 0.2 for [0.2, 0.9])
+    A, b, xref = _poisson(4)
+    solver = linsolve.make_solver("bandit-sor", policy=policy, rtol=1e-8)
+    with pytest.raises(linsolve.OptionError, match="scalar context"):
+        solver.solve(A, b, context=context)
+    res = solver.solve(A, b, context=np.array([0.2]))  # a one-element array is one number
+    assert res.converged and np.linalg.norm(res.x - xref) <= 1e-6 * np.linalg.norm(xref)
