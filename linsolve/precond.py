@@ -139,11 +139,23 @@ class UserPreconditioner(Preconditioner):
             shape = getattr(M, "shape", None)
             if shape != (n, n):
                 raise OptionError(f"preconditioner M has shape {shape}, expected {(n, n)}")
+            dtype = getattr(M, "dtype", None)
+            if dtype is not None and np.dtype(dtype).kind == "c":
+                raise OptionError(f"preconditioner M has dtype {np.dtype(dtype)}; only real preconditioners "
+                                  "are supported (as for A)")
             lin = spla.aslinearoperator(M)
             self._f = lin.matvec
 
     def apply(self, r):
-        return np.asarray(self._f(r), dtype=np.float64).reshape(-1)
+        # checked here, not left to NumPy: a wrong length surfaced as a reshape or broadcast
+        # ValueError, or as BLAS's _fblas.error (not a ValueError) in rcg, and complex
+        # values were cast to real with only a warning
+        out = np.asarray(self._f(r))
+        if out.dtype.kind not in "fiub":
+            raise OptionError(f"preconditioner M returned {out.dtype} values; it must return a real vector")
+        if out.size != self.n:
+            raise OptionError(f"preconditioner M returned {out.size} values for a vector of length {self.n}")
+        return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
 def build_preconditioner(pc, op, options: dict | None = None) -> Preconditioner:

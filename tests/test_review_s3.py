@@ -237,3 +237,22 @@ def test_contextual_policy_refuses_a_context_that_is_not_one_number(policy, cont
         solver.solve(A, b, context=context)
     res = solver.solve(A, b, context=np.array([0.2]))  # a one-element array is one number
     assert res.converged and np.linalg.norm(res.x - xref) <= 1e-6 * np.linalg.norm(xref)
+
+
+# --- preconditioners -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["cg", "gmres", "bicgstab", "minres", "rcg", "gcrodr"])
+def test_user_preconditioner_returning_the_wrong_length_or_complex_values(name):
+    # NumPy's reshape/broadcast ValueError, or BLAS's _fblas.error (not a ValueError) in rcg
+    A, b, xref = _poisson(4)
+    with pytest.raises(linsolve.OptionError, match="returned 15 values for a vector of length 16"):
+        linsolve.make_solver(name, pc=lambda r: r[:-1]).solve(A, b)
+    # complex values were cast to real with only a ComplexWarning
+    with pytest.raises(linsolve.OptionError, match="complex"):
+        linsolve.make_solver(name, pc=lambda r: (r / 4).astype(complex)).solve(A, b)
+    import scipy.sparse as sp
+
+    with pytest.raises(linsolve.OptionError, match="complex"):
+        linsolve.make_solver(name, pc=sp.diags(np.full(16, 0.25 + 0j))).solve(A, b)
+    # a right one still works
+    res = linsolve.make_solver(name, pc=lambda r: r / 4, rtol=1e-10).solve(A, b)
+    assert res.converged and np.linalg.norm(res.x - xref) <= 1e-8 * np.linalg.norm(xref)
