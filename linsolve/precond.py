@@ -87,7 +87,11 @@ class ILU(Preconditioner):
 
     def __init__(self, op, drop_tol=1e-4, fill_factor=10.0):
         super().__init__(op.n)
-        self.factor = spla.spilu(sp.csc_matrix(op.csr("ILU")), drop_tol=drop_tol, fill_factor=fill_factor)
+        try:
+            self.factor = spla.spilu(sp.csc_matrix(op.csr("ILU")), drop_tol=drop_tol, fill_factor=fill_factor)
+        except RuntimeError as exc:  # SuperLU's "Factor is exactly singular", not a ValueError
+            raise SolverError(f"ILU preconditioner could not be built on this matrix: {exc} (a singular matrix, "
+                              "or drop_tol/fill_factor dropping too much; try pc_options or another pc)") from None
 
     def apply(self, r):
         return self.factor.solve(r)

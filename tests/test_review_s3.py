@@ -256,3 +256,13 @@ def test_user_preconditioner_returning_the_wrong_length_or_complex_values(name):
     # a right one still works
     res = linsolve.make_solver(name, pc=lambda r: r / 4, rtol=1e-10).solve(A, b)
     assert res.converged and np.linalg.norm(res.x - xref) <= 1e-8 * np.linalg.norm(xref)
+
+
+@pytest.mark.parametrize("name", ["gmres", "bicgstab", "gcrodr"])
+def test_scipy_ilu_that_cannot_be_built_is_a_solver_error(name):
+    # SuperLU's RuntimeError("Factor is exactly singular") escaped from spilu
+    import scipy.sparse as sp
+
+    S = sp.csr_matrix(np.array([[1.0, 1.0], [1.0, 1.0]]))
+    with pytest.raises(linsolve.SolverError, match="ILU preconditioner could not be built.*singular"):
+        linsolve.make_solver(name, pc="ilu").solve(S, np.ones(2))
