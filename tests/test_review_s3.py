@@ -266,3 +266,22 @@ def test_scipy_ilu_that_cannot_be_built_is_a_solver_error(name):
     S = sp.csr_matrix(np.array([[1.0, 1.0], [1.0, 1.0]]))
     with pytest.raises(linsolve.SolverError, match="ILU preconditioner could not be built.*singular"):
         linsolve.make_solver(name, pc="ilu").solve(S, np.ones(2))
+
+
+# --- DCDM options ----------------------------------------------------------------------------
+def test_dcdm_device_torch_cannot_use_is_an_option_error_at_construction():
+    # the first solve raised torch's RuntimeError (unknown name) or AssertionError ("Torch
+    # not compiled with CUDA enabled") from inside the network call
+    torch = pytest.importorskip("torch")
+    with pytest.raises(linsolve.OptionError, match="not a torch device"):
+        linsolve.make_solver("dcdm", device="banana")
+    with pytest.raises(linsolve.OptionError, match="CUDA"):
+        linsolve.make_solver("dcdm", device="cuda:99")
+    if not torch.cuda.is_available():
+        with pytest.raises(linsolve.OptionError, match="CUDA is not available"):
+            linsolve.make_solver("dcdm", device="cuda")
+    from linsolve import Grid
+
+    A, b, xref = _poisson(8)
+    res = linsolve.make_solver("dcdm", device="cpu:0", rtol=1e-10).solve(A, b, grid=Grid((8, 8)))
+    assert res.converged and np.linalg.norm(res.x - xref) <= 1e-8 * np.linalg.norm(xref)

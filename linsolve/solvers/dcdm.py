@@ -39,6 +39,26 @@ from ..registry import register
 from ..system import AIR, FLUID, SOLID
 
 
+def _check_device(name: str) -> None:
+    """An OptionError at construction for a device torch cannot use: the first solve raised
+    torch's RuntimeError (unknown name) or AssertionError (CUDA missing) from deep inside."""
+    try:
+        import torch
+    except ImportError:  # reported where the network is built
+        return
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise OptionError(f"device {name!r} is not a torch device name (e.g. 'cpu', 'cuda', 'cuda:1'): {exc}") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise OptionError(f"device {name!r}: CUDA is not available to this PyTorch "
+                              f"({torch.__version__}); use device='cpu'")
+        if dev.index is not None and dev.index >= count:
+            raise OptionError(f"device {name!r}: this machine has {count} CUDA device(s)")
+
+
 class _GridMap:
     """Scatter unknown vectors onto the network's grid and gather them back."""
 
@@ -147,6 +167,7 @@ class DCDM(Solver):
             raise OptionError(f"safeguard must be None (automatic) or a number in [0, 1], got {sg!r}")
         if not isinstance(self.opts["device"], str):
             raise OptionError(f"device must be a torch device name, got {self.opts['device']!r}")
+        _check_device(self.opts["device"])
         model = self.opts["model"]
         self._models: dict = {}
         if isinstance(model, (str, os.PathLike)):
