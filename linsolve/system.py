@@ -12,6 +12,25 @@ FLUID, SOLID, AIR = 0, 1, 2
 """Cell types used by ``Grid.cell_type`` (pressure-Poisson systems of fluid solvers)."""
 
 
+def _grid_shape(shape) -> tuple[int, ...]:
+    """Integers (an integral float too); int() had truncated 8.5 to 8, so the grid silently
+    described other cells than the caller asked for."""
+    bad = ShapeError(f"grid shape must be a tuple of integers, got {shape!r}")
+    try:
+        items = list(shape)
+    except TypeError:
+        raise bad from None
+    dims = []
+    for s in items:
+        if isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)):
+            dims.append(int(s))
+        elif isinstance(s, (float, np.floating)) and float(s).is_integer():
+            dims.append(int(s))
+        else:
+            raise bad
+    return tuple(dims)
+
+
 @dataclass
 class Grid:
     """Structured-grid metadata.
@@ -31,7 +50,7 @@ class Grid:
     origin: tuple[float, ...] | None = None
 
     def __post_init__(self):
-        self.shape = tuple(int(s) for s in self.shape)
+        self.shape = _grid_shape(self.shape)
         if any(s <= 0 for s in self.shape):
             raise ShapeError(f"grid shape must be positive, got {self.shape}")
         if self.spacing is None:

@@ -285,3 +285,13 @@ def test_dcdm_device_torch_cannot_use_is_an_option_error_at_construction():
     A, b, xref = _poisson(8)
     res = linsolve.make_solver("dcdm", device="cpu:0", rtol=1e-10).solve(A, b, grid=Grid((8, 8)))
     assert res.converged and np.linalg.norm(res.x - xref) <= 1e-8 * np.linalg.norm(xref)
+
+
+@pytest.mark.parametrize("shape", [(8.5, 8), (8, 7.9), ("8", 8), (True, 8), (None, 8), 8])
+def test_grid_shape_that_is_not_integers_is_a_shape_error(shape):
+    # int() truncated 8.5 to 8: a DCDM solve then ran on a grid the caller never described
+    from linsolve import Grid
+
+    with pytest.raises(linsolve.ShapeError, match="grid shape"):
+        Grid(shape)
+    assert Grid((8.0, np.int64(8))).shape == (8, 8)
