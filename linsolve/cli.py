@@ -127,7 +127,12 @@ def load_rhs(path: Path, n: int) -> np.ndarray:
                            else scipy.io.mmread(str(path)))
         else:
             b = np.loadtxt(str(path))
+        b = np.asarray(b)
+        if np.iscomplexobj(b):  # a cast would drop the imaginary part with only a warning
+            raise CLIError(f"right-hand side {str(path)!r} is complex ({b.dtype}); only real systems are supported")
         b = np.asarray(b, dtype=np.float64).reshape(-1)
+    except SolverError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a parse failure or non-numeric entries
         raise CLIError(f"could not read right-hand side {str(path)!r}: {exc}") from None
     if b.shape[0] != n:
