@@ -197,8 +197,18 @@ class Solver:
         self._pc_cache = (key, M, op.source)
         return M
 
+    #: keywords that configure a solver; given to solve() they were silently ignored (a SciPy
+    #: user's solve(A, b, rtol=1e-12) ran at the constructor's rtol)
+    _CONSTRUCTOR_ONLY = frozenset({"rtol", "atol", "tol", "maxiter", "pc", "M", "pc_options", "backend",
+                                   "warm_start", "callback"})
+
     def solve(self, A, b=None, x0=None, **context) -> SolveResult:
         t0 = time.perf_counter()
+        misplaced = sorted(k for k in context if k in self._CONSTRUCTOR_ONLY or k in self.options)
+        if misplaced:
+            many = len(misplaced) > 1
+            raise OptionError(f"{', '.join(misplaced)} {'configure' if many else 'configures'} the solver, not "
+                              f"one solve: pass {'them' if many else 'it'} to make_solver({self.name!r}, ...)")
         grid = context.pop("grid", None)
         meta = context.pop("meta", None) or {}
         if isinstance(A, LinearSystem):

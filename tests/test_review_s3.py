@@ -330,3 +330,18 @@ def test_cli_bench_solver_failures_exit_2_in_one_line(petsc, tmp_path, spec, nee
     p = _cli("bench", str(tmp_path / "z.npz"), "--solvers", spec)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 2 and len(lines) == 1 and needle in lines[0], p.stderr
+
+
+# --- Solver.solve keywords -------------------------------------------------------------------
+@pytest.mark.parametrize("name,kw", [("cg", {"rtol": 1e-12}), ("gmres", {"maxiter": 1}), ("gmres", {"restart": 5}),
+                                     ("cg", {"tol": 1e-12}), ("cg", {"M": None}), ("sor", {"omega": 1.5}),
+                                     ("bandit-sor", {"policy": "chebcb"}), ("cg", {"callback": print})])
+def test_solver_options_given_to_solve_are_refused_not_ignored(name, kw):
+    # solve(A, b, rtol=1e-12) ran at the constructor's rtol (here 1e-2) and said converged
+    A, b, _ = _poisson(8)
+    solver = linsolve.make_solver(name, rtol=1e-2)
+    with pytest.raises(linsolve.OptionError, match=f"{next(iter(kw))} configures the solver.*make_solver"):
+        solver.solve(A, b, **kw)
+    # per-solve context is still free-form, and the solver is unchanged by the refusal
+    res = solver.solve(A, b, context=0.3) if name != "bandit-sor" else solver.solve(A, b)
+    assert res.converged and res.relative_residual <= 1e-2
