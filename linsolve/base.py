@@ -81,6 +81,26 @@ def check_option_type(name: str, value, default, owner: str) -> Any:
     raise OptionError(f"option {name} of {owner} must be {want}, got {value!r}")
 
 
+def _entries(op: Operator):
+    """A copy of the matrix's entries (or a PETSc Mat's object state) to compare later."""
+    if op._csr is not None:
+        A = op._csr
+        return ("csr", A.indptr.copy(), A.indices.copy(), A.data.copy())
+    if op._dense is not None:
+        return ("dense", op._dense.copy())
+    if op.kind.startswith("petsc"):
+        return ("petsc", op.petsc_mat().stateGet())
+    return None  # matrix-free: nothing to compare
+
+
+def _same_entries(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a[0] == b[0] and len(a) == len(b) and all(
+        (x == y) if not isinstance(x, np.ndarray) else (x.shape == y.shape and np.array_equal(x, y))
+        for x, y in zip(a[1:], b[1:], strict=True))
+
+
 class Solver:
     """Base class of every registered solver.
 
@@ -175,6 +195,15 @@ class Solver:
     def default_maxiter(self, n: int) -> int:
         return max(10 * n, 100)
 
+    def _caches_matrix(self) -> bool:
+        """Whether this solver keeps data built from the matrix object between solves (a
+        factorisation, a preconditioner, a PETSc KSP's operator); then ``solve`` notices a
+        matrix whose entries changed in place and calls ``_matrix_changed``."""
+        return False
+
+    def _matrix_changed(self) -> None:
+        """Drop what was built from the old entries of the same matrix object."""
+
     # --- public API -----------------------------------------------------------------
     def reset(self) -> None:
         self._last_x = None
@@ -185,6 +214,17 @@ class Solver:
         return {"name": self.name, "rtol": self.rtol, "atol": self.atol, "maxiter": self.maxiter,
                 "pc": self.pc if isinstance(self.pc, str) else type(self.pc).__name__,
                 "backend": self.backend, "warm_start": self.warm_start, **self.opts}
+
+    def _track_entries(self, op: Operator) -> None:
+        # A time step that updates A.data in place hands over the same object: caches keyed
+        # on it held the old matrix (a direct solve used the old factors and reported
+        # converged=False; PETSc KSPs solved the old system; SOR diverged on stale 1/a_ii).
+        record = _entries(op)
+        last = getattr(self, "_matrix_record", None)
+        if last is not None and last[0] is op.source and not _same_entries(last[1], record):
+            self._pc_cache = None
+            self._matrix_changed()
+        self._matrix_record = (op.source, record)
 
     def preconditioner(self, op: Operator):
         """The preconditioner for ``op``, reused while the same matrix object is solved again."""
@@ -220,6 +260,8 @@ class Solver:
         if b is None:
             raise ShapeError("solve() needs a right-hand side b")
         op = A if isinstance(A, Operator) else Operator(A)
+        if self._caches_matrix():
+            self._track_entries(op)
         if self.needs_assembled and not op.assembled:
             op.csr(f"solver {self.name!r}")
         if self.needs_grid and grid is None:

@@ -345,3 +345,48 @@ def test_solver_options_given_to_solve_are_refused_not_ignored(name, kw):
     # per-solve context is still free-form, and the solver is unchanged by the refusal
     res = solver.solve(A, b, context=0.3) if name != "bandit-sor" else solver.solve(A, b)
     assert res.converged and res.relative_residual <= 1e-2
+
+
+# --- a matrix updated in place between solves ------------------------------------------------
+def _rescale_in_place(A, seed):
+    """New values, same object and pattern (a time step updating A.data): D A D, D > 0 varying."""
+    d = np.random.default_rng(seed).uniform(0.5, 2.0, A.shape[0])
+    A.data *= d[np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))] * d[A.indices]
+
+
+_IN_PLACE = [("direct", {}), ("cg", {"pc": "ilu"}), ("cg", {"pc": "amg"}), ("cg", {"pc": "jacobi"}),
+             ("cg", {"pc": "ssor"}), ("sor", {}), ("ssor-pcg", {}), ("bandit-sor", {})]
+_IN_PLACE_PETSC = [("direct", {"backend": "petsc"}), ("gmres", {"pc": "ilu", "backend": "petsc"}),
+                   ("cg", {"pc": "icc", "backend": "petsc"}), ("sor", {"backend": "petsc"}),
+                   ("petsc", {"pc": "lu", "ksp_type": "preonly"})]
+
+
+def _solve_updated_in_place(name, opts):
+    A = gallery.poisson2d(8).tocsr()
+    b = np.random.default_rng(3).standard_normal(64)
+    solver = linsolve.make_solver(name, rtol=1e-9, **opts)
+    for step in range(3):
+        res = solver.solve(A, b)
+        xref = np.linalg.solve(A.toarray(), b)
+        assert res.converged, (step, res)
+        assert np.linalg.norm(res.x - xref) <= 1e-7 * np.linalg.norm(xref)
+        if name != "bandit-sor":  # (its policy learns across solves)
+            # exactly what a fresh solver does on the new matrix: nothing of the old one kept
+            fresh = linsolve.make_solver(name, rtol=1e-9, **opts).solve(A.copy(), b)
+            assert res.iterations == fresh.iterations, (step, res.iterations, fresh.iterations)
+        _rescale_in_place(A, step)
+
+
+@pytest.mark.parametrize("name,opts", _IN_PLACE)
+def test_matrix_updated_in_place_is_solved_with_its_new_entries(name, opts):
+    # caches keyed on the matrix object outlived the update: the direct solver applied the
+    # old factors (converged=False), SOR diverged on stale 1/a_ii, and the SciPy
+    # preconditioners (ILU, AMG, Jacobi, SSOR) stayed those of the old matrix
+    _solve_updated_in_place(name, opts)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("name,opts", _IN_PLACE_PETSC)
+def test_matrix_updated_in_place_is_solved_with_its_new_entries_petsc(petsc, name, opts):
+    # the KSP kept the PETSc copy of the old matrix and solved the old system
+    _solve_updated_in_place(name, opts)

@@ -30,6 +30,14 @@ class Direct(Solver):
     def _reset(self):
         self._validate_options()
 
+    def _caches_matrix(self):
+        return True
+
+    def _matrix_changed(self):
+        self._factor = None
+        if self._driver is not None:
+            self._driver.forget_matrix()
+
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         if self._driver is not None:
             out = self._driver.solve(op, b, np.zeros_like(b), tol, 1, ctx)

@@ -32,6 +32,13 @@ class _KrylovBaseline(Solver):
     def _reset(self):
         self._validate_options()
 
+    def _caches_matrix(self):
+        return self._driver is not None or not (isinstance(self.pc, str) and self.pc == "none")
+
+    def _matrix_changed(self):
+        if self._driver is not None:
+            self._driver.forget_matrix()
+
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         if self._driver is not None:
             return self._driver.solve(op, b, x0, tol, maxiter, ctx)

@@ -48,6 +48,11 @@ class PetscDriver:
         self._mat_source = None
         self.prefix = unique_prefix()
 
+    def forget_matrix(self) -> None:
+        """The same matrix object has new entries: hand its current values to the KSP (and
+        so rebuild the PC) at the next solve."""
+        self._mat_source = None
+
     def _setup(self, op):
         PETSc = petsc()
         mat = op.petsc_mat()
@@ -176,6 +181,12 @@ class PetscKSP(Solver):
 
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         return self._driver.solve(op, b, x0, tol, maxiter, ctx)
+
+    def _caches_matrix(self):
+        return True
+
+    def _matrix_changed(self):
+        self._driver.forget_matrix()
 
     def _reset(self):
         self._validate_options()

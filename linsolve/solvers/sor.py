@@ -82,6 +82,14 @@ class _SORFamily(Solver):
     def _reset(self):
         self._validate_options()
 
+    def _caches_matrix(self):
+        return True
+
+    def _matrix_changed(self):
+        self._cache = _KernelCache()
+        for driver in self._drivers.values():
+            driver.forget_matrix()
+
     def _run(self, method, op, b, x0, tol, maxiter, ctx, omega, paper_stop=False, impl="numba"):
         if self.backend == "petsc":
             return self._run_petsc(method, op, b, x0, tol, maxiter, ctx, omega)
