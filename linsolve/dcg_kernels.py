@@ -14,11 +14,13 @@
   their dependency chain, which is what bounds their speed.
 * ``dpcg``: the whole deflated PCG solve of Saad, Yeung, Erhel and Guyomarc'h (2000):
   x0 <- x0 + W E^-1 W^T r0, then p = z + beta p - W E^-1 (AW)^T z every iteration, with
-  E = W^T A W (its inverse is passed in). It also records what the Ritz update of the
+  E = W^T A W (its inverse is passed in); or, with ``drop`` > 0, init-CG with deflated
+  restarts (plain PCG, the Galerkin correction repeated each time the residual has
+  fallen by ``drop``). It also records what the Ritz update of the
   recycled space needs (the first ``s`` directions, alpha_j, rho_j = r_j^T z_j and
   t_j = (AW) z_j), so no Python runs per iteration.
 
-Per iteration (see ``dpcg``: the direction is kept as pt - W^T c so that only A W is
+Per iteration of the deflated mode (see ``dpcg``: the direction is kept as pt - W^T c so that only A W is
 read): pt = z + beta pt, q = A pt with pt^T q, the deflation products t = (AW) z and
 (AW)^T c as BLAS GEMVs on the (k, n) block, then x += alpha pt and r -= alpha q ride
 along the forward substitution (whose dependency chain bounds that pass) with ||r||^2,
@@ -285,22 +287,41 @@ def _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, 
 
 
 @njit(cache=True, nogil=True)
-def dpcg(indptr, indices, data, offs, D, pctype, sptr, sind, sval, uptr, uind, uval, dinv, b, x, W, AW, Einv, tol, maxiter,
-         norms, P, C, alphas, rhos, T):
+def _galerkin(W, AW, Einv, x, r):
+    """x += W^T E^-1 W^T r, r -= (AW)^T E^-1 W^T r: the Galerkin correction on span W."""
+    c0 = np.dot(Einv, np.dot(W, r))
+    x += np.dot(c0, W)
+    r -= np.dot(c0, AW)
+
+
+@njit(cache=True, nogil=True)
+def dpcg(indptr, indices, data, offs, D, pctype, sptr, sind, sval, uptr, uind, uval, dinv, b, x, W, AW, Einv, drop, tol,
+         maxiter, norms, P, C, alphas, rhos, T):
     """Deflated PCG from x (updated in place); W, AW of shape (k, n), Einv = (W^T A W)^-1;
     A as CSR, and by diagonals (``csr_to_dia``) unless ``offs`` is empty.
 
-    The direction is kept as p_j = pt_j - W^T c_j, pt_j = z_j + beta pt_j-1 and
-    c_j = E^-1 (AW) z_j + beta c_j-1, so A p_j = A pt_j - (AW)^T c_j and the iterate as
-    x = xt - W^T cx: every iteration reads AW twice and W never (W is read once at the
-    start and once at the end), which halves the block data that must stay in cache
-    against two GEMVs over W and AW. p^T A p = pt^T A p as W^T A p = 0 by construction.
+    ``drop`` = 0: deflation in every iteration (Saad et al.). The direction is kept as
+    p_j = pt_j - W^T c_j, pt_j = z_j + beta pt_j-1 and c_j = E^-1 (AW) z_j + beta c_j-1, so
+    A p_j = A pt_j - (AW)^T c_j and the iterate as x = xt - W^T cx: every iteration reads
+    AW twice and W never (W is read once at the start and once at the end), which halves
+    the block data that must stay in cache against two GEMVs over W and AW.
+    p^T A p = pt^T A p as W^T A p = 0 by construction.
 
-    norms[j] = ||r_j+1|| (recurrence). For j < s = P.shape[0] stores P[j] = pt_j,
-    C[j] = c_j, alphas[j]; rhos[j] = r_j^T z_j and T[j] = (AW) z_j for j <= s.
-    Returns (iterations, status)."""
+    0 < ``drop`` < 1: init-CG with deflated restarts (Stathopoulos and Orginos 2010): plain
+    PCG (W is not read inside the iteration) from the Galerkin-corrected x; once the
+    residual has fallen by ``drop`` since the (re)start, the true residual b - A x (one
+    product), the Galerkin correction again, and PCG restarts with beta = 0. Only the
+    first run is stored (its directions are mutually A-conjugate and the Lanczos
+    identities of the Ritz update hold for it), and while ``P`` has room that run is not
+    cut short, so the update sees ``s`` directions. C and T are not written.
+
+    norms[j] = ||r_j+1|| (recurrence). For j < stored stores P[j] = pt_j, C[j] = c_j,
+    alphas[j]; rhos[j] = r_j^T z_j and T[j] = (AW) z_j for j <= stored.
+    Returns (iterations, status, restarts, stored)."""
     n = b.shape[0]
     k = W.shape[0]
+    restart = drop > 0.0 and k > 0
+    kd = 0 if restart else k  # the block the iteration deflates with
     s_store = P.shape[0]
     r = np.empty(n)
     z = np.empty(n)
@@ -311,45 +332,51 @@ def dpcg(indptr, indices, data, offs, D, pctype, sptr, sind, sval, uptr, uind, u
     c = np.zeros(k)
     cx = np.zeros(k)
     corr = np.zeros(n)
-    csr_matvec(indptr, indices, data, x, q)
+    _product(indptr, indices, data, offs, D, x, q)
     for i in range(n):
         r[i] = b[i] - q[i]
-    if k > 0:  # Galerkin correction of the initial guess on span W
-        c0 = np.dot(Einv, np.dot(W, r))
-        x += np.dot(c0, W)
-        r -= np.dot(c0, AW)
+    if k > 0:
+        _galerkin(W, AW, Einv, x, r)
     # alpha = 0: only z_0 = M^-1 r_0, ||r_0||^2 and rho_0
     rr, rz = _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, corr, 0.0, z)
     if np.sqrt(rr) <= tol:
-        return 0, CONVERGED
-    if k > 0:
+        return 0, CONVERGED, 0, 0
+    if kd > 0:
         np.dot(AW, z, t)
     if s_store > 0:
         rhos[0] = rz
-        T[0] = t
+        if kd > 0:
+            T[0] = t
     beta = 0.0
     its = 0
+    restarts = 0
+    stored = 0  # directions of the first run kept; frozen by the first restart
+    frozen = False
+    start_norm = np.sqrt(rr)
     status = MAXITER
     while its < maxiter:
         _direction(z, p, beta)
         pq = _product(indptr, indices, data, offs, D, p, q)
-        if k > 0:
+        if kd > 0:
             np.dot(Einv, t, mu)
             for j in range(k):
                 c[j] = mu[j] + beta * c[j]
             np.dot(c, AW, corr)
             pq -= np.dot(p, corr)  # p^T (A pt - AW^T c); the step subtracts corr from q
-        if its < s_store:
+        keep = not frozen and its < s_store
+        if keep:
             P[its] = p
-            C[its] = c
+            if kd > 0:
+                C[its] = c
         if not (pq > 0.0 and np.isfinite(pq)):
             status = BREAKDOWN
             break
         alpha = rz / pq
-        if its < s_store:
+        if keep:
             alphas[its] = alpha
-        for j in range(k):
-            cx[j] += alpha * c[j]
+        if kd > 0:
+            for j in range(k):
+                cx[j] += alpha * c[j]
         rr, rz_new = _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, corr,
                                             alpha, z)
         its += 1
@@ -358,22 +385,40 @@ def dpcg(indptr, indices, data, offs, D, pctype, sptr, sind, sval, uptr, uind, u
         if not np.isfinite(rnorm):
             status = BREAKDOWN
             break
-        if k > 0:
+        if kd > 0:
             np.dot(AW, z, t)
-        if its <= s_store:
+        if keep:
+            stored = its
             rhos[its] = rz_new
-            T[its] = t
+            if kd > 0:
+                T[its] = t
         if rnorm <= tol:
             status = CONVERGED
             break
+        if restart and rnorm <= drop * start_norm and (frozen or stored >= s_store):
+            frozen = True
+            restarts += 1
+            _product(indptr, indices, data, offs, D, x, q)
+            for i in range(n):
+                r[i] = b[i] - q[i]
+            _galerkin(W, AW, Einv, x, r)
+            rr, rz_new = _step_and_precondition(pctype, sptr, sind, sval, uptr, uind, uval, dinv, x, r, p, q, corr,
+                                                0.0, z)
+            start_norm = np.sqrt(rr)
+            if start_norm <= tol:
+                status = CONVERGED
+                break
+            beta = 0.0
+            rz = rz_new
+            continue
         if rz_new == 0.0:  # beta would divide by zero next time (numba raises ZeroDivisionError)
             status = RZ_ZERO
             break
         beta = rz_new / rz
         rz = rz_new
-    if k > 0:
+    if kd > 0:
         x -= np.dot(cx, W)
-    return its, status
+    return its, status, restarts, stored
 
 
 @njit(cache=True, nogil=True)
@@ -381,6 +426,14 @@ def block_product(indptr, indices, data, X, Y):
     """Y[m] = A X[m] for the rows of X (k, n); returns X Y^T."""
     for m in range(X.shape[0]):
         csr_matvec(indptr, indices, data, X[m], Y[m])
+    return np.dot(X, Y.T)
+
+
+@njit(cache=True, nogil=True)
+def block_product_dia(offs, D, X, Y):
+    """``block_product`` by diagonals (``csr_to_dia``)."""
+    for m in range(X.shape[0]):
+        dia_matvec(offs, D, X[m], Y[m])
     return np.dot(X, Y.T)
 
 

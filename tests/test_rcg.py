@@ -24,15 +24,16 @@ def test_without_recycling_it_is_pcg():
     np.testing.assert_allclose(res.residual_norms, norms, rtol=1e-7)
 
 
+@pytest.mark.parametrize("mode", ["every", "restart"])
 @pytest.mark.parametrize("pc", ["none", "jacobi"])
-def test_ritz_values_are_eigenvalues_when_the_space_is_complete(pc):
+def test_ritz_values_are_eigenvalues_when_the_space_is_complete(pc, mode):
     rng = np.random.default_rng(1)
     n = 30
     Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
     lam = np.geomspace(1.0, 50.0, n)
     A = (Q * lam) @ Q.T
     A = (A + A.T) / 2
-    s = linsolve.make_solver("rcg", recycle=4, store=200, pc=pc, rtol=1e-13)
+    s = linsolve.make_solver("rcg", recycle=4, store=200, pc=pc, rtol=1e-13, deflation=mode)
     assert s.solve(A, rng.standard_normal(n)).converged
     d = np.diag(A) if pc == "jacobi" else np.ones(n)
     ref = np.sort(np.linalg.eigvals(A / d[:, None]).real)[:4]  # eigenvalues of M^-1 A
@@ -63,12 +64,13 @@ def test_deflation_invariants_and_savings():
     assert its[-1] <= 0.7 * cg
 
 
+@pytest.mark.parametrize("mode", ["every", "restart"])
 @pytest.mark.parametrize("pc", ["jacobi", "amg", "ssor"])
-def test_sequence_of_changing_matrices(pc):
+def test_sequence_of_changing_matrices(pc, mode):
     base = gallery.variable_diffusion2d(20, contrast=30.0, seed=1)
     rng = np.random.default_rng(3)
     n = base.shape[0]
-    s = linsolve.make_solver("rcg", recycle=8, pc=pc, rtol=1e-9)
+    s = linsolve.make_solver("rcg", recycle=8, pc=pc, rtol=1e-9, deflation=mode)
     its, cold = [], []
     for i in range(4):
         A = (base @ sp.diags(1 + 0.05 * i * np.ones(n))).tocsr()  # new matrix, new preconditioner
@@ -81,7 +83,10 @@ def test_sequence_of_changing_matrices(pc):
         cold.append(linsolve.make_solver("cg", pc=pc, rtol=1e-9).solve(A, b).iterations)
         if i:
             assert res.info["recycle_matvecs"] > 0
-    assert sum(its[1:]) <= sum(cold[1:])
+    # AMG takes 8 iterations: too few for restarts to pay (each one drops the Krylov
+    # space), so the restart mode may spend one more per solve there
+    slack = 3 if (pc, mode) == ("amg", "restart") else 0
+    assert sum(its[1:]) <= sum(cold[1:]) + slack
 
 
 def test_options_validated():

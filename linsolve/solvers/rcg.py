@@ -1,24 +1,44 @@
 """Recycled (deflated) preconditioned CG for sequences of SPD systems.
 
-The deflated CG of Saad, Yeung, Erhel and Guyomarc'h (SIAM J. Sci. Comput. 21(5), 2000):
-with a block W of k approximate eigenvectors of M^-1 A (the ones of smallest eigenvalue),
-the initial guess is corrected by the Galerkin projection onto span W and every search
-direction is kept A-orthogonal to W, p = z + beta p - W (W^T A W)^-1 (A W)^T z, so the
-Krylov process only sees the rest of the spectrum.
+Both modes keep a block W of k approximate eigenvectors of M^-1 A (those of smallest
+eigenvalue) across solves and start from the Galerkin projection of the initial guess onto
+span W, x += W E^-1 W^T r with E = W^T A W.
+
+``deflation="every"``: the deflated CG of Saad, Yeung, Erhel and Guyomarc'h (SIAM J. Sci.
+Comput. 21(5), 2000): every search direction is kept A-orthogonal to W,
+p = z + beta p - W E^-1 (A W)^T z, so the Krylov process only sees the rest of the
+spectrum. It saves the most iterations, but reading A W twice per iteration (2k
+multiply-adds per unknown) makes an iteration 1.5-3x dearer.
+
+``deflation="restart"`` (the default): init-CG with deflated restarts (Stathopoulos and
+Orginos, SIAM J. Sci. Comput. 32(1), 2010): plain PCG, so an iteration costs what it costs
+without recycling; once the residual has fallen by ``restart_drop`` since the (re)start, the
+true residual is recomputed, the Galerkin correction applied again and PCG restarted. The
+restarts are what make it work: one projection of the initial guess removes the error's
+components along (an approximate) W only at the start; what W misses of the low modes,
+and what rounding brings back, CG must resolve again with its slow small-eigenvalue
+convergence. Measured with the space rcg learns over 30 systems of benchmarks/skr_rcg.py
+(the next 10 solved from x0 = 0, Jacobi): darcy-fv-80 takes 282 iterations with plain PCG,
+274 with init-CG without restarts and 139 with restarts at drops of 0.05; poisson-80 246,
+142 and 136. A restart also drops the Krylov space built so far, so with a strong
+preconditioner (AMG: a handful of iterations) it gains nothing.
 
 W is refreshed after every ``update_every``-th solve (and after every solve until it has k
 vectors) by a harmonic Ritz step of M^-1 A over S = [W, P], P the first ``store`` search
-directions of that solve (as in Saad et al.; ``store`` bounds the memory), (AS)^T M^-1 (AS) y = theta (S^T A S) y, keeping the k smallest. Both small
-matrices come from scalars CG computes anyway (the Lanczos connection, as in eigCG):
-A p_j = (r_j - r_j+1)/alpha_j and M^-1 A p_j = (z_j - z_j+1)/alpha_j with M^-1-orthogonal
-residuals make (AP)^T M^-1 (AP) tridiagonal and P^T A P diagonal, W^T A P = 0 by
-construction, and (AW)^T M^-1 A P follows from t_j = (A W) z_j, which the deflation
-computes every iteration. The O(n) work of the update is W_new = Y^T S and k
-preconditioner applications for (AW)^T M^-1 (AW). A W and W^T A W are computed (k
-products) when the next solve starts, for that solve's matrix, so W stays valid across
-matrix and preconditioner changes and no product is spent on a matrix that is not
-solved again. They must be current: the residual recurrence uses A W, so a stale A W
-would make it drift from b - A x (W itself may be old: any W gives a correct solver).
+directions of that solve (a buffer of ``store`` x n doubles kept between solves),
+(AS)^T M^-1 (AS) y = theta (S^T A S) y, keeping the k smallest.
+The small matrices come from scalars CG computes anyway (the Lanczos connection, as in
+eigCG): A p_j = (r_j - r_j+1)/alpha_j and M^-1 A p_j = (z_j - z_j+1)/alpha_j with
+M^-1-orthogonal residuals make (AP)^T M^-1 (AP) tridiagonal and P^T A P diagonal. With
+deflation in every iteration W^T A P = 0 and (AW)^T M^-1 A P follows from t_j = (A W) z_j,
+which the deflation computes anyway. In the restart mode only the first run's directions
+are kept (they are mutually A-conjugate; the run is not cut short before ``store`` of them,
+so an updating solve restarts later) and W^T A P and (AW)^T M^-1 A P come from two GEMMs
+after the solve (``linsolve.rcg_restart``). A W and W^T A W are computed (k products) when
+the next solve starts, for that solve's matrix, so W stays valid across matrix and
+preconditioner changes and no product is spent on a matrix that is not solved again. They
+must be current: the residual recurrence uses A W, so a stale A W would make it drift from
+b - A x (W itself may be old: any W gives a correct solver).
 
 Assembled matrices with no preconditioner, ``jacobi``, or ``icc``/``ic`` (IC(0), the
 factor of PETSc's PCICC with its defaults, with ``backend="petsc"``) run the whole solve
@@ -33,6 +53,7 @@ from scipy.linalg.blas import daxpy, ddot, dnrm2
 from ..base import Outcome, Solver
 from ..errors import OptionError
 from ..precond import Identity, Jacobi
+from ..rcg_restart import update_restart
 from ..recycle_ops import MatOps, apply_block, build_pc, changed_in_place, is_identity
 from ..registry import register
 
@@ -44,27 +65,50 @@ _REASONS = {0: "converged", 1: "maxiter reached",
 
 @register("rcg")
 class RecycledCG(Solver):
-    """Deflated PCG recycling k approximate eigenvectors across solves:
-    ``make_solver("rcg", recycle=8, store=60, update_every=4, pc="jacobi")``. SPD matrices and an SPD
+    """PCG recycling k approximate eigenvectors across solves, by deflated restarts or by
+    deflation in every iteration: ``make_solver("rcg", deflation="restart", recycle=16,
+    restart_drop=0.05, pc="jacobi")``. SPD matrices and an SPD
     preconditioner (jacobi, ssor, amg; PETSc PCs with ``backend="petsc"``, where ``icc``
     on an assembled matrix runs the compiled IC(0))."""
 
     supports = frozenset({"spd"})
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ssor", "amg")
-    # Defaults measured fastest on the 80^2 darcy/poisson sequences with ICC(0)
-    # (benchmarks/skr_rcg.py, "sweep"): more vectors cut iterations further but each costs
-    # two more multiply-adds per unknown per iteration.
-    options = {"recycle": 8, "store": 60, "recycle_across": True, "compiled": True, "update_every": 4}
+    # recycle, store and update_every default (None) by mode, measured in benchmarks/skr_rcg.py
+    # ("sweep" at 80^2, "sweep160"). "every": fastest on the 80^2 darcy/poisson sequences with
+    # ICC(0); more vectors cut iterations further but each costs two more multiply-adds per
+    # unknown per iteration. "restart" is the default: 1.6-2.2x warm PETSc CG (median per
+    # system) in all eight rows against 0.5-1.7x for "every", which loses at 160^2 with Jacobi.
+    # Its k costs nothing per iteration, only k products per new matrix and GEMVs over k x n
+    # blocks per restart: 16 is the best or within noise of it in each 80^2 row (8 and 24
+    # tried). store = 300, at the price of a 300 x n buffer: with fewer stored directions the
+    # Jacobi solves get a space that misses low modes and restarting with it gains nothing or
+    # loses (80^2, store 60: 279 and 326 iterations against plain PCG's 285 and 248; 160^2,
+    # store 150: 574 and 595 against 577 and 489). update_every = 8: 2 or 4 pay the Ritz step
+    # and an unrestarted first run too often (2: 0.9-1.2x), 16 was slower in all four 80^2
+    # rows. restart_drop = 0.05 gives the best worst row (darcy-fv-80/icc); darcy wants
+    # frequent restarts, poisson (one matrix) fewer (0.001 is best there).
+    options = {"recycle": None, "store": None, "recycle_across": True, "compiled": True, "update_every": None,
+               "deflation": "restart", "restart_drop": 0.05}
+    mode_defaults = {"every": {"recycle": 8, "store": 60, "update_every": 4},
+                     "restart": {"recycle": 16, "store": 300, "update_every": 8}}
     stateful = True
 
     def _validate_options(self):
+        mode = self.opts["deflation"]
+        if not isinstance(mode, str) or mode not in self.mode_defaults:
+            raise OptionError(f"deflation must be 'every' or 'restart', got {mode!r}")
         for name, low in (("recycle", 0), ("store", 1), ("update_every", 1)):
             v = self.opts[name]
+            if v is None:
+                self.opts[name] = v = self.mode_defaults[mode][name]
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 raise OptionError(f"{name} must be an integer >= {low}, got {v!r}")
         if not isinstance(self.opts["compiled"], bool):
             raise OptionError(f"compiled must be True or False, got {self.opts['compiled']!r}")
+        d = self.opts["restart_drop"]
+        if isinstance(d, bool) or not isinstance(d, (int, float, np.floating)) or not 0.0 < d < 1.0:
+            raise OptionError(f"restart_drop must be a number in (0, 1), got {d!r}")
         self._reset()
 
     def _reset(self):
@@ -80,14 +124,18 @@ class RecycledCG(Solver):
         self._since_update = 0  # solves since W was last updated
         self.ritz_values = None
 
-    def _refresh(self, A, W, M):
+    def _refresh(self, A, W, M, source):
         """A W, and E^-1 and R^-1 for E = W^T A W = R^T R, for the current operator; None
         if E is not SPD."""
         if A._csr is not None:
-            from ..dcg_kernels import block_product
+            from ..dcg_kernels import block_product, block_product_dia
 
             AW = np.empty_like(W)
-            E = block_product(A._indptr, A._indices, A._data, W, AW)
+            dia = self._fast_pc[3] if self._fast_pc is not None and self._fast_pc[0] is source else ()
+            if len(dia) and dia[0].shape[0]:
+                E = block_product_dia(*dia, W, AW)
+            else:
+                E = block_product(A._indptr, A._indices, A._data, W, AW)
         else:
             AW = A.block(W)
             E = W @ AW.T
@@ -134,7 +182,7 @@ class RecycledCG(Solver):
         refreshed = 0
         if W is not None and (self._AW is None or self._key is None or self._key[0] is not source
                               or self._key[1] is not M):
-            got = self._refresh(A, W, M)
+            got = self._refresh(A, W, M, source)
             refreshed = W.shape[0]
             if got is None:
                 self._forget_space()
@@ -175,8 +223,10 @@ class RecycledCG(Solver):
         # page fault per 4 KiB on first touch, inside the iteration
         if self._pbuf is None or self._pbuf.shape[0] < s or self._pbuf.shape[1] != n:
             self._pbuf = np.empty((s, n))
-        P, C = self._pbuf[:s], np.empty((s, kw))
-        alphas, rhos, T = np.empty(s), np.empty(s + 1), np.empty((s + 1, kw))
+        restart = self.opts["deflation"] == "restart"
+        kt = 0 if restart else kw  # restarts record no C and T rows
+        P, C = self._pbuf[:s], np.empty((s, kt))
+        alphas, rhos, T = np.empty(s), np.empty(s + 1), np.empty((s + 1, kt))
         norms = np.empty(maxiter)
         if isinstance(M, K.IC0):
             pctype, pats = K.PC_IC0, M.unit
@@ -186,14 +236,16 @@ class RecycledCG(Solver):
             pats = (ei, ei.astype(np.int32), ef, ei, ei.astype(np.int32), ef,
                     M.inv_diag if isinstance(M, Jacobi) else ef)
         x = np.array(x0, dtype=np.float64)
-        its, status = K.dpcg(A._indptr, A._indices, A._data, *self._fast_pc[3], pctype, *pats, b, x, Wk, AWk, Einv,
-                             float(tol), int(maxiter), norms, P, C, alphas, rhos, T)
-        L = min(its, s)
-        if L:
+        drop = float(self.opts["restart_drop"]) if restart else 0.0
+        its, status, restarts, L = K.dpcg(A._indptr, A._indices, A._data, *self._fast_pc[3], pctype, *pats, b, x,
+                                          Wk, AWk, Einv, drop, float(tol), int(maxiter), norms, P, C, alphas, rhos, T)
+        if L and restart:
+            update_restart(self, A, W, P[:L], alphas[:L], rhos[:L + 1], k, M)
+        elif L:
             self._update(W, P[:L], alphas[:L], rhos[:L + 1], T[:L + 1], k, M, C[:L])
         info = {"norm": "true residual (recurrence)", "kernel": "compiled", "pc_impl": M.name,
                 "recycled_dim": 0 if self._W is None else int(self._W.shape[0]),
-                "recycle_matvecs": refreshed}
+                "recycle_matvecs": refreshed, "restarts": int(restarts)}
         return Outcome(x, its, norms[:its].copy(), status == K.CONVERGED, _REASONS[status], info)
 
     def _solve_numpy(self, op, A, b, x0, tol, maxiter, ctx):
@@ -202,31 +254,40 @@ class RecycledCG(Solver):
         ident = is_identity(M)
         k, store = int(self.opts["recycle"]), int(self.opts["store"])
         W, AW, proj, refreshed = self._prepare(A, M, n, op.source)
-        if W is not None and proj[2] is None:
+        restart = W is not None and self.opts["deflation"] == "restart"
+        defl = W is not None and not restart  # deflate every direction
+        drop = float(self.opts["restart_drop"])
+        if defl and proj[2] is None:
             # (W^T A W)^-1 W as one block: the projection is then a single GEMV
             proj = self._proj = (proj[0], proj[1], proj[0] @ W)
 
+        def galerkin(x, r):
+            if W is not None:
+                mu = proj[0] @ (W @ r)
+                x += W.T @ mu
+                r -= AW.T @ mu
+
         x = np.array(x0, dtype=np.float64)
         r = b - A(x)
-        if W is not None:
-            mu = proj[0] @ (W @ r)
-            x += W.T @ mu
-            r -= AW.T @ mu
+        galerkin(x, r)
         z = r if ident else M.apply(r)
         p = z.copy()
         t = None
-        if W is not None:
+        if defl:
             t = AW @ z
             p -= proj[2].T @ t
         rz = ddot(r, z)
         norms: list[float] = []
-        rnorm = dnrm2(r)
+        rnorm = start = dnrm2(r)
         # What the Ritz update needs, all by-products of the iteration: the directions,
-        # alpha_j, rho_j = r_j^T z_j and t_j = (A W) z_j.
-        keep = store if self._updating(k) else 0
-        P = np.empty((min(keep, maxiter), n)) if keep else None
+        # alpha_j, rho_j = r_j^T z_j and t_j = (A W) z_j (deflating every direction);
+        # with restarts, those of the first run only, which is not cut short before
+        # ``store`` of them are kept.
+        keep = min(store, maxiter) if self._updating(k) else 0
+        P = np.empty((keep, n)) if keep else None
         alphas, rhos, ts = [], [rz], [t]
-        its = 0
+        its = restarts = 0
+        frozen = False
         converged = rnorm <= tol
         reason = "converged" if converged else "maxiter reached"
         cb = ctx.callback
@@ -237,7 +298,8 @@ class RecycledCG(Solver):
                 reason = _REASONS[2]
                 break
             alpha = rz / pAp
-            if its < keep:
+            stored = not frozen and its < keep
+            if stored:
                 P[its] = p
             daxpy(p, x, a=alpha)
             daxpy(Ap, r, a=-alpha)
@@ -248,15 +310,28 @@ class RecycledCG(Solver):
                 cb(x)
             z = r if ident else M.apply(r)  # z is read before r changes again
             rz_new = ddot(r, z)
-            if W is not None:
+            if defl:
                 t = AW @ z
-            if len(alphas) < keep:
+            if stored:
                 alphas.append(alpha)
                 rhos.append(rz_new)
                 ts.append(t)
             if rnorm <= tol:
                 converged, reason = True, "converged"
                 break
+            if restart and rnorm <= drop * start and (frozen or len(alphas) >= keep):
+                # init-CG's restart: the true residual, the Galerkin correction, beta = 0
+                frozen = True
+                restarts += 1
+                r = b - A(x)
+                galerkin(x, r)
+                z = r if ident else M.apply(r)
+                p = z.copy()
+                rz = ddot(r, z)
+                rnorm = start = dnrm2(r)
+                if rnorm <= tol:
+                    converged, reason = True, "converged"
+                continue
             if rz_new == 0.0:  # r^T M^-1 r underflowed (a tolerance below the floating-point floor)
                 reason = _REASONS[3]
                 break
@@ -265,14 +340,16 @@ class RecycledCG(Solver):
             # p = z + beta p - W (W^T A W)^-1 (A W)^T z
             p *= beta
             p += z
-            if W is not None:
+            if defl:
                 p -= proj[2].T @ t
-        if alphas:
+        if alphas and self.opts["deflation"] == "restart":
+            update_restart(self, A, W, P[:len(alphas)], np.array(alphas), np.array(rhos), k, M)
+        elif alphas:
             T = np.array(ts[:len(alphas) + 1]) if W is not None else None
             self._update(W, P[:len(alphas)], np.array(alphas), np.array(rhos), T, k, M)
         info = {"norm": "true residual (recurrence)", "kernel": "numpy",
                 "recycled_dim": 0 if self._W is None else int(self._W.shape[0]),
-                "recycle_matvecs": refreshed}
+                "recycle_matvecs": refreshed, "restarts": restarts}
         return Outcome(x, its, norms, converged, reason, info)
 
     def _updating(self, k: int) -> bool:
