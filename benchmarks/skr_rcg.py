@@ -11,13 +11,15 @@ and ``icc`` (PETSc ICC(0); rcg runs its compiled IC(0), the same factor: see
 ``tests/test_rcg_kernels.py``). Methods, side by side in one process on the same
 systems, their order rotated every repeat: PETSc CG cold (x0 = 0) and warm (x0 = the
 previous solution) through ``make_solver("cg", backend="petsc")``; ``rcg`` with its
-defaults, warm; and ``rcg`` with ``recycle=0`` (the same compiled kernel without
-recycling: plain PCG), which separates what the kernel gains from what recycling gains.
+defaults (init-CG with deflated restarts, ``deflation="restart"``), warm; ``rcg`` with
+``deflation="every"`` (Saad et al.'s deflation in every iteration, that mode's defaults);
+and ``rcg`` with ``recycle=0`` (the same compiled kernel without recycling: plain PCG),
+which separates what the kernel gains from what recycling gains.
 Times are per system; the table gives the median over the sequence (median over the
 repeats of that), and the mean, which also carries rcg's periodic Ritz updates.
 
-Part "sweep": rcg's options (recycle k, store s, update_every u) on the 80^2 cases, the
-measurement behind its defaults.
+Part "sweep": rcg's options (mode, recycle k, store s, update_every u, restart_drop) on the
+80^2 cases, the measurement behind its defaults; part "sweep160": a few of them at 160^2.
 """
 from __future__ import annotations
 
@@ -72,6 +74,8 @@ def methods(pc: str, **rcg_opts):
     return {"petsc_cg_cold": cg(False), "petsc_cg_warm": cg(True),
             "rcg": lambda: linsolve.make_solver("rcg", backend="petsc", pc=pc, rtol=TOL, warm_start=True,
                                                 **rcg_opts),
+            "rcg_every": lambda: linsolve.make_solver("rcg", backend="petsc", pc=pc, rtol=TOL, warm_start=True,
+                                                      deflation="every"),
             "rcg_k0": lambda: linsolve.make_solver("rcg", backend="petsc", pc=pc, rtol=TOL, warm_start=True,
                                                    recycle=0)}
 
@@ -107,16 +111,18 @@ def part_main(args, payload, md):
         for name, systems, order in cases(grid, count, args.seed):
             for pc in ("jacobi", "icc"):
                 s = compare(methods(pc), systems, order, repeats)
-                cold, warm, rcg, k0 = s["petsc_cg_cold"], s["petsc_cg_warm"], s["rcg"], s["rcg_k0"]
+                cold, warm, rcg, k0, ev = s["petsc_cg_cold"], s["petsc_cg_warm"], s["rcg"], s["rcg_k0"], s["rcg_every"]
                 row = {"case": name, "pc": pc, "n": systems[0].A.shape[0], "systems": count, "repeats": repeats,
                        "cg_cold_med_s": cold["med_s"], "cg_cold_its": cold["its"],
                        "cg_warm_med_s": warm["med_s"], "cg_warm_its": warm["its"],
                        "rcg_med_s": rcg["med_s"], "rcg_mean_s": rcg["mean_s"], "rcg_its": rcg["its"],
                        "rcg_k0_med_s": k0["med_s"], "rcg_k0_its": k0["its"],
+                       "rcg_every_med_s": ev["med_s"], "rcg_every_mean_s": ev["mean_s"], "rcg_every_its": ev["its"],
                        "speedup_vs_cold": cold["med_s"] / rcg["med_s"],
                        "speedup_vs_warm": warm["med_s"] / rcg["med_s"],
                        "speedup_mean_vs_warm": warm["mean_s"] / rcg["mean_s"],
                        "recycling_gain": k0["med_s"] / rcg["med_s"],
+                       "every_speedup_vs_warm": warm["med_s"] / ev["med_s"],
                        "cpu_speedup_vs_warm": warm["cpu_med_s"] / rcg["cpu_med_s"],
                        "cpu_speedup_mean_vs_warm": warm["cpu_mean_s"] / rcg["cpu_mean_s"],
                        "all_converged": all(v["converged"] for v in s.values())}
@@ -125,41 +131,62 @@ def part_main(args, payload, md):
                 print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     payload["rcg"] = rows
     cols = ["case", "pc", "cg_cold_med_s", "cg_cold_its", "cg_warm_med_s", "rcg_med_s", "rcg_mean_s", "rcg_its",
-            "rcg_k0_med_s", "rcg_k0_its", "speedup_vs_cold", "speedup_vs_warm", "speedup_mean_vs_warm",
-            "recycling_gain", "cpu_speedup_vs_warm", "cpu_speedup_mean_vs_warm", "all_converged",
+            "rcg_k0_med_s", "rcg_k0_its", "rcg_every_med_s", "rcg_every_its", "speedup_vs_cold", "speedup_vs_warm",
+            "speedup_mean_vs_warm", "recycling_gain", "every_speedup_vs_warm", "cpu_speedup_vs_warm", "cpu_speedup_mean_vs_warm", "all_converged",
             f"met_{TARGET}x_vs_warm"]
     md.append("## rcg vs PETSc CG, same preconditioner (seconds per system)\n\n" + markdown_table(rows, cols))
 
 
-SWEEP = [(0, 1, 1), (4, 60, 4), (8, 40, 4), (8, 60, 1), (8, 60, 4), (8, 60, 8), (12, 60, 4), (16, 60, 4)]
+# (deflation, recycle k, store s, update_every u, restart_drop)
+SWEEP = [("every", 0, 1, 1, 0.05), ("every", 8, 60, 4, 0.05), ("every", 16, 60, 4, 0.05),
+         ("restart", 8, 300, 8, 0.05), ("restart", 16, 300, 8, 0.05), ("restart", 24, 300, 8, 0.05),
+         ("restart", 16, 60, 8, 0.05), ("restart", 16, 150, 8, 0.05), ("restart", 16, 300, 2, 0.05),
+         ("restart", 16, 300, 4, 0.05), ("restart", 16, 300, 16, 0.05), ("restart", 16, 300, 8, 0.001),
+         ("restart", 16, 300, 8, 0.01), ("restart", 16, 300, 8, 0.02), ("restart", 16, 300, 8, 0.1)]
+SWEEP160 = [("every", 0, 1, 1, 0.05), ("every", 8, 60, 4, 0.05), ("restart", 16, 150, 8, 0.05),
+            ("restart", 16, 300, 4, 0.05), ("restart", 16, 300, 8, 0.05), ("restart", 16, 300, 8, 0.01)]
 
 
-def part_sweep(args, payload, md):
+def _sweep(grid, configs, count, repeats, seed):
     rows = []
-    for name, systems, order in cases(80, args.sweep_systems, args.seed):
+    for name, systems, order in cases(grid, count, seed):
         for pc in ("jacobi", "icc"):
             ms = {"petsc_cg_warm": methods(pc)["petsc_cg_warm"]}
-            for k, st, u in SWEEP:
-                ms[f"{k},{st},{u}"] = (lambda k=k, st=st, u=u, pc=pc: linsolve.make_solver(
-                    "rcg", backend="petsc", pc=pc, rtol=TOL, warm_start=True, recycle=k, store=st, update_every=u))
-            s = compare(ms, systems, order, args.sweep_repeats)
+            for i, (mode, k, st, u, drop) in enumerate(configs):
+                ms[str(i)] = (lambda mode=mode, k=k, st=st, u=u, drop=drop, pc=pc: linsolve.make_solver(
+                    "rcg", backend="petsc", pc=pc, rtol=TOL, warm_start=True, deflation=mode, recycle=k, store=st,
+                    update_every=u, restart_drop=drop))
+            s = compare(ms, systems, order, repeats)
             warm = s.pop("petsc_cg_warm")
             for key, v in s.items():
-                k, st, u = map(int, key.split(","))
-                rows.append({"case": name, "pc": pc, "recycle": k, "store": st, "update_every": u,
+                mode, k, st, u, drop = configs[int(key)]
+                rows.append({"case": name, "pc": pc, "deflation": mode if k else "none", "recycle": k, "store": st,
+                             "update_every": u, "restart_drop": drop if mode == "restart" and k else None,
                              "med_s": v["med_s"], "mean_s": v["mean_s"], "its": v["its"],
                              "speedup_vs_warm": warm["med_s"] / v["med_s"],
                              "speedup_mean_vs_warm": warm["mean_s"] / v["mean_s"],
                              "cpu_speedup_vs_warm": warm["cpu_med_s"] / v["cpu_med_s"], "converged": v["converged"]})
             print(name, pc, "done", flush=True)
-    payload["sweep"] = rows
+    return rows
+
+
+def part_sweep(args, payload, md):
+    payload["sweep"] = rows = _sweep(80, SWEEP, args.sweep_systems, args.sweep_repeats, args.seed)
     md.append("## Sweep of rcg's options (80^2, warm PETSc CG as the reference)\n\n" + markdown_table(rows))
+
+
+def part_sweep160(args, payload, md):
+    payload["sweep160"] = rows = _sweep(160, SWEEP160, args.large_systems, 1, args.seed)
+    md.append("## Sweep of rcg's options at 160^2 (one repeat)\n\n" + markdown_table(rows))
 
 
 def explain(payload) -> list[str]:
     notes = []
     rows = payload.get("rcg") or []
     if rows:
+        cls = linsolve.solver_class("rcg")
+        d, de = cls.mode_defaults["restart"], cls.mode_defaults["every"]
+        drop = cls.options["restart_drop"]
         met = [r for r in rows if r[f"met_{TARGET}x_vs_warm"]]
         notes.append(f"Target {TARGET}x vs warm PETSc CG (wall time, median per system): met in {len(met)} of "
                      f"{len(rows)} rows; " + "; ".join(
@@ -173,33 +200,44 @@ def explain(payload) -> list[str]:
         notes.append("Where the speed comes from: the compiled kernel alone (recycle=0) is "
                      + ", ".join(f"{r['cg_warm_med_s'] / r['rcg_k0_med_s']:.2f}x" for r in rows)
                      + " PETSc CG per solve (one compiled loop, the product by diagonals for these stencil "
-                     "matrices, vector updates fused into the IC(0) substitutions); recycling (k = 8 by default) "
-                     "then gives " + ", ".join(f"{r['recycling_gain']:.2f}x" for r in rows) + " on top.")
-        notes.append("Why recycling gains little or loses: it cuts iterations by "
+                     f"matrices, vector updates fused into the IC(0) substitutions); recycling (rcg's defaults: "
+                     f"deflation='restart', k = {d['recycle']}, store = {d['store']}, update_every = "
+                     f"{d['update_every']}, restart_drop = {drop:g}) then gives "
+                     + ", ".join(f"{r['recycling_gain']:.2f}x" for r in rows) + " on top.")
+        notes.append("The restart mode (init-CG with deflated restarts) cuts iterations by "
                      + ", ".join(f"{r['rcg_k0_its'] / max(r['rcg_its'], 1):.2f}x" for r in rows)
-                     + " but multiplies the time per iteration (median time / median iterations, update and "
-                     "refresh costs included) by "
+                     + " against plain PCG and multiplies the time per iteration (median time / median "
+                     "iterations, per-solve work included) by "
                      + ", ".join(f"{(r['rcg_med_s'] / max(r['rcg_its'], 1)) / (r['rcg_k0_med_s'] / max(r['rcg_k0_its'], 1)):.2f}x"
                                  for r in rows)
-                     + ". Deflation reads the k x n block A W twice per iteration (2k multiply-adds per unknown, "
-                     "memory-bound GEMVs; timed alone at 80^2 with IC(0), k = 8 takes the kernel from about 49 to "
-                     "67 us per iteration), rcg's per-solve work (A W for a new matrix, the periodic Ritz step "
-                     "with k preconditioner applications) adds to that, and against a Jacobi iteration (one "
-                     "5-point product and a few vector updates) the same deflation costs relatively twice as "
-                     "much. At 160^2 the block no longer fits the 2 MiB L2 cache with the vectors, and k = 8 "
-                     "vectors learned from the first 60 directions of the solves resolve a smaller part of the "
-                     "denser low spectrum (Jacobi: almost no fewer iterations).")
+                     + ". The iteration itself is plain PCG; what a solve adds is A W and W^T A W for a new "
+                     "matrix (k products: every darcy system, hence its larger factors), and per restart one "
+                     "product, a preconditioner application and the Galerkin correction (GEMVs over the "
+                     "k x n blocks W and A W). Every "
+                     f"{d['update_every']}th solve also restarts only once it has stored {d['store']} directions "
+                     "(or not at all, when it converges first) and pays the Ritz step; the median skips those "
+                     "solves, the mean (given beside it) carries them.")
+        notes.append(f"The deflating mode (deflation='every', k = {de['recycle']}, store = {de['store']}, "
+                     f"update_every = {de['update_every']}) gives "
+                     + ", ".join(f"{r['every_speedup_vs_warm']:.2f}x" for r in rows)
+                     + " vs warm PETSc CG: it cuts iterations by "
+                     + ", ".join(f"{r['rcg_k0_its'] / max(r['rcg_every_its'], 1):.2f}x" for r in rows)
+                     + " but multiplies the time per iteration by "
+                     + ", ".join(f"{(r['rcg_every_med_s'] / max(r['rcg_every_its'], 1)) / (r['rcg_k0_med_s'] / max(r['rcg_k0_its'], 1)):.2f}x"
+                                 for r in rows)
+                     + ", as it reads the k x n block A W twice per iteration (2k multiply-adds per unknown, "
+                     "memory-bound GEMVs), which against a Jacobi iteration (one 5-point product and a few "
+                     "vector updates) costs relatively twice as much as against an IC(0) one.")
         notes.append("Timings come from a 2-core machine shared with other jobs: wall-time ratios moved by up "
-                     "to 0.4 between full runs (darcy-fv-80/icc gave 1.78x in one and 1.33x in the next); the "
-                     "CPU-time ratios (this thread's time, excluding time other processes held the core) are "
-                     "steadier and are given beside them.")
+                     "to 0.4 between full runs of this benchmark; the CPU-time ratios (this thread's time, "
+                     "excluding time other processes held the core) are steadier and are given beside them.")
     return notes
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--parts", default="main,sweep")
+    ap.add_argument("--parts", default="main,sweep,sweep160")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.quick:
@@ -215,6 +253,8 @@ def main(argv=None):
         part_main(args, payload, md)
     if "sweep" in parts:
         part_sweep(args, payload, md)
+    if "sweep160" in parts and args.large:
+        part_sweep160(args, payload, md)
     payload["notes"] = explain(payload)
     md.append("## Notes\n\n" + "\n".join(f"- {n}" for n in payload["notes"]) + "\n")
     name = "skr_rcg_quick" if args.quick else "skr_rcg"

@@ -77,17 +77,19 @@ class RecycledCG(Solver):
     # recycle, store and update_every default (None) by mode, measured in benchmarks/skr_rcg.py
     # ("sweep" at 80^2, "sweep160"). "every": fastest on the 80^2 darcy/poisson sequences with
     # ICC(0); more vectors cut iterations further but each costs two more multiply-adds per
-    # unknown per iteration. "restart" is the default: 1.6-2.2x warm PETSc CG (median per
+    # unknown per iteration. "restart" is the default: 1.6-2.3x warm PETSc CG (median per
     # system) in all eight rows against 0.5-1.7x for "every", which loses at 160^2 with Jacobi.
     # Its k costs nothing per iteration, only k products per new matrix and GEMVs over k x n
     # blocks per restart: 16 is the best or within noise of it in each 80^2 row (8 and 24
     # tried). store = 300, at the price of a 300 x n buffer: with fewer stored directions the
     # Jacobi solves get a space that misses low modes and restarting with it gains nothing or
     # loses (80^2, store 60: 279 and 326 iterations against plain PCG's 285 and 248; 160^2,
-    # store 150: 574 and 595 against 577 and 489). update_every = 8: 2 or 4 pay the Ritz step
-    # and an unrestarted first run too often (2: 0.9-1.2x), 16 was slower in all four 80^2
-    # rows. restart_drop = 0.05 gives the best worst row (darcy-fv-80/icc); darcy wants
-    # frequent restarts, poisson (one matrix) fewer (0.001 is best there).
+    # store 150: 574 and 595 against 577 and 489). update_every = 8: 2 pays the Ritz step and
+    # an unrestarted first run too often (0.9-1.2x); 4 is slower at 80^2 and at 160^2 faster
+    # in median but slower in mean (1.26-1.42x against 1.45-1.69x); 16 is slower in median in
+    # all four 80^2 rows, though faster in mean. restart_drop = 0.05 gives the best worst row
+    # (darcy-fv-80/icc); darcy wants frequent restarts, poisson (one matrix) fewer (0.001 is
+    # best there).
     options = {"recycle": None, "store": None, "recycle_across": True, "compiled": True, "update_every": None,
                "deflation": "restart", "restart_drop": 0.05}
     mode_defaults = {"every": {"recycle": 8, "store": 60, "update_every": 4},
