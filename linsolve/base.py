@@ -126,6 +126,9 @@ class Solver:
     stateful: ClassVar[bool] = False
     #: options the contract suite adds when it builds this solver (e.g. a tiny model)
     contract_options: ClassVar[dict] = {}
+    #: the method needs a symmetric preconditioner (CG, MINRES): ILU is then built so
+    #: that it stays symmetric for a symmetric matrix
+    symmetric_pc: ClassVar[bool] = False
 
     def __init__(self, *, rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None,
                  pc: Any = "none", pc_options: dict | None = None, backend: str | None = None,
@@ -233,7 +236,7 @@ class Solver:
         key = (id(op.source), self.pc if isinstance(self.pc, str) else id(self.pc))
         if self._pc_cache is not None and self._pc_cache[0] == key and self._pc_cache[2] is op.source:
             return self._pc_cache[1]
-        M = build_preconditioner(self.pc, op, self.pc_options)
+        M = build_preconditioner(self.pc, op, self.pc_options, symmetric=self.symmetric_pc)
         self._pc_cache = (key, M, op.source)
         return M
 

@@ -73,6 +73,7 @@ class CG(_KrylovBaseline):
 
     supports = frozenset({"spd"})
     petsc_type = "cg"
+    symmetric_pc = True
 
     def _call(self, A, b, x0, tol, maxiter, M, cb, count, norms):
         return spla.cg(A, b, x0=x0, rtol=0.0, atol=tol, maxiter=maxiter, M=M, callback=cb)
@@ -110,6 +111,7 @@ class MINRES(_KrylovBaseline):
     supports = frozenset({"spd", "indefinite"})
     preconditioners = ("none", "jacobi", "amg")
     petsc_type = "minres"
+    symmetric_pc = True
 
     def _call(self, A, b, x0, tol, maxiter, M, cb, count, norms):
         # SciPy's MINRES tests rnorm against rtol (||A|| ||x|| + ||b||), looser than our
