@@ -405,3 +405,17 @@ def test_cg_with_scipy_ilu_converges_on_the_laplacian(name):
     res = linsolve.make_solver(name, pc="ilu", rtol=1e-8, maxiter=500).solve(A, b)
     assert res.converged and res.iterations <= 10, res
     assert np.linalg.norm(res.x - xref) <= 1e-6 * np.linalg.norm(xref)
+
+
+@pytest.mark.parametrize("opts", [{}, pytest.param({"backend": "petsc"}, marks=pytest.mark.petsc)])
+def test_direct_solve_above_a_zero_tolerance_does_not_blame_a_recurrence(opts):
+    # rtol=0: the LU solution's rounding residual is above the rule, reported honestly, but
+    # the reason spoke of a "recurrence" a direct solver does not have
+    if opts:
+        pytest.importorskip("petsc4py")
+    A, b, xref = _poisson(8)
+    res = linsolve.make_solver("direct", rtol=0.0, **opts).solve(A, b)
+    assert not res.converged and res.relative_residual == pytest.approx(
+        np.linalg.norm(b - A @ res.x) / np.linalg.norm(b))
+    assert res.reason.startswith("direct solve done but true residual") and "recurrence" not in res.reason
+    assert np.linalg.norm(res.x - xref) <= 1e-12 * np.linalg.norm(xref)
