@@ -408,11 +408,11 @@ def test_cg_with_scipy_ilu_converges_on_the_laplacian(name):
 
 
 @pytest.mark.parametrize("opts", [{}, pytest.param({"backend": "petsc"}, marks=pytest.mark.petsc)])
-def test_direct_solve_above_a_zero_tolerance_does_not_blame_a_recurrence(opts):
+def test_direct_solve_above_a_zero_tolerance_does_not_blame_a_recurrence(opts, request):
     # rtol=0: the LU solution's rounding residual is above the rule, reported honestly, but
     # the reason spoke of a "recurrence" a direct solver does not have
     if opts:
-        pytest.importorskip("petsc4py")
+        request.getfixturevalue("petsc")
     A, b, xref = _poisson(8)
     res = linsolve.make_solver("direct", rtol=0.0, **opts).solve(A, b)
     assert not res.converged and res.relative_residual == pytest.approx(
