@@ -118,11 +118,14 @@ class Operator:
         return self._linop
 
     def scipy_operand(self):
-        """What to hand SciPy's iterative solvers: the matrix itself when we have one."""
+        """What to hand SciPy's iterative solvers: the matrix itself when we have one; a
+        user's LinearOperator goes through ``matvec``, which checks its output."""
         if self._csr is not None:
             return self._csr
         if self._dense is not None:
             return self._dense
+        if self.kind == "linop":
+            return spla.LinearOperator(self.shape, matvec=self._linop_matvec, dtype=np.float64)
         return self.linear_operator()
 
     def diagonal(self) -> np.ndarray:
@@ -145,7 +148,23 @@ class Operator:
             yv = self._petsc.createVecLeft()
             self._petsc.mult(xv, yv)
             return yv.getArray(readonly=True).copy()
-        return np.asarray(self._linop.matvec(x), dtype=np.float64).reshape(-1)
+        return self._linop_matvec(x)
+
+    def _linop_matvec(self, x: np.ndarray) -> np.ndarray:
+        # A user operator's output is checked here: a wrong length surfaced as NumPy's
+        # "cannot reshape" from inside SciPy, complex values as a UFuncTypeError or were cast
+        # to real with only a ComplexWarning
+        try:
+            y = np.asarray(self._linop.matvec(x))
+        except ValueError as exc:
+            if isinstance(exc, SolverError):
+                raise
+            raise ShapeError(f"A's matvec failed on a vector of length {self.n}: {exc}") from exc
+        if y.dtype.kind not in "fiub":
+            raise SolverError(f"A's matvec returned {y.dtype} values; only real operators are supported")
+        if y.size != self.n:
+            raise ShapeError(f"A's matvec returned {y.size} values for a vector of length {self.n}")
+        return np.asarray(y, dtype=np.float64).reshape(-1)
 
     __matmul__ = lambda self, x: self.matvec(x)  # noqa: E731
 

@@ -419,3 +419,20 @@ def test_direct_solve_above_a_zero_tolerance_does_not_blame_a_recurrence(opts, r
         np.linalg.norm(b - A @ res.x) / np.linalg.norm(b))
     assert res.reason.startswith("direct solve done but true residual") and "recurrence" not in res.reason
     assert np.linalg.norm(res.x - xref) <= 1e-12 * np.linalg.norm(xref)
+
+
+# --- a user LinearOperator as A --------------------------------------------------------------
+def _bad_operator(kind):
+    A, _, _ = _poisson(4)
+    out = {"short": lambda x: (A @ x)[:-1], "complex": lambda x: (A @ x) * (1 + 0j)}[kind]
+    return spla.LinearOperator(A.shape, matvec=out, dtype=np.float64)
+
+
+@pytest.mark.parametrize("name", ["cg", "gmres", "bicgstab", "minres", "rcg", "gcrodr"])
+def test_linear_operator_returning_the_wrong_length_or_complex_values(name):
+    # NumPy's "cannot reshape" from inside SciPy; complex values raised a UFuncTypeError
+    # (cg, bicgstab) or were cast to real with only a ComplexWarning (gmres, minres, ...)
+    with pytest.raises(linsolve.ShapeError, match="A's matvec"):
+        linsolve.make_solver(name).solve(_bad_operator("short"), np.ones(16))
+    with pytest.raises(linsolve.SolverError, match="A's matvec returned complex128"):
+        linsolve.make_solver(name).solve(_bad_operator("complex"), np.ones(16))
