@@ -436,3 +436,25 @@ def test_linear_operator_returning_the_wrong_length_or_complex_values(name):
         linsolve.make_solver(name).solve(_bad_operator("short"), np.ones(16))
     with pytest.raises(linsolve.SolverError, match="A's matvec returned complex128"):
         linsolve.make_solver(name).solve(_bad_operator("complex"), np.ones(16))
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("name,opts", [("cg", {"backend": "petsc"}), ("petsc", {})])
+def test_petsc_solve_of_a_linear_operator_raises_its_own_error(petsc, name, opts):
+    # the error raised in the shell matrix's Python matvec came out as PETSc's "error code 101"
+    with pytest.raises(linsolve.ShapeError, match="A's matvec"):
+        linsolve.make_solver(name, **opts).solve(_bad_operator("short"), np.ones(16))
+
+    class Boom(Exception):
+        pass
+
+    def matvec(x):
+        raise Boom("user operator failed")
+
+    L = spla.LinearOperator((16, 16), matvec=matvec, dtype=np.float64)
+    solver = linsolve.make_solver(name, **opts)
+    with pytest.raises(Boom, match="user operator failed"):
+        solver.solve(L, np.ones(16))
+    A, b, xref = _poisson(4)
+    res = solver.solve(spla.aslinearoperator(A), b)  # and the solver goes on
+    assert res.converged and np.linalg.norm(res.x - xref) <= 1e-4 * np.linalg.norm(xref)

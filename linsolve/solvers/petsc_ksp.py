@@ -128,6 +128,10 @@ class PetscDriver:
             # a KSP whose solve failed can refuse the next matrix too: the next solve starts afresh
             ksp.destroy()
             self.ksp, self._mat_source = None, None
+            if exc.__cause__ is not None and not isinstance(exc.__cause__, PETSc.Error):
+                # raised by Python code PETSc called (a shell matrix's matvec, a python PC):
+                # that error, not PETSc's "error code 101" that wraps it
+                raise exc.__cause__ from None
             who = getattr(s, "name", self.ksp_type)  # sor's drivers hold a shim, not a Solver
             raise SolverError(f"PETSc failed to solve with solver {who!r} (ksp_type={self.ksp_type!r}, "
                               f"pc={pc!r}) on this matrix: {petsc_error_cause(exc)}") from None
