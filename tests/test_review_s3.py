@@ -458,3 +458,24 @@ def test_petsc_solve_of_a_linear_operator_raises_its_own_error(petsc, name, opts
     A, b, xref = _poisson(4)
     res = solver.solve(spla.aslinearoperator(A), b)  # and the solver goes on
     assert res.converged and np.linalg.norm(res.x - xref) <= 1e-4 * np.linalg.norm(xref)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("name", ["sor", "bandit-sor"])
+def test_paper_stop_is_honoured_by_the_petsc_backend(petsc, name):
+    # backend="petsc" ignored paper_stop and stopped at rtol ||b|| instead of rtol ||r0||
+    A, b, _ = _poisson(8)
+    x0 = np.full(A.shape[0], 50.0)
+    r0 = np.linalg.norm(b - A @ x0)
+    opts = {"policy": "fixed", "policy_options": {"omega": 1.0}} if name == "bandit-sor" else {}
+    got = {}
+    for backend in ("scipy", "petsc"):
+        res = linsolve.make_solver(name, paper_stop=True, rtol=1e-6, backend=backend, **opts).solve(A, b, x0=x0)
+        assert res.converged and res.info["stop_tol"] == pytest.approx(1e-6 * r0)
+        assert np.linalg.norm(b - A @ res.x) <= 1e-6 * r0
+        got[backend] = res.iterations
+    # SOR from the same x0 with the same w: the same iterations on both backends, and the
+    # rule relative to r0 (not ||b||) is what stopped them
+    assert got["scipy"] == got["petsc"]
+    plain = linsolve.make_solver(name, rtol=1e-6, backend="petsc", **opts).solve(A, b, x0=x0)
+    assert plain.iterations != got["petsc"]

@@ -91,14 +91,18 @@ class _SORFamily(Solver):
             driver.forget_matrix()
 
     def _run(self, method, op, b, x0, tol, maxiter, ctx, omega, paper_stop=False, impl="numba"):
+        paper = paper_stop and method == "sor"
+        if paper:  # before the backend branch: backend="petsc" ignored it and stopped on ||b||
+            tol = max(self.rtol * float(np.linalg.norm(b - op.matvec(x0))), self.atol)
         if self.backend == "petsc":
-            return self._run_petsc(method, op, b, x0, tol, maxiter, ctx, omega)
+            out = self._run_petsc(method, op, b, x0, tol, maxiter, ctx, omega)
+            if paper:
+                out.info["stop_tol"] = tol
+            return out
         kd = self._cache.get(op, self.name)
         info = {"omega": omega, "method": method}
         if method == "sor":
-            if paper_stop:
-                r0 = float(np.linalg.norm(b - kd.matrix @ x0))
-                tol = max(self.rtol * r0, self.atol)
+            if paper:
                 info["stop_tol"] = tol
             x, its, norms, status, _ = sor_solve_array(kd, b, x0, omega, tol, maxiter)
             info["norm"] = "true residual (exact recurrence)"
