@@ -479,3 +479,10 @@ def test_paper_stop_is_honoured_by_the_petsc_backend(petsc, name):
     assert got["scipy"] == got["petsc"]
     plain = linsolve.make_solver(name, rtol=1e-6, backend="petsc", **opts).solve(A, b, x0=x0)
     assert plain.iterations != got["petsc"]
+
+
+def test_bandit_ssor_pcg_refuses_paper_stop_instead_of_ignoring_it():
+    # method="ssor-pcg" with paper_stop=True stopped on the package's rule without a word
+    with pytest.raises(linsolve.OptionError, match="paper_stop.*method='sor' only"):
+        linsolve.make_solver("bandit-sor", method="ssor-pcg", paper_stop=True)
+    assert linsolve.make_solver("bandit-sor", method="sor", paper_stop=True).opts["paper_stop"] is True

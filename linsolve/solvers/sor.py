@@ -203,6 +203,10 @@ class BanditSOR(_SORFamily):
     def _validate_options(self):
         if self.opts["method"] not in ("sor", "ssor-pcg"):
             raise OptionError(f"method must be 'sor' or 'ssor-pcg', got {self.opts['method']!r}")
+        if self.opts["paper_stop"] and self.opts["method"] != "sor":
+            # it was silently ignored: SSOR-PCG stopped on the package's rule
+            raise OptionError("paper_stop (the rule ||r_k|| <= rtol ||r_0|| of Khodak et al.'s SOR) applies "
+                              "to method='sor' only")
         po = self.opts["policy_options"] or {}
         if not isinstance(po, dict):
             raise OptionError("policy_options must be a dict of policy keyword options")
