@@ -43,8 +43,9 @@ def scipy_function(name: str):
 
     def f(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=None, **options):
         pc = M if M is not None else options.pop("pc", "none")
-        # geometry is per-solve context (solve(grid=..., meta=...)), not a solver option
-        context = {k: options.pop(k) for k in ("grid", "meta") if k in options}
+        # geometry and a bandit policy's context are per-solve (solve(grid=..., meta=...,
+        # context=...)), not solver options: context= was refused as an unknown option
+        context = {k: options.pop(k) for k in ("grid", "meta", "context") if k in options}
         res = cls(rtol=rtol, atol=atol, maxiter=maxiter, pc=pc, callback=callback, **options).solve(
             A, b, x0, **context)
         return res.x, res.scipy_info

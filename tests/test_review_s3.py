@@ -486,3 +486,12 @@ def test_bandit_ssor_pcg_refuses_paper_stop_instead_of_ignoring_it():
     with pytest.raises(linsolve.OptionError, match="paper_stop.*method='sor' only"):
         linsolve.make_solver("bandit-sor", method="ssor-pcg", paper_stop=True)
     assert linsolve.make_solver("bandit-sor", method="sor", paper_stop=True).opts["paper_stop"] is True
+
+
+def test_scipy_style_bandit_sor_takes_the_context():
+    # linsolve.bandit_sor(A, b, policy="chebcb", context=c) refused context= as an unknown option
+    A, b, xref = _poisson(8)
+    x, info = linsolve.bandit_sor(A, b, rtol=1e-9, policy="chebcb", context=0.3)
+    assert info == 0 and np.linalg.norm(x - xref) <= 1e-7 * np.linalg.norm(xref)
+    with pytest.raises(linsolve.OptionError, match="contextual"):
+        linsolve.bandit_sor(A, b, policy="chebcb")
