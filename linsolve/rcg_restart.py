@@ -8,6 +8,12 @@ A p_j = (r_j - r_j+1)/alpha_j and the M^-1-orthogonal residuals make (AP)^T M^-1
 tridiagonal and P^T A P = diag(rho/alpha). The block (AW)^T M^-1 A P = (A M^-1 A W) P^T
 (A and M symmetric) costs k products after the solve instead of the k multiply-adds per
 unknown per stored iteration that t_j = (A W) z_j would cost inside it.
+
+With ``keep`` = q > 0 (fewer than the L stored directions) the P block is first reduced to
+its q lowest eigenvectors Z (the harmonic Ritz vectors of the run alone, from the
+tridiagonal: MRRR, no dense L x L problem) and the pencil is solved over [W, Q], Q = Z^T P
+in the A-normalised basis: a (k + q) problem instead of a (k + L) one, and P is read once
+(Q = Z^T P) instead of twice (W^T A P, then the new W from P).
 """
 from __future__ import annotations
 
@@ -17,46 +23,86 @@ import scipy.linalg
 from .recycle_ops import apply_block
 
 
-def ritz_pencil(A, W, AW, Rinv, P, alpha, rho, M):
-    """(G, F, dP): the harmonic pencil G y = theta F y of M^-1 A over the basis
-    [R^-T W, P diag(dP)], dP = sqrt(alpha/rho) (A-normalised columns, so F has a unit
-    diagonal), with G = (AS)^T M^-1 (AS) and F = S^T A S in that basis; W^T A W = R^T R.
-    None if some rho_j/alpha_j is not positive and finite."""
-    L = P.shape[0]
-    kw = 0 if W is None else W.shape[0]
+def _tridiagonal(alpha, rho):
+    """(diag, off, dP): the tridiagonal P block of G in the basis P diag(dP), dP =
+    sqrt(alpha/rho) (A-normalised columns: F's P block is I); None if some rho_j/alpha_j
+    is not positive and finite."""
+    L = alpha.shape[0]
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         dP = np.sqrt(alpha / rho[:L])  # rho_j at the floating-point floor overflows: no update
     if not np.all(np.isfinite(dP) & (dP > 0)):
         return None
-    G = np.zeros((kw + L, kw + L))
-    F = np.eye(kw + L)
-    jj = np.arange(kw, kw + L)
-    G[jj, jj] = (rho[:L] + rho[1:L + 1]) / alpha**2 * dP**2
+    diag = (rho[:L] + rho[1:L + 1]) / alpha**2 * dP**2
     off = -rho[1:L] / (alpha[:-1] * alpha[1:]) * dP[:-1] * dP[1:]
-    G[jj[:-1], jj[1:]] = off
-    G[jj[1:], jj[:-1]] = off
-    if kw:
-        MAW = M.apply_rows(AW) if hasattr(M, "apply_rows") else apply_block(M, AW)
-        GW = Rinv.T @ (AW @ MAW.T) @ Rinv
-        G[:kw, :kw] = (GW + GW.T) / 2
-        X = np.concatenate([AW, A.block(MAW)]) @ P.T  # one pass over P for both blocks
-        FWP = (Rinv.T @ X[:kw]) * dP
-        GWP = (Rinv.T @ X[kw:]) * dP
-        F[:kw, kw:], F[kw:, :kw] = FWP, FWP.T
-        G[:kw, kw:], G[kw:, :kw] = GWP, GWP.T
-    return G, F, dP
+    return diag, off, dP
 
 
-def update_restart(solver, A, W, P, alpha, rho, k, M):
-    """Replace ``solver._W`` by the k harmonic Ritz vectors of smallest value over [W, P];
-    keep the old space if S^T A S is not numerically SPD (S nearly dependent) or the
-    pencil gives non-finite values. ``solver._AW`` and ``_proj`` must be those of W for
-    the matrix just solved."""
+def _w_blocks(A, AW, Rinv, M, basis):
+    """G's W block and the W-basis couplings (F_WB, G_WB) for the basis rows ``basis``
+    (m, n), W in the A-orthonormal basis R^-T W."""
+    MAW = M.apply_rows(AW) if hasattr(M, "apply_rows") else apply_block(M, AW)
+    GW = Rinv.T @ (AW @ MAW.T) @ Rinv
+    X = np.concatenate([AW, A.block(MAW)]) @ basis.T  # one pass over the basis for both blocks
+    kw = AW.shape[0]
+    return (GW + GW.T) / 2, Rinv.T @ X[:kw], Rinv.T @ X[kw:]
+
+
+def ritz_pencil(A, W, AW, Rinv, P, alpha, rho, M, keep=0):
+    """(G, F, lift): the harmonic pencil G y = theta F y of M^-1 A over [R^-T W, B] with
+    G = (AS)^T M^-1 (AS) and F = S^T A S in that basis (W^T A W = R^T R), B the rows
+    P diag(dP) (A-normalised directions, ``keep`` = 0 or >= L) or Q = Z^T diag(dP) P with Z
+    the ``keep`` lowest eigenvectors of the tridiagonal P block. ``lift(Y_B)`` gives the
+    rows Y_B^T B. None if some rho_j/alpha_j is not positive and finite or the tridiagonal
+    eigensolver fails."""
+    L = P.shape[0]
     kw = 0 if W is None else W.shape[0]
-    got = ritz_pencil(A, W, solver._AW if kw else None, solver._proj[1] if kw else None, P, alpha, rho, M)
+    tri = _tridiagonal(alpha, rho[:L + 1])
+    if tri is None:
+        return None
+    diag, off, dP = tri
+    if 0 < keep < L:
+        try:  # MRRR: a third faster than bisection with inverse iteration (stebz/stein) here
+            theta, Z = scipy.linalg.eigh_tridiagonal(diag, off, select="i", select_range=(0, keep - 1),
+                                                     lapack_driver="stemr")
+        except (np.linalg.LinAlgError, ValueError):
+            return ritz_pencil(A, W, AW, Rinv, P, alpha, rho, M)
+        Q = (Z * dP[:, None]).T @ P
+        m, GP = keep, np.diag(theta)
+
+        def lift(YB):
+            return YB.T @ Q
+    else:
+        Q = None
+        m, GP = L, np.diag(diag) + np.diag(off, 1) + np.diag(off, -1)
+
+        def lift(YB):
+            return (YB * dP[:, None]).T @ P
+    G = np.zeros((kw + m, kw + m))
+    F = np.eye(kw + m)
+    G[kw:, kw:] = GP
+    if kw:
+        if Q is None:
+            # the scaling commutes with the product: X diag(dP) = (A W) (P diag(dP))^T
+            GW, FWB, GWB = _w_blocks(A, AW, Rinv, M, P)
+            FWB, GWB = FWB * dP, GWB * dP
+        else:
+            GW, FWB, GWB = _w_blocks(A, AW, Rinv, M, Q)
+        G[:kw, :kw] = GW
+        F[:kw, kw:], F[kw:, :kw] = FWB, FWB.T
+        G[:kw, kw:], G[kw:, :kw] = GWB, GWB.T
+    return G, F, lift
+
+
+def update_restart(solver, A, W, P, alpha, rho, k, M, keep=0):
+    """Replace ``solver._W`` by the k harmonic Ritz vectors of smallest value over [W, P]
+    (over [W, Q] with ``keep`` = q: see the module docstring); keep the old space if S^T A S
+    is not numerically SPD (S nearly dependent) or the pencil gives non-finite values.
+    ``solver._AW`` and ``_proj`` must be those of W for the matrix just solved."""
+    kw = 0 if W is None else W.shape[0]
+    got = ritz_pencil(A, W, solver._AW if kw else None, solver._proj[1] if kw else None, P, alpha, rho, M, keep)
     if got is None:
         return
-    G, F, dP = got
+    G, F, lift = got
     m = min(k, G.shape[0])
     try:
         vals, Y = scipy.linalg.eigh(G, F, subset_by_index=[0, m - 1])
@@ -64,7 +110,7 @@ def update_restart(solver, A, W, P, alpha, rho, k, M):
         return
     if not np.all(np.isfinite(vals)):
         return
-    Wn = (Y[kw:] * dP[:, None]).T @ P
+    Wn = lift(Y[kw:])
     if kw:
         Wn += (solver._proj[1] @ Y[:kw]).T @ W
     solver._W = np.ascontiguousarray(Wn)

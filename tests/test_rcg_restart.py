@@ -153,6 +153,78 @@ def test_ritz_update_matches_dense_pencil(with_space):
     assert fake._AW is None  # A W of the new space is computed by the next solve
 
 
+def _update(A, W, P, alphas, rhos, k, keep):
+    n = A.shape[0]
+    AW = (A @ W.T).T
+    Rinv = np.linalg.inv(np.linalg.cholesky(W @ AW.T).T) if W.shape[0] else None
+    fake = types.SimpleNamespace(_W=None, _AW=AW, _proj=(None, Rinv), ritz_values=None)
+    op = Operator(A)
+    update_restart(fake, MatOps(op), W if W.shape[0] else None, P, alphas, rhos, k, Jacobi(op), keep)
+    assert fake._W.shape == (k, n)
+    return fake
+
+
+def test_truncated_ritz_update_matches_full_pencil():
+    """keep = q: the pencil over [W, the q lowest Lanczos Ritz vectors of the stored run].
+    Over a run long enough that the run's low Lanczos values have converged (60 stored
+    directions, n = 144) its k values and space agree with the full pencil's to 1e-5 and
+    1e-3 rad (they differ only through W's coupling to the discarded Lanczos vectors: 2e-3
+    relative after 25 directions); without W it is the full pencil's exact answer; with q
+    >= L it is the full pencil itself."""
+    A, b = _problem(12, seed=6)
+    n, k = A.shape[0], 5
+    Minv = np.diag(1.0 / A.diagonal())
+    W = _low_modes(A, 6, 0.2, seed=7)
+    *_, P, alphas, rhos = _kernel(A, b, W, 1e-2, 1e-10 * np.linalg.norm(b), 500, store=60)
+    assert P.shape[0] == 60
+    vals, V = _dense_harmonic_ritz(A, Minv, np.vstack([W, P]), k)
+    for q in (k, 3 * k):
+        got = _update(A, W, P, alphas, rhos, k, q)
+        np.testing.assert_allclose(got.ritz_values, vals, rtol=1e-5)
+        assert scipy.linalg.subspace_angles(got._W.T, V.T).max() < 1e-3
+    full = _update(A, W, P, alphas, rhos, k, 0)
+    np.testing.assert_allclose(_update(A, W, P, alphas, rhos, k, 60).ritz_values, full.ritz_values, rtol=1e-12)
+    np.testing.assert_allclose(full.ritz_values, vals, rtol=1e-6)
+    # no W: the pencil is the run's tridiagonal alone, and its q lowest pairs are exact
+    none = np.empty((0, n))
+    *_, P0, alphas0, rhos0 = _kernel(A, b, none, 1e-2, 1e-10 * np.linalg.norm(b), 500, store=30)
+    vals0, V0 = _dense_harmonic_ritz(A, Minv, P0, k)
+    got = _update(A, none, P0, alphas0, rhos0, k, 2 * k)
+    np.testing.assert_allclose(got.ritz_values, vals0, rtol=1e-8)
+    assert scipy.linalg.subspace_angles(got._W.T, V0.T).max() < 1e-6
+
+
+def test_update_interval_grows_then_drift_brings_an_update_forward():
+    """update_max > update_every: on one matrix the gaps between updates double up to
+    update_max once the Ritz values settle; a much harder matrix (its solves take far more
+    iterations than the first solve after the latest update) makes the next solve update
+    and the gap restart from update_every."""
+    A = gallery.poisson2d(16)
+    rng = np.random.default_rng(11)
+    s = linsolve.make_solver("rcg", recycle=4, store=40, update_every=2, update_max=8, pc="jacobi", rtol=1e-8)
+    assert s.opts["ritz_keep"] == 8  # 2k by default
+
+    def run(A, count):
+        at = []
+        for _ in range(count):
+            prev = s.ritz_values
+            r = s.solve(A, rng.standard_normal(A.shape[0]))
+            assert r.converged
+            at.append(s.ritz_values is not prev)
+        return at
+
+    easy = run(A, 30)
+    while not (easy[-1] and np.flatnonzero(easy)[-2] == len(easy) - 9):  # up to an update 8 after the last
+        easy += run(A, 1)
+        assert len(easy) < 80
+    gaps = np.diff(np.flatnonzero(easy))
+    assert easy[0] and gaps[0] == 2 and np.all(np.diff(gaps) >= 0) and gaps.max() == 8, gaps
+    assert run(A, 1) == [False]  # the reference count for the drift test
+    hard = gallery.variable_diffusion2d(16, contrast=1e4, seed=3)
+    assert run(hard, 2) == [False, True]  # the first hard solve drifted, the second updates
+    assert s._interval == 2
+
+
 def test_a_repeated_system_converges_faster_the_second_time():
     A = gallery.poisson2d(32)
     b = np.random.default_rng(8).standard_normal(A.shape[0])
@@ -166,12 +238,18 @@ def test_a_repeated_system_converges_faster_the_second_time():
 
 
 def test_modes_and_their_defaults():
+    keys = ("recycle", "store", "update_every", "update_max")
     s = linsolve.make_solver("rcg")
     assert s.opts["deflation"] == "restart"
-    assert {k: s.opts[k] for k in ("recycle", "store", "update_every")} == s.mode_defaults["restart"]
+    assert {k: s.opts[k] for k in keys} == s.mode_defaults["restart"]
+    assert s.opts["update_max"] > s.opts["update_every"] and s.opts["ritz_keep"] == 2 * s.opts["recycle"]
     e = linsolve.make_solver("rcg", deflation="every")
-    assert {k: e.opts[k] for k in ("recycle", "store", "update_every")} == e.mode_defaults["every"]
+    assert {k: e.opts[k] for k in keys} == e.mode_defaults["every"]
     assert linsolve.make_solver("rcg", deflation="every", recycle=3).opts["recycle"] == 3
+    assert linsolve.make_solver("rcg", recycle=5).opts["ritz_keep"] == 10
+    # an interval asked for stays fixed unless update_max says otherwise
+    assert linsolve.make_solver("rcg", update_every=3).opts["update_max"] == 3
+    assert linsolve.make_solver("rcg", update_every=3, update_max=12).opts["update_max"] == 12
 
 
 @pytest.mark.parametrize("opts,match", [
@@ -179,6 +257,9 @@ def test_modes_and_their_defaults():
     ({"restart_drop": 0.0}, "restart_drop"), ({"restart_drop": 1.0}, "restart_drop"),
     ({"restart_drop": -0.5}, "restart_drop"), ({"restart_drop": float("nan")}, "restart_drop"),
     ({"restart_drop": "0.1"}, "restart_drop"), ({"restart_drop": True}, "restart_drop"),
+    ({"ritz_keep": -1}, "ritz_keep"), ({"ritz_keep": 2.5}, "ritz_keep"), ({"ritz_keep": True}, "ritz_keep"),
+    ({"update_max": 0}, "update_max"), ({"update_max": 4.0}, "update_max"), ({"update_max": 4}, "update_max"),
+    ({"update_every": 8, "update_max": 7}, "update_max"),
 ])
 def test_mode_options_validated(opts, match):
     with pytest.raises(OptionError, match=match):

@@ -26,7 +26,12 @@ preconditioner (AMG: a handful of iterations) it gains nothing.
 W is refreshed after every ``update_every``-th solve (and after every solve until it has k
 vectors) by a harmonic Ritz step of M^-1 A over S = [W, P], P the first ``store`` search
 directions of that solve (a buffer of ``store`` x n doubles kept between solves),
-(AS)^T M^-1 (AS) y = theta (S^T A S) y, keeping the k smallest.
+(AS)^T M^-1 (AS) y = theta (S^T A S) y, keeping the k smallest. With ``update_max`` >
+``update_every`` (the restart mode's default) the interval doubles, up to ``update_max``,
+after each update that moved the Ritz values by under 25%, and a solve that takes 1.25x
+the iterations of the first one after the latest update brings the next update forward
+and the interval back to ``update_every``. The restart mode first reduces P to its
+``ritz_keep`` (default 2k) lowest Lanczos Ritz vectors (``linsolve.rcg_restart``).
 The small matrices come from scalars CG computes anyway (the Lanczos connection, as in
 eigCG): A p_j = (r_j - r_j+1)/alpha_j and M^-1 A p_j = (z_j - z_j+1)/alpha_j with
 M^-1-orthogonal residuals make (AP)^T M^-1 (AP) tridiagonal and P^T A P diagonal. With
@@ -63,6 +68,16 @@ _REASONS = {0: "converged", 1: "maxiter reached",
             3: "breakdown: r^T M^-1 r = 0 before the tolerance was met (it is below what floating point resolves)"}
 
 
+# The growing update interval (``update_max`` > ``update_every``, RecycledCG._updating): it
+# doubles after an update that moved the Ritz values by less than SETTLE (relative), so
+# while W is still being learnt it stays short (the 160^2 Jacobi rows: 2.2 and 0.44 at the
+# 2nd and 3rd update, and doubling regardless cost poisson-160/jacobi 373 iterations per
+# solve against 357); a solve taking DRIFT times the iterations of the first one after the
+# latest update (W fits the current matrices worse) brings the next update forward.
+DRIFT = 1.25
+SETTLE = 0.25
+
+
 @register("rcg")
 class RecycledCG(Solver):
     """PCG recycling k approximate eigenvectors across solves, by deflated restarts or by
@@ -74,40 +89,56 @@ class RecycledCG(Solver):
     supports = frozenset({"spd"})
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ssor", "amg")
-    # recycle, store and update_every default (None) by mode, measured in benchmarks/skr_rcg.py
-    # ("sweep" at 80^2, "sweep160"). "every": fastest on the 80^2 darcy/poisson sequences with
-    # ICC(0); more vectors cut iterations further but each costs two more multiply-adds per
-    # unknown per iteration. "restart" is the default: 1.6-2.3x warm PETSc CG (median per
-    # system) in all eight rows against 0.5-1.7x for "every", which loses at 160^2 with Jacobi.
-    # Its k costs nothing per iteration, only k products per new matrix and GEMVs over k x n
-    # blocks per restart: 16 is the best or within noise of it in each 80^2 row (8 and 24
-    # tried). store = 300, at the price of a 300 x n buffer: with fewer stored directions the
-    # Jacobi solves get a space that misses low modes and restarting with it gains nothing or
-    # loses (80^2, store 60: 279 and 326 iterations against plain PCG's 285 and 248; 160^2,
-    # store 150: 574 and 595 against 577 and 489). update_every = 8: 2 pays the Ritz step and
-    # an unrestarted first run too often (0.9-1.2x); 4 is slower at 80^2 and at 160^2 faster
-    # in median but slower in mean (1.26-1.42x against 1.45-1.69x); 16 is slower in median in
-    # all four 80^2 rows, though faster in mean. restart_drop = 0.05 gives the best worst row
-    # (darcy-fv-80/icc); darcy wants frequent restarts, poisson (one matrix) fewer (0.001 is
-    # best there).
+    # recycle, store, update_every and update_max default (None) by mode, measured in
+    # benchmarks/skr_rcg.py ("sweep" at 80^2, "sweep160"). "every": fastest on the 80^2
+    # darcy/poisson sequences with ICC(0); more vectors cut iterations further but each costs
+    # two more multiply-adds per unknown per iteration. "restart" is the default: 1.6-2.3x
+    # warm PETSc CG (median per system) in all eight rows against 0.5-1.7x for "every", which
+    # loses at 160^2 with Jacobi. Its k costs nothing per iteration, only k products per new
+    # matrix and GEMVs over k x n blocks per restart: 16 is the best or within noise of it in
+    # each 80^2 row (8 and 24 tried). store = 300, at the price of a 300 x n buffer: with
+    # fewer stored directions the Jacobi solves get a space that misses low modes and
+    # restarting with it gains nothing or loses (80^2, store 60: 279 and 326 iterations
+    # against plain PCG's 285 and 248; 160^2, store 150: 574 and 595 against 577 and 489);
+    # capping the updating solve's store at 1-2x the last solve's iterations changed the mean
+    # by under 2% at 80^2. An update costs about two normal solves (a first run without
+    # restarts, the Ritz step); update_every = 8 with a fixed interval: 2 pays that too often
+    # (0.9-1.2x), 4 is slower at 80^2, 16 slower in median in all four 80^2 rows while W is
+    # learnt. Hence the growing interval: 8 while the Ritz values still move (SETTLE), then
+    # doubling up to update_max = 64, which over the 100-system 80^2 sequences updates at
+    # solves 0, 8, 16, 32, 64 (fixed 8: 13 updates) with the same iterations per normal
+    # solve: mean per system 5.6 -> 4.0 ms (darcy-fv-80/jacobi). ritz_keep (None: 2k, the restart
+    # mode only; 0: the full pencil): the Ritz step over [W, q lowest Lanczos vectors of the
+    # stored run] instead of [W, all L of them] gave the same iterations at q = k, 2k, 3k
+    # (80^2 and 160^2) and takes the (k + L) dense pencil (scipy's eigh: 4.3 ms at L = 261,
+    # more than a normal 80^2 solve) and the second pass over the stored directions off the
+    # update. restart_drop = 0.05 gives the best worst row (darcy-fv-80/icc); darcy wants
+    # frequent restarts, poisson (one matrix) fewer (0.001 is best there).
     options = {"recycle": None, "store": None, "recycle_across": True, "compiled": True, "update_every": None,
-               "deflation": "restart", "restart_drop": 0.05}
-    mode_defaults = {"every": {"recycle": 8, "store": 60, "update_every": 4},
-                     "restart": {"recycle": 16, "store": 300, "update_every": 8}}
+               "deflation": "restart", "restart_drop": 0.05, "ritz_keep": None, "update_max": None}
+    mode_defaults = {"every": {"recycle": 8, "store": 60, "update_every": 4, "update_max": 4},
+                     "restart": {"recycle": 16, "store": 300, "update_every": 8, "update_max": 64}}
     stateful = True
 
     def _validate_options(self):
         mode = self.opts["deflation"]
         if not isinstance(mode, str) or mode not in self.mode_defaults:
             raise OptionError(f"deflation must be 'every' or 'restart', got {mode!r}")
-        for name, low in (("recycle", 0), ("store", 1), ("update_every", 1)):
+        if self.opts["update_max"] is None and self.opts["update_every"] is not None:
+            self.opts["update_max"] = self.opts["update_every"]  # an interval asked for stays fixed
+        for name, low in (("recycle", 0), ("store", 1), ("update_every", 1), ("update_max", 1), ("ritz_keep", 0)):
             v = self.opts[name]
-            if v is None:
+            if v is None and name == "ritz_keep":
+                self.opts[name] = v = 2 * self.opts["recycle"] if mode == "restart" else 0
+            elif v is None:
                 self.opts[name] = v = self.mode_defaults[mode][name]
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 raise OptionError(f"{name} must be an integer >= {low}, got {v!r}")
         if not isinstance(self.opts["compiled"], bool):
             raise OptionError(f"compiled must be True or False, got {self.opts['compiled']!r}")
+        if self.opts["update_max"] < self.opts["update_every"]:
+            raise OptionError(f"update_max must be >= update_every ({self.opts['update_every']}), "
+                              f"got {self.opts['update_max']!r}")
         d = self.opts["restart_drop"]
         if isinstance(d, bool) or not isinstance(d, (int, float, np.floating)) or not 0.0 < d < 1.0:
             raise OptionError(f"restart_drop must be a number in (0, 1), got {d!r}")
@@ -124,6 +155,9 @@ class RecycledCG(Solver):
         self._proj = None  # (E^-1, R^-1, E^-1 W or None) with E = W^T A W = R^T R
         self._key = None
         self._since_update = 0  # solves since W was last updated
+        self._interval = None   # solves between updates now: update_every, doubling to update_max
+        self._ref_its = None    # iterations of the first solve after the latest update
+        self._drifted = False   # a solve since then took DRIFT times as many: update at the next
         self.ritz_values = None
 
     def _refresh(self, A, W, M, source):
@@ -220,7 +254,8 @@ class RecycledCG(Solver):
         else:
             Wk = AWk = np.empty((0, n))
             Einv = np.empty((0, 0))
-        s = min(store, maxiter) if self._updating(k) else 0
+        updating = self._updating(k)
+        s = min(store, maxiter) if updating else 0
         # the stored directions' buffer is kept between solves: a fresh one would pay a
         # page fault per 4 KiB on first touch, inside the iteration
         if self._pbuf is None or self._pbuf.shape[0] < s or self._pbuf.shape[1] != n:
@@ -241,10 +276,14 @@ class RecycledCG(Solver):
         drop = float(self.opts["restart_drop"]) if restart else 0.0
         its, status, restarts, L = K.dpcg(A._indptr, A._indices, A._data, *self._fast_pc[3], pctype, *pats, b, x,
                                           Wk, AWk, Einv, drop, float(tol), int(maxiter), norms, P, C, alphas, rhos, T)
+        self._track(its, updating)
+        old = self.ritz_values
         if L and restart:
-            update_restart(self, A, W, P[:L], alphas[:L], rhos[:L + 1], k, M)
+            update_restart(self, A, W, P[:L], alphas[:L], rhos[:L + 1], k, M, int(self.opts["ritz_keep"]))
         elif L:
             self._update(W, P[:L], alphas[:L], rhos[:L + 1], T[:L + 1], k, M, C[:L])
+        if updating:
+            self._reschedule(old)
         info = {"norm": "true residual (recurrence)", "kernel": "compiled", "pc_impl": M.name,
                 "recycled_dim": 0 if self._W is None else int(self._W.shape[0]),
                 "recycle_matvecs": refreshed, "restarts": int(restarts)}
@@ -285,7 +324,8 @@ class RecycledCG(Solver):
         # alpha_j, rho_j = r_j^T z_j and t_j = (A W) z_j (deflating every direction);
         # with restarts, those of the first run only, which is not cut short before
         # ``store`` of them are kept.
-        keep = min(store, maxiter) if self._updating(k) else 0
+        updating = self._updating(k)
+        keep = min(store, maxiter) if updating else 0
         P = np.empty((keep, n)) if keep else None
         alphas, rhos, ts = [], [rz], [t]
         its = restarts = 0
@@ -344,27 +384,64 @@ class RecycledCG(Solver):
             p += z
             if defl:
                 p -= proj[2].T @ t
+        self._track(its, updating)
+        old = self.ritz_values
         if alphas and self.opts["deflation"] == "restart":
-            update_restart(self, A, W, P[:len(alphas)], np.array(alphas), np.array(rhos), k, M)
+            update_restart(self, A, W, P[:len(alphas)], np.array(alphas), np.array(rhos), k, M,
+                           int(self.opts["ritz_keep"]))
         elif alphas:
             T = np.array(ts[:len(alphas) + 1]) if W is not None else None
             self._update(W, P[:len(alphas)], np.array(alphas), np.array(rhos), T, k, M)
+        if updating:
+            self._reschedule(old)
         info = {"norm": "true residual (recurrence)", "kernel": "numpy",
                 "recycled_dim": 0 if self._W is None else int(self._W.shape[0]),
                 "recycle_matvecs": refreshed, "restarts": restarts}
         return Outcome(x, its, norms, converged, reason, info)
 
     def _updating(self, k: int) -> bool:
-        """Whether this solve updates W: always while it has fewer than k vectors, else on
-        every ``update_every``-th solve (an update costs a Ritz step, and k products at
-        the next solve even when the matrix is unchanged)."""
+        """Whether this solve updates W: always while it has fewer than k vectors, else
+        once the interval has passed (an update costs a Ritz step, a first run without
+        restarts, and k products at the next solve even when the matrix is unchanged). The
+        interval starts at ``update_every`` and doubles after each update up to
+        ``update_max``; a solve that needed ``DRIFT`` times the iterations of the first one
+        after the latest update (W fits the current matrices worse) brings the next update
+        forward and the interval back to ``update_every``."""
         if k == 0:
             return False
+        u = int(self.opts["update_every"])
+        if self._interval is None:
+            self._interval = u
         self._since_update += 1
-        if self._W is None or self._W.shape[0] < k or self._since_update >= int(self.opts["update_every"]):
+        full = self._W is not None and self._W.shape[0] >= k
+        if not full or self._since_update >= self._interval or self._drifted:
+            if self._drifted:
+                self._interval = u
             self._since_update = 0
+            self._drifted = False
+            self._ref_its = None
             return True
         return False
+
+    def _reschedule(self, old):
+        """After an update: double the interval if it moved the k Ritz values (``old``
+        before it) by less than SETTLE relative, else back to ``update_every``."""
+        new = self.ritz_values
+        if new is old or old is None or new is None or len(new) != len(old):
+            return
+        change = float(np.max(np.abs(new - old) / np.maximum(np.abs(new), np.finfo(float).tiny)))
+        u = int(self.opts["update_every"])
+        self._interval = min(2 * self._interval, int(self.opts["update_max"])) if change < SETTLE else u
+
+    def _track(self, its: int, updating: bool):
+        """Note a solve's iterations for the drift test of ``_updating`` (updating solves
+        run longer by design and are not compared)."""
+        if updating:
+            return
+        if self._ref_its is None:
+            self._ref_its = its
+        elif its > DRIFT * self._ref_its and self.opts["update_max"] > self.opts["update_every"]:
+            self._drifted = True
 
     def _update(self, W, P, alpha, rho, T, k, M, C=None):
         """Harmonic Ritz step over S = [W, P] from scalars the iteration produced:
