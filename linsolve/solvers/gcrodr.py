@@ -362,6 +362,10 @@ class GCRODR(Solver):
         solution correction [U~ V_p] y is formed in the same GEMM as the new U. Returns
         (whether the space was replaced, the correction or None)."""
         dim = kc + p
+        if dim == 0:
+            # a cycle whose first step already met NaN/Inf and no recycled space: nothing to
+            # fit, and LAPACK's xerbla would print "DGETRF parameter 4" for the empty matrix
+            return False, None
         Gp = G[:dim + 1, :dim]
         VW = np.zeros((dim + 1, dim))
         VW[np.arange(kc, dim), np.arange(kc, dim)] = 1.0
