@@ -120,9 +120,18 @@ class GCRODR:
             ksp.monitor(0, 0.0)
             ksp.setConvergedReason(PETSc.KSP.ConvergedReason.CONVERGED_ATOL)
             return
-        tol = max(rtol * bnorm, atol)
         res0 = barr - _matvec(A, x0)
         r0 = float(np.linalg.norm(res0))
+        R = PETSc.KSP.ConvergedReason
+        if not np.isfinite(r0):
+            # NaN/Inf in b, the guess or the operator: PETSc's own KSPs stop at iteration 0 with
+            # DIVERGED_NANORINF (no exception); KSPSetResidualNorm refuses NaN, so the norm is Inf
+            x.setArray(x0)
+            ksp.setResidualNorm(np.inf)
+            ksp.setConvergedReason(R.DIVERGED_NANORINF)
+            self.last_reason = "breakdown: b, the initial guess or A x0 contains NaN or Inf"
+            return
+        tol = max(rtol * bnorm, atol)
         # Monitors see the norm the iterations report: preconditioned for left PCs
         m0 = r0 if right or isinstance(self._M, Identity) else float(np.linalg.norm(self._M.apply(res0)))
         ksp.logConvergenceHistory(m0)
@@ -158,7 +167,6 @@ class GCRODR:
         x.setArray(out_x)
         ksp.setIterationNumber(its)
         ksp.setResidualNorm(rn)
-        R = PETSc.KSP.ConvergedReason
         if converged:
             code = R.CONVERGED_ATOL if atol >= rtol * bnorm else R.CONVERGED_RTOL
         elif nonfinite:

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import linsolve
+from linsolve import gallery
 
 
 def _tridiag(n):
@@ -37,3 +38,44 @@ def test_gcrodr_non_finite_first_step_prints_nothing(capfd, case, side):
     r2 = s.solve(A2, b)
     assert r2.converged
     assert np.allclose(r2.x, np.linalg.solve(A2.toarray(), b), rtol=1e-4)
+
+
+def _python_ksp(petsc, A, prefix):
+    from linsolve.petsc_utils import csr_to_aij
+
+    Am = csr_to_aij(A)
+    ksp = petsc.KSP().create(comm=petsc.COMM_SELF)
+    ksp.setOptionsPrefix(prefix)
+    opts = petsc.Options(prefix)
+    opts["ksp_type"] = "python"
+    opts["ksp_python_type"] = "linsolve.petsc_ksp_python.GCRODR"
+    ksp.setOperators(Am)
+    ksp.setFromOptions()
+    return ksp, Am
+
+
+@pytest.mark.petsc
+def test_python_ksp_nan_rhs_is_diverged_nanorinf_like_petsc(petsc):
+    # a NaN right-hand side made KSPSolve raise PETSc error 101 (caused by error 63,
+    # "residual norm must be nonnegative"); PETSc's own KSPs return DIVERGED_NANORINF
+    A = gallery.convection_diffusion2d(8, peclet=5.0)
+    n = A.shape[0]
+    b = np.ones(n)
+    b[3] = np.nan
+    R = petsc.KSP.ConvergedReason
+    reasons = {}
+    for name in ("gmres", "python"):
+        ksp, Am = _python_ksp(petsc, A, f"revs3nan{name}_")
+        if name == "gmres":
+            ksp.setType("gmres")
+        bv, xv = petsc.Vec().createWithArray(b.copy()), Am.createVecRight()
+        ksp.solve(bv, xv)
+        reasons[name] = (ksp.getConvergedReason(), ksp.getIterationNumber())
+        assert not np.isfinite(ksp.getResidualNorm())
+        assert np.all(xv.getArray() == 0.0)
+    assert reasons["python"] == reasons["gmres"] == (R.DIVERGED_NANORINF, 0)
+    # the same KSP then solves a good system
+    bv, xv = petsc.Vec().createWithArray(np.where(np.isfinite(b), b, 1.0)), Am.createVecRight()
+    ksp.solve(bv, xv)
+    assert ksp.getConvergedReason() > 0
+    assert np.linalg.norm(bv.getArray() - A @ xv.getArray()) <= 1e-5 * np.linalg.norm(bv.getArray()) * (1 + 1e-6)
