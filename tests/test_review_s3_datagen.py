@@ -2,6 +2,10 @@
 failed before its fix."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -79,3 +83,30 @@ def test_python_ksp_nan_rhs_is_diverged_nanorinf_like_petsc(petsc):
     ksp.solve(bv, xv)
     assert ksp.getConvergedReason() > 0
     assert np.linalg.norm(bv.getArray() - A @ xv.getArray()) <= 1e-5 * np.linalg.norm(bv.getArray()) * (1 + 1e-6)
+
+
+# --- datagen generate channel ------------------------------------------------------------------
+CHANNEL = ["generate", "channel", "--grid", "8,9,8", "--trajectories", "1", "--snapshots", "2", "--every", "2",
+           "--spinup", "4", "--quiet"]
+
+
+def _datagen(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "datagen.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, env={**os.environ, "DATAGEN_PROGRESS": "0"})
+
+
+def _one_line(p):
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    return lines[0]
+
+
+def test_channel_bad_coarse_grid_refused_before_the_spin_up(tmp_path):
+    # was found only after the spin-up, which left g.h5.parts/ with its checkpoint behind, so the
+    # corrected command then needed --overwrite
+    p = _datagen(*CHANNEL, "--coarse-grid", "16,5,4", "--out", "g.h5", cwd=tmp_path)
+    assert p.returncode == 2
+    assert "finer than the DNS grid" in _one_line(p)
+    assert list(tmp_path.iterdir()) == []
+    p = _datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--out", "g.h5", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr

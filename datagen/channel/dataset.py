@@ -140,7 +140,11 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
         nx, ny, nz = grid
         cfg = ChannelConfig(re_tau=float(a["re_tau"]), grid=dict(nx=nx, ny=ny, nz=nz, lx=box[0], lz=box[1]),
                             dt=float(a["dt"]), device=device, solver=solver, solver_options=dict(solver_options or {}))
-        base = perturbed_laminar(ChannelDNS(cfg), amplitude=0.15, seed=seed)
+        dns0 = ChannelDNS(cfg)
+        # a coarse grid the DNS grid cannot be filtered onto is bad input: refuse it before the
+        # spin-up (minutes to hours), not after it with a spin-up checkpoint left behind
+        CoarseFilter(dns0.grid, coarse_grid, filter)
+        base = perturbed_laminar(dns0, amplitude=0.15, seed=seed)
         # transition's velocity transients need a CFL-controlled step; the snapshots then
         # use the fixed dt asked for, so their spacing is exactly ``every`` x dt
         base.run(int(a["spinup"]), check_every=5, cfl_target=0.8, dt_max=float(a["dt"]))
