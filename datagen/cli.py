@@ -338,16 +338,18 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
     existed = parts.exists()
     try:
         path = channel_dataset.generate(out, progress=progress, **kw)
-    except ChannelBlowUp as exc:
-        _err(f"the DNS blew up: {exc}")
-        raise typer.Exit(1) from None
     except BaseException as exc:
         saved = sorted(parts.glob("traj_*.h5")) if parts.is_dir() else []
-        if saved:
+        # a blow-up is deterministic: the same command with --resume blows up again
+        if saved and not isinstance(exc, ChannelBlowUp):
             add_note(exc, f"{len(saved)} trajectories are saved in {str(parts)!r}: the same command with "
                           "--resume continues from there")
-        elif not existed and parts.is_dir() and not (parts / "spinup.npz").exists():
-            shutil.rmtree(parts, ignore_errors=True)  # bad input found inside: leave nothing behind
+        elif not saved and not existed and parts.is_dir() and not (parts / "spinup.npz").exists():
+            # bad input found inside, or a spin-up that blew up: leave nothing behind
+            shutil.rmtree(parts, ignore_errors=True)
+        if isinstance(exc, ChannelBlowUp):
+            _err(f"the DNS blew up: {exc}")
+            raise typer.Exit(1) from None
         if isinstance(exc, KeyboardInterrupt):
             raise typer.Exit(report_interrupt(PROG, exc)) from None
         raise

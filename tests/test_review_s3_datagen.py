@@ -110,3 +110,14 @@ def test_channel_bad_coarse_grid_refused_before_the_spin_up(tmp_path):
     assert list(tmp_path.iterdir()) == []
     p = _datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--out", "g.h5", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
+
+
+def test_channel_blow_up_is_one_line_and_leaves_nothing(tmp_path):
+    # a spin-up that blew up printed NumPy's overflow RuntimeWarning (two more lines) and left
+    # g.h5.parts/config.json, so the command with a smaller dt was refused ("use --resume or --overwrite")
+    p = _datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--dt", "10", "--out", "g.h5", cwd=tmp_path)
+    assert p.returncode == 1
+    assert "the DNS blew up" in _one_line(p) and p.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+    p = _datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--out", "g.h5", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
