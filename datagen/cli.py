@@ -24,7 +24,7 @@ import numpy as np
 import typer
 from typer.core import TyperGroup
 
-from linsolve import SolverError
+from linsolve import OptionError, SolverError
 from linsolve.cli import parse_value
 from linsolve.cli_support import check_output_path, one_line, print_table, report_interrupt, run_app
 
@@ -340,8 +340,9 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
         path = channel_dataset.generate(out, progress=progress, **kw)
     except BaseException as exc:
         saved = sorted(parts.glob("traj_*.h5")) if parts.is_dir() else []
-        # a blow-up is deterministic: the same command with --resume blows up again
-        if saved and not isinstance(exc, ChannelBlowUp):
+        # bad input (e.g. a configuration that differs from the saved run's) and a blow-up
+        # (deterministic: the same command blows up again) are not fixed by --resume
+        if saved and not isinstance(exc, (OptionError, ChannelBlowUp)):
             add_note(exc, f"{len(saved)} trajectories are saved in {str(parts)!r}: the same command with "
                           "--resume continues from there")
         elif not saved and not existed and parts.is_dir() and not (parts / "spinup.npz").exists():

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -121,3 +122,22 @@ def test_channel_blow_up_is_one_line_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     p = _datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--out", "g.h5", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
+
+
+def test_channel_resume_with_other_settings_does_not_advise_resume(tmp_path):
+    # the error said "... use another output path or delete g.h5.parts; 1 trajectories are saved
+    # ...: the same command with --resume continues from there" (the command that had just failed)
+    p = _datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--out", "g.h5", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    before = (tmp_path / "g.h5").read_bytes()
+    args = [a if a != "2" else "3" for a in CHANNEL]  # --snapshots 3 (and --every 3)
+    p = _datagen(*args, "--coarse-grid", "4,5,4", "--out", "g.h5", "--resume", cwd=tmp_path)
+    assert p.returncode == 2
+    line = _one_line(p)
+    assert "different configuration" in line and "every, snapshots" in line and "--overwrite" in line
+    assert "--resume continues" not in line
+    assert (tmp_path / "g.h5").read_bytes() == before
+    p = _datagen(*args, "--coarse-grid", "4,5,4", "--out", "g.h5", "--overwrite", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    with h5py.File(tmp_path / "g.h5", "r") as f:
+        assert f["t1_fields/velocity"].shape[:2] == (1, 3)

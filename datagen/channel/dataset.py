@@ -128,9 +128,13 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
                    dict(a, coarse_grid=coarse_grid, grid=grid, box=box, restart=str(restart) if restart else None,
                         decorrelate=decorrelate, device=None).items() if k != "trajectories"}
     fp_path = parts / "config.json"
-    if fp_path.exists() and json.loads(fp_path.read_text()) != json.loads(json.dumps(fingerprint)):
-        raise OptionError(f"{parts} holds an unfinished run with a different configuration; "
-                          f"use another output path or delete {parts}")
+    if fp_path.exists():
+        old, new = json.loads(fp_path.read_text()), json.loads(json.dumps(fingerprint))
+        if old != new:
+            differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise OptionError(f"{parts} holds a run with a different configuration (differs in: "
+                              f"{', '.join(differ)}); use another output path, or start again with "
+                              f"--overwrite (or by deleting {parts})")
     if not fp_path.exists():
         fp_path.write_text(json.dumps(fingerprint))
     base_ckpt = Path(restart) if restart else parts / "spinup.npz"
