@@ -141,3 +141,21 @@ def test_channel_resume_with_other_settings_does_not_advise_resume(tmp_path):
     assert p.returncode == 0, p.stderr
     with h5py.File(tmp_path / "g.h5", "r") as f:
         assert f["t1_fields/velocity"].shape[:2] == (1, 3)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("key", ["ksp_rtol", "-ksp_atol", "ksp_max_it", "ksp_divtol"])
+def test_petsc_tolerance_options_are_refused_not_silently_overridden(petsc, key, tmp_path):
+    # KSPSetTolerances on every solve overrode them: --solver-opt ksp_rtol=1e-2 solved to 1e-5
+    # and ksp_max_it=3 ran 45 iterations, while the file recorded petsc_options {"ksp_rtol": 0.01}
+    with pytest.raises(linsolve.OptionError, match=key.lstrip("-")):
+        linsolve.make_solver("petsc", ksp_type="cg", petsc_options={key: 3})
+    p = _datagen("generate", "darcy", "--n", "2", "--grid", "8", "--solver", "petsc", "--solver-opt",
+                 f"{key}=3", "--out", "d.h5", cwd=tmp_path)
+    assert p.returncode == 2 and "would be overridden" in _one_line(p)
+    assert list(tmp_path.iterdir()) == []
+    # the solver's own tolerance still reaches PETSc
+    A = gallery.poisson2d(12)
+    b = np.ones(A.shape[0])
+    r = linsolve.make_solver("petsc", ksp_type="cg", rtol=1e-2).solve(A, b)
+    assert r.converged and 1e-3 * np.linalg.norm(b) < np.linalg.norm(b - A @ r.x) <= 1e-2 * np.linalg.norm(b)

@@ -181,6 +181,15 @@ class PetscKSP(Solver):
         po = self.opts["petsc_options"] or {}
         if not isinstance(po, dict):
             raise OptionError("petsc_options must be a dict of PETSc option names to values")
+        # each solve sets these through KSPSetTolerances, so PETSc's options would be
+        # silently overridden (and recorded as if they had applied)
+        owned = {"ksp_rtol": "rtol", "ksp_atol": "atol", "ksp_max_it": "maxiter", "ksp_divtol": None}
+        for k in po:
+            key = k.lstrip("-")
+            if key in owned:
+                fix = (f"give the solver's {owned[key]}=... instead" if owned[key] else
+                       "the solver turns PETSc's divergence test off; remove it")
+                raise OptionError(f"PETSc option {key} would be overridden on every solve; {fix}")
         self._driver = PetscDriver(self, self.opts["ksp_type"], {k.lstrip("-"): v for k, v in po.items()})
 
     def _solve(self, op, b, x0, tol, maxiter, ctx):
