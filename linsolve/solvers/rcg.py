@@ -27,10 +27,11 @@ W is refreshed after every ``update_every``-th solve (and after every solve unti
 vectors) by a harmonic Ritz step of M^-1 A over S = [W, P], P the first ``store`` search
 directions of that solve (a buffer of ``store`` x n doubles kept between solves),
 (AS)^T M^-1 (AS) y = theta (S^T A S) y, keeping the k smallest. With ``update_max`` >
-``update_every`` (the restart mode's default) the interval doubles, up to ``update_max``,
-after each update that moved the Ritz values by under 25%, and a solve that takes 1.25x
-the iterations of the first one after the latest update brings the next update forward
-and the interval back to ``update_every``. The restart mode first reduces P to its
+``update_every`` (the restart mode's default) the interval grows: every 2nd solve updates
+while an update still moves the Ritz values by 25% or more, then the interval is
+``update_every`` and doubles after each update up to ``update_max``; a solve that takes
+1.25x the iterations of the first one after the latest update brings the next update
+forward and the schedule back to its start. The restart mode first reduces P to its
 ``ritz_keep`` (default 2k) lowest Lanczos Ritz vectors (``linsolve.rcg_restart``).
 The small matrices come from scalars CG computes anyway (the Lanczos connection, as in
 eigCG): A p_j = (r_j - r_j+1)/alpha_j and M^-1 A p_j = (z_j - z_j+1)/alpha_j with
@@ -68,12 +69,12 @@ _REASONS = {0: "converged", 1: "maxiter reached",
             3: "breakdown: r^T M^-1 r = 0 before the tolerance was met (it is below what floating point resolves)"}
 
 
-# The growing update interval (``update_max`` > ``update_every``, RecycledCG._updating): it
-# doubles after an update that moved the Ritz values by less than SETTLE (relative), so
-# while W is still being learnt it stays short (the 160^2 Jacobi rows: 2.2 and 0.44 at the
-# 2nd and 3rd update, and doubling regardless cost poisson-160/jacobi 373 iterations per
-# solve against 357); a solve taking DRIFT times the iterations of the first one after the
-# latest update (W fits the current matrices worse) brings the next update forward.
+# The growing update interval (``update_max`` > ``update_every``, RecycledCG._updating):
+# while an update moves the Ritz values by SETTLE (relative) or more, W is still being learnt
+# and the next solve updates again; after one that moved them less, the interval is
+# update_every, then doubles after each such update. A solve taking DRIFT times the
+# iterations of the first one after the latest update (W fits the current matrices worse)
+# brings the next update forward.
 DRIFT = 1.25
 SETTLE = 0.25
 
@@ -104,10 +105,14 @@ class RecycledCG(Solver):
     # by under 2% at 80^2. An update costs about two normal solves (a first run without
     # restarts, the Ritz step); update_every = 8 with a fixed interval: 2 pays that too often
     # (0.9-1.2x), 4 is slower at 80^2, 16 slower in median in all four 80^2 rows while W is
-    # learnt. Hence the growing interval: 8 while the Ritz values still move (SETTLE), then
-    # doubling up to update_max = 64, which over the 100-system 80^2 sequences updates at
-    # solves 0, 8, 16, 32, 64 (fixed 8: 13 updates) with the same iterations per normal
-    # solve: mean per system 5.6 -> 4.0 ms (darcy-fv-80/jacobi). ritz_keep (None: 2k, the restart
+    # learnt. Hence the growing interval: every 2nd solve while an update still moves the
+    # Ritz values by 25% or more (SETTLE), then 8, doubling up to update_max = 64. Over the
+    # 100-system 80^2 sequences that updates at solves 0, 2, 4, 12, 28, 60 (fixed 8: 13
+    # updates) with the same iterations per normal solve: mean per system 5.6 -> 4.0 ms
+    # (darcy-fv-80/jacobi). At 160^2 (30 systems) the Jacobi runs need more updates to learn
+    # W (0, 2, 4, 6, 14): 285 and 272 iterations per solve against 374 and 357 with 8 from
+    # the start (median 1.95x -> 2.32x and 1.63x -> 2.25x); every solve while unsettled gave
+    # the same medians and lower means, 8 the same at 80^2. ritz_keep (None: 2k, the restart
     # mode only; 0: the full pencil): the Ritz step over [W, q lowest Lanczos vectors of the
     # stored run] instead of [W, all L of them] gave the same iterations at q = k, 2k, 3k
     # (80^2 and 160^2) and takes the (k + L) dense pencil (scipy's eigh: 4.3 ms at L = 261,
@@ -119,6 +124,7 @@ class RecycledCG(Solver):
     mode_defaults = {"every": {"recycle": 8, "store": 60, "update_every": 4, "update_max": 4},
                      "restart": {"recycle": 16, "store": 300, "update_every": 8, "update_max": 64}}
     stateful = True
+    _unsettled = 2  # the interval while W is being learnt (growing interval only)
 
     def _validate_options(self):
         mode = self.opts["deflation"]
@@ -411,27 +417,31 @@ class RecycledCG(Solver):
             return False
         u = int(self.opts["update_every"])
         if self._interval is None:
-            self._interval = u
+            self._interval = self._unsettled if self._growing() else u
         self._since_update += 1
         full = self._W is not None and self._W.shape[0] >= k
         if not full or self._since_update >= self._interval or self._drifted:
             if self._drifted:
-                self._interval = u
+                self._interval = self._unsettled
             self._since_update = 0
             self._drifted = False
             self._ref_its = None
             return True
         return False
 
+    def _growing(self) -> bool:
+        return self.opts["update_max"] > self.opts["update_every"]
+
     def _reschedule(self, old):
-        """After an update: double the interval if it moved the k Ritz values (``old``
-        before it) by less than SETTLE relative, else back to ``update_every``."""
+        """After an update, with a growing interval: if it moved the k Ritz values (``old``
+        before it) by less than SETTLE relative, the interval doubles (from at least
+        ``update_every``, up to ``update_max``), else the next solve updates again."""
         new = self.ritz_values
-        if new is old or old is None or new is None or len(new) != len(old):
+        if not self._growing() or new is old or old is None or new is None or len(new) != len(old):
             return
         change = float(np.max(np.abs(new - old) / np.maximum(np.abs(new), np.finfo(float).tiny)))
-        u = int(self.opts["update_every"])
-        self._interval = min(2 * self._interval, int(self.opts["update_max"])) if change < SETTLE else u
+        u, top = int(self.opts["update_every"]), int(self.opts["update_max"])
+        self._interval = max(u, min(2 * self._interval, top)) if change < SETTLE else self._unsettled
 
     def _track(self, its: int, updating: bool):
         """Note a solve's iterations for the drift test of ``_updating`` (updating solves
@@ -440,7 +450,7 @@ class RecycledCG(Solver):
             return
         if self._ref_its is None:
             self._ref_its = its
-        elif its > DRIFT * self._ref_its and self.opts["update_max"] > self.opts["update_every"]:
+        elif its > DRIFT * self._ref_its and self._growing():
             self._drifted = True
 
     def _update(self, W, P, alpha, rho, T, k, M, C=None):
