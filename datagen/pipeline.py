@@ -56,8 +56,11 @@ def parse_grid(value) -> tuple[int, ...]:
     else:
         raise PipelineError(f"grid must be G or GX,GY[,GZ], got {value!r}")
     try:
+        # int() would truncate 8.7 to 8 (and take True as 1): only integral sizes are sizes
+        if any(isinstance(p, bool) or (isinstance(p, float) and not p.is_integer()) for p in parts):
+            raise ValueError
         sizes = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise PipelineError(f"grid must be G or GX,GY[,GZ] with integer sizes, got {value!r}") from None
     if not 1 <= len(sizes) <= 3:
         raise PipelineError(f"grid takes 1 to 3 sizes, got {len(sizes)} in {value!r}")

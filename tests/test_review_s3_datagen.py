@@ -2,6 +2,7 @@
 failed before its fix."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -159,3 +160,17 @@ def test_petsc_tolerance_options_are_refused_not_silently_overridden(petsc, key,
     b = np.ones(A.shape[0])
     r = linsolve.make_solver("petsc", ksp_type="cg", rtol=1e-2).solve(A, b)
     assert r.converged and 1e-3 * np.linalg.norm(b) < np.linalg.norm(b - A @ r.x) <= 1e-2 * np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("grid", [[8, 8.7], [8.5], [8, True], [8, float("inf")]])
+def test_config_grid_with_a_fractional_size_is_refused(grid, tmp_path):
+    # a config file's "grid": [8, 8.7] was truncated to an 8x8 grid (and stored as [8, 8]) silently
+    from datagen.pipeline import GenerateConfig, PipelineError
+
+    with pytest.raises(PipelineError, match="integer sizes"):
+        GenerateConfig.from_mapping({"problem": "darcy", "n": 2, "grid": grid})
+    assert GenerateConfig.from_mapping({"problem": "darcy", "n": 2, "grid": [8, 12.0]}).grid == (8, 12)
+    (tmp_path / "c.json").write_text(json.dumps({"problem": "darcy", "n": 2, "grid": grid, "out": "c.h5"}))
+    p = _datagen("generate", "--config", "c.json", cwd=tmp_path)
+    assert p.returncode == 2 and "integer sizes" in _one_line(p)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["c.json"]
