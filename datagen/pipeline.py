@@ -455,9 +455,9 @@ def _software() -> dict:
     versions = {"linsolve": linsolve.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
                 "h5py": h5py.__version__}
     with contextlib.suppress(Exception):
-        from petsc4py import PETSc
+        from linsolve.petsc_utils import petsc  # initialised as linsolve does (signal handling)
 
-        versions["petsc"] = ".".join(map(str, PETSc.Sys.getVersion()))
+        versions["petsc"] = ".".join(map(str, petsc().Sys.getVersion()))
     return versions
 
 

@@ -23,7 +23,10 @@ def petsc(what: str = "the PETSc backend"):
         try:
             import petsc4py
 
-            petsc4py.init(sys.argv[:1])
+            # PETSc's own signal handler would take SIGTERM (and SIGSEGV, ...) from Python: a
+            # terminated run printed 7 "PETSC ERROR" lines and died with status 15 instead of
+            # unwinding (temp files removed, one line, 143) like any other Python program
+            petsc4py.init(sys.argv[:1] + ["-no_signal_handler"])
             from petsc4py import PETSc
         except ImportError as exc:  # pragma: no cover - exercised only without PETSc
             raise PetscUnavailableError(what) from exc

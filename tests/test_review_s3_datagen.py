@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -174,3 +176,34 @@ def test_config_grid_with_a_fractional_size_is_refused(grid, tmp_path):
     p = _datagen("generate", "--config", "c.json", cwd=tmp_path)
     assert p.returncode == 2 and "integer sizes" in _one_line(p)
     assert sorted(q.name for q in tmp_path.iterdir()) == ["c.json"]
+
+
+@pytest.mark.petsc
+def test_petsc_initialised_by_linsolve_leaves_sigterm_to_python(petsc):
+    # PETSc's signal handler took SIGTERM: 7 "PETSC ERROR" lines and exit status 15
+    code = ("import os, signal; from linsolve.petsc_utils import petsc; petsc(); "
+            "os.kill(os.getpid(), signal.SIGTERM)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == -signal.SIGTERM and "PETSC" not in p.stderr, p.stderr
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("solver", [["--solver", "petsc"], ["--solver", "cg", "--solver-opt", "backend=petsc"]])
+def test_sigterm_during_a_petsc_run_is_one_line_and_resumable(petsc, solver, tmp_path):
+    args = ["generate", "darcy", "--n", "300", "--grid", "40", "--chunk", "5", "--out", "t.h5", "--quiet", *solver]
+    env = {**os.environ, "DATAGEN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "datagen.cli", *args], cwd=tmp_path, env=env,
+                         stderr=subprocess.PIPE, text=True)
+    parts = tmp_path / "t.h5.parts"
+    deadline = time.monotonic() + 120
+    while p.poll() is None and time.monotonic() < deadline:
+        if len(list(parts.glob("chunk-*.h5"))) >= 2:
+            p.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.002)
+    err = p.communicate(timeout=120)[1]
+    if p.returncode == 0:
+        pytest.skip("the run finished before the signal")
+    assert p.returncode == 143, err
+    assert len(err.splitlines()) == 1 and "--resume continues" in err and "PETSC" not in err
+    assert not (tmp_path / "t.h5").exists() and not list(tmp_path.glob(".*.tmp"))
