@@ -225,3 +225,12 @@ def test_diverged_iterate_is_reported_without_a_numpy_warning(tmp_path):
     assert p.returncode == 0 and p.stderr == "" and p.stdout == ""
     with h5py.File(tmp_path / "h.h5", "r") as f:
         assert not f["solver_stats/converged"][0]
+
+
+@pytest.mark.petsc
+def test_petsc_under_python_dash_c_prints_nothing_at_exit(petsc):
+    # sys.argv[0] is "-c" there; passed to petsc4py.init it became an option that PETSc reported
+    # at exit: "WARNING! There are options you set that were not used! ... Option left: name:-c"
+    code = "from linsolve.petsc_utils import petsc; print(sorted(petsc().Options().getAll()))"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stderr == "" and p.stdout.strip() == "['no_signal_handler']", p.stdout
