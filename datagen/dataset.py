@@ -39,6 +39,11 @@ class GeneratedData:
     @classmethod
     def load(cls, path) -> GeneratedData:
         with store.open_file(path) as f:
+            if store.is_trajectory_file(f):
+                # the schema check would report a missing attribute as if the file were damaged
+                raise store.StoreError(
+                    f"{str(path)!r} holds trajectories (the channel problem), not solved systems, so it has no "
+                    "x/y pairs; read t1_fields/velocity (trajectory, time, x, y, z, component) with h5py")
             problems = store.check_schema(f)
             if problems:
                 raise store.StoreError(f"{str(path)!r} does not match the datagen layout: {problems[0]}")

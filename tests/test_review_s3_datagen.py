@@ -234,3 +234,17 @@ def test_petsc_under_python_dash_c_prints_nothing_at_exit(petsc):
     code = "from linsolve.petsc_utils import petsc; print(sorted(petsc().Options().getAll()))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stderr == "" and p.stdout.strip() == "['no_signal_handler']", p.stdout
+
+
+def test_open_dataset_on_a_channel_file_says_what_it_holds(tmp_path):
+    # was StoreError "does not match the datagen layout: root attribute 'command' missing"
+    import datagen
+    from datagen.store import StoreError
+
+    p = _datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--out", "c.h5", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    with pytest.raises(StoreError, match="holds trajectories") as exc:
+        datagen.open_dataset(tmp_path / "c.h5")
+    assert "missing" not in str(exc.value)
+    with h5py.File(tmp_path / "c.h5", "r") as f:  # the documented way still reads it
+        assert f["t1_fields/velocity"].shape == (1, 2, 4, 5, 4, 3)
