@@ -248,3 +248,23 @@ def test_open_dataset_on_a_channel_file_says_what_it_holds(tmp_path):
     assert "missing" not in str(exc.value)
     with h5py.File(tmp_path / "c.h5", "r") as f:  # the documented way still reads it
         assert f["t1_fields/velocity"].shape == (1, 2, 4, 5, 4, 3)
+
+
+@pytest.mark.parametrize("pc", ["none", "jacobi"])
+def test_cg_with_zero_tolerance_keeps_its_solution(pc, tmp_path):
+    # rtol=0 (run to maxiter): SciPy's CG divided 0 by 0 once r.z underflowed, the NaN iterate was
+    # replaced by x0 = 0 (relative residual 1, "breakdown: non-finite iterate") and a RuntimeWarning
+    # was printed, although the solve had reached 1e-15; datagen --solver-opt rtol=0 stored zeros
+    A = gallery.poisson2d(8)
+    b = np.ones(A.shape[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = linsolve.make_solver("cg", rtol=0.0, pc=pc).solve(A, b)
+    assert not r.converged  # ||r|| <= 0 is out of reach in floating point
+    assert r.relative_residual < 1e-12
+    np.testing.assert_allclose(r.x, np.linalg.solve(A.toarray(), b), rtol=1e-12)
+    p = _datagen("generate", "darcy", "--n", "1", "--grid", "8", "--solver-opt", "rtol=0", "--solver-opt",
+                 f"pc={pc}", "--quiet", "--out", "d.h5", cwd=tmp_path)
+    assert p.returncode == 0 and p.stderr == ""
+    with h5py.File(tmp_path / "d.h5", "r") as f:
+        assert f["solver_stats/relative_residual"][0] < 1e-12 and np.any(f["solution_vectors/x"][0] != 0)

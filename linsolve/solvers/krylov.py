@@ -76,7 +76,29 @@ class CG(_KrylovBaseline):
     symmetric_pc = True
 
     def _call(self, A, b, x0, tol, maxiter, M, cb, count, norms):
-        return spla.cg(A, b, x0=x0, rtol=0.0, atol=tol, maxiter=maxiter, M=M, callback=cb)
+        if tol > 0:
+            return spla.cg(A, b, x0=x0, rtol=0.0, atol=tol, maxiter=maxiter, M=M, callback=cb)
+        # tol = 0 (rtol=0, atol=0: run to maxiter). SciPy's test ||r|| < atol never stops it, and
+        # once r.z underflows it divides 0 by 0: a solve that had reached 1e-15 ended as a NaN
+        # iterate (discarded for x0) with a RuntimeWarning. Stop there with the last finite x,
+        # as the recurrence's own convergence (the base class then checks the true residual).
+        class _NonFinite(Exception):
+            pass
+
+        last = [np.array(x0, dtype=np.float64)]
+
+        def cb_finite(xk):
+            if not np.all(np.isfinite(xk)):
+                raise _NonFinite
+            last[0] = np.array(xk, dtype=np.float64)
+            cb(xk)
+
+        try:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return spla.cg(A, b, x0=x0, rtol=0.0, atol=np.finfo(np.float64).smallest_subnormal,
+                               maxiter=maxiter, M=M, callback=cb_finite)
+        except _NonFinite:
+            return last[0], 0
 
 
 @register("bicgstab")
