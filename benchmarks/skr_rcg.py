@@ -18,8 +18,10 @@ which separates what the kernel gains from what recycling gains.
 Times are per system; the table gives the median over the sequence (median over the
 repeats of that), and the mean, which also carries rcg's periodic Ritz updates.
 
-Part "sweep": rcg's options (mode, recycle k, store s, update_every u, restart_drop) on the
-80^2 cases, the measurement behind its defaults; part "sweep160": a few of them at 160^2.
+Part "sweep": rcg's options (mode, recycle k, store s, update_every u, restart_drop, and for
+the restart mode update_max and ritz_keep) on the 80^2 cases, the measurement behind its
+defaults; part "sweep160": a few of them at 160^2. An explicit update_every with no
+update_max is a fixed interval.
 """
 from __future__ import annotations
 
@@ -137,14 +139,22 @@ def part_main(args, payload, md):
     md.append("## rcg vs PETSc CG, same preconditioner (seconds per system)\n\n" + markdown_table(rows, cols))
 
 
-# (deflation, recycle k, store s, update_every u, restart_drop)
+# (deflation, recycle k, store s, update_every u, restart_drop[, further options])
+OLD_DEFAULT = {"ritz_keep": 0}  # before the growing interval and the truncated Ritz step
 SWEEP = [("every", 0, 1, 1, 0.05), ("every", 8, 60, 4, 0.05), ("every", 16, 60, 4, 0.05),
          ("restart", 8, 300, 8, 0.05), ("restart", 16, 300, 8, 0.05), ("restart", 24, 300, 8, 0.05),
          ("restart", 16, 60, 8, 0.05), ("restart", 16, 150, 8, 0.05), ("restart", 16, 300, 2, 0.05),
          ("restart", 16, 300, 4, 0.05), ("restart", 16, 300, 16, 0.05), ("restart", 16, 300, 8, 0.001),
-         ("restart", 16, 300, 8, 0.01), ("restart", 16, 300, 8, 0.02), ("restart", 16, 300, 8, 0.1)]
+         ("restart", 16, 300, 8, 0.01), ("restart", 16, 300, 8, 0.02), ("restart", 16, 300, 8, 0.1),
+         ("restart", 16, 300, 8, 0.05, OLD_DEFAULT), ("restart", 16, 300, 8, 0.05, {"update_max": 32}),
+         ("restart", 16, 300, 8, 0.05, {"update_max": 64}),
+         ("restart", 16, 300, 8, 0.05, {"update_max": 64, "ritz_keep": 0}),
+         ("restart", 16, 300, 8, 0.05, {"update_max": 64, "ritz_keep": 16}),
+         ("restart", 16, 300, 8, 0.05, {"update_max": 64, "ritz_keep": 48})]
 SWEEP160 = [("every", 0, 1, 1, 0.05), ("every", 8, 60, 4, 0.05), ("restart", 16, 150, 8, 0.05),
-            ("restart", 16, 300, 4, 0.05), ("restart", 16, 300, 8, 0.05), ("restart", 16, 300, 8, 0.01)]
+            ("restart", 16, 300, 4, 0.05), ("restart", 16, 300, 8, 0.05), ("restart", 16, 300, 8, 0.01),
+            ("restart", 16, 300, 8, 0.05, OLD_DEFAULT), ("restart", 16, 300, 8, 0.05, {"update_max": 64}),
+            ("restart", 16, 300, 8, 0.05, {"update_max": 64, "ritz_keep": 16})]
 
 
 def _sweep(grid, configs, count, repeats, seed):
@@ -152,16 +162,20 @@ def _sweep(grid, configs, count, repeats, seed):
     for name, systems, order in cases(grid, count, seed):
         for pc in ("jacobi", "icc"):
             ms = {"petsc_cg_warm": methods(pc)["petsc_cg_warm"]}
-            for i, (mode, k, st, u, drop) in enumerate(configs):
-                ms[str(i)] = (lambda mode=mode, k=k, st=st, u=u, drop=drop, pc=pc: linsolve.make_solver(
+            for i, (mode, k, st, u, drop, *more) in enumerate(configs):
+                ms[str(i)] = (lambda mode=mode, k=k, st=st, u=u, drop=drop, more=more, pc=pc: linsolve.make_solver(
                     "rcg", backend="petsc", pc=pc, rtol=TOL, warm_start=True, deflation=mode, recycle=k, store=st,
-                    update_every=u, restart_drop=drop))
+                    update_every=u, restart_drop=drop, **(more[0] if more else {})))
             s = compare(ms, systems, order, repeats)
             warm = s.pop("petsc_cg_warm")
             for key, v in s.items():
-                mode, k, st, u, drop = configs[int(key)]
+                mode, k, st, u, drop, *more = configs[int(key)]
+                opts = ms[key]().opts
+                restart = mode == "restart" and k
                 rows.append({"case": name, "pc": pc, "deflation": mode if k else "none", "recycle": k, "store": st,
-                             "update_every": u, "restart_drop": drop if mode == "restart" and k else None,
+                             "update_every": u, "update_max": opts["update_max"],
+                             "ritz_keep": opts["ritz_keep"] if restart else None,
+                             "restart_drop": drop if restart else None,
                              "med_s": v["med_s"], "mean_s": v["mean_s"], "its": v["its"],
                              "speedup_vs_warm": warm["med_s"] / v["med_s"],
                              "speedup_mean_vs_warm": warm["mean_s"] / v["mean_s"],
@@ -202,7 +216,8 @@ def explain(payload) -> list[str]:
                      + " PETSc CG per solve (one compiled loop, the product by diagonals for these stencil "
                      f"matrices, vector updates fused into the IC(0) substitutions); recycling (rcg's defaults: "
                      f"deflation='restart', k = {d['recycle']}, store = {d['store']}, update_every = "
-                     f"{d['update_every']}, restart_drop = {drop:g}) then gives "
+                     f"{d['update_every']}, update_max = {d['update_max']}, ritz_keep = 2k, restart_drop = {drop:g}) "
+                     "then gives "
                      + ", ".join(f"{r['recycling_gain']:.2f}x" for r in rows) + " on top.")
         notes.append("The restart mode (init-CG with deflated restarts) cuts iterations by "
                      + ", ".join(f"{r['rcg_k0_its'] / max(r['rcg_its'], 1):.2f}x" for r in rows)
@@ -213,10 +228,13 @@ def explain(payload) -> list[str]:
                      + ". The iteration itself is plain PCG; what a solve adds is A W and W^T A W for a new "
                      "matrix (k products: every darcy system, hence its larger factors), and per restart one "
                      "product, a preconditioner application and the Galerkin correction (GEMVs over the "
-                     "k x n blocks W and A W). Every "
-                     f"{d['update_every']}th solve also restarts only once it has stored {d['store']} directions "
-                     "(or not at all, when it converges first) and pays the Ritz step; the median skips those "
-                     "solves, the mean (given beside it) carries them.")
+                     "k x n blocks W and A W). An updating solve "
+                     "(every 2nd while an update still moves the Ritz values by 25% or more, then every "
+                     f"{d['update_every']}th, the interval doubling up to {d['update_max']}) also restarts only once "
+                     "it has stored "
+                     f"{d['store']} directions (or not at all, when it converges first) and pays the Ritz step "
+                     f"(over W and the run's 2k = {2 * d['recycle']} lowest Lanczos vectors); the median skips "
+                     "those solves, the mean (given beside it) carries them.")
         notes.append(f"The deflating mode (deflation='every', k = {de['recycle']}, store = {de['store']}, "
                      f"update_every = {de['update_every']}) gives "
                      + ", ".join(f"{r['every_speedup_vs_warm']:.2f}x" for r in rows)
