@@ -594,7 +594,7 @@ def rc_how(rc) -> str:
         text += (f"; the deflation in every iteration (deflation=\"every\", Saad et al.) gives {min(ev):.2f}x to "
                  f"{max(ev):.2f}x, as each of its iterations costs more than it saves")
     means = [r["speedup_mean_vs_warm"] for r in rc]
-    return text + (f". On the mean per system (every 8th solve also refreshes the recycled space) rcg is "
+    return text + (f". On the mean per system (which also carries the solves that refresh the recycled space) rcg is "
                    f"{min(means):.2f}x to {max(means):.2f}x warm PETSc CG (skr_rcg.md).")
 
 
