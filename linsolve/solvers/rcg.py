@@ -71,8 +71,8 @@ _REASONS = {0: "converged", 1: "maxiter reached",
 
 # The growing update interval (``update_max`` > ``update_every``, RecycledCG._updating):
 # while an update moves the Ritz values by SETTLE (relative) or more, W is still being learnt
-# and the next solve updates again; after one that moved them less, the interval is
-# update_every, then doubles after each such update. A solve taking DRIFT times the
+# and every 2nd solve (RecycledCG._unsettled) updates; after one that moved them less, the
+# interval is update_every, then doubles after each such update. A solve taking DRIFT times the
 # iterations of the first one after the latest update (W fits the current matrices worse)
 # brings the next update forward.
 DRIFT = 1.25
@@ -408,11 +408,11 @@ class RecycledCG(Solver):
     def _updating(self, k: int) -> bool:
         """Whether this solve updates W: always while it has fewer than k vectors, else
         once the interval has passed (an update costs a Ritz step, a first run without
-        restarts, and k products at the next solve even when the matrix is unchanged). The
-        interval starts at ``update_every`` and doubles after each update up to
-        ``update_max``; a solve that needed ``DRIFT`` times the iterations of the first one
-        after the latest update (W fits the current matrices worse) brings the next update
-        forward and the interval back to ``update_every``."""
+        restarts, and k products at the next solve even when the matrix is unchanged). A
+        fixed ``update_every`` unless ``update_max`` is larger; then ``_reschedule`` sets
+        it after each update, and a solve that needed ``DRIFT`` times the iterations of the
+        first one after the latest update (W fits the current matrices worse) brings the
+        next update forward and the schedule back to its start."""
         if k == 0:
             return False
         u = int(self.opts["update_every"])
@@ -435,7 +435,7 @@ class RecycledCG(Solver):
     def _reschedule(self, old):
         """After an update, with a growing interval: if it moved the k Ritz values (``old``
         before it) by less than SETTLE relative, the interval doubles (from at least
-        ``update_every``, up to ``update_max``), else the next solve updates again."""
+        ``update_every``, up to ``update_max``), else every ``_unsettled``-th solve updates."""
         new = self.ritz_values
         if not self._growing() or new is old or old is None or new is None or len(new) != len(old):
             return
