@@ -88,6 +88,7 @@ class RecycledCG(Solver):
     on an assembled matrix runs the compiled IC(0))."""
 
     supports = frozenset({"spd"})
+    symmetric_pc = True  # SciPy's ILU with SuperLU's defaults is not symmetric: CG stalls with it
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ssor", "amg")
     # recycle, store, update_every and update_max default (None) by mode, measured in
