@@ -235,7 +235,11 @@ def family_errors(cfg: GenerateConfig, what: str):
     """A family failing on extreme settings (an overflow, an allocation of 37 GiB, NumPy
     refusing a size) is bad input to report in one line, not a traceback."""
     try:
-        yield
+        # extreme parameters overflow inside the family (a GRF variance of 1e20 for tau=1e-10):
+        # the results are checked (non-finite samples here, matrices by the solver) and reported
+        # in one line, so NumPy's RuntimeWarnings would only be stray output
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            yield
     except SolverError:
         raise
     except (ArithmeticError, MemoryError, ValueError) as exc:
@@ -354,6 +358,12 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
         raise PipelineError(f"family {cfg.problem!r} returned {len(samples)} samples, asked for {cfg.n}")
     with family_errors(cfg, "compute features"):
         features = np.stack([np.asarray(family.features(p), dtype=np.float64).reshape(-1) for p in samples])
+    # (an overflow while sampling would otherwise surface as the ordering's "features contain NaN or Inf")
+    bad = next((i for i, p in enumerate(samples) if not _finite_sample(p, features[i])), None)
+    if bad is not None:
+        raise PipelineError(f"family {cfg.problem!r} sampled NaN or Inf values (sample {bad}) on grid "
+                            f"{'x'.join(map(str, cfg.grid))} with parameters {cfg.param or 'default'}: an "
+                            "overflow from extreme parameters; check --param")
     perm = order_samples(features, cfg.order)
     chunks = [perm[s:s + cfg.chunk] for s in range(0, cfg.n, cfg.chunk)]
 
@@ -431,6 +441,17 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
         stats = store.read_stats(f)
     return RunSummary(out, cfg.n, solved, len(done), len(chunks), time.perf_counter() - t_start, solve_time,
                       stats["iterations"], stats["converged"])
+
+
+def _finite_sample(params: dict, features: np.ndarray) -> bool:
+    """Whether a sample's numeric parameters (scalars and arrays) and features are finite."""
+    for v in [features, *params.values()]:
+        if isinstance(v, (bool, str)) or v is None:
+            continue
+        a = np.asarray(v)
+        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            return False
+    return True
 
 
 def _keep_or_clear(parts: Path, chunks: list, exc: BaseException) -> None:

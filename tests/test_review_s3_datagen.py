@@ -268,3 +268,15 @@ def test_cg_with_zero_tolerance_keeps_its_solution(pc, tmp_path):
     assert p.returncode == 0 and p.stderr == ""
     with h5py.File(tmp_path / "d.h5", "r") as f:
         assert f["solver_stats/relative_residual"][0] < 1e-12 and np.any(f["solution_vectors/x"][0] != 0)
+
+
+@pytest.mark.parametrize("tau", ["1e-10", "1e-300"])
+def test_overflowing_family_parameters_are_one_line_naming_them(tau, tmp_path):
+    # darcy --param tau=1e-10 (GRF variance ~1e20, exp overflows) printed 2-4 lines of NumPy
+    # RuntimeWarnings and then "features contain NaN or Inf" from the ordering
+    p = _datagen("generate", "darcy", "--n", "2", "--grid", "8", "--param", f"tau={tau}", "--out", "a.h5",
+                 cwd=tmp_path)
+    assert p.returncode == 2
+    line = _one_line(p)
+    assert "sampled NaN or Inf" in line and "'tau'" in line and "--param" in line
+    assert list(tmp_path.iterdir()) == []
