@@ -374,10 +374,14 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
     if resume and (parts / "manifest.json").exists():
         try:
             old = json.loads((parts / "manifest.json").read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             old = None
+        if not (isinstance(old, dict) and isinstance(old.get("config"), dict)):
+            # unreadable, or JSON of another shape: not a configuration to compare with
+            raise PipelineError(f"the manifest of the unfinished run in {str(parts)!r} is damaged; use --overwrite "
+                                "to start again")
         if old != json.loads(json.dumps(manifest)):
-            differ = sorted(k for k in config if old is None or old.get("config", {}).get(k) != config[k])
+            differ = sorted(k for k in config if old["config"].get(k) != config[k])
             raise PipelineError(f"the unfinished run in {str(parts)!r} used a different configuration "
                                 f"(differs in: {', '.join(differ) or 'format'}); use --overwrite to start again")
     parts.mkdir(parents=True, exist_ok=True)

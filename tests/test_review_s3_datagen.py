@@ -280,3 +280,28 @@ def test_overflowing_family_parameters_are_one_line_naming_them(tau, tmp_path):
     line = _one_line(p)
     assert "sampled NaN or Inf" in line and "'tau'" in line and "--param" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("manifest", ["[1]", '{"config": 5}', "garbage", "\udcff"])
+def test_resume_with_a_damaged_manifest_is_one_line(manifest, tmp_path):
+    # valid JSON of another shape was an AttributeError traceback (exit 1); unreadable JSON was
+    # reported as "a different configuration (differs in: chunk, dim, grid, n, ...)"
+    from datagen.pipeline import GenerateConfig, Progress, generate
+
+    class _Stop(Progress):
+        count = 0
+
+        def sample(self, iterations, converged):
+            self.count += 1
+            if self.count == 3:
+                raise KeyboardInterrupt
+
+    cfg = GenerateConfig.from_mapping({"problem": "darcy", "n": 6, "grid": 8, "chunk": 2})
+    with pytest.raises(KeyboardInterrupt):
+        generate(cfg, tmp_path / "k.h5", progress=_Stop())
+    (tmp_path / "k.h5.parts" / "manifest.json").write_bytes(manifest.encode("utf-8", "surrogateescape"))
+    args = ["generate", "darcy", "--n", "6", "--grid", "8", "--chunk", "2", "--out", "k.h5", "--quiet"]
+    p = _datagen(*args, "--resume", cwd=tmp_path)
+    assert p.returncode == 2 and "manifest of the unfinished run" in _one_line(p) and "damaged" in p.stderr
+    p = _datagen(*args, "--overwrite", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
