@@ -344,7 +344,12 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
     config = cfg.to_dict()
     if resume and out.exists():
         with store.open_file(out) as f:
-            if store.read_config(f) != json.loads(json.dumps(config)):
+            try:
+                stored = store.read_config(f)
+            except (KeyError, ValueError):  # missing, or not JSON
+                raise PipelineError(f"output {str(out)!r} is damaged (its config attribute is missing or not "
+                                    "valid JSON); use --overwrite to replace it") from None
+            if stored != json.loads(json.dumps(config)):
                 raise PipelineError(f"output {str(out)!r} was made with a different configuration; "
                                     "use --overwrite to replace it")
             stats = store.read_stats(f)

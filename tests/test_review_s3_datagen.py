@@ -305,3 +305,29 @@ def test_resume_with_a_damaged_manifest_is_one_line(manifest, tmp_path):
     assert p.returncode == 2 and "manifest of the unfinished run" in _one_line(p) and "damaged" in p.stderr
     p = _datagen(*args, "--overwrite", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("text", ["garbage", "[1]"])
+def test_channel_resume_with_a_damaged_run_configuration_is_one_line(text, tmp_path):
+    # OUT.parts/config.json that is not JSON was a JSONDecodeError traceback (exit 1)
+    args = [*CHANNEL, "--coarse-grid", "4,5,4", "--out", "c.h5"]
+    assert _datagen(*args, cwd=tmp_path).returncode == 0
+    (tmp_path / "c.h5.parts" / "config.json").write_text(text)
+    p = _datagen(*args, "--resume", cwd=tmp_path)
+    assert p.returncode == 2 and "is damaged" in _one_line(p) and "--overwrite" in p.stderr
+    assert _datagen(*args, "--overwrite", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("config", ["{bad", None])
+def test_resume_of_an_output_with_a_damaged_config_attribute_is_one_line(config, tmp_path):
+    # a finished output whose config attribute is not JSON was a JSONDecodeError traceback on
+    # --resume (a missing one a KeyError traceback)
+    args = ["generate", "darcy", "--n", "2", "--grid", "8", "--out", "d.h5", "--quiet"]
+    assert _datagen(*args, cwd=tmp_path).returncode == 0
+    with h5py.File(tmp_path / "d.h5", "a") as f:
+        if config is None:
+            del f.attrs["config"]
+        else:
+            f.attrs["config"] = config
+    p = _datagen(*args, "--resume", cwd=tmp_path)
+    assert p.returncode == 2 and "is damaged" in _one_line(p) and "--overwrite" in p.stderr

@@ -129,7 +129,14 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
                         decorrelate=decorrelate, device=None).items() if k != "trajectories"}
     fp_path = parts / "config.json"
     if fp_path.exists():
-        old, new = json.loads(fp_path.read_text()), json.loads(json.dumps(fingerprint))
+        try:
+            old = json.loads(fp_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            old = None
+        if not isinstance(old, dict):
+            raise OptionError(f"{fp_path} (the configuration of the run kept in {parts}) is damaged; start again "
+                              f"with --overwrite (or by deleting {parts})")
+        new = json.loads(json.dumps(fingerprint))
         if old != new:
             differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise OptionError(f"{parts} holds a run with a different configuration (differs in: "
