@@ -331,3 +331,15 @@ def test_resume_of_an_output_with_a_damaged_config_attribute_is_one_line(config,
             f.attrs["config"] = config
     p = _datagen(*args, "--resume", cwd=tmp_path)
     assert p.returncode == 2 and "is damaged" in _one_line(p) and "--overwrite" in p.stderr
+
+
+def test_channel_resume_recomputes_a_damaged_trajectory_shard(tmp_path):
+    # a trajectory shard that does not open was taken as finished and the join failed with an
+    # OSError traceback ("file signature not found") plus "the same command with --resume continues"
+    args = [*CHANNEL, "--trajectories", "2", "--coarse-grid", "4,5,4", "--out", "c.h5"]
+    assert _datagen(*args, cwd=tmp_path).returncode == 0
+    before = (tmp_path / "c.h5").read_bytes()
+    (tmp_path / "c.h5.parts" / "traj_0001.h5").write_text("junk")
+    p = _datagen(*args, "--resume", cwd=tmp_path)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert (tmp_path / "c.h5").read_bytes() == before  # recomputed to the same bytes

@@ -169,7 +169,9 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     for k in range(int(trajectories)):
         shard = parts / f"traj_{k:04d}.h5"
         if shard.exists():
-            continue
+            if _shard_ok(shard, (snapshots, filt.NX, filt.NY, filt.NZ, 3), pressure):
+                continue
+            shard.unlink()  # unreadable or of another shape (e.g. damaged on disk): compute it again
         dns = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options)
         _perturb(dns, perturbation, seed + 1 + k)
         dns.run(decorrelate, check_every=10) if decorrelate else None
@@ -198,6 +200,16 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
         _commit(tmp, shard)
     _join(out, parts, base, filt, int(trajectories), pressure, filter, every, seed)
     return out
+
+
+def _shard_ok(path: Path, shape: tuple, pressure: bool) -> bool:
+    """Whether a trajectory shard opens and holds what this run would write."""
+    try:
+        with h5py.File(path, "r") as f:
+            return (f["velocity"].shape == shape and f["time"].shape == shape[:1]
+                    and (not pressure or f["pressure"].shape == shape[:-1]))
+    except (OSError, KeyError):
+        return False
 
 
 def _join(out: Path, parts: Path, base: ChannelDNS, filt: CoarseFilter, K: int, pressure: bool, kind: str,
