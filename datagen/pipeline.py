@@ -344,12 +344,11 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
     config = cfg.to_dict()
     if resume and out.exists():
         with store.open_file(out) as f:
-            try:
-                stored = store.read_config(f)
-            except (KeyError, ValueError):  # missing, or not JSON
-                raise PipelineError(f"output {str(out)!r} is damaged (its config attribute is missing or not "
-                                    "valid JSON); use --overwrite to replace it") from None
-            if stored != json.loads(json.dumps(config)):
+            problems = store.check_schema(f)  # (a missing group or attribute was a KeyError traceback)
+            if problems:
+                raise PipelineError(f"output {str(out)!r} is damaged or not in the datagen layout ({problems[0]}); "
+                                    "use --overwrite to replace it")
+            if store.read_config(f) != json.loads(json.dumps(config)):
                 raise PipelineError(f"output {str(out)!r} was made with a different configuration; "
                                     "use --overwrite to replace it")
             stats = store.read_stats(f)

@@ -318,15 +318,17 @@ def test_channel_resume_with_a_damaged_run_configuration_is_one_line(text, tmp_p
     assert _datagen(*args, "--overwrite", cwd=tmp_path).returncode == 0
 
 
-@pytest.mark.parametrize("config", ["{bad", None])
+@pytest.mark.parametrize("config", ["{bad", None, "no solver_stats"])
 def test_resume_of_an_output_with_a_damaged_config_attribute_is_one_line(config, tmp_path):
     # a finished output whose config attribute is not JSON was a JSONDecodeError traceback on
-    # --resume (a missing one a KeyError traceback)
+    # --resume (a missing one, or a missing /solver_stats, a KeyError traceback)
     args = ["generate", "darcy", "--n", "2", "--grid", "8", "--out", "d.h5", "--quiet"]
     assert _datagen(*args, cwd=tmp_path).returncode == 0
     with h5py.File(tmp_path / "d.h5", "a") as f:
         if config is None:
             del f.attrs["config"]
+        elif config == "no solver_stats":
+            del f["solver_stats"]
         else:
             f.attrs["config"] = config
     p = _datagen(*args, "--resume", cwd=tmp_path)
