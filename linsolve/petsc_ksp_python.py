@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import OptionError
 from .precond import Identity, Preconditioner
 from .recycle_ops import pc_apply_placed
 from .solvers.gcrodr import GCRODR as _GCRODRSolver
@@ -72,7 +73,9 @@ class GCRODR:
         opts = petsc().Options(ksp.getOptionsPrefix())
         self.restart = opts.getInt("ksp_gcrodr_restart", self.restart)
         self.recycle = opts.getInt("ksp_gcrodr_recycle", self.recycle)
-        self.solver = None
+        # bad values are refused here, at KSPSetFromOptions like PETSc's own options, not at
+        # the first KSPSolve
+        self.solver = _GCRODRSolver(restart=int(self.restart), recycle=int(self.recycle))
 
     def setUp(self, ksp):
         pass
@@ -88,6 +91,10 @@ class GCRODR:
         PETSc = petsc()
         A, _ = ksp.getOperators()
         pc = ksp.getPC()
+        if ksp.getPCSide() == PETSc.PC.Side.SYMMETRIC:
+            # (it ran silently as left preconditioning)
+            raise OptionError("GCRODR supports left and right preconditioning, not PC_SYMMETRIC "
+                              "(-ksp_pc_side left|right)")
         right = ksp.getPCSide() == PETSc.PC.Side.RIGHT
         side = "right" if right else "left"
         if self.solver is None or self.solver.opts["pc_side"] != side:

@@ -345,3 +345,50 @@ def test_channel_resume_recomputes_a_damaged_trajectory_shard(tmp_path):
     p = _datagen(*args, "--resume", cwd=tmp_path)
     assert p.returncode == 0 and p.stderr == "", p.stderr
     assert (tmp_path / "c.h5").read_bytes() == before  # recomputed to the same bytes
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("opts,needle", [({"ksp_gcrodr_restart": 1}, "restart must be"),
+                                         ({"ksp_gcrodr_restart": 10, "ksp_gcrodr_recycle": 9}, "recycle=9")])
+def test_python_ksp_bad_options_are_refused_at_set_from_options(petsc, opts, needle):
+    # they were accepted by KSPSetFromOptions and failed only inside the first KSPSolve
+    A = gallery.convection_diffusion2d(6, peclet=5.0)
+    from linsolve.petsc_utils import csr_to_aij
+
+    ksp = petsc.KSP().create(comm=petsc.COMM_SELF)
+    prefix = f"revs3opt{len(opts)}{abs(hash(needle)) % 1000}_"
+    ksp.setOptionsPrefix(prefix)
+    o = petsc.Options(prefix)
+    o["ksp_type"] = "python"
+    o["ksp_python_type"] = "linsolve.petsc_ksp_python.GCRODR"
+    for k, v in opts.items():
+        o[k] = v
+    ksp.setOperators(csr_to_aij(A))
+    with pytest.raises(petsc.Error) as exc:
+        ksp.setFromOptions()
+    assert isinstance(exc.value.__cause__, linsolve.OptionError) and needle in str(exc.value.__cause__)
+
+
+@pytest.mark.petsc
+def test_python_ksp_symmetric_pc_side_is_refused(petsc):
+    # PC_SYMMETRIC ran silently as left preconditioning
+    from linsolve.petsc_ksp_python import GCRODR
+    from linsolve.petsc_utils import csr_to_aij
+
+    A = gallery.convection_diffusion2d(6, peclet=5.0)
+    Am = csr_to_aij(A)
+    ksp = petsc.KSP().create(comm=petsc.COMM_SELF)
+    ksp.setType("python")
+    ksp.setPythonContext(GCRODR(restart=10, recycle=4))
+    ksp.setOperators(Am)
+    ksp.getPC().setType("jacobi")
+    ksp.setPCSide(petsc.PC.Side.SYMMETRIC)
+    with pytest.raises(petsc.Error) as exc:
+        ksp.solve(petsc.Vec().createWithArray(np.ones(A.shape[0])), Am.createVecRight())
+    assert isinstance(exc.value.__cause__, linsolve.OptionError) and "PC_SYMMETRIC" in str(exc.value.__cause__)
+    ksp.setPCSide(petsc.PC.Side.LEFT)
+    b = np.ones(A.shape[0])
+    x = Am.createVecRight()
+    ksp.solve(petsc.Vec().createWithArray(b.copy()), x)
+    assert ksp.getConvergedReason() > 0
+    assert np.linalg.norm(b - A @ x.getArray()) <= 1e-5 * np.linalg.norm(b) * (1 + 1e-6)
