@@ -396,8 +396,11 @@ def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
 
         sg = f.create_group("scalars")
         names = []
+        # a parameter sampled per system is what each system used: it wins over a family
+        # setting of the same name (helmholtz variant=skr samples k, and its fixed k=16 is unused)
+        sampled = {k for k, v in meta.parameters[0].items() if _param_kind(v) in ("float", "int")}
         for k, v in simple.items():
-            if isinstance(v, (bool, str, np.bool_)):
+            if isinstance(v, (bool, str, np.bool_)) or k in sampled:
                 continue
             d = sg.create_dataset(k, data=_scalar_array(v))
             d.attrs["sample_varying"] = False

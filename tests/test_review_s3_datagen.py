@@ -392,3 +392,17 @@ def test_python_ksp_symmetric_pc_side_is_refused(petsc):
     ksp.solve(petsc.Vec().createWithArray(b.copy()), x)
     assert ksp.getConvergedReason() > 0
     assert np.linalg.norm(b - A @ x.getArray()) <= 1e-5 * np.linalg.norm(b) * (1 + 1e-6)
+
+
+def test_scalars_hold_the_sampled_value_not_an_unused_family_setting(tmp_path):
+    # helmholtz variant=skr samples k ~ U(0, k_max) per system, but /scalars/k said 16.0 with
+    # sample_varying=False (the indefinite variant's fixed k, unused here)
+    p = _datagen("generate", "helmholtz", "--n", "4", "--grid", "12", "--param", "variant=skr", "--quiet",
+                 "--out", "h.h5", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    with h5py.File(tmp_path / "h.h5", "r") as f:
+        k = f["scalars/k"]
+        assert k.shape == (4,) and bool(k.attrs["sample_varying"])
+        np.testing.assert_array_equal(k[()], f["parameters/k"][()].astype(np.float32))
+        assert np.all((k[()] >= 0) & (k[()] <= 1.0))
+        assert list(f["scalars"].attrs["field_names"]).count("k") == 1
