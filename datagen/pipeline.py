@@ -362,12 +362,13 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
         raise PipelineError(f"family {cfg.problem!r} returned {len(samples)} samples, asked for {cfg.n}")
     with family_errors(cfg, "compute features"):
         features = np.stack([np.asarray(family.features(p), dtype=np.float64).reshape(-1) for p in samples])
-    # (an overflow while sampling would otherwise surface as the ordering's "features contain NaN or Inf")
-    bad = next((i for i, p in enumerate(samples) if not _finite_sample(p, features[i])), None)
+    # an overflow while sampling surfaced as the ordering's "features contain NaN or Inf"; values
+    # beyond float32 became inf in the stored fields (or broke a solve after chunks were saved)
+    bad = next((i for i, p in enumerate(samples) if not _storable_sample(p, features[i])), None)
     if bad is not None:
-        raise PipelineError(f"family {cfg.problem!r} sampled NaN or Inf values (sample {bad}) on grid "
-                            f"{'x'.join(map(str, cfg.grid))} with parameters {cfg.param or 'default'}: an "
-                            "overflow from extreme parameters; check --param")
+        raise PipelineError(f"family {cfg.problem!r} sampled NaN or Inf values, or values beyond the float32 "
+                            f"range of the stored fields (sample {bad}), on grid {'x'.join(map(str, cfg.grid))} "
+                            f"with parameters {cfg.param or 'default'}: extreme parameters; check --param")
     perm = order_samples(features, cfg.order)
     chunks = [perm[s:s + cfg.chunk] for s in range(0, cfg.n, cfg.chunk)]
 
@@ -451,13 +452,15 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
                       stats["iterations"], stats["converged"])
 
 
-def _finite_sample(params: dict, features: np.ndarray) -> bool:
-    """Whether a sample's numeric parameters (scalars and arrays) and features are finite."""
+def _storable_sample(params: dict, features: np.ndarray) -> bool:
+    """Whether a sample's numeric parameters (scalars and arrays) and features are finite and
+    within float32 range (fields are stored in float32)."""
+    big = float(np.finfo(np.float32).max)
     for v in [features, *params.values()]:
         if isinstance(v, (bool, str)) or v is None:
             continue
         a = np.asarray(v)
-        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+        if a.dtype.kind in "fc" and a.size and not (np.all(np.isfinite(a)) and np.max(np.abs(a)) <= big):
             return False
     return True
 

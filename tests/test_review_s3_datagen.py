@@ -406,3 +406,16 @@ def test_scalars_hold_the_sampled_value_not_an_unused_family_setting(tmp_path):
         np.testing.assert_array_equal(k[()], f["parameters/k"][()].astype(np.float32))
         assert np.all((k[()] >= 0) & (k[()] <= 1.0))
         assert list(f["scalars"].attrs["field_names"]).count("k") == 1
+
+
+@pytest.mark.parametrize("param", ["tau=1e-2", "tau=4e-3"])
+def test_family_values_beyond_float32_are_refused_before_solving(param, tmp_path):
+    # darcy tau=1e-2 on 8x8 samples a coefficient of 1.8e39 (sample 6): the run stored inf in
+    # t0_fields/a with "overflow encountered in cast" warnings (exit 0); with tau=4e-3 it printed
+    # SciPy/NumPy overflow warnings and stopped after 8 chunks with "A contains NaN or Inf entries;
+    # ... the same command with --resume continues" (it would fail there again)
+    p = _datagen("generate", "darcy", "--n", "20", "--grid", "8", "--chunk", "2", "--order", "none", "--param",
+                 param, "--out", "a.h5", cwd=tmp_path)
+    assert p.returncode == 2
+    assert "beyond the float32 range" in _one_line(p) and "--param" in p.stderr
+    assert list(tmp_path.iterdir()) == []
