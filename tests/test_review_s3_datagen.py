@@ -154,10 +154,11 @@ def test_petsc_tolerance_options_are_refused_not_silently_overridden(petsc, key,
     # and ksp_max_it=3 ran 45 iterations, while the file recorded petsc_options {"ksp_rtol": 0.01}
     with pytest.raises(linsolve.OptionError, match=key.lstrip("-")):
         linsolve.make_solver("petsc", ksp_type="cg", petsc_options={key: 3})
-    p = _datagen("generate", "darcy", "--n", "2", "--grid", "8", "--solver", "petsc", "--solver-opt",
-                 f"{key}=3", "--out", "d.h5", cwd=tmp_path)
-    assert p.returncode == 2 and "would be overridden" in _one_line(p)
-    assert list(tmp_path.iterdir()) == []
+    if key == "ksp_rtol":  # the datagen path (one subprocess is enough)
+        p = _datagen("generate", "darcy", "--n", "2", "--grid", "8", "--solver", "petsc", "--solver-opt",
+                     f"{key}=3", "--out", "d.h5", cwd=tmp_path)
+        assert p.returncode == 2 and "would be overridden" in _one_line(p)
+        assert list(tmp_path.iterdir()) == []
     # the solver's own tolerance still reaches PETSc
     A = gallery.poisson2d(12)
     b = np.ones(A.shape[0])
@@ -173,6 +174,8 @@ def test_config_grid_with_a_fractional_size_is_refused(grid, tmp_path):
     with pytest.raises(PipelineError, match="integer sizes"):
         GenerateConfig.from_mapping({"problem": "darcy", "n": 2, "grid": grid})
     assert GenerateConfig.from_mapping({"problem": "darcy", "n": 2, "grid": [8, 12.0]}).grid == (8, 12)
+    if grid != [8, 8.7]:
+        return  # the command-line path once
     (tmp_path / "c.json").write_text(json.dumps({"problem": "darcy", "n": 2, "grid": grid, "out": "c.h5"}))
     p = _datagen("generate", "--config", "c.json", cwd=tmp_path)
     assert p.returncode == 2 and "integer sizes" in _one_line(p)
@@ -282,8 +285,7 @@ def test_overflowing_family_parameters_are_one_line_naming_them(tau, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("manifest", ["[1]", '{"config": 5}', "garbage", "\udcff"])
-def test_resume_with_a_damaged_manifest_is_one_line(manifest, tmp_path):
+def test_resume_with_a_damaged_manifest_is_one_line(tmp_path):
     # valid JSON of another shape was an AttributeError traceback (exit 1); unreadable JSON was
     # reported as "a different configuration (differs in: chunk, dim, grid, n, ...)"
     from datagen.pipeline import GenerateConfig, Progress, generate
@@ -299,22 +301,23 @@ def test_resume_with_a_damaged_manifest_is_one_line(manifest, tmp_path):
     cfg = GenerateConfig.from_mapping({"problem": "darcy", "n": 6, "grid": 8, "chunk": 2})
     with pytest.raises(KeyboardInterrupt):
         generate(cfg, tmp_path / "k.h5", progress=_Stop())
-    (tmp_path / "k.h5.parts" / "manifest.json").write_bytes(manifest.encode("utf-8", "surrogateescape"))
     args = ["generate", "darcy", "--n", "6", "--grid", "8", "--chunk", "2", "--out", "k.h5", "--quiet"]
-    p = _datagen(*args, "--resume", cwd=tmp_path)
-    assert p.returncode == 2 and "manifest of the unfinished run" in _one_line(p) and "damaged" in p.stderr
+    for manifest in ("[1]", '{"config": 5}', "garbage", "\udcff"):
+        (tmp_path / "k.h5.parts" / "manifest.json").write_bytes(manifest.encode("utf-8", "surrogateescape"))
+        p = _datagen(*args, "--resume", cwd=tmp_path)
+        assert p.returncode == 2 and "manifest of the unfinished run" in _one_line(p) and "damaged" in p.stderr
     p = _datagen(*args, "--overwrite", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
 
 
-@pytest.mark.parametrize("text", ["garbage", "[1]"])
-def test_channel_resume_with_a_damaged_run_configuration_is_one_line(text, tmp_path):
+def test_channel_resume_with_a_damaged_run_configuration_is_one_line(tmp_path):
     # OUT.parts/config.json that is not JSON was a JSONDecodeError traceback (exit 1)
     args = [*CHANNEL, "--coarse-grid", "4,5,4", "--out", "c.h5"]
     assert _datagen(*args, cwd=tmp_path).returncode == 0
-    (tmp_path / "c.h5.parts" / "config.json").write_text(text)
-    p = _datagen(*args, "--resume", cwd=tmp_path)
-    assert p.returncode == 2 and "is damaged" in _one_line(p) and "--overwrite" in p.stderr
+    for text in ("garbage", "[1]"):
+        (tmp_path / "c.h5.parts" / "config.json").write_text(text)
+        p = _datagen(*args, "--resume", cwd=tmp_path)
+        assert p.returncode == 2 and "is damaged" in _one_line(p) and "--overwrite" in p.stderr
     assert _datagen(*args, "--overwrite", cwd=tmp_path).returncode == 0
 
 
@@ -322,8 +325,10 @@ def test_channel_resume_with_a_damaged_run_configuration_is_one_line(text, tmp_p
 def test_resume_of_an_output_with_a_damaged_config_attribute_is_one_line(config, tmp_path):
     # a finished output whose config attribute is not JSON was a JSONDecodeError traceback on
     # --resume (a missing one, or a missing /solver_stats, a KeyError traceback)
+    from datagen.pipeline import GenerateConfig, generate
+
     args = ["generate", "darcy", "--n", "2", "--grid", "8", "--out", "d.h5", "--quiet"]
-    assert _datagen(*args, cwd=tmp_path).returncode == 0
+    generate(GenerateConfig.from_mapping({"problem": "darcy", "n": 2, "grid": 8}), tmp_path / "d.h5")
     with h5py.File(tmp_path / "d.h5", "a") as f:
         if config is None:
             del f.attrs["config"]
