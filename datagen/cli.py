@@ -102,13 +102,34 @@ def _console(quiet: bool = False):
 
 
 # --- problems --------------------------------------------------------------------------
+#: problems `generate` runs itself instead of through a registered family, with their row
+#: of `datagen problems` (name -> dims, kind, description, options); `problem_names` and
+#: the listing both read it, so a problem `generate` accepts cannot be left out
+CLI_PROBLEMS = {
+    "channel": ("3", "time-varying fields", "filtered coarse trajectories of a turbulent channel-flow DNS "
+                "(velocity, optionally pressure)",
+                "options, not --param: --preset, --re-tau, --trajectories, --snapshots, --every, --spinup, "
+                "--coarse-grid, --filter, --restart, --device, --dt, --box, --pressure"),
+}
+
+
+def problem_names() -> list[str]:
+    """Every PROBLEM `datagen generate` accepts: the registered families and CLI_PROBLEMS."""
+    from .family import available_families
+
+    return sorted({*available_families(), *CLI_PROBLEMS})
+
+
 @app.command()
 def problems():
     """List the problem families and their parameters (give them as --param key=value)."""
-    from .family import available_families, get_family
+    from .family import get_family
 
     rows = []
-    for name in available_families():
+    for name in problem_names():
+        if name in CLI_PROBLEMS:
+            rows.append((name, *CLI_PROBLEMS[name]))
+            continue
         cls = get_family(name)
         params = "\n".join(f"{k} ({v[0]!r}): {v[1]}" for k, v in cls.params.items()) or "-"
         kind = ("SPD" if cls.symmetric else "nonsymmetric") + (", shared matrix" if cls.shared_matrix else "")
@@ -252,6 +273,10 @@ def generate(
     strict = strict or _config_flag(data, "strict")
     if data.get("problem") is None:
         raise CLIError("missing PROBLEM (a family name; see `datagen problems`)")
+    if data["problem"] in CLI_PROBLEMS:  # only from --config: the argument was dispatched above
+        raise CLIError(f"the {data['problem']} problem takes no --config; give its options on the command line")
+    if isinstance(data["problem"], str) and data["problem"] not in problem_names():
+        raise CLIError(f"unknown problem family {data['problem']!r}; available: {', '.join(problem_names())}")
     if data.get("n") is None:
         raise CLIError("missing --n (number of samples)")
     if out is None:

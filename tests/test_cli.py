@@ -62,6 +62,23 @@ def test_problems_lists_families_and_parameters():
         assert word in res.stdout
 
 
+def test_problems_lists_every_problem_generate_accepts(tmp_path):
+    """`channel` (run by the CLI itself, not a registered family) was missing from the
+    listing and from the unknown-problem error; both now come from one list."""
+    from datagen import available_families
+    from datagen.cli import CLI_PROBLEMS
+
+    res = invoke("problems")
+    assert res.exit_code == 0, res.output
+    listed = {ln.split("\u2502")[1].strip() for ln in res.stdout.splitlines() if ln.startswith("\u2502")}
+    expected = set(available_families()) | {"channel"}
+    assert expected == set(available_families()) | set(CLI_PROBLEMS)
+    assert expected <= listed, expected - listed
+    res = invoke("generate", "no_such_problem", "--n", "1", "--out", tmp_path / "x.h5")
+    assert_bad_input(res, "unknown problem family 'no_such_problem'", tmp_path / "x.h5")
+    assert all(name in res.stderr for name in expected), res.stderr
+
+
 def test_generate_prints_summary_and_stores_command(made):
     out, res = made
     assert "non-converged samples" in res.stdout and "iterations" in res.stdout
