@@ -71,6 +71,18 @@ def _err(msg: str) -> None:
     print(f"{PROG}: error: {msg}", file=sys.stderr)
 
 
+def _out_file(raw, example: str = "data.h5") -> Path | None:
+    """--out names a file; one ending with a path separator means a directory (which the
+    CLI has no form for) and, through Path(), would become a file of the directory's name."""
+    if raw is None:
+        return None
+    text = os.fspath(raw)
+    if text.endswith(os.sep) or (os.altsep and text.endswith(os.altsep)):
+        raise CLIError(f"--out {text!r} ends with a path separator; it names the output file, "
+                       f"e.g. {os.path.join(text, example)!r}")
+    return Path(text)
+
+
 def parse_pairs(items, what: str) -> dict:
     """['rtol=1e-8', 'restart=30'] -> {'rtol': 1e-8, 'restart': 30}."""
     out = {}
@@ -200,7 +212,8 @@ def generate(
     chunk: int | None = typer.Option(None, "--chunk", help="systems per chunk (solver state carried "
                                      "within a chunk, reset between chunks); default 32"),
     seed: int | None = typer.Option(None, "--seed", help="random seed; default 0"),
-    out: Path | None = typer.Option(None, "--out", help="output HDF5 file"),
+    # str, not Path: Path() drops the trailing separator of a directory-like "newdir/"
+    out: str | None = typer.Option(None, "--out", help="output HDF5 file"),
     param: list[str] | None = typer.Option(None, "--param", help="family parameter key=value; repeatable"),
     config: Path | None = typer.Option(None, "--config", help="JSON or TOML file with the same keys "
                                        "(problem, n, grid, dim, solver, solver_opt, order, chunk, seed, "
@@ -236,6 +249,7 @@ def generate(
     channel_opts = {"re_tau": re_tau, "trajectories": trajectories, "snapshots": snapshots, "every": every,
                     "spinup": spinup, "coarse_grid": coarse_grid, "filter": filter_, "restart": restart,
                     "device": device, "preset": preset, "dt": dt, "box": box, "pressure": pressure or None}
+    out = _out_file(out)
     if problem == "channel":
         ignored = {"--n": n, "--dim": dim, "--order": order, "--chunk": chunk, "--param": param or None,
                    "--config": config, "--strict": strict or None}
@@ -267,6 +281,7 @@ def generate(
     out = out if out is not None else data.get("out")
     if out is not None and not isinstance(out, (str, Path)):
         raise CLIError(f"out must be a file path, got {out!r}")
+    out = _out_file(out)
     resume = resume or _config_flag(data, "resume")
     overwrite = overwrite or _config_flag(data, "overwrite")
     quiet = quiet or _config_flag(data, "quiet")
@@ -555,7 +570,7 @@ def validate(
 def plot(
     file: Path = typer.Argument(..., help="a file written by `datagen generate`"),
     index: int = typer.Option(0, "--index", help="sample index (sample order)"),
-    out: Path = typer.Option(..., "--out", help="PNG file to write"),
+    out: str = typer.Option(..., "--out", help="PNG file to write"),
 ):
     """Plot one sample: its input fields, its solution and the solver's residual history."""
     from . import store
@@ -565,6 +580,7 @@ def plot(
         if store.is_trajectory_file(f):
             raise CLIError(f"{str(file)!r} holds trajectories (the channel problem), which `datagen plot` does not "
                            "draw; it plots samples of solved systems")
+    out = _out_file(out, "sample.png")
     check_output_path(out, "--out", replaces=False, error=CLIError)
     try:
         with _readable(file):

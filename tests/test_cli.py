@@ -160,6 +160,27 @@ def test_unknown_family_lists_known(tmp_path):
     assert "toy" in res.stderr and "darcy" in res.stderr
 
 
+def test_out_ending_with_separator_is_refused(made, tmp_path):
+    """`--out newdir/` wrote a FILE named newdir (Path() drops the trailing separator); the
+    CLI has no directory form of --out, so it is bad input and nothing is written."""
+    (tmp_path / "cfg.json").write_text(json.dumps({"problem": "toy", "n": 2, "grid": 6,
+                                                   "out": str(tmp_path / "fromcfg") + os.sep}))
+    cases = [[*BASE, "--out", f"{tmp_path / 'newdir'}{os.sep}"],
+             ["generate", "channel", "--preset", "small", "--trajectories", "1", "--snapshots", "1",
+              "--out", f"{tmp_path / 'chan'}{os.sep}"],
+             ["generate", "--config", tmp_path / "cfg.json"],
+             ["plot", made[0], "--out", f"{tmp_path / 'png'}{os.sep}"]]
+    for args in cases:
+        res = invoke(*args)
+        assert_bad_input(res, "ends with a path separator")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.json"], args
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    for args in ([*BASE, "--out", existing], ["generate", "channel", "--preset", "small", "--out", existing]):
+        assert_bad_input(invoke(*args), "is a directory")
+        assert list(existing.iterdir()) == [] and not parts_dir(existing).exists()
+
+
 def test_missing_required_values(tmp_path):
     assert_bad_input(invoke("generate", "toy", "--out", tmp_path / "m.h5"), "--n")
     assert_bad_input(invoke("generate", "toy", "--n", "2"), "--out")
