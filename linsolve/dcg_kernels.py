@@ -315,7 +315,7 @@ def dpcg(indptr, indices, data, offs, D, pctype, sptr, sind, sval, uptr, uind, u
     identities of the Ritz update hold for it), and while ``P`` has room that run is not
     cut short, so the update sees ``s`` directions. C and T are not written.
 
-    norms[j] = ||r_j+1|| (recurrence). For j < stored stores P[j] = pt_j, C[j] = c_j,
+    norms[j] = ||r_j+1|| (recurrence) while norms has room. For j < stored stores P[j] = pt_j, C[j] = c_j,
     alphas[j]; rhos[j] = r_j^T z_j and T[j] = (AW) z_j for j <= stored.
     Returns (iterations, status, restarts, stored)."""
     n = b.shape[0]
@@ -381,7 +381,8 @@ def dpcg(indptr, indices, data, offs, D, pctype, sptr, sind, sval, uptr, uind, u
                                             alpha, z)
         its += 1
         rnorm = np.sqrt(rr)
-        norms[its - 1] = rnorm
+        if its <= norms.shape[0]:  # a history shorter than maxiter (``history_length``)
+            norms[its - 1] = rnorm
         if not np.isfinite(rnorm):
             status = BREAKDOWN
             break

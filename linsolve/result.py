@@ -6,6 +6,24 @@ from typing import Any
 
 import numpy as np
 
+#: the most residual norms one solve records. The compiled kernels and PETSc write the
+#: history into a buffer allocated before the iteration: sized by maxiter, a user's
+#: maxiter=10**9 ("no cap") asked for 7.45 GiB up front (MemoryError). Iterations past
+#: the cap still run; info["residual_norms_dropped"] says how many went unrecorded.
+HISTORY_CAP = 1 << 20
+
+
+def history_length(maxiter) -> int:
+    """Length of the residual-history buffer of a solve capped at ``maxiter`` iterations."""
+    return min(int(maxiter), HISTORY_CAP)
+
+
+def note_dropped(info: dict, iterations: int, recorded: int) -> dict:
+    """Say in ``info`` when residual_norms holds only the first ``recorded`` of ``iterations``."""
+    if iterations > recorded:
+        info["residual_norms_dropped"] = int(iterations - recorded)
+    return info
+
 
 @dataclass
 class SolveResult:

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from numba import njit
 
 from .errors import OptionError, SolverError
+from .result import history_length
 
 CONVERGED, MAXITER, BREAKDOWN = 0, 1, 2
 
@@ -74,7 +75,8 @@ def csr_residual(indptr, indices, data, b, x, r):
 @njit(cache=True, fastmath=False)
 def sor_solve(indptr, indices, data, dptr, dinv, r, x, omega, tol, maxiter, norms):
     """SOR from x with initial residual r (overwritten); x is updated in place.
-    Stops at the first k with ||r_k|| <= tol; norms[k-1] = ||r_k||. Returns (k, status)."""
+    Stops at the first k with ||r_k|| <= tol; norms[k-1] = ||r_k|| while norms has room
+    (``history_length``: its length need not follow maxiter). Returns (k, status)."""
     n = x.shape[0]
     d = r  # the correction overwrites the residual: row i's residual is dead once used
     for i in range(n):
@@ -97,7 +99,8 @@ def sor_solve(indptr, indices, data, dptr, dinv, r, x, omega, tol, maxiter, norm
                 s -= data[k] * d[indices[k]]
             d[i] = omega * s * dinv[i]
         rn = np.sqrt(rr)
-        norms[it - 1] = rn
+        if it <= norms.shape[0]:
+            norms[it - 1] = rn
         if not np.isfinite(rn):
             return it, BREAKDOWN
         if rn <= tol:
@@ -144,7 +147,8 @@ def _matvec(indptr, indices, data, x, y):
 @njit(cache=True, fastmath=False)
 def ssor_pcg(indptr, indices, data, dptr, dinv, omega, b, x, tol, maxiter, norms, precondition):
     """PCG from x (updated in place) with the SSOR preconditioner (or none when
-    ``precondition`` is False). Returns (iterations, status)."""
+    ``precondition`` is False); norms[k-1] = ||r_k|| while norms has room. Returns
+    (iterations, status)."""
     n = x.shape[0]
     r = np.empty(n)
     z = np.empty(n)
@@ -162,7 +166,8 @@ def ssor_pcg(indptr, indices, data, dptr, dinv, omega, b, x, tol, maxiter, norms
         _matvec(indptr, indices, data, p, q)
         pq = _dot(p, q)
         if not (pq > 0.0) or not np.isfinite(pq):
-            norms[it - 1] = np.sqrt(_dot(r, r))
+            if it <= norms.shape[0]:
+                norms[it - 1] = np.sqrt(_dot(r, r))
             return it - 1, BREAKDOWN
         alpha = rz / pq
         rr = 0.0
@@ -171,7 +176,8 @@ def ssor_pcg(indptr, indices, data, dptr, dinv, omega, b, x, tol, maxiter, norms
             r[i] -= alpha * q[i]
             rr += r[i] * r[i]
         rn = np.sqrt(rr)
-        norms[it - 1] = rn
+        if it <= norms.shape[0]:
+            norms[it - 1] = rn
         if rn <= tol:
             return it, CONVERGED
         if precondition:
@@ -192,7 +198,7 @@ def sor_iteration_counts(indptr, indices, data, dptr, dinv, b, omegas, tol_rel, 
     ||r_k|| <= tol_rel ||b||, capped at maxiter): one row of a system x arm table."""
     n = b.shape[0]
     out = np.empty(omegas.shape[0], dtype=np.int64)
-    norms = np.empty(maxiter)
+    norms = np.empty(0)  # counts only: no history
     bn = np.sqrt(_dot(b, b))
     for a in range(omegas.shape[0]):
         x = np.zeros(n)
@@ -289,14 +295,14 @@ def sor_solve_array(kd: CSRKernelData, b, x0, omega, tol, maxiter):
     r0 = float(np.linalg.norm(r))
     if r0 <= tol:
         return x, 0, np.zeros(0), CONVERGED, r0
-    norms = np.empty(int(maxiter))
+    norms = np.empty(history_length(maxiter))
     its, status = sor_solve(*kd.arrays, r, x, float(omega), float(tol), int(maxiter), norms)
     return x, int(its), norms[:its].copy(), int(status), r0
 
 
 def ssor_pcg_array(kd: CSRKernelData, b, x0, omega, tol, maxiter, precondition=True):
     x = np.array(x0, dtype=np.float64)
-    norms = np.empty(int(maxiter))
+    norms = np.empty(history_length(maxiter))
     its, status = ssor_pcg(*kd.arrays, float(omega), np.ascontiguousarray(b, dtype=np.float64), x,
                            float(tol), int(maxiter), norms, bool(precondition))
     return x, int(its), norms[:its].copy(), int(status)

@@ -17,6 +17,7 @@ from ..errors import OptionError, SolverError
 from ..petsc_utils import petsc, unique_prefix, vec_from_array
 from ..precond import build_preconditioner, petsc_pc_type
 from ..registry import register
+from ..result import history_length, note_dropped
 
 RIGHT_PC = {"gmres", "fgmres", "bcgs", "bcgsl", "lgmres", "dgmres", "pipefgmres", "gcr", "tfqmr"}
 
@@ -114,7 +115,9 @@ class PetscDriver:
         bv = vec_from_array(b)
         xv = vec_from_array(np.array(x0, dtype=np.float64))
         ksp.setInitialGuessNonzero(bool(np.any(x0)))
-        ksp.setConvergenceHistory(length=int(maxiter) + 2, reset=True)
+        # PETSc stops recording once the buffer is full, so a bounded one is safe
+        length = history_length(maxiter) + 2
+        ksp.setConvergenceHistory(length=length, reset=True)
         if ctx.callback is not None:
             cb = ctx.callback
             ksp.setMonitor(lambda k, its, rnorm: its > 0 and cb(k.buildSolution().getArray().copy()))
@@ -147,10 +150,13 @@ class PetscDriver:
             converged, reason = False, f"maxiter reached ({name})"
         else:
             converged, reason = False, f"breakdown ({name})"
-        norms = hist[1:] if hist.size > its else hist
-        return Outcome(xv.getArray().copy(), its, norms, converged, reason,
-                       {"norm": self.norm, "ksp_type": ksp.getType(), "pc_type": ksp.getPC().getType(),
-                        "petsc_reason": name})
+        # entry 0 is the residual before the first iteration; a full buffer was cut short
+        norms = hist[1:] if hist.size > its or hist.size == length else hist
+        info = {"norm": self.norm, "ksp_type": ksp.getType(), "pc_type": ksp.getPC().getType(),
+                "petsc_reason": name}
+        if hist.size == length:
+            note_dropped(info, its, norms.size)
+        return Outcome(xv.getArray().copy(), its, norms, converged, reason, info)
 
 
 class _PyPC:

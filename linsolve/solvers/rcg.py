@@ -62,6 +62,7 @@ from ..precond import Identity, Jacobi
 from ..rcg_restart import update_restart
 from ..recycle_ops import MatOps, apply_block, build_pc, changed_in_place, is_identity
 from ..registry import register
+from ..result import history_length, note_dropped
 
 _REASONS = {0: "converged", 1: "maxiter reached",
             2: "breakdown: p^T A p <= 0 (matrix or preconditioner not SPD, singular, or the search direction "
@@ -271,7 +272,7 @@ class RecycledCG(Solver):
         kt = 0 if restart else kw  # restarts record no C and T rows
         P, C = self._pbuf[:s], np.empty((s, kt))
         alphas, rhos, T = np.empty(s), np.empty(s + 1), np.empty((s + 1, kt))
-        norms = np.empty(maxiter)
+        norms = np.empty(history_length(maxiter))
         if isinstance(M, K.IC0):
             pctype, pats = K.PC_IC0, M.unit
         else:
@@ -294,6 +295,7 @@ class RecycledCG(Solver):
         info = {"norm": "true residual (recurrence)", "kernel": "compiled", "pc_impl": M.name,
                 "recycled_dim": 0 if self._W is None else int(self._W.shape[0]),
                 "recycle_matvecs": refreshed, "restarts": int(restarts)}
+        note_dropped(info, its, min(its, norms.shape[0]))
         return Outcome(x, its, norms[:its].copy(), status == K.CONVERGED, _REASONS[status], info)
 
     def _solve_numpy(self, op, A, b, x0, tol, maxiter, ctx):

@@ -28,6 +28,7 @@ from ..bandits import Policy, make_policy
 from ..base import Outcome, Solver
 from ..errors import OptionError, SolverError
 from ..registry import register
+from ..result import note_dropped
 from ..sor_kernels import (
     BREAKDOWN,
     CONVERGED,
@@ -106,6 +107,7 @@ class _SORFamily(Solver):
                 info["stop_tol"] = tol
             x, its, norms, status, _ = sor_solve_array(kd, b, x0, omega, tol, maxiter)
             info["norm"] = "true residual (exact recurrence)"
+            note_dropped(info, its, len(norms))
         elif impl == "scipy":
             M = spla.LinearOperator((kd.n, kd.n), matvec=SSORApply(kd, omega), dtype=np.float64)
             count, norms = [0], []
@@ -120,6 +122,7 @@ class _SORFamily(Solver):
         else:
             x, its, norms, status = ssor_pcg_array(kd, b, x0, omega, tol, maxiter)
             info["norm"] = "CG recurrence residual"
+            note_dropped(info, its, len(norms))
         if ctx.callback is not None:
             ctx.callback(x)
         return Outcome(x, its, norms, status == CONVERGED, _REASONS[status], info)
