@@ -397,3 +397,79 @@ def test_recycling_iterates_match_textbook_gcrodr():
         res = s.solve(A, b)
         assert res.iterations == its and not res.converged
         np.testing.assert_allclose(res.x, xr, rtol=1e-9, atol=1e-10 * np.linalg.norm(xr))
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("change", ["setter", "pc_options", "ksp_options"])
+def test_python_ksp_refits_the_recycled_space_when_pc_options_change(change, petsc, monkeypatch):
+    """New options on the same PC type (ILU(0) -> ILU(2)) kept the old M and so the
+    recycled C = B U of the old preconditioner; they now refit it like a new matrix. With
+    the PC unchanged nothing is refitted (getOperators' new wrapper per call made every
+    solve look like one with a new matrix), and a KSPSetFromOptions that leaves m and k
+    alone keeps the recycled space (it started afresh)."""
+    from linsolve.petsc_ksp_python import GCRODR as KspGCRODR
+    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.solvers.gcrodr import GCRODR as Solver
+
+    refits = []
+    adapt = Solver._adapt
+    monkeypatch.setattr(Solver, "_adapt", lambda self, *a: refits.append(1) or adapt(self, *a))
+
+    A = gallery.convection_diffusion2d(24, peclet=20.0)
+    Am = csr_to_aij(A)
+
+    def make(prefix, levels):
+        ksp = petsc.KSP().create(comm=petsc.COMM_SELF)
+        ksp.setOptionsPrefix(prefix)
+        opts = petsc.Options(prefix)
+        settings = {"ksp_rtol": 1e-9, "pc_type": "ilu", "pc_factor_levels": levels, "ksp_pc_side": "right"}
+        if change == "ksp_options":
+            # a context set in code: KSPSetFromOptions keeps it (-ksp_python_type would make
+            # petsc4py create a new one, and with it a new recycled space)
+            ksp.setType("python")
+            ksp.setPythonContext(KspGCRODR(restart=30, recycle=10))
+        else:
+            settings.update({"ksp_type": "python", "ksp_python_type": "linsolve.petsc_ksp_python.GCRODR",
+                             "ksp_gcrodr_restart": 30, "ksp_gcrodr_recycle": 10})
+        for k, v in settings.items():
+            opts[k] = v
+        ksp.setOperators(Am)
+        ksp.setFromOptions()
+        return ksp, opts
+
+    def solve(ksp, b):
+        xv = Am.createVecRight()
+        ksp.solve(petsc.Vec().createWithArray(b.copy()), xv)
+        assert ksp.getConvergedReason() > 0
+        np.testing.assert_allclose(xv.getArray(), spla.spsolve(A.tocsc(), b), rtol=1e-6, atol=1e-8)
+        return ksp.getIterationNumber()
+
+    rng = np.random.default_rng(4)
+    bs = [rng.standard_normal(A.shape[0]) for _ in range(4)]
+
+    def two_solves_then_change(prefix):
+        ksp, opts = make(prefix, 0)
+        ctx = ksp.getPythonContext()
+        solve(ksp, bs[0])
+        refits.clear()
+        solve(ksp, bs[1])
+        unchanged = len(refits)
+        if change == "setter":
+            ksp.getPC().setFactorLevels(2)
+        else:
+            opts["pc_factor_levels"] = 2
+            (ksp.getPC() if change == "pc_options" else ksp).setFromOptions()
+        assert ksp.getPythonContext() is ctx
+        return ksp, ctx, unchanged
+
+    ksp, ctx, unchanged = two_solves_then_change(f"gcrodr{change}_")
+    assert unchanged == 0  # the same PC and matrix: C = B U still holds
+    refits.clear()
+    its = solve(ksp, bs[2])
+    assert len(refits) == 1 and ctx.last_info["recycle_matvecs"] >= 10  # a QR of B U for the new B
+    solve(ksp, bs[3])
+    assert len(refits) == 1 and ctx.last_info["recycle_matvecs"] == 0
+    # the same KSP and PC history, the recycled space dropped just before the solve
+    ref, _, _ = two_solves_then_change(f"gcrodr{change}ref_")
+    ref.setPythonContext(KspGCRODR(restart=30, recycle=10))
+    assert its < solve(ref, bs[2])  # the recycled space, refitted, still saves iterations
