@@ -4,16 +4,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def _galerkin_start(A, b, W):
+    """A W, (W^T A W)^-1, and x, r after the Galerkin correction of x0 = 0 on span W."""
+    AW = (A @ W.T).T
+    Einv = np.linalg.inv(W @ AW.T)
+    x = W.T @ (Einv @ (W @ b))
+    return AW, Einv, x, b - A @ x
+
+
 def deflated_pcg(A, b, Minv, W, iters):
     """Algorithm 3.6 of Saad, Yeung, Erhel and Guyomarc'h (2000), written plainly; with W of
     no rows (shape (0, n)) it is textbook PCG."""
-    AW = (A @ W.T).T
-    Einv = np.linalg.inv(W @ AW.T)
-    x = np.zeros_like(b)
-    r = b - A @ x
-    c = Einv @ (W @ r)
-    x = x + W.T @ c
-    r = r - AW.T @ c
+    AW, Einv, x, r = _galerkin_start(A, b, W)
     z = Minv(r)
     p = z - W.T @ (Einv @ (AW @ z))
     norms = []
@@ -36,13 +38,7 @@ def restarted_init_cg(A, b, Minv, W, drop, tol, maxiter, first_run=0):
     recurrence residual has fallen by ``drop`` since the (re)start (and the first run has
     taken at least ``first_run`` iterations), the true residual b - A x, the correction
     again, and PCG from scratch. Returns (x, recurrence residual norms, restarts)."""
-    AW = (A @ W.T).T
-    Einv = np.linalg.inv(W @ AW.T)
-    x = np.zeros_like(b)
-    r = b - A @ x
-    c = Einv @ (W @ r)
-    x = x + W.T @ c
-    r = r - AW.T @ c
+    AW, Einv, x, r = _galerkin_start(A, b, W)
     z = Minv(r)
     p = z
     start = np.linalg.norm(r)
