@@ -29,10 +29,14 @@ from .errors import OptionError, ShapeError
 METHODS = ("none", "greedy", "fft", "scalable")
 
 
-def _as_matrix(features) -> np.ndarray:
-    X = np.asarray(features)
+def _check_dtype(X) -> None:
     if X.dtype == object or X.dtype.kind not in "fiub":
         raise ShapeError(f"features must be a numeric array, got dtype {X.dtype}")
+
+
+def _as_matrix(features) -> np.ndarray:
+    X = np.asarray(features)
+    _check_dtype(X)
     if X.ndim == 0 or X.shape[0] == 0:
         raise ShapeError("features must hold at least one system (shape (N, ...))")
     X = X.reshape(X.shape[0], -1)
@@ -75,8 +79,18 @@ def order_systems(features, method: str = "greedy", *, start: int = 0, memory: i
     N = F.shape[0] if F.ndim else 0
     if N == 0:
         raise ShapeError("features must hold at least one system (shape (N, ...))")
-    if not 0 <= start < N:
-        raise OptionError(f"start must index a system (0..{N - 1}), got {start}")
+    # start=True indexed D[:, True] (every column) and returned [1, 0, 0, ...], not a
+    # permutation; 1.5 and "1" failed inside NumPy
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < N:
+        raise OptionError(f"start must index a system (0..{N - 1}), got {start!r}")
+    start = int(start)
+    # cell_size=-1 walked no cell and returned np.empty's leftovers as the order
+    for name, value in (("fft_modes", fft_modes), ("n_components", n_components),
+                        ("curve_dims", curve_dims), ("cell_size", cell_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise OptionError(f"{name} must be a positive integer, got {value!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise OptionError(f"seed must be a non-negative integer or None, got {seed!r}")
     if method == "none":
         _as_matrix(F[:1])
         return np.arange(N)
@@ -144,6 +158,7 @@ def fourier_features(F, fft_modes: int = 8, chunk: int = 2048) -> np.ndarray:
     """Real and imaginary parts of the lowest ``fft_modes`` Fourier modes per axis of each
     system's field (fields of shape (N, *grid)); 1-D feature vectors are used as given."""
     F = np.asarray(F)
+    _check_dtype(F)  # complex fields lost their imaginary part below (a ComplexWarning only)
     if F.ndim <= 2:
         return _as_matrix(F).astype(np.float32)
     axes = tuple(range(1, F.ndim))

@@ -1,10 +1,12 @@
 """Review (session 3): orderings, solve_sequence and the channel-flow API from Python."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
-from linsolve import order_systems
+from linsolve import OptionError, ShapeError, order_systems
 from linsolve.ordering import path_length
 
 
@@ -40,3 +42,53 @@ def test_greedy_with_duplicate_and_near_duplicate_rows_matches_gold(memory):
     X = np.concatenate([base, base, base + 1e-9 * rng.standard_normal(base.shape)])
     X = X[rng.permutation(len(X))]
     assert np.array_equal(order_systems(X, "greedy", start=7, memory=memory), _gold_greedy(X, start=7))
+
+
+@pytest.mark.parametrize("method", ["greedy", "fft"])
+@pytest.mark.parametrize("start", [True, 1.5, "1", None])
+def test_start_that_is_not_an_index_is_an_option_error(method, start):
+    # start=True gave [1, 0, 0, 0, 0] (D[:, True] masks every column): not a permutation
+    X = np.random.default_rng(2).standard_normal((5, 3))
+    with pytest.raises(OptionError, match="start"):
+        order_systems(X, method, start=start)
+
+
+def test_numpy_integer_start_is_accepted():
+    X = np.random.default_rng(2).standard_normal((5, 3))
+    assert np.array_equal(order_systems(X, "greedy", start=np.int64(3)), _gold_greedy(X, start=3))
+
+
+@pytest.mark.parametrize("option", ["fft_modes", "n_components", "curve_dims", "cell_size"])
+@pytest.mark.parametrize("value", [0, -1, 2.5, True])
+def test_fft_options_must_be_positive_integers(option, value):
+    # cell_size=-1 walked no cell and returned uninitialised memory as the "order"
+    F = np.random.default_rng(3).standard_normal((20, 8, 8))
+    with pytest.raises(OptionError, match=option):
+        order_systems(F, "fft", **{option: value})
+
+
+def test_fft_seed_that_is_not_an_integer_is_an_option_error():
+    with pytest.raises(OptionError, match="seed"):
+        order_systems(np.random.default_rng(3).standard_normal((20, 8, 8)), "fft", seed="a")
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (6, 4, 4)])
+@pytest.mark.parametrize("method", ["greedy", "fft"])
+def test_complex_features_are_refused_by_every_method(shape, method):
+    # the fft method cast (N, nx, ny) complex fields to real with only a ComplexWarning
+    rng = np.random.default_rng(4)
+    F = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ShapeError, match="complex"):
+            order_systems(F, method)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.uint8, np.bool_])
+@pytest.mark.parametrize("method", ["greedy", "fft"])
+def test_other_real_dtypes_give_a_permutation(dtype, method):
+    F = (np.random.default_rng(5).standard_normal((30, 8, 8)) * 4).astype(dtype)
+    o = order_systems(F, method, start=4)
+    assert o[0] == 4 and np.array_equal(np.sort(o), np.arange(30))
+    if method == "greedy":
+        assert np.array_equal(o, _gold_greedy(F.astype(np.float64), start=4))
