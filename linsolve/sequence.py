@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ShapeError, SolverError
+from .errors import OptionError, ShapeError, SolverError
 from .ordering import _check_perm, order_systems, path_length
 from .result import SolveResult
 from .system import LinearSystem
@@ -59,7 +59,11 @@ def default_features(systems: list[LinearSystem]) -> np.ndarray:
     """``meta["features"]`` when every system has it, else the matrix entries (all
     matrices must share one sparsity pattern) followed by the right-hand side."""
     if all(s.meta and "features" in s.meta for s in systems):
-        return np.stack([np.asarray(s.meta["features"], dtype=np.float64).ravel() for s in systems])
+        rows = [np.asarray(s.meta["features"], dtype=np.float64).ravel() for s in systems]
+        if len({r.size for r in rows}) > 1:
+            raise ShapeError("meta['features'] must have the same size for every system, got sizes "
+                             f"{sorted({r.size for r in rows})}")
+        return np.stack(rows)
     import scipy.sparse as sp
 
     rows = []
@@ -100,14 +104,19 @@ def solve_sequence(solver, systems, order=None, *, features=None, reset: bool = 
     N = len(systems)
     if N == 0:
         raise ShapeError("systems is empty")
+    if order_options and not isinstance(order, str):
+        # options such as start= only steer an ordering method; with a given order they
+        # were silently dropped
+        raise OptionError(f"{', '.join(sorted(order_options))} only apply with an ordering method name "
+                          f"as order (got order={'None' if order is None else 'a permutation'})")
     t0 = time.perf_counter()
     length = None
     if order is None:
         perm = np.arange(N)
     elif isinstance(order, str):
         feats = default_features(systems) if features is None else np.asarray(features)
-        if feats.shape[0] != N:
-            raise ShapeError(f"features describe {feats.shape[0]} systems but there are {N}")
+        if feats.ndim == 0 or feats.shape[0] != N:
+            raise ShapeError(f"features describe {feats.shape[0] if feats.ndim else 0} systems but there are {N}")
         perm = order_systems(feats, order, **order_options)
         length = path_length(feats, perm)
     else:
