@@ -138,3 +138,37 @@ def test_results_come_back_in_the_original_order_with_warm_start_along_the_order
     for (A, b), r in zip(systems, seq.results, strict=True):
         assert np.allclose(r.x, np.linalg.solve(A.toarray(), b), rtol=1e-8, atol=1e-10)
     assert seq.results[1].iterations == 0 and seq.results[5].iterations > 0
+
+
+# --- the channel-flow API from Python ---------------------------------------------------
+_G = dict(nx=8, ny=16, nz=8)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(cfl_limit=float("nan")), "cfl_limit"),   # switched the CFL blow-up check off
+    (dict(cfl_limit=-1.0), "cfl_limit"),
+    (dict(ub=float("nan")), "ub"),                  # NonFiniteError from the first pressure solve
+    (dict(drive="pressure_gradient", dpdx=float("nan")), "dpdx"),   # SciPy's ValueError
+    (dict(dt=True), "dt"),                          # ran with dt = 1
+    (dict(re_tau="180"), "re_tau"),                 # TypeError
+    (dict(grid=dict(_G, lx=float("inf"))), "box lengths"),   # NaN pressure matrix
+    (dict(grid=dict(_G, nq=3)), "nq"),              # TypeError from ChannelGrid
+    (dict(grid=dict(_G, nx=None)), "nx"),           # TypeError from int()
+    (dict(grid=[8, 16, 8]), "dict"),                # TypeError
+    (dict(grid=dict(_G, stretch=None)), "stretch"),  # TypeError
+])
+def test_channel_config_refuses_bad_values_when_built(kw, needle):
+    from datagen.channel import ChannelConfig
+
+    with pytest.raises(OptionError, match=needle):
+        ChannelConfig(**{"grid": _G, **kw})
+
+
+def test_channel_config_accepts_reverse_flow_and_numpy_numbers():
+    from datagen.channel import ChannelConfig, ChannelDNS, perturbed_laminar
+
+    cfg = ChannelConfig(re_tau=np.float64(180.0), dt=np.float32(1e-3), ub=-5.0,
+                        grid=dict(nx=np.int64(8), ny=16, nz=8, lx=np.float64(np.pi)))
+    dns = perturbed_laminar(ChannelDNS(cfg), seed=0)
+    dns.run(2, check_every=1)
+    assert dns.bulk_velocity() == pytest.approx(-5.0, rel=1e-12)

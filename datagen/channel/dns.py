@@ -40,6 +40,11 @@ def dean_bulk_velocity(re_tau: float) -> float:
     return re_b / (2 * re_tau)
 
 
+def _real(x) -> bool:
+    """A finite real number (bool excluded: dt=True ran with dt = 1)."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 @dataclass
 class ChannelConfig:
     re_tau: float = 180.0
@@ -54,12 +59,24 @@ class ChannelConfig:
     device: str = "cpu"
 
     def __post_init__(self):
-        if not (self.re_tau > 0 and math.isfinite(self.re_tau)):
-            raise OptionError(f"re_tau must be positive, got {self.re_tau}")
-        if not (self.dt > 0 and math.isfinite(self.dt)):
-            raise OptionError(f"dt must be positive, got {self.dt}")
+        for name in ("re_tau", "dt", "cfl_limit"):
+            if not (_real(getattr(self, name)) and getattr(self, name) > 0):
+                raise OptionError(f"{name} must be positive and finite, got {getattr(self, name)!r}")
+        # a NaN cfl_limit switched the CFL check off (c > nan is never true); a NaN ub or
+        # dpdx surfaced as a NonFiniteError or SciPy's ValueError from the first step
+        for name in ("ub", "dpdx"):
+            value = getattr(self, name)
+            if not (value is None and name == "ub") and not _real(value):
+                raise OptionError(f"{name} must be a finite number, got {value!r}")
         if self.drive not in ("flow_rate", "pressure_gradient"):
             raise OptionError(f"drive must be 'flow_rate' or 'pressure_gradient', got {self.drive!r}")
+        if not isinstance(self.grid, dict):
+            raise OptionError(f"grid must be a dict of ChannelGrid fields, got {type(self.grid).__name__}")
+        unknown = sorted(set(self.grid) - set(ChannelGrid.__dataclass_fields__))
+        if unknown:
+            raise OptionError(f"unknown channel grid field(s) {', '.join(map(str, unknown))}; known: "
+                              f"{', '.join(ChannelGrid.__dataclass_fields__)}")
+        ChannelGrid(**self.grid)  # bad sizes and box lengths fail here, not at ChannelDNS
         if self.ub is None:
             self.ub = dean_bulk_velocity(self.re_tau)
         linsolve.solver_class(self.solver)  # unknown names fail here, with the list

@@ -23,15 +23,19 @@ class ChannelGrid:
     def __post_init__(self):
         for name in ("nx", "ny", "nz"):
             v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 2:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(v) or int(v) != v or v < 2:
                 raise OptionError(f"channel grid {name} must be an integer >= 2, got {v!r}")
             setattr(self, name, int(v))
         for name in ("nx", "nz"):
             if getattr(self, name) % 2:
                 raise OptionError(f"channel grid {name} must be even (FFT layout), got {getattr(self, name)}")
-        if not (self.lx > 0 and self.lz > 0):
-            raise OptionError(f"box lengths must be positive, got lx={self.lx}, lz={self.lz}")
-        if not (0 <= self.stretch < 10):
+        # an infinite box gave dx = inf and a NaN pressure matrix at the first step
+        if not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+                   and 0 < x < math.inf for x in (self.lx, self.lz)):
+            raise OptionError(f"box lengths must be positive and finite, got lx={self.lx}, lz={self.lz}")
+        if isinstance(self.stretch, bool) or not isinstance(self.stretch, (int, float, np.integer, np.floating)) \
+                or not (0 <= self.stretch < 10):
             raise OptionError(f"stretch must be in [0, 10), got {self.stretch}")
         eta = np.linspace(-1.0, 1.0, self.ny + 1)
         self.yf = np.tanh(self.stretch * eta) / math.tanh(self.stretch) if self.stretch > 0 else eta
