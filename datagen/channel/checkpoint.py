@@ -30,8 +30,15 @@ def load_checkpoint(path, **overrides) -> ChannelDNS:
     try:
         d = np.load(path, allow_pickle=False)
         cfg = ChannelConfig.from_json(str(d["config"]))
-    except (OSError, KeyError, ValueError) as exc:
+    except OptionError as exc:
+        raise OptionError(f"{path} holds a bad channel configuration: {exc}") from exc
+    except (OSError, KeyError, ValueError, TypeError) as exc:  # TypeError: a config key ChannelConfig lacks
         raise OptionError(f"{path} is not a channel checkpoint: {exc}") from exc
+    # a misspelt override (dtt=) was set as a stray attribute and the run went on unchanged
+    unknown = sorted(set(overrides) - set(ChannelConfig.__dataclass_fields__))
+    if unknown:
+        raise OptionError(f"unknown checkpoint override(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(ChannelConfig.__dataclass_fields__)}")
     if "grid" in overrides and overrides["grid"] != cfg.grid:
         raise OptionError("a checkpoint cannot be restarted on a different grid")
     for k, v in overrides.items():
