@@ -219,3 +219,25 @@ def test_same_seed_same_flow_other_seed_other_flow():
         d.run(3)
     assert all(np.array_equal(a.fields()[k], b.fields()[k]) for k in "uvw")
     assert not np.allclose(a.fields()["u"], c.fields()["u"])
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(nsteps=2, check_every=0), "check_every"),   # ZeroDivisionError after the first step
+    (dict(nsteps=2.7), "nsteps"),                     # ran 2 steps
+    (dict(nsteps=-1), "nsteps"),
+])
+def test_run_refuses_step_counts_that_are_not_counts(kw, needle):
+    dns = _small_dns()
+    with pytest.raises(OptionError, match=needle):
+        dns.run(**kw)
+    assert dns.step_count == 0
+
+
+def test_set_fields_refuses_non_finite_values():
+    # NaN fields were taken and became a ChannelBlowUp advising a smaller dt, steps later
+    dns = _small_dns()
+    f = dns.fields()
+    f["w"][3, 2, 1] = np.nan
+    with pytest.raises(OptionError, match="NaN"):
+        dns.set_fields(f["u"], f["v"], f["w"])
+

@@ -156,6 +156,9 @@ class ChannelDNS:
         u, v, w = (np.asarray(a, dtype=np.float64) for a in (u, v, w))
         if u.shape != g.shape or w.shape != g.shape or v.shape != (g.ny + 1, g.nx, g.nz):
             raise OptionError(f"fields do not match the grid {g.shape}: got {u.shape}, {v.shape}, {w.shape}")
+        # NaN fields surfaced steps later as a ChannelBlowUp advising a smaller dt
+        if not all(np.isfinite(a).all() for a in (u, v, w)):
+            raise OptionError("fields contain NaN or Inf")
         v = v.copy()
         v[0] = v[-1] = 0.0
         self.u, self.v, self.w = B.asarray(u), B.asarray(v), B.asarray(w)
@@ -298,11 +301,16 @@ class ChannelDNS:
         """``nsteps`` steps, checked every ``check_every``. With ``cfl_target`` the step size
         follows the CFL number (at most ``dt_max``, default the current dt): for spin-up
         through transition, whose velocity transients would break a fixed step."""
+        # check_every=0 was a ZeroDivisionError after the first step; nsteps=2.7 ran 2 steps
+        for name, value, least in (("nsteps", nsteps, 0), ("check_every", check_every, 1)):
+            if not (_real(value) and int(value) == value and value >= least):
+                raise OptionError(f"{name} must be an integer >= {least}, got {value!r}")
+        nsteps, check_every = int(nsteps), int(check_every)
         dt_max = dt_max or self.cfg.dt
         # an unstable run is found by check() and the pressure solve (ChannelBlowUp); NumPy's
         # overflow warnings on the way there would be stray lines beside that one error
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for _ in range(int(nsteps)):
+            for _ in range(nsteps):
                 self.step()
                 if self.step_count % check_every == 0:
                     self.check()
