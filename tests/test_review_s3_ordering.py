@@ -241,3 +241,40 @@ def test_set_fields_refuses_non_finite_values():
     with pytest.raises(OptionError, match="NaN"):
         dns.set_fields(f["u"], f["v"], f["w"])
 
+
+@pytest.mark.parametrize("coarse", [(4.5, 9, 4), (4, 9.2, 4), (True, 9, 4), (float("inf"), 9, 4)])
+def test_coarse_filter_refuses_fractional_sizes(coarse):
+    from datagen.channel import ChannelGrid
+    from datagen.channel.filtering import CoarseFilter
+
+    with pytest.raises(OptionError, match="integers"):
+        CoarseFilter(ChannelGrid(**_G), coarse)   # int() truncated 4.5 to 4
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(grid=(8.5, 16, 8)), "grid"), (dict(coarse_grid=(4, 9.5, 4)), "coarse_grid"), (dict(seed=1.5), "seed"),
+    (dict(seed=-1), "seed"),
+])
+def test_channel_generate_refuses_fractional_sizes_and_seeds_before_any_work(kw, needle, tmp_path):
+    from datagen.channel import generate
+
+    args = dict(grid=(8, 16, 8), coarse_grid=(4, 9, 4), trajectories=1, snapshots=1, every=1, spinup=0)
+    with pytest.raises(OptionError, match=needle):
+        generate(tmp_path / "c.h5", **{**args, **kw})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_box_filter_keeps_a_constant_and_damps_a_mode_by_the_box_transfer_function():
+    # independent reference: the top-hat average of cos(k x) over a width D is sinc-weighted
+    from datagen.channel import ChannelGrid
+    from datagen.channel.filtering import CoarseFilter
+
+    g = ChannelGrid(nx=32, ny=16, nz=8)
+    f = CoarseFilter(g, (8, 9, 4), "box")
+    k = 2 * 2 * np.pi / g.lx
+    a = np.broadcast_to(np.cos(k * g.xc)[None, :, None], g.shape).copy()
+    out = f(a, wall_value_zero=False)
+    D = g.lx / 8
+    want = np.sin(k * D / 2) / (k * D / 2) * np.cos(k * f.x)
+    assert np.allclose(out, want[:, None, None], atol=1e-12)
+    assert np.allclose(f(np.full(g.shape, 2.5), wall_value_zero=False), 2.5, atol=1e-12)

@@ -72,8 +72,12 @@ def _triple(v, name, cast=int, length=3):
         v = v.split(",")
     try:
         out = tuple(cast(x) for x in v)
-    except (TypeError, ValueError) as exc:
+        # int() truncated: generate(grid=(32.5, 64, 32)) ran on 32 x 64 x 32 without a word
+        exact = cast is not int or all(isinstance(x, str) or (not isinstance(x, bool) and x == int(x)) for x in v)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise OptionError(f"{name} must be comma-separated numbers, got {raw!r}") from exc
+    if not exact:
+        raise OptionError(f"{name} must be {length} comma-separated integers, got {raw!r}")
     if len(out) != length or not all(math.isfinite(x) and x > 0 for x in out):
         raise OptionError(f"{name} must be {length} comma-separated positive numbers, got {raw!r}")
     return out
@@ -108,6 +112,9 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
             raise OptionError(f"{name} must be a positive integer, got {v!r}")
     if isinstance(a["spinup"], bool) or int(a["spinup"]) != a["spinup"] or a["spinup"] < 0:
         raise OptionError(f"spinup must be a non-negative integer, got {a['spinup']!r}")
+    # seed=1.5 ran as seed 1, the same data under another name
+    if isinstance(a["seed"], bool) or not isinstance(a["seed"], (int, np.integer)) or a["seed"] < 0:
+        raise OptionError(f"seed must be a non-negative integer, got {a['seed']!r}")
     coarse_grid = _triple(a["coarse_grid"], "coarse_grid")
     grid = _triple(a["grid"], "grid")
     box = _triple(a["box"], "box", float, length=2)

@@ -45,8 +45,12 @@ class CoarseFilter:
             raise OptionError(f"filter must be one of {', '.join(FILTERS)}, got {kind!r}")
         try:
             NX, NY, NZ = (int(c) for c in coarse)
-        except (TypeError, ValueError) as exc:
+            # int() truncated: (16.7, 17, 8) filtered onto 16 x 17 x 8 without a word
+            exact = all(not isinstance(c, bool) and int(c) == c for c in coarse)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise OptionError(f"coarse grid must be three integers NX,NY,NZ, got {coarse!r}") from exc
+        if not exact:
+            raise OptionError(f"coarse grid must be three integers NX,NY,NZ, got {coarse!r}")
         if NX < 2 or NZ < 2 or NY < 3 or NX % 2 or NZ % 2:
             raise OptionError(f"coarse grid needs even NX, NZ >= 2 and NY >= 3, got {coarse!r}")
         if NX > grid.nx or NZ > grid.nz:
