@@ -22,6 +22,8 @@ orderings try to make small.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import OptionError, ShapeError
@@ -34,8 +36,15 @@ def _check_dtype(X) -> None:
         raise ShapeError(f"features must be a numeric array, got dtype {X.dtype}")
 
 
+def _asarray(features) -> np.ndarray:
+    try:
+        return np.asarray(features)
+    except ValueError as exc:  # ragged rows: NumPy's own ValueError
+        raise ShapeError(f"features must be one array of shape (N, ...), not ragged rows: {exc}") from exc
+
+
 def _as_matrix(features) -> np.ndarray:
-    X = np.asarray(features)
+    X = _asarray(features)
     _check_dtype(X)
     if X.ndim == 0 or X.shape[0] == 0:
         raise ShapeError("features must hold at least one system (shape (N, ...))")
@@ -50,13 +59,22 @@ def path_length(features, order=None) -> float:
     X = _as_matrix(features)
     order = np.arange(X.shape[0]) if order is None else _check_perm(order, X.shape[0])
     total = 0.0
+    e = int(np.frexp(float(np.max(np.abs(X), initial=0.0)))[1])
     step = max(1, (1 << 24) // max(X.shape[1], 1))
     for s in range(0, len(order) - 1, step):
-        a = X[order[s:s + step]].astype(np.float64)
-        b = X[order[s + 1:s + 1 + step]].astype(np.float64)
+        a = np.ldexp(X[order[s:s + step]].astype(np.float64), -e)
+        b = np.ldexp(X[order[s + 1:s + 1 + step]].astype(np.float64), -e)
         m = min(len(a), len(b))
         total += float(np.sum(np.linalg.norm(a[:m] - b[:m], axis=1)))
-    return total
+    return math.ldexp(total, e)
+
+
+def _pow2_scaled(X: np.ndarray) -> np.ndarray:
+    """X times the power of two that brings its largest entry to [0.5, 1): squares of
+    features near 1e300 overflowed (greedy returned -1s, path_length inf) and near 1e-300
+    underflowed to ties; a power of two leaves every comparison of ordinary data exact."""
+    top = float(np.max(np.abs(X), initial=0.0))
+    return np.ldexp(X, -np.frexp(top)[1]) if top > 0 else X
 
 
 def _check_perm(order, n) -> np.ndarray:
@@ -75,7 +93,7 @@ def order_systems(features, method: str = "greedy", *, start: int = 0, memory: i
     if not isinstance(method, str) or method.lower() not in METHODS:
         raise OptionError(f"unknown ordering method {method!r}; known: {', '.join(METHODS)}")
     method = method.lower()
-    F = np.asarray(features)
+    F = _asarray(features)
     N = F.shape[0] if F.ndim else 0
     if N == 0:
         raise ShapeError("features must hold at least one system (shape (N, ...))")
@@ -89,6 +107,8 @@ def order_systems(features, method: str = "greedy", *, start: int = 0, memory: i
                         ("curve_dims", curve_dims), ("cell_size", cell_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise OptionError(f"{name} must be a positive integer, got {value!r}")
+    if curve_dims > 63:  # the 64-bit Hilbert key needs a bit per dimension (64: a negative shift)
+        raise OptionError(f"curve_dims must be at most 63, got {curve_dims}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise OptionError(f"seed must be a non-negative integer or None, got {seed!r}")
     if method == "none":
@@ -109,6 +129,7 @@ def greedy_order(X: np.ndarray, start: int = 0, memory: int = 1 << 28) -> np.nda
     # features, so |x|^2 - 2 x.y + |y|^2 does not cancel the gaps away (features offset by
     # 10^6 with gaps of 10^-3 were ordered by rounding noise).
     X = X - X.mean(axis=0)
+    X = _pow2_scaled(X)
     sq = np.einsum("ij,ij->i", X, X)
     # Rounding bound of the expanded form; every system within it of the smallest value is
     # measured again directly, so the choice is the true nearest one (the gold walk's).
@@ -157,10 +178,11 @@ def greedy_order(X: np.ndarray, start: int = 0, memory: int = 1 << 28) -> np.nda
 def fourier_features(F, fft_modes: int = 8, chunk: int = 2048) -> np.ndarray:
     """Real and imaginary parts of the lowest ``fft_modes`` Fourier modes per axis of each
     system's field (fields of shape (N, *grid)); 1-D feature vectors are used as given."""
-    F = np.asarray(F)
+    F = _asarray(F)
     _check_dtype(F)  # complex fields lost their imaginary part below (a ComplexWarning only)
     if F.ndim <= 2:
-        return _as_matrix(F).astype(np.float32)
+        X = _as_matrix(F).astype(np.float64)
+        return _pow2_scaled(X - X.mean(axis=0)).astype(np.float32)
     axes = tuple(range(1, F.ndim))
     shape = F.shape[1:]
     sel = []
@@ -170,11 +192,21 @@ def fourier_features(F, fft_modes: int = 8, chunk: int = 2048) -> np.ndarray:
             sel.append(np.r_[0:m, size - m + 1:size] if m > 1 else np.r_[0:1])
         else:
             sel.append(np.r_[0:m])
-    out = []
+    # The features are kept in float32: the mean field is taken out first (an offset of 10^6
+    # left nothing of variations of 10^-3) and a power of two brings the largest value near
+    # 1 (fields near 1e300 became inf, near 1e-300 zeros). One streamed pass finds both.
+    mean = np.zeros(shape)
+    top = 0.0
     for s in range(0, F.shape[0], chunk):
         block = np.asarray(F[s:s + chunk], dtype=np.float64)
         if not np.all(np.isfinite(block)):
             raise ShapeError("features contain NaN or Inf")
+        mean += block.sum(axis=0) / F.shape[0]
+        top = max(top, float(np.max(np.abs(block))))
+    e = int(np.frexp(top)[1])
+    out = []
+    for s in range(0, F.shape[0], chunk):
+        block = np.ldexp(np.asarray(F[s:s + chunk], dtype=np.float64) - mean, -e)
         spec = np.fft.rfftn(block, axes=axes, norm="ortho")
         spec = spec[(slice(None),) + np.ix_(*sel)].reshape(block.shape[0], -1)
         out.append(np.concatenate([spec.real, spec.imag], axis=1).astype(np.float32))

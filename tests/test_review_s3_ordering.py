@@ -278,3 +278,47 @@ def test_box_filter_keeps_a_constant_and_damps_a_mode_by_the_box_transfer_functi
     want = np.sin(k * D / 2) / (k * D / 2) * np.cos(k * f.x)
     assert np.allclose(out, want[:, None, None], atol=1e-12)
     assert np.allclose(f(np.full(g.shape, 2.5), wall_value_zero=False), 2.5, atol=1e-12)
+
+
+def _fields(n, g=16, seed=0):
+    rng = np.random.default_rng(seed)
+    k = np.fft.fftfreq(g) * g
+    amp = (1 + k[:, None] ** 2 + k[None, :] ** 2) ** -2.0
+    return np.fft.ifft2(amp * (rng.standard_normal((n, g, g)) + 1j * rng.standard_normal((n, g, g)))).real
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300])
+@pytest.mark.parametrize("memory", [1 << 28, 0])
+def test_greedy_and_path_length_at_the_ends_of_the_float_range(scale, memory):
+    # 1e300: the squared distances overflowed and greedy returned -1s, path_length inf;
+    # 1e-300: they underflowed to 0 and every system tied
+    X = np.random.default_rng(6).standard_normal((30, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(order_systems(X * scale, "greedy", memory=memory), _gold_greedy(X))
+        assert path_length(X * scale) == pytest.approx(scale * path_length(X), rel=1e-12)
+
+
+@pytest.mark.parametrize("scale, offset", [(1e300, 0.0), (1e-300, 0.0), (1e-3, 1e6)])
+@pytest.mark.parametrize("fields", [True, False])
+def test_fft_order_does_not_depend_on_the_units_of_the_features(scale, offset, fields):
+    # float32 features: 1e300 became inf, 1e-300 zero, and an offset of 10^6 left nothing of
+    # variations of 10^-3, so the order was noise
+    F = _fields(200) if fields else np.random.default_rng(7).standard_normal((200, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = order_systems(F * scale + offset, "fft")
+    assert np.array_equal(got, order_systems(F, "fft"))
+
+
+def test_ragged_features_are_a_shape_error():
+    with pytest.raises(ShapeError, match="ragged"):
+        order_systems([np.zeros(3), np.zeros(4)], "greedy")
+    with pytest.raises(ShapeError, match="ragged"):
+        path_length([np.zeros(3), np.zeros(4)])
+
+
+def test_curve_dims_beyond_the_hilbert_key_is_an_option_error():
+    with pytest.raises(OptionError, match="curve_dims"):   # was a 'negative shift count'
+        order_systems(_fields(40), "fft", n_components=64, curve_dims=64)
+    assert np.array_equal(np.sort(order_systems(_fields(40), "fft", n_components=32, curve_dims=63)), np.arange(40))
