@@ -204,7 +204,9 @@ def sor_iteration_counts(indptr, indices, data, dptr, dinv, b, omegas, tol_rel, 
         x = np.zeros(n)
         r = b.copy()
         its, status = sor_solve(indptr, indices, data, dptr, dinv, r, x, omegas[a], tol_rel * bn, maxiter, norms)
-        out[a] = its
+        # a diverged run stops at its first non-finite residual: that count is no success
+        # (young.iteration_count, the ssor-pcg table and the solver say maxiter too)
+        out[a] = its if status == CONVERGED else maxiter
     return out
 
 

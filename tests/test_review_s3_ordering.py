@@ -322,3 +322,21 @@ def test_curve_dims_beyond_the_hilbert_key_is_an_option_error():
     with pytest.raises(OptionError, match="curve_dims"):   # was a 'negative shift count'
         order_systems(_fields(40), "fft", n_components=64, curve_dims=64)
     assert np.array_equal(np.sort(order_systems(_fields(40), "fft", n_components=32, curve_dims=63)), np.arange(40))
+
+
+# --- linsolve.sequences ------------------------------------------------------------------
+def test_iteration_table_counts_a_diverged_sor_run_as_maxiter():
+    # Gauss-Seidel on [[1, 3], [3, 1]] grows ~9x per sweep until the residual overflows; the
+    # table counted the sweeps to the overflow (about 330) as if it had converged
+    import scipy.sparse as sp
+
+    from linsolve.sequences import iteration_table
+    from linsolve.sor_kernels import as_kernel_data
+    from linsolve.young import iteration_count
+
+    A = sp.csr_matrix(np.array([[1.0, 3.0], [3.0, 1.0]]))
+    b = np.array([1.0, -2.0])
+    table = iteration_table([(A, b, 0.0)], [1.0, 1.5], maxiter=5000)
+    assert table.tolist() == [[5000, 5000]]
+    assert [iteration_count(as_kernel_data(A), b, w, maxiter=5000) for w in (1.0, 1.5)] == [5000, 5000]
+
