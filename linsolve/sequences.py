@@ -78,6 +78,10 @@ def shifted_laplacian_sequence(T: int = 5000, variance: str = "low", seed: int =
         raise OptionError(f"variance must be 'low' or 'high', got {variance!r}")
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
         raise OptionError(f"T must be a positive integer, got {T!r}")
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 1:
+        raise OptionError(f"grid must be a positive integer, got {grid!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise OptionError(f"seed must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
     A = poisson2d(grid, scaled=False)
     n = A.shape[0]
@@ -95,7 +99,15 @@ def iteration_table(seq, omegas, *, method: str = "sor", rtol: float = PAPER_RTO
     """costs[t, a]: iterations system t needs from x = 0 with w = omegas[a] (SOR stops at
     ||r|| <= rtol ||b||; SSOR-PCG likewise). This is exactly the feedback a policy gets,
     so policies can be replayed on it (``linsolve.bandits.replay``)."""
-    omegas = np.asarray(omegas, dtype=np.float64)
+    try:
+        omegas = np.asarray(omegas, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"omegas must be a 1-D array of numbers in (0, 2), got {omegas!r}") from exc
+    # w = 0 divided by zero in the kernel, w = nan counted 1 iteration, a 2-D array failed in numba
+    if omegas.ndim != 1 or not np.all((omegas > 0) & (omegas < 2)):
+        raise OptionError(f"omegas must be a 1-D array of numbers in (0, 2), got {omegas!r}")
+    if method not in ("sor", "ssor-pcg"):
+        raise OptionError(f"method must be 'sor' or 'ssor-pcg', got {method!r}")
     out = np.empty((len(seq), omegas.size), dtype=np.int64)
     for t, (A, b, _) in enumerate(seq):
         kd = as_kernel_data(A)

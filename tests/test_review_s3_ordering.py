@@ -340,3 +340,19 @@ def test_iteration_table_counts_a_diverged_sor_run_as_maxiter():
     assert table.tolist() == [[5000, 5000]]
     assert [iteration_count(as_kernel_data(A), b, w, maxiter=5000) for w in (1.0, 1.5)] == [5000, 5000]
 
+
+@pytest.mark.parametrize("omegas", [[0.0], [np.nan], [2.5], [[1.0, 1.2]], ["a"]])
+def test_iteration_table_refuses_omegas_outside_zero_two(omegas):
+    # 0: ZeroDivisionError in the kernel; nan: 1 iteration; [[...]]: a numba TypingError
+    from linsolve.sequences import iteration_table, shifted_laplacian_sequence
+
+    with pytest.raises(OptionError, match="omegas"):
+        iteration_table(shifted_laplacian_sequence(T=2), omegas)
+
+
+@pytest.mark.parametrize("kw", [dict(grid=0), dict(grid=2.5), dict(seed=-1), dict(seed=1.5)])
+def test_shifted_laplacian_sequence_refuses_bad_grid_and_seed(kw):
+    from linsolve.sequences import shifted_laplacian_sequence
+
+    with pytest.raises(OptionError, match=next(iter(kw))):
+        shifted_laplacian_sequence(T=2, **kw)
