@@ -356,3 +356,37 @@ def test_shifted_laplacian_sequence_refuses_bad_grid_and_seed(kw):
 
     with pytest.raises(OptionError, match=next(iter(kw))):
         shifted_laplacian_sequence(T=2, **kw)
+
+
+# --- channel statistics ------------------------------------------------------------------
+def test_stats_round_trip_and_a_file_of_another_grid_is_refused(tmp_path):
+    from datagen.channel.stats import QUANTITIES, StatsAccumulator, plane_sample
+
+    dns = _small_dns()
+    acc = StatsAccumulator(dns.grid.ny)
+    ref = {q: np.zeros(dns.grid.ny) for q in QUANTITIES}
+    for _ in range(3):
+        dns.run(1)
+        acc.add(dns)
+        f = dns.fields()   # independent: centre values by hand, plane means
+        uc = 0.5 * (f["u"] + np.roll(f["u"], -1, axis=1))
+        vc = 0.5 * (f["v"][1:] + f["v"][:-1])
+        ref["UV"] += (uc * vc).mean(axis=(1, 2))
+        ref["UU"] += (uc * uc).mean(axis=(1, 2))
+    assert set(plane_sample(dns)) == set(QUANTITIES)
+    acc.close_block(dns.t)
+    for q in ("UV", "UU"):
+        assert np.allclose(acc.blocks[0][q], ref[q], rtol=1e-13, atol=1e-15)
+    acc.save(tmp_path / "s.npz")
+    back = StatsAccumulator.load(tmp_path / "s.npz", dns.grid.ny)
+    assert back.blocks[0]["n"] == 3
+    assert all(np.array_equal(back.blocks[0][q], acc.blocks[0][q]) for q in QUANTITIES)
+    with pytest.raises(OptionError, match="16 cells"):
+        StatsAccumulator.load(tmp_path / "s.npz", 12)   # was taken as is
+
+
+def test_wall_units_without_samples_is_an_option_error():
+    from datagen.channel.stats import QUANTITIES, wall_units
+
+    with pytest.raises(OptionError, match="sample"):
+        wall_units({q: np.zeros(16) for q in QUANTITIES}, 0, np.linspace(-0.9, 0.9, 16), 1 / 180)

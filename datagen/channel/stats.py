@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from linsolve.errors import OptionError
+
 QUANTITIES = ("U", "V", "W", "UU", "VV", "WW", "UV")
 
 
@@ -68,6 +70,10 @@ class StatsAccumulator:
         acc = cls(ny)
         if Path(path).exists():
             d = np.load(path)
+            # profiles of another grid were taken as they were, and the next add() failed
+            # to broadcast (or a resumed average mixed two grids)
+            if len(d["n"]) and d["U"].shape[1] != ny:
+                raise OptionError(f"{path} holds statistics on {d['U'].shape[1]} cells in y, not {ny}")
             for i in range(len(d["n"])):
                 blk = {q: d[q][i].copy() for q in QUANTITIES}
                 blk.update(n=int(d["n"][i]), t0=float(d["t0"][i]), t1=float(d["t1"][i]))
@@ -78,6 +84,8 @@ class StatsAccumulator:
 def wall_units(sums: dict, n: int, yc: np.ndarray, nu: float) -> dict:
     """Profiles in wall units from summed samples: folded over both halves; u_tau from the
     mean wall shear (first cell centre, whose y+ is well inside the viscous sublayer)."""
+    if not n >= 1:  # n = 0 gave NaN profiles with a RuntimeWarning
+        raise OptionError(f"wall_units needs at least one sample, got n={n!r}")
     m = {q: sums[q] / n for q in QUANTITIES}
     ny = yc.size
     half = ny // 2
