@@ -155,7 +155,11 @@ def greedy_order(X: np.ndarray, start: int = 0, memory: int = 1 << 28) -> np.nda
     if N * N * 8 <= memory:
         # All squared distances at once through GEMM (BLAS-3), then an O(N) argmin per step;
         # visited systems are masked by setting their column to +inf.
-        D = sq[:, None] - 2.0 * (X @ X.T) + sq[None, :]
+        # in place: the expression form held three N x N temporaries, twice ``memory``
+        D = X @ X.T
+        D *= -2.0
+        D += sq[:, None]
+        D += sq[None, :]
         D[:, cur] = np.inf
         for i in range(1, N):
             cur = nearest(D[cur], cur)

@@ -390,3 +390,19 @@ def test_wall_units_without_samples_is_an_option_error():
 
     with pytest.raises(OptionError, match="sample"):
         wall_units({q: np.zeros(16) for q in QUANTITIES}, 0, np.linspace(-0.9, 0.9, 16), 1 / 180)
+
+
+def test_greedy_distance_matrix_stays_within_the_memory_budget():
+    # the expression sq - 2 X X^T + sq held three N x N temporaries: twice the budget
+    import tracemalloc
+
+    X = np.random.default_rng(8).standard_normal((1500, 4))
+    budget = 1500 * 1500 * 8
+    tracemalloc.start()
+    try:
+        order = order_systems(X, "greedy", memory=budget)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(order, order_systems(X, "greedy", memory=0))   # the GEMV path, gold-checked above
+    assert peak <= 1.1 * budget + (1 << 20)
