@@ -110,17 +110,20 @@ def solve_sequence(solver, systems, order=None, *, features=None, reset: bool = 
         raise OptionError(f"{', '.join(sorted(order_options))} only apply with an ordering method name "
                           f"as order (got order={'None' if order is None else 'a permutation'})")
     t0 = time.perf_counter()
-    length = None
-    if order is None:
-        perm = np.arange(N)
-    elif isinstance(order, str):
+    feats = None
+    if isinstance(order, str) or features is not None:
+        # features= with a given order were ignored without a word: they now give its
+        # path_length, to compare with an ordering method's
         feats = default_features(systems) if features is None else np.asarray(features)
         if feats.ndim == 0 or feats.shape[0] != N:
             raise ShapeError(f"features describe {feats.shape[0] if feats.ndim else 0} systems but there are {N}")
+    if order is None:
+        perm = np.arange(N)
+    elif isinstance(order, str):
         perm = order_systems(feats, order, **order_options)
-        length = path_length(feats, perm)
     else:
         perm = _check_perm(order, N)
+    length = None if feats is None else path_length(feats, perm)
     sort_time = time.perf_counter() - t0
     if reset:
         solver.reset()

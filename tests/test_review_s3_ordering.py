@@ -406,3 +406,15 @@ def test_greedy_distance_matrix_stays_within_the_memory_budget():
         tracemalloc.stop()
     assert np.array_equal(order, order_systems(X, "greedy", memory=0))   # the GEMV path, gold-checked above
     assert peak <= 1.1 * budget + (1 << 20)
+
+
+@pytest.mark.parametrize("order", [None, [3, 1, 0, 2]])
+def test_features_with_a_given_order_give_its_path_length(order):
+    # features= were ignored without a word unless order named a method
+    feats = np.array([[0.0], [1.0], [3.0], [6.0]])
+    seq = solve_sequence("cg", _sequence(), order=order, features=feats)
+    perm = np.arange(4) if order is None else np.array(order)
+    assert seq.path_length == pytest.approx(sum(abs(feats[perm[i + 1], 0] - feats[perm[i], 0]) for i in range(3)))
+    with pytest.raises(ShapeError, match="features describe 3"):
+        solve_sequence("cg", _sequence(), order=order, features=feats[:3])
+    assert solve_sequence("cg", _sequence(), order=order).path_length is None
