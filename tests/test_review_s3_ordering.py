@@ -418,3 +418,23 @@ def test_features_with_a_given_order_give_its_path_length(order):
     with pytest.raises(ShapeError, match="features describe 3"):
         solve_sequence("cg", _sequence(), order=order, features=feats[:3])
     assert solve_sequence("cg", _sequence(), order=order).path_length is None
+
+
+@pytest.mark.parametrize("nx, needle", [(16.5, "nx"), (3.5, "integer")])
+def test_regrid_refuses_fractional_sizes(nx, needle):
+    from datagen.channel.checkpoint import regrid
+
+    with pytest.raises(OptionError, match=needle):   # int() ran 16.5 as 16; 3.5 was 'even, got 3'
+        regrid(_small_dns(), nx, 8)
+
+
+def test_regrid_refuses_an_unknown_override_and_keeps_the_flow_divergence_free():
+    from datagen.channel.checkpoint import regrid
+
+    dns = _small_dns()
+    with pytest.raises(OptionError, match="dtt"):
+        regrid(dns, 16, 8, dtt=1e-4)
+    fine = regrid(dns, 16, 8, dt=5e-4)
+    assert fine.grid.nx == 16 and fine.cfg.dt == 5e-4
+    assert fine.divergence_max() < 1e-10
+    assert fine.bulk_velocity() == pytest.approx(dns.bulk_velocity(), rel=1e-12)

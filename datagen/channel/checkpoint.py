@@ -21,6 +21,14 @@ def save_checkpoint(dns: ChannelDNS, path) -> Path:
     return path
 
 
+def _check_overrides(overrides) -> None:
+    # a misspelt override (dtt=) was set as a stray attribute and the run went on unchanged
+    unknown = sorted(set(overrides) - set(ChannelConfig.__dataclass_fields__))
+    if unknown:
+        raise OptionError(f"unknown config override(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(ChannelConfig.__dataclass_fields__)}")
+
+
 def load_checkpoint(path, **overrides) -> ChannelDNS:
     """A ChannelDNS at the checkpoint's state; ``overrides`` change config fields (device,
     solver, dt, ...). The grid must stay the one the fields were computed on."""
@@ -34,11 +42,7 @@ def load_checkpoint(path, **overrides) -> ChannelDNS:
         raise OptionError(f"{path} holds a bad channel configuration: {exc}") from exc
     except (OSError, KeyError, ValueError, TypeError) as exc:  # TypeError: a config key ChannelConfig lacks
         raise OptionError(f"{path} is not a channel checkpoint: {exc}") from exc
-    # a misspelt override (dtt=) was set as a stray attribute and the run went on unchanged
-    unknown = sorted(set(overrides) - set(ChannelConfig.__dataclass_fields__))
-    if unknown:
-        raise OptionError(f"unknown checkpoint override(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(ChannelConfig.__dataclass_fields__)}")
+    _check_overrides(overrides)
     if "grid" in overrides and overrides["grid"] != cfg.grid:
         raise OptionError("a checkpoint cannot be restarted on a different grid")
     for k, v in overrides.items():
@@ -78,8 +82,10 @@ def regrid(dns: ChannelDNS, nx: int, nz: int, **overrides) -> ChannelDNS:
     (same y grid and box), by trigonometric interpolation of the staggered fields and one
     projection back onto discretely divergence-free fields: a developed flow seeds a
     finer run without repeating the transition."""
+    _check_overrides(overrides)
     cfg = ChannelConfig.from_json(dns.cfg.to_json())
-    cfg.grid = {**dns.grid.params(), "nx": int(nx), "nz": int(nz)}
+    # ChannelGrid checks the sizes: int() here made regrid(dns, 16.5, 8) run on 16
+    cfg.grid = {**dns.grid.params(), "nx": nx, "nz": nz}
     for k, v in overrides.items():
         setattr(cfg, k, v)
     cfg.__post_init__()
