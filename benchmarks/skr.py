@@ -598,12 +598,19 @@ def rc_how(rc) -> str:
                    f"{min(means):.2f}x to {max(means):.2f}x warm PETSc CG (skr_rcg.md).")
 
 
-CARRY = {"ordering": "## Ordering at scale"}
+# part -> (headings of its Markdown sections, its keys in the JSON payload)
+CARRY = {
+    "table1": (["## Table 1 protocol"], ["table1", "table1_detail", "sorting"]),
+    "periter": (["## Per-iteration cost, darcy", "## Per-iteration cost, same matrix"],
+                ["per_iteration", "per_iteration_ilu"]),
+    "ordering": (["## Ordering at scale"], ["ordering"]),
+}
 
 
 def carry_over(name: str, parts, payload, md) -> list[str]:
-    """Keep the rcg and ordering results of the existing results file when this run skips them
-    (``--parts table1,periter``), so a partial rerun does not erase them."""
+    """Keep the results of the parts this run skips (``--parts ordering`` reruns only the
+    ordering) from the existing results file, each with the run it came from, so a partial
+    rerun does not erase them."""
     import json
 
     jpath, mpath = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
@@ -611,24 +618,28 @@ def carry_over(name: str, parts, payload, md) -> list[str]:
         return []
     old = json.loads(jpath.read_text())
     sections = ["## " + sec for sec in mpath.read_text().split("\n## ")[1:]]
-    carried = []
-    for part, heading in CARRY.items():
-        if part in parts or part not in old:
+    run = {"from_commit": old.get("machine", {}).get("git_commit"), "from_date": old.get("machine", {}).get("date")}
+    prev = old.get("carried_over") or {}
+    sources = dict(prev.get("sources") or {p: {"from_commit": prev["from_commit"], "from_date": prev["from_date"]}
+                                           for p in prev.get("parts", [])})
+    carried = {}
+    for part, (headings, keys) in CARRY.items():
+        if part in parts or not all(k in old for k in keys if k != "table1_detail"):
             continue
-        text = next((sec for sec in sections if sec.startswith(heading)), None)
-        if text is None:
+        texts = [next((sec for sec in sections if sec.startswith(h)), None) for h in headings]
+        if any(t is None for t in texts):
             continue
-        payload[part] = old[part]
-        body = text.split("\n![")[0].rstrip()
-        # the earlier run's own carry-over notice is restated below, with the run it names
-        md.append("\n".join(ln for ln in body.split("\n") if not ln.startswith("(Sections ")).rstrip() + "\n")
-        carried.append(part)
+        for k in keys:
+            if k in old:
+                payload[k] = old[k]
+        for text in texts:
+            body = text.split("\n![")[0].rstrip()
+            # the earlier run's own carry-over notice is restated below, with the runs it names
+            md.append("\n".join(ln for ln in body.split("\n") if not ln.startswith("(Sections ")).rstrip() + "\n")
+        carried[part] = sources.get(part, run)
     if carried:
-        # parts carried over more than once keep the run they come from
-        src = old.get("carried_over") or {"from_commit": old.get("machine", {}).get("git_commit"),
-                                          "from_date": old.get("machine", {}).get("date")}
-        payload["carried_over"] = {"parts": carried, "from_commit": src["from_commit"], "from_date": src["from_date"]}
-    return carried
+        payload["carried_over"] = {"parts": list(carried), "sources": carried}
+    return list(carried)
 
 
 def annotate(name: str):
@@ -683,13 +694,16 @@ def main(argv=None):
     part_rcg(payload, md)
     if "ordering" in parts:
         part_ordering(args, payload, md)
-    if carry_over(args.name, parts, payload, md):
-        co = payload["carried_over"]
-        md.append(f"(Sections {', '.join(co['parts'])} are carried over unchanged from the run on commit "
-                  f"{co['from_commit']}, {co['from_date']}; this run did not repeat them.)\n")
+    carried = carry_over(args.name, parts, payload, md)
+    if carried:
+        src = payload["carried_over"]["sources"]
+        md.append("(Sections carried over unchanged from earlier runs, which this run did not repeat: "
+                  + "; ".join(f"{p} from commit {src[p]['from_commit']}, {src[p]['from_date']}" for p in carried)
+                  + ".)\n")
     if rows:
         RESULTS.mkdir(parents=True, exist_ok=True)
         plot(rows, RESULTS / f"{args.name}.png")
+    if rows or ("table1" in carried and (RESULTS / f"{args.name}.png").exists()):
         md.append(f"\n![speed-ups]({args.name}.png)\n")
     payload["loadavg"].append(os.getloadavg()[0])
     payload["notes"] = explain(payload)
