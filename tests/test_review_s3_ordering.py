@@ -438,3 +438,13 @@ def test_regrid_refuses_an_unknown_override_and_keeps_the_flow_divergence_free()
     assert fine.grid.nx == 16 and fine.cfg.dt == 5e-4
     assert fine.divergence_max() < 1e-10
     assert fine.bulk_velocity() == pytest.approx(dns.bulk_velocity(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kw, needle", [(dict(cfl_target=-0.5), "cfl_target"), (dict(cfl_target=float("nan")), "cfl_target"),
+                                        (dict(cfl_target=0.5, dt_max=float("nan")), "dt_max"),
+                                        (dict(cfl_target=0.5, dt_max=-1e-3), "dt_max")])
+def test_run_refuses_a_bad_cfl_target_or_dt_max(kw, needle):
+    dns = _small_dns()
+    with pytest.raises(OptionError, match=needle):   # ValueError from log10/floor in adapt_dt
+        dns.run(2, check_every=1, **kw)
+    assert dns.step_count == 0

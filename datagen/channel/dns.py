@@ -306,6 +306,10 @@ class ChannelDNS:
             if not (_real(value) and int(value) == value and value >= least):
                 raise OptionError(f"{name} must be an integer >= {least}, got {value!r}")
         nsteps, check_every = int(nsteps), int(check_every)
+        # a negative cfl_target or a NaN dt_max failed in adapt_dt's log10/floor (ValueError)
+        for name, value in (("cfl_target", cfl_target), ("dt_max", dt_max)):
+            if value is not None and not (_real(value) and value > 0):
+                raise OptionError(f"{name} must be positive and finite, got {value!r}")
         dt_max = dt_max or self.cfg.dt
         # an unstable run is found by check() and the pressure solve (ChannelBlowUp); NumPy's
         # overflow warnings on the way there would be stray lines beside that one error
