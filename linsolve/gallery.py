@@ -1,8 +1,28 @@
 """Test matrices shared by the tests and the benchmarks (all SciPy CSR, float64)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
+
+from .errors import OptionError
+
+
+# Bad sizes failed inside SciPy (n=0: "Diagonal length ...", n=-1: ZeroDivisionError) and bad
+# coefficients gave NaN matrices (peclet=nan, k=nan) or NumPy errors (contrast=0.5, cond=0).
+def _size(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise OptionError(f"grid size n must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def _number(name: str, value, least: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value < least:
+        bound = "" if least == -math.inf else f" >= {least:g}"
+        raise OptionError(f"{name} must be a finite number{bound}, got {value!r}")
+    return float(value)
 
 
 def _lap1d(n: int, h: float) -> sp.csr_matrix:
@@ -13,6 +33,7 @@ def _lap1d(n: int, h: float) -> sp.csr_matrix:
 def poisson2d(n: int, scaled: bool = False) -> sp.csr_matrix:
     """5-point Dirichlet Laplacian on an n x n interior grid (h = 1/(n+1)); SPD.
     ``scaled=False`` gives the integer stencil (4, -1) as in most solver papers."""
+    n = _size(n)
     h = 1.0 / (n + 1)
     T = _lap1d(n, h)
     I = sp.identity(n, format="csr")
@@ -22,6 +43,7 @@ def poisson2d(n: int, scaled: bool = False) -> sp.csr_matrix:
 
 def poisson3d(n: int, scaled: bool = False) -> sp.csr_matrix:
     """7-point Dirichlet Laplacian on an n^3 interior grid; SPD."""
+    n = _size(n)
     h = 1.0 / (n + 1)
     T = _lap1d(n, h)
     I = sp.identity(n, format="csr")
@@ -31,7 +53,9 @@ def poisson3d(n: int, scaled: bool = False) -> sp.csr_matrix:
 
 def convection_diffusion2d(n: int, peclet: float = 50.0) -> sp.csr_matrix:
     """-Δu + Pe (u_x + u_y) with first-order upwinding on an n x n grid; non-symmetric,
-    an M-matrix (so ILU and Jacobi are well defined)."""
+    an M-matrix (so ILU and Jacobi are well defined). The stencil upwinds for a positive
+    velocity, so ``peclet`` >= 0."""
+    n, peclet = _size(n), _number("peclet", peclet, 0.0)
     h = 1.0 / (n + 1)
     e = np.ones(n)
     T = sp.diags([-e[:-1], 2 * e, -e[:-1]], [-1, 0, 1]) / h**2
@@ -43,6 +67,7 @@ def convection_diffusion2d(n: int, peclet: float = 50.0) -> sp.csr_matrix:
 def variable_diffusion2d(n: int, contrast: float = 100.0, seed: int = 0) -> sp.csr_matrix:
     """-div(k grad u) with a piecewise-constant random k in [1, contrast] (cell-centred,
     harmonic face averages); SPD."""
+    n, contrast = _size(n), _number("contrast", contrast, 1.0)
     rng = np.random.default_rng(seed)
     k = np.exp(rng.uniform(0.0, np.log(contrast), size=(n + 2, n + 2)))
     h = 1.0 / (n + 1)
@@ -70,10 +95,12 @@ def variable_diffusion2d(n: int, contrast: float = 100.0, seed: int = 0) -> sp.c
 def helmholtz2d(n: int, k: float = 10.0) -> sp.csr_matrix:
     """Shifted Laplacian -Δ - k^2 I (Dirichlet); symmetric indefinite once k^2 exceeds the
     smallest Dirichlet eigenvalue 2π^2."""
+    n, k = _size(n), _number("k", k, -math.inf)
     return (poisson2d(n, scaled=True) - k**2 * sp.identity(n * n)).tocsr()
 
 
 def random_spd(n: int, seed: int = 0, cond: float = 100.0) -> np.ndarray:
+    n, cond = _size(n), _number("cond", cond, 1.0)
     rng = np.random.default_rng(seed)
     Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
     return (Q * np.geomspace(1.0, cond, n)) @ Q.T

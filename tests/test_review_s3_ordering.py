@@ -448,3 +448,40 @@ def test_run_refuses_a_bad_cfl_target_or_dt_max(kw, needle):
     with pytest.raises(OptionError, match=needle):   # ValueError from log10/floor in adapt_dt
         dns.run(2, check_every=1, **kw)
     assert dns.step_count == 0
+
+
+# --- linsolve.gallery ----------------------------------------------------------------------
+@pytest.mark.parametrize("make", ["poisson2d", "poisson3d", "convdiff2d", "vardiff2d", "helmholtz2d"])
+@pytest.mark.parametrize("n", [0, -1, 2.5, "4", True])
+def test_gallery_sizes_must_be_positive_integers(make, n):
+    from linsolve import gallery
+
+    with pytest.raises(OptionError, match="n must be a positive integer"):
+        gallery.GALLERY[make](n)   # SciPy's 'Diagonal length', ZeroDivisionError, TypeError
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda g: g.convection_diffusion2d(4, peclet=float("nan")), "peclet"),   # a NaN matrix
+    (lambda g: g.convection_diffusion2d(4, peclet=-5.0), "peclet"),   # downwind: not the M-matrix promised
+    (lambda g: g.variable_diffusion2d(4, contrast=0.5), "contrast"),
+    (lambda g: g.variable_diffusion2d(4, contrast=float("inf")), "contrast"),
+    (lambda g: g.helmholtz2d(4, k=float("nan")), "k must"),   # a NaN matrix
+    (lambda g: g.random_spd(4, cond=0.0), "cond"),
+    (lambda g: g.random_spd(0), "n must"),
+])
+def test_gallery_coefficients_are_checked(call, needle):
+    from linsolve import gallery
+
+    with pytest.raises(OptionError, match=needle):
+        call(gallery)
+
+
+def test_gallery_smallest_sizes_against_dense_references():
+    from linsolve import gallery
+
+    assert gallery.poisson2d(1).toarray().tolist() == [[4.0]]
+    assert gallery.poisson3d(np.int64(1)).toarray().tolist() == [[6.0]]
+    C = gallery.convection_diffusion2d(3, peclet=0.0).toarray()
+    assert np.allclose(C, gallery.poisson2d(3, scaled=True).toarray())
+    S = gallery.random_spd(5, cond=1.0)
+    assert np.allclose(S, np.eye(5))
