@@ -5,22 +5,11 @@ import warnings
 
 import numpy as np
 import pytest
+from gold_ordering import gold_greedy
 
 import linsolve
 from linsolve import LinearSystem, OptionError, ShapeError, order_systems, solve_sequence
 from linsolve.ordering import path_length
-
-
-def _gold_greedy(X, start=0):
-    """Plain nearest-unvisited-neighbour walk, exact distances, ties to the lowest index."""
-    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
-    order, left = [start], set(range(len(X))) - {start}
-    while left:
-        cur = X[order[-1]]
-        nxt = min(sorted(left), key=lambda j: float(np.sum((X[j] - cur) ** 2)))
-        order.append(nxt)
-        left.remove(nxt)
-    return np.array(order)
 
 
 @pytest.mark.parametrize("memory", [1 << 28, 0])  # distance-matrix path and GEMV path
@@ -31,7 +20,7 @@ def test_greedy_is_the_nearest_neighbour_walk_for_features_far_from_the_origin(m
     rng = np.random.default_rng(0)
     X = offset + 1e-3 * rng.standard_normal((50, 3))
     got = order_systems(X, "greedy", memory=memory)
-    gold = _gold_greedy(X)
+    gold = gold_greedy(X)
     assert np.array_equal(got, gold)
     assert path_length(X, got) == pytest.approx(path_length(X, gold), rel=1e-12)
 
@@ -42,7 +31,7 @@ def test_greedy_with_duplicate_and_near_duplicate_rows_matches_gold(memory):
     base = 100.0 * rng.standard_normal((12, 4))
     X = np.concatenate([base, base, base + 1e-9 * rng.standard_normal(base.shape)])
     X = X[rng.permutation(len(X))]
-    assert np.array_equal(order_systems(X, "greedy", start=7, memory=memory), _gold_greedy(X, start=7))
+    assert np.array_equal(order_systems(X, "greedy", start=7, memory=memory), gold_greedy(X, start=7))
 
 
 @pytest.mark.parametrize("method", ["greedy", "fft"])
@@ -56,7 +45,7 @@ def test_start_that_is_not_an_index_is_an_option_error(method, start):
 
 def test_numpy_integer_start_is_accepted():
     X = np.random.default_rng(2).standard_normal((5, 3))
-    assert np.array_equal(order_systems(X, "greedy", start=np.int64(3)), _gold_greedy(X, start=3))
+    assert np.array_equal(order_systems(X, "greedy", start=np.int64(3)), gold_greedy(X, start=3))
 
 
 @pytest.mark.parametrize("option", ["fft_modes", "n_components", "curve_dims", "cell_size"])
@@ -92,7 +81,7 @@ def test_other_real_dtypes_give_a_permutation(dtype, method):
     o = order_systems(F, method, start=4)
     assert o[0] == 4 and np.array_equal(np.sort(o), np.arange(30))
     if method == "greedy":
-        assert np.array_equal(o, _gold_greedy(F.astype(np.float64), start=4))
+        assert np.array_equal(o, gold_greedy(F.astype(np.float64), start=4))
 
 
 def _sequence(N=4, seed=0):
@@ -295,7 +284,7 @@ def test_greedy_and_path_length_at_the_ends_of_the_float_range(scale, memory):
     X = np.random.default_rng(6).standard_normal((30, 4))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert np.array_equal(order_systems(X * scale, "greedy", memory=memory), _gold_greedy(X))
+        assert np.array_equal(order_systems(X * scale, "greedy", memory=memory), gold_greedy(X))
         assert path_length(X * scale) == pytest.approx(scale * path_length(X), rel=1e-12)
 
 
