@@ -38,25 +38,6 @@ class MatOps:
             self._xv = vec_from_array(self._xb)
             self._yv = vec_from_array(self._yb)
 
-    def entries(self):
-        """A record of the matrix's current entries (copies of the CSR arrays, or the PETSc
-        object state), for ``same_entries``; None for a matrix-free operator."""
-        if self._csr is not None:
-            return ("csr", self._indptr.copy(), self._indices.copy(), self._data.copy())
-        if self._mat is not None:
-            return ("petsc", self._mat.stateGet())
-        return None
-
-    def same_entries(self, record) -> bool:
-        """Whether the matrix still has the entries ``entries()`` recorded (one pass over
-        the arrays, about the cost of one product)."""
-        if record is None:
-            return self._csr is None and self._mat is None  # matrix-free: nothing to compare
-        if record[0] == "csr":
-            return (self._csr is not None and np.array_equal(record[3], self._data)
-                    and np.array_equal(record[2], self._indices) and np.array_equal(record[1], self._indptr))
-        return self._mat is not None and self._mat.stateGet() == record[1]
-
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self._csr is not None:
             # SciPy's own kernel without the operator-dispatch layer (tens of microseconds
@@ -153,18 +134,6 @@ class PetscPC:
 
     def destroy(self):
         self.pc.destroy()
-
-
-def changed_in_place(solver, op, A: MatOps) -> bool:
-    """True when ``op`` wraps the very matrix object this solver solved last but its entries
-    changed since (``A.data[:] = ...``, new values assembled into a PETSc Mat): everything
-    cached per matrix object (preconditioners, compiled copies, A times the recycled space)
-    is then stale and must be rebuilt. Records the current entries for the next call."""
-    last = getattr(solver, "_entries", None)
-    if last is not None and last[0] is op.source and A.same_entries(last[1]):
-        return False
-    solver._entries = (op.source, A.entries())
-    return last is not None and last[0] is op.source
 
 
 def is_identity(M) -> bool:

@@ -33,7 +33,7 @@ from scipy.linalg.lapack import dgeev, dgeqp3, dgeqrf, dgetrf, dgetrs, dorgqr, d
 
 from ..base import Outcome, Solver
 from ..errors import OptionError
-from ..recycle_ops import MatOps, apply_block, build_pc, changed_in_place, is_identity, pc_into
+from ..recycle_ops import MatOps, apply_block, build_pc, is_identity, pc_into
 from ..registry import register
 
 
@@ -165,16 +165,20 @@ class GCRODR(Solver):
         self._norms()
         return U.shape[0]
 
+    def _caches_matrix(self):
+        return True
+
+    def _matrix_changed(self):
+        # preconditioners and C = B U are keyed on the matrix object: rebuild them
+        self._pc_cache = self._petsc_pc_cache = None
+        self._key = None
+
     # --- the method -------------------------------------------------------------------
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         n = op.n
         m, k = int(self.opts["restart"]), int(self.opts["recycle"])
         right = self.opts["pc_side"] == "right"
         A = MatOps(op)
-        if changed_in_place(self, op, A):
-            # preconditioners and C = B U are keyed on the matrix object: rebuild them
-            self._pc_cache = self._petsc_pc_cache = None
-            self._key = None
         M = build_pc(self, op)
         ident = is_identity(M)
         # right preconditioning: corrections are formed in B's space, then mapped by M^-1

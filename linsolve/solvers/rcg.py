@@ -60,7 +60,7 @@ from ..base import Outcome, Solver
 from ..errors import OptionError
 from ..precond import Identity, Jacobi
 from ..rcg_restart import update_restart
-from ..recycle_ops import MatOps, apply_block, build_pc, changed_in_place, is_identity
+from ..recycle_ops import MatOps, apply_block, build_pc, is_identity
 from ..registry import register
 from ..result import history_length, note_dropped
 
@@ -238,13 +238,17 @@ class RecycledCG(Solver):
             return None, None, None, refreshed
         return W, self._AW, self._proj, refreshed
 
+    def _caches_matrix(self):
+        return True
+
+    def _matrix_changed(self):
+        # the caches below are keyed on the matrix object; the compiled one even holds a
+        # copy of A's entries, so a stale one would make the products wrong
+        self._fast_pc = self._pc_cache = self._petsc_pc_cache = None
+        self._AW = None
+
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         A = MatOps(op)
-        if changed_in_place(self, op, A):
-            # the caches below are keyed on the matrix object; the compiled one even holds
-            # a copy of A's entries, so a stale one would make the products wrong
-            self._fast_pc = self._pc_cache = self._petsc_pc_cache = None
-            self._AW = None
         M = self._compiled_pc(op, A) if ctx.callback is None else None
         if M is not None:
             return self._solve_compiled(op, A, M, b, x0, tol, maxiter)
