@@ -150,10 +150,6 @@ def gcrotmk_seq(systems, order, pc, tol, warm=True, m=20, k=20, maxiter=2000, pc
     return rec
 
 
-def run_gcrotmk(systems, order, pc, tol, warm=True, m=20, k=20):
-    return _drain(gcrotmk_seq(systems, order, pc, tol, warm, m, k))
-
-
 def summarise(res):
     return {"total_time": float(sum(res["times"])), "median_time": float(statistics.median(res["times"])),
             "total_iterations": int(sum(res["iterations"])),

@@ -93,10 +93,6 @@ def vec_from_array(x: np.ndarray, comm=None):
     return PETSc.Vec().createWithArray(x, comm=comm or PETSc.COMM_SELF)
 
 
-def vec_to_array(v) -> np.ndarray:
-    return v.getArray(readonly=True).copy()
-
-
 class _ShellContext:
     """Python context for a MATSHELL that applies any ``matvec`` callable."""
 

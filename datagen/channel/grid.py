@@ -58,6 +58,3 @@ class ChannelGrid:
     def shape(self) -> tuple[int, int, int]:
         return (self.ny, self.nx, self.nz)
 
-    def volume_weights(self) -> np.ndarray:
-        """Cell volumes of the centre grid, (ny, 1, 1) broadcasting."""
-        return (self.dyc * self.dx * self.dz).reshape(-1, 1, 1)
