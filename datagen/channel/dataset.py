@@ -248,14 +248,14 @@ def _join(out: Path, parts: Path, base: ChannelDNS, filt: CoarseFilter, K: int, 
                 dims[name].attrs.update(sample_varying=False, time_varying=False)
             dims["time"].attrs.update(sample_varying=False, time_varying=True)
             bcs = f.create_group("boundary_conditions")
-            for name, axis, kind_ in (("x_periodic", "x", "PERIODIC"), ("y_wall", "y", "WALL"), ("z_periodic", "z", "PERIODIC")):
+            for name, axis, kind_, own in (("x_periodic", "x", "PERIODIC", "periodic"), ("y_wall", "y", "WALL", "no-slip"),
+                                           ("z_periodic", "z", "PERIODIC", "periodic")):
                 g = bcs.create_group(name)
                 n = {"x": filt.NX, "y": filt.NY, "z": filt.NZ}[axis]
                 mask = np.zeros(n, dtype=bool)
-                if kind_ == "WALL":
-                    mask[[0, -1]] = True
-                g.attrs.update(associated_dims=[axis], associated_fields=[], bc_type=kind_, sample_varying=False,
-                               time_varying=False)
+                mask[[0, -1]] = True  # The Well reads an axis end's type where the mask is set
+                g.attrs.update(associated_dims=[axis], associated_fields=[], bc_type=kind_, datagen_bc_type=own,
+                               sample_varying=False, time_varying=False)
                 g["mask"] = mask
                 if kind_ == "WALL":
                     g["values"] = np.zeros(2, dtype=np.float32)
