@@ -106,7 +106,7 @@ def test_distributed_gcrodr_does_one_reduction_per_block(solver_cases):
     row = next(c for c in solver_cases["equal_serial"] if c["case"] == "gcrodr/none")["rows"][1]
     its = row["its_par"]
     cycles = -(-its // (20 - 6))
-    assert 2 * its <= row["reductions"] <= 2 * its + 6 * cycles + 12, row
+    assert 2 * its <= row["reductions"] <= 2 * its + 6 * cycles + 16, row
 
 
 def test_uneven_row_distribution(solver_cases):
@@ -134,6 +134,29 @@ def test_python_ksp_recycles_under_two_processes(solver_cases):
         r = res[key]
         assert max(r["residual"]) <= RTOL * (1 + 1e-6), (key, r)
         assert np.all(np.abs(np.subtract(r["its_par"], r["its_ser"])) <= ITS_TOL), (key, r)
+
+
+def _program(*options):
+    proc = run_mpi([str(WORKERS / "petsc_program.py"), "32", "-ksp_rtol", "1e-9", "-pc_type", "bjacobi",
+                    "-ksp_pc_side", "right", *options])
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and len(lines) == 1, proc.stderr[-4000:]
+    return json.loads(lines[0][len("RESULT "):])
+
+
+def test_plain_petsc_program_runs_gcrodr_chosen_by_options(petsc):
+    """A parallel petsc4py program that knows nothing of linsolve picks the Python KSP by
+    options (it failed with PETSc error 60 when the context built sequential work vectors)."""
+    ours = _program("-ksp_type", "python", "-ksp_python_type", "linsolve.petsc_ksp_python.GCRODR",
+                    "-ksp_gcrodr_restart", "30", "-ksp_gcrodr_recycle", "8")
+    gmres = _program("-ksp_type", "gmres", "-ksp_gmres_restart", "30")
+    assert ours["ksp_type"] == "python" and ours["processes"] == 2
+    for run in (ours, gmres):
+        for s in run["solves"]:
+            assert s["reason"] > 0 and s["residual"] <= RTOL * (1 + 1e-6), run
+    its = [s["its"] for s in ours["solves"]]
+    assert its[1] < its[0] and its[2] < its[0], its  # the context recycles across KSPSolve calls
+    assert sum(its[1:]) < sum(s["its"] for s in gmres["solves"][1:]), (ours, gmres)
 
 
 def test_solvers_that_cannot_run_distributed_say_what_can(solver_cases):
