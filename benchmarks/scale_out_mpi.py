@@ -44,7 +44,6 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
 
 #: assumed interconnect (an InfiniBand cluster like the paper's): one stage of a tree
 #: Allreduce of a few doubles, one neighbour (halo) message of a grid row
@@ -142,13 +141,12 @@ def worker(args):
         bs = Ms.createVecLeft()
         bs.getArray()[:] = small.b
         fixed = {}
-        for key, make in (("gmres", lambda: linsolve.make_solver("gmres", restart=RESTART, history=False,
-                                                                  backend="petsc", pc=pc, rtol=1e-30, maxiter=400)),
-                          ("gcrodr", lambda: linsolve.make_solver("gcrodr", restart=RESTART, recycle=RECYCLE,
-                                                                   backend="petsc", pc=pc, rtol=1e-30, maxiter=400))):
+        small_opts = {"gmres": dict(restart=RESTART, history=False),
+                      "gcrodr": dict(restart=RESTART, recycle=RECYCLE)}
+        for key, extra in small_opts.items():
             ts = []
             for _ in range(5):
-                s_ = make()
+                s_ = linsolve.make_solver(key, backend="petsc", pc=pc, rtol=1e-30, maxiter=400, **extra)
                 t0 = time.perf_counter()
                 r = s_.solve(Ms, bs)
                 ts.append((time.perf_counter() - t0) / max(r.iterations, 1))

@@ -185,9 +185,8 @@ class _Distributed:
     """The bench's matrix spread over PETSc's COMM_WORLD."""
 
     def __init__(self):
-        from .petsc_utils import petsc
-
         from .parallel import Layout
+        from .petsc_utils import petsc
 
         self.PETSc = petsc("linsolve bench under mpiexec")
         self.comm = self.PETSc.COMM_WORLD

@@ -15,7 +15,6 @@ from ..errors import UnsupportedInputError
 from ..registry import register
 from .petsc_ksp import PetscDriver
 
-
 #: PETSc's parallel LU packages, in order of preference
 PARALLEL_LU = ("mumps", "superlu_dist", "strumpack", "pastix")
 
