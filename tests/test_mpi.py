@@ -36,9 +36,11 @@ def _required() -> bool:
 
 def mpiexec() -> str:
     """MPICH's mpiexec (what PETSc was built with), or LINSOLVE_MPIEXEC."""
-    exe = os.environ.get("LINSOLVE_MPIEXEC") or shutil.which("mpiexec.mpich") or shutil.which("mpiexec")
+    override = os.environ.get("LINSOLVE_MPIEXEC")
+    exe = shutil.which(override) if override else (shutil.which("mpiexec.mpich") or shutil.which("mpiexec"))
     if not exe:
-        msg = "mpiexec (MPICH) is not installed; `make setup` installs Debian's mpich"
+        msg = (f"LINSOLVE_MPIEXEC={override!r} is not an executable" if override else
+               "mpiexec (MPICH) is not installed; `make setup` installs Debian's mpich")
         if _required():
             pytest.fail(msg + " (required under make test and CI)")
         pytest.skip(msg)
