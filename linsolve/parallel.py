@@ -12,6 +12,23 @@ gives every process the same bits): every process takes the same branches.
 
 ``serial(n)`` is the layout of everything else (NumPy, SciPy and sequential PETSc input): its
 sums are the local values themselves.
+
+Examples
+--------
+Run as ``mpiexec -n 4 python solve.py``; ``A`` is any AIJ Mat on ``COMM_WORLD`` (or another
+communicator), assembled by the application with PETSc's row distribution::
+
+    import linsolve
+    from petsc4py import PETSc
+
+    b = A.createVecLeft()            # this process's rows of b
+    solver = linsolve.make_solver("gcrodr", backend="petsc", pc="bjacobi", rtol=1e-8)
+    for step in range(nsteps):       # a sequence: the recycled space carries over
+        ...                          # new values in A, new b
+        res = solver.solve(A, b)     # res.x: a Vec with b's row distribution
+
+Every process calls ``solve`` with its part; ``res.iterations``, ``res.converged`` and the
+residual norms are the same on every process.
 """
 from __future__ import annotations
 
