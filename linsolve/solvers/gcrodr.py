@@ -238,8 +238,10 @@ class GCRODR(Solver):
             kc = 0 if self._C is None else self._C.shape[0]
             steps = min(m - kc, maxiter - its)
             ratio = lay.norm(rp) / rnorm if not (right or ident) else 1.0
+            # distributed: ||rp|| is the rnorm just summed when rp is r (one global sum fewer a cycle)
+            known = rnorm if (lay.distributed and (right or ident)) else None
             p, y1, y2, G, breakdown = self._cycle(A, M, right, ident, rp, Vh, kc, steps,
-                                                  tol * ratio, norms, ctx)
+                                                  tol * ratio, norms, ctx, known)
             its += p
             yu = y1 if pend is None else y1 + pend / self._d
             pend = None
@@ -317,10 +319,10 @@ class GCRODR(Solver):
         """Column scaling D = diag(1/||u_i||) of the paper, kept with U."""
         self._d = 1.0 / np.sqrt(self._layout.sum(np.einsum("ij,ij->i", self._U, self._U)))
 
-    def _cycle(self, A, M, right, ident, rp, Vh, kc, steps, tol, norms, ctx):
+    def _cycle(self, A, M, right, ident, rp, Vh, kc, steps, tol, norms, ctx, beta=None):
         """One cycle: ``steps`` Arnoldi steps of (I - CC^T)B. Returns the step count, the
         least-squares solution split as (coefficients of U~, of V), the matrix G-bar and
-        whether the Arnoldi process broke down."""
+        whether the Arnoldi process broke down. ``beta``: ||rp|| when already known."""
         from ..arnoldi_kernels import arnoldi_step, arnoldi_step_distributed  # numba: imported on first use
 
         m = Vh.shape[0] - 1
@@ -330,7 +332,8 @@ class GCRODR(Solver):
                 Vh[:kc] = self._C
             G[np.arange(kc), np.arange(kc)] = self._d
         lay = A.layout
-        beta = lay.norm(rp) if lay.distributed else dnrm2(rp)
+        if beta is None:
+            beta = lay.norm(rp) if lay.distributed else dnrm2(rp)
         if not np.isfinite(beta):  # left preconditioning: M^-1 r itself is NaN/Inf
             return 0, np.zeros(kc), np.zeros(0), G, "non-finite"
         Vh[kc] = rp / beta
