@@ -254,10 +254,12 @@ def main(argv=None):
                                                          per[1]["gcrodr"]["median_s"]),
                                    "measured_speedup": next((r["speedup"] for r in rows if r["pc"] == label
                                                              and r["processes"] == P), None)})
+    command = (f"python -m benchmarks.scale_out_mpi --systems {args.systems} --pcs {' '.join(args.pcs)} "
+               f"--ranks {' '.join(map(str, args.ranks))} --stencil {args.stencil} --seed {args.seed}")
     payload = {"systems": args.systems, "ranks": args.ranks, "latency_model": LATENCY, "paper_ranks": PAPER_RANKS,
                "pcs": {k: {"type": v[0], "options": v[1]} for k, v in PCS.items() if k in args.pcs},
                "table": rows, "model": model_rows, "runs": {str(P): v for P, v in runs.items()},
-               "command": "python -m benchmarks.scale_out_mpi " + " ".join(argv if argv is not None else sys.argv[1:])}
+               "command": command, "note": args.note}
     md = [f"# SKR sequence under MPI: GCRO-DR(40, 20) vs PETSc GMRES(40)\n\n"
           f"darcy ({args.stencil} stencil, 80^2, n = {runs[args.ranks[0]]['n']}), {args.systems} systems in the "
           f"greedy order, tol {TOL:g}; GMRES from zero, GCRO-DR warm-started (the paper's protocol). bjacobi/asm "
@@ -265,7 +267,7 @@ def main(argv=None):
           "the block boundaries by process, so they move slightly between P = 1 and 2). Median seconds per "
           "system (slowest process). Global reductions per iteration counted at 2 processes from PETSc's event "
           "log (calls of VecMDot, VecNorm, VecDot, ...; ours go through VecMDot/VecDot too).\n\n"
-          f"Command: `{' '.join(['python -m benchmarks.scale_out_mpi', *(argv if argv is not None else sys.argv[1:])])}`"
+          f"Command: `{command}`"
           " (MPICH's mpiexec, OMP_NUM_THREADS=1)." + (f" {args.note}" if args.note else "") + "\n",
           markdown_table(rows),
           "\n## Projection to the paper's 72 processes\n\n"
