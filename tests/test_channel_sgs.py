@@ -358,3 +358,19 @@ def test_coarse_statistics_on_analytic_fields():
     # spanwise: u' does not vary in z (all its energy at k_z = 0); w' sits at k_z = 2 pi / lz
     assert s["near"]["Euu_z"].sum() == pytest.approx(Euu.sum(), rel=1e-12)
     assert s["centre"]["Eww_z"][1] == pytest.approx(1.0 / 2, rel=1e-12)
+
+
+def test_generate_runs_an_les_with_sgs(tmp_path):
+    from datagen.channel import generate
+
+    out = tmp_path / "les.h5"
+    generate(out, trajectories=1, snapshots=2, every=3, spinup=10, grid=(12, 16, 8), coarse_grid=(6, 9, 4), seed=2,
+             sgs="dsm")
+    with h5py.File(out) as f:
+        assert json.loads(f.attrs["config"])["sgs"] == "dsm"
+        assert np.isfinite(f["t1_fields/velocity"][()]).all()
+    p = subprocess.run([sys.executable, "-m", "datagen.cli", "generate", "channel", "--out", "g.h5", "--sgs", "smag",
+                        "--quiet"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and "sgs must be one of" in lines[0], p.stderr
+    assert not (tmp_path / "g.h5").exists() and not (tmp_path / "g.h5.parts").exists()
