@@ -131,7 +131,7 @@ def main(argv=None):
         if label in stats:
             p, sp = stats[label]["profiles"], stats[label]["spectra"]
             err = r["error_per_snapshot"]
-            row.update({"err step 1": err[1] if S > 1 else math.nan, "err last": err[-1]})
+            row.update({"err start": err[0], "err step 1": err[1] if S > 1 else math.nan, "err last": err[-1]})
             for q in QUANTITIES:
                 row[f"{q} rel L2"] = rel_l2(p[q], rp[q])
             row["-uv+ peak"] = float(np.max(-p["uv_plus"]))
@@ -142,7 +142,7 @@ def main(argv=None):
         rows.append(row)
 
     _plots(a.name, runs, stats, S, y)
-    payload = {"data": str(a.data), "trajectory": k, "snapshots": S, "late_window": [late.start, late.stop],
+    payload = {"name": a.name, "data": str(a.data), "trajectory": k, "snapshots": S, "late_window": [late.start, late.stop],
                "snapshot_dt": float(attrs["snapshot_dt"]), "coarse_grid": [len(x), len(y), len(z)],
                "box": [lx, lz], "re_tau": float(attrs["Re_tau"]), "dns_grid": json.loads(attrs["dns_grid"]),
                "threads": a.threads, "rows": rows,
@@ -159,7 +159,7 @@ def main(argv=None):
 
 def _markdown(payload, rows, attrs, runs) -> str:
     dns = payload["dns_grid"]
-    cols = ["run", "stable", "dt", "steps/interval", "s/interval", "err step 1", "err last"]
+    cols = ["run", "stable", "dt", "steps/interval", "s/interval", "err start", "err step 1", "err last"]
     stat_cols = ["run"] + [f"{q} rel L2" for q in QUANTITIES] + ["-uv+ peak", "Re_tau (wall)"]
     spec_cols = ["run", "Euu_x near rel L2", "Euu_z near rel L2", "Euu_x centre rel L2", "Euu_z centre rel L2"]
     ref_s = runs["filtered DNS"]["seconds_per_interval"]
@@ -172,7 +172,10 @@ def _markdown(payload, rows, attrs, runs) -> str:
             f"{dns['nx']}x{dns['ny']}x{dns['nz']}, box {payload['box'][0]:.4g} x 2 x {payload['box'][1]:.4g}; "
             f"stored (and LES) grid {nx}x{ny}x{nz} (Gauss-Lobatto in y; the LES has {ny - 1} cells between those "
             f"points). Every run starts from the filtered DNS's first snapshot (mapped onto the staggered LES grid "
-            f"and projected); the error at snapshot 0 is that mapping. Late-time statistics over snapshots "
+            f"and projected onto its divergence-free fields); `err start` is that mapping's error, most of it the "
+            f"projection (the mapping alone round-trips to float32 precision). The filtered DNS holds box averages "
+            f"(in y over the Gauss-Lobatto cell of each point), the LES point values, so they differ near the "
+            f"wall by construction (e.g. U+ at the first point off the wall). Late-time statistics over snapshots "
             f"{payload['late_window'][0]}..{payload['late_window'][1] - 1}, in units of the nominal u_tau "
             f"(units h = 1, nu = 1/Re_tau), folded over both halves; relative L2 errors of the profiles against "
             f"the filtered DNS's. Time: wall seconds to advance one snapshot interval (median over the run), "
@@ -182,7 +185,8 @@ def _markdown(payload, rows, attrs, runs) -> str:
             f"## Spectra of u' (relative L2 against the filtered DNS; near-wall plane y+ = "
             f"{payload['spectra']['filtered DNS']['y_plus_near']:.3g})\n\n{markdown_table(rows, spec_cols)}\n"
             f"## Speed relative to the DNS\n\n{markdown_table(speed)}\n"
-            f"Plots: `{payload.get('name', 'channel_les')}_profiles.png`, `_error.png`, `_spectra.png`.\n")
+            f"Plots: `{payload['name']}_profiles.png`, `{payload['name']}_error.png`, "
+            f"`{payload['name']}_spectra.png`.\n")
 
 
 def _plots(name, runs, stats, S, y):
@@ -218,15 +222,18 @@ def _plots(name, runs, stats, S, y):
     fig.savefig(RESULTS / f"{name}_error.png", dpi=110)
     plt.close(fig)
 
-    fig, axs = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axs = plt.subplots(2, 2, figsize=(11, 8))
+    yp = stats["filtered DNS"]["spectra"]["y_plus_near"]
     for label, s in stats.items():
         sp = s["spectra"]
-        for ax, key, kk in ((axs[0], "Euu_x", "kx"), (axs[1], "Euu_z", "kz")):
-            ax.loglog(sp[kk][1:], sp["near"][key][1:], **styles[label], label=f"{label}")
-            ax.loglog(sp[kk][1:], sp["centre"][key][1:], **{**styles[label], "alpha": 0.5})
-    axs[0].set(xlabel="k_x", ylabel="E_uu", title=f"streamwise (y+ {stats['filtered DNS']['spectra']['y_plus_near']:.3g}; faint: centre)")
-    axs[1].set(xlabel="k_z", ylabel="E_uu", title="spanwise")
-    axs[0].legend()
+        for row, where in enumerate(("near", "centre")):
+            for col, (key, kk) in enumerate((("Euu_x", "kx"), ("Euu_z", "kz"))):
+                # k = 0 off the log axis; the Nyquist mode is zero in every run (filter and staggering)
+                axs[row, col].loglog(sp[kk][1:-1], sp[where][key][1:-1], label=label, **styles[label])
+    for row, where in enumerate((f"y+ {yp:.3g}", "centre line")):
+        axs[row, 0].set(xlabel="k_x", ylabel="E_uu", title=f"streamwise, {where}")
+        axs[row, 1].set(xlabel="k_z", ylabel="E_uu", title=f"spanwise, {where}")
+    axs[0, 0].legend()
     fig.tight_layout()
     fig.savefig(RESULTS / f"{name}_spectra.png", dpi=110)
     plt.close(fig)
