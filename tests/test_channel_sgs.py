@@ -374,3 +374,22 @@ def test_generate_runs_an_les_with_sgs(tmp_path):
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 2 and len(lines) == 1 and "sgs must be one of" in lines[0], p.stderr
     assert not (tmp_path / "g.h5").exists() and not (tmp_path / "g.h5.parts").exists()
+
+
+def test_les_blow_up_writes_nothing_and_says_where(channel_file, tmp_path, monkeypatch):
+    from datagen.channel import ChannelBlowUp
+
+    calls = {"n": 0}
+    real = ChannelDNS.check
+
+    def check(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            self.u[0, 0, 0] = np.nan
+        return real(self)
+
+    monkeypatch.setattr(ChannelDNS, "check", check)
+    with pytest.raises(ChannelBlowUp, match="blew up before snapshot") as info:
+        run_les(channel_file, tmp_path / "x.h5", snapshots=4, steps_per_snapshot=2)
+    assert info.value.snapshot >= 1 and not (tmp_path / "x.h5").exists()
+    assert not list(tmp_path.iterdir())
