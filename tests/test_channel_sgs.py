@@ -393,3 +393,23 @@ def test_les_blow_up_writes_nothing_and_says_where(channel_file, tmp_path, monke
         run_les(channel_file, tmp_path / "x.h5", snapshots=4, steps_per_snapshot=2)
     assert info.value.snapshot >= 1 and not (tmp_path / "x.h5").exists()
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("sgs", ["wale", "dsm"])
+def test_numba_kernels_match_array_code(sgs):
+    dns = _turbulent_like(sgs, seed=9)
+    sg = dns.sgs
+    assert sg.use_numba
+    rng = np.random.default_rng(0)
+    u = dns.u + rng.standard_normal(dns.u.shape)
+    v = dns.v.copy()
+    v[1:-1] += rng.standard_normal(v[1:-1].shape)
+    w = dns.w + rng.standard_normal(dns.w.shape)
+    got_nt = sg.viscosity(u, v, w)
+    got = sg.forcing(u, v, w)
+    sg.use_numba = False
+    ref_nt = sg.viscosity(u, v, w)
+    ref = sg.forcing(u, v, w)
+    assert np.abs(got_nt - ref_nt).max() <= 1e-12 * np.abs(ref_nt).max()
+    for a, b in zip(got, ref, strict=True):
+        assert np.abs(a - b).max() <= 1e-12 * np.abs(b).max()

@@ -90,6 +90,17 @@ class EddyViscosity:
         self._inv_d2 = self.B.col(1.0 / g.dx**2 + 1.0 / g.dyc**2 + 1.0 / g.dz**2)
         self.last_nu_t = None
         self.last_coefficient = None
+        # on NumPy the WALE viscosity and the stress divergence run as fused numba kernels
+        # (kernels.sgs_kernels; the array code below is the reference and the torch path)
+        self.use_numba = False
+        if self.B.name == "numpy":
+            from .kernels import sgs_kernels
+
+            self.use_numba = sgs_kernels() is not None
+            wlo = (g.yc[1:] - g.yf[1:-1]) / g.dyf[1:-1]
+            self._nb = dict(dyc=np.ascontiguousarray(g.dyc), dyf_in=np.ascontiguousarray(g.dyf[1:-1]), wlo=wlo,
+                            whi=1.0 - wlo, cm=-h2 / (h1 * (h1 + h2)), c0=(h2 - h1) / (h1 * h2),
+                            cp=h1 / (h2 * (h1 + h2)), coef=C_WALE**2 * (g.dx * g.dyc * g.dz) ** (2.0 / 3.0))
 
     # --- differences at the centres -----------------------------------------------------
     def _ddy(self, a):
@@ -178,6 +189,14 @@ class EddyViscosity:
 
     def viscosity(self, u, v, w, g=None):
         """Eddy viscosity nu_t at the cell centres, shape (ny, nx, nz)."""
+        if self.kind == "wale" and g is None and self.use_numba:
+            from .kernels import sgs_kernels
+
+            nb = self._nb
+            out = np.empty(u.shape)
+            sgs_kernels()[0](*(np.ascontiguousarray(a) for a in (u, v, w)), self.ops.dx, self.ops.dz, nb["dyc"],
+                             nb["cm"], nb["c0"], nb["cp"], nb["coef"], out)
+            return out
         g = self.gradient(u, v, w) if g is None else g
         return self.wale(g) if self.kind == "wale" else self.dsm(g, u, v, w)
 
@@ -193,6 +212,14 @@ class EddyViscosity:
         B, o = self.B, self.ops
         nt = self.viscosity(u, v, w)
         self.last_nu_t = nt
+        if self.use_numba:
+            from .kernels import sgs_kernels
+
+            nb = self._nb
+            u, v, w, nt = (np.ascontiguousarray(a) for a in (u, v, w, nt))
+            fu, fv, fw = np.empty(u.shape), np.empty((u.shape[0] - 1,) + u.shape[1:]), np.empty(w.shape)
+            sgs_kernels()[1](u, v, w, nt, o.dx, o.dz, nb["dyc"], nb["dyf_in"], nb["wlo"], nb["whi"], fu, fv, fw)
+            return fu, fv, fw
         dx, dz = o.dx, o.dz
         # normal stresses at the centres
         t11 = 2.0 * nt * (B.next(u, X) - u) / dx
