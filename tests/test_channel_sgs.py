@@ -129,6 +129,27 @@ def test_dynamic_coefficient_matches_independent_implementation():
     assert np.abs(C - ref).max() <= 1e-10 * np.abs(ref).max()
 
 
+def test_dynamic_coefficient_vanishes_where_resolved_stress_and_model_are_orthogonal():
+    """u = a cos(kz), v = a sin(kz): the Leonard stress L (from products of u and v, filtered
+    in z) has only the 11, 22, 12 entries, the strain (du/dz, dv/dz) only 13 and 23, so
+    L_ij M_ij = 0 at every point although neither vanishes: C = 0 by hand."""
+    dns = _dns("dsm")
+    g, sg = dns.grid, dns.sgs
+    kz = 2 * np.pi * 2 / g.lz
+    Zc = g.zc[None, None, :] + np.zeros(g.shape)
+    u = 1.5 * np.cos(kz * Zc)
+    v = np.zeros((g.ny + 1, g.nx, g.nz))
+    v[1:-1] = 1.5 * np.sin(kz * g.zc)[None, None, :]
+    _set(dns, u=u, v=v)
+    C = sg.dynamic_coefficient(dns.u, dns.v, dns.w)[2:-2, 0, 0]  # rows whose stencils miss the walls
+    uc, vc, _ = sg.centre_velocity(dns.u, dns.v, dns.w)
+    F = sg.test_filter
+    L11 = F(uc * uc) - F(uc) ** 2
+    S13 = sg.strain(sg.gradient(dns.u, dns.v, dns.w))[4]
+    assert np.abs(L11[2:-2]).max() > 0.05 and np.abs(S13[2:-2]).max() > 1.0
+    assert np.abs(C).max() < 1e-14  # round-off; Smagorinsky coefficients C_s^2 are O(1e-2)
+
+
 def test_dynamic_coefficient_is_scale_and_galilean_invariant():
     """L and M are both quadratic in the velocity and the test filter keeps constants, so C is
     unchanged by u -> 3 u and by a uniform spanwise velocity added to the interior."""
