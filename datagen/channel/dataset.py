@@ -25,6 +25,7 @@ from linsolve.errors import OptionError
 from .checkpoint import load_checkpoint, save_checkpoint
 from .dns import ChannelBlowUp, ChannelConfig, ChannelDNS, perturbed_laminar
 from .filtering import CoarseFilter, collocate
+from .sgs import check_model as check_sgs_model
 
 #: ready-made configurations: a few CPU minutes, and the paper's setting (for a GPU)
 PRESETS = {
@@ -86,7 +87,7 @@ def _triple(v, name, cast=int, length=3):
 def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, spinup=None, coarse_grid=None,
              filter=None, restart=None, seed=None, device=None, solver=None, grid=None, box=None, dt=None,
              pressure=None, decorrelate=None, perturbation=None, preset: str | None = None, progress=None,
-             solver_options: dict | None = None) -> Path:
+             solver_options: dict | None = None, sgs: str | None = None) -> Path:
     """Write ``out`` (HDF5) and return its path. Every argument left as None takes its value
     from ``PRESETS[preset]`` (``"small"`` or ``"paper"``), else from ``DEFAULTS``.
 
@@ -97,7 +98,8 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     before its first snapshot (default ``every``). ``grid`` is the DNS grid (nx, ny, nz),
     ``box`` (lx, lz); ``coarse_grid`` (NX, NY, NZ) the stored one. Rerunning with the same
     arguments resumes: finished trajectories are kept. ``solver``/``solver_options``: the
-    linsolve solver of the pressure equation (default the exact ``fft-poisson``)."""
+    linsolve solver of the pressure equation (default the exact ``fft-poisson``). ``sgs``:
+    a sub-grid model (``"wale"`` or ``"dsm"``, see ``sgs.py``) to run an LES instead of a DNS."""
     if preset is not None and preset not in PRESETS:
         raise OptionError(f"unknown channel preset {preset!r}; known: {', '.join(PRESETS)}")
     given = dict(re_tau=re_tau, trajectories=trajectories, snapshots=snapshots, every=every, spinup=spinup,
@@ -128,12 +130,15 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     if isinstance(a["decorrelate"], bool) or decorrelate < 0 or (a["decorrelate"] is not None
                                                                    and int(a["decorrelate"]) != a["decorrelate"]):
         raise OptionError(f"decorrelate must be a non-negative integer (steps), got {a['decorrelate']!r}")
+    check_sgs_model(sgs)
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     # a resumed run must be the same run: refuse to mix shards of different configurations
     fingerprint = {k: (list(v) if isinstance(v, tuple) else v) for k, v in
                    dict(a, coarse_grid=coarse_grid, grid=grid, box=box, restart=str(restart) if restart else None,
                         decorrelate=decorrelate, device=None).items() if k != "trajectories"}
+    if sgs:  # only then: runs fingerprinted before the option existed still resume
+        fingerprint["sgs"] = sgs
     fp_path = parts / "config.json"
     if fp_path.exists():
         try:
@@ -153,11 +158,12 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
         fp_path.write_text(json.dumps(fingerprint))
     base_ckpt = Path(restart) if restart else parts / "spinup.npz"
     if restart or base_ckpt.exists():
-        base = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options)
+        base = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options, sgs=sgs)
     else:
         nx, ny, nz = grid
         cfg = ChannelConfig(re_tau=float(a["re_tau"]), grid=dict(nx=nx, ny=ny, nz=nz, lx=box[0], lz=box[1]),
-                            dt=float(a["dt"]), device=device, solver=solver, solver_options=dict(solver_options or {}))
+                            dt=float(a["dt"]), device=device, solver=solver, solver_options=dict(solver_options or {}),
+                            sgs=sgs)
         dns0 = ChannelDNS(cfg)
         # a coarse grid the DNS grid cannot be filtered onto is bad input: refuse it before the
         # spin-up (minutes to hours), not after it with a spin-up checkpoint left behind
@@ -179,7 +185,7 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
             if _shard_ok(shard, (snapshots, filt.NX, filt.NY, filt.NZ, 3), pressure):
                 continue
             shard.unlink()  # unreadable or of another shape (e.g. damaged on disk): compute it again
-        dns = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options)
+        dns = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options, sgs=sgs)
         _perturb(dns, perturbation, seed + 1 + k)
         dns.run(decorrelate, check_every=10) if decorrelate else None
         vel = np.empty((snapshots, filt.NX, filt.NY, filt.NZ, 3), dtype=np.float32)
@@ -235,7 +241,7 @@ def _join(out: Path, parts: Path, base: ChannelDNS, filt: CoarseFilter, K: int, 
                            dns_grid=json.dumps(base.grid.params()), config=json.dumps({
                                "re_tau": cfg.re_tau, "trajectories": K, "snapshots": S, "every": every,
                                "coarse_grid": [filt.NX, filt.NY, filt.NZ], "filter": kind, "seed": seed,
-                               "solver": cfg.solver, "drive": cfg.drive}),
+                               "solver": cfg.solver, "drive": cfg.drive, "sgs": cfg.sgs}),
                            input_fields=["velocity"], output_fields=["velocity"])
             for k, v in params.items():
                 f.attrs[k] = v
