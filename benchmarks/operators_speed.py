@@ -1,0 +1,147 @@
+"""Speed and memory of the surrogate models (``operators.make_model``) on a CPU: forward time
+per step (batch 1, inference mode) and one training step (forward + backward, batch 5,
+relative-L2 loss), for the evaluation paths the models offer (``fused=False``: the block op by
+op; ``fused=True``: the default fast exact path; ``checkpoint``; ``compile``).
+
+Each case runs in its own subprocess (so its peak resident memory is its own), with
+``torch.set_num_threads(THREADS)``. Results: benchmarks/results/operators_speed.{json,md}.
+
+    PYTHONPATH=. python -m benchmarks.operators_speed            # all cases
+    PYTHONPATH=. python -m benchmarks.operators_speed --quick    # the 16x17x8 grid only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+THREADS = 2
+SMALL_GRID, PAPER_GRID = (16, 17, 8), (32, 33, 16)
+
+
+def fourier_modes(grid):
+    """The default classic modes (8, 8, 8) clipped to what the grid holds."""
+    nx, ny, nz = grid
+    return [min(8, nx // 2), min(8, ny // 2), min(8, nz // 2 + 1)]
+
+
+def cases(quick: bool) -> list[dict]:
+    out = []
+    grids = [SMALL_GRID] if quick else [SMALL_GRID, PAPER_GRID]
+    for grid in grids:
+        big = grid == PAPER_GRID
+        fm = {"modes": fourier_modes(grid)}
+        for mode in ("forward", "train"):
+            out += [
+                dict(model="ifactformer-m", variant="plain", config={"fused": False}),
+                dict(model="ifactformer-m", variant="fused", config={}),
+                dict(model="ifactformer-o", variant="plain", config={"fused": False}),
+                dict(model="ifactformer-o", variant="fused", config={}),
+                dict(model="fno", variant="default", config=fm),
+                dict(model="ifno", variant="default", config=fm),
+            ]
+            if mode == "forward":
+                out.append(dict(model="ifactformer-m", variant="fused+compile", config={"compile": True}))
+            else:
+                out.append(dict(model="ifactformer-m", variant="fused+checkpoint", config={"checkpoint": True}))
+                out.append(dict(model="ifactformer-o", variant="fused+checkpoint", config={"checkpoint": True}))
+            for c in out:
+                c.setdefault("grid", list(grid))
+                c.setdefault("mode", mode)
+        if big:
+            # the literal path at batch 5 on the paper grid needs ~13 GB: left out on a shared machine
+            out = [c for c in out if not (c["mode"] == "train" and c["variant"] == "plain" and c["grid"] == list(grid))]
+    return out
+
+
+def run_case(case: dict) -> dict:
+    import torch
+
+    import operators
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    model = operators.make_model(case["model"], **case["config"])
+    nx, ny, nz = case["grid"]
+    batch = 1 if case["mode"] == "forward" else 5
+    x = torch.randn(batch, model.in_steps, 3, nx, ny, nz)
+    y = torch.randn(batch, 3, nx, ny, nz)
+    repeat = case.get("repeat", 3)
+
+    def forward():
+        with torch.inference_mode():
+            return model(x)
+
+    def train_step():
+        model.zero_grad(set_to_none=True)
+        pred = model(x)
+        diff = (pred - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)
+        diff.mean().backward()
+
+    if case["mode"] == "forward":
+        model.eval()
+        fn = forward
+    else:
+        model.train()
+        fn = train_step
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    fn()                                                   # warm-up (and compilation)
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(case, batch=batch, params=sum(p.numel() for p in model.parameters()),
+                seconds=statistics.median(times), first_call=first, repeat=repeat,
+                peak_rss_mb=peak, rss_before_mb=rss0, threads=THREADS)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="only the 16x17x8 grid")
+    ap.add_argument("--case", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case))))
+        return 0
+    from benchmarks.common import markdown_table, write_results
+
+    rows = []
+    for case in cases(args.quick):
+        env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+        p = subprocess.run([sys.executable, "-m", "benchmarks.operators_speed", "--case", json.dumps(case)],
+                           capture_output=True, text=True, env=env)
+        if p.returncode:
+            row = dict(case, error=(p.stderr.strip().splitlines() or ["?"])[-1])
+        else:
+            row = json.loads(p.stdout.strip().splitlines()[-1])
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    # speed-ups of each variant over the literal path of the same model, grid and mode
+    base = {(r["model"], tuple(r["grid"]), r["mode"]): r["seconds"] for r in rows
+            if r.get("variant") == "plain" and "seconds" in r}
+    for r in rows:
+        b = base.get((r["model"], tuple(r["grid"]), r["mode"]))
+        r["speedup_vs_plain"] = b / r["seconds"] if b and "seconds" in r else None
+        r["grid"] = "x".join(map(str, r["grid"]))
+    cols = ["model", "variant", "grid", "mode", "batch", "params", "seconds", "speedup_vs_plain",
+            "first_call", "peak_rss_mb", "error"]
+    md = (f"# Surrogate models: time per step on a CPU ({THREADS} threads)\n\n"
+          "forward: batch 1, inference mode; train: forward + backward of a relative-L2 loss, batch 5. "
+          "Median of the repeats after one warm-up call (first_call: the warm-up, compilation included). "
+          "peak_rss_mb: the subprocess's peak resident memory. The machine was shared with other jobs.\n\n"
+          + markdown_table(rows, cols))
+    write_results("operators_speed", {"threads": THREADS, "rows": rows}, md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
