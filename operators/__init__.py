@@ -23,7 +23,6 @@ from .errors import (
 from .registry import available_models, make_model, model_class, register_model
 
 
-
 def load_pretrained(name, directory=None, device="cpu"):
     """A shipped checkpoint by name, checked against its model card (``operators.pretrained``)."""
     from .pretrained import load_pretrained as _load

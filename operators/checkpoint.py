@@ -119,9 +119,11 @@ def model_from_checkpoint(ck: dict, path="checkpoint", device="cpu"):
 
     from linsolve.errors import SolverError
 
+    from .errors import OperatorError
+
     try:
         model = build_model(ck["model"], dict(ck["model_config"]))
-    except SolverError as exc:
+    except (SolverError, OperatorError) as exc:
         raise CheckpointError(f"{str(path)!r}: cannot rebuild model {ck['model']!r}: {exc}") from None
     try:
         model.load_state_dict(ck["state_dict"], strict=True)

@@ -34,8 +34,15 @@ class _Group(TyperGroup):
                                 standalone_mode=False, **extra)
 
         def call(args=None, prog_name=None, standalone_mode=False):
-            rv = super(_Group, self).main(args=args, prog_name=prog_name, complete_var=complete_var,
-                                          standalone_mode=standalone_mode, **extra)
+            from .errors import OperatorError
+
+            try:
+                rv = super(_Group, self).main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                              standalone_mode=standalone_mode, **extra)
+            except OperatorError as exc:  # the models' bad-input errors (UnknownModelError, ...)
+                if isinstance(exc, SolverError):
+                    raise
+                raise CLIError(str(exc)) from None
             if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
                 sys.exit(rv)
             return rv

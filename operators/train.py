@@ -199,8 +199,14 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
             raise OptionError(f"{str(data)!r} has no root attribute {key!r} (the box length)")
     data_sha = sha256_file(data)
 
+    cfg = dict(model_config or {})
     torch.manual_seed(seed)
-    net = _ck.build_model(model, dict(model_config or {}))
+    net = _ck.build_model(model, cfg)
+    if "box" in net.config and "box" not in cfg:
+        # models whose positional encodings scale with the box lengths get the data's box
+        cfg["box"] = [float(ds.attrs["Lx"]), float(ds.attrs["Lz"])]
+        torch.manual_seed(seed)
+        net = _ck.build_model(model, cfg)
     in_steps = int(net.in_steps)
     need = in_steps + rollout_steps
     train_set = WindowDataset(ds.velocity, split.train, in_steps, rollout_steps)
