@@ -37,8 +37,8 @@ RECIPE = {
 }
 #: --quick: tiny models, minutes in all
 QUICK = {
-    "ifactformer-m": dict(dim=16, heads=2, dim_head=8, iterations=2),
-    "ifactformer-o": dict(dim=16, heads=2, dim_head=8, iterations=2),
+    "ifactformer-m": dict(dim=12, heads=2, dim_head=8, iterations=2),
+    "ifactformer-o": dict(dim=12, heads=2, dim_head=8, iterations=2),
     "fno": dict(in_steps=1, modes=[4, 4, 2], width=8, n_layers=2),
     "ifno": dict(in_steps=1, modes=[4, 4, 2], width=8, iterations=2),
 }
