@@ -102,3 +102,35 @@ def test_the_entry_point_reports_one_line(tmp_path):
                         str(tmp_path / "none.h5"), "--out", str(tmp_path / "o")], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "does not exist" in p.stderr, p.stderr
+
+
+def test_models_lists_the_registry(capsys):
+    rc, out, err = run(capsys, "models")
+    assert rc == 0, err
+    for name in ("ifactformer-m", "ifactformer-o", "fno", "ifno"):
+        assert name in out
+    assert "1,163,187" in out  # the paper's ifactformer-m size
+
+
+@pytest.mark.parametrize("model,opts", [
+    ("ifactformer-m", ["dim=6", "heads=1", "dim_head=4", "iterations=1"]),
+    ("fno", ["in_steps=2", "modes=[2,2,2]", "width=4", "n_layers=1"]),
+])
+def test_registry_models_train_and_roll_out(work, tmp_path, capsys, model, opts):
+    import json
+
+    rc, out, err = run(capsys, "train", "--model", model, "--data", work / "c.h5", "--out", tmp_path / "run",
+                       "--epochs", "1", "--batch", "4", "--project", *sum((["--model-opt", o] for o in opts), []))
+    assert rc == 0, err
+    cfg = json.loads((tmp_path / "run" / "metrics.json").read_text())["summary"]["model_config"]
+    if "box" in cfg:
+        assert cfg["box"] == pytest.approx([3.0, 1.5])  # the data's box, not the paper's
+    rc, out, err = run(capsys, "rollout", "--checkpoint", tmp_path / "run" / "best.pt", "--data", work / "c.h5",
+                       "--trajectory", "2", "--steps", "3", "--out", tmp_path / "r.h5", "--band", "0,100")
+    assert rc == 0, err
+    g = datagen.open_dataset(tmp_path / "r.h5").groups["rollout"]
+    assert g["model"] == model and bool(g["project"]) and g["steps_completed"] == 3
+    # resuming it as another model is refused
+    rc, out, err = run(capsys, "train", "--model", "tiny", "--data", work / "c.h5", "--out", tmp_path / "run",
+                       "--epochs", "2", "--batch", "4", "--project", "--resume")
+    assert rc == 2 and "differs in: model" in err and err.count("\n") == 1
