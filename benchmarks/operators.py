@@ -127,7 +127,12 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
     log(f"{tag}: rollout of {args.steps} steps")
     r = rollout(d / "best.pt", args.data, test_k, args.steps, d / "rollout.h5", project=project,
                 threads=args.threads)
-    rep = evaluate(d / "rollout.h5", args.data, d / "report", overwrite=True)
+    if r.steps_completed:
+        rep = evaluate(d / "rollout.h5", args.data, d / "report", overwrite=True)
+    else:  # left the band at its first step: nothing to average
+        rep = {"per_step": {"rel_l2": []}, "statistics": {"errors": None, "checks": None, "late_snapshots": 0},
+               "spectra": {k: {"rel_l2": None} for k in ("kx_y15", "kz_y15", "kx_centre", "kz_centre")},
+               "the_well": {}}
     err = rep["per_step"]["rel_l2"]
     res = {"model": name, "project": project, "config": summary["model_config"], "parameters": summary["parameters"],
            "epochs": len(hist), "train_seconds_per_epoch": float(np.median([h["seconds"] for h in hist])),
@@ -192,7 +197,8 @@ def main(argv=None):
     rows = []
     for r in runs:
         e = r["rel_l2_steps_1_10"]
-        st = r["late_statistics_rel_err"]
+        st = r["late_statistics_rel_err"] or dict.fromkeys(("U_plus", "u_rms_plus", "v_rms_plus", "w_rms_plus",
+                                                             "uv_peak"), float("nan"))
         rows.append({"model": r["model"] + (" +proj" if r["project"] else ""), "params": r["parameters"],
                      "s/epoch": r["train_seconds_per_epoch"], "1-step err": r["one_step_test_rel_l2"],
                      "err@1": e[0] if e else float("nan"), "err@10": e[9] if len(e) >= 10 else float("nan"),
