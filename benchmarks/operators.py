@@ -184,9 +184,8 @@ def main(argv=None):
     data = load_channel(args.data)
     test_k = data.n_trajectories - 1
     dns_path = work / "dns_timing.json"
-    if dns_path.exists():
-        dns = json.loads(dns_path.read_text())
-    else:
+    dns = json.loads(dns_path.read_text()) if dns_path.exists() else None
+    if dns is None or dns.get("threads") != args.threads:
         log("timing the DNS")
         dns = dns_seconds_per_snapshot(args.data, args.threads)
         dns_path.write_text(json.dumps(dns, indent=1))
