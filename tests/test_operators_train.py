@@ -125,8 +125,8 @@ def test_training_with_projection_predicts_divergence_free_fields(chan, tmp_path
 
 
 def _train_cmd(data, out, *extra):
-    code = ("import sys; sys.path.insert(0, %r); import operators_tiny as t; t.use_tiny_models(); "
-            "import torch; torch.set_num_threads(1); from operators.cli import main; main(sys.argv[1:])" % str(TESTS))
+    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import operators_tiny as t; t.use_tiny_models(); "
+            "import torch; torch.set_num_threads(1); from operators.cli import main; main(sys.argv[1:])")
     return [sys.executable, "-c", code, "train", "--model", "tiny", "--data", str(data), "--out", str(out),
             "--epochs", "4", "--batch", "2", "--lr", "2e-3", "--threads", "1", *extra]
 
