@@ -110,6 +110,10 @@ def test_torch_projection_matches_numpy_and_has_the_right_gradient():
     assert torch.autograd.gradcheck(lambda t: P(t), (u,), eps=1e-6, atol=1e-8)
     x = torch.randn(1, 3, 4, 5, 4)  # float32 in, float32 out
     assert P(x).dtype == torch.float32
+    # the all-torch path (used for CUDA tensors: FFTs and sweeps on the device) gives the same field
+    t = torch.randn(2, 3, 8, 9, 4, dtype=torch.float64)
+    np.testing.assert_allclose(Projector((8, 9, 4), 2.0, 1.0).project_array(t).numpy(),
+                               Projector((8, 9, 4), 2.0, 1.0)(t.numpy()), atol=1e-12)
 
 
 def test_bad_grids_are_refused():
