@@ -7,7 +7,7 @@ statistics errors against the filtered DNS, divergence of the predictions, infer
 step, and the DNS seconds to advance the same physical time (``datagen.channel.ChannelDNS`` on the
 data file's DNS grid, same threads, same machine).
 
-    python benchmarks/operators.py --data /work/runs/surrogate/train.h5 --threads 2     # the full run
+    python benchmarks/operators.py --data runs/surrogate/train.h5 --threads 2     # the CPU recipe, 20 epochs
     python benchmarks/operators.py --quick --data small.h5                               # minutes
 
 Resumable: every finished run keeps ``<work>/<run>/result.json`` and is skipped next time; an
@@ -186,7 +186,7 @@ def main(argv=None):
     from operators.data import load_channel
 
     torch.set_num_threads(args.threads)
-    args.epochs = args.epochs or (1 if args.quick else 30)
+    args.epochs = args.epochs or (1 if args.quick else 20)
     args.steps = args.steps or (50 if args.quick else 1000)
     args.band = args.band or ("0.05,20" if args.quick else "0.5,2")
     recipe = QUICK if args.quick else RECIPE
