@@ -210,6 +210,9 @@ def main(argv=None):
     P = Projector(data.grid, float(data.attrs["Lx"]), float(data.attrs["Lz"]))
     ref = data.velocity[test_k].astype(np.float64)
     floor = float(np.mean([np.linalg.norm(P(u) - u) / np.linalg.norm(u) for u in ref]))
+    # persistence (u_t+1 = u_t): the one-step error any model must beat
+    persistence = float(np.mean([np.linalg.norm(ref[s + 1] - ref[s]) / np.linalg.norm(ref[s + 1])
+                                 for s in range(len(ref) - 1)]))
     runs = []
     for name in args.models.split(","):
         for project in ((False,) if args.no_project else (False, True)):
@@ -244,12 +247,15 @@ def main(argv=None):
           + ", ".join(f"{r['divergence_rel_data']:.3g}" for r in runs[:1]) + "). `DNS/surrogate`: DNS seconds "
           "per snapshot interval over surrogate seconds per step. Projecting the held-out filtered DNS "
           f"snapshots themselves changes them by {floor:.3g} (mean relative L2): the one-step error floor of the "
-          "+proj runs, since the filtered data are not discretely divergence-free on the coarse grid. Configs:", ""]
+          "+proj runs, since the filtered data are not discretely divergence-free on the coarse grid. "
+          f"Persistence (u_t+1 = u_t) has a one-step error of {persistence:.3g} on the held-out trajectory. "
+          "Configs:", ""]
     md += [f"* `{r['model']}`{' +project' if r['project'] else ''}: `{json.dumps(r['config'], sort_keys=True)}`"
            for r in runs]
     md.append("\nThe machine is shared with other jobs (2 cores); timings are indicative.")
     _plots(runs, name)
-    write_results(name, {"args": vars(args), "dns": dns, "projection_floor_rel_l2": floor, "runs": runs},
+    write_results(name, {"args": vars(args), "dns": dns, "projection_floor_rel_l2": floor,
+                         "persistence_one_step_rel_l2": persistence, "runs": runs},
                   "\n".join(md) + "\n")
     log(f"wrote benchmarks/results/{name}.md")
     return np
