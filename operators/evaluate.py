@@ -40,11 +40,17 @@ def profiles(u: np.ndarray, y: np.ndarray, u_tau: float, nu: float) -> dict:
 
     Returns y_plus and, per node of the lower half (wall to centre), U_plus, u_rms_plus,
     v_rms_plus, w_rms_plus and uv_plus = -<u'v'>/u_tau^2 (positive in the lower half)."""
-    u = np.asarray(u, dtype=np.float64)
-    mean = u.mean(axis=(0, 2, 4))  # (3, NY)
-    f = u - mean[None, :, None, :, None]
-    var = (f**2).mean(axis=(0, 2, 4))
-    uv = (f[:, 0] * f[:, 1]).mean(axis=(0, 1, 3))
+    n, chunk = u.shape[0], 64  # in chunks of snapshots: a paper-sized file is GBs in float64
+    mean = sum(np.asarray(u[i:i + chunk], np.float64).sum(axis=(0, 2, 4)) for i in range(0, n, chunk))
+    mean = mean / (n * u.shape[2] * u.shape[4])  # (3, NY)
+    var = np.zeros_like(mean)
+    uv = np.zeros(mean.shape[1])
+    for i in range(0, n, chunk):
+        f = np.asarray(u[i:i + chunk], np.float64) - mean[None, :, None, :, None]
+        var += (f**2).sum(axis=(0, 2, 4))
+        uv += (f[:, 0] * f[:, 1]).sum(axis=(0, 1, 3))
+    var /= n * u.shape[2] * u.shape[4]
+    uv /= n * u.shape[2] * u.shape[4]
     ny = y.size
     half = (ny + 1) // 2
 
@@ -59,9 +65,8 @@ def profiles(u: np.ndarray, y: np.ndarray, u_tau: float, nu: float) -> dict:
 def spectra(u: np.ndarray, j: int) -> dict:
     """One-sided 1-D spectra of the fluctuating kinetic energy 0.5|u'|^2 at node j and its mirror:
     ``kx`` (mode index 0..NX/2) and ``kz``, averaged over time and the other direction."""
-    u = np.asarray(u, dtype=np.float64)
     ny = u.shape[3]
-    planes = u[:, :, :, [j, ny - 1 - j], :]  # (T, 3, NX, 2, NZ)
+    planes = np.asarray(u[:, :, :, [j, ny - 1 - j], :], dtype=np.float64)  # (T, 3, NX, 2, NZ)
     planes = planes - planes.mean(axis=(2, 4), keepdims=True)
     NX, NZ = planes.shape[2], planes.shape[4]
 
