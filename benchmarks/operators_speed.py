@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-THREADS = 2
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 SMALL_GRID, PAPER_GRID = (16, 17, 8), (32, 33, 16)
 
 
@@ -71,7 +71,7 @@ def run_case(case: dict) -> dict:
     batch = 1 if case["mode"] == "forward" else 5
     x = torch.randn(batch, model.in_steps, 3, nx, ny, nz)
     y = torch.randn(batch, 3, nx, ny, nz)
-    repeat = case.get("repeat", 3)
+    repeat = case.get("repeat", 3 if case["mode"] == "forward" else 2)
 
     def forward():
         with torch.inference_mode():
@@ -93,15 +93,17 @@ def run_case(case: dict) -> dict:
     t0 = time.perf_counter()
     fn()                                                   # warm-up (and compilation)
     first = time.perf_counter() - t0
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(case, batch=batch, params=sum(p.numel() for p in model.parameters()),
-                seconds=statistics.median(times), first_call=first, repeat=repeat,
-                peak_rss_mb=peak, rss_before_mb=rss0, threads=THREADS)
+                seconds=statistics.median(times), cpu_seconds=statistics.median(cpu), first_call=first,
+                repeat=repeat, peak_rss_mb=peak, rss_before_mb=rss0, threads=torch.get_num_threads(),
+                load_avg=os.getloadavg()[0])
 
 
 def main(argv=None) -> int:
@@ -128,18 +130,26 @@ def main(argv=None) -> int:
     # speed-ups of each variant over the literal path of the same model, grid and mode
     base = {(r["model"], tuple(r["grid"]), r["mode"]): r["seconds"] for r in rows
             if r.get("variant") == "plain" and "seconds" in r}
+    cpu_base = {(r["model"], "x".join(map(str, r["grid"])), r["mode"]): r["cpu_seconds"] for r in rows
+                if r.get("variant") == "plain" and "cpu_seconds" in r}
     for r in rows:
         b = base.get((r["model"], tuple(r["grid"]), r["mode"]))
         r["speedup_vs_plain"] = b / r["seconds"] if b and "seconds" in r else None
         r["grid"] = "x".join(map(str, r["grid"]))
-    cols = ["model", "variant", "grid", "mode", "batch", "params", "seconds", "speedup_vs_plain",
-            "first_call", "peak_rss_mb", "error"]
+    for r in rows:
+        b = cpu_base.get((r["model"], r["grid"], r["mode"]))
+        r["cpu_speedup_vs_plain"] = b / r["cpu_seconds"] if b and "cpu_seconds" in r else None
+    cols = ["model", "variant", "grid", "mode", "batch", "params", "seconds", "cpu_seconds", "speedup_vs_plain",
+            "cpu_speedup_vs_plain", "first_call", "peak_rss_mb", "load_avg", "error"]
     md = (f"# Surrogate models: time per step on a CPU ({THREADS} threads)\n\n"
           "forward: batch 1, inference mode; train: forward + backward of a relative-L2 loss, batch 5. "
-          "Median of the repeats after one warm-up call (first_call: the warm-up, compilation included). "
-          "peak_rss_mb: the subprocess's peak resident memory. The machine was shared with other jobs.\n\n"
+          "Median of the repeats after one warm-up call (first_call: the warm-up, compilation included); "
+          "seconds: wall clock, cpu_seconds: the process's CPU time (with 1 thread the better measure on a "
+          "busy machine). peak_rss_mb: the subprocess's peak resident memory; load_avg: the machine's "
+          "1-minute load average when the case ended. The machine was shared with other jobs.\n\n"
           + markdown_table(rows, cols))
-    write_results("operators_speed", {"threads": THREADS, "rows": rows}, md)
+    name = "operators_speed" + ("" if THREADS == 2 else f"_{THREADS}thread") + ("_quick" if args.quick else "")
+    write_results(name, {"threads": THREADS, "rows": rows}, md)
     return 0
 
 

@@ -211,6 +211,21 @@ def test_fused_and_plain_paths_agree_in_value_and_gradient(name):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-5, msg=n)
 
 
+@pytest.mark.parametrize("name", ["ifactformer-m", "ifactformer-o"])
+def test_bfloat16_products_stay_close_to_float32(name):
+    full = _energise(_small(name, seed=10))
+    half = _energise(_small(name, seed=10, precision="bfloat16"))
+    x = _input(full)
+    with torch.no_grad():
+        a, b = full(x), half(x)
+        du_a = full.block(full.lift(x), full.coordinates(6, 5, 4, "cpu"))
+        du_b = half.block(half.lift(x), half.coordinates(6, 5, 4, "cpu"))
+    assert b.dtype == torch.float32
+    rel = ((du_a - du_b).norm() / du_a.norm()).item()
+    assert 1e-6 < rel < 2e-2            # bfloat16 was used, and its ~3 digits held
+    assert ((a - b).norm() / a.norm()).item() < 2e-2
+
+
 # ----------------------------------------------------------------------------- implicit update, weight sharing
 
 @pytest.mark.parametrize("name", ["ifactformer-m", "ifactformer-o", "ifno"])
@@ -382,6 +397,8 @@ def test_unknown_model_name_lists_the_known_ones():
     ("ifactformer-o", dict(coords="uniform")),
     ("ifactformer-o", dict(box=[1.0])),
     ("ifactformer-o", dict(dim_head=3, kernel_multiplier=1)),   # rotary needs an even size
+    ("ifactformer-m", dict(precision="float16")),
+    ("ifactformer-m", dict(precision="bfloat16", fused=False)),
     ("fno", dict(modes=[2, 2])),
     ("fno", dict(width=-4)),
     ("ifno", dict(iterations=0)),

@@ -124,22 +124,24 @@ def heads_instance_norm_linear(parts: list[torch.Tensor], weight: torch.Tensor,
     ----------
     parts : list of torch.Tensor
         A pieces, each (B, H, N, c); the full channel index of (a, h, j) is h*A*c + a*c + j (the
-        per-head concatenation of the pieces).
+        per-head concatenation of the pieces). In bfloat16 the statistics are still computed in
+        float32 and the products accumulate in float32.
     weight : torch.Tensor
         (D, H*A*c).
 
     Returns
     -------
     torch.Tensor
-        (B, N, D).
+        (B, N, D), in float32 at least.
     """
     b, h, n, c = parts[0].shape
     w = weight.view(weight.shape[0], h, len(parts), c)
     out = None
     for a, o in enumerate(parts):
-        mean, s = instance_stats(o, eps)                            # (B, H, 1, c)
-        w_a = w[:, :, a, :].permute(1, 2, 0)                        # (H, c, D)
-        y = torch.matmul(o, s.transpose(-1, -2) * w_a)              # (B, H, N, D)
+        acc = torch.promote_types(o.dtype, torch.float32)
+        mean, s = instance_stats(o.to(acc), eps)                    # (B, H, 1, c)
+        w_a = w[:, :, a, :].permute(1, 2, 0).to(acc)                # (H, c, D)
+        y = torch.matmul(o, (s.transpose(-1, -2) * w_a).to(o.dtype)).to(acc)   # (B, H, N, D)
         y = y.sum(dim=1) - torch.matmul(mean * s, w_a).sum(dim=1)   # (B, N, D)
         out = y if out is None else out + y
     return out
@@ -188,10 +190,10 @@ class FactorizedBlock(nn.Module):
     """One factorized-attention block (see the module docstring); ``parallel`` selects -m / -o."""
 
     def __init__(self, dim: int, heads: int, dim_head: int, kernel_multiplier: int, scaling: float,
-                 parallel: bool, fused: bool = True):
+                 parallel: bool, fused: bool = True, low_precision: torch.dtype | None = None):
         super().__init__()
         self.dim, self.heads, self.dim_head = dim, heads, dim_head
-        self.parallel, self.fused = parallel, fused
+        self.parallel, self.fused, self.low_precision = parallel, fused, low_precision
         self.in_norm = nn.LayerNorm(dim)
         self.to_v = nn.Linear(dim, heads * dim_head, bias=False)
         self.to_in = nn.Linear(dim, dim, bias=False)
@@ -220,7 +222,14 @@ class FactorizedBlock(nn.Module):
         h, c = self.heads, self.dim_head
         if not self.fused:
             return self._forward_plain(un, kx, ky, kz)
-        v = self.to_v(un).view(b, x, y, z, h, c).permute(0, 4, 1, 2, 3, 5).contiguous()
+        lp = self.low_precision
+        if lp is None:
+            v = self.to_v(un)
+        else:
+            # the three big products (values, contractions, output map) in bfloat16
+            v = F.linear(un.to(lp), self.to_v.weight.to(lp))
+            kx, ky, kz = kx.to(lp), ky.to(lp), kz.to(lp)
+        v = v.view(b, x, y, z, h, c).permute(0, 4, 1, 2, 3, 5).contiguous()
         if self.parallel:
             parts = [contract_x(kx, v), contract_y(ky, v), contract_z(kz, v)]
         else:
@@ -263,6 +272,7 @@ class IFactFormer(SurrogateModel):
         fused=True,            # fast exact evaluation of the block (see the module docstring)
         checkpoint=False,      # recompute each iteration in backward (training memory / ~1.3x time)
         compile=False,         # torch.compile the block on first use
+        precision="float32",   # "bfloat16": the block's three big products in bfloat16 (fused path)
     )
 
     def _validate(self, cfg: dict) -> dict:
@@ -285,6 +295,9 @@ class IFactFormer(SurrogateModel):
         cfg["coords"] = check_choice("coords", cfg["coords"], ("grid", "linspace"))
         for key in ("fused", "checkpoint", "compile"):
             cfg[key] = check_bool(key, cfg[key])
+        cfg["precision"] = check_choice("precision", cfg["precision"], ("float32", "bfloat16"))
+        if cfg["precision"] == "bfloat16" and not cfg["fused"]:
+            raise OptionError("precision='bfloat16' needs fused=True (the literal path runs in float32)")
         return cfg
 
     def __init__(self, **config):
@@ -304,7 +317,8 @@ class IFactFormer(SurrogateModel):
         self.register_buffer("fourier_matrix", torch.randn(3, half) * cfg["fourier_scale"])
         self.pos_linear = nn.Linear(dim, dim)
         self.block = FactorizedBlock(dim, cfg["heads"], cfg["dim_head"], km, scaling, self.parallel,
-                                     fused=cfg["fused"])
+                                     fused=cfg["fused"],
+                                     low_precision=torch.bfloat16 if cfg["precision"] == "bfloat16" else None)
         self.head_in = nn.Linear(dim, half, bias=False)
         self.head_out = nn.Linear(half, 3)
         self.__dict__["_compiled_block"] = None
