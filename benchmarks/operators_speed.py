@@ -1,7 +1,8 @@
 """Speed and memory of the surrogate models (``operators.make_model``) on a CPU: forward time
 per step (batch 1, inference mode) and one training step (forward + backward, batch 5,
 relative-L2 loss), for the evaluation paths the models offer (``fused=False``: the block op by
-op; ``fused=True``: the default fast exact path; ``checkpoint``; ``compile``).
+op; ``fused=True``: the default fast exact path, whose backward keeps only the block's values and
+kernels; ``checkpoint``; ``compile``; ``precision="bfloat16"``).
 
 Each case runs in its own subprocess (so its peak resident memory is its own), with
 ``torch.set_num_threads(THREADS)``. Results: benchmarks/results/operators_speed.{json,md}.
@@ -37,7 +38,7 @@ def cases(quick: bool) -> list[dict]:
         big = grid == PAPER_GRID
         fm = {"modes": fourier_modes(grid)}
         for mode in ("forward", "train"):
-            out += [
+            group = [
                 dict(model="ifactformer-m", variant="plain", config={"fused": False}),
                 dict(model="ifactformer-m", variant="fused", config={}),
                 dict(model="ifactformer-o", variant="plain", config={"fused": False}),
@@ -46,16 +47,15 @@ def cases(quick: bool) -> list[dict]:
                 dict(model="ifno", variant="default", config=fm),
             ]
             if mode == "forward":
-                out.append(dict(model="ifactformer-m", variant="fused+compile", config={"compile": True}))
+                group.append(dict(model="ifactformer-m", variant="fused+compile", config={"compile": True}))
+                group.append(dict(model="ifactformer-m", variant="fused+bfloat16", config={"precision": "bfloat16"}))
             else:
-                out.append(dict(model="ifactformer-m", variant="fused+checkpoint", config={"checkpoint": True}))
-                out.append(dict(model="ifactformer-o", variant="fused+checkpoint", config={"checkpoint": True}))
-            for c in out:
-                c.setdefault("grid", list(grid))
-                c.setdefault("mode", mode)
-        if big:
-            # the literal path at batch 5 on the paper grid needs ~13 GB: left out on a shared machine
-            out = [c for c in out if not (c["mode"] == "train" and c["variant"] == "plain" and c["grid"] == list(grid))]
+                group.append(dict(model="ifactformer-m", variant="fused+checkpoint", config={"checkpoint": True}))
+                group.append(dict(model="ifactformer-o", variant="fused+checkpoint", config={"checkpoint": True}))
+            if big and mode == "train":
+                # the literal path at batch 5 on the paper grid needs > 13 GB: left out on a shared machine
+                group = [dict(c, repeat=1) for c in group if c["variant"] != "plain"]
+            out += [dict(c, grid=list(grid), mode=mode) for c in group]
     return out
 
 

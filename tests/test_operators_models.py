@@ -21,6 +21,7 @@ from operators.errors import (  # noqa: E402
     UnknownModelError,
 )
 from operators.models.factorized import (  # noqa: E402
+    ContractNormLinear,
     contract_x,
     contract_y,
     contract_z,
@@ -113,6 +114,17 @@ def test_instance_norm_folded_into_linear_matches_instance_norm3d():
     gold = torch.nn.InstanceNorm3d(h * 2 * c).double()(full).permute(0, 2, 3, 4, 1) @ w.t()
     out = heads_instance_norm_linear(parts, w).view(b, x, y, z, d)
     torch.testing.assert_close(out, gold)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_memory_lean_backward_passes_gradcheck(parallel):
+    # ContractNormLinear keeps only (v, kernels, weight) and differentiates by hand: finite differences
+    g = torch.Generator().manual_seed(31)
+    b, h, (x, y, z), c, d = 1, 2, (3, 4, 2), 2, 3
+    v = torch.randn(b, h, x, y, z, c, generator=g, dtype=torch.float64, requires_grad=True)
+    ks = [torch.randn(b, h, n, n, generator=g, dtype=torch.float64, requires_grad=True) for n in (x, y, z)]
+    w = torch.randn(d, h * (3 if parallel else 1) * c, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: ContractNormLinear.apply(*t, parallel, 1e-5), (v, *ks, w))
 
 
 # ----------------------------------------------------------------------------- rotary encoding

@@ -147,6 +147,55 @@ def heads_instance_norm_linear(parts: list[torch.Tensor], weight: torch.Tensor,
     return out
 
 
+def contract_parts(kx, ky, kz, v, parallel: bool) -> list[torch.Tensor]:
+    """The block's contractions of the head-major values v (B, H, X, Y, Z, c), each returned as
+    (B, H, N, c): [K_x v, K_y v, K_z v] (parallel) or [K_z K_y K_x v] (chained)."""
+    b, h, x, y, z, c = v.shape
+    if parallel:
+        parts = [contract_x(kx, v), contract_y(ky, v), contract_z(kz, v)]
+    else:
+        parts = [contract_z(kz, contract_y(ky, contract_x(kx, v)))]
+    return [o.view(b, h, x * y * z, c) for o in parts]
+
+
+class ContractNormLinear(torch.autograd.Function):
+    """``heads_instance_norm_linear(contract_parts(...), weight)`` that keeps only its inputs
+    (v, the kernels, the weight) for the backward pass instead of the 3 x heads x dim_head
+    contracted field; the backward recomputes the contractions (~10% of the block's products)
+    and applies the closed-form instance-norm + linear backward. Float32/float64 only."""
+
+    @staticmethod
+    def forward(ctx, v, kx, ky, kz, weight, parallel, eps):
+        ctx.parallel, ctx.eps = parallel, eps
+        ctx.save_for_backward(v, kx, ky, kz, weight)
+        return heads_instance_norm_linear(contract_parts(kx, ky, kz, v, parallel), weight, eps)
+
+    @staticmethod
+    def backward(ctx, dy):
+        v, kx, ky, kz, weight = ctx.saved_tensors
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_(t.requires_grad) for t in (v, kx, ky, kz)]
+            parts = contract_parts(*leaves[1:], leaves[0], ctx.parallel)
+        b, h, n, c = parts[0].shape
+        w = weight.view(weight.shape[0], h, len(parts), c)
+        dw = torch.empty_like(w)
+        dparts = []
+        dy_h = dy.unsqueeze(1)                                          # (B, 1, N, D)
+        for a, o in enumerate(parts):
+            o = o.detach()
+            mean, s = instance_stats(o, ctx.eps)
+            on = (o - mean) * s                                         # normalised (B, H, N, c)
+            w_a = w[:, :, a, :].permute(1, 2, 0)                        # (H, c, D)
+            dw[:, :, a, :] = torch.matmul(on.transpose(-1, -2), dy_h).sum(0).permute(2, 0, 1)
+            don = torch.matmul(dy_h, w_a.transpose(-1, -2))             # (B, H, N, c)
+            dparts.append(s * (don - don.mean(dim=-2, keepdim=True)
+                               - on * (don * on).mean(dim=-2, keepdim=True)))
+        want = [t for t in leaves if t.requires_grad]
+        grads = iter(torch.autograd.grad(parts, want, dparts)) if want else iter(())
+        dv, dkx, dky, dkz = (next(grads) if t.requires_grad else None for t in leaves)
+        return dv, dkx, dky, dkz, dw.view_as(weight), None, None
+
+
 def geglu(x: torch.Tensor) -> torch.Tensor:
     a, b = x.chunk(2, dim=-1)
     return F.gelu(a) * b
@@ -230,12 +279,10 @@ class FactorizedBlock(nn.Module):
             v = F.linear(un.to(lp), self.to_v.weight.to(lp))
             kx, ky, kz = kx.to(lp), ky.to(lp), kz.to(lp)
         v = v.view(b, x, y, z, h, c).permute(0, 4, 1, 2, 3, 5).contiguous()
-        if self.parallel:
-            parts = [contract_x(kx, v), contract_y(ky, v), contract_z(kz, v)]
+        if torch.is_grad_enabled() and lp is None:
+            out = ContractNormLinear.apply(v, kx, ky, kz, self.out_in.weight, self.parallel, INSTANCE_NORM_EPS)
         else:
-            parts = [contract_z(kz, contract_y(ky, contract_x(kx, v)))]
-        parts = [o.view(b, h, x * y * z, c) for o in parts]
-        out = heads_instance_norm_linear(parts, self.out_in.weight)
+            out = heads_instance_norm_linear(contract_parts(kx, ky, kz, v, self.parallel), self.out_in.weight)
         return self.out_out(F.gelu(out)).view(b, x, y, z, self.dim)
 
     def _forward_plain(self, un, kx, ky, kz) -> torch.Tensor:
