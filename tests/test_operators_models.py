@@ -325,6 +325,13 @@ def test_output_shape_on_non_cubic_grids(name, shape):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_float64_input_is_converted(name):
+    model = _small(name)
+    x = _input(model)
+    torch.testing.assert_close(model(x.double()), model(x))
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_normalisation_round_trip(name):
     # a model with statistics (m, s) on x equals the same weights with (0, 1) on (x - m) / s,
     # de-normalised by (m, s)
