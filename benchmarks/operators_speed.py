@@ -60,6 +60,31 @@ def cases(quick: bool) -> list[dict]:
     return out
 
 
+#: The CPU training recipe of issue 12 (benchmarks/operators.py on the ops-pipeline branch):
+#: narrower models and fewer implicit iterations than the paper, on the 16 x 17 x 8 grid.
+CPU_RECIPE = {
+    "ifactformer-m": dict(dim=48, heads=4, dim_head=32, iterations=4),
+    "ifactformer-o": dict(dim=48, heads=4, dim_head=32, iterations=4),
+    "fno": dict(in_steps=1, modes=[8, 8, 4], width=24, n_layers=4),
+    "ifno": dict(in_steps=1, modes=[8, 8, 4], width=32, iterations=4),
+}
+
+
+def recipe_cases() -> list[dict]:
+    out = []
+    for mode in ("forward", "train"):
+        for name in ("ifactformer-m", "ifactformer-o"):
+            cfg = CPU_RECIPE[name]
+            out.append(dict(model=name, variant="recipe plain", config=dict(cfg, fused=False)))
+            out.append(dict(model=name, variant="recipe fused", config=dict(cfg)))
+            if mode == "forward":
+                out.append(dict(model=name, variant="recipe fused+compile", config=dict(cfg, compile=True)))
+                out.append(dict(model=name, variant="recipe fused+bfloat16", config=dict(cfg, precision="bfloat16")))
+        out += [dict(model=n, variant="recipe", config=dict(CPU_RECIPE[n])) for n in ("fno", "ifno")]
+        out = [dict(c, grid=list(SMALL_GRID), mode=c.get("mode", mode)) for c in out]
+    return out
+
+
 def run_case(case: dict) -> dict:
     import torch
 
@@ -112,6 +137,7 @@ def run_case(case: dict) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only the 16x17x8 grid")
+    ap.add_argument("--recipe", action="store_true", help="the CPU-recipe configurations (16x17x8) only")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.case:
@@ -120,7 +146,7 @@ def main(argv=None) -> int:
     from benchmarks.common import markdown_table, write_results
 
     rows = []
-    for case in cases(args.quick):
+    for case in (recipe_cases() if args.recipe else cases(args.quick)):
         env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
         p = subprocess.run([sys.executable, "-m", "benchmarks.operators_speed", "--case", json.dumps(case)],
                            capture_output=True, text=True, env=env)
@@ -131,16 +157,17 @@ def main(argv=None) -> int:
         print(json.dumps(row), flush=True)
         rows.append(row)
     # speed-ups of each variant over the literal path of the same model, grid and mode
-    base = {(r["model"], tuple(r["grid"]), r["mode"]): r["seconds"] for r in rows
-            if r.get("variant") == "plain" and "seconds" in r}
-    cpu_base = {(r["model"], "x".join(map(str, r["grid"])), r["mode"]): r["cpu_seconds"] for r in rows
-                if r.get("variant") == "plain" and "cpu_seconds" in r}
+    plain = ("plain", "recipe plain")
+    base = {(r["model"], tuple(r["grid"]), r["mode"], r["variant"].startswith("recipe")): r["seconds"] for r in rows
+            if r.get("variant") in plain and "seconds" in r}
+    cpu_base = {(r["model"], "x".join(map(str, r["grid"])), r["mode"], r["variant"].startswith("recipe")):
+                r["cpu_seconds"] for r in rows if r.get("variant") in plain and "cpu_seconds" in r}
     for r in rows:
-        b = base.get((r["model"], tuple(r["grid"]), r["mode"]))
+        b = base.get((r["model"], tuple(r["grid"]), r["mode"], r["variant"].startswith("recipe")))
         r["speedup_vs_plain"] = b / r["seconds"] if b and "seconds" in r else None
         r["grid"] = "x".join(map(str, r["grid"]))
     for r in rows:
-        b = cpu_base.get((r["model"], r["grid"], r["mode"]))
+        b = cpu_base.get((r["model"], r["grid"], r["mode"], r["variant"].startswith("recipe")))
         r["cpu_speedup_vs_plain"] = b / r["cpu_seconds"] if b and "cpu_seconds" in r else None
     cols = ["model", "variant", "grid", "mode", "batch", "params", "seconds", "cpu_seconds", "speedup_vs_plain",
             "cpu_speedup_vs_plain", "first_call", "peak_rss_mb", "load_avg", "error"]
@@ -151,7 +178,8 @@ def main(argv=None) -> int:
           "busy machine). peak_rss_mb: the subprocess's peak resident memory; load_avg: the machine's "
           "1-minute load average when the case ended. The machine was shared with other jobs.\n\n"
           + markdown_table(rows, cols))
-    name = "operators_speed" + ("" if THREADS == 2 else f"_{THREADS}thread") + ("_quick" if args.quick else "")
+    name = ("operators_speed" + ("_recipe" if args.recipe else "") + ("" if THREADS == 2 else f"_{THREADS}thread")
+            + ("_quick" if args.quick else ""))
     write_results(name, {"threads": THREADS, "rows": rows}, md)
     return 0
 
