@@ -21,6 +21,7 @@ from operators.errors import (  # noqa: E402
     UnknownModelError,
 )
 from operators.models.factorized import (  # noqa: E402
+    ContractNormLinear,
     contract_x,
     contract_y,
     contract_z,
@@ -113,6 +114,17 @@ def test_instance_norm_folded_into_linear_matches_instance_norm3d():
     gold = torch.nn.InstanceNorm3d(h * 2 * c).double()(full).permute(0, 2, 3, 4, 1) @ w.t()
     out = heads_instance_norm_linear(parts, w).view(b, x, y, z, d)
     torch.testing.assert_close(out, gold)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_memory_lean_backward_passes_gradcheck(parallel):
+    # ContractNormLinear keeps only (v, kernels, weight) and differentiates by hand: finite differences
+    g = torch.Generator().manual_seed(31)
+    b, h, (x, y, z), c, d = 1, 2, (3, 4, 2), 2, 3
+    v = torch.randn(b, h, x, y, z, c, generator=g, dtype=torch.float64, requires_grad=True)
+    ks = [torch.randn(b, h, n, n, generator=g, dtype=torch.float64, requires_grad=True) for n in (x, y, z)]
+    w = torch.randn(d, h * (3 if parallel else 1) * c, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: ContractNormLinear.apply(*t, parallel, 1e-5), (v, *ks, w))
 
 
 # ----------------------------------------------------------------------------- rotary encoding
@@ -211,6 +223,21 @@ def test_fused_and_plain_paths_agree_in_value_and_gradient(name):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-5, msg=n)
 
 
+@pytest.mark.parametrize("name", ["ifactformer-m", "ifactformer-o"])
+def test_bfloat16_products_stay_close_to_float32(name):
+    full = _energise(_small(name, seed=10))
+    half = _energise(_small(name, seed=10, precision="bfloat16"))
+    x = _input(full)
+    with torch.no_grad():
+        a, b = full(x), half(x)
+        du_a = full.block(full.lift(x), full.coordinates(6, 5, 4, "cpu"))
+        du_b = half.block(half.lift(x), half.coordinates(6, 5, 4, "cpu"))
+    assert b.dtype == torch.float32
+    rel = ((du_a - du_b).norm() / du_a.norm()).item()
+    assert 1e-6 < rel < 2e-2            # bfloat16 was used, and its ~3 digits held
+    assert ((a - b).norm() / a.norm()).item() < 2e-2
+
+
 # ----------------------------------------------------------------------------- implicit update, weight sharing
 
 @pytest.mark.parametrize("name", ["ifactformer-m", "ifactformer-o", "ifno"])
@@ -298,6 +325,13 @@ def test_output_shape_on_non_cubic_grids(name, shape):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_float64_input_is_converted(name):
+    model = _small(name)
+    x = _input(model)
+    torch.testing.assert_close(model(x.double()), model(x))
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_normalisation_round_trip(name):
     # a model with statistics (m, s) on x equals the same weights with (0, 1) on (x - m) / s,
     # de-normalised by (m, s)
@@ -382,6 +416,8 @@ def test_unknown_model_name_lists_the_known_ones():
     ("ifactformer-o", dict(coords="uniform")),
     ("ifactformer-o", dict(box=[1.0])),
     ("ifactformer-o", dict(dim_head=3, kernel_multiplier=1)),   # rotary needs an even size
+    ("ifactformer-m", dict(precision="float16")),
+    ("ifactformer-m", dict(precision="bfloat16", fused=False)),
     ("fno", dict(modes=[2, 2])),
     ("fno", dict(width=-4)),
     ("ifno", dict(iterations=0)),

@@ -176,7 +176,8 @@ class SurrogateModel(nn.Module):
         Parameters
         ----------
         x : torch.Tensor
-            float (B, in_steps, 3, NX, NY, NZ), physical units, oldest snapshot first.
+            float (B, in_steps, 3, NX, NY, NZ), physical units, oldest snapshot first; other
+            dtypes are converted to the model's (float32 unless the model was converted).
 
         Returns
         -------
@@ -184,6 +185,8 @@ class SurrogateModel(nn.Module):
             (B, 3, NX, NY, NZ), physical units.
         """
         self.check_input(x)
+        if x.dtype != self.norm_mean.dtype:
+            x = x.to(self.norm_mean.dtype)
         shape = (1, 1, 3, 1, 1, 1)
         xn = (x - self.norm_mean.view(shape)) / self.norm_std.view(shape)
         y = self._forward(xn)

@@ -124,25 +124,76 @@ def heads_instance_norm_linear(parts: list[torch.Tensor], weight: torch.Tensor,
     ----------
     parts : list of torch.Tensor
         A pieces, each (B, H, N, c); the full channel index of (a, h, j) is h*A*c + a*c + j (the
-        per-head concatenation of the pieces).
+        per-head concatenation of the pieces). In bfloat16 the statistics are still computed in
+        float32 and the products accumulate in float32.
     weight : torch.Tensor
         (D, H*A*c).
 
     Returns
     -------
     torch.Tensor
-        (B, N, D).
+        (B, N, D), in float32 at least.
     """
     b, h, n, c = parts[0].shape
     w = weight.view(weight.shape[0], h, len(parts), c)
     out = None
     for a, o in enumerate(parts):
-        mean, s = instance_stats(o, eps)                            # (B, H, 1, c)
-        w_a = w[:, :, a, :].permute(1, 2, 0)                        # (H, c, D)
-        y = torch.matmul(o, s.transpose(-1, -2) * w_a)              # (B, H, N, D)
+        acc = torch.promote_types(o.dtype, torch.float32)
+        mean, s = instance_stats(o.to(acc), eps)                    # (B, H, 1, c)
+        w_a = w[:, :, a, :].permute(1, 2, 0).to(acc)                # (H, c, D)
+        y = torch.matmul(o, (s.transpose(-1, -2) * w_a).to(o.dtype)).to(acc)   # (B, H, N, D)
         y = y.sum(dim=1) - torch.matmul(mean * s, w_a).sum(dim=1)   # (B, N, D)
         out = y if out is None else out + y
     return out
+
+
+def contract_parts(kx, ky, kz, v, parallel: bool) -> list[torch.Tensor]:
+    """The block's contractions of the head-major values v (B, H, X, Y, Z, c), each returned as
+    (B, H, N, c): [K_x v, K_y v, K_z v] (parallel) or [K_z K_y K_x v] (chained)."""
+    b, h, x, y, z, c = v.shape
+    if parallel:
+        parts = [contract_x(kx, v), contract_y(ky, v), contract_z(kz, v)]
+    else:
+        parts = [contract_z(kz, contract_y(ky, contract_x(kx, v)))]
+    return [o.view(b, h, x * y * z, c) for o in parts]
+
+
+class ContractNormLinear(torch.autograd.Function):
+    """``heads_instance_norm_linear(contract_parts(...), weight)`` that keeps only its inputs
+    (v, the kernels, the weight) for the backward pass instead of the 3 x heads x dim_head
+    contracted field; the backward recomputes the contractions (~10% of the block's products)
+    and applies the closed-form instance-norm + linear backward. Float32/float64 only."""
+
+    @staticmethod
+    def forward(ctx, v, kx, ky, kz, weight, parallel, eps):
+        ctx.parallel, ctx.eps = parallel, eps
+        ctx.save_for_backward(v, kx, ky, kz, weight)
+        return heads_instance_norm_linear(contract_parts(kx, ky, kz, v, parallel), weight, eps)
+
+    @staticmethod
+    def backward(ctx, dy):
+        v, kx, ky, kz, weight = ctx.saved_tensors
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_(t.requires_grad) for t in (v, kx, ky, kz)]
+            parts = contract_parts(*leaves[1:], leaves[0], ctx.parallel)
+        b, h, n, c = parts[0].shape
+        w = weight.view(weight.shape[0], h, len(parts), c)
+        dw = torch.empty_like(w)
+        dparts = []
+        dy_h = dy.unsqueeze(1)                                          # (B, 1, N, D)
+        for a, o in enumerate(parts):
+            o = o.detach()
+            mean, s = instance_stats(o, ctx.eps)
+            on = (o - mean) * s                                         # normalised (B, H, N, c)
+            w_a = w[:, :, a, :].permute(1, 2, 0)                        # (H, c, D)
+            dw[:, :, a, :] = torch.matmul(on.transpose(-1, -2), dy_h).sum(0).permute(2, 0, 1)
+            don = torch.matmul(dy_h, w_a.transpose(-1, -2))             # (B, H, N, c)
+            dparts.append(s * (don - don.mean(dim=-2, keepdim=True)
+                               - on * (don * on).mean(dim=-2, keepdim=True)))
+        want = [t for t in leaves if t.requires_grad]
+        grads = iter(torch.autograd.grad(parts, want, dparts)) if want else iter(())
+        dv, dkx, dky, dkz = (next(grads) if t.requires_grad else None for t in leaves)
+        return dv, dkx, dky, dkz, dw.view_as(weight), None, None
 
 
 def geglu(x: torch.Tensor) -> torch.Tensor:
@@ -188,10 +239,10 @@ class FactorizedBlock(nn.Module):
     """One factorized-attention block (see the module docstring); ``parallel`` selects -m / -o."""
 
     def __init__(self, dim: int, heads: int, dim_head: int, kernel_multiplier: int, scaling: float,
-                 parallel: bool, fused: bool = True):
+                 parallel: bool, fused: bool = True, low_precision: torch.dtype | None = None):
         super().__init__()
         self.dim, self.heads, self.dim_head = dim, heads, dim_head
-        self.parallel, self.fused = parallel, fused
+        self.parallel, self.fused, self.low_precision = parallel, fused, low_precision
         self.in_norm = nn.LayerNorm(dim)
         self.to_v = nn.Linear(dim, heads * dim_head, bias=False)
         self.to_in = nn.Linear(dim, dim, bias=False)
@@ -220,13 +271,18 @@ class FactorizedBlock(nn.Module):
         h, c = self.heads, self.dim_head
         if not self.fused:
             return self._forward_plain(un, kx, ky, kz)
-        v = self.to_v(un).view(b, x, y, z, h, c).permute(0, 4, 1, 2, 3, 5).contiguous()
-        if self.parallel:
-            parts = [contract_x(kx, v), contract_y(ky, v), contract_z(kz, v)]
+        lp = self.low_precision
+        if lp is None:
+            v = self.to_v(un)
         else:
-            parts = [contract_z(kz, contract_y(ky, contract_x(kx, v)))]
-        parts = [o.view(b, h, x * y * z, c) for o in parts]
-        out = heads_instance_norm_linear(parts, self.out_in.weight)
+            # the three big products (values, contractions, output map) in bfloat16
+            v = F.linear(un.to(lp), self.to_v.weight.to(lp))
+            kx, ky, kz = kx.to(lp), ky.to(lp), kz.to(lp)
+        v = v.view(b, x, y, z, h, c).permute(0, 4, 1, 2, 3, 5).contiguous()
+        if torch.is_grad_enabled() and lp is None:
+            out = ContractNormLinear.apply(v, kx, ky, kz, self.out_in.weight, self.parallel, INSTANCE_NORM_EPS)
+        else:
+            out = heads_instance_norm_linear(contract_parts(kx, ky, kz, v, self.parallel), self.out_in.weight)
         return self.out_out(F.gelu(out)).view(b, x, y, z, self.dim)
 
     def _forward_plain(self, un, kx, ky, kz) -> torch.Tensor:
@@ -263,6 +319,7 @@ class IFactFormer(SurrogateModel):
         fused=True,            # fast exact evaluation of the block (see the module docstring)
         checkpoint=False,      # recompute each iteration in backward (training memory / ~1.3x time)
         compile=False,         # torch.compile the block on first use
+        precision="float32",   # "bfloat16": the block's three big products in bfloat16 (fused path)
     )
 
     def _validate(self, cfg: dict) -> dict:
@@ -285,6 +342,9 @@ class IFactFormer(SurrogateModel):
         cfg["coords"] = check_choice("coords", cfg["coords"], ("grid", "linspace"))
         for key in ("fused", "checkpoint", "compile"):
             cfg[key] = check_bool(key, cfg[key])
+        cfg["precision"] = check_choice("precision", cfg["precision"], ("float32", "bfloat16"))
+        if cfg["precision"] == "bfloat16" and not cfg["fused"]:
+            raise OptionError("precision='bfloat16' needs fused=True (the literal path runs in float32)")
         return cfg
 
     def __init__(self, **config):
@@ -304,7 +364,8 @@ class IFactFormer(SurrogateModel):
         self.register_buffer("fourier_matrix", torch.randn(3, half) * cfg["fourier_scale"])
         self.pos_linear = nn.Linear(dim, dim)
         self.block = FactorizedBlock(dim, cfg["heads"], cfg["dim_head"], km, scaling, self.parallel,
-                                     fused=cfg["fused"])
+                                     fused=cfg["fused"],
+                                     low_precision=torch.bfloat16 if cfg["precision"] == "bfloat16" else None)
         self.head_in = nn.Linear(dim, half, bias=False)
         self.head_out = nn.Linear(half, 3)
         self.__dict__["_compiled_block"] = None
