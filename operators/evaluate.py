@@ -93,6 +93,10 @@ def _rollout_info(d: ChannelData) -> dict:
     info = dict(d.groups.get("rollout", {}))
     if "energy" in info:
         info["energy_series"] = np.asarray(info.pop("energy"))
+    if not info and "les_source_trajectory" in d.attrs:
+        # an LES run (datagen les) starts from snapshot 0 of one trajectory of its source file
+        info = {"reference_trajectory": int(d.attrs["les_source_trajectory"]), "rollout_start": 1, "start": 0,
+                "les_model": str(d.attrs.get("les_model", ""))}
     return info
 
 
@@ -172,7 +176,9 @@ def evaluate(rollout_path, reference, out, *, late: float = 0.5, trajectory: int
     first = int(info.get("rollout_start", 1))  # index of the first predicted snapshot
     offset = int(info.get("start", 0))
     if "reference_trajectory" in info:
-        pairs = [(0, check_trajectory_index(int(info["reference_trajectory"]), ref.n_trajectories, reference))]
+        k = int(info["reference_trajectory"])
+        k = k + ref.n_trajectories if k < 0 else k  # -1: the last trajectory (datagen les's default)
+        pairs = [(0, check_trajectory_index(k, ref.n_trajectories, reference))]
     elif trajectory is not None:
         pairs = [(0, check_trajectory_index(trajectory, ref.n_trajectories, reference))]
     else:

@@ -108,3 +108,19 @@ def test_bad_input_writes_nothing(files, tmp_path):
     (tmp_path / "rep" / "x").write_text("")
     with pytest.raises(OptionError, match="not empty"):
         evaluate(files / "same.h5", files / "ref.h5", tmp_path / "rep")
+
+
+def test_an_les_file_is_compared_with_its_source_trajectory(files, tmp_path):
+    import h5py
+
+    ref = load_channel(files / "ref.h5")
+    v = np.moveaxis(ref.velocity[1:2], 2, -1).copy()  # "LES" of the last trajectory, 5 % off in u
+    v[..., 0] *= 1.05
+    write_channel_file(tmp_path / "les.h5", velocity=v)
+    with h5py.File(tmp_path / "les.h5", "r+") as f:  # as datagen les marks its output
+        f.attrs["les_source_trajectory"] = -1
+        f.attrs["les_model"] = "wale"
+    rep = evaluate(tmp_path / "les.h5", files / "ref.h5", tmp_path / "rep")
+    assert rep["reference_trajectories"] == [1]
+    e1 = np.linalg.norm(0.05 * ref.velocity[1, 1, 0]) / np.linalg.norm(ref.velocity[1, 1])
+    assert rep["per_step"]["rel_l2"][0] == pytest.approx(e1, rel=1e-4)
