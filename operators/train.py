@@ -280,9 +280,10 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
         seconds = time.perf_counter() - t0
         row = dict(epoch=epoch, train_loss=total / nb, val_loss=val, lr=lr_now, seconds=seconds)
         history.append(row)
-        improved = val < best_val or (math.isnan(best_val) and not math.isnan(val))
-        if improved or best_epoch == 0:
-            best_val, best_epoch = val, epoch
+        # no validation window (a very short file): the training loss chooses best.pt
+        score = val if math.isfinite(val) else row["train_loss"]
+        if score < best_val or best_epoch == 0:
+            best_val, best_epoch = score, epoch
         state = dict(base, state_dict=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                      rng={"torch": torch.get_rng_state(),
                           "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None},
@@ -317,13 +318,22 @@ def _write_metrics(out: Path, history: list[dict], summary: dict | None) -> None
     for h in history:
         w.writerow(h)
     atomic_write_text(out / "metrics.csv", buf.getvalue())
-    atomic_write_text(out / "metrics.json", json.dumps({"epochs": history, "summary": summary}, indent=1,
-                                                      default=_json_default))
+    atomic_write_text(out / "metrics.json", json.dumps(_finite({"epochs": history, "summary": summary}), indent=1,
+                                                      default=_json_default, allow_nan=False))
+
+
+def _finite(o):
+    """NaN/inf (e.g. the loss of an empty validation set) as null: metrics.json stays valid JSON."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _json_default(o):
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
     if hasattr(o, "tolist"):
         return o.tolist()
     return str(o)

@@ -153,3 +153,13 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(chan, tmp_path):
     assert b["epoch"] == 4
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+def test_a_file_too_short_for_validation_still_trains(tmp_path):
+    """Two trajectories of 4 snapshots: the validation tail holds no window; metrics stay valid JSON
+    and the training loss chooses best.pt."""
+    write_channel_file(tmp_path / "s.h5", K=2, S=4)
+    s = train(tmp_path / "s.h5", tmp_path / "r", "tiny", {}, epochs=2, batch=2)
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert [h["val_loss"] for h in m["epochs"]] == [None, None]
+    assert s["best_epoch"] in (1, 2) and s["test_one_step_rel_l2"] > 0
