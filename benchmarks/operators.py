@@ -177,6 +177,7 @@ def main(argv=None):
     ap.add_argument("--band", default=None, help="energy band LO,HI (0.5,2; --quick 0.05,20 so that the "
                     "untrained tiny models produce statistics to check the plumbing)")
     ap.add_argument("--quick", action="store_true", help="tiny models, 1 epoch, 50 rollout steps")
+    ap.add_argument("--name", default=None, help="results name (default operators, or operators_quick)")
     args = ap.parse_args(argv)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     import numpy as np
@@ -230,7 +231,7 @@ def main(argv=None):
                      "w'rms+": st["w_rms_plus"], "-u'v'+ peak": st["uv_peak"],
                      "div": r["divergence_rel_pred"], "s/step": r["inference_seconds_per_step"],
                      "DNS/surrogate": dns["seconds_per_snapshot"] / r["inference_seconds_per_step"]})
-    name = "operators_quick" if args.quick else "operators"
+    name = args.name or ("operators_quick" if args.quick else "operators")
     md = [f"# Channel-flow surrogates ({'--quick: tiny models, a smoke test, not the recipe' if args.quick else 'CPU recipe'})",
           "", f"Data: `{args.data}` ({data.n_trajectories} trajectories x {data.n_snapshots} snapshots, coarse grid "
           f"{'x'.join(map(str, data.grid))}); trajectory {test_k} held out for testing. Same budget for every model: "
