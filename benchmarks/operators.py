@@ -178,6 +178,7 @@ def main(argv=None):
                     "untrained tiny models produce statistics to check the plumbing)")
     ap.add_argument("--quick", action="store_true", help="tiny models, 1 epoch, 50 rollout steps")
     ap.add_argument("--name", default=None, help="results name (default operators, or operators_quick)")
+    ap.add_argument("--note", default="", help="a line under the title (e.g. what makes this run preliminary)")
     args = ap.parse_args(argv)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     import numpy as np
@@ -226,14 +227,14 @@ def main(argv=None):
         rows.append({"model": r["model"] + (" +proj" if r["project"] else ""), "params": r["parameters"],
                      "s/epoch": r["train_seconds_per_epoch"], "1-step err": r["one_step_test_rel_l2"],
                      "err@1": e[0] if e else float("nan"), "err@10": e[9] if len(e) >= 10 else float("nan"),
-                     "left band at": r["left_band_at_step"] or "none",
+                     "left band at": r["left_band_at_step"] or "none", "late n": r["late_snapshots"],
                      "U+": st["U_plus"], "u'rms+": st["u_rms_plus"], "v'rms+": st["v_rms_plus"],
                      "w'rms+": st["w_rms_plus"], "-u'v'+ peak": st["uv_peak"],
                      "div": r["divergence_rel_pred"], "s/step": r["inference_seconds_per_step"],
                      "DNS/surrogate": dns["seconds_per_snapshot"] / r["inference_seconds_per_step"]})
     name = args.name or ("operators_quick" if args.quick else "operators")
     md = [f"# Channel-flow surrogates ({'--quick: tiny models, a smoke test, not the recipe' if args.quick else 'CPU recipe'})",
-          "", f"Data: `{args.data}` ({data.n_trajectories} trajectories x {data.n_snapshots} snapshots, coarse grid "
+          "", *([args.note, ""] if args.note else []), f"Data: `{args.data}` ({data.n_trajectories} trajectories x {data.n_snapshots} snapshots, coarse grid "
           f"{'x'.join(map(str, data.grid))}); trajectory {test_k} held out for testing. Same budget for every model: "
           f"{args.epochs} epochs, batch {args.batch}, AdamW lr {args.lr}, StepLR(5, 0.7), seed {args.seed}, "
           f"{args.threads} torch threads. Rollouts of {args.steps} steps from the held-out trajectory's first "
@@ -241,7 +242,8 @@ def main(argv=None):
           f"DNS: {'x'.join(map(str, dns['dns_grid']))}, {dns['seconds_per_dns_step']:.4g} s/step x "
           f"{dns['steps_per_snapshot']} steps = {dns['seconds_per_snapshot']:.4g} s per snapshot interval "
           f"({dns['threads']} threads).", "", markdown_table(rows), "",
-          "Late statistics: relative L2 errors of the wall-unit profiles over the last half of the rollout "
+          "Late statistics: relative L2 errors of the wall-unit profiles over the last half of the rollout (`late n` "
+          "snapshots; a rollout that left the energy band is averaged over the steps before it) "
           "against the time average of every reference snapshot; targets 3 % (U+), 15 % (rms), 20 % (-u'v'+ "
           "peak). `div`: relative discrete divergence ||D u|| / (||D_x u|| + ||D_y v|| + ||D_z w||) of one-step "
           "predictions on the held-out trajectory (the filtered DNS's own: "
