@@ -255,6 +255,7 @@ def main(argv=None):
           "Configs:", ""]
     md += [f"* `{r['model']}`{' +project' if r['project'] else ''}: `{json.dumps(r['config'], sort_keys=True)}`"
            for r in runs]
+    md += ["", "## The issue's targets (ifactformer-m, without projection)", ""] + targets(runs, dns, args.steps)
     md.append("\nThe machine is shared with other jobs (2 cores); timings are indicative.")
     _plots(runs, name)
     write_results(name, {"args": vars(args), "dns": dns, "projection_floor_rel_l2": floor,
@@ -262,6 +263,31 @@ def main(argv=None):
                   "\n".join(md) + "\n")
     log(f"wrote benchmarks/results/{name}.md")
     return np
+
+
+def targets(runs, dns, steps) -> list[str]:
+    """The issue's four acceptance lines, judged on these runs."""
+    plain = {r["model"]: r for r in runs if not r["project"]}
+    m = plain.get("ifactformer-m")
+    if m is None:
+        return ["* ifactformer-m was not run."]
+    yes = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    others = {k: r["one_step_test_rel_l2"] for k, r in plain.items() if k != "ifactformer-m"}
+    best_other = min(others.values()) if others else float("inf")
+    out = [f"* lowest one-step error of the four: {yes(m['one_step_test_rel_l2'] < best_other)} "
+           f"({m['one_step_test_rel_l2']:.4g}; others {', '.join(f'{k} {v:.4g}' for k, v in others.items())})",
+           f"* {steps} steps inside the energy band: {yes(m['left_band_at_step'] is None)}"
+           + ("" if m["left_band_at_step"] is None else f" (left at step {m['left_band_at_step']})")]
+    st = m["late_statistics_rel_err"]
+    if st:
+        ok = (st["U_plus"] <= 0.03 and max(st["u_rms_plus"], st["v_rms_plus"], st["w_rms_plus"]) <= 0.15
+              and st["uv_peak"] <= 0.20)
+        out.append(f"* late statistics (U+ 3 %, rms 15 %, -u'v'+ peak 20 %): {yes(ok)} (U+ {st['U_plus']:.3g}, "
+                   f"u' {st['u_rms_plus']:.3g}, v' {st['v_rms_plus']:.3g}, w' {st['w_rms_plus']:.3g}, "
+                   f"-u'v'+ peak {st['uv_peak']:.3g})")
+    ratio = dns["seconds_per_snapshot"] / m["inference_seconds_per_step"]
+    out.append(f"* a step at least 20x faster than the DNS over the same time: {yes(ratio >= 20)} ({ratio:.3g}x)")
+    return out
 
 
 def _plots(runs, name):
