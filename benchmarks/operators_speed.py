@@ -22,6 +22,10 @@ import sys
 import time
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+#: OpenMP threads that spin while waiting lose ~10-20x on a machine whose cores are shared with
+#: other jobs (measured: 31 s vs 1.6 s per ifactformer-m step at 2 threads, load 13); PASSIVE
+#: makes them sleep. On an idle machine ACTIVE (OpenMP's default) is slightly faster.
+WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
 SMALL_GRID, PAPER_GRID = (16, 17, 8), (32, 33, 16)
 
 
@@ -97,7 +101,9 @@ def run_case(case: dict) -> dict:
     batch = 1 if case["mode"] == "forward" else 5
     x = torch.randn(batch, model.in_steps, 3, nx, ny, nz)
     y = torch.randn(batch, 3, nx, ny, nz)
-    repeat = case.get("repeat", 3 if case["mode"] == "forward" else 2)
+    # many repeats where they are cheap: on a shared machine single timings scatter by 2-5x
+    small = nx * ny * nz <= 5000
+    repeat = case.get("repeat", (15 if small else 5) if case["mode"] == "forward" else (3 if small else 1))
 
     def forward():
         with torch.inference_mode():
@@ -131,7 +137,7 @@ def run_case(case: dict) -> dict:
     return dict(case, batch=batch, params=sum(p.numel() for p in model.parameters()),
                 seconds=statistics.median(times), cpu_seconds=statistics.median(cpu), first_call=first,
                 repeat=repeat, peak_rss_mb=peak, rss_before_mb=rss0, threads=torch.get_num_threads(),
-                load_avg=os.getloadavg()[0])
+                load_avg=os.getloadavg()[0], omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
 
 
 def main(argv=None) -> int:
@@ -147,7 +153,8 @@ def main(argv=None) -> int:
 
     rows = []
     for case in (recipe_cases() if args.recipe else cases(args.quick)):
-        env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+        env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS),
+                   OMP_WAIT_POLICY=WAIT_POLICY)
         p = subprocess.run([sys.executable, "-m", "benchmarks.operators_speed", "--case", json.dumps(case)],
                            capture_output=True, text=True, env=env)
         if p.returncode:
@@ -171,7 +178,7 @@ def main(argv=None) -> int:
         r["cpu_speedup_vs_plain"] = b / r["cpu_seconds"] if b and "cpu_seconds" in r else None
     cols = ["model", "variant", "grid", "mode", "batch", "params", "seconds", "cpu_seconds", "speedup_vs_plain",
             "cpu_speedup_vs_plain", "first_call", "peak_rss_mb", "load_avg", "error"]
-    md = (f"# Surrogate models: time per step on a CPU ({THREADS} threads)\n\n"
+    md = (f"# Surrogate models: time per step on a CPU ({THREADS} threads, OMP_WAIT_POLICY={WAIT_POLICY})\n\n"
           "forward: batch 1, inference mode; train: forward + backward of a relative-L2 loss, batch 5. "
           "Median of the repeats after one warm-up call (first_call: the warm-up, compilation included); "
           "seconds: wall clock, cpu_seconds: the process's CPU time (with 1 thread the better measure on a "
@@ -180,7 +187,7 @@ def main(argv=None) -> int:
           + markdown_table(rows, cols))
     name = ("operators_speed" + ("_recipe" if args.recipe else "") + ("" if THREADS == 2 else f"_{THREADS}thread")
             + ("_quick" if args.quick else ""))
-    write_results(name, {"threads": THREADS, "rows": rows}, md)
+    write_results(name, {"threads": THREADS, "omp_wait_policy": WAIT_POLICY, "rows": rows}, md)
     return 0
 
 
