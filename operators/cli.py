@@ -92,10 +92,11 @@ class _Bar:
 
     def __enter__(self):
         if self.enabled:
+            from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.p = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                              TimeRemainingColumn(), transient=True)
+                              TimeRemainingColumn(), transient=True, console=Console(stderr=True))
             self.p.__enter__()
         return self
 
@@ -177,7 +178,10 @@ def train(
     _writable(out / "last.pt") if out.is_dir() else _writable(out)
     cfg = _pairs(model_opt, "--model-opt")
     bar = _Bar(_want_progress(quiet), "train")
-    log = None if quiet else (lambda line: print(line, flush=True))
+    def log(line):  # rich's live bar moves printed lines above itself
+        if not quiet:
+            print(line, flush=True)
+
     try:
         with bar:
             summary = run_train(data, out, model, cfg, epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay,
