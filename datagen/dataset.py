@@ -104,3 +104,117 @@ def __getattr__(attr):
     if attr == "FieldDataset":
         return _field_dataset_class()
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+@dataclass
+class TrajectoryData:
+    """A time-dependent file (the channel problem, and LES or surrogate rollouts written in its
+    layout). ``fields``: every stored field by name, (K, S, *grid[, D]) float32 (``velocity``
+    is (K, S, NX, NY, NZ, 3)); ``time``: (S,) from the first snapshot; ``coordinates``: x, y, z;
+    ``scalars``: the fixed scalars (Re_tau, nu, snapshot_dt, ...); ``attrs``/``config``:
+    provenance; ``groups``: any further group (e.g. a rollout's ``/rollout``) as {name: {attribute
+    or dataset name: value}}."""
+
+    path: Path
+    fields: dict
+    time: np.ndarray
+    coordinates: dict
+    scalars: dict
+    attrs: dict
+    config: dict
+    groups: dict
+
+    @property
+    def velocity(self) -> np.ndarray:
+        if "velocity" not in self.fields:
+            raise store.StoreError(f"{str(self.path)!r} holds no velocity field")
+        return self.fields["velocity"]
+
+    @property
+    def n_trajectories(self) -> int:
+        return int(self.attrs["n_trajectories"])
+
+    @classmethod
+    def load(cls, path) -> TrajectoryData:
+        with store.open_file(path) as f:
+            if not store.is_trajectory_file(f):
+                raise store.StoreError(f"{str(path)!r} holds solved systems, not trajectories")
+            try:
+                fields = {name: ds[()] for grp in ("t0_fields", "t1_fields", "t2_fields") if grp in f
+                          for name, ds in f[grp].items()}
+                spatial = [str(s) for s in f["dimensions"].attrs["spatial_dims"]]
+                coords = {ax: f["dimensions"][ax][()] for ax in spatial}
+                time = f["dimensions"]["time"][()]
+                scalars = {k: v[()].item() for k, v in f["scalars"].items() if v.shape == ()}
+                attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
+                config = store.read_config(f) if "config" in f.attrs else {}
+                known = {"dimensions", "boundary_conditions", "scalars", "t0_fields", "t1_fields", "t2_fields"}
+                groups = {}
+                for name, g in f.items():
+                    if name not in known and hasattr(g, "attrs") and hasattr(g, "keys"):
+                        groups[name] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in g.attrs.items()}
+                        groups[name].update({k: ds[()] for k, ds in g.items() if not hasattr(ds, "keys")})
+            except (KeyError, ValueError) as exc:
+                raise store.StoreError(f"{str(path)!r} is not a complete trajectory file "
+                                       f"({' '.join(str(exc).split())})") from None
+            if "n_trajectories" not in attrs:
+                raise store.StoreError(f"{str(path)!r} is not a complete trajectory file (no n_trajectories)")
+        return cls(Path(path), fields, time, coords, scalars, attrs, config, groups)
+
+
+def write_trajectory_file(out, template, velocity: np.ndarray, time: np.ndarray, *, attrs: dict | None = None,
+                          trajectories=None, extra: dict | None = None) -> Path:
+    """Write trajectories in the layout of the time-dependent file ``template`` (same root
+    attributes, dimensions, boundary conditions and scalars), atomically.
+
+    ``velocity``: (K, S, NX, NY, NZ, 3) on the template's grid; ``time``: (S,) from the first
+    snapshot; ``attrs``: root attributes to set or replace (``n_trajectories`` is set from K);
+    ``trajectories``: the template's trajectory indices these continue (their seeds and start
+    times are copied); ``extra``: {group name: {dataset name: array, "@attr": value}} added as
+    groups of their own. Used for surrogate rollouts and LES runs, so that every reader of the
+    channel layout reads them."""
+    velocity = np.asarray(velocity, dtype=np.float32)
+    out = Path(out)
+    with store.open_file(template) as src:
+        if not store.is_trajectory_file(src):
+            raise store.StoreError(f"{str(template)!r} is not a trajectory file")
+        grid = tuple(src["dimensions"][ax].shape[0] for ax in ("x", "y", "z"))
+        if velocity.ndim != 6 or velocity.shape[2:] != (*grid, 3):
+            raise store.StoreError(f"velocity of shape {velocity.shape} does not fit the template's grid {grid}")
+        K, S = velocity.shape[:2]
+        if np.asarray(time).shape != (S,):
+            raise store.StoreError(f"time must have one entry per snapshot ({S}), got {np.asarray(time).shape}")
+        with store.atomic_h5(out) as f:
+            for k, v in src.attrs.items():
+                f.attrs[k] = v
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v
+            f.attrs["n_trajectories"] = K
+            src.copy(src["boundary_conditions"], f, "boundary_conditions")
+            src.copy(src["scalars"], f, "scalars")
+            dims = f.create_group("dimensions")
+            for k, v in src["dimensions"].attrs.items():
+                dims.attrs[k] = v
+            for ax in ("x", "y", "z"):
+                src.copy(src["dimensions"][ax], dims, ax)
+            dims["time"] = np.asarray(time, dtype=np.float32)
+            dims["time"].attrs.update(sample_varying=False, time_varying=True)
+            for g in ("t0_fields", "t2_fields"):
+                f.create_group(g).attrs["field_names"] = []
+            t1 = f.create_group("t1_fields")
+            t1.attrs["field_names"] = ["velocity"]
+            t1["velocity"] = velocity
+            t1["velocity"].attrs.update(dim_varying=[True, True, True], sample_varying=True, time_varying=True)
+            if trajectories is not None:
+                idx = np.asarray(trajectories, dtype=int)
+                for name in ("trajectory_seeds", "trajectory_start_time"):
+                    if name in src:
+                        f[name] = src[name][()][idx]
+            for gname, content in (extra or {}).items():
+                g = f.create_group(gname)
+                for k, v in content.items():
+                    if k.startswith("@"):
+                        g.attrs[k[1:]] = v
+                    else:
+                        g[k] = v
+    return out

@@ -804,7 +804,12 @@ def rounding_slack(A, x32: np.ndarray) -> float:
 
 def open_dataset(path):
     """Open a generated file: arrays (``.x``, ``.y``, ``.fields``, ``.parameters``,
-    ``.stats``) and a PyTorch ``Dataset`` (``.torch()``) yielding ``{"x", "y"}``."""
-    from .dataset import GeneratedData
+    ``.stats``) and a PyTorch ``Dataset`` (``.torch()``) yielding ``{"x", "y"}``; a
+    trajectory file (the channel problem) as ``datagen.dataset.TrajectoryData``
+    (``.velocity`` (K, S, NX, NY, NZ, 3), ``.time``, ``.coordinates``, ``.scalars``)."""
+    from .dataset import GeneratedData, TrajectoryData
 
-    return GeneratedData.load(path)
+    with open_file(path) as f:
+        trajectories = is_trajectory_file(f)
+    # time-dependent files (the channel problem) have trajectories, not x/y pairs
+    return TrajectoryData.load(path) if trajectories else GeneratedData.load(path)

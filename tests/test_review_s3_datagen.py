@@ -246,11 +246,17 @@ def test_open_dataset_on_a_channel_file_says_what_it_holds(tmp_path):
 
     p = _datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--out", "c.h5", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
+    from datagen.dataset import GeneratedData
+
     with pytest.raises(StoreError, match="holds trajectories") as exc:
-        datagen.open_dataset(tmp_path / "c.h5")
+        GeneratedData.load(tmp_path / "c.h5")
     assert "missing" not in str(exc.value)
-    with h5py.File(tmp_path / "c.h5", "r") as f:  # the documented way still reads it
-        assert f["t1_fields/velocity"].shape == (1, 2, 4, 5, 4, 3)
+    d = datagen.open_dataset(tmp_path / "c.h5")  # the trajectories, as stored
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        np.testing.assert_array_equal(d.velocity, f["t1_fields/velocity"][()])
+        assert d.velocity.shape == (1, 2, 4, 5, 4, 3)
+        np.testing.assert_array_equal(d.coordinates["y"], f["dimensions/y"][()])
+        assert d.scalars["Re_tau"] == pytest.approx(180.0) and d.n_trajectories == 1
 
 
 @pytest.mark.parametrize("pc", ["none", "jacobi"])

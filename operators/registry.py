@@ -1,0 +1,124 @@
+"""The model registry: one name per surrogate architecture.
+
+    >>> import operators
+    >>> operators.available_models()
+    ['fno', 'ifactformer-m', 'ifactformer-o', 'ifno']
+    >>> model = operators.make_model("ifactformer-m", iterations=2)   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .errors import DuplicateModelError, OptionError, UnknownModelError
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register_model(name: str) -> Callable[[type], type]:
+    """Class decorator that registers a model class under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The registry name (lower case, e.g. ``"ifactformer-m"``); stored on the class as ``name``.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the class unchanged apart from ``cls.name = name``.
+
+    Raises
+    ------
+    DuplicateModelError
+        If ``name`` is already registered.
+    OptionError
+        If ``name`` is not a non-empty string.
+
+    Examples
+    --------
+    >>> @register_model("my-model")          # doctest: +SKIP
+    ... class MyModel(torch.nn.Module): ...
+    """
+    if not isinstance(name, str) or not name:
+        raise OptionError(f"a model name must be a non-empty string, got {name!r}")
+
+    def deco(cls: type) -> type:
+        if name in _REGISTRY:
+            raise DuplicateModelError(f"a model named {name!r} is already registered "
+                                      f"({_REGISTRY[name].__module__}.{_REGISTRY[name].__qualname__})")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    from . import models  # noqa: F401  (importing the package registers the built-in models)
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`make_model`, sorted.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> "ifactformer-m" in available_models()
+    True
+    """
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def model_class(name: str) -> type:
+    """The class registered under ``name``.
+
+    Raises
+    ------
+    UnknownModelError
+        If no model has that name; the message lists the known names.
+    """
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def make_model(name: str, **config):
+    """Build a surrogate model by name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_models`.
+    **config
+        Configuration keys of that model (see its model card); every key left out takes its
+        default. ``model.config`` holds the full configuration, so
+        ``make_model(model.name, **model.config)`` rebuilds the same architecture.
+
+    Returns
+    -------
+    torch.nn.Module
+        With ``name``, ``config``, ``in_steps`` and ``set_normalization(mean, std)``; called on a
+        float32 tensor (B, in_steps, 3, NX, NY, NZ) it returns the next snapshot (B, 3, NX, NY, NZ).
+
+    Raises
+    ------
+    UnknownModelError
+        For an unknown name.
+    OptionError
+        For an unknown configuration key or a bad value.
+
+    Examples
+    --------
+    >>> import torch
+    >>> torch.manual_seed(0)                                # doctest: +SKIP
+    >>> m = make_model("ifactformer-m", dim=32, heads=2, dim_head=16, iterations=2)   # doctest: +SKIP
+    >>> m(torch.zeros(1, m.in_steps, 3, 8, 9, 4)).shape   # doctest: +SKIP
+    torch.Size([1, 3, 8, 9, 4])
+    """
+    return model_class(name)(**config)

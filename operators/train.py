@@ -1,0 +1,339 @@
+"""Training a surrogate on channel trajectories: AdamW, StepLR, per-sample relative L2 loss (the
+paper's defaults), an optional multi-step (autoregressive) loss and divergence-free projection,
+an atomic checkpoint after every epoch (``last.pt``, and ``best.pt`` by validation loss), metrics
+per epoch as CSV and JSON, and ``resume`` after a kill that ends with the same weights as an
+uninterrupted run on the same device (data order a function of (seed, epoch); RNG, optimiser and
+scheduler states in the checkpoint)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from linsolve.errors import OptionError
+
+from . import checkpoint as _ck
+from .checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    atomic_save,
+    atomic_write_text,
+    read_checkpoint,
+    sha256_file,
+)
+from .data import ChannelData, WindowDataset, load_channel, normalization_stats, split_trajectories
+
+#: the paper's optimisation settings
+DEFAULTS = dict(epochs=30, batch=5, lr=5e-4, weight_decay=0.01, step_size=5, gamma=0.7, rollout_steps=1, seed=0,
+                test=1)
+#: arguments a resumed run must share with the run it continues (``epochs`` may grow)
+RESUME_KEYS = ("model", "model_config", "data_sha256", "batch", "lr", "weight_decay", "step_size", "gamma",
+               "rollout_steps", "seed", "test", "project")
+
+
+def relative_l2(pred, target):
+    """Mean over the batch of ||pred - target|| / ||target|| per sample (the paper's loss)."""
+    b = pred.shape[0]
+    diff = (pred - target).reshape(b, -1).norm(dim=1)
+    ref = target.reshape(b, -1).norm(dim=1).clamp_min(1e-12)
+    return (diff / ref).mean()
+
+
+def predictor(model, projector=None):
+    """x (B, in_steps, 3, NX, NY, NZ) -> next snapshot, projected when ``projector`` is given."""
+    if projector is None:
+        return model
+
+    def step(x):
+        return projector(model(x))
+
+    return step
+
+
+def rollout_loss(step, x, y):
+    """Mean relative L2 over ``y.shape[1]`` autoregressive steps from the window ``x``."""
+    import torch
+
+    loss = 0.0
+    for k in range(y.shape[1]):
+        pred = step(x)
+        loss = loss + relative_l2(pred, y[:, k])
+        if k + 1 < y.shape[1]:
+            x = torch.cat([x[:, 1:], pred[:, None]], dim=1)
+    return loss / y.shape[1]
+
+
+def evaluate_one_step(step, dataset: WindowDataset, batch: int, device) -> float:
+    """Mean one-step relative L2 over every window of ``dataset`` (no gradients)."""
+    import torch
+
+    if len(dataset) == 0:
+        return float("nan")
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for x, y in dataset.batches(batch):
+            x, y = x.to(device), y.to(device)
+            pred = step(x)
+            b = x.shape[0]
+            err = ((pred - y[:, 0]).reshape(b, -1).norm(dim=1) / y[:, 0].reshape(b, -1).norm(dim=1).clamp_min(1e-12))
+            total += float(err.sum())
+            n += b
+    return total / n
+
+
+def _check_args(a: dict) -> None:
+    for k in ("epochs", "batch", "step_size", "rollout_steps"):
+        v = a[k]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise OptionError(f"{k.replace('_', '-')} must be a positive integer, got {v!r}")
+    for k in ("lr", "gamma"):
+        v = a[k]
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise OptionError(f"{k} must be a positive number, got {v!r}")
+    if not isinstance(a["weight_decay"], (int, float)) or not math.isfinite(a["weight_decay"]) or a["weight_decay"] < 0:
+        raise OptionError(f"weight-decay must be a number >= 0, got {a['weight_decay']!r}")
+    if isinstance(a["seed"], bool) or not isinstance(a["seed"], (int, np.integer)) or a["seed"] < 0:
+        raise OptionError(f"seed must be a non-negative integer, got {a['seed']!r}")
+
+
+def resolve_device(device: str):
+    import torch
+
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise OptionError(f"device must be cpu or cuda, got {device!r}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise OptionError("device cuda was asked for but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def make_projector(data: ChannelData):
+    from .projection import Projector
+
+    return Projector(data.grid, float(data.attrs["Lx"]), float(data.attrs["Lz"]))
+
+
+def train(data, out, model: str = "ifactformer-m", model_config: dict | None = None, *, epochs: int = 30,
+          batch: int = 5, lr: float = 5e-4, weight_decay: float = 0.01, step_size: int = 5, gamma: float = 0.7,
+          rollout_steps: int = 1, project: bool = False, device: str = "cpu", seed: int = 0, test: int = 1,
+          threads: int | None = None, resume: bool = False, overwrite: bool = False, log=None,
+          progress=None) -> dict:
+    """Train ``model`` on the trajectories of ``data``; write checkpoints and metrics under ``out``.
+
+    Parameters
+    ----------
+    data : str or Path
+        A channel trajectory file (``datagen generate channel``).
+    out : str or Path
+        Run directory: ``last.pt`` (every epoch), ``best.pt`` (lowest validation loss),
+        ``metrics.csv``, ``metrics.json``.
+    model : str
+        Registry name (``operators.available_models()``).
+    model_config : dict, optional
+        Overrides of the model's default config (e.g. ``{"dim": 48, "L": 4}``).
+    epochs, batch, lr, weight_decay, step_size, gamma :
+        AdamW(lr, weight_decay) with StepLR(step_size, gamma), ``batch`` windows per step.
+    rollout_steps : int
+        K > 1: the loss is the mean relative L2 over K autoregressive steps.
+    project : bool
+        Project every prediction onto the divergence-free fields (``operators.projection``),
+        also inside the loss (gradients flow through the projection).
+    device : str
+        ``cpu`` or ``cuda``.
+    seed : int
+        Seeds the weights and the data order.
+    test : int
+        Trajectories held out for testing (the last ones of the file).
+    threads : int, optional
+        ``torch.set_num_threads``.
+    resume : bool
+        Continue the run in ``out`` from ``last.pt`` (same arguments; ``epochs`` may grow).
+    overwrite : bool
+        Replace an existing run in ``out``.
+    log : callable, optional
+        Receives one line per epoch.
+    progress : callable, optional
+        ``progress(epoch, batch_index, n_batches)`` after each optimiser step.
+
+    Returns
+    -------
+    dict
+        The final metrics (also in ``metrics.json``).
+
+    Raises
+    ------
+    OptionError, DataError, CheckpointError
+        Bad arguments, an unusable data file, a run in ``out`` that does not match.
+
+    Examples
+    --------
+    >>> train("train.h5", "runs/ifm", "ifactformer-m", epochs=2, batch=5)   # doctest: +SKIP
+    """
+    import torch
+
+    args = dict(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, step_size=step_size, gamma=gamma,
+                rollout_steps=rollout_steps, seed=seed)
+    _check_args(args)
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise OptionError(f"threads must be a positive integer, got {threads!r}")
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    out = Path(out)
+    last = out / "last.pt"
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {str(out)!r} exists and is not a directory")
+    if resume and not last.exists():
+        raise OptionError(f"nothing to resume: {str(last)!r} does not exist")
+    if not resume and last.exists() and not overwrite:
+        raise OptionError(f"{str(out)!r} holds a run (last.pt); use --resume to continue it or --overwrite")
+    ds = load_channel(data)
+    split = split_trajectories(ds.n_trajectories, ds.n_snapshots, test=test)
+    for key in ("Lx", "Lz"):
+        if key not in ds.attrs:
+            raise OptionError(f"{str(data)!r} has no root attribute {key!r} (the box length)")
+    data_sha = sha256_file(data)
+
+    cfg = dict(model_config or {})
+    torch.manual_seed(seed)
+    net = _ck.build_model(model, cfg)
+    if "box" in net.config and "box" not in cfg:
+        # models whose positional encodings scale with the box lengths get the data's box
+        cfg["box"] = [float(ds.attrs["Lx"]), float(ds.attrs["Lz"])]
+        torch.manual_seed(seed)
+        net = _ck.build_model(model, cfg)
+    in_steps = int(net.in_steps)
+    need = in_steps + rollout_steps
+    train_set = WindowDataset(ds.velocity, split.train, in_steps, rollout_steps)
+    val_set = WindowDataset(ds.velocity, split.val, in_steps, 1)
+    test_set = WindowDataset(ds.velocity, split.test, in_steps, 1)
+    if len(train_set) == 0:
+        raise OptionError(f"no training window: the training snapshots ({split.train}) are shorter than "
+                          f"in_steps + rollout_steps = {need}")
+    mean, std = normalization_stats(ds.velocity, split.train)
+    net.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+    net.to(dev)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=gamma)
+    projector = make_projector(ds) if project else None
+    step = predictor(net, projector)
+    meta = dict(model=model, model_config=dict(net.config), data_sha256=data_sha, batch=batch, lr=lr,
+                weight_decay=weight_decay, step_size=step_size, gamma=gamma, rollout_steps=rollout_steps,
+                seed=seed, test=test, project=bool(project))
+    history: list[dict] = []
+    start_epoch, best_val, best_epoch = 1, math.inf, 0
+    if resume:
+        ck = read_checkpoint(last, map_location=dev)
+        saved = ck.get("train_args", {})
+        differ = [k for k in RESUME_KEYS if json.dumps(saved.get(k), sort_keys=True) != json.dumps(meta[k], sort_keys=True)]
+        if differ:
+            raise CheckpointError(f"{str(last)!r} is a run with other arguments (differs in: {', '.join(differ)}); "
+                                  "use another --out or --overwrite")
+        net.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        if dev.type == "cuda" and ck["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ck["rng"]["cuda"], dev)
+        history = list(ck["history"])
+        start_epoch = int(ck["epoch"]) + 1
+        best_val, best_epoch = float(ck["best_val"]), int(ck["best_epoch"])
+    else:
+        if out.exists() and overwrite:
+            for name in ("last.pt", "best.pt", "metrics.csv", "metrics.json"):
+                (out / name).unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+
+    base = dict(format=FORMAT, format_version=FORMAT_VERSION, model=model, model_config=dict(net.config),
+                in_steps=in_steps, grid=list(ds.grid), box=[float(ds.attrs["Lx"]), float(ds.attrs["Lz"])],
+                re_tau=ds.re_tau, nu=ds.nu, snapshot_dt=ds.snapshot_dt,
+                normalization={"mean": mean.tolist(), "std": std.tolist()}, project=bool(project),
+                data={"path": str(Path(data).resolve()), "sha256": data_sha, "split": split.to_dict()},
+                train_args=meta)
+
+    for epoch in range(start_epoch, epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        total, nb = 0.0, 0
+        n_batches = math.ceil(len(train_set) / batch)
+        for x, y in train_set.batches(batch, seed=seed, epoch=epoch):
+            x, y = x.to(dev), y.to(dev)
+            opt.zero_grad(set_to_none=True)
+            loss = rollout_loss(step, x, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the training loss became {float(loss)} in epoch {epoch}")
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            nb += 1
+            if progress:
+                progress(epoch, nb, n_batches)
+        lr_now = opt.param_groups[0]["lr"]
+        sched.step()
+        net.eval()
+        val = evaluate_one_step(step, val_set, batch, dev)
+        seconds = time.perf_counter() - t0
+        row = dict(epoch=epoch, train_loss=total / nb, val_loss=val, lr=lr_now, seconds=seconds)
+        history.append(row)
+        # no validation window (a very short file): the training loss chooses best.pt
+        score = val if math.isfinite(val) else row["train_loss"]
+        if score < best_val or best_epoch == 0:
+            best_val, best_epoch = score, epoch
+        state = dict(base, state_dict=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                     rng={"torch": torch.get_rng_state(),
+                          "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None},
+                     epoch=epoch, history=history, best_val=best_val, best_epoch=best_epoch)
+        atomic_save(state, last)
+        if best_epoch == epoch:
+            atomic_save(state, out / "best.pt")
+        _write_metrics(out, history, None)
+        if log:
+            log(f"epoch {epoch}/{epochs}: train {row['train_loss']:.4g}, val {val:.4g}, lr {lr_now:.3g}, "
+                f"{seconds:.1f} s" + (" (best)" if best_epoch == epoch else ""))
+
+    # the held-out trajectories, with the best weights
+    best = read_checkpoint(out / "best.pt", map_location=dev)
+    net.load_state_dict(best["state_dict"])
+    net.eval()
+    test_err = evaluate_one_step(predictor(net, projector), test_set, batch, dev)
+    params = sum(p.numel() for p in net.parameters())
+    summary = dict(model=model, model_config=dict(net.config), parameters=int(params), project=bool(project),
+                   best_epoch=best_epoch, best_val_loss=best_val, test_one_step_rel_l2=test_err,
+                   test_trajectories=split.test_trajectories, epochs=len(history),
+                   seconds_per_epoch=float(np.median([h["seconds"] for h in history])) if history else None,
+                   device=str(dev), threads=torch.get_num_threads())
+    _write_metrics(out, history, summary)
+    return summary
+
+
+def _write_metrics(out: Path, history: list[dict], summary: dict | None) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["epoch", "train_loss", "val_loss", "lr", "seconds"])
+    w.writeheader()
+    for h in history:
+        w.writerow(h)
+    atomic_write_text(out / "metrics.csv", buf.getvalue())
+    atomic_write_text(out / "metrics.json", json.dumps(_finite({"epochs": history, "summary": summary}), indent=1,
+                                                      default=_json_default, allow_nan=False))
+
+
+def _finite(o):
+    """NaN/inf (e.g. the loss of an empty validation set) as null: metrics.json stays valid JSON."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)

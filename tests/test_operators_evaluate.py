@@ -1,0 +1,126 @@
+"""operators.evaluate: per-step error, wall-unit profiles and spectra against hand-computed values,
+the report files, and files without rollout metadata (LES/DNS in the same layout)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from operators_tiny import write_channel_file
+
+from linsolve.errors import OptionError
+from operators.data import DataError, load_channel
+from operators.evaluate import FIGURES, evaluate, profiles, spectra
+
+
+def _y(ny):
+    return -np.cos(np.pi * np.arange(ny) / (ny - 1))
+
+
+def test_profiles_of_a_field_with_known_moments():
+    NX, NY, NZ = 8, 9, 4
+    y = _y(NY)
+    x = np.arange(NX) * 2 * np.pi / NX
+    env = 1 - y**2
+    u = np.zeros((2, 3, NX, NY, NZ))
+    for t, ph in enumerate((0.0, 0.7)):
+        c = np.cos(x + ph)[:, None, None] * env[None, :, None] * np.ones((1, 1, NZ))
+        # u' = 2 c, v' = y c (antisymmetric, as in a channel): <u'v'> = 2 y <c^2> = y env^2
+        u[t, 0] = 10 * env[None, :, None] + 2 * c
+        u[t, 1] = y[None, :, None] * c
+        u[t, 2] = 0.5
+    p = profiles(u, y, u_tau=2.0, nu=0.01)
+    half = 5
+    assert p["y_plus"] == pytest.approx((1 + y[:half]) * 2.0 / 0.01)
+    assert p["U_plus"] == pytest.approx(10 * env[:half] / 2.0)
+    assert p["u_rms_plus"] == pytest.approx(np.sqrt(2.0) * env[:half] / 2.0)  # rms of 2 cos = sqrt 2
+    assert p["v_rms_plus"] == pytest.approx(np.abs(y[:half]) * env[:half] / np.sqrt(2.0) / 2.0)
+    assert p["w_rms_plus"] == pytest.approx(np.zeros(half), abs=1e-12)
+    assert p["uv_plus"] == pytest.approx(-y[:half] * env[:half] ** 2 / 4.0)  # -<u'v'> / u_tau^2 > 0 below
+
+
+def test_spectra_put_a_single_mode_where_it_belongs():
+    NX, NY, NZ = 16, 9, 8
+    x = np.arange(NX) * 2 * np.pi / NX
+    z = np.arange(NZ) * 2 * np.pi / NZ
+    u = np.zeros((1, 3, NX, NY, NZ))
+    u[0, 0] = 3 * np.cos(2 * x)[:, None, None] + 1.0  # kx = 2, amplitude 3
+    u[0, 2] = 2 * np.sin(3 * z)[None, None, :]  # kz = 3, amplitude 2
+    s = spectra(u, 2)
+    ex = np.zeros(NX // 2 + 1)
+    ex[2] = 0.5 * 9 / 2  # 0.5 <(3 cos)^2>
+    ex[0] = 0.5 * 4 / 2  # the w mode is uniform in x
+    np.testing.assert_allclose(s["kx"], ex, atol=1e-12)
+    ez = np.zeros(NZ // 2 + 1)
+    ez[3] = 0.5 * 4 / 2
+    ez[0] = 0.5 * 9 / 2
+    np.testing.assert_allclose(s["kz"], ez, atol=1e-12)
+    assert s["kx"].sum() == pytest.approx(0.5 * (9 + 4) / 2)  # Parseval: the fluctuating energy
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    write_channel_file(d / "ref.h5", K=2, S=12)
+    v = load_channel(d / "ref.h5").velocity
+    v = np.moveaxis(v, 2, -1)
+    write_channel_file(d / "same.h5", velocity=v)
+    w = v.copy()
+    w[..., 0] *= 1.1
+    write_channel_file(d / "scaled.h5", velocity=w)
+    return d
+
+
+def test_a_file_equal_to_the_reference_has_zero_errors(files, tmp_path):
+    rep = evaluate(files / "same.h5", files / "ref.h5", tmp_path / "rep")
+    assert rep["per_step"]["step"] == list(range(1, 12))
+    assert max(rep["per_step"]["rel_l2"]) == 0.0
+    assert rep["reference_trajectories"] == [0, 1]
+    for q, e in rep["statistics"]["errors"].items():
+        if q.endswith("rms_plus") or q == "U_plus":
+            assert e < 0.2, q  # late half of the same trajectories vs all of them: small, not zero
+    for name in ("report.json", "report.md", *FIGURES):
+        assert (tmp_path / "rep" / name).is_file(), name
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["grid"] == [8, 9, 4]
+
+
+def test_a_scaled_velocity_gives_its_scale_as_error(files, tmp_path):
+    rep = evaluate(files / "scaled.h5", files / "ref.h5", tmp_path / "rep", late=1.0)
+    # u is 1.1 x the reference everywhere; the per-step error is the mean over both trajectories
+    st = rep["statistics"]["errors"]
+    # late=1.0 averages snapshots 1..S-1 (the first is the initial condition) against all of them
+    assert st["U_plus"] == pytest.approx(0.1, rel=2e-2)
+    ref = load_channel(files / "ref.h5")
+    e1 = np.mean([np.linalg.norm(0.1 * ref.velocity[k, 1, 0]) / np.linalg.norm(ref.velocity[k, 1]) for k in (0, 1)])
+    assert rep["per_step"]["rel_l2"][0] == pytest.approx(e1, rel=1e-4)
+
+
+def test_bad_input_writes_nothing(files, tmp_path):
+    write_channel_file(tmp_path / "g.h5", K=1, S=4, grid=(8, 9, 6))
+    with pytest.raises(DataError, match="8x9x6 grid"):
+        evaluate(tmp_path / "g.h5", files / "ref.h5", tmp_path / "rep")
+    with pytest.raises(DataError, match="out of range"):
+        evaluate(files / "same.h5", files / "ref.h5", tmp_path / "rep", trajectory=5)
+    with pytest.raises(OptionError, match="late"):
+        evaluate(files / "same.h5", files / "ref.h5", tmp_path / "rep", late=0)
+    assert not (tmp_path / "rep").exists()
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "x").write_text("")
+    with pytest.raises(OptionError, match="not empty"):
+        evaluate(files / "same.h5", files / "ref.h5", tmp_path / "rep")
+
+
+def test_an_les_file_is_compared_with_its_source_trajectory(files, tmp_path):
+    import h5py
+
+    ref = load_channel(files / "ref.h5")
+    v = np.moveaxis(ref.velocity[1:2], 2, -1).copy()  # "LES" of the last trajectory, 5 % off in u
+    v[..., 0] *= 1.05
+    write_channel_file(tmp_path / "les.h5", velocity=v)
+    with h5py.File(tmp_path / "les.h5", "r+") as f:  # as datagen les marks its output
+        f.attrs["les_source_trajectory"] = -1
+        f.attrs["les_model"] = "wale"
+    rep = evaluate(tmp_path / "les.h5", files / "ref.h5", tmp_path / "rep")
+    assert rep["reference_trajectories"] == [1]
+    e1 = np.linalg.norm(0.05 * ref.velocity[1, 1, 0]) / np.linalg.norm(ref.velocity[1, 1])
+    assert rep["per_step"]["rel_l2"][0] == pytest.approx(e1, rel=1e-4)

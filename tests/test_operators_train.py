@@ -1,0 +1,165 @@
+"""operators.train: checkpoints, metrics, deterministic resume (also after SIGKILL), the
+multi-step loss and training through the divergence-free projection."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from operators_tiny import TinyModel, use_tiny_models, write_channel_file
+
+from operators.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from operators.data import load_channel, normalization_stats, split_trajectories
+from operators.train import relative_l2, rollout_loss, train
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+@pytest.fixture(autouse=True)
+def _tiny(monkeypatch):
+    torch.set_num_threads(1)
+    use_tiny_models(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def chan(tmp_path_factory):
+    return write_channel_file(tmp_path_factory.mktemp("train") / "c.h5", K=3, S=10)
+
+
+def test_relative_l2_is_per_sample():
+    y = torch.ones(2, 3, 2, 3, 2)
+    p = y.clone()
+    p[0] *= 1.5  # 50 % off in sample 0, exact in sample 1
+    assert float(relative_l2(p, y)) == pytest.approx(0.25)
+
+
+def test_multi_step_loss_feeds_predictions_back():
+    calls = []
+
+    def step(x):
+        calls.append(x.clone())
+        return x[:, -1] + 1.0
+
+    x = torch.zeros(1, 2, 3, 2, 3, 2)
+    y = torch.stack([torch.full((1, 3, 2, 3, 2), v) for v in (1.0, 2.0, 4.0)], dim=1)
+    loss = rollout_loss(step, x, y)
+    # predictions 1, 2, 3 against 1, 2, 4: errors 0, 0, 1/4
+    assert float(loss) == pytest.approx(0.25 / 3)
+    assert torch.equal(calls[2][:, 0], torch.full((1, 3, 2, 3, 2), 1.0))  # window (pred1, pred2)
+    assert torch.equal(calls[2][:, 1], torch.full((1, 3, 2, 3, 2), 2.0))
+
+
+def test_training_writes_checkpoints_and_metrics_and_learns(chan, tmp_path):
+    out = tmp_path / "run"
+    s = train(chan, out, "tiny", {"in_steps": 2}, epochs=4, batch=2, lr=3e-3, step_size=2, gamma=0.5)
+    for name in ("last.pt", "best.pt", "metrics.csv", "metrics.json"):
+        assert (out / name).is_file()
+    hist = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    assert [h["lr"] for h in hist] == pytest.approx([3e-3, 3e-3, 1.5e-3, 1.5e-3])  # StepLR(2, 0.5)
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,val_loss,lr,seconds" and len(lines) == 5
+    ck = read_checkpoint(out / "best.pt")
+    assert ck["epoch"] == s["best_epoch"] and ck["in_steps"] == 2 and ck["grid"] == [8, 9, 4]
+    d = load_channel(chan)
+    mean, std = normalization_stats(d.velocity, split_trajectories(3, 10).train)
+    np.testing.assert_allclose(ck["normalization"]["mean"], mean)
+    model, _ = load_checkpoint(out / "best.pt")
+    np.testing.assert_allclose(model.mean.numpy(), mean)  # travels in the state_dict
+    assert s["test_trajectories"] == [2] and 0 < s["test_one_step_rel_l2"] < 1
+    assert s["parameters"] == sum(p.numel() for p in TinyModel(2).parameters())
+
+
+def test_resume_continues_to_the_same_weights(chan, tmp_path):
+    kw = dict(epochs=3, batch=2, lr=2e-3, rollout_steps=2)
+    train(chan, tmp_path / "a", "tiny", {}, **kw)
+    train(chan, tmp_path / "b", "tiny", {}, **dict(kw, epochs=1))
+    train(chan, tmp_path / "b", "tiny", {}, **kw, resume=True)
+    a, b = read_checkpoint(tmp_path / "a" / "last.pt"), read_checkpoint(tmp_path / "b" / "last.pt")
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+
+
+def test_an_existing_run_needs_resume_or_overwrite(chan, tmp_path):
+    from linsolve.errors import OptionError
+
+    train(chan, tmp_path / "r", "tiny", {}, epochs=1, batch=4)
+    with pytest.raises(OptionError, match="use --resume"):
+        train(chan, tmp_path / "r", "tiny", {}, epochs=1, batch=4)
+    with pytest.raises(CheckpointError, match="differs in: .*batch"):
+        train(chan, tmp_path / "r", "tiny", {}, epochs=2, batch=3, resume=True)
+    with pytest.raises(CheckpointError, match="model_config"):  # another model's run
+        train(chan, tmp_path / "r", "tiny", {"width": 6}, epochs=2, batch=4, resume=True)
+    with pytest.raises(OptionError, match="nothing to resume"):
+        train(chan, tmp_path / "new", "tiny", {}, epochs=1, resume=True)
+
+
+def test_training_with_projection_predicts_divergence_free_fields(chan, tmp_path):
+    from operators.projection import Projector
+
+    s = train(chan, tmp_path / "p", "tiny", {}, epochs=1, batch=4, project=True)
+    assert s["project"]
+    model, ck = load_checkpoint(tmp_path / "p" / "best.pt")
+    assert ck["project"] is True
+    d = load_channel(chan)
+    P = Projector(d.grid, 3.0, 1.5)
+    from operators.train import predictor
+
+    x = torch.from_numpy(d.velocity[2, :1])[None]
+    with torch.no_grad():
+        raw = model(x)[0].double().numpy()
+        pred = predictor(model, P)(x)[0].double().numpy()
+    scale = np.abs(P.divergence(raw)).max()
+    assert scale > 1e-3
+    assert np.abs(P.divergence(pred)).max() < 1e-5 * scale  # float32 output of a float64 projection
+
+
+def _train_cmd(data, out, *extra):
+    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import operators_tiny as t; t.use_tiny_models(); "
+            "import torch; torch.set_num_threads(1); from operators.cli import main; main(sys.argv[1:])")
+    return [sys.executable, "-c", code, "train", "--model", "tiny", "--data", str(data), "--out", str(out),
+            "--epochs", "4", "--batch", "2", "--lr", "2e-3", "--threads", "1", *extra]
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(chan, tmp_path):
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{TESTS}", OMP_NUM_THREADS="1")
+    kw = dict(epochs=4, batch=2, lr=2e-3, threads=1)
+    train(chan, tmp_path / "full", "tiny", {"width": 4}, **kw)
+    proc = subprocess.Popen(_train_cmd(chan, tmp_path / "killed", "--model-opt", "width=4"), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and read_checkpoint(last)["epoch"] >= 1:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert read_checkpoint(last)["epoch"] < 4
+    train(chan, tmp_path / "killed", "tiny", {"width": 4}, **kw, resume=True)
+    a = read_checkpoint(tmp_path / "full" / "last.pt")
+    b = read_checkpoint(last)
+    assert b["epoch"] == 4
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+def test_a_file_too_short_for_validation_still_trains(tmp_path):
+    """Two trajectories of 4 snapshots: the validation tail holds no window; metrics stay valid JSON
+    and the training loss chooses best.pt."""
+    write_channel_file(tmp_path / "s.h5", K=2, S=4)
+    s = train(tmp_path / "s.h5", tmp_path / "r", "tiny", {}, epochs=2, batch=2)
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert [h["val_loss"] for h in m["epochs"]] == [None, None]
+    assert s["best_epoch"] in (1, 2) and s["test_one_step_rel_l2"] > 0
