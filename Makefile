@@ -41,11 +41,13 @@ $(VENV)/bin/python: | $(VENV)/.debs
 
 # PETSc is compiled once from PyPI (about 10 minutes); petsc4py is then built against
 # that very installation (no build isolation) so PETSc is not compiled a second time.
+# mpi4py is built from source against Debian's MPICH: its PyPI wheel looks for
+# libmpi.so.12, which MPICH does not ship, and fails to import.
 $(VENV)/.petsc: $(VENV)/bin/python $(VENV)/.debs
 	$(PIP) install -q "numpy<2.5" "cython>=3" "setuptools" "wheel"
 	$(PIP) install "petsc==$(PETSC_VERSION)"
-	$(PIP) install --no-build-isolation "petsc4py==$(PETSC_VERSION)" "mpi4py"
-	$(PY) -c "import petsc4py; petsc4py.init(); from petsc4py import PETSc; print('PETSc', PETSc.Sys.getVersion())"
+	$(PIP) install --no-build-isolation --no-binary mpi4py "petsc4py==$(PETSC_VERSION)" "mpi4py"
+	$(PY) -c "import mpi4py.MPI, petsc4py; petsc4py.init(); from petsc4py import PETSc; print('PETSc', PETSc.Sys.getVersion(), mpi4py.MPI.Get_library_version().split(chr(10))[0])"
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.petsc
