@@ -52,7 +52,7 @@ def _start(n_workers: int):
     from datagen.cluster import _THREAD_ENV
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=logging.ERROR, env={k: "1" for k in _THREAD_ENV})
     client = Client(cluster, set_as_default=False)
     client.wait_for_workers(n_workers)

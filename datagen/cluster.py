@@ -190,7 +190,7 @@ def connect(workers=None, scheduler: str | None = None) -> Session:
         return Session(client, None, f"scheduler {scheduler}")
     env = {k: "1" for k in _THREAD_ENV}
     try:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR, env=env)
     except Exception as exc:
         raise ClusterError(f"could not start a local Dask cluster of {workers} workers "

@@ -37,7 +37,7 @@ def _cfg(**kw):
 def cluster():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR, env={"OMP_NUM_THREADS": "1"}) as lc, \
             Client(lc, set_as_default=False) as client:
         yield lc.scheduler_address, client
