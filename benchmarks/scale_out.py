@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -47,13 +48,12 @@ MODES = ("in-process", "1 worker", "2 workers")
 
 
 def _start(n_workers: int):
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    from datagen.cluster import _THREAD_ENV
+    from datagen.cluster import local_cluster
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.ERROR, env={k: "1" for k in _THREAD_ENV})
+    cluster = local_cluster(n_workers)  # the cluster of --workers N
     client = Client(cluster, set_as_default=False)
     client.wait_for_workers(n_workers)
     return cluster, client, time.perf_counter() - t0
@@ -113,8 +113,6 @@ def run_channel(kw: dict, workdir: Path, repeat: int, clusters: dict) -> list[di
     ref = None
 
     def once(mode, session):
-        import shutil
-
         out = workdir / "channel.h5"
         shutil.rmtree(workdir / "channel.h5.parts", ignore_errors=True)
         out.unlink(missing_ok=True)
@@ -131,9 +129,7 @@ def run_channel(kw: dict, workdir: Path, repeat: int, clusters: dict) -> list[di
             dataset.generate(workdir / "warm.h5", **{**run_kw, "trajectories": 2, "snapshots": 1},
                              tasks=session.run)
         (workdir / "warm.h5").unlink()
-        for p in (workdir / "warm.h5.parts").iterdir():
-            p.unlink()
-        (workdir / "warm.h5.parts").rmdir()
+        shutil.rmtree(workdir / "warm.h5.parts")
     for _ in range(repeat):
         for mode in MODES:
             session = dgcluster.Session() if mode == "in-process" else dgcluster.connect(
@@ -227,6 +223,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes; printed, not written as the result")
     args = ap.parse_args(argv)
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # closing clusters logs at INFO
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:

@@ -176,7 +176,7 @@ def connect(workers=None, scheduler: str | None = None) -> Session:
     if workers is None and scheduler is None:
         return Session()
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError as exc:
         raise ClusterError(f"--workers/--scheduler need dask.distributed ({exc}); install dask[distributed]") from None
     if scheduler is not None:
@@ -188,12 +188,24 @@ def connect(workers=None, scheduler: str | None = None) -> Session:
             raise ClusterError(f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s ({why})") \
                 from None
         return Session(client, None, f"scheduler {scheduler}")
-    env = {k: "1" for k in _THREAD_ENV}
     try:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.ERROR, env=env)
+        cluster = local_cluster(workers)
     except Exception as exc:
         raise ClusterError(f"could not start a local Dask cluster of {workers} workers "
                            f"({' '.join(str(exc).split())})") from None
     client = Client(cluster, set_as_default=False)
     return Session(client, cluster, f"{workers} local worker process{'es' if workers > 1 else ''}")
+
+
+def local_cluster(n_workers: int):
+    """The ``LocalCluster`` of ``--workers``: ``n_workers`` processes with one thread each,
+    OpenMP/BLAS limited to one thread, and without the ``MALLOC_TRIM_THRESHOLD_`` that Dask's
+    nanny sets by default (it makes glibc unmap every large temporary array on free, which
+    slowed the channel DNS down about 2x); the dashboard, when bokeh is installed, on a free port."""
+    import dask
+    from distributed import LocalCluster
+
+    environ = {**{k: 1 for k in _THREAD_ENV}, "MALLOC_TRIM_THRESHOLD_": None}  # None: leave it unset
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}):
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                            silence_logs=logging.ERROR, env={k: "1" for k in _THREAD_ENV})

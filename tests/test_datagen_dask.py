@@ -4,7 +4,6 @@ interrupted run; a worker SIGKILLed mid-task, an unreachable scheduler and a tas
 raises each behave as documented. One cluster serves the module (workers start slowly)."""
 from __future__ import annotations
 
-import logging
 import math
 import os
 import signal
@@ -35,11 +34,9 @@ def _cfg(**kw):
 
 @pytest.fixture(scope="module")
 def cluster():
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR, env={"OMP_NUM_THREADS": "1"}) as lc, \
-            Client(lc, set_as_default=False) as client:
+    with dgcluster.local_cluster(2) as lc, Client(lc, set_as_default=False) as client:  # as --workers 2 makes it
         yield lc.scheduler_address, client
 
 
