@@ -99,9 +99,34 @@ class Session:
         return len(self.client.scheduler_info().get("workers", {}))
 
     def run(self, fn: Callable, calls: Mapping[Hashable, tuple], on_done: Callable, name: str = "datagen") -> None:
-        """Submit ``fn(*args)`` for every ``key, args`` in ``calls``; call ``on_done(key,
-        result)`` in this process as each one finishes (in completion order). The first task
-        to raise stops the run: the rest are cancelled and its exception is raised here."""
+        """Run ``fn(*args)`` for every ``key, args`` in ``calls`` (a loop in-process, Dask
+        futures otherwise) and call ``on_done(key, result)`` here as each one finishes.
+
+        Parameters
+        ----------
+        fn : callable
+            The task; picklable (a module-level function or a ``functools.partial`` of one).
+        calls : mapping
+            Task key (a chunk or trajectory number) -> positional arguments.
+        on_done : callable
+            ``on_done(key, result)``, called in this process in completion order.
+        name : str
+            Prefix of the Dask keys (``chunk-3-<run token>``), as the dashboard shows them.
+
+        Raises
+        ------
+        Exception
+            The first task's exception, re-raised here after the remaining futures are
+            cancelled; ``WorkerLostError`` for a task whose workers kept dying.
+
+        Examples
+        --------
+        >>> with connect() as session:  # in-process
+        ...     session.run(pow, {k: (k, 2) for k in range(3)}, lambda k, r: print(k, r))
+        0 0
+        1 1
+        2 4
+        """
         if self.client is None:
             for key, args in calls.items():
                 on_done(key, fn(*args))
@@ -170,8 +195,33 @@ def check_options(workers=None, scheduler: str | None = None) -> tuple[int | Non
 
 
 def connect(workers=None, scheduler: str | None = None) -> Session:
-    """A :class:`Session` for the options (see the module docstring). Raises ClusterError
-    for a bad worker count, a missing Dask or an unreachable scheduler."""
+    """Where to run the tasks of a generation run (see the module docstring).
+
+    Parameters
+    ----------
+    workers : int, optional
+        Start a local cluster of this many single-threaded worker processes.
+    scheduler : str, optional
+        Address of a running Dask scheduler; default ``DASK_SCHEDULER_ADDRESS`` when
+        ``workers`` is not given.
+
+    Returns
+    -------
+    Session
+        Closes its client (and its local cluster) when used as a context manager.
+
+    Raises
+    ------
+    ClusterError
+        A bad worker count, both options, Dask not installed, a local cluster that does not
+        start, or a scheduler not reached within ``DATAGEN_CONNECT_TIMEOUT`` seconds.
+
+    Examples
+    --------
+    >>> with connect() as session:
+    ...     session.description
+    'in-process'
+    """
     workers, scheduler = check_options(workers, scheduler)
     if workers is None and scheduler is None:
         return Session()
