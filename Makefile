@@ -18,6 +18,7 @@ run: $(VENV)/.installed
 	$(VENV)/bin/datagen generate darcy --n 16 --grid 32 --solver gcrodr --order greedy --chunk 8 --seed 0 --out runs/darcy-small.h5 --overwrite
 	$(VENV)/bin/datagen inspect runs/darcy-small.h5
 
+# tests/test_mpi.py runs its workers under MPICH's `mpiexec -n 2` (Hydra; from the mpich package above)
 test: $(VENV)/.installed
 	LINSOLVE_REQUIRE_PETSC=1 $(PY) -m pytest -q tests
 

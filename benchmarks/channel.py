@@ -47,7 +47,7 @@ def _dns(args):
         return load_checkpoint(args.checkpoint)
     nx, ny, nz = (int(s) for s in args.grid.split(","))
     dns = ChannelDNS(ChannelConfig(grid=dict(nx=nx, ny=ny, nz=nz, stretch=1.6), dt=2e-3))
-    perturbed_laminar(dns, amplitude=0.15, seed=args.seed)
+    perturbed_laminar(dns, amplitude=0.15, seed=args.seed, cfl_target=None)
     dns.run(args.spinup, check_every=20)
     return dns
 

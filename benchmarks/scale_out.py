@@ -19,10 +19,10 @@ for darcy, velocity fields for the channel). Medians of interleaved repeats.
     python -m benchmarks.scale_out                        # both parts, the full datagen sizes
     python -m benchmarks.scale_out --parts datagen --quick   # a smoke run (not written as the result)
 
-The ``mpi`` part does not run here: the MPI benchmark writes
-``benchmarks/results/scale_out_mpi.json`` (``{"title", "markdown"}`` or ``{"title", "rows",
-"columns", "notes"}``); ``--parts mpi`` (or the default) folds that file into
-``scale_out.md``/``scale_out.json``. A part not run keeps its previous result in the files.
+The ``mpi`` part does not run here: ``python -m benchmarks.scale_out_mpi`` (under MPICH's
+mpiexec) writes ``benchmarks/results/scale_out_mpi.{json,md}``, and ``--parts mpi`` (or the
+default) folds those into ``scale_out.md``/``scale_out.json``. A part not run keeps its previous
+result in the files.
 """
 from __future__ import annotations
 
@@ -202,16 +202,22 @@ def part_datagen(args) -> dict:
 
 
 def part_mpi(args) -> dict | None:
-    """The MPI half's result, written by its own benchmark run under mpiexec."""
-    if not MPI_RESULT.exists():
-        print(f"part mpi: {MPI_RESULT} not found (written by the MPI benchmark); left out")
+    """The MPI half: ``benchmarks/scale_out_mpi.py`` runs under mpiexec and writes
+    ``scale_out_mpi.{json,md}``; this part folds that result in (run it first)."""
+    md_path = MPI_RESULT.with_suffix(".md")
+    if not (MPI_RESULT.exists() and md_path.exists()):
+        print(f"part mpi: {MPI_RESULT.name} / {md_path.name} not found; run `python -m benchmarks.scale_out_mpi` "
+              "first; left out")
         return None
-    data = json.loads(MPI_RESULT.read_text())
-    if "markdown" not in data:
-        md = f"# {data.get('title', 'Solvers under MPI')}\n\n" + markdown_table(data.get("rows", []),
-                                                                                data.get("columns"))
-        data["markdown"] = md + ("\n" + data["notes"] + "\n" if data.get("notes") else "")
-    return data
+    lines = md_path.read_text().splitlines()
+    if lines and lines[0].startswith("Machine:"):  # its own machine and commit, kept under its title
+        note = f"(From `benchmarks/results/{md_path.name}`, measured on: {lines.pop(0)[len('Machine:'):].strip()})"
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        at = 1 if lines and lines[0].startswith("# ") else 0
+        lines[at:at] = ["", note]
+    return {"title": "solvers under MPI", "markdown": "\n".join(lines) + "\n",
+            "result": json.loads(MPI_RESULT.read_text())}
 
 
 PARTS = {"datagen": part_datagen, "mpi": part_mpi}

@@ -240,6 +240,7 @@ def generate(
     dt: float | None = typer.Option(None, "--dt", help="channel: DNS time step"),
     box: str | None = typer.Option(None, "--box", help="channel: box lengths LX,LZ (wall-normal is 2)"),
     pressure: bool = typer.Option(False, "--pressure", help="channel: store the pressure too"),
+    sgs: str | None = typer.Option(None, "--sgs", help="channel: sub-grid model wale or dsm (an LES)"),
     workers: int | None = typer.Option(None, "--workers", help="solve on a local Dask cluster of N single-threaded "
                                        "worker processes (one task per chunk or channel trajectory)"),
     scheduler: str | None = typer.Option(None, "--scheduler", help="submit to the running Dask scheduler at this "
@@ -259,7 +260,8 @@ def generate(
 
     channel_opts = {"re_tau": re_tau, "trajectories": trajectories, "snapshots": snapshots, "every": every,
                     "spinup": spinup, "coarse_grid": coarse_grid, "filter": filter_, "restart": restart,
-                    "device": device, "preset": preset, "dt": dt, "box": box, "pressure": pressure or None}
+                    "device": device, "preset": preset, "dt": dt, "box": box, "pressure": pressure or None,
+                    "sgs": sgs}
     out = _out_file(out)
     if problem == "channel":
         ignored = {"--n": n, "--dim": dim, "--order": order, "--chunk": chunk, "--param": param or None,
@@ -419,6 +421,56 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
         raise
     if not quiet:
         console.print(f"wrote {path} ({state['n']} snapshots computed in this run, {session.description})")
+
+
+@app.command("les")
+def les(
+    source: Path = typer.Option(..., "--from", help="channel trajectory file (datagen generate channel)"),
+    trajectory: int = typer.Option(-1, "--trajectory", help="trajectory whose first snapshot starts the LES "
+                                   "(-1: the last, the held-out one)"),
+    sgs: str = typer.Option("wale", "--sgs", help="sub-grid model: wale, dsm, or none (coarse DNS)"),
+    snapshots: int | None = typer.Option(None, "--snapshots", help="snapshots to write (default: the file's)"),
+    steps: int | None = typer.Option(None, "--steps-per-snapshot", help="LES steps per snapshot interval "
+                                     "(default: the fewest keeping the starting CFL <= 0.5)"),
+    device: str = typer.Option("cpu", "--device", help="cpu, torch or cuda"),
+    out: str | None = typer.Option(None, "--out", help="output HDF5 file (channel trajectory layout)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output"),
+    quiet: bool = typer.Option(False, "--quiet", help="print only errors"),
+):
+    """Large-eddy simulation on the coarse grid of a channel file, started from the first
+    snapshot of one trajectory; written in the channel trajectory layout (like a rollout).
+
+    Exit status: 0 done; 2 bad input; 1 the LES blew up (nothing written)."""
+    from .channel.dns import ChannelBlowUp
+    from .channel.les import run_les
+
+    out = _out_file(out)
+    if out is None:
+        raise CLIError("missing --out (output HDF5 file)")
+    model = None if sgs == "none" else sgs
+    if model not in ("wale", "dsm", None):
+        raise CLIError(f"--sgs must be wale, dsm or none, got {sgs!r}")
+    if not source.is_file():
+        raise CLIError(f"--from {str(source)!r} does not exist")
+    check_output_path(out, "output", make_parents=True, error=CLIError)
+    if out.exists() and not overwrite:
+        raise CLIError(f"{str(out)!r} exists; use --overwrite")
+    console = _console(quiet)
+
+    def progress(s, sec):
+        if not quiet:
+            console.print(f"snapshot {s} ({sec:.2f} s)", end="\r")
+
+    try:
+        res = run_les(source, out, trajectory=trajectory, sgs=model, snapshots=snapshots, steps_per_snapshot=steps,
+                      device=device, progress=progress)
+    except ChannelBlowUp as exc:
+        _err(one_line(exc))
+        raise typer.Exit(1) from None
+    if not quiet:
+        sec = res["seconds_per_snapshot"]
+        console.print(f"wrote {out}: {len(sec) + 1} snapshots, dt {res['dt']:.4g} ({res['steps_per_snapshot']} steps "
+                      f"per snapshot), {statistics.median(sec) if sec else 0:.3f} s per snapshot interval")
 
 
 # --- inspect / validate / plot ------------------------------------------------------------

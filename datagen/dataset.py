@@ -2,7 +2,7 @@
 convention, channels first). torch is imported only when ``.torch()`` is called."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,9 @@ def _channels_first(arr: np.ndarray, dim: int) -> np.ndarray:
 class GeneratedData:
     """``x``: inputs (N, C_in, *grid) float32; ``y``: solutions (N, C_out, *grid);
     ``fields``: every field by name as stored; ``parameters``: per-sample dicts as sampled;
-    ``stats``: per-sample solver statistics; ``attrs``/``config``: provenance."""
+    ``stats``: per-sample solver statistics; ``attrs``/``config``: provenance;
+    ``boundary_conditions``: per boundary the family's kind and The Well's type
+    (``store.read_boundary_conditions``)."""
 
     path: Path
     x: np.ndarray
@@ -35,6 +37,7 @@ class GeneratedData:
     coordinates: dict
     attrs: dict
     config: dict
+    boundary_conditions: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, path) -> GeneratedData:
@@ -56,7 +59,7 @@ class GeneratedData:
             coords = {ax: f["dimensions"][ax][()] for ax in spatial}
             attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
             return cls(Path(path), x, y, fields, ins, outs, store.read_parameters(f), store.read_stats(f),
-                       coords, attrs, store.read_config(f))
+                       coords, attrs, store.read_config(f), store.read_boundary_conditions(f))
 
     def __len__(self) -> int:
         return self.x.shape[0]

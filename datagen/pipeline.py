@@ -360,6 +360,7 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
     _cluster.check_options(workers, scheduler)
     with family_errors(cfg, "be set up"):
         family = cfg.build_family()
+        store.check_boundary_conditions(family.boundary_conditions())  # before any solve, not at the end
     solver = cfg.build_solver()
     check_output(out, resume=resume, overwrite=overwrite)
     config = cfg.to_dict()

@@ -9,13 +9,16 @@ Every reader and writer of the layout lives in this module. A finished file hold
                                @command (the command line that produced the file)
                                @input_fields @output_fields (the x / y split of the fields)
     /dimensions                @spatial_dims; time float32(1); x, y[, z] float32 coordinates
-    /boundary_conditions/<bc>  @associated_dims @associated_fields @bc_type
-                               @sample_varying @time_varying; mask bool; values float32
+    /boundary_conditions/<bc>  @associated_dims @associated_fields @sample_varying
+                               @time_varying; @bc_type in The Well's vocabulary (WALL, OPEN,
+                               PERIODIC) and @datagen_bc_type the family's own kind
+                               (dirichlet, neumann, ...); mask bool; values float32
     /scalars                   @field_names; fixed family parameters (float32, sample_varying
                                False) and sampled scalar parameters (float32 (N,), True);
                                float64 where float32 would overflow a value to inf
     /t0_fields, /t1_fields, /t2_fields
-                               @field_names; float32 (N, *grid[, D[, D]]) with
+                               always all three (empty, field_names=[], when a family
+                               has no such field); @field_names; float32 (N, *grid[, D[, D]]) with
                                @sample_varying=True @time_varying=False @dim_varying @role
     /parameters/<key>          every sampled parameter at full precision, (N, ...), in
                                sample order: ``family.assemble`` rebuilds system i from them
@@ -29,6 +32,15 @@ Every reader and writer of the layout lives in this module. A finished file hold
 Fields are steady (``time_varying=False``), so they carry no time axis, as The Well's
 readers expect for time-invariant fields. Samples are stored in sample order (the order
 ``family.sample`` produced them), whatever order they were solved in.
+
+The Well's reader: each sample is a trajectory of one time step (``/dimensions/time`` is
+``[0.0]``, so ``n_steps_per_trajectory`` is 1) whose fields and scalars are time-invariant.
+``the_well.data.WellDataset(path=..., n_steps_input=1, n_steps_output=0)`` therefore gives
+one item per sample: every field in ``constant_fields`` (H, W[, D], C; t0 fields, then t1
+components, then t2, in ``field_names`` order), every scalar in ``constant_scalars``, the
+grid in ``space_grid`` and ``input_time_grid == [0.]``; which channels are inputs and
+which solutions is in the root ``@input_fields``/``@output_fields`` and each field's
+``@role``. docs/hdf5_format.md gives the whole mapping.
 
 Validation and fp32: the solver's fp64 relative residual is stored, and ``x`` is kept in
 fp32 like the fields. ``validate_file`` recomputes ||b - A x32|| in fp64 and allows the
@@ -44,6 +56,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,6 +356,76 @@ def _bc_entry(name: str, spec, spatial_dims: list[str], sizes: list[int]):
     return dims, mask, bc_type, values, spec
 
 
+#: The Well's boundary-condition vocabulary (``the_well.data.datasets.BoundaryCondition``)
+WELL_BC_TYPES = ("WALL", "OPEN", "PERIODIC")
+#: words of a family's boundary kind and the Well type they stand for: the domain repeats
+#: (PERIODIC); waves or flow leave it (OPEN); a condition prescribes the value, flux or a
+#: mix of them on a closed edge (WALL, as The Well files Dirichlet walls)
+_WELL_BC_WORDS = {
+    "periodic": "PERIODIC",
+    "open": "OPEN", "absorbing": "OPEN", "radiation": "OPEN", "sommerfeld": "OPEN", "outflow": "OPEN",
+    "impedance": "OPEN", "pml": "OPEN", "far-field": "OPEN",
+    "wall": "WALL", "dirichlet": "WALL", "neumann": "WALL", "robin": "WALL", "no-slip": "WALL",
+    "noslip": "WALL", "symmetry": "WALL", "reflecting": "WALL", "insulated": "WALL",
+}
+
+
+def well_bc_type(kind: str, name: str = "boundary") -> str:
+    """The Well's boundary type (``WALL``, ``OPEN`` or ``PERIODIC``) for a family's kind.
+
+    Parameters
+    ----------
+    kind : str
+        The family's description of the condition, e.g. ``"dirichlet"``, ``"periodic"``,
+        ``"wall (Neumann dp/dn = 0)"``. Its first word that names a kind decides (case
+        is ignored); one of The Well's own names is kept as it is.
+    name : str
+        The boundary's name, used in the error message.
+
+    Returns
+    -------
+    str
+        One of ``WELL_BC_TYPES``.
+
+    Raises
+    ------
+    StoreError
+        If no word of ``kind`` names a known kind (give the spec a ``well_bc_type``).
+
+    Examples
+    --------
+    >>> well_bc_type("dirichlet"), well_bc_type("air (Dirichlet p = 0)"), well_bc_type("periodic")
+    ('WALL', 'WALL', 'PERIODIC')
+    """
+    for word in re.findall(r"[a-z]+(?:-[a-z]+)*", str(kind).lower()):
+        if word.upper() in WELL_BC_TYPES:
+            return word.upper()
+        if word in _WELL_BC_WORDS:
+            return _WELL_BC_WORDS[word]
+    raise StoreError(f"boundary condition {name!r} has type {kind!r}, which names none of the kinds that map onto "
+                     f"The Well's {', '.join(WELL_BC_TYPES)} ({', '.join(sorted(_WELL_BC_WORDS))}); "
+                     "give its spec a 'well_bc_type'")
+
+
+def _well_type_of(name: str, spec) -> str:
+    """The Well type of one family boundary spec (a kind string or a dict)."""
+    if isinstance(spec, dict) and "well_bc_type" in spec:
+        t = str(spec["well_bc_type"]).upper()
+        if t not in WELL_BC_TYPES:
+            raise StoreError(f"boundary condition {name!r} has well_bc_type {spec['well_bc_type']!r}; "
+                             f"The Well knows {', '.join(WELL_BC_TYPES)}")
+        return t
+    kind = spec.get("bc_type", spec.get("type", "unspecified")) if isinstance(spec, dict) else spec
+    return well_bc_type(kind, name)
+
+
+def check_boundary_conditions(bcs: dict) -> dict[str, str]:
+    """The Well type of each of a family's boundary conditions ``{name: spec}``; raises
+    ``StoreError`` naming the first that maps onto none (so a run fails before solving,
+    not when its file is written)."""
+    return {name: _well_type_of(name, spec) for name, spec in bcs.items()}
+
+
 def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
     """Join complete shards into the final file (sample order), committed atomically."""
     n = len(meta.parameters)
@@ -377,6 +460,7 @@ def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
         dg = f.create_group("dimensions")
         dg.attrs["spatial_dims"] = spatial_dims
         t = dg.create_dataset("time", data=np.zeros(1, dtype=np.float32))
+        t.attrs["description"] = "steady problem: each sample is a trajectory of this one time step"
         t.attrs["sample_varying"] = False
         t.attrs["time_varying"] = False
         for ax in spatial_dims:
@@ -385,12 +469,15 @@ def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
             d.attrs["time_varying"] = False
 
         bg = f.create_group("boundary_conditions")
+        well_types = check_boundary_conditions(meta.boundary_conditions)
         for name, spec in meta.boundary_conditions.items():
             dims, mask, bc_type, values, rest = _bc_entry(name, spec, spatial_dims, sizes)
+            rest.pop("well_bc_type", None)
             g = bg.create_group(name)
             g.attrs["associated_dims"] = dims
             g.attrs.create("associated_fields", [str(v) for v in rest.pop("associated_fields", [])], dtype=_STR)
-            g.attrs["bc_type"] = bc_type
+            g.attrs["bc_type"] = well_types[name]
+            g.attrs["datagen_bc_type"] = bc_type
             g.attrs["sample_varying"] = False
             g.attrs["time_varying"] = False
             for k, v in rest.items():
@@ -438,9 +525,9 @@ def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
                 ds.attrs["antisymmetric"] = False
             field_ds[name] = ds
             groups.setdefault(order, []).append(name)
-        for order in (0, 1, 2):
-            if order in groups or order == 0:
-                f.require_group(_field_group(order)).attrs["field_names"] = groups.get(order, [])
+        for order in (0, 1, 2):  # The Well's readers open all three groups
+            f.require_group(_field_group(order)).attrs.create(
+                "field_names", groups.get(order, []), dtype=_STR)
 
         _write_parameters(f.create_group("parameters"), meta.parameters)
 
@@ -554,6 +641,82 @@ def read_stats(f: h5py.File) -> dict[str, Any]:
 
 def residual_history(f: h5py.File, index: int) -> np.ndarray:
     return np.asarray(f["solver_stats"]["residual_history"][index], dtype=np.float64)
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def read_boundary_conditions(f: h5py.File) -> dict[str, dict]:
+    """Every ``/boundary_conditions`` entry as ``{name: {...}}``.
+
+    Parameters
+    ----------
+    f : h5py.File
+        An open datagen file (either layout: steady samples or channel trajectories).
+
+    Returns
+    -------
+    dict
+        Per boundary: ``kind`` (the family's own type, ``@datagen_bc_type``), ``bc_type``
+        (The Well's), ``associated_dims``, ``associated_fields``, ``mask``, ``values`` and
+        any further attributes the family gave. Files written before ``@datagen_bc_type``
+        existed stored the family's kind in ``@bc_type``; for them ``kind`` is that value
+        and ``bc_type`` its Well counterpart (None where there is none).
+
+    Examples
+    --------
+    >>> with open_file(path) as f:                    # doctest: +SKIP
+    ...     read_boundary_conditions(f)["x_lo"]["kind"]
+    'dirichlet'
+    """
+    out = {}
+    for name, g in f.get("boundary_conditions", {}).items():
+        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in g.attrs.items()}
+        attrs = {k: ([_text(x) for x in v] if isinstance(v, list) else _text(v) if isinstance(v, bytes) else v)
+                 for k, v in attrs.items()}
+        stored = str(attrs.pop("bc_type", "unspecified"))
+        kind = str(attrs.pop("datagen_bc_type", stored))
+        if "datagen_bc_type" not in g.attrs and stored not in WELL_BC_TYPES:
+            try:
+                stored = well_bc_type(stored, name)
+            except StoreError:
+                stored = None
+        entry = {"kind": kind, "bc_type": stored, **attrs}
+        for k in ("mask", "values"):
+            if k in g:
+                entry[k] = g[k][()]
+        out[name] = entry
+    return out
+
+
+def well_layout_problems(f: h5py.File) -> list[str]:
+    """What The Well's reader (``the_well.data.WellDataset``) would trip over in ``f``
+    (empty list: it loads). Files written before these rules lack t1/t2 groups and use
+    the family's kinds as ``@bc_type``; ``open_dataset`` still reads them."""
+    problems = []
+    for k in ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories"):
+        if k not in f.attrs:
+            problems.append(f"root attribute {k!r} missing")
+    for g in ("dimensions", "boundary_conditions", "scalars", "t0_fields", "t1_fields", "t2_fields"):
+        if g not in f:
+            problems.append(f"group /{g} missing")
+        elif g.endswith("_fields") or g == "scalars":
+            if "field_names" not in f[g].attrs:
+                problems.append(f"/{g}@field_names missing")
+    if "dimensions" in f:
+        if "time" not in f["dimensions"]:
+            problems.append("/dimensions/time missing")
+        for ax in ["time", *[_text(a) for a in f["dimensions"].attrs.get("spatial_dims", [])]]:
+            if ax in f["dimensions"] and "sample_varying" not in f["dimensions"][ax].attrs:
+                problems.append(f"/dimensions/{ax}@sample_varying missing")
+    for name, g in f.get("boundary_conditions", {}).items():
+        t = _text(g.attrs.get("bc_type", ""))
+        if t.upper() not in WELL_BC_TYPES:
+            problems.append(f"/boundary_conditions/{name}@bc_type {t!r} is not one of {', '.join(WELL_BC_TYPES)}")
+        if "mask" not in g or "associated_dims" not in g.attrs:
+            problems.append(f"/boundary_conditions/{name} lacks mask or @associated_dims")
+    return problems
 
 
 def is_trajectory_file(f: h5py.File) -> bool:

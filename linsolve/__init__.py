@@ -8,6 +8,9 @@ methods (sorted Krylov recycling, bandit-tuned SOR, deep conjugate directions).
 """
 from __future__ import annotations
 
+import sys
+import types
+
 from .base import Outcome, SolveContext, Solver
 from .errors import (
     NonFiniteError,
@@ -31,8 +34,42 @@ __all__ = [
     "register", "solver_class", "Operator", "Outcome", "SolveContext", "SolverError",
     "ShapeError", "NonFiniteError", "OptionError", "UnknownSolverError",
     "UnknownPreconditionerError", "PetscUnavailableError", "UnsupportedInputError",
-    "FLUID", "SOLID", "AIR", "scipy_function",
+    "FLUID", "SOLID", "AIR", "scipy_function", "solver_function_names",
 ]
+_LAZY = {"order_systems": ".ordering", "solve_sequence": ".sequence", "gallery": ".gallery"}
+
+
+def solver_function_names() -> list[str]:
+    """The names of the SciPy-style functions ``linsolve.<name>``, one per registered solver
+    (``-`` in a registered name becomes ``_``: ``bandit-sor`` -> ``bandit_sor``).
+
+    Examples
+    --------
+    >>> import linsolve
+    >>> "gmres" in linsolve.solver_function_names() and "gmres" in linsolve.__all__
+    True
+    """
+    return [name.replace("-", "_") for name in available_solvers()]
+
+
+class _Module(types.ModuleType):
+    """``linsolve.__all__`` as read at run time (``from linsolve import *``, ``help()``,
+    autodoc): the literal ``__all__`` above (what static tools read) plus one function per
+    registered solver and the lazily imported names. It is computed when read because
+    listing the solvers imports every solver module (numba kernels, scipy.optimize), which
+    would double the time of ``import linsolve``."""
+
+    @property
+    def __all__(self) -> list[str]:
+        static = vars(self)["__all__"]
+        return [*static, *(n for n in [*solver_function_names(), *_LAZY] if n not in static)]
+
+
+sys.modules[__name__].__class__ = _Module
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *solver_function_names(), *_LAZY})
 
 
 def scipy_function(name: str):
@@ -65,11 +102,10 @@ def __getattr__(attr: str):
             f = scipy_function(name)
             globals()[attr] = f
             return f
-    lazy = {"order_systems": ".ordering", "solve_sequence": ".sequence", "gallery": ".gallery"}
-    if attr in lazy:
+    if attr in _LAZY:
         import importlib
 
-        mod = importlib.import_module(lazy[attr], __name__)
+        mod = importlib.import_module(_LAZY[attr], __name__)
         value = mod if attr == "gallery" else getattr(mod, attr)
         globals()[attr] = value
         return value

@@ -145,3 +145,50 @@ def arnoldi_step(Vh, j, kc, refine, h, h2, G, cs, sn, Rt, g):
         for t in range(w.shape[0]):
             w[t] *= s
     return est, breakdown
+
+
+def arnoldi_step_distributed(Vh, j, kc, refine, h, h2, G, cs, sn, Rt, g, layout):
+    """``arnoldi_step`` for a basis whose rows are split over MPI processes (``Vh`` holds this
+    process's entries of every basis vector). The compiled multi-vector loops work on the local
+    entries; each block of inner products is one global sum (``layout.sum``), like PETSc's
+    VecMDot, and so is each norm: two reductions per step with one Gram-Schmidt pass (PETSc
+    GMRES's VecMDot and VecNormalize), four with the second pass (its norm before the
+    projection rides with the first block). The small Givens update runs on every process
+    from the same reduced numbers."""
+    nr = j + 1
+    Vj = Vh[:nr]
+    w = Vh[j + 1]
+    hh = h[:nr]
+    always = refine == np.inf
+    buf = np.empty(nr + 1)
+    _mdot(Vj, nr, w, buf)
+    buf[nr] = _norm(w) ** 2 if (refine > 0.0 and not always) else 0.0
+    layout.sum(buf)
+    hh[:] = buf[:nr]
+    wn = math.sqrt(buf[nr])
+    _maxpy(Vj, nr, w, hh)
+    hn = layout.norm(w)
+    if always or hn < refine * wn:
+        h2v = h2[:nr]
+        _mdot(Vj, nr, w, h2v)
+        layout.sum(h2v)
+        _maxpy(Vj, nr, w, h2v)
+        hn = layout.norm(w)
+        hh += h2v
+    G[:nr, j] = hh
+    G[nr, j] = hn
+    est, hnorm = givens_column(hh, kc, hn, j - kc, cs, sn, Rt, g)
+    breakdown = not (hn > 1e-14 * hnorm)
+    if breakdown:
+        w[:] = 0.0
+    else:
+        w *= 1.0 / hn
+    return est, breakdown
+
+
+def project_distributed(Vj, w, h, layout):
+    """``project`` (one classical Gram-Schmidt pass, h = Vj w; w -= Vj^T h) for rows split
+    over MPI processes: the block of inner products is one global sum."""
+    _mdot(Vj, Vj.shape[0], w, h)
+    layout.sum(h)
+    _maxpy(Vj, Vj.shape[0], w, h)

@@ -113,6 +113,11 @@ class Solver:
     ``supports`` ({"spd", "nonsymmetric", "indefinite"}), ``needs_assembled``,
     ``needs_grid``, ``backends``, ``preconditioners`` (names the suite exercises),
     ``options`` (solver-specific keyword options and their defaults).
+
+    A petsc4py Mat distributed over several MPI processes is solved by the solvers whose
+    ``runs_distributed()`` is true (the PETSc backends); ``b``, ``x0`` and the returned x are
+    then this process's rows (PETSc Vecs with the Mat's row distribution, or arrays), every
+    norm is global, and the others raise ``UnsupportedInputError`` naming those that run.
     """
 
     name: ClassVar[str] = "base"
@@ -207,6 +212,14 @@ class Solver:
     def _matrix_changed(self) -> None:
         """Drop what was built from the old entries of the same matrix object."""
 
+    def runs_distributed(self) -> bool:
+        """Whether this configuration solves a matrix distributed over several MPI processes."""
+        return False
+
+    def _distributed_what(self) -> str:
+        """How this configuration is described in the error for a distributed matrix."""
+        return f"backend={self.backend!r}"
+
     # --- public API -----------------------------------------------------------------
     def reset(self) -> None:
         self._last_x = None
@@ -263,6 +276,11 @@ class Solver:
         if b is None:
             raise ShapeError("solve() needs a right-hand side b")
         op = A if isinstance(A, Operator) else Operator(A)
+        layout = op.layout
+        if layout.distributed and not self.runs_distributed():
+            from .parallel import not_distributed
+
+            raise not_distributed(self.name, self._distributed_what(), layout)
         if self._caches_matrix():
             self._track_entries(op)
         if self.needs_assembled and not op.assembled:
@@ -270,34 +288,37 @@ class Solver:
         if self.needs_grid and grid is None:
             raise ShapeError(f"solver {self.name!r} needs grid geometry: pass a LinearSystem with a grid")
         n = op.n
-        bkind = VectorKind(b, n, "b")
+        nl = layout.nlocal  # the rows of the vectors here: all n unless A is distributed
+        bkind = VectorKind(b, n, "b", layout)
         bvec = bkind.array
         if x0 is not None:
-            x0 = as_vector(x0, n, "x0")
-        elif self.warm_start and self._last_x is not None and self._last_x.shape[0] == n:
+            x0 = as_vector(x0, n, "x0", layout)
+        elif self.warm_start and self._last_x is not None and self._last_x.shape[0] == nl:
             x0 = self._last_x.copy()
-        bnorm = float(np.linalg.norm(bvec))
+        bnorm = layout.norm(bvec)
         base_info = {"solver": self.name, "backend": self.backend}
+        if layout.distributed:
+            base_info["mpi_processes"] = layout.size
 
         def true_residual(v):
-            if not np.all(np.isfinite(v)):
+            if not layout.allfinite(v):
                 return math.inf
             # a diverged iterate (finite, ~1e200) overflows here; the inf is handled below as
             # a non-finite iterate, and NumPy's overflow warning would be stray output
             with np.errstate(over="ignore", invalid="ignore"):
-                return float(np.linalg.norm(bvec - op.matvec(v)))
+                return layout.norm(bvec - op.matvec(v))
 
         if bnorm == 0.0:
             if self.warm_start:  # x = 0 is this system's solution: the next solve starts from it
-                self._last_x = np.zeros(n)
-            return SolveResult(bkind.restore(np.zeros(n)), True, 0, np.zeros(0), 0.0, "zero right-hand side",
+                self._last_x = np.zeros(nl)
+            return SolveResult(bkind.restore(np.zeros(nl)), True, 0, np.zeros(0), 0.0, "zero right-hand side",
                                time.perf_counter() - t0, dict(base_info))
         tol = max(self.rtol * bnorm, self.atol)
         maxiter = self.maxiter if self.maxiter is not None else self.default_maxiter(n)
         if x0 is None:
-            x0 = np.zeros(n)
+            x0 = np.zeros(nl)
         ctx = SolveContext(grid=grid, callback=self.callback, extra=context, bnorm=bnorm, meta=meta)
-        if np.any(x0) and not self.direct:
+        if not self.direct and layout.any(np.any(x0)):
             r0 = true_residual(x0)
             if r0 <= tol:  # the initial guess already satisfies the rule: no iteration owed
                 if self.warm_start:
@@ -341,6 +362,8 @@ class Solver:
         if self.warm_start:
             self._last_x = x.copy()
         info = {**base_info, **info}
+        if layout.distributed:
+            info["global_reductions"] = layout.reductions
         return SolveResult(
             x=bkind.restore(x), converged=converged, iterations=iterations,
             residual_norms=np.concatenate(norms) if norms else np.zeros(0),

@@ -2,12 +2,20 @@
 compares solvers side by side on a matrix file.
 
 Bad input exits with status 2 and one line on stderr naming the problem.
+
+Under ``mpiexec -n P`` (P > 1) ``linsolve bench`` distributes the matrix over the P
+processes: a PETSc binary file is loaded in parallel (MatLoad, PETSc's row distribution);
+a MatrixMarket or .npz file is read by every process, which keeps its own rows. Each solve's
+time is the slowest process's, and process 0 alone prints the table, writes --json and
+reports errors.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +162,102 @@ def _split_options(name: str, opts: dict) -> dict:
     return opts
 
 
-def run_bench(A, b, specs: list[str], repeat: int, rtol: float, atol: float, maxiter: int | None) -> list[dict]:
+def mpi_world_size() -> int:
+    """Processes of the MPI job this process was started in (1 outside ``mpiexec``), from the
+    launcher's environment (MPICH's Hydra: PMI_SIZE; Open MPI; PMIx), so that a run outside
+    mpiexec never initialises PETSc or MPI for it."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        v = os.environ.get(var)
+        if v and v.isdigit():
+            return int(v)
+    return 1
+
+
+def mpi_world_rank() -> int:
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        v = os.environ.get(var)
+        if v and v.isdigit():
+            return int(v)
+    return 0
+
+
+class _Distributed:
+    """The bench's matrix spread over PETSc's COMM_WORLD."""
+
+    def __init__(self):
+        from .parallel import Layout
+        from .petsc_utils import petsc
+
+        self.PETSc = petsc("linsolve bench under mpiexec")
+        self.comm = self.PETSc.COMM_WORLD
+        self.rank, self.size = self.comm.getRank(), self.comm.getSize()
+        self.layout = Layout(0, 0, self.comm)  # the global sums and maxima
+
+    def collective(self, fn):
+        """``fn()`` on process 0; its error is raised on every process (the others would
+        otherwise wait for process 0 in the first solve; only process 0's line is printed)."""
+        err = None
+        if self.rank == 0:
+            try:
+                fn()
+            except SolverError as exc:
+                err = exc
+        if self.layout.any(err is not None):
+            raise err if err is not None else CLIError("failed on MPI process 0")
+
+    def load(self, path: Path):
+        """The matrix of ``path`` as an MPIAIJ Mat with PETSc's row distribution."""
+        PETSc = self.PETSc
+        name = path.name.lower()
+        if name.endswith((".petsc", ".dat", ".bin")):
+            self.collective(lambda: _check_file(path, "matrix"))
+            try:
+                viewer = PETSc.Viewer().createBinary(str(path), "r", comm=self.comm)
+                M = PETSc.Mat().create(comm=self.comm)
+                M.setType(PETSc.Mat.Type.AIJ)
+                M.load(viewer)
+                viewer.destroy()
+            except PETSc.Error as exc:
+                raise CLIError(f"could not read matrix {str(path)!r}: PETSc error code {exc.ierr}") from None
+            return M
+        A = load_matrix(path)  # every process reads the file and keeps its rows
+        if A.shape[0] != A.shape[1]:
+            raise CLIError(f"matrix {str(path)!r} is not square: {A.shape}")
+        n = A.shape[0]
+        nl = n // self.size + (1 if self.rank < n % self.size else 0)  # PetscSplitOwnership
+        start = sum(n // self.size + (1 if r < n % self.size else 0) for r in range(self.rank))
+        loc = A[start:start + nl].tocsr()
+        loc.sort_indices()
+        it = PETSc.IntType
+        M = PETSc.Mat().createAIJ(size=((nl, n), (nl, n)), csr=(loc.indptr.astype(it), loc.indices.astype(it),
+                                                               loc.data.astype(PETSc.ScalarType)), comm=self.comm)
+        M.assemble()
+        return M
+
+    def rhs(self, M, path: Path | None):
+        if path is None:  # A @ ones, as in a serial run
+            ones, b = M.createVecs()
+            ones.set(1.0)
+            M.mult(ones, b)
+            return b
+        s, e = M.getOwnershipRange()
+        return load_rhs(path, M.getSize()[0])[s:e].copy()
+
+    def slowest(self, seconds: float) -> float:
+        return self.layout.max(seconds)
+
+
+def _check_file(path: Path, what: str):
+    if not path.exists():
+        raise CLIError(f"{what} file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise CLIError(f"{what} file {str(path)!r} is a directory")
+
+
+def run_bench(A, b, specs: list[str], repeat: int, rtol: float, atol: float, maxiter: int | None,
+              slowest=None) -> list[dict]:
+    """Each spec's solver on (A, b), ``repeat`` times from a fresh solver; ``slowest`` maps a
+    process's time to the slowest process's (distributed runs)."""
     from .registry import make_solver
 
     rows = []
@@ -165,7 +268,7 @@ def run_bench(A, b, specs: list[str], repeat: int, rtol: float, atol: float, max
         for _ in range(repeat):
             solver = make_solver(name, **opts)  # fresh each repeat: no state carried over
             res = solver.solve(A, b)
-            times.append(res.wall_time)
+            times.append(res.wall_time if slowest is None else slowest(res.wall_time))
         rows.append({"solver": spec, "iterations": res.iterations, "time_s": statistics.median(times),
                      "relative_residual": res.relative_residual, "converged": res.converged,
                      "reason": res.reason})
@@ -200,21 +303,40 @@ def bench(
     maxiter: int | None = typer.Option(None, "--maxiter"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the table as JSON here"),
 ):
-    """Solve one system with several solvers side by side and print a comparison table."""
+    """Solve one system with several solvers side by side and print a comparison table.
+    Under ``mpiexec -n P`` the matrix is distributed over the P processes (see the module
+    docstring) and process 0 reports."""
     from rich.console import Console
     from rich.table import Table
 
-    A = load_matrix(matrix)
-    if A.shape[0] != A.shape[1]:
-        raise CLIError(f"matrix {str(matrix)!r} is not square: {A.shape}")
-    b = load_rhs(rhs, A.shape[0]) if rhs is not None else A @ np.ones(A.shape[0])
     specs = split_specs(solvers_)
     if not specs:
         raise CLIError(f"--solvers {solvers_!r} names no solver")
+    dist = _Distributed() if mpi_world_size() > 1 else None
+    if dist is not None and dist.size == 1:
+        dist = None  # (a launcher's variables without a parallel MPI job)
+    if dist is None:
+        A = load_matrix(matrix)
+        if A.shape[0] != A.shape[1]:
+            raise CLIError(f"matrix {str(matrix)!r} is not square: {A.shape}")
+        b = load_rhs(rhs, A.shape[0]) if rhs is not None else A @ np.ones(A.shape[0])
+        n, nnz, slowest, report = A.shape[0], int(A.nnz), None, True
+    else:
+        A = dist.load(matrix)
+        n, m = A.getSize()
+        if n != m:
+            raise CLIError(f"matrix {str(matrix)!r} is not square: {(n, m)}")
+        b = dist.rhs(A, rhs)
+        nnz = int(A.getInfo(dist.PETSc.Mat.InfoType.GLOBAL_SUM)["nz_used"])
+        slowest, report = dist.slowest, dist.rank == 0
     if json_out is not None:  # before the solves, not after minutes of them
-        check_output_path(json_out, "--json", replaces=False, error=CLIError)
-    rows = run_bench(A, b, specs, repeat, rtol, atol, maxiter)
-    table = Table(title=f"{matrix.name}: n={A.shape[0]}, nnz={A.nnz}, rtol={rtol:g}, median of {repeat}")
+        check = lambda: check_output_path(json_out, "--json", replaces=False, error=CLIError)  # noqa: E731
+        check() if dist is None else dist.collective(check)
+    rows = run_bench(A, b, specs, repeat, rtol, atol, maxiter, slowest)
+    if not report:
+        return
+    where = "" if dist is None else f", {dist.size} MPI processes (slowest process's time)"
+    table = Table(title=f"{matrix.name}: n={n}, nnz={nnz}, rtol={rtol:g}, median of {repeat}{where}")
     for col in ("solver", "iterations", "time [s]", "x fastest", "rel. residual", "converged"):
         table.add_column(col, justify="right" if col != "solver" else "left")
     for r in rows:
@@ -223,13 +345,40 @@ def bench(
     Console().print(table)
     if json_out is not None:
         try:
-            json_out.write_text(json.dumps({"matrix": str(matrix), "n": A.shape[0], "nnz": int(A.nnz),
+            json_out.write_text(json.dumps({"matrix": str(matrix), "n": n, "nnz": nnz,
+                                            "mpi_processes": 1 if dist is None else dist.size,
                                             "rows": rows}, indent=1))
         except OSError as exc:
             raise CLIError(f"cannot write --json {str(json_out)!r}: {exc.strerror or exc}") from None
 
 
+class _WithoutErrorLine:
+    """stderr of an MPI process other than 0: drops the one-line error that process 0 also
+    prints (a bad option fails on every process), keeps everything else (PETSc's messages)."""
+
+    def __init__(self, stream):
+        self.stream, self._drop_newline = stream, False
+
+    def write(self, text):
+        if text.startswith("linsolve: error:"):
+            self._drop_newline = True
+            return len(text)
+        if self._drop_newline and text == "\n":
+            self._drop_newline = False
+            return 1
+        self._drop_newline = False
+        return self.stream.write(text)
+
+    def flush(self):
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def main(argv=None):
+    if mpi_world_size() > 1 and mpi_world_rank() != 0:
+        sys.stderr = _WithoutErrorLine(sys.stderr)
     run_app(app, "linsolve", argv)
 
 

@@ -4,6 +4,11 @@ Accepted: NumPy arrays, every SciPy sparse format (matrix and array API), SciPy
 ``LinearOperator`` and petsc4py ``Mat``. Solvers implemented in Python only need
 ``matvec``; solvers that need entries ask for ``csr()``; PETSc-backed ones ask for
 ``petsc_mat()``. Conversions are cached on the operator so one solve converts once.
+
+A petsc4py Mat on a communicator of several processes is distributed: ``layout``
+(``linsolve.parallel.Layout``) holds this process's rows and the global sums, vectors
+(``matvec``, ``diagonal``, ``VectorKind``) are the locally owned rows, and ``csr()`` refuses
+(no process holds the whole matrix).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import scipy.sparse.linalg as spla
 
 from . import petsc_utils
 from .errors import NonFiniteError, ShapeError, SolverError, UnsupportedInputError
+from .parallel import Layout, mat_layout, serial
 
 
 class Operator:
@@ -22,6 +28,7 @@ class Operator:
         self._petsc = None
         self._dense = None
         self._linop = None
+        self.layout: Layout | None = None
         if isinstance(A, Operator):
             self.__dict__.update(A.__dict__)
             return
@@ -32,6 +39,7 @@ class Operator:
             self.shape = (int(m), int(n))
             if A.getType() in ("python", "shell"):
                 self.kind = "petsc-shell"
+            self.layout = mat_layout(A)
         elif sp.issparse(A):
             self.kind = "sparse"
             self.shape = tuple(int(s) for s in A.shape)
@@ -60,12 +68,20 @@ class Operator:
             raise ShapeError(f"A must be square, got shape {self.shape}")
         if self.shape[0] == 0:
             raise ShapeError("A is empty (0 x 0)")
+        if self.layout is None:
+            self.layout = serial(self.shape[0])
         if check_finite:
             self._check_finite()
 
     @property
     def n(self) -> int:
+        """Global number of rows."""
         return self.shape[0]
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the rows are split over several MPI processes."""
+        return self.layout.distributed
 
     def _check_finite(self):
         data = None
@@ -78,7 +94,8 @@ class Operator:
                 data = self._petsc.getValuesCSR()[2]
             except Exception:  # noqa: BLE001 - dense or exotic PETSc types: skip the check
                 data = None
-        if data is not None and not np.all(np.isfinite(data)):
+        # a distributed Mat: each process checks its rows, and all raise together
+        if not self.layout.allfinite(data if data is not None else np.zeros(0)):
             raise NonFiniteError("A contains NaN or Inf entries")
 
     # --- views -------------------------------------------------------------------
@@ -87,6 +104,12 @@ class Operator:
         return self.kind in ("sparse", "dense", "petsc")
 
     def csr(self, who: str = "this solver") -> sp.csr_matrix:
+        if self._csr is None and self.distributed:
+            from .parallel import DISTRIBUTED_SOLVERS
+
+            raise UnsupportedInputError(
+                f"{who} needs the whole matrix in one process; this PETSc matrix is distributed over "
+                f"{self.layout.size} MPI processes (these solvers run distributed: {DISTRIBUTED_SOLVERS})")
         if self._csr is None:
             if self._dense is not None:
                 self._csr = sp.csr_matrix(self._dense)
@@ -143,8 +166,9 @@ class Operator:
         if self._dense is not None:
             return self._dense @ x
         if self.kind.startswith("petsc"):
-            # PETSc Mat given to a Python-implemented solver: go through MatMult.
-            xv = petsc_utils.vec_from_array(x)
+            # PETSc Mat given to a Python-implemented solver: go through MatMult (x holds
+            # this process's rows of a distributed Mat)
+            xv = petsc_utils.vec_on(self._petsc, x)
             yv = self._petsc.createVecLeft()
             self._petsc.mult(xv, yv)
             return yv.getArray(readonly=True).copy()
@@ -170,9 +194,17 @@ class Operator:
 
 
 class VectorKind:
-    """Remembers how ``b`` was given so ``x`` comes back in the same kind."""
+    """Remembers how ``b`` was given so ``x`` comes back in the same kind.
 
-    def __init__(self, b, n: int, name: str = "b"):
+    With a distributed ``layout`` (the operator's), ``b`` is a PETSc Vec with the matrix's
+    row distribution or a NumPy array of this process's rows; ``array`` holds those rows and
+    ``restore`` returns x distributed the same way."""
+
+    def __init__(self, b, n: int, name: str = "b", layout: Layout | None = None):
+        layout = layout or serial(n)
+        if layout.distributed:
+            self._init_distributed(b, n, name, layout)
+            return
         self.petsc = petsc_utils.is_petsc_vec(b)
         self.column = False
         if self.petsc:
@@ -197,6 +229,35 @@ class VectorKind:
             raise NonFiniteError(f"{name} contains NaN or Inf")
         self.array = arr
 
+    def _init_distributed(self, b, n, name, layout):
+        self.petsc = petsc_utils.is_petsc_vec(b)
+        self.column = False
+        nl = layout.nlocal
+        if self.petsc:
+            self.template = b
+            arr = b.getArray(readonly=True).copy()
+            sizes = (int(b.getLocalSize()), int(b.getSize()))
+            problem = None if sizes == (nl, n) else (
+                f"{name} has {sizes[0]} of {sizes[1]} entries on MPI process {layout.rank}, where A has rows "
+                f"{nl} of {n}: give a Vec with A's row distribution (A.createVecLeft())")
+        else:
+            try:
+                arr = np.asarray(b, dtype=np.float64).reshape(-1) if np.ndim(b) <= 2 else None
+            except (TypeError, ValueError):
+                arr = None
+            problem = None if arr is not None and arr.shape[0] == nl else (
+                f"{name} must be a PETSc Vec with A's row distribution or an array of this process's {nl} "
+                f"rows (MPI process {layout.rank}); got {type(b).__name__} "
+                f"of shape {np.shape(b) if arr is not None else '?'}")
+        # every process raises, or none does: a process that raised alone left the others
+        # waiting in the next global sum
+        if not layout.all(problem is None):
+            raise ShapeError(problem or f"{name} does not match A's row distribution on another MPI process")
+        arr = np.array(arr, dtype=np.float64)
+        if not layout.allfinite(arr):
+            raise NonFiniteError(f"{name} contains NaN or Inf")
+        self.array = arr
+
     def restore(self, x: np.ndarray):
         if self.petsc:
             out = self.template.duplicate()
@@ -205,5 +266,5 @@ class VectorKind:
         return x.reshape(-1, 1) if self.column else x
 
 
-def as_vector(v, n: int, name: str) -> np.ndarray:
-    return VectorKind(v, n, name).array
+def as_vector(v, n: int, name: str, layout: Layout | None = None) -> np.ndarray:
+    return VectorKind(v, n, name, layout).array

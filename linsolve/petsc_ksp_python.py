@@ -15,6 +15,10 @@ the Mat object and its PETSc state counter) or the PC's options do (its PCView).
 Stopping rule: ||r|| <= max(rtol ||b||, atol) on the unpreconditioned residual for right
 preconditioning (the PC side comes from ``KSPSetPCSide``/``-ksp_pc_side``; PETSc's default,
 left, monitors the preconditioned residual estimate and stops on the true residual).
+
+In a parallel PETSc program (a KSP on a communicator of several processes) the context
+works on each process's rows of the KSP's Vecs, with the global sums of
+``linsolve.parallel``; nothing changes for the caller.
 """
 from __future__ import annotations
 
@@ -31,13 +35,14 @@ class _KspPC(Preconditioner):
 
     symmetric = False
 
-    def __init__(self, pc, n):
-        super().__init__(n)
-        from .petsc_utils import vec_from_array
+    def __init__(self, pc, mat):
+        from .petsc_utils import vec_on
 
+        n = int(mat.getLocalSize()[0])  # this process's rows
+        super().__init__(n)
         self.pc = pc
         self._xb, self._yb = np.zeros(n), np.zeros(n)
-        self._xv, self._yv = vec_from_array(self._xb), vec_from_array(self._yb)
+        self._xv, self._yv = vec_on(mat, self._xb), vec_on(mat, self._yb)
 
     def apply(self, r):
         return self.apply_into(r, np.empty(self.n))
@@ -76,6 +81,8 @@ class _PCText:
     def __call__(self, pc) -> bytes:
         import os
 
+        if pc.getComm().getSize() > 1:
+            return _pc_text_parallel(pc)
         if self._viewer is None or self._pos > self._ROTATE:
             self._open()
         pc.view(self._viewer)
@@ -93,6 +100,44 @@ class _PCText:
             self._viewer.destroy()
             os.close(self._fd)
         self._viewer = self._fd = None
+
+
+def _pc_text_parallel(pc) -> bytes:
+    """A digest of the PCView of a PC on several processes, the same on every process:
+    PETSc's ASCII viewer on the PC's communicator writes from process 0, which hashes the
+    text; the digest reaches the others through a global sum (every process must see the
+    same change, or they would take different branches)."""
+    import hashlib
+    import os
+    import tempfile
+
+    from .parallel import Layout
+    from .petsc_utils import petsc
+
+    PETSc = petsc()
+    comm = pc.getComm()
+    rank0 = comm.getRank() == 0
+    path = None
+    digest = np.zeros(8)
+    if rank0:
+        fd, path = tempfile.mkstemp(prefix="gcrodr-pcview-")
+        os.close(fd)
+    try:
+        # (the name matters on process 0 only, which opens the file)
+        viewer = PETSc.Viewer().createASCII(path or os.devnull, comm=comm)
+        try:
+            pc.view(viewer)
+        finally:
+            viewer.destroy()
+        if rank0:
+            with open(path, "rb") as f:
+                h = hashlib.blake2b(f.read(), digest_size=16).digest()
+            digest[:] = np.frombuffer(h, dtype=np.uint16).astype(np.float64)
+    finally:
+        if rank0:
+            os.unlink(path)
+    layout = Layout(0, 0, comm)
+    return layout.sum(digest).tobytes()
 
 
 class GCRODR:
@@ -158,7 +203,9 @@ class GCRODR:
             self.solver = _GCRODRSolver(restart=int(self.restart), recycle=int(self.recycle), pc_side=side)
         s = self.solver
         self.last_info = {}
-        n = A.getSize()[0]
+        op = Operator(A, check_finite=False)
+        lay = op.layout
+        n = lay.nlocal  # this process's rows
         # A new PC object, a PC rebuilt for new operator values, a new matrix, or new PC
         # options (seen in its description): new M (the recycled space is then re-fitted by
         # a QR of B U inside the solver; with the old M, C = B U was stale after an option change).
@@ -168,17 +215,16 @@ class GCRODR:
         pc.setUp()  # a no-op when set up; the description then holds what setup decided
         key = (pc.getId(), pc.getType(), A.getId(), state, self._pc_text(pc))
         if self._M is None or self._pc_key != key:
-            self._M = Identity(n) if pc.getType() == "none" else _KspPC(pc, n)
+            self._M = Identity(n) if pc.getType() == "none" else _KspPC(pc, A)
             self._pc_key = key
         s.pc = self._M
         s._pc_cache = None
         if self._src is None or self._src[0] != A.getId() or self._src[1] != state:
             self._src = (A.getId(), state)  # changed values (state) re-fit the recycled space
-        op = Operator(A, check_finite=False)
         op.source = self._src
         rtol, atol, _, max_it = ksp.getTolerances()
         barr = b.getArray(readonly=True).copy()
-        bnorm = float(np.linalg.norm(barr))
+        bnorm = lay.norm(barr)
         nonzero = ksp.getInitialGuessNonzero()
         x0 = x.getArray(readonly=True).copy() if nonzero else np.zeros(n)
         ksp.setIterationNumber(0)
@@ -189,7 +235,7 @@ class GCRODR:
             ksp.setConvergedReason(PETSc.KSP.ConvergedReason.CONVERGED_ATOL)
             return
         res0 = barr - _matvec(A, x0)
-        r0 = float(np.linalg.norm(res0))
+        r0 = lay.norm(res0)
         R = PETSc.KSP.ConvergedReason
         if not np.isfinite(r0):
             # NaN/Inf in b, the guess or the operator: PETSc's own KSPs stop at iteration 0 with
@@ -201,7 +247,7 @@ class GCRODR:
             return
         tol = max(rtol * bnorm, atol)
         # Monitors see the norm the iterations report: preconditioned for left PCs
-        m0 = r0 if right or isinstance(self._M, Identity) else float(np.linalg.norm(self._M.apply(res0)))
+        m0 = r0 if right or isinstance(self._M, Identity) else lay.norm(self._M.apply(res0))
         ksp.logConvergenceHistory(m0)
         ksp.monitor(0, m0)
         count = [0]
@@ -222,11 +268,11 @@ class GCRODR:
             out = s._solve(op, barr, x0, tol, int(max_it), ctx)
             self.last_info = out.info
             out_x, its, converged, reason = out.x, out.iterations, out.converged, out.reason
-            rn = float(np.linalg.norm(barr - _matvec(A, out_x)))
+            rn = lay.norm(barr - _matvec(A, out_x))
             if converged and rn > tol * (1 + 1e-8) and its < max_it:
                 more = s._solve(op, barr, out_x, tol, int(max_it) - its, ctx)
                 out_x, its, converged, reason = more.x, its + more.iterations, more.converged, more.reason
-                rn = float(np.linalg.norm(barr - _matvec(A, out_x)))
+                rn = lay.norm(barr - _matvec(A, out_x))
             converged = converged and rn <= tol * (1 + 1e-8)
         nonfinite = not np.isfinite(rn)
         if nonfinite:
@@ -249,8 +295,8 @@ class GCRODR:
 
 
 def _matvec(A, x):
-    from .petsc_utils import vec_from_array
+    from .petsc_utils import vec_on
 
     y = A.createVecLeft()
-    A.mult(vec_from_array(np.ascontiguousarray(x)), y)
+    A.mult(vec_on(A, x), y)
     return y.getArray(readonly=True).copy()

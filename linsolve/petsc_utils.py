@@ -93,6 +93,18 @@ def vec_from_array(x: np.ndarray, comm=None):
     return PETSc.Vec().createWithArray(x, comm=comm or PETSc.COMM_SELF)
 
 
+def vec_on(mat, x: np.ndarray):
+    """A PETSc Vec with the row distribution of ``mat`` that shares memory with ``x``, this
+    process's rows (a contiguous float64 array, no copy); for a sequential ``mat`` the same
+    as ``vec_from_array``."""
+    PETSc = petsc()
+    x = np.ascontiguousarray(x, dtype=PETSc.ScalarType)
+    comm = mat.getComm()
+    if comm.getSize() == 1:
+        return PETSc.Vec().createWithArray(x, comm=PETSc.COMM_SELF)
+    return PETSc.Vec().createWithArray(x, size=(x.shape[0], mat.getSize()[0]), comm=comm)
+
+
 class _ShellContext:
     """Python context for a MATSHELL that applies any ``matvec`` callable."""
 

@@ -72,8 +72,10 @@ class Jacobi(Preconditioner):
 
     def __init__(self, op):
         super().__init__(op.n)
-        d = op.diagonal()
-        if np.any(d == 0):
+        d = op.diagonal()  # this process's rows of a distributed matrix
+        layout = getattr(op, "layout", None)
+        zero = bool(np.any(d == 0))
+        if layout.any(zero) if layout is not None else zero:  # all processes raise together
             raise OptionError("Jacobi preconditioner needs a nonzero diagonal")
         self.inv_diag = 1.0 / d
 

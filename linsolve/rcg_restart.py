@@ -39,11 +39,17 @@ def _tridiagonal(alpha, rho):
 
 def _w_blocks(A, AW, Rinv, M, basis):
     """G's W block and the W-basis couplings (F_WB, G_WB) for the basis rows ``basis``
-    (m, n), W in the A-orthonormal basis R^-T W."""
+    (m, n), W in the A-orthonormal basis R^-T W. With rows split over MPI processes
+    (``A.layout``) both products are one global sum."""
     MAW = M.apply_rows(AW) if hasattr(M, "apply_rows") else apply_block(M, AW)
-    GW = Rinv.T @ (AW @ MAW.T) @ Rinv
-    X = np.concatenate([AW, A.block(MAW)]) @ basis.T  # one pass over the basis for both blocks
     kw = AW.shape[0]
+    AMA = AW @ MAW.T
+    X = np.concatenate([AW, A.block(MAW)]) @ basis.T  # one pass over the basis for both blocks
+    layout = getattr(A, "layout", None)
+    if layout is not None and layout.distributed:  # rows split over processes: both blocks in one sum
+        both = layout.sum(np.concatenate([AMA.ravel(), X.ravel()]))
+        AMA, X = both[:AMA.size].reshape(AMA.shape), both[AMA.size:].reshape(X.shape)
+    GW = Rinv.T @ AMA @ Rinv
     return (GW + GW.T) / 2, Rinv.T @ X[:kw], Rinv.T @ X[kw:]
 
 

@@ -4,7 +4,8 @@ products, and PETSc preconditioners (``bjacobi``, ``asm``, ``ilu``, ...) applied
 arrays through petsc4py so a recycling solver can use exactly the PC of a native KSP.
 
 Blocks are stored row-major, shape (k, n): each vector is contiguous, and products with
-the block are single GEMM/GEMV calls.
+the block are single GEMM/GEMV calls. For a PETSc matrix distributed over several MPI
+processes, n is this process's rows and ``MatOps.layout`` does the global sums.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ class MatOps:
 
     def __init__(self, op):
         self.op = op
-        self.n = op.n
+        self.layout = op.layout
+        self.n = op.layout.nlocal  # the local rows (all of them unless A is distributed)
         self._csr = op.csr() if (op._csr is not None or op._dense is not None) else None
         if self._csr is not None:
             A = self._csr
@@ -30,13 +32,13 @@ class MatOps:
             self._indptr, self._indices, self._data = A.indptr, A.indices, A.data
         self._mat = None
         if self._csr is None and op.kind == "petsc":
-            from .petsc_utils import vec_from_array
+            from .petsc_utils import vec_on
 
             self._mat = op.petsc_mat()
             self._xb = np.zeros(self.n)
             self._yb = np.zeros(self.n)
-            self._xv = vec_from_array(self._xb)
-            self._yv = vec_from_array(self._yb)
+            self._xv = vec_on(self._mat, self._xb)
+            self._yv = vec_on(self._mat, self._yb)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self._csr is not None:
@@ -89,12 +91,13 @@ class PetscPC:
     symmetric = False
 
     def __init__(self, op, pc: str, pc_options: dict | None = None):
-        from .petsc_utils import petsc, unique_prefix, vec_from_array
+        from .petsc_utils import petsc, unique_prefix, vec_on
 
         PETSc = petsc(f"preconditioner {pc!r} through PETSc")
         self.name = pc
-        self.n = op.n
-        self.pc = PETSc.PC().create(comm=PETSc.COMM_SELF)
+        self.n = op.layout.nlocal
+        mat = op.petsc_mat()
+        self.pc = PETSc.PC().create(comm=mat.getComm())
         prefix = unique_prefix("linsolve_pc")
         self.pc.setOptionsPrefix(prefix)
         self.pc.setType(petsc_pc_type(pc))
@@ -105,7 +108,6 @@ class PetscPC:
             key = k.lstrip("-")
             key = key if key.startswith(("pc_", "sub_")) else f"pc_{key}"
             opts[key] = "" if v is True else str(v)
-        mat = op.petsc_mat()
         self.pc.setOperators(mat, mat)
         self.pc.setFromOptions()
         try:
@@ -118,12 +120,15 @@ class PetscPC:
                 raise UnsupportedInputError(
                     f"PETSc preconditioner {pc!r} needs an assembled matrix; got a matrix-free {op.kind} "
                     "operator (use pc='none', or a PC that only applies the operator)") from exc
+            hint = ("; on a matrix distributed over several MPI processes PETSc's ilu/icc/lu need "
+                    "pc='bjacobi' or 'asm' around them (sub_pc_type)" if op.distributed else "")
             raise SolverError(f"PETSc could not set up preconditioner {pc!r} on this matrix ({exc}; PETSc "
-                              "printed the cause on stderr, e.g. a missing diagonal entry or a zero pivot)") from exc
+                              "printed the cause on stderr, e.g. a missing diagonal entry or a zero pivot)"
+                              + hint) from exc
         self._xb = np.zeros(self.n)
         self._yb = np.zeros(self.n)
-        self._xv = vec_from_array(self._xb)
-        self._yv = vec_from_array(self._yb)
+        self._xv = vec_on(mat, self._xb)
+        self._yv = vec_on(mat, self._yb)
 
     def apply(self, r: np.ndarray) -> np.ndarray:
         return self.apply_into(r, np.empty(self.n))

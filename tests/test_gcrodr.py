@@ -294,6 +294,28 @@ def test_orthonormalise_one_pass_when_nearly_orthonormal():
     np.testing.assert_allclose(np.abs(C), np.abs(np.linalg.solve(R.T, BU)), atol=1e-12)  # the same QR
 
 
+def test_distributed_fallback_drops_dependent_directions():
+    """The rank-revealing fallback for rows split over processes (Gram matrix of B U): for a
+    B U with a dependent row it keeps the independent directions, orthonormal, with B U = C
+    still holding. Run on one process, where the global sums are the local ones."""
+    from linsolve.parallel import serial
+    from linsolve.solvers.gcrodr import _orthonormalise, _orthonormalise_distributed
+
+    rng = np.random.default_rng(14)
+    n, k = 300, 5
+    B = np.eye(n) + 0.3 * rng.standard_normal((n, n)) / np.sqrt(n)
+    U0 = rng.standard_normal((k, n))
+    U0[3] = 2.0 * U0[1] - U0[0]  # B U has rank k - 1
+    BU = U0 @ B.T
+    C, Un = _orthonormalise_distributed(BU, U0, serial(n))
+    assert C.shape == (k - 1, n)
+    np.testing.assert_allclose(C @ C.T, np.eye(k - 1), atol=1e-13)
+    np.testing.assert_allclose(Un @ B.T, C, atol=1e-10)
+    # the same span as the serial rank-revealing QR
+    Cs, _ = _orthonormalise(BU, U0)
+    np.testing.assert_allclose(np.linalg.svd(C @ Cs.T, compute_uv=False), np.ones(k - 1), atol=1e-10)
+
+
 @pytest.mark.petsc
 def test_block_products_and_placed_petsc_pc_match_references(petsc):
     """MatOps.block, apply_block and pc_into (Vecs placed on the caller's arrays) against

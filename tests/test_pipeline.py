@@ -147,9 +147,11 @@ def test_solver_state_is_reset_at_each_chunk(tmp_path):
         it4, it1 = f4["solver_stats"]["iterations"][()], f1["solver_stats"]["iterations"][()]
     firsts = perm[::4]
     assert np.array_equal(it4[firsts], it1[firsts])
-    # ... and the warm start does carry within a chunk
+    # ... and the warm start does carry within a chunk: solves are deterministic, so a cold
+    # start would reproduce the single-system counts exactly (on this family the previous
+    # solution is not always a better start, so no direction is asserted)
     rest = np.setdiff1d(perm, firsts)
-    assert it4[rest].sum() < it1[rest].sum()
+    assert not np.array_equal(it4[rest], it1[rest])
 
 
 def test_same_command_twice_gives_identical_data(tmp_path):

@@ -52,7 +52,9 @@ def test_well_layout(toy_file):
         assert list(a["input_fields"]) == ["permeability", "source"]
         assert list(a["output_fields"]) == ["pressure", "gradient"]
         bc = f["boundary_conditions"]["x_lo"]
-        assert bc.attrs["bc_type"] == "dirichlet" and list(bc.attrs["associated_dims"]) == ["x"]
+        assert bc.attrs["bc_type"] == "WALL" and bc.attrs["datagen_bc_type"] == "dirichlet"
+        assert list(bc.attrs["associated_dims"]) == ["x"]
+        assert list(f["t2_fields"].attrs["field_names"]) == [] and len(f["t2_fields"]) == 0
         assert bc["mask"][()].tolist() == [True] + [False] * (G - 1)
         assert list(f["boundary_conditions"]["y_hi"]["mask"][()]) == [False] * (G - 1) + [True]
         sc = f["scalars"]

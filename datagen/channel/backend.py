@@ -81,5 +81,11 @@ class Backend:
             return sfft.irfftn(a, s=s, axes=(1, 2))
         return self.xp.fft.irfftn(a, s=s, dim=(1, 2))
 
+    def plane_mean(self, a):
+        """Mean over the periodic x-z planes, kept as a (ny, 1, 1) column."""
+        if self.name == "numpy":
+            return a.mean(axis=(1, 2), keepdims=True)
+        return a.mean(dim=(1, 2), keepdim=True)
+
     def copy(self, a):
         return a.copy() if self.name == "numpy" else a.clone()

@@ -26,6 +26,7 @@ from linsolve.errors import OptionError
 from .checkpoint import load_checkpoint, save_checkpoint
 from .dns import ChannelBlowUp, ChannelConfig, ChannelDNS, perturbed_laminar
 from .filtering import CoarseFilter, collocate
+from .sgs import check_model as check_sgs_model
 
 #: ready-made configurations: a few CPU minutes, and the paper's setting (for a GPU)
 PRESETS = {
@@ -88,7 +89,7 @@ def _triple(v, name, cast=int, length=3):
 def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, spinup=None, coarse_grid=None,
              filter=None, restart=None, seed=None, device=None, solver=None, grid=None, box=None, dt=None,
              pressure=None, decorrelate=None, perturbation=None, preset: str | None = None, progress=None,
-             solver_options: dict | None = None, tasks=None) -> Path:
+             solver_options: dict | None = None, sgs: str | None = None, tasks=None) -> Path:
     """Write ``out`` (HDF5) and return its path. Every argument left as None takes its value
     from ``PRESETS[preset]`` (``"small"`` or ``"paper"``), else from ``DEFAULTS``.
 
@@ -99,7 +100,8 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     before its first snapshot (default ``every``). ``grid`` is the DNS grid (nx, ny, nz),
     ``box`` (lx, lz); ``coarse_grid`` (NX, NY, NZ) the stored one. Rerunning with the same
     arguments resumes: finished trajectories are kept. ``solver``/``solver_options``: the
-    linsolve solver of the pressure equation (default the exact ``fft-poisson``).
+    linsolve solver of the pressure equation (default the exact ``fft-poisson``). ``sgs``:
+    a sub-grid model (``"wale"`` or ``"dsm"``, see ``sgs.py``) to run an LES instead of a DNS.
 
     ``tasks``: run the trajectories elsewhere, e.g. ``datagen.cluster.Session.run`` (one Dask
     task per trajectory, each reading the spin-up checkpoint and committing its own shard, so
@@ -135,12 +137,15 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     if isinstance(a["decorrelate"], bool) or decorrelate < 0 or (a["decorrelate"] is not None
                                                                    and int(a["decorrelate"]) != a["decorrelate"]):
         raise OptionError(f"decorrelate must be a non-negative integer (steps), got {a['decorrelate']!r}")
+    check_sgs_model(sgs)
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     # a resumed run must be the same run: refuse to mix shards of different configurations
     fingerprint = {k: (list(v) if isinstance(v, tuple) else v) for k, v in
                    dict(a, coarse_grid=coarse_grid, grid=grid, box=box, restart=str(restart) if restart else None,
                         decorrelate=decorrelate, device=None).items() if k != "trajectories"}
+    if sgs:  # only then: runs fingerprinted before the option existed still resume
+        fingerprint["sgs"] = sgs
     fp_path = parts / "config.json"
     if fp_path.exists():
         try:
@@ -160,11 +165,12 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
         fp_path.write_text(json.dumps(fingerprint))
     base_ckpt = Path(restart) if restart else parts / "spinup.npz"
     if restart or base_ckpt.exists():
-        base = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options)
+        base = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options, sgs=sgs)
     else:
         nx, ny, nz = grid
         cfg = ChannelConfig(re_tau=float(a["re_tau"]), grid=dict(nx=nx, ny=ny, nz=nz, lx=box[0], lz=box[1]),
-                            dt=float(a["dt"]), device=device, solver=solver, solver_options=dict(solver_options or {}))
+                            dt=float(a["dt"]), device=device, solver=solver, solver_options=dict(solver_options or {}),
+                            sgs=sgs)
         dns0 = ChannelDNS(cfg)
         # a coarse grid the DNS grid cannot be filtered onto is bad input: refuse it before the
         # spin-up (minutes to hours), not after it with a spin-up checkpoint left behind
@@ -189,7 +195,7 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
             shard.unlink()  # unreadable or of another shape (e.g. damaged on disk): compute it again
         todo.append(k)
     one = functools.partial(_trajectory, parts=str(parts), base_ckpt=str(base_ckpt), device=device, solver=solver,
-                            solver_options=solver_options, perturbation=perturbation, seed=seed,
+                            solver_options=solver_options, sgs=sgs, perturbation=perturbation, seed=seed,
                             decorrelate=decorrelate, snapshots=snapshots, every=every, pressure=pressure,
                             coarse_grid=coarse_grid, filter=filter)
     if tasks is None:
@@ -202,7 +208,7 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     return out
 
 
-def _trajectory(k: int, *, parts, base_ckpt, device, solver, solver_options, perturbation, seed, decorrelate,
+def _trajectory(k: int, *, parts, base_ckpt, device, solver, solver_options, sgs, perturbation, seed, decorrelate,
                 snapshots, every, pressure, coarse_grid, filter, progress=None) -> None:
     """Trajectory ``k`` from the developed flow in ``base_ckpt``, committed as its shard (the
     unit of work of a parallel run: it needs only the checkpoint and its arguments)."""
@@ -210,7 +216,7 @@ def _trajectory(k: int, *, parts, base_ckpt, device, solver, solver_options, per
 
     limit_threads()
     shard = Path(parts) / f"traj_{k:04d}.h5"
-    dns = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options)
+    dns = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options, sgs=sgs)
     filt = CoarseFilter(dns.grid, coarse_grid, filter)
     _perturb(dns, perturbation, seed + 1 + k)
     dns.run(decorrelate, check_every=10) if decorrelate else None
@@ -265,7 +271,7 @@ def _join(out: Path, parts: Path, base: ChannelDNS, filt: CoarseFilter, K: int, 
                            dns_grid=json.dumps(base.grid.params()), config=json.dumps({
                                "re_tau": cfg.re_tau, "trajectories": K, "snapshots": S, "every": every,
                                "coarse_grid": [filt.NX, filt.NY, filt.NZ], "filter": kind, "seed": seed,
-                               "solver": cfg.solver, "drive": cfg.drive}),
+                               "solver": cfg.solver, "drive": cfg.drive, "sgs": cfg.sgs}),
                            input_fields=["velocity"], output_fields=["velocity"])
             for k, v in params.items():
                 f.attrs[k] = v
@@ -278,14 +284,14 @@ def _join(out: Path, parts: Path, base: ChannelDNS, filt: CoarseFilter, K: int, 
                 dims[name].attrs.update(sample_varying=False, time_varying=False)
             dims["time"].attrs.update(sample_varying=False, time_varying=True)
             bcs = f.create_group("boundary_conditions")
-            for name, axis, kind_ in (("x_periodic", "x", "PERIODIC"), ("y_wall", "y", "WALL"), ("z_periodic", "z", "PERIODIC")):
+            for name, axis, kind_, own in (("x_periodic", "x", "PERIODIC", "periodic"), ("y_wall", "y", "WALL", "no-slip"),
+                                           ("z_periodic", "z", "PERIODIC", "periodic")):
                 g = bcs.create_group(name)
                 n = {"x": filt.NX, "y": filt.NY, "z": filt.NZ}[axis]
                 mask = np.zeros(n, dtype=bool)
-                if kind_ == "WALL":
-                    mask[[0, -1]] = True
-                g.attrs.update(associated_dims=[axis], associated_fields=[], bc_type=kind_, sample_varying=False,
-                               time_varying=False)
+                mask[[0, -1]] = True  # The Well reads an axis end's type where the mask is set
+                g.attrs.update(associated_dims=[axis], associated_fields=[], bc_type=kind_, datagen_bc_type=own,
+                               sample_varying=False, time_varying=False)
                 g["mask"] = mask
                 if kind_ == "WALL":
                     g["values"] = np.zeros(2, dtype=np.float32)

@@ -24,6 +24,8 @@ from linsolve.errors import OptionError, SolverError
 from .backend import Backend
 from .grid import ChannelGrid
 from .operators import StaggeredOps
+from .sgs import SGS_DIFFUSION_LIMIT, EddyViscosity
+from .sgs import check_model as check_sgs_model
 from .tridiag import TriFactor
 
 RK3 = ((8 / 15, 0.0), (5 / 12, -17 / 60), (3 / 4, -5 / 12))
@@ -57,6 +59,7 @@ class ChannelConfig:
     solver: str = "fft-poisson"
     solver_options: dict = field(default_factory=dict)
     device: str = "cpu"
+    sgs: str | None = None          # sub-grid model for LES: "wale", "dsm" (see sgs.py) or None (DNS)
 
     def __post_init__(self):
         for name in ("re_tau", "dt", "cfl_limit"):
@@ -80,6 +83,7 @@ class ChannelConfig:
         if self.ub is None:
             self.ub = dean_bulk_velocity(self.re_tau)
         linsolve.solver_class(self.solver)  # unknown names fail here, with the list
+        check_sgs_model(self.sgs)
 
     @property
     def nu(self) -> float:
@@ -117,6 +121,11 @@ class ChannelDNS:
         self.timing = {"step": 0.0, "pressure": 0.0, "steps": 0, "solves": 0, "iterations": 0}
         self.pressure_hook = None   # called with (b, x) of every pressure solve (benchmarks)
         self.monitor: dict = {}
+        self.sgs = EddyViscosity(config.sgs, self.ops, self.nu) if config.sgs else None
+        #: CFL number that ``run`` steers the step size toward when given no ``cfl_target``
+        #: (None: a fixed step); ``perturbed_laminar`` sets it for the transition
+        self.cfl_target = None
+        self.dt_max = None
         self.use_numba = self.B.name == "numpy"
         if self.use_numba:
             from .kernels import explicit_kernel
@@ -239,10 +248,15 @@ class ChannelDNS:
         if self.B.name == "numpy" and self.use_numba:
             from .kernels import explicit_rhs_numba
 
-            return explicit_rhs_numba(o, u, v, w, self.nu)
-        hu, hv, hw = o.advection(u, v, w)
-        nu = self.nu
-        return -hu + nu * o.lap_xz(u), -hv + nu * o.lap_xz(v[1:-1]), -hw + nu * o.lap_xz(w)
+            out = explicit_rhs_numba(o, u, v, w, self.nu)
+        else:
+            hu, hv, hw = o.advection(u, v, w)
+            nu = self.nu
+            out = -hu + nu * o.lap_xz(u), -hv + nu * o.lap_xz(v[1:-1]), -hw + nu * o.lap_xz(w)
+        if self.sgs is not None:
+            fu, fv, fw = self.sgs.forcing(u, v, w)
+            out = out[0] + fu, out[1] + fv, out[2] + fw
+        return out
 
     def step(self):
         t0 = time.perf_counter()
@@ -294,13 +308,20 @@ class ChannelDNS:
         if c > self.cfg.cfl_limit:
             raise ChannelBlowUp(f"CFL {c:.3f} above the limit {self.cfg.cfl_limit} at step {self.step_count} "
                                 f"(t = {self.t:.4g}): the run is unstable; lower dt (now {self.cfg.dt})")
+        if self.sgs is not None:
+            d = self.monitor["sgs_diffusion"] = self.sgs.diffusion_number(self.cfg.dt)
+            if d > SGS_DIFFUSION_LIMIT:
+                raise ChannelBlowUp(f"explicit eddy-viscosity diffusion number {d:.3f} above {SGS_DIFFUSION_LIMIT} "
+                                    f"at step {self.step_count} (t = {self.t:.4g}); lower dt (now {self.cfg.dt})")
         return self.monitor
 
     def run(self, nsteps: int, check_every: int = 10, callback=None, cfl_target: float | None = None,
             dt_max: float | None = None):
         """``nsteps`` steps, checked every ``check_every``. With ``cfl_target`` the step size
-        follows the CFL number (at most ``dt_max``, default the current dt): for spin-up
-        through transition, whose velocity transients would break a fixed step."""
+        follows the CFL number (at most ``dt_max``, default ``self.dt_max`` or the current dt):
+        for spin-up through transition, whose velocity transients would break a fixed step.
+        Without it the step follows ``self.cfl_target`` (set by ``perturbed_laminar``; None,
+        the default elsewhere, keeps the configured dt fixed)."""
         # check_every=0 was a ZeroDivisionError after the first step; nsteps=2.7 ran 2 steps
         for name, value, least in (("nsteps", nsteps, 0), ("check_every", check_every, 1)):
             if not (_real(value) and int(value) == value and value >= least):
@@ -310,10 +331,14 @@ class ChannelDNS:
         for name, value in (("cfl_target", cfl_target), ("dt_max", dt_max)):
             if value is not None and not (_real(value) and value > 0):
                 raise OptionError(f"{name} must be positive and finite, got {value!r}")
-        dt_max = dt_max or self.cfg.dt
+        cfl_target = cfl_target or self.cfl_target
+        dt_max = dt_max or self.dt_max or self.cfg.dt
         # an unstable run is found by check() and the pressure solve (ChannelBlowUp); NumPy's
         # overflow warnings on the way there would be stray lines beside that one error
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if cfl_target and nsteps:
+                self.monitor = {**self.monitor, "cfl": self.cfl()}
+                adapt_dt(self, cfl_target, dt_max)
             for _ in range(nsteps):
                 self.step()
                 if self.step_count % check_every == 0:
@@ -355,10 +380,15 @@ def laminar_profile(grid: ChannelGrid, nu: float, ub: float | None = None, dpdx:
     return U
 
 
-def perturbed_laminar(dns: ChannelDNS, amplitude: float = 0.3, seed: int = 0, kmax: int = 4):
+def perturbed_laminar(dns: ChannelDNS, amplitude: float = 0.3, seed: int = 0, kmax: int = 4,
+                      cfl_target: float | None = 0.8):
     """Laminar profile at the configured bulk velocity plus a divergence-free random
     perturbation confined to wavenumbers |k_x|, |k_z| <= kmax (rms ``amplitude`` * U_b),
-    vanishing at the walls; the usual route to transition at Re_tau 180."""
+    vanishing at the walls; the usual route to transition at Re_tau 180.
+
+    The transition's velocity transients exceed what the configured step allows, so the
+    DNS's ``run`` then steers the step toward ``cfl_target`` (at most the configured dt;
+    ``dns.cfl_target = None`` fixes it again, ``cfl_target=None`` here never adapts)."""
     g, cfg = dns.grid, dns.cfg
     U = laminar_profile(g, cfg.nu, cfg.ub if cfg.drive == "flow_rate" else None, cfg.dpdx)
     rng = np.random.default_rng(seed)
@@ -385,4 +415,5 @@ def perturbed_laminar(dns: ChannelDNS, amplitude: float = 0.3, seed: int = 0, km
     dns.u, dns.v, dns.w = uu, vv, ww
     if cfg.drive == "flow_rate":
         dns.u = dns.u + (cfg.ub - dns.bulk_velocity())
+    dns.cfl_target, dns.dt_max = cfl_target, (cfg.dt if cfl_target else None)
     return dns

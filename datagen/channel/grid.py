@@ -19,6 +19,9 @@ class ChannelGrid:
     lx: float = math.pi
     lz: float = math.pi / 2
     stretch: float = 1.8
+    #: y faces: "tanh" (stretched by ``stretch``) or "lobatto": the ny + 1 Gauss-Lobatto points
+    #: -cos(pi j / ny), so v sits exactly on the points of the coarse dataset grid (the LES grid)
+    yfaces: str = "tanh"
 
     def __post_init__(self):
         for name in ("nx", "ny", "nz"):
@@ -37,8 +40,13 @@ class ChannelGrid:
         if isinstance(self.stretch, bool) or not isinstance(self.stretch, (int, float, np.integer, np.floating)) \
                 or not (0 <= self.stretch < 10):
             raise OptionError(f"stretch must be in [0, 10), got {self.stretch}")
+        if self.yfaces not in ("tanh", "lobatto"):
+            raise OptionError(f"yfaces must be 'tanh' or 'lobatto', got {self.yfaces!r}")
         eta = np.linspace(-1.0, 1.0, self.ny + 1)
-        self.yf = np.tanh(self.stretch * eta) / math.tanh(self.stretch) if self.stretch > 0 else eta
+        if self.yfaces == "lobatto":
+            self.yf = -np.cos(np.pi * np.arange(self.ny + 1) / self.ny)
+        else:
+            self.yf = np.tanh(self.stretch * eta) / math.tanh(self.stretch) if self.stretch > 0 else eta
         self.yf[0], self.yf[-1] = -1.0, 1.0
         self.yc = 0.5 * (self.yf[1:] + self.yf[:-1])
         self.dyc = np.diff(self.yf)  # cell heights (ny)

@@ -143,3 +143,98 @@ def compare_with_reference(prof: dict, ref: dict) -> dict:
     out["checks"] = checks
     out["all_met"] = all(checks.values())
     return out
+
+
+# --- statistics of stored coarse trajectories (filtered DNS, LES, surrogate rollouts) ----------------
+def coarse_profiles(vel, y, nu: float, u_tau: float = 1.0) -> dict:
+    """Mean and rms profiles of collocated velocity snapshots on a coarse grid.
+
+    Parameters
+    ----------
+    vel : array (..., NX, NY, NZ, 3)
+        Snapshots (any leading axes: time, trajectories), averaged over them and over x-z.
+    y : array (NY,)
+        The wall-normal points, symmetric about the centre (e.g. Gauss-Lobatto, walls included).
+    nu : float
+        Kinematic viscosity.
+    u_tau : float
+        The velocity scale of the ``_plus`` quantities (default 1: the nominal friction
+        velocity of the channel's units, the same for every run compared).
+
+    Returns
+    -------
+    dict
+        Profiles over the lower half folded with the upper one (centre included): ``y_plus``,
+        ``U_plus``, ``u_rms_plus``, ``v_rms_plus``, ``w_rms_plus``, ``uv_plus`` (<u'v'>, sign
+        of the lower half), and ``u_tau_wall`` / ``re_tau_wall`` from the mean wall gradient
+        (first point off the wall).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = -np.cos(np.pi * np.arange(9) / 8)
+    >>> vel = np.zeros((2, 4, 9, 4, 3)); vel[..., 0] = 1 - y[None, None, :, None] ** 2
+    >>> round(float(coarse_profiles(vel, y, 1 / 180)["U_plus"][-1]), 12)
+    1.0
+    """
+    vel = np.asarray(vel, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    NY = y.size
+    if vel.ndim < 4 or vel.shape[-1] != 3 or vel.shape[-3] != NY:
+        raise OptionError(f"velocity of shape {vel.shape} is not (..., NX, {NY}, NZ, 3)")
+    v = vel.reshape((-1,) + vel.shape[-4:])
+    mean = v.mean(axis=(0, 1, 3))                      # (NY, 3)
+    fl = v - mean[None, None, :, None, :]
+    cov = lambda i, j: (fl[..., i] * fl[..., j]).mean(axis=(0, 1, 3))  # noqa: E731
+    half = (NY + 1) // 2
+    fold = lambda a, sign=1.0: 0.5 * (a[:half] + sign * a[::-1][:half])  # noqa: E731
+    U = fold(mean[:, 0])
+    yw = 1.0 + y[:half]
+    dudy = 0.5 * ((mean[1, 0] - mean[0, 0]) / (y[1] - y[0]) + (mean[-2, 0] - mean[-1, 0]) / (y[-1] - y[-2]))
+    ut_wall = math.sqrt(max(nu * dudy, 0.0))
+    return {"y_over_h": yw, "y_plus": yw * u_tau / nu, "U_plus": U / u_tau,
+            "u_rms_plus": np.sqrt(np.maximum(fold(cov(0, 0)), 0)) / u_tau,
+            "v_rms_plus": np.sqrt(np.maximum(fold(cov(1, 1)), 0)) / u_tau,
+            "w_rms_plus": np.sqrt(np.maximum(fold(cov(2, 2)), 0)) / u_tau,
+            "uv_plus": fold(cov(0, 1), -1.0) / u_tau**2, "u_tau_wall": ut_wall, "re_tau_wall": ut_wall / nu}
+
+
+def coarse_spectra(vel, y, nu: float, lx: float, lz: float, y_plus: float = 15.0, u_tau: float = 1.0) -> dict:
+    """One-dimensional energy spectra of the fluctuations at the plane nearest ``y_plus``
+    (both walls) and at the centre plane, averaged over snapshots and the other periodic
+    direction: E_ii(k_x) and E_ii(k_z) for i = u, v, w, one-sided, summing to the variance.
+
+    Returns
+    -------
+    dict
+        ``kx``, ``kz`` (wavenumbers), ``y_plus_near`` (the plane used), and for each of
+        ``near``, ``centre`` the arrays ``Euu_x``, ``Evv_x``, ``Eww_x``, ``Euu_z``, ``Evv_z``, ``Eww_z``.
+    """
+    vel = np.asarray(vel, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    v = vel.reshape((-1,) + vel.shape[-4:])
+    NX, NY, NZ = v.shape[1:4]
+    yp = (1.0 + y) * u_tau / nu
+    j = int(np.argmin(np.abs(yp[: (NY + 1) // 2] - y_plus)))
+    planes = {"near": [j, NY - 1 - j], "centre": sorted({NY // 2, (NY - 1) // 2})}
+
+    def one_sided(a, axis, n):
+        p = np.abs(np.fft.rfft(a, axis=axis) / n) ** 2
+        p = np.moveaxis(p, axis, -1)
+        p[..., 1:] *= 2.0
+        if n % 2 == 0:
+            p[..., -1] /= 2.0
+        return p
+
+    out = {"kx": 2 * np.pi * np.arange(NX // 2 + 1) / lx, "kz": 2 * np.pi * np.arange(NZ // 2 + 1) / lz,
+           "y_plus_near": float(yp[j])}
+    for name, js in planes.items():
+        d = {}
+        sl = v[:, :, js]                                   # (T, NX, len(js), NZ, 3)
+        fl = sl - sl.mean(axis=(0, 1, 3), keepdims=True)
+        for c, comp in enumerate("uvw"):
+            a = fl[..., c] / u_tau
+            d[f"E{comp}{comp}_x"] = one_sided(a, 1, NX).mean(axis=(0, 1, 2))
+            d[f"E{comp}{comp}_z"] = one_sided(a, 3, NZ).mean(axis=(0, 1, 2))
+        out[name] = d
+    return out

@@ -54,7 +54,7 @@ class ChannelPressure(Family):
         nx, ny, nz = self.grid
         cfg = ChannelConfig(re_tau=self.p["re_tau"], dt=self.p["dt"],
                             grid=dict(nx=nx, ny=ny, nz=nz, lx=self.p["lx"], lz=self.p["lz"], stretch=self.p["stretch"]))
-        return perturbed_laminar(ChannelDNS(cfg), amplitude=0.15, seed=seed)
+        return perturbed_laminar(ChannelDNS(cfg), amplitude=0.15, seed=seed, cfl_target=None)  # the family's dt stays fixed
 
     def _sequence(self, seed: int, upto: int):
         """(dns, list of recorded right-hand sides) for this configuration and seed,

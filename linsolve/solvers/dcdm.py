@@ -155,6 +155,9 @@ class DCDM(Solver):
     options = {"model": None, "n_orth": 2, "device": "cpu", "safeguard": None}
     descent_tol = 1e-12
 
+    def _distributed_what(self):
+        return "its network reads the whole grid in one process"
+
     def _validate_options(self):
         n_orth = self.opts["n_orth"]
         if isinstance(n_orth, bool) or not isinstance(n_orth, (int, np.integer)) or n_orth < 0:

@@ -1,5 +1,9 @@
 """Sparse direct solve: SciPy SuperLU (``splu``) or PETSc LU. The factorisation is kept
-while the same matrix object is solved again, so many right-hand sides cost one factorisation."""
+while the same matrix object is solved again, so many right-hand sides cost one factorisation.
+
+A PETSc matrix distributed over several MPI processes needs a parallel LU, which PETSc
+takes from an external package (MUMPS, SuperLU_dist, STRUMPACK, PaStiX); the first one this
+PETSc was built with is used, and without any the solve raises ``UnsupportedInputError``."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +11,20 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ..base import Outcome, Solver
+from ..errors import UnsupportedInputError
 from ..registry import register
 from .petsc_ksp import PetscDriver
+
+#: PETSc's parallel LU packages, in order of preference
+PARALLEL_LU = ("mumps", "superlu_dist", "strumpack", "pastix")
+
+
+def parallel_lu_package() -> str | None:
+    """The first of ``PARALLEL_LU`` this PETSc was built with, or None."""
+    from ..petsc_utils import petsc
+
+    PETSc = petsc()
+    return next((p for p in PARALLEL_LU if PETSc.Sys.hasExternalPackage(p)), None)
 
 
 @register("direct")
@@ -23,6 +39,7 @@ class Direct(Solver):
     def _validate_options(self):
         self._factor = None
         self._driver = None
+        self._mpi_driver = None
         if self.backend == "petsc":
             self.pc = "lu"
             self._driver = PetscDriver(self, "preonly")
@@ -35,12 +52,30 @@ class Direct(Solver):
 
     def _matrix_changed(self):
         self._factor = None
-        if self._driver is not None:
-            self._driver.forget_matrix()
+        for d in (self._driver, self._mpi_driver):
+            if d is not None:
+                d.forget_matrix()
+
+    def runs_distributed(self):
+        return self.backend == "petsc"
+
+    def _distributed_driver(self, op):
+        if self._mpi_driver is None:
+            pkg = parallel_lu_package()
+            if pkg is None:
+                raise UnsupportedInputError(
+                    f"direct with backend='petsc' on a matrix distributed over {op.layout.size} MPI processes "
+                    f"needs a parallel LU, and this PETSc has none of {', '.join(PARALLEL_LU)} (build PETSc with "
+                    "e.g. --download-mumps --download-scalapack); an iterative solver runs distributed "
+                    "(e.g. gmres or gcrodr with backend='petsc', pc='bjacobi'), and "
+                    "make_solver('petsc', ksp_type='preonly', pc='redundant') factors the whole matrix on every process")
+            self._mpi_driver = PetscDriver(self, "preonly", {"pc_factor_mat_solver_type": pkg})
+        return self._mpi_driver
 
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         if self._driver is not None:
-            out = self._driver.solve(op, b, np.zeros_like(b), tol, 1, ctx)
+            driver = self._distributed_driver(op) if op.distributed else self._driver
+            out = driver.solve(op, b, np.zeros_like(b), tol, 1, ctx)
             out.iterations = 1
             out.converged = True
             out.reason = "direct solve"

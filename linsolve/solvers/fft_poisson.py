@@ -327,6 +327,9 @@ class FFTPoisson(Solver):
     def _reset(self):
         self._checked = None
 
+    def _distributed_what(self):
+        return "its transforms need the whole grid in one process"
+
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         s = _structure_of(self, op, ctx)
         if isinstance(s, DirichletBox):

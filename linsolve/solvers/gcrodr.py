@@ -23,6 +23,13 @@ Gram-Schmidt against [C, V_j] in PETSc-style multi-vector loops, one pass by def
 PETSc GMRES, ``orthog`` adds a second pass when needed or always; Hessenberg column, Givens
 update, normalisation). The per-cycle update is the harmonic Ritz problem in LAPACK plus
 the GEMMs it needs: V^T U, C = [C V] Q, and [U; correction] = [T; y^T] [U~; V] in one.
+
+Distributed (``backend="petsc"`` with a PETSc matrix over several MPI processes): the bases
+hold this process's rows; the Arnoldi step's block of k + j inner products is one global sum
+and its norm another (PETSc GMRES's VecMDot and VecNormalize); per cycle, V^T U, the
+projection C^T r, the norms of U's columns, the residual norm and (for a new matrix) the
+Gram matrix of B U are one sum each. The small problems (harmonic Ritz, QR of G P,
+least squares) run on every process from the same reduced numbers.
 """
 from __future__ import annotations
 
@@ -151,17 +158,18 @@ class GCRODR(Solver):
             BZ = A.block(U)
             if not ident:
                 BZ = apply_block(M, BZ)
-        if not np.all(np.isfinite(BZ)):
+        lay = A.layout
+        if not lay.allfinite(BZ):
             # the operator or preconditioner gave NaN/Inf on U: a NaN C would poison every
             # projection of this and later solves, so the space is dropped (the solve then
             # runs, and reports, as GMRES would)
             self._U = self._C = self._C_buf = None
             self.ritz_values = None
             return U.shape[0]
-        C, U = _orthonormalise(BZ, U)
+        C, U = _orthonormalise(BZ, U, lay)
         self._C, self._U = C, U
         self._C_buf = None
-        self._CtU = C @ U.T
+        self._CtU = lay.sum(C @ U.T)
         self._norms()
         return U.shape[0]
 
@@ -173,19 +181,29 @@ class GCRODR(Solver):
         self._pc_cache = self._petsc_pc_cache = None
         self._key = None
 
+    def runs_distributed(self):
+        return self.backend == "petsc" and isinstance(self.pc, str)
+
+    def _distributed_what(self):
+        return ("with a preconditioner object applied in Python" if self.backend == "petsc"
+                else f"backend={self.backend!r}; backend='petsc' runs distributed")
+
     # --- the method -------------------------------------------------------------------
     def _solve(self, op, b, x0, tol, maxiter, ctx):
-        n = op.n
         m, k = int(self.opts["restart"]), int(self.opts["recycle"])
         right = self.opts["pc_side"] == "right"
         A = MatOps(op)
+        n = A.n  # this process's rows
+        lay = self._layout = A.layout
         M = build_pc(self, op)
         ident = is_identity(M)
         # right preconditioning: corrections are formed in B's space, then mapped by M^-1
         to_x = M.apply if (right and not ident) else (lambda v: v)
 
-        if not self.opts["recycle_across"] or (self._U is not None and self._U.shape[1] != n):
-            self._reset()
+        where = (lay.size, lay.nlocal, lay.n)
+        if not self.opts["recycle_across"] or (self._U is not None and getattr(self, "_where", None) != where):
+            self._reset()  # (also a space fitted to another size or distribution of the rows)
+        self._where = where
         key = (op.source, M, self.opts["pc_side"])
         adapt_mv = 0
         if self._U is not None and (self._key is None or self._key[0] is not op.source
@@ -211,7 +229,7 @@ class GCRODR(Solver):
         Vh = self._C_buf if any(self._C_buf is bb for bb in bufs) else bufs[0]
         norms: list[float] = []
         its = 0
-        rnorm = float(np.linalg.norm(r))
+        rnorm = lay.norm(r)
         converged = rnorm <= tol
         reason = "converged" if converged else "maxiter reached"
         stalls = 0
@@ -219,9 +237,11 @@ class GCRODR(Solver):
         while not converged and its < maxiter:
             kc = 0 if self._C is None else self._C.shape[0]
             steps = min(m - kc, maxiter - its)
-            ratio = float(np.linalg.norm(rp)) / rnorm if not (right or ident) else 1.0
+            ratio = lay.norm(rp) / rnorm if not (right or ident) else 1.0
+            # distributed: ||rp|| is the rnorm just summed when rp is r (one global sum fewer a cycle)
+            known = rnorm if (lay.distributed and (right or ident)) else None
             p, y1, y2, G, breakdown = self._cycle(A, M, right, ident, rp, Vh, kc, steps,
-                                                  tol * ratio, norms, ctx)
+                                                  tol * ratio, norms, ctx, known)
             its += p
             yu = y1 if pend is None else y1 + pend / self._d
             pend = None
@@ -238,7 +258,7 @@ class GCRODR(Solver):
                     corr += self._U.T @ (yu * self._d)
             x += to_x(corr)
             r = b - A(x)
-            new_norm = float(np.linalg.norm(r))
+            new_norm = lay.norm(r)
             stalls = stalls + 1 if new_norm >= rnorm * (1 - 1e-12) else 0
             rnorm = new_norm
             if k > 0 and not every_cycle and (kc == 0 or rnorm <= tol or its >= maxiter or breakdown):
@@ -263,7 +283,7 @@ class GCRODR(Solver):
                 # r is orthogonal to the new C in exact arithmetic; remove the rounding so the
                 # next least-squares problem (right-hand side [0; beta e1]) is exact.
                 pend, rp, r = self._project_out(A, M, right, ident, b, x, rp, to_x)
-                rnorm = float(np.linalg.norm(r))
+                rnorm = lay.norm(r)
         if pend is not None:
             x += to_x(self._U.T @ pend)
         info = {"norm": "true residual (estimate)" if (right or ident) else "preconditioned residual (estimate)",
@@ -276,10 +296,13 @@ class GCRODR(Solver):
         the residual is rp itself and the matching change of x, M^-1 U C^T rp, is returned as
         pending coefficients; for left preconditioning x is updated and r recomputed.
         Returns (pending coefficients or None, rp, r)."""
-        from ..arnoldi_kernels import project
+        from ..arnoldi_kernels import project, project_distributed
 
         c = np.empty(self._C.shape[0])
-        project(self._C, rp, c)
+        if A.layout.distributed:
+            project_distributed(self._C, rp, c, A.layout)
+        else:
+            project(self._C, rp, c)
         if right or ident:
             return c, rp, rp
         x += to_x(self._U.T @ c)
@@ -294,13 +317,13 @@ class GCRODR(Solver):
 
     def _norms(self):
         """Column scaling D = diag(1/||u_i||) of the paper, kept with U."""
-        self._d = 1.0 / np.sqrt(np.einsum("ij,ij->i", self._U, self._U))
+        self._d = 1.0 / np.sqrt(self._layout.sum(np.einsum("ij,ij->i", self._U, self._U)))
 
-    def _cycle(self, A, M, right, ident, rp, Vh, kc, steps, tol, norms, ctx):
+    def _cycle(self, A, M, right, ident, rp, Vh, kc, steps, tol, norms, ctx, beta=None):
         """One cycle: ``steps`` Arnoldi steps of (I - CC^T)B. Returns the step count, the
         least-squares solution split as (coefficients of U~, of V), the matrix G-bar and
-        whether the Arnoldi process broke down."""
-        from ..arnoldi_kernels import arnoldi_step  # numba: imported on first use
+        whether the Arnoldi process broke down. ``beta``: ||rp|| when already known."""
+        from ..arnoldi_kernels import arnoldi_step, arnoldi_step_distributed  # numba: imported on first use
 
         m = Vh.shape[0] - 1
         G = np.zeros((m + 1, m))
@@ -308,7 +331,9 @@ class GCRODR(Solver):
             if self._C_buf is not Vh:
                 Vh[:kc] = self._C
             G[np.arange(kc), np.arange(kc)] = self._d
-        beta = dnrm2(rp)
+        lay = A.layout
+        if beta is None:
+            beta = lay.norm(rp) if lay.distributed else dnrm2(rp)
         if not np.isfinite(beta):  # left preconditioning: M^-1 r itself is NaN/Inf
             return 0, np.zeros(kc), np.zeros(0), G, "non-finite"
         Vh[kc] = rp / beta
@@ -334,7 +359,10 @@ class GCRODR(Solver):
                 A.into(pc_into(M, v, tmp), w)
             else:
                 pc_into(M, A.into(v, tmp), w)
-            est, breakdown = arnoldi_step(Vh, j, kc, refine, h, h2, G, cs, sn, Rt, g)
+            if lay.distributed:
+                est, breakdown = arnoldi_step_distributed(Vh, j, kc, refine, h, h2, G, cs, sn, Rt, g, lay)
+            else:
+                est, breakdown = arnoldi_step(Vh, j, kc, refine, h, h2, G, cs, sn, Rt, g)
             # (the norm of the new vector carries any NaN/Inf of it; the Givens estimate can hide it)
             if not (np.isfinite(est) and np.isfinite(G[j + 1, j])):
                 # NaN/Inf from the operator or preconditioner (e.g. ILU of a singular matrix):
@@ -377,7 +405,7 @@ class GCRODR(Solver):
             # U~ = U D. C^T U~ is known from the previous update; only the new Arnoldi
             # vectors need products with U.
             VW[:kc, :kc] = self._CtU * self._d[None, :]
-            VW[kc:, :kc] = (Vh[kc:dim + 1] @ self._U.T) * self._d[None, :]
+            VW[kc:, :kc] = self._layout.sum(Vh[kc:dim + 1] @ self._U.T) * self._d[None, :]
         if not (np.all(np.isfinite(Gp)) and np.all(np.isfinite(VW))):
             return False, None  # NaN/Inf reached the cycle's small matrices: keep the old space
         vals, P = harmonic_ritz(Gp, VW, k, self.opts["which"])
@@ -404,7 +432,7 @@ class GCRODR(Solver):
         Ty = T if y is None else np.vstack([T, y])
         rows = Ty.shape[0]
         UY = np.dot(Ty[:, kc:], Vh[kc:dim], out=dst[:rows])
-        if kc:
+        if kc and UY.size:
             # U += (T_U D) U_old accumulated by BLAS into U (row-major U is U^T in Fortran order)
             dgemm(1.0, self._U.T, (Ty[:, :kc] * self._d[None, :]).T, beta=1.0, c=UY.T, overwrite_c=1)
         self._C, self._U = C, dst[:rank]
@@ -421,18 +449,20 @@ def _lsolve(L, X):
     return np.dot(dtrtri(L, lower=1)[0], X)
 
 
-def _orthonormalise(BZ, U):
+def _orthonormalise(BZ, U, layout=None):
     """QR of the block B U (rows): returns C with orthonormal rows and U scaled by R^-1 so
     that B U = C still holds. Cholesky QR (Gram matrix by SYRK, k x k Cholesky, triangular
     solve, all BLAS-3), repeated once unless the first factor shows that one pass is already
     orthogonal to rounding (its loss of orthogonality is about eps * cond(R)^2, and cond(R) is
     close to 1 when the matrix changed little, as in a sorted sequence); if B U is too
     ill-conditioned for Cholesky, a rank-revealing QR drops the directions B cannot
-    distinguish."""
+    distinguish. With a distributed ``layout`` the Gram matrices are global sums and the
+    fallback is ``_orthonormalise_distributed``."""
+    dist = layout is not None and layout.distributed
     L = None
     Q = BZ
     for _ in range(2):
-        R, info = dpotrf(dsyrk(1.0, Q.T, trans=1), lower=0, clean=1)
+        R, info = dpotrf(_gram(Q, layout) if dist else dsyrk(1.0, Q.T, trans=1), lower=0, clean=1)
         d = np.abs(np.diag(R))
         if info != 0 or d.min() <= 1e-7 * d.max():
             L = None
@@ -444,8 +474,38 @@ def _orthonormalise(BZ, U):
             break
     if L is not None:
         return Q, _lsolve(L, U)
+    if dist:
+        return _orthonormalise_distributed(BZ, U, layout)
     Q, R, piv = sla.qr(BZ.T, mode="economic", pivoting=True)
     d = np.abs(np.diag(R))
     rank = int(np.sum(d > 1e-12 * d[0])) if d.size and d[0] > 0 else 0
     Q, R = Q[:, :rank], R[:rank, :rank]
     return np.ascontiguousarray(Q.T), sla.solve_triangular(R, U[piv[:rank]], trans="T")
+
+
+def _gram(Q, layout):
+    """The global Gram matrix Q Q^T of a row block whose columns are split over processes
+    (the upper triangle, as SYRK gives it), one global sum."""
+    G = dsyrk(1.0, Q.T, trans=1) if Q.shape[1] else np.zeros((Q.shape[0], Q.shape[0]))
+    return layout.sum(np.ascontiguousarray(G))
+
+
+def _orthonormalise_distributed(BZ, U, layout):
+    """The rank-revealing fallback of ``_orthonormalise`` for rows split over processes: the
+    eigen-decomposition of the global Gram matrix drops the directions whose singular value
+    is below 1e-7 of the largest (what a Gram matrix resolves in double precision, the
+    threshold at which the Cholesky path gave up), then a Cholesky QR pass restores
+    orthogonality to rounding."""
+    w, V = np.linalg.eigh(_full(_gram(BZ, layout)))
+    keep = w > 1e-14 * w[-1] if w.size and w[-1] > 0 else np.zeros(w.shape, bool)
+    S = V[:, keep] / np.sqrt(w[keep])
+    Q, U = S.T @ BZ, S.T @ U
+    R, info = dpotrf(_gram(Q, layout), lower=0, clean=1)
+    if info == 0:
+        Q, U = _lsolve(R.T, Q), _lsolve(R.T, U)
+    return np.ascontiguousarray(Q), np.ascontiguousarray(U)
+
+
+def _full(G_upper):
+    """The symmetric matrix whose upper triangle is given."""
+    return np.triu(G_upper) + np.triu(G_upper, 1).T

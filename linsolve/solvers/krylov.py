@@ -35,6 +35,14 @@ class _KrylovBaseline(Solver):
     def _caches_matrix(self):
         return self._driver is not None or not (isinstance(self.pc, str) and self.pc == "none")
 
+    def runs_distributed(self):
+        # a preconditioner object is applied in Python to whole vectors
+        return self._driver is not None and isinstance(self.pc, str)
+
+    def _distributed_what(self):
+        return ("with a preconditioner object applied in Python" if self._driver is not None
+                else f"backend={self.backend!r}")
+
     def _matrix_changed(self):
         if self._driver is not None:
             self._driver.forget_matrix()

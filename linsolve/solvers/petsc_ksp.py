@@ -7,14 +7,19 @@ default; we pass rtol=0 and atol=max(rtol ||b||, atol) so the package's rule hol
 and ask for the unpreconditioned norm (right preconditioning for GMRES/BiCGStab). Where a
 KSP type cannot monitor the unpreconditioned norm, PETSc's own norm is used and
 ``info["norm"]`` says so; the base class then checks the true residual.
+
+A Mat distributed over several MPI processes is solved by a KSP on the Mat's communicator
+with Vecs of its row distribution (each process hands over and gets back its own rows).
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
 from ..base import Outcome, Solver
 from ..errors import OptionError, SolverError
-from ..petsc_utils import petsc, unique_prefix, vec_from_array
+from ..petsc_utils import petsc, unique_prefix, vec_on
 from ..precond import build_preconditioner, petsc_pc_type
 from ..registry import register
 from ..result import history_length, note_dropped
@@ -25,7 +30,8 @@ RIGHT_PC = {"gmres", "fgmres", "bcgs", "bcgsl", "lgmres", "dgmres", "pipefgmres"
 def petsc_error_cause(exc) -> str:
     """PETSc's own cause lines of a petsc4py error ("Matrix is missing diagonal entries"),
     without the call stack; the error code when there are none."""
-    lines = [ln.strip()[3:].strip() for ln in str(exc).splitlines() if ln.strip().startswith("[0]")]
+    lines = [re.sub(r"^\[\d+\]", "", ln.strip()).strip() for ln in str(exc).splitlines()
+             if re.match(r"^\[\d+\]", ln.strip())]
     cause = [ln for ln in lines if ln and "() at " not in ln]
     return "; ".join(cause) if cause else f"PETSc error code {getattr(exc, 'ierr', '?')}"
 
@@ -58,13 +64,14 @@ class PetscDriver:
         PETSc = petsc()
         mat = op.petsc_mat()
         s = self.solver
-        if self.ksp is not None and self._size != mat.getSize():
-            # PETSc refuses new operators of another size on a set-up KSP (error 60); a
-            # solver object solves systems of any size, so start a fresh KSP for this one
+        layout = (mat.getSize(), mat.getLocalSize(), mat.getComm().getSize())
+        if self.ksp is not None and self._size != layout:
+            # PETSc refuses new operators of another size or distribution on a set-up KSP
+            # (error 60); a solver object solves systems of any size, so start a fresh KSP
             self.ksp.destroy()
             self.ksp, self._mat_source = None, None
         if self.ksp is None:
-            ksp = PETSc.KSP().create(comm=PETSc.COMM_SELF)
+            ksp = PETSc.KSP().create(comm=mat.getComm())
             ksp.setOptionsPrefix(self.prefix)
             try:
                 ksp.setType(self.ksp_type)
@@ -102,7 +109,7 @@ class PetscDriver:
                 ksp.setNormType(PETSc.KSP.NormType.DEFAULT)
                 self.norm = "petsc-default (preconditioned)"
             self.ksp = ksp
-            self._size = mat.getSize()
+            self._size = layout
         if self._mat_source is not op.source:
             self.ksp.setOperators(mat)
             self._mat_source = op.source
@@ -112,9 +119,9 @@ class PetscDriver:
         PETSc = petsc()
         ksp, mat = self._setup(op)
         ksp.setTolerances(rtol=0.0, atol=tol, divtol=1e50, max_it=int(maxiter))
-        bv = vec_from_array(b)
-        xv = vec_from_array(np.array(x0, dtype=np.float64))
-        ksp.setInitialGuessNonzero(bool(np.any(x0)))
+        bv = vec_on(mat, b)
+        xv = vec_on(mat, np.array(x0, dtype=np.float64))
+        ksp.setInitialGuessNonzero(op.layout.any(np.any(x0)))
         # PETSc stops recording once the buffer is full, so a bounded one is safe
         length = history_length(maxiter) + 2
         ksp.setConvergenceHistory(length=length, reset=True)
@@ -136,8 +143,11 @@ class PetscDriver:
                 # that error, not PETSc's "error code 101" that wraps it
                 raise exc.__cause__ from None
             who = getattr(s, "name", self.ksp_type)  # sor's drivers hold a shim, not a Solver
+            hint = ("; on a matrix distributed over several MPI processes PETSc's ilu/icc/lu need pc='bjacobi' "
+                    "or 'asm' around them (pc_options={'sub_pc_type': 'ilu'})"
+                    if op.distributed and pc in ("ilu", "icc", "lu", "cholesky") else "")
             raise SolverError(f"PETSc failed to solve with solver {who!r} (ksp_type={self.ksp_type!r}, "
-                              f"pc={pc!r}) on this matrix: {petsc_error_cause(exc)}") from None
+                              f"pc={pc!r}) on this matrix: {petsc_error_cause(exc)}{hint}") from None
         if ctx.callback is not None:
             ksp.monitorCancel()
         code = int(ksp.getConvergedReason())
@@ -200,6 +210,12 @@ class PetscKSP(Solver):
 
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         return self._driver.solve(op, b, x0, tol, maxiter, ctx)
+
+    def runs_distributed(self):
+        return isinstance(self.pc, str)
+
+    def _distributed_what(self):
+        return "with a preconditioner object applied in Python"
 
     def _caches_matrix(self):
         return True

@@ -50,6 +50,12 @@ Assembled matrices with no preconditioner, ``jacobi``, or ``icc``/``ic`` (IC(0),
 factor of PETSc's PCICC with its defaults, with ``backend="petsc"``) run the whole solve
 in one compiled kernel (``linsolve.dcg_kernels``); other inputs and preconditioners (and
 ``compiled=False``, or a per-iteration callback) run the NumPy iteration below.
+
+Distributed (``backend="petsc"`` with a PETSc matrix over several MPI processes): the NumPy
+iteration on this process's rows, with p^T A p as one global sum and ||r||, r^T z (and, when
+every direction is deflated, the k products (A W) z) as a second one per iteration; the
+Galerkin projection W^T r, W^T A W and each block of the Ritz step are one sum each. The
+small eigenproblems run on every process from the same reduced numbers.
 """
 from __future__ import annotations
 
@@ -182,7 +188,7 @@ class RecycledCG(Solver):
                 E = block_product(A._indptr, A._indices, A._data, W, AW)
         else:
             AW = A.block(W)
-            E = W @ AW.T
+            E = A.layout.sum(W @ AW.T)
         try:
             Rinv = np.linalg.inv(np.linalg.cholesky((E + E.T) / 2).T)  # k x k
         except np.linalg.LinAlgError:
@@ -240,6 +246,13 @@ class RecycledCG(Solver):
 
     def _caches_matrix(self):
         return True
+
+    def runs_distributed(self):
+        return self.backend == "petsc" and isinstance(self.pc, str)
+
+    def _distributed_what(self):
+        return ("with a preconditioner object applied in Python" if self.backend == "petsc"
+                else f"backend={self.backend!r}; backend='petsc' runs distributed")
 
     def _matrix_changed(self):
         # the caches below are keyed on the matrix object; the compiled one even holds a
@@ -303,7 +316,9 @@ class RecycledCG(Solver):
         return Outcome(x, its, norms[:its].copy(), status == K.CONVERGED, _REASONS[status], info)
 
     def _solve_numpy(self, op, A, b, x0, tol, maxiter, ctx):
-        n = op.n
+        n = A.n  # this process's rows
+        lay = A.layout
+        dist = lay.distributed
         M = build_pc(self, op)
         ident = is_identity(M)
         k, store = int(self.opts["recycle"]), int(self.opts["store"])
@@ -317,7 +332,7 @@ class RecycledCG(Solver):
 
         def galerkin(x, r):
             if W is not None:
-                mu = proj[0] @ (W @ r)
+                mu = proj[0] @ lay.sum(W @ r)
                 x += W.T @ mu
                 r -= AW.T @ mu
 
@@ -327,12 +342,18 @@ class RecycledCG(Solver):
         z = r if ident else M.apply(r)
         p = z.copy()
         t = None
-        if defl:
-            t = AW @ z
-            p -= proj[2].T @ t
-        rz = ddot(r, z)
+        if dist:
+            rnorm, rz, t = _reduced(lay, r, z, AW if defl else None)
+            start = rnorm
+            if defl:
+                p -= proj[2].T @ t
+        else:
+            if defl:
+                t = AW @ z
+                p -= proj[2].T @ t
+            rz = ddot(r, z)
+            rnorm = start = dnrm2(r)
         norms: list[float] = []
-        rnorm = start = dnrm2(r)
         # What the Ritz update needs, all by-products of the iteration: the directions,
         # alpha_j, rho_j = r_j^T z_j and t_j = (A W) z_j (deflating every direction);
         # with restarts, those of the first run only, which is not cut short before
@@ -348,7 +369,7 @@ class RecycledCG(Solver):
         cb = ctx.callback
         while not converged and its < maxiter:
             Ap = A(p)
-            pAp = ddot(p, Ap)
+            pAp = lay.dot(p, Ap) if dist else ddot(p, Ap)
             if not pAp > 0 or not np.isfinite(pAp):
                 reason = _REASONS[2]
                 break
@@ -356,17 +377,24 @@ class RecycledCG(Solver):
             stored = not frozen and its < keep
             if stored:
                 P[its] = p
-            daxpy(p, x, a=alpha)
-            daxpy(Ap, r, a=-alpha)
+            if n:
+                daxpy(p, x, a=alpha)
+                daxpy(Ap, r, a=-alpha)  # (BLAS wrappers refuse the empty rows of a process owning none)
             its += 1
-            rnorm = dnrm2(r)
+            if dist:
+                # ||r||, r^T z and (A W) z in one global sum
+                z = r if ident else M.apply(r)
+                rnorm, rz_new, t = _reduced(lay, r, z, AW if defl else None)
+            else:
+                rnorm = dnrm2(r)
             norms.append(rnorm)
             if cb is not None:
                 cb(x)
-            z = r if ident else M.apply(r)  # z is read before r changes again
-            rz_new = ddot(r, z)
-            if defl:
-                t = AW @ z
+            if not dist:
+                z = r if ident else M.apply(r)  # z is read before r changes again
+                rz_new = ddot(r, z)
+                if defl:
+                    t = AW @ z
             if stored:
                 alphas.append(alpha)
                 rhos.append(rz_new)
@@ -382,8 +410,12 @@ class RecycledCG(Solver):
                 galerkin(x, r)
                 z = r if ident else M.apply(r)
                 p = z.copy()
-                rz = ddot(r, z)
-                rnorm = start = dnrm2(r)
+                if dist:
+                    rnorm, rz, _ = _reduced(lay, r, z, None)
+                    start = rnorm
+                else:
+                    rz = ddot(r, z)
+                    rnorm = start = dnrm2(r)
                 if rnorm <= tol:
                     converged, reason = True, "converged"
                 continue
@@ -404,7 +436,7 @@ class RecycledCG(Solver):
                            int(self.opts["ritz_keep"]))
         elif alphas:
             T = np.array(ts[:len(alphas) + 1]) if W is not None else None
-            self._update(W, P[:len(alphas)], np.array(alphas), np.array(rhos), T, k, M)
+            self._update(W, P[:len(alphas)], np.array(alphas), np.array(rhos), T, k, M, layout=lay)
         if updating:
             self._reschedule(old)
         info = {"norm": "true residual (recurrence)", "kernel": "numpy",
@@ -460,7 +492,7 @@ class RecycledCG(Solver):
         elif its > DRIFT * self._ref_its and self._growing():
             self._drifted = True
 
-    def _update(self, W, P, alpha, rho, T, k, M, C=None):
+    def _update(self, W, P, alpha, rho, T, k, M, C=None, layout=None):
         """Harmonic Ritz step over S = [W, P] from scalars the iteration produced:
         with A P_j = (r_j - r_j+1)/alpha_j, M^-1 A P_j = (z_j - z_j+1)/alpha_j and the
         M^-1-orthogonality of the residuals, (AP)^T M^-1 AP is tridiagonal, P^T A P is
@@ -468,7 +500,8 @@ class RecycledCG(Solver):
         T_j = (AW) z_j (shape (L+1, k)). In the basis [R^-T W, P diag(rho/alpha)^-1/2],
         A-orthonormal, the pencil becomes a standard symmetric eigenproblem. With C, the
         rows of P are the compiled kernel's pt_j and the directions are pt_j - W^T c_j.
-        The new W gets its A W at the next solve, for that solve's matrix."""
+        The new W gets its A W at the next solve, for that solve's matrix. ``layout``: the
+        global sum of the one block product (rows split over processes)."""
         L = P.shape[0]
         kw = 0 if W is None else W.shape[0]
         if np.any(~(rho[:L] / alpha > 0)):
@@ -483,7 +516,8 @@ class RecycledCG(Solver):
         if kw:
             AW, Rinv = self._AW, self._proj[1]
             MAW = M.apply_rows(AW) if hasattr(M, "apply_rows") else apply_block(M, AW)
-            GW = Rinv.T @ (AW @ MAW.T) @ Rinv
+            AMA = AW @ MAW.T
+            GW = Rinv.T @ (layout.sum(AMA) if layout is not None else AMA) @ Rinv
             G[:kw, :kw] = (GW + GW.T) / 2
             GWP = Rinv.T @ ((T[:-1] - T[1:]) / alpha[:, None]).T * dP
             G[:kw, kw:] = GWP
@@ -503,3 +537,15 @@ class RecycledCG(Solver):
         self._W = np.ascontiguousarray(Wn)
         self._AW = None
         self.ritz_values = vals
+
+
+def _reduced(layout, r, z, AW):
+    """(||r||, r^T z, (A W) z or None) over all processes in one global sum."""
+    kw = 0 if AW is None else AW.shape[0]
+    buf = np.empty(kw + 2)
+    buf[0] = np.dot(r, r)
+    buf[1] = np.dot(r, z)
+    if kw:
+        np.dot(AW, z, out=buf[2:])
+    layout.sum(buf)
+    return float(np.sqrt(buf[0])), float(buf[1]), (buf[2:].copy() if kw else None)

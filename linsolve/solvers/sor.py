@@ -83,6 +83,15 @@ class _SORFamily(Solver):
     def _reset(self):
         self._validate_options()
 
+    def _distributed_what(self):
+        # (runs_distributed stays False) the kernels sweep the whole matrix in one process, and
+        # PETSc's PCSOR on a distributed matrix sweeps only within each process: another method
+        if self.backend == "petsc":
+            return ("PETSc's SOR sweeps only within each process on a distributed matrix, which is not "
+                    "the global SOR iteration; make_solver('petsc', ksp_type='cg', pc='sor') runs that "
+                    "processor-local variant")
+        return "the compiled SOR kernels need the whole matrix in one process"
+
     def _caches_matrix(self):
         return True
 
