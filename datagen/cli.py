@@ -171,9 +171,13 @@ class _Bar:
         self.task = self.progress.add_task(self.title, total=total, completed=done, rate="-", its="-")
 
     def sample(self, iterations, converged):
-        self.its.append(iterations)
+        self.chunk([iterations], [converged])
+
+    def chunk(self, iterations, converged):
+        self.its.extend(iterations)
         rate = len(self.its) / max(time.perf_counter() - self.t0, 1e-9)
-        self.progress.update(self.task, advance=1, rate=f"{rate:.1f}", its=f"{statistics.fmean(self.its):.1f}")
+        self.progress.update(self.task, advance=len(iterations), rate=f"{rate:.1f}",
+                             its=f"{statistics.fmean(self.its):.1f}")
 
     def finish(self):
         self.progress.stop()
@@ -187,6 +191,7 @@ def _summary_table(s, cfg):
     t.add_column("value", justify="right")
     its = np.asarray(s.iterations)
     rows = [("output", str(s.out)),
+            ("run on", s.workers),
             ("samples solved in this run", str(s.solved_now)),
             ("chunks resumed from disk", f"{s.resumed_chunks} of {s.n_chunks}"),
             ("wall time, s (incl. I/O)", f"{s.wall_time:.3f}"),
@@ -236,6 +241,11 @@ def generate(
     box: str | None = typer.Option(None, "--box", help="channel: box lengths LX,LZ (wall-normal is 2)"),
     pressure: bool = typer.Option(False, "--pressure", help="channel: store the pressure too"),
     sgs: str | None = typer.Option(None, "--sgs", help="channel: sub-grid model wale or dsm (an LES)"),
+    workers: int | None = typer.Option(None, "--workers", help="solve on a local Dask cluster of N single-threaded "
+                                       "worker processes (one task per chunk or channel trajectory)"),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="submit to the running Dask scheduler at this "
+                                         "address (default $DASK_SCHEDULER_ADDRESS); OUT must be on a filesystem "
+                                         "the workers share"),
 ):
     """Sample, order, solve in chunks and store a dataset.
 
@@ -244,6 +254,7 @@ def generate(
     or is killed keeps its finished chunks under OUT.parts/ (the error line says how many)
     and the same command with --resume continues from its last complete chunk; one that
     fails before finishing a chunk leaves nothing behind."""
+    from .cluster import WorkerLostError
     from .pipeline import GenerateConfig, NonConvergedError, PipelineError, load_config_file
     from .pipeline import generate as run
 
@@ -260,7 +271,7 @@ def generate(
             raise CLIError(f"{stray[0]} does not apply to the channel problem (it takes --trajectories, "
                            "--snapshots, --coarse-grid, ...; see --help)")
         _generate_channel(channel_opts, grid=grid, solver=solver, solver_opt=solver_opt, seed=seed, out=out,
-                          resume=resume, overwrite=overwrite, quiet=quiet)
+                          resume=resume, overwrite=overwrite, quiet=quiet, workers=workers, scheduler=scheduler)
         return
     stray = [k for k, v in channel_opts.items() if v is not None]
     if stray:
@@ -288,6 +299,8 @@ def generate(
     overwrite = overwrite or _config_flag(data, "overwrite")
     quiet = quiet or _config_flag(data, "quiet")
     strict = strict or _config_flag(data, "strict")
+    workers = workers if workers is not None else data.get("workers")
+    scheduler = scheduler if scheduler is not None else data.get("scheduler")
     if data.get("problem") is None:
         raise CLIError("missing PROBLEM (a family name; see `datagen problems`)")
     if data["problem"] in CLI_PROBLEMS:  # only from --config: the argument was dispatched above
@@ -305,8 +318,8 @@ def generate(
     command = shlex.join([PROG, *_ARGV])
     try:
         summary = run(cfg, Path(out), resume=resume, overwrite=overwrite, strict=strict, command=command,
-                      progress=bar)
-    except NonConvergedError as exc:
+                      progress=bar, workers=workers, scheduler=scheduler)
+    except (NonConvergedError, WorkerLostError) as exc:
         _err(one_line(exc))
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say where the resumable state is
@@ -332,11 +345,14 @@ def _config_flag(data: dict, key: str) -> bool:
     return v
 
 
-def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume, overwrite, quiet):
+def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume, overwrite, quiet, workers=None,
+                      scheduler=None):
     """`datagen generate channel ...`: filtered coarse trajectories of the channel DNS
-    (datagen.channel.generate); resumable per trajectory like every other family."""
+    (datagen.channel.generate); resumable per trajectory like every other family. With
+    --workers/--scheduler each trajectory is one Dask task (the spin-up runs here)."""
     import shutil
 
+    from . import cluster
     from .channel import dataset as channel_dataset
     from .channel.dns import ChannelBlowUp
     from .pipeline import add_note
@@ -354,13 +370,10 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
     if parts.exists() and not parts.is_dir():
         raise CLIError(f"{str(parts)!r} (where an unfinished run is kept) exists and is not a directory")
     if out.exists() or parts.exists():
-        if overwrite:
-            if parts.exists() and not (parts / "config.json").exists():
-                raise CLIError(f"{parts} was not written by datagen; refusing to delete it")
-            out.unlink(missing_ok=True)
-            shutil.rmtree(parts, ignore_errors=True)
-        elif not resume:
+        if not (overwrite or resume):
             raise CLIError(f"{str(out)!r} exists (or an unfinished run does); use --resume or --overwrite")
+        if overwrite and parts.exists() and not (parts / "config.json").exists():
+            raise CLIError(f"{parts} was not written by datagen; refusing to delete it")
     if grid is not None:
         kw["grid"] = grid
     if solver is not None:
@@ -369,17 +382,27 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
         kw["solver_options"] = parse_pairs(solver_opt, "--solver-opt")
     if seed is not None:
         kw["seed"] = seed
+    session = cluster.connect(workers, scheduler)  # an unreachable scheduler fails here, before any work
+    if overwrite:
+        out.unlink(missing_ok=True)
+        shutil.rmtree(parts, ignore_errors=True)
     console = _console(quiet)
     state = {"n": 0}
+    # at a terminal one line rewritten in place; elsewhere whole lines, only when asked for
+    # (DATAGEN_PROGRESS=1); with workers a trajectory's snapshots are reported when it completes
+    show = _want_progress(console, quiet)
+    end = "\r" if console.is_terminal else "\n"
 
     def progress(k, s):
         state["n"] += 1
-        if not quiet:
-            console.print(f"trajectory {k} snapshot {s}", end="\r")
+        if show:
+            console.print(f"trajectory {k} snapshot {s}", end=end)
 
     existed = parts.exists()
     try:
-        path = channel_dataset.generate(out, progress=progress, **kw)
+        with session:
+            tasks = session.run if session.client is not None else None
+            path = channel_dataset.generate(out, progress=progress, tasks=tasks, **kw)
     except BaseException as exc:
         saved = sorted(parts.glob("traj_*.h5")) if parts.is_dir() else []
         # bad input (e.g. a configuration that differs from the saved run's) and a blow-up
@@ -390,14 +413,14 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
         elif not saved and not existed and parts.is_dir() and not (parts / "spinup.npz").exists():
             # bad input found inside, or a spin-up that blew up: leave nothing behind
             shutil.rmtree(parts, ignore_errors=True)
-        if isinstance(exc, ChannelBlowUp):
-            _err(f"the DNS blew up: {exc}")
+        if isinstance(exc, (ChannelBlowUp, cluster.WorkerLostError)):
+            _err(f"the DNS blew up: {exc}" if isinstance(exc, ChannelBlowUp) else one_line(exc))
             raise typer.Exit(1) from None
         if isinstance(exc, KeyboardInterrupt):
             raise typer.Exit(report_interrupt(PROG, exc)) from None
         raise
     if not quiet:
-        console.print(f"wrote {path} ({state['n']} snapshots computed in this run)")
+        console.print(f"wrote {path} ({state['n']} snapshots computed in this run, {session.description})")
 
 
 @app.command("les")

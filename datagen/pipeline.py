@@ -10,6 +10,12 @@ is what makes a killed run resumable with results equal to an uninterrupted run'
 
 Each finished chunk is committed as a shard under ``<out>.parts/``; the final file is
 joined from the shards (samples back in sample order) only when all exist.
+
+With ``workers=N`` or ``scheduler=ADDRESS`` each chunk is one Dask task (``datagen.cluster``):
+the worker builds the family and solver from the configuration, solves the chunk and commits
+its shard; the client counts chunks as they complete and joins the shards. Chunks are
+independent, so the data and solver statistics do not depend on where or in which order they
+ran (wall times aside), and ``resume`` works whatever ran the interrupted run.
 """
 from __future__ import annotations
 
@@ -27,12 +33,13 @@ import numpy as np
 from linsolve import Operator, OptionError, SolverError, make_solver
 from linsolve.cli_support import check_output_path
 
+from . import cluster as _cluster
 from . import store
 from .family import get_family
 
 ORDER_FALLBACK = ("none", "greedy")
 CONFIG_KEYS = ("problem", "n", "grid", "dim", "solver", "solver_opt", "order", "chunk", "seed", "param")
-RUN_KEYS = ("out", "resume", "overwrite", "quiet", "strict")
+RUN_KEYS = ("out", "resume", "overwrite", "quiet", "strict", "workers", "scheduler")
 _ALIASES = {"solver_opts": "solver_opt", "solver-opt": "solver_opt", "params": "param"}
 
 
@@ -138,8 +145,9 @@ class GenerateConfig:
         d["grid"] = list(self.grid)
         return d
 
-    def build_family(self):
-        cls = get_family(self.problem)
+    def build_family(self, cls=None):
+        """The family instance (``cls``: its class, else the one registered as ``problem``)."""
+        cls = cls or get_family(self.problem)
         dim = self.dim
         if dim is None:
             dim = len(self.grid) if len(self.grid) > 1 else (2 if 2 in cls.dims else cls.dims[0])
@@ -260,6 +268,7 @@ class RunSummary:
     iterations: np.ndarray
     converged: np.ndarray
     already_complete: bool = False
+    workers: str = "in-process"
 
     @property
     def non_converged(self) -> int:
@@ -278,6 +287,11 @@ class Progress:
 
     def sample(self, iterations: int, converged: bool) -> None:
         pass
+
+    def chunk(self, iterations: list[int], converged: list[bool]) -> None:
+        """A chunk solved by a worker (reported when it completes, not sample by sample)."""
+        for its, conv in zip(iterations, converged, strict=True):
+            self.sample(its, conv)
 
     def finish(self) -> None:
         pass
@@ -332,11 +346,18 @@ def check_output(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool = False,
              strict: bool = False, command: str | None = None,
-             progress: Progress | None = None) -> RunSummary:
-    """Run the pipeline for ``cfg`` into ``out``. See the module docstring."""
+             progress: Progress | None = None, workers: int | None = None,
+             scheduler: str | None = None) -> RunSummary:
+    """Run the pipeline for ``cfg`` into ``out``. See the module docstring.
+
+    ``workers``: solve the chunks on a local Dask cluster of that many single-threaded
+    worker processes; ``scheduler``: on the running Dask cluster at that address (also taken
+    from ``DASK_SCHEDULER_ADDRESS``); neither: in this process. An unreachable scheduler is
+    a ``ClusterError`` (an ``OptionError``) raised before any work."""
     t_start = time.perf_counter()
     out = Path(out)
     progress = progress or Progress()
+    _cluster.check_options(workers, scheduler)
     with family_errors(cfg, "be set up"):
         family = cfg.build_family()
         store.check_boundary_conditions(family.boundary_conditions())  # before any solve, not at the end
@@ -357,6 +378,14 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
         return RunSummary(out, cfg.n, 0, 0, 0, time.perf_counter() - t_start, 0.0, stats["iterations"],
                           stats["converged"], already_complete=True)
 
+    with _cluster.connect(workers, scheduler) as session:
+        return _generate(cfg, out, family, solver, session, resume=resume, overwrite=overwrite, strict=strict,
+                         command=command, progress=progress, t_start=t_start)
+
+
+def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume, overwrite, strict, command,
+              progress: Progress, t_start: float) -> RunSummary:
+    config = cfg.to_dict()
     with family_errors(cfg, "sample"):
         samples = family.sample(cfg.n, np.random.default_rng(cfg.seed))
     if len(samples) != cfg.n:
@@ -398,35 +427,24 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
 
     done = [k for k, idx in enumerate(chunks) if store.shard_is_valid(_shard(parts, k), idx)]
     progress.start(cfg.n, sum(len(chunks[k]) for k in done))
-    solved, solve_time = 0, 0.0
+    totals = {"solved": 0, "solve_time": 0.0}
+
+    def count(k, result: ChunkResult):
+        totals["solved"] += len(result.iterations)
+        totals["solve_time"] += result.solve_time
+        if session.client is not None:
+            progress.chunk(result.iterations, result.converged)
+
     try:
-        for k, idx in enumerate(chunks):
-            if k in done:
-                continue
-            solver.reset()
-            records = []
-            for i in idx:
-                i = int(i)
-                params = samples[i]
-                with family_errors(cfg, f"assemble sample {i}"):
-                    system = family.assemble(params)
-                res = solver.solve(system)
-                if strict and not res.converged:
-                    raise NonConvergedError(f"sample {i} did not converge ({res.reason}, relative residual "
-                                            f"{res.relative_residual:.3e}); --strict stops the run")
-                x = np.asarray(res.x, dtype=np.float64).reshape(-1)
-                fin, fout = family.input_fields(params), family.solution_fields(params, x)
-                if set(fin) & set(fout):
-                    raise PipelineError(f"family {cfg.problem!r} uses the names {sorted(set(fin) & set(fout))} "
-                                        "for both input and solution fields")
-                fields = {**fin, **fout}
-                records.append(store.SampleRecord(
-                    i, fields, x, int(res.iterations), float(res.relative_residual), bool(res.converged),
-                    str(res.reason), float(res.wall_time), np.asarray(res.residual_norms)))
-                solved += 1
-                solve_time += res.wall_time
-                progress.sample(int(res.iterations), bool(res.converged))
-            store.write_shard(_shard(parts, k), k, records)
+        if session.client is None:
+            for k, idx in enumerate(chunks):
+                if k not in done:
+                    count(k, _solve_chunk(cfg, family, solver, parts, k, idx, [samples[int(i)] for i in idx],
+                                          strict, progress.sample))
+        else:
+            calls = {k: (config, type(family), str(parts), k, idx, [samples[int(i)] for i in idx], strict)
+                     for k, idx in enumerate(chunks) if k not in done}
+            session.run(_chunk_task, calls, count, name="chunk")
         names_in = list(family.input_fields(samples[0]))
         names_out = [k for k in store.read_shard(_shard(parts, 0))["fields"] if k not in names_in]
         meta = store.RunMeta(
@@ -441,6 +459,7 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
         )
         store.write_final(out, meta, [_shard(parts, k) for k in range(len(chunks))])
     except BaseException as exc:  # a solver error, --strict, Ctrl-C, SIGTERM, a full disk
+        session.stop()  # a local cluster's workers end here, so none commits a shard after the count
         _keep_or_clear(parts, chunks, exc)
         raise
     finally:
@@ -449,8 +468,68 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
     _clear_parts(parts)
     with store.open_file(out) as f:
         stats = store.read_stats(f)
-    return RunSummary(out, cfg.n, solved, len(done), len(chunks), time.perf_counter() - t_start, solve_time,
-                      stats["iterations"], stats["converged"])
+    return RunSummary(out, cfg.n, totals["solved"], len(done), len(chunks), time.perf_counter() - t_start,
+                      totals["solve_time"], stats["iterations"], stats["converged"], workers=session.description)
+
+
+@dataclass
+class ChunkResult:
+    """What the client learns of a solved chunk (the data itself is in its shard)."""
+
+    iterations: list[int]
+    converged: list[bool]
+    solve_time: float
+
+
+def _solve_chunk(cfg: GenerateConfig, family, solver, parts: Path, k: int, idx, params: list[dict],
+                 strict: bool, on_sample=None) -> ChunkResult:
+    """Solve chunk ``k`` (samples ``idx`` in solve order, with their parameters) from a reset
+    solver and commit its shard."""
+    solver.reset()
+    records = []
+    for i, p in zip(idx, params, strict=True):
+        i = int(i)
+        with family_errors(cfg, f"assemble sample {i}"):
+            system = family.assemble(p)
+        res = solver.solve(system)
+        if strict and not res.converged:
+            raise NonConvergedError(f"sample {i} did not converge ({res.reason}, relative residual "
+                                    f"{res.relative_residual:.3e}); --strict stops the run")
+        x = np.asarray(res.x, dtype=np.float64).reshape(-1)
+        fin, fout = family.input_fields(p), family.solution_fields(p, x)
+        if set(fin) & set(fout):
+            raise PipelineError(f"family {cfg.problem!r} uses the names {sorted(set(fin) & set(fout))} "
+                                "for both input and solution fields")
+        records.append(store.SampleRecord(
+            i, {**fin, **fout}, x, int(res.iterations), float(res.relative_residual), bool(res.converged),
+            str(res.reason), float(res.wall_time), np.asarray(res.residual_norms)))
+        if on_sample is not None:
+            on_sample(int(res.iterations), bool(res.converged))
+    store.write_shard(_shard(parts, k), k, records, unique_tmp=True)
+    return ChunkResult([r.iterations for r in records], [r.converged for r in records],
+                       float(sum(r.wall_time for r in records)))
+
+
+#: on a worker process: the family and solver of the run it last served, (key, cfg, family, solver)
+_WORKER_STATE: list = []
+
+
+def _chunk_task(config: dict, family_cls: type, parts: str, k: int, idx, params: list[dict],
+                strict: bool) -> ChunkResult:
+    """One chunk as a Dask task. The family class travels by reference (its module is
+    imported on the worker, so families registered outside datagen work too); family and
+    solver are built once per worker process and run, and the solver is reset at the start
+    of every chunk, as in-process."""
+    _cluster.limit_threads()
+    key = json.dumps(config, sort_keys=True)
+    if not _WORKER_STATE or _WORKER_STATE[0] != key:
+        cfg = GenerateConfig.from_mapping(config)
+        with family_errors(cfg, "be set up"):
+            family = cfg.build_family(family_cls)
+        _WORKER_STATE[:] = [key, cfg, family, cfg.build_solver()]
+        _cluster.limit_threads()
+    _, cfg, family, solver = _WORKER_STATE
+    return _solve_chunk(cfg, family, solver, Path(parts), k, idx, params, strict)
 
 
 def _storable_sample(params: dict, features: np.ndarray) -> bool:

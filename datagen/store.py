@@ -95,15 +95,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
+def tmp_name(path: Path, unique: bool = False) -> Path:
+    """The temporary name ``path`` is written under; ``unique`` adds the writer's process id
+    and a random tag, for files that two processes may write at once (a Dask task run again
+    while the first attempt is still alive)."""
+    tag = f".{os.getpid()}-{os.urandom(4).hex()}" if unique else ""
+    return path.with_name(f".{path.name}{tag}.tmp")
 
 
 @contextlib.contextmanager
-def atomic_h5(path: Path):
+def atomic_h5(path: Path, unique_tmp: bool = False):
     """Write an HDF5 file that appears at ``path`` complete or not at all."""
     path = Path(path)
-    tmp = tmp_name(path)
+    tmp = tmp_name(path, unique_tmp)
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     try:
@@ -184,9 +188,9 @@ def _vlen_f64():
     return h5py.vlen_dtype(np.dtype("float64"))
 
 
-def write_shard(path: Path, chunk_id: int, records: list[SampleRecord]) -> None:
-    """Commit one chunk's results (in solve order) atomically."""
-    with atomic_h5(path) as f:
+def write_shard(path: Path, chunk_id: int, records: list[SampleRecord], unique_tmp: bool = False) -> None:
+    """Commit one chunk's results (in solve order) atomically (``unique_tmp``: see ``tmp_name``)."""
+    with atomic_h5(path, unique_tmp) as f:
         f.attrs["chunk"] = int(chunk_id)
         f.attrs["complete"] = True
         f["sample_index"] = np.array([r.index for r in records], dtype=np.int64)

@@ -12,6 +12,7 @@ committed atomically, and a rerun skips finished shards.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -36,8 +37,9 @@ PRESETS = {
 }
 
 
-def _atomic_h5(path: Path):
-    tmp = path.with_name(path.name + ".tmp")
+def _atomic_h5(path: Path, unique: bool = False):
+    # a shard may be written by two processes at once (a Dask task run again while the first is alive)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp" if unique else path.name + ".tmp")
     return tmp, h5py.File(tmp, "w")
 
 
@@ -87,7 +89,7 @@ def _triple(v, name, cast=int, length=3):
 def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, spinup=None, coarse_grid=None,
              filter=None, restart=None, seed=None, device=None, solver=None, grid=None, box=None, dt=None,
              pressure=None, decorrelate=None, perturbation=None, preset: str | None = None, progress=None,
-             solver_options: dict | None = None, sgs: str | None = None) -> Path:
+             solver_options: dict | None = None, sgs: str | None = None, tasks=None) -> Path:
     """Write ``out`` (HDF5) and return its path. Every argument left as None takes its value
     from ``PRESETS[preset]`` (``"small"`` or ``"paper"``), else from ``DEFAULTS``.
 
@@ -99,7 +101,12 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     ``box`` (lx, lz); ``coarse_grid`` (NX, NY, NZ) the stored one. Rerunning with the same
     arguments resumes: finished trajectories are kept. ``solver``/``solver_options``: the
     linsolve solver of the pressure equation (default the exact ``fft-poisson``). ``sgs``:
-    a sub-grid model (``"wale"`` or ``"dsm"``, see ``sgs.py``) to run an LES instead of a DNS."""
+    a sub-grid model (``"wale"`` or ``"dsm"``, see ``sgs.py``) to run an LES instead of a DNS.
+
+    ``tasks``: run the trajectories elsewhere, e.g. ``datagen.cluster.Session.run`` (one Dask
+    task per trajectory, each reading the spin-up checkpoint and committing its own shard, so
+    ``out``'s directory must be shared with the workers); ``progress(k, s)`` is then called
+    for every snapshot of trajectory k when that trajectory completes."""
     if preset is not None and preset not in PRESETS:
         raise OptionError(f"unknown channel preset {preset!r}; known: {', '.join(PRESETS)}")
     given = dict(re_tau=re_tau, trajectories=trajectories, snapshots=snapshots, every=every, spinup=spinup,
@@ -179,40 +186,63 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
             raise ChannelBlowUp(f"after spin-up the flow is too fast for dt = {a['dt']}: {exc}") from None
         save_checkpoint(base, base_ckpt)
     filt = CoarseFilter(base.grid, coarse_grid, filter)
+    todo = []
     for k in range(int(trajectories)):
         shard = parts / f"traj_{k:04d}.h5"
         if shard.exists():
             if _shard_ok(shard, (snapshots, filt.NX, filt.NY, filt.NZ, 3), pressure):
                 continue
             shard.unlink()  # unreadable or of another shape (e.g. damaged on disk): compute it again
-        dns = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options, sgs=sgs)
-        _perturb(dns, perturbation, seed + 1 + k)
-        dns.run(decorrelate, check_every=10) if decorrelate else None
-        vel = np.empty((snapshots, filt.NX, filt.NY, filt.NZ, 3), dtype=np.float32)
-        prs = np.empty((snapshots, filt.NX, filt.NY, filt.NZ), dtype=np.float32) if pressure else None
-        times = np.empty(snapshots)
-        for s in range(int(snapshots)):
-            if s:
-                dns.run(every, check_every=10)
-            dns.check()  # a blown-up state raises ChannelBlowUp here; nothing of it is written
-            c = collocate(dns)
-            for d, comp in enumerate("uvw"):
-                vel[s, ..., d] = filt(c[comp])
-            if pressure:
-                prs[s] = filt(c["p"], wall_value_zero=False)
-            times[s] = dns.t
-            if progress:
-                progress(k, s)
-        tmp, f = _atomic_h5(shard)
-        with f:
-            f["velocity"] = vel
-            if pressure:
-                f["pressure"] = prs
-            f["time"] = times
-            f.attrs["seed"] = seed + 1 + k
-        _commit(tmp, shard)
+        todo.append(k)
+    one = functools.partial(_trajectory, parts=str(parts), base_ckpt=str(base_ckpt), device=device, solver=solver,
+                            solver_options=solver_options, sgs=sgs, perturbation=perturbation, seed=seed,
+                            decorrelate=decorrelate, snapshots=snapshots, every=every, pressure=pressure,
+                            coarse_grid=coarse_grid, filter=filter)
+    if tasks is None:
+        for k in todo:
+            one(k, progress=progress)
+    else:
+        tasks(one, {k: (k,) for k in todo},
+              lambda k, _: [progress(k, s) for s in range(snapshots)] if progress else None, name="trajectory")
     _join(out, parts, base, filt, int(trajectories), pressure, filter, every, seed)
     return out
+
+
+def _trajectory(k: int, *, parts, base_ckpt, device, solver, solver_options, sgs, perturbation, seed, decorrelate,
+                snapshots, every, pressure, coarse_grid, filter, progress=None) -> None:
+    """Trajectory ``k`` from the developed flow in ``base_ckpt``, committed as its shard (the
+    unit of work of a parallel run: it needs only the checkpoint and its arguments)."""
+    from ..cluster import limit_threads
+
+    limit_threads()
+    shard = Path(parts) / f"traj_{k:04d}.h5"
+    dns = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options, sgs=sgs)
+    filt = CoarseFilter(dns.grid, coarse_grid, filter)
+    _perturb(dns, perturbation, seed + 1 + k)
+    dns.run(decorrelate, check_every=10) if decorrelate else None
+    vel = np.empty((snapshots, filt.NX, filt.NY, filt.NZ, 3), dtype=np.float32)
+    prs = np.empty((snapshots, filt.NX, filt.NY, filt.NZ), dtype=np.float32) if pressure else None
+    times = np.empty(snapshots)
+    for s in range(int(snapshots)):
+        if s:
+            dns.run(every, check_every=10)
+        dns.check()  # a blown-up state raises ChannelBlowUp here; nothing of it is written
+        c = collocate(dns)
+        for d, comp in enumerate("uvw"):
+            vel[s, ..., d] = filt(c[comp])
+        if pressure:
+            prs[s] = filt(c["p"], wall_value_zero=False)
+        times[s] = dns.t
+        if progress:
+            progress(k, s)
+    tmp, f = _atomic_h5(shard, unique=True)
+    with f:
+        f["velocity"] = vel
+        if pressure:
+            f["pressure"] = prs
+        f["time"] = times
+        f.attrs["seed"] = seed + 1 + k
+    _commit(tmp, shard)
 
 
 def _shard_ok(path: Path, shape: tuple, pressure: bool) -> bool:

@@ -1,0 +1,255 @@
+"""Scale-out throughput: datagen on Dask workers (part ``datagen``) and the solvers under MPI
+(part ``mpi``, filled by the MPI half of issue 14).
+
+datagen: samples/s through the whole ``generate`` call (sampling, ordering, assembly,
+solves, shard commits by the workers, the final join: I/O included) for
+
+* darcy 128^2 with the sorted-Krylov-recycling pipeline (RCG, PETSc ICC, greedy order,
+  chunks reset the recycled space), and
+* channel-flow trajectories (the small preset's grids and snapshot spacing, fewer
+  snapshots; the spin-up is done once beforehand and every run restarts from it, so only
+  the trajectories, the parallel part, are timed),
+
+run in-process, on 1 and on 2 single-threaded Dask worker processes. Two timings per worker
+count: ``steady`` on an already started and warmed LocalCluster (the throughput of a long run),
+and ``end_to_end`` through ``generate(..., workers=N)`` including the cluster's start-up and
+the workers' imports. Every run of one problem must give the same data (checked: iterations
+for darcy, velocity fields for the channel). Medians of interleaved repeats.
+
+    python -m benchmarks.scale_out                        # both parts, the full datagen sizes
+    python -m benchmarks.scale_out --parts datagen --quick   # a smoke run (not written as the result)
+
+The ``mpi`` part does not run here: ``python -m benchmarks.scale_out_mpi`` (under MPICH's
+mpiexec) writes ``benchmarks/results/scale_out_mpi.{json,md}``, and ``--parts mpi`` (or the
+default) folds those into ``scale_out.md``/``scale_out.json``. A part not run keeps its previous
+result in the files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from benchmarks.common import RESULTS, markdown_table, write_results
+
+NAME = "scale_out"
+MPI_RESULT = RESULTS / "scale_out_mpi.json"
+TARGET = 1.7
+MODES = ("in-process", "1 worker", "2 workers")
+
+
+def _start(n_workers: int):
+    from distributed import Client
+
+    from datagen.cluster import local_cluster
+
+    t0 = time.perf_counter()
+    cluster = local_cluster(n_workers)  # the cluster of --workers N
+    client = Client(cluster, set_as_default=False)
+    client.wait_for_workers(n_workers)
+    return cluster, client, time.perf_counter() - t0
+
+
+# --- darcy ----------------------------------------------------------------------------------
+def darcy_cfg(n: int, chunk: int, grid: int = 128, seed: int = 0):
+    from datagen.pipeline import GenerateConfig
+
+    return GenerateConfig(problem="darcy", n=n, grid=grid, solver="rcg",
+                          solver_opt={"backend": "petsc", "pc": "icc", "rtol": 1e-8, "recycle": 20},
+                          order="greedy", chunk=chunk, seed=seed)
+
+
+def run_darcy(cfg, workdir: Path, repeat: int, clusters: dict) -> tuple[list[dict], dict]:
+    from datagen.pipeline import generate
+
+    times = {m: [] for m in MODES}
+    e2e = {m: [] for m in MODES[1:]}
+    iterations = {}
+    warm = darcy_cfg(n=2, chunk=1, grid=cfg.grid[0], seed=cfg.seed + 1)
+    generate(warm, workdir / "warm.h5", overwrite=True)  # imports, PETSc start-up out of the timings
+    for cluster, _, _ in clusters.values():
+        generate(warm, workdir / "warm.h5", overwrite=True, scheduler=cluster.scheduler_address)
+    for _ in range(repeat):
+        for mode in MODES:
+            out = workdir / "darcy.h5"
+            scheduler = None if mode == "in-process" else clusters[mode][0].scheduler_address
+            s = generate(cfg, out, overwrite=True, scheduler=scheduler)
+            times[mode].append(s.wall_time)
+            with h5py.File(out, "r") as f:
+                iterations.setdefault(mode, f["solver_stats"]["iterations"][()])
+            assert np.array_equal(iterations[mode], iterations["in-process"]), f"{mode}: iterations differ"
+        for mode in MODES[1:]:
+            s = generate(cfg, workdir / "darcy.h5", overwrite=True, workers=int(mode.split()[0]))
+            e2e[mode].append(s.wall_time)
+    rows = _rows(f"darcy {cfg.grid[0]}^2", cfg.n, times, e2e)
+    return rows, {"iterations_mean": float(np.mean(iterations["in-process"]))}
+
+
+# --- channel --------------------------------------------------------------------------------
+def channel_kw(trajectories: int, snapshots: int, spinup: int, preset: dict) -> dict:
+    return dict(re_tau=preset["re_tau"], grid=preset["grid"], box=preset["box"], coarse_grid=preset["coarse_grid"],
+                every=preset["every"], dt=preset["dt"], trajectories=trajectories, snapshots=snapshots, spinup=spinup)
+
+
+def run_channel(kw: dict, workdir: Path, repeat: int, clusters: dict) -> list[dict]:
+    from datagen import cluster as dgcluster
+    from datagen.channel import dataset
+
+    base = workdir / "spinup.h5"
+    dataset.generate(base, **{**kw, "trajectories": 1, "snapshots": 1})  # the spin-up, once
+    ckpt = workdir / "spinup.h5.parts" / "spinup.npz"
+    run_kw = {**kw, "restart": ckpt}
+    times = {m: [] for m in MODES}
+    e2e = {m: [] for m in MODES[1:]}
+    ref = None
+
+    def once(mode, session):
+        out = workdir / "channel.h5"
+        shutil.rmtree(workdir / "channel.h5.parts", ignore_errors=True)
+        out.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        with session:
+            dataset.generate(out, **run_kw, tasks=session.run if session.client is not None else None)
+        wall = time.perf_counter() - t0
+        with h5py.File(out, "r") as f:
+            vel = f["t1_fields/velocity"][()]
+        return wall, vel
+
+    for cluster, _, _ in clusters.values():  # the workers' imports (and any JIT compilation) out of the timings
+        with dgcluster.connect(scheduler=cluster.scheduler_address) as session:
+            dataset.generate(workdir / "warm.h5", **{**run_kw, "trajectories": 2, "snapshots": 1},
+                             tasks=session.run)
+        (workdir / "warm.h5").unlink()
+        shutil.rmtree(workdir / "warm.h5.parts")
+    for _ in range(repeat):
+        for mode in MODES:
+            session = dgcluster.Session() if mode == "in-process" else dgcluster.connect(
+                scheduler=clusters[mode][0].scheduler_address)
+            wall, vel = once(mode, session)
+            times[mode].append(wall)
+            ref = vel if ref is None else ref
+            assert np.array_equal(vel, ref), f"{mode}: velocity fields differ"
+        for mode in MODES[1:]:
+            wall, vel = once(mode, dgcluster.connect(workers=int(mode.split()[0])))
+            e2e[mode].append(wall)
+            assert np.array_equal(vel, ref), f"{mode} (own cluster): velocity fields differ"
+    k, s = kw["trajectories"], kw["snapshots"]
+    return _rows(f"channel {'x'.join(map(str, kw['grid']))}, {k} trajectories x {s} snapshots", k * s, times, e2e)
+
+
+def _rows(problem: str, count: int, times: dict, e2e: dict) -> list[dict]:
+    base = statistics.median(times["in-process"])
+    rows = []
+    for mode in MODES:
+        t = statistics.median(times[mode])
+        row = {"problem": problem, "run on": mode, "samples": count,
+               "time_s": t, "samples_per_s": count / t, "speedup_vs_in_process": base / t,
+               "speedup_vs_1_worker": statistics.median(times["1 worker"]) / t}
+        if mode in e2e:
+            te = statistics.median(e2e[mode])
+            row.update(end_to_end_s=te, end_to_end_samples_per_s=count / te)
+        rows.append(row)
+    return rows
+
+
+def part_datagen(args) -> dict:
+    from datagen.channel.dataset import PRESETS
+
+    if args.quick:
+        n, chunk, grid, traj, snaps, spinup, repeat = 16, 4, 64, 2, 2, 100, 1
+    else:
+        n, chunk, grid, traj, snaps, spinup, repeat = 96, 12, 128, 4, 4, 300, args.repeat
+    clusters = {}
+    try:
+        for mode in MODES[1:]:
+            clusters[mode] = _start(int(mode.split()[0]))
+        starts = {m: c[2] for m, c in clusters.items()}
+        with tempfile.TemporaryDirectory(prefix="scale_out_") as d:
+            rows, extra = run_darcy(darcy_cfg(n, chunk, grid), Path(d), repeat, clusters)
+            rows += run_channel(channel_kw(traj, snaps, spinup, PRESETS["small"]), Path(d), repeat, clusters)
+    finally:
+        for cluster, client, _ in clusters.values():
+            client.close()
+            cluster.close()
+    two = {r["problem"]: r["speedup_vs_1_worker"] for r in rows if r["run on"] == "2 workers"}
+    cols = ["problem", "run on", "samples", "time_s", "samples_per_s", "speedup_vs_in_process",
+            "speedup_vs_1_worker", "end_to_end_s", "end_to_end_samples_per_s"]
+    notes = [f"- {p}: 2 workers give {v:.2f}x the throughput of 1 worker (target >= {TARGET}x): "
+             f"{'met' if v >= TARGET else 'NOT met'}." for p, v in two.items()]
+    md = (f"# Scale-out: datagen on Dask workers\n\nThroughput through the whole generation call (I/O included), "
+          f"in-process and on LocalClusters of 1 and 2 single-threaded worker processes "
+          f"(OMP/BLAS threads 1; the in-process run under OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')}). "
+          f"darcy: {n} samples, grid {grid}^2, RCG (PETSc ICC, recycle 20) in greedy order, chunks of {chunk} "
+          f"({-(-n // chunk)} tasks). channel: the small preset's grids, {traj} trajectories (tasks) of {snaps} "
+          f"snapshots from one spin-up of {spinup} steps done beforehand (not timed); samples = snapshots. "
+          f"time_s: median of {repeat} interleaved repeats on an already started, warmed cluster; end_to_end: "
+          f"`generate(..., workers=N)` with its own cluster (start-up {', '.join(f'{v:.1f} s ({m})' for m, v in starts.items())} "
+          f"and worker imports included). Every run of a problem gave the same data (iterations, velocity fields "
+          f"compared).\n\n" + markdown_table(rows, cols) + "\n" + "\n".join(notes) + "\n")
+    return {"title": "datagen on Dask workers", "markdown": md, "rows": rows, "cluster_start_s": starts,
+            "settings": {"darcy": {"n": n, "chunk": chunk, "grid": grid, **extra},
+                         "channel": {"trajectories": traj, "snapshots": snaps, "spinup": spinup},
+                         "repeat": repeat, "quick": args.quick}}
+
+
+def part_mpi(args) -> dict | None:
+    """The MPI half: ``benchmarks/scale_out_mpi.py`` runs under mpiexec and writes
+    ``scale_out_mpi.{json,md}``; this part folds that result in (run it first)."""
+    md_path = MPI_RESULT.with_suffix(".md")
+    if not (MPI_RESULT.exists() and md_path.exists()):
+        print(f"part mpi: {MPI_RESULT.name} / {md_path.name} not found; run `python -m benchmarks.scale_out_mpi` "
+              "first; left out")
+        return None
+    lines = md_path.read_text().splitlines()
+    if lines and lines[0].startswith("Machine:"):  # its own machine and commit, kept under its title
+        note = f"(From `benchmarks/results/{md_path.name}`, measured on: {lines.pop(0)[len('Machine:'):].strip()})"
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        at = 1 if lines and lines[0].startswith("# ") else 0
+        lines[at:at] = ["", note]
+    return {"title": "solvers under MPI", "markdown": "\n".join(lines) + "\n",
+            "result": json.loads(MPI_RESULT.read_text())}
+
+
+PARTS = {"datagen": part_datagen, "mpi": part_mpi}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--parts", default="datagen,mpi", help="comma-separated: datagen, mpi")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="small sizes; printed, not written as the result")
+    args = ap.parse_args(argv)
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # closing clusters logs at INFO
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        ap.error(f"unknown part(s) {', '.join(unknown)}; known: {', '.join(PARTS)}")
+    previous = {}
+    if (RESULTS / f"{NAME}.json").exists():
+        previous = json.loads((RESULTS / f"{NAME}.json").read_text()).get("parts", {})
+    results = dict(previous)
+    for p in parts:
+        got = PARTS[p](args)
+        if got is not None:
+            results[p] = got
+    md = "\n".join(results[p]["markdown"] for p in PARTS if p in results)
+    if args.quick:
+        print(md)
+        return
+    jpath, mpath = write_results(NAME, {"parts": results}, md)
+    print(md)
+    print(f"wrote {jpath} and {mpath}")
+
+
+if __name__ == "__main__":
+    main()
