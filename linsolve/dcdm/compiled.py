@@ -27,67 +27,18 @@ from numba import njit
 OP_PRE, OP_RESTRICT, OP_DENSE, OP_SAVE, OP_CORRECT, OP_ACCUMULATE, OP_POST = range(7)
 
 
-# ----------------------------------------------------------------------------- set-up (NumPy)
-def _level0(fluid: np.ndarray, air: np.ndarray):
-    """Diagonal and face weights of level 0 from the fluid/air indicators (as
-    ``GridLevel.from_geometry``): faces between two fluid cells weigh 1; a fluid cell's
-    diagonal counts its non-solid face neighbours; beyond the grid is wall."""
-    nonsolid = np.minimum(fluid + air, 1.0)
-    diag = np.zeros_like(fluid)
-    faces = []
-    for a in range(fluid.ndim):
-        n = fluid.shape[a]
-        lo = [slice(None)] * fluid.ndim
-        hi = [slice(None)] * fluid.ndim
-        lo[a], hi[a] = slice(0, n - 1), slice(1, n)
-        lo, hi = tuple(lo), tuple(hi)
-        f = np.zeros_like(fluid)
-        f[lo] = fluid[lo] * fluid[hi]
-        faces.append(f)
-        diag[lo] += fluid[lo] * nonsolid[hi]
-        diag[hi] += fluid[hi] * nonsolid[lo]
-    return diag, faces
-
-
-def _pad_even(t: np.ndarray) -> np.ndarray:
-    pad = [(0, s % 2) for s in t.shape]
-    return np.pad(t, pad) if any(p[1] for p in pad) else t
-
-
-def _restrict(t: np.ndarray) -> np.ndarray:
-    """Sums over the 2^dim aggregates (odd sizes padded with zeros)."""
-    t = _pad_even(t)
-    shape = []
-    for s in t.shape:
-        shape += [s // 2, 2]
-    return t.reshape(shape).sum(axis=tuple(range(1, 2 * t.ndim, 2)))
-
-
-def _coarsen(diag: np.ndarray, faces: list):
-    """The Galerkin level P^T A P of the piecewise-constant P (as ``GridLevel.coarsen``)."""
-    cdiag = _restrict(diag)
-    cfaces = []
-    for a, w in enumerate(faces):
-        w = _pad_even(w)
-        inside, between = w.copy(), w.copy()
-        idx = [slice(None)] * w.ndim
-        idx[a] = slice(1, None, 2)
-        inside[tuple(idx)] = 0.0  # faces from an even cell stay inside its aggregate
-        idx[a] = slice(0, None, 2)
-        between[tuple(idx)] = 0.0
-        cdiag = cdiag - 2.0 * _restrict(inside)
-        cfaces.append(_restrict(between))
-    return cdiag, cfaces
-
-
+# ----------------------------------------------------------------------------- set-up
 def _dense_inverse(diag: np.ndarray, faces: list, mask: np.ndarray) -> np.ndarray:
-    """Inverse of the coarsest level's matrix on all its cells, with the identity on the
-    inactive ones (as ``GridLevel.factor_dense``)."""
+    """Inverse of the coarsest level's matrix on all its cells (C order), with the identity
+    on the inactive ones (as ``GridLevel.factor_dense``); ``faces[a]`` couples a cell with
+    its neighbour along axis ``a``."""
     m = diag.size
     idx = np.arange(m).reshape(diag.shape)
     M = np.diag(diag.reshape(-1) + (1.0 - mask.reshape(-1)))
     for a, w in enumerate(faces):
         n = diag.shape[a]
+        if n < 2:
+            continue
         lo = [slice(None)] * diag.ndim
         hi = [slice(None)] * diag.ndim
         lo[a], hi[a] = slice(0, n - 1), slice(1, n)
@@ -118,33 +69,29 @@ class CompiledCycle:
         if kernel.shape != (3,) * dim:
             raise ValueError(f"kernel must be {(3,) * dim}, got {kernel.shape}")
         self.dim, self.shape = dim, tuple(geometry.shape[1:])
-        diag, faces = _level0(geometry[0], geometry[1])
-        levels = [(diag, faces)]
-        while math.prod(levels[-1][0].shape) > coarsest_cells:
-            levels.append(_coarsen(*levels[-1]))
         pz = 1 if dim == 3 else 0
-        meta, blocks, off = [], [], 0
-        for d, fs in levels:
-            mask = (d > 0.5).astype(np.float64)
-            invd = mask / np.maximum(d, 1e-30)
-            grid3 = d.shape if dim == 3 else (1,) + d.shape
-            padded = (grid3[0] + 2 * pz, grid3[1] + 2, grid3[2] + 2)
-            pad = [(pz, pz), (1, 1), (1, 1)]
-            arrs = [d, invd, mask] + list(fs)
-            if dim == 2:
-                arrs.append(np.zeros_like(d))  # no z faces
-                arrs = [arrs[0], arrs[1], arrs[2], arrs[4], arrs[3], arrs[5]]  # fx, fy, fz order below
-            else:
-                arrs = [arrs[0], arrs[1], arrs[2], arrs[5], arrs[4], arrs[3]]
-            blocks.append([np.pad(a.reshape(grid3), pad).ravel() for a in arrs])
+        grid3 = self.shape if dim == 3 else (1,) + self.shape
+        meta, off = [], 0
+        while True:  # level shapes: 2x2[x2] aggregation, odd sizes padded, until few cells are left
             meta.append((off, grid3[0], grid3[1], grid3[2], pz))
-            off += math.prod(padded)
+            off += (grid3[0] + 2 * pz) * (grid3[1] + 2) * (grid3[2] + 2)
+            if math.prod(grid3) <= coarsest_cells:
+                break
+            grid3 = ((grid3[0] + 1) // 2 if pz else 1, (grid3[1] + 1) // 2, (grid3[2] + 1) // 2)
         self.total = off
-        # stacked: diag, inv_diag, mask, fx (axis -1), fy (axis -2), fz (axis -3)
-        self.ops = np.stack([np.concatenate([b[i] for b in blocks]) for i in range(6)])
         self.meta = np.array(meta, dtype=np.int64)
-        dl, fl = levels[-1]
-        self.dense_inv = _dense_inverse(dl, fl, (dl > 0.5).astype(np.float64))
+        # rows: diag, inv_diag, mask, fx (last axis), fy, fz (first axis of a 3-D grid); zero pad ring
+        self.ops = np.zeros((6, self.total))
+        _level0_kernel(np.ascontiguousarray(geometry[0]).reshape(-1) > 0.5,
+                       np.ascontiguousarray(geometry[1]).reshape(-1) > 0.5, self.meta[0], self.ops)
+        for k in range(1, len(meta)):
+            _coarsen_kernel(self.meta[k - 1], self.meta[k], self.ops)
+        _mask_kernel(self.ops)
+        last = self.meta[-1]
+        lo, hi = last[0], last[0] + (last[1] + 2 * pz) * (last[2] + 2) * (last[3] + 2)
+        inner = (slice(pz, pz + last[1]), slice(1, 1 + last[2]), slice(1, 1 + last[3]))
+        view = [self.ops[i, lo:hi].reshape(last[1] + 2 * pz, last[2] + 2, last[3] + 2)[inner] for i in range(6)]
+        self.dense_inv = _dense_inverse(view[0], [view[5], view[4], view[3]], view[2])
         taps = [(o if dim == 3 else (1,) + o) for o in np.ndindex(*kernel.shape) if kernel[o] != 0.0]
         self.taps = np.array([[t[0] - 1, t[1] - 1, t[2] - 1] for t in taps], dtype=np.int64).reshape(-1, 3)
         self.weights = np.array([kernel[o] for o in np.ndindex(*kernel.shape) if kernel[o] != 0.0], dtype=np.float64)
@@ -152,7 +99,7 @@ class CompiledCycle:
         schedule: list[tuple[int, int]] = []
 
         def cycle(k):
-            if k == len(levels) - 1:
+            if k == len(meta) - 1:
                 schedule.append((OP_DENSE, k))
                 return
             schedule.extend([(OP_PRE, k), (OP_RESTRICT, k)])
@@ -166,12 +113,18 @@ class CompiledCycle:
 
         cycle(0)
         self.schedule = np.array(schedule, dtype=np.int64)
-        self.n_levels = len(levels)
+        self.n_levels = len(meta)
         self.work = np.zeros((5, self.total))  # X, R, E, T, C
-        # padded flat position of every grid cell of level 0 (C order)
-        _, nz, ny, nx, _ = meta[0]
-        zz, yy, xx = np.meshgrid(np.arange(nz) + pz, np.arange(ny) + 1, np.arange(nx) + 1, indexing="ij")
-        self.cell_pos = ((zz * (ny + 2) + yy) * (nx + 2) + xx).ravel()
+        self._pz = pz
+
+    def positions(self, index: np.ndarray | None) -> np.ndarray:
+        """Padded flat positions in level 0 of the grid cells ``index`` (flat C order;
+        None: every cell)."""
+        _, nz, ny, nx, pz = self.meta[0]
+        index = np.arange(nz * ny * nx) if index is None else np.asarray(index, dtype=np.int64)
+        z, rest = np.divmod(index, ny * nx)
+        y, x = np.divmod(rest, nx)
+        return ((z + pz) * (ny + 2) + y + 1) * (nx + 2) + x + 1
 
     @classmethod
     def from_model(cls, model, geometry: np.ndarray) -> CompiledCycle:
@@ -198,7 +151,12 @@ class CompiledCycle:
     def apply_unknowns(self, r: np.ndarray, index: np.ndarray | None) -> np.ndarray:
         """The cycle applied to values ``r`` on the cells ``index`` (flat C-order positions
         in the grid; None: every cell), returned on the same cells."""
-        pos = self.cell_pos if index is None else self.cell_pos[index]
+        pos = self.positions(index)
+        return self.apply_positions(r, pos)
+
+    def apply_positions(self, r: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """As ``apply_unknowns`` with the cells given by ``positions(index)`` (computed once
+        per system by the solver)."""
         R0 = self.work[1]
         R0[pos] = r * self.ops[2][pos]  # the mask; every other cell of level 0 stays zero
         self._run()
@@ -235,76 +193,174 @@ def compile_mg_cycle(model, geometry: np.ndarray) -> CompiledCycle:
 
 # ----------------------------------------------------------------------------- kernels
 @njit(cache=True, nogil=True)
-def _residual(m, ops, u, r, out, masked):
-    """out = r - A u on the interior of level ``m`` (times the mask when ``masked``)."""
+def _level0_kernel(fluid, air, m, ops):
+    """Level 0 from the cell types (as ``GridLevel.from_geometry``): faces between two fluid
+    cells weigh 1; a fluid cell's diagonal counts its non-solid face neighbours; beyond the
+    grid is wall."""
     off, nz, ny, nx, pz = m[0], m[1], m[2], m[3], m[4]
     sy = nx + 2
     sz = (ny + 2) * sy
-    diag, mask, fx, fy, fz = ops[0], ops[2], ops[3], ops[4], ops[5]
+    diag, fx, fy, fz = ops[0], ops[3], ops[4], ops[5]
     for z in range(nz):
         for y in range(ny):
-            b = off + (z + pz) * sz + (y + 1) * sy + 1
-            if pz:
-                for x in range(b, b + nx):
-                    v = (r[x] - diag[x] * u[x] + fx[x] * u[x + 1] + fx[x - 1] * u[x - 1] + fy[x] * u[x + sy]
-                         + fy[x - sy] * u[x - sy] + fz[x] * u[x + sz] + fz[x - sz] * u[x - sz])
-                    out[x] = v * mask[x] if masked else v
-            else:
-                for x in range(b, b + nx):
-                    v = (r[x] - diag[x] * u[x] + fx[x] * u[x + 1] + fx[x - 1] * u[x - 1] + fy[x] * u[x + sy]
-                         + fy[x - sy] * u[x - sy])
-                    out[x] = v * mask[x] if masked else v
+            for x in range(nx):
+                i = (z * ny + y) * nx + x
+                if not fluid[i]:
+                    continue
+                p = off + (z + pz) * sz + (y + 1) * sy + x + 1
+                d = 0.0
+                if x + 1 < nx:
+                    d += fluid[i + 1] or air[i + 1]
+                    fx[p] = 1.0 if fluid[i + 1] else 0.0
+                if x > 0:
+                    d += fluid[i - 1] or air[i - 1]
+                if y + 1 < ny:
+                    d += fluid[i + nx] or air[i + nx]
+                    fy[p] = 1.0 if fluid[i + nx] else 0.0
+                if y > 0:
+                    d += fluid[i - nx] or air[i - nx]
+                if z + 1 < nz:
+                    d += fluid[i + nx * ny] or air[i + nx * ny]
+                    fz[p] = 1.0 if fluid[i + nx * ny] else 0.0
+                if z > 0:
+                    d += fluid[i - nx * ny] or air[i - nx * ny]
+                diag[p] = d
+
+
+@njit(cache=True, nogil=True)
+def _coarsen_kernel(mf, mc, ops):
+    """The Galerkin level P^T A P of the piecewise-constant P (as ``GridLevel.coarsen``): a
+    coarse face weight is the sum of the fine face weights crossing it, a coarse diagonal
+    the sum of the aggregate's fine diagonals minus twice its internal face weights. Fine
+    cells past an odd edge are the zero pad ring."""
+    off, pz = mf[0], mf[4]
+    sy = mf[3] + 2
+    sz = (mf[2] + 2) * sy
+    coff, cnz, cny, cnx = mc[0], mc[1], mc[2], mc[3]
+    csy = cnx + 2
+    csz = (cny + 2) * csy
+    diag, fx, fy, fz = ops[0], ops[3], ops[4], ops[5]
+    nzb = 2 if pz else 1
+    for zc in range(cnz):
+        for yc in range(cny):
+            for xc in range(cnx):
+                z0 = 2 * zc if pz else zc
+                d = 0.0
+                cx = 0.0
+                cy = 0.0
+                cz = 0.0
+                for dz in range(nzb):
+                    for dy in range(2):
+                        for dx in range(2):
+                            p = off + (z0 + dz + pz) * sz + (2 * yc + dy + 1) * sy + 2 * xc + dx + 1
+                            d += diag[p]
+                            if dx == 0:
+                                d -= 2.0 * fx[p]
+                            else:
+                                cx += fx[p]
+                            if dy == 0:
+                                d -= 2.0 * fy[p]
+                            else:
+                                cy += fy[p]
+                            if pz:
+                                if dz == 0:
+                                    d -= 2.0 * fz[p]
+                                else:
+                                    cz += fz[p]
+                q = coff + (zc + pz) * csz + (yc + 1) * csy + xc + 1
+                diag[q], fx[q], fy[q], fz[q] = d, cx, cy, cz
+
+
+@njit(cache=True, nogil=True)
+def _mask_kernel(ops):
+    diag, invd, mask = ops[0], ops[1], ops[2]
+    for p in range(diag.shape[0]):
+        if diag[p] > 0.5:  # entries are integer sums
+            mask[p] = 1.0
+            invd[p] = 1.0 / diag[p]
+
+
+# The level kernels run over contiguous spans (one per z-plane, the whole grid in 2-D) that
+# include the pad cells at the row ends: every value written there is zero (D^-1, the mask
+# and the face weights vanish on the pad ring, R is zero there) or scratch only read
+# through a zero factor, and one long unit-stride loop per span is what LLVM vectorises.
+@njit(cache=True, nogil=True, inline="always")
+def _span(m, z):
+    off, ny, nx, pz = m[0], m[2], m[3], m[4]
+    sy = nx + 2
+    lo = off + (z + pz) * (ny + 2) * sy + sy + 1
+    return lo, lo + (ny - 1) * sy + nx
+
+
+@njit(cache=True, nogil=True)
+def _residual(m, ops, u, r, out, masked):
+    """out = r - A u on level ``m`` (times the mask when ``masked``)."""
+    sy = m[3] + 2
+    sz = (m[2] + 2) * sy
+    for z in range(m[1]):
+        lo, hi = _span(m, z)
+        n = hi - lo
+        d, mk = ops[0][lo:hi], ops[2][lo:hi]
+        fx, fxm = ops[3][lo:hi], ops[3][lo - 1:hi - 1]
+        fy, fym = ops[4][lo:hi], ops[4][lo - sy:hi - sy]
+        u0, uxp, uxm = u[lo:hi], u[lo + 1:hi + 1], u[lo - 1:hi - 1]
+        uyp, uym = u[lo + sy:hi + sy], u[lo - sy:hi - sy]
+        rv, ov = r[lo:hi], out[lo:hi]
+        if m[4]:
+            fz, fzm = ops[5][lo:hi], ops[5][lo - sz:hi - sz]
+            uzp, uzm = u[lo + sz:hi + sz], u[lo - sz:hi - sz]
+            for i in range(n):
+                v = (rv[i] - d[i] * u0[i] + fx[i] * uxp[i] + fxm[i] * uxm[i] + fy[i] * uyp[i] + fym[i] * uym[i]
+                     + fz[i] * uzp[i] + fzm[i] * uzm[i])
+                ov[i] = v * mk[i] if masked else v
+        else:
+            for i in range(n):
+                v = rv[i] - d[i] * u0[i] + fx[i] * uxp[i] + fxm[i] * uxm[i] + fy[i] * uyp[i] + fym[i] * uym[i]
+                ov[i] = v * mk[i] if masked else v
 
 
 @njit(cache=True, nogil=True)
 def _correlate(m, taps, weights, t, out):
-    """out = K * t (cross-correlation, zero outside the grid) on the interior."""
-    off, nz, ny, nx, pz = m[0], m[1], m[2], m[3], m[4]
-    sy = nx + 2
-    sz = (ny + 2) * sy
-    for z in range(nz):
-        for y in range(ny):
-            b = off + (z + pz) * sz + (y + 1) * sy + 1
-            for x in range(b, b + nx):
-                out[x] = 0.0
-            for j in range(weights.shape[0]):
-                o = taps[j, 0] * sz + taps[j, 1] * sy + taps[j, 2]
-                w = weights[j]
-                for x in range(b, b + nx):
-                    out[x] += w * t[x + o]
+    """out = K * t (cross-correlation, zero outside the grid)."""
+    sy = m[3] + 2
+    sz = (m[2] + 2) * sy
+    for z in range(m[1]):
+        lo, hi = _span(m, z)
+        ov = out[lo:hi]
+        ov[:] = 0.0
+        for j in range(weights.shape[0]):
+            o = taps[j, 0] * sz + taps[j, 1] * sy + taps[j, 2]
+            w = weights[j]
+            tv = t[lo + o:hi + o]
+            for i in range(hi - lo):
+                ov[i] += w * tv[i]
 
 
 @njit(cache=True, nogil=True)
 def _scale_into(m, a, src, dst, accumulate):
-    """dst = a * src (or dst += a * src) on the interior."""
-    off, nz, ny, nx, pz = m[0], m[1], m[2], m[3], m[4]
-    sy = nx + 2
-    sz = (ny + 2) * sy
-    for z in range(nz):
-        for y in range(ny):
-            b = off + (z + pz) * sz + (y + 1) * sy + 1
-            if accumulate:
-                for x in range(b, b + nx):
-                    dst[x] += a[x] * src[x]
-            else:
-                for x in range(b, b + nx):
-                    dst[x] = a[x] * src[x]
+    """dst = a * src (or dst += a * src)."""
+    for z in range(m[1]):
+        lo, hi = _span(m, z)
+        av, sv, dv = a[lo:hi], src[lo:hi], dst[lo:hi]
+        if accumulate:
+            for i in range(hi - lo):
+                dv[i] += av[i] * sv[i]
+        else:
+            for i in range(hi - lo):
+                dv[i] = av[i] * sv[i]
 
 
 @njit(cache=True, nogil=True)
 def _copy_add(m, src, dst, sign, accumulate):
-    off, nz, ny, nx, pz = m[0], m[1], m[2], m[3], m[4]
-    sy = nx + 2
-    sz = (ny + 2) * sy
-    for z in range(nz):
-        for y in range(ny):
-            b = off + (z + pz) * sz + (y + 1) * sy + 1
-            if accumulate:
-                for x in range(b, b + nx):
-                    dst[x] += sign * src[x]
-            else:
-                for x in range(b, b + nx):
-                    dst[x] = sign * src[x]
+    for z in range(m[1]):
+        lo, hi = _span(m, z)
+        sv, dv = src[lo:hi], dst[lo:hi]
+        if accumulate:
+            for i in range(hi - lo):
+                dv[i] += sign * sv[i]
+        else:
+            for i in range(hi - lo):
+                dv[i] = sign * sv[i]
 
 
 @njit(cache=True, nogil=True)

@@ -146,10 +146,10 @@ class _CompiledDirection:
 
         self.model = model
         self.cycle = CompiledCycle.from_model(model, gmap.geometry)
-        self.index = gmap.index
+        self.pos = self.cycle.positions(gmap.index)
 
     def unknowns(self, r: np.ndarray) -> np.ndarray:
-        return self.cycle.apply_unknowns(r, self.index)
+        return self.cycle.apply_positions(r, self.pos)
 
 
 def _compilable(model) -> bool:
