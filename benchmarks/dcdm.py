@@ -45,6 +45,10 @@ def thread_report() -> dict:
     import torch
 
     torch.set_num_threads(THREADS)
+    try:
+        torch.set_num_interop_threads(THREADS)
+    except RuntimeError:  # only possible before torch's first parallel work
+        pass
     out = {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads(),
            **{v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                               "NUMBA_NUM_THREADS")},
@@ -88,7 +92,8 @@ def _untrained(dim: int):
 
 def competitors(dim: int, n: int, args, petsc_ok: bool) -> dict:
     out = {}
-    if args.reference:
+    reference = args.reference and n <= (args.reference_max2d if dim == 2 else args.reference_max3d)
+    if reference:
         out["CG"] = lambda: linsolve.make_solver("cg", rtol=RTOL, history=False, maxiter=20000)
         if petsc_ok:
             out["IC-PCG"] = lambda: linsolve.make_solver("cg", backend="petsc", pc="ic", rtol=RTOL, maxiter=20000)
@@ -99,7 +104,7 @@ def competitors(dim: int, n: int, args, petsc_ok: bool) -> dict:
     if args.torch_row:
         out[TORCH] = lambda: linsolve.make_solver("dcdm", rtol=RTOL, n_orth=2, maxiter=args.dcdm_maxiter,
                                                   engine="torch")
-    if args.reference:
+    if reference:
         untrained = _untrained(dim)
         out[UNTRAINED] = lambda: linsolve.make_solver("dcdm", model=untrained, rtol=RTOL, n_orth=2,
                                                       maxiter=args.dcdm_maxiter)
@@ -161,7 +166,8 @@ def profile_size(dim: int, n: int, seed: int, repeat: int) -> dict:
     """Where DCDM's time goes on one held-out system: the grid map, building the compiled
     operators (set-up) and one application of the cycle, against the torch network's
     geometry set-up and forward pass; the product with A and the whole solve per iteration.
-    Medians of ``repeat`` interleaved measurements."""
+    Medians of ``repeat`` interleaved measurements of process CPU time (one thread), which
+    load from other jobs on a shared machine inflates far less than wall time."""
     import torch
 
     from linsolve.dcdm.compiled import CompiledCycle
@@ -186,14 +192,14 @@ def profile_size(dim: int, n: int, seed: int, repeat: int) -> dict:
                         ("torch_setup", lambda: _TorchDirection(model, gmap, "cpu")),
                         ("torch_apply", lambda: gmap.from_grid(tdir(gmap.to_grid(r), gmap.cell_type))),
                         ("matvec", lambda: s.A @ r)):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             fn()
-            parts[key].append(time.perf_counter() - t0)
+            parts[key].append(time.process_time() - t0)
         for key, engine in (("solve_compiled", "compiled"), ("solve_torch", "torch")):
             solver = linsolve.make_solver("dcdm", rtol=RTOL, engine=engine)
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             res = solver.solve(s)
-            parts[key].append(time.perf_counter() - t0)
+            parts[key].append(time.process_time() - t0)
             its[key] = int(res.iterations)
     out = {"grid": f"{n}^{dim}", "unknowns": int(s.A.shape[0]), "levels": cyc.n_levels,
            **{k: float(np.median(v)) for k, v in parts.items()},
@@ -289,9 +295,11 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5, help="interleaved timing rounds")
     ap.add_argument("--no-reference", dest="reference", action="store_false",
                     help="skip the reference rows (CG, IC-PCG, untrained cycle, mg-unet)")
+    ap.add_argument("--reference-max2d", type=int, default=4096, help="largest 2-D size with reference rows")
+    ap.add_argument("--reference-max3d", type=int, default=4096, help="largest 3-D size with reference rows")
     ap.add_argument("--no-torch-row", dest="torch_row", action="store_false",
                     help="skip the DCDM row with the torch engine")
-    ap.add_argument("--profile-sizes", default="2:64,2:256,2:512,3:64,3:128",
+    ap.add_argument("--profile-sizes", default="2:64,2:256,2:512,3:64",
                     help="dim:n pairs profiled (set-up vs per-iteration); empty for none")
     ap.add_argument("--profile-only", action="store_true")
     ap.add_argument("--n-orth", type=int, default=300, help="orthogonalisation window of the mg-unet rows")
@@ -345,10 +353,13 @@ def main(argv=None):
         "every solver is timed after one untimed warm-up solve (imports, weights, JIT). "
         f"Timing rounds are interleaved across solvers ({args.repeat} rounds x {args.systems} systems, "
         "median over rounds then systems); the reference rows (CG, IC-PCG, untrained, mg-unet) are "
-        "timed in one round.",
+        "timed in one round" + (f", and run up to {args.reference_max2d}^2 and {args.reference_max3d}^3 only."
+                                  if args.reference_max3d < 4096 or args.reference_max2d < 4096 else "."),
     ]
     if args.machine_note:
         notes.append(f"Machine load: {args.machine_note}")
+    notes.append(f"Load average (1, 5, 15 min) at the start: {tuple(round(v, 1) for v in os.getloadavg())} "
+                 f"on {os.cpu_count()} CPUs.")
     models = {k: {"training": v.get("training"), "final_loss": v.get("final_loss")} for k, v in cards.items()}
     profile = []
     for pair in [p for p in args.profile_sizes.split(",") if p.strip()]:
@@ -361,6 +372,8 @@ def main(argv=None):
     sizes = [(2, n) for n in args.sizes2d] + [(3, n) for n in args.sizes3d]
     for dim, n in sizes:
         rows += run_size(dim, n, args.systems, args.seed, args, petsc_ok)
+        notes_now = notes + [f"Load average after {n}^{dim}: {tuple(round(v, 1) for v in os.getloadavg())}."]
+        notes = [x for x in notes if not x.startswith("Load average after")] + notes_now[-1:]
         render(rows, notes, models, args.seed, args.n_orth, None, profile, threads)  # partial results survive
 
 
@@ -426,7 +439,7 @@ def render(rows, notes, models, seed, n_orth, machine_info, profile=(), threads=
         for k, v in verdict.items():
             md.append(f"- **{k}**: {v}")
     if profile:
-        md += ["", "## Where DCDM's time goes (seconds; one held-out system, medians of 5)", "",
+        md += ["", "## Where DCDM's time goes (process CPU seconds, one thread; one held-out system, medians of 5)", "",
                "`grid_map`: scattering unknowns to the grid (set-up); `*_setup`: building the compiled "
                "operators / the torch level hierarchy; `*_apply`: one application of the network; "
                "`matvec`: one product with A (SciPy CSR); `*_per_iteration`: (solve - set-up) / iterations; "
