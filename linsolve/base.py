@@ -175,7 +175,8 @@ class Solver:
         if self.pc_options and optionless:
             what = f"pc={self.pc!r}" if isinstance(self.pc, str) else "a user-supplied preconditioner"
             hint = ("pc='ilu' is ILU(0); SciPy's threshold ILU with drop_tol/fill_factor is pc='ilutp'"
-                    if self.pc == "ilu" else "choose a preconditioner that does (e.g. pc='ilutp')")
+                    if isinstance(self.pc, str) and self.pc == "ilu"
+                    else "choose a preconditioner that does (e.g. pc='ilutp')")
             raise OptionError(f"pc_options {self.pc_options!r} given with {what}, which takes no options; "
                               f"{hint}, or drop pc_options")
         self.warm_start = check_option_type("warm_start", warm_start, False, f"solver {self.name!r}")

@@ -45,7 +45,17 @@ def _dense_inverse(diag: np.ndarray, faces: list, mask: np.ndarray) -> np.ndarra
         i, j, v = idx[tuple(lo)].ravel(), idx[tuple(hi)].ravel(), w[tuple(lo)].ravel()
         M[i, j] -= v
         M[j, i] -= v
-    return np.linalg.inv(M)
+    w, V = np.linalg.eigh(M)
+    if w[0] > 1e-10 * w[-1]:
+        return np.linalg.inv(M)
+    # A fluid region without an air neighbour is a pure Neumann block: singular. The torch
+    # network's inverse of it is rounding noise amplified by 1/eps (its outputs carry a huge
+    # near-constant part that DCDM must then discard). Here the null modes get the gain of
+    # the smoothest regular mode, so the cycle stays symmetric positive definite and DCDM
+    # (PCG) still reaches those modes.
+    null = w <= 1e-10 * w[-1]
+    w = np.where(null, w[~null].min() if (~null).any() else 1.0, w)
+    return (V / w) @ V.T
 
 
 class CompiledCycle:
