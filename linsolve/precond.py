@@ -99,7 +99,8 @@ class ILU0(Preconditioner):
 
     def __init__(self, op):
         super().__init__(op.n)
-        from .ilu_kernels import ILU0 as _Kernel, ZeroPivotError
+        from .ilu_kernels import ILU0 as _Kernel
+        from .ilu_kernels import ZeroPivotError
 
         try:
             self._ilu = _Kernel(op.csr("ILU"))
