@@ -423,9 +423,10 @@ ANALYSIS = """\
   running the level kernels over contiguous spans (one unit-stride loop per z-plane, which
   LLVM vectorises) instead of row by row cut one application from 4.8 to 1.6 ms at 256^2 and
   from 26 to 7.7 ms at 64^3. The grid map's duplicate check went from a sort to a count.
-  Per DCDM iteration the cycle is now about 65-75% of the time (the rest: one product with A,
-  the A-orthogonalisation against two directions, norms); the set-up (grid map plus compiled
-  operators) is about 10-30% of a solve.
+  Per DCDM iteration the cycle is now about 70% of the time at 256^2 and 64^3 (the rest: one
+  product with A, the A-orthogonalisation against two directions, norms) and nearly all of it
+  at 64^2; the per-system set-up (grid map plus compiled operators) is 47% of a solve at 64^2,
+  12% at 256^2 and 8% at 64^3, so at small sizes the set-up is what is left to gain.
 * **Against CG and IC-PCG** (reference rows, timed once): DCDM needs 0.006x CG's and 0.019x
   IC-PCG's iterations at 256^2 and is faster than both in time at every size.
 * The `safeguard` of the DCDM solver (a per-step comparison with the residual direction, meant
