@@ -1,26 +1,65 @@
-"""DCDM against CG, IC-PCG (PETSc ICC) and AMG-PCG (PyAMG) on held-out pressure-Poisson
-systems (``datagen poisson_obstacles``, split "test": obstacle layouts never used in
-training), to rtol 1e-6, side by side in one process on the same inputs.
+"""DCDM against CG, IC-PCG (PETSc ICC), PyAMG-PCG and PETSc GAMG-PCG on held-out
+pressure-Poisson systems (``datagen poisson_obstacles``, split "test": obstacle layouts never
+used in training), to rtol 1e-6, side by side in one process on the same inputs.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.dcdm                  # 2-D 64..512, 3-D 32, 64
-    python -m benchmarks.dcdm --sizes2d 64,128 --sizes3d ""      # a quick subset
+    python -m benchmarks.dcdm                                     # 2-D 64..512, 3-D 32..128
+    python -m benchmarks.dcdm --sizes2d 64,128 --sizes3d ""       # a quick subset
+    python -m benchmarks.dcdm --profile-only                      # set-up vs per-iteration only
+
+Every competitor runs on one thread: this module sets OMP/OpenBLAS/MKL/numba threads to 1
+before NumPy loads, calls ``torch.set_num_threads(1)``, and PETSc runs serially
+(``COMM_SELF``); the results record the thread counts found at run time. Timing rounds are
+interleaved (round k times every solver once on every system), so load from other jobs on a
+shared machine hits all solvers alike; medians over rounds and systems. Ratios are against
+the faster of PyAMG-PCG and PETSc GAMG-PCG.
 
 Writes benchmarks/results/dcdm.{json,md} and dcdm_iterations.png (iterations vs size).
-Targets (issue 6): DCDM iterations <= 0.2x CG and <= 0.5x IC-PCG at 256^2; growth of DCDM
-iterations from 64^2 to 512^2 at most 1.5x; wall time against AMG-PCG as measured.
+Targets: issue 6 (iterations: DCDM <= 0.2x CG and <= 0.5x IC-PCG at 256^2, growth 64^2 -> 512^2
+<= 1.5x) and issue 17 (wall time per solve including all per-system set-up: DCDM <= 0.5x the
+faster AMG-PCG at 256^2, 512^2, 64^3, 128^3 and <= 1.0x at 64^2, 128^2; iterations unchanged
+against the torch path).
 """
 from __future__ import annotations
 
-import argparse
-import math
+import os
 
-import numpy as np
+THREADS = int(os.environ.get("DCDM_BENCH_THREADS", "1"))
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = str(THREADS)  # before NumPy, SciPy, PETSc and torch load their thread pools
 
-import linsolve
-from benchmarks.common import RESULTS, markdown_table, median_time, write_results
-from datagen import get_family
+import argparse  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import linsolve  # noqa: E402
+from benchmarks.common import RESULTS, markdown_table, median_time, write_results  # noqa: E402
+from datagen import get_family  # noqa: E402
 
 RTOL = 1e-6
+
+
+def thread_report() -> dict:
+    """The thread counts every competitor actually runs with."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    try:
+        torch.set_num_interop_threads(THREADS)
+    except RuntimeError:  # only possible before torch's first parallel work
+        pass
+    out = {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads(),
+           **{v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                              "NUMBA_NUM_THREADS")},
+           "petsc": "serial (COMM_SELF, one process)", "numba_kernels": "serial (no parallel=True)"}
+    try:
+        from threadpoolctl import threadpool_info
+
+        out["blas_pools"] = [(p.get("internal_api"), p.get("num_threads")) for p in threadpool_info()]
+    except ImportError:
+        out["blas_pools"] = "threadpoolctl not installed"
+    return out
 
 
 def _petsc_ok() -> bool:
@@ -34,8 +73,12 @@ def _petsc_ok() -> bool:
 
 
 MAIN = "DCDM (mg-cycle, n_orth=2)"
+TORCH = "DCDM (mg-cycle, n_orth=2, torch engine)"
 UNTRAINED = "DCDM (mg-cycle untrained, n_orth=2)"
 UNET = "DCDM (mg-unet, n_orth={n})"
+PYAMG, GAMG = "PyAMG-PCG", "PETSc GAMG-PCG"
+#: timed once (reference rows: iteration counts and a rough time, not a target)
+ONCE = ("CG", "IC-PCG", UNTRAINED, "DCDM (mg-unet")
 
 
 def _untrained(dim: int):
@@ -48,39 +91,54 @@ def _untrained(dim: int):
 
 
 def competitors(dim: int, n: int, args, petsc_ok: bool) -> dict:
-    out = {"CG": lambda: linsolve.make_solver("cg", rtol=RTOL, history=False, maxiter=20000)}
+    out = {}
+    reference = args.reference and n <= (args.reference_max2d if dim == 2 else args.reference_max3d)
+    if reference:
+        out["CG"] = lambda: linsolve.make_solver("cg", rtol=RTOL, history=False, maxiter=20000)
+        if petsc_ok:
+            out["IC-PCG"] = lambda: linsolve.make_solver("cg", backend="petsc", pc="ic", rtol=RTOL, maxiter=20000)
+    out[PYAMG] = lambda: linsolve.make_solver("cg", pc="amg", rtol=RTOL, history=False)
     if petsc_ok:
-        out["IC-PCG"] = lambda: linsolve.make_solver("cg", backend="petsc", pc="ic", rtol=RTOL, maxiter=20000)
-    out["AMG-PCG"] = lambda: linsolve.make_solver("cg", pc="amg", rtol=RTOL, history=False)
+        out[GAMG] = lambda: linsolve.make_solver("petsc", ksp_type="cg", pc="gamg", rtol=RTOL)
     out[MAIN] = lambda: linsolve.make_solver("dcdm", rtol=RTOL, n_orth=2, maxiter=args.dcdm_maxiter)
-    untrained = _untrained(dim)
-    out[UNTRAINED] = lambda: linsolve.make_solver("dcdm", model=untrained, rtol=RTOL, n_orth=2,
-                                                  maxiter=args.dcdm_maxiter)
-    if n <= (args.unet_max2d if dim == 2 else args.unet_max3d):
-        # the paper's architecture needs a window longer than its iteration count (it stalls
-        # with n_orth = 2) and seconds per iteration at large sizes: only where affordable
-        out[UNET.format(n=args.n_orth)] = lambda: linsolve.make_solver(
-            "dcdm", model=f"dcdm-{dim}d-unet", rtol=RTOL, n_orth=args.n_orth, safeguard=0.0,
-            maxiter=args.dcdm_maxiter)
+    if args.torch_row:
+        out[TORCH] = lambda: linsolve.make_solver("dcdm", rtol=RTOL, n_orth=2, maxiter=args.dcdm_maxiter,
+                                                  engine="torch")
+    if reference:
+        untrained = _untrained(dim)
+        out[UNTRAINED] = lambda: linsolve.make_solver("dcdm", model=untrained, rtol=RTOL, n_orth=2,
+                                                      maxiter=args.dcdm_maxiter)
+        if n <= (args.unet_max2d if dim == 2 else args.unet_max3d):
+            # the paper's architecture needs a window longer than its iteration count (it stalls
+            # with n_orth = 2) and seconds per iteration at large sizes: only where affordable
+            out[UNET.format(n=args.n_orth)] = lambda: linsolve.make_solver(
+                "dcdm", model=f"dcdm-{dim}d-unet", rtol=RTOL, n_orth=args.n_orth, safeguard=0.0,
+                maxiter=args.dcdm_maxiter)
     return out
+
+
+def _problems(dim, n, systems, seed):
+    fam = get_family("poisson_obstacles")(n, dim=dim, split="test")
+    params = fam.sample(systems, np.random.default_rng(seed))
+    return [fam.assemble(p) for p in params]
 
 
 def run_size(dim: int, n: int, systems: int, seed: int, args, petsc_ok: bool) -> list[dict]:
     """Every competitor on the same held-out systems; timing rounds are interleaved (round k
-    times every solver once) so that load from other jobs on the shared machine hits all
-    of them alike; medians over the rounds."""
-    fam = get_family("poisson_obstacles")(n, dim=dim, split="test")
-    params = fam.sample(systems, np.random.default_rng(seed))
-    problems = [fam.assemble(p) for p in params]
+    times every solver once on every system) so that load from other jobs on the shared
+    machine hits all of them alike; medians over the rounds, then over the systems. A fresh
+    solver object per solve: every per-system set-up (AMG hierarchy, the network's compiled
+    operators) is inside the time."""
+    problems = _problems(dim, n, systems, seed)
     makers = competitors(dim, n, args, petsc_ok)
-    for make in makers.values():  # untimed: imports, weights loading, torch warm-up
+    for make in makers.values():  # untimed: imports, weights loading, numba/torch warm-up
         make().solve(problems[0])
     times = {label: [[] for _ in problems] for label in makers}
     results: dict = {}
     for rnd in range(args.repeat):
         for label, make in makers.items():
-            if rnd and label.startswith("DCDM (mg-unet"):
-                continue  # seconds per iteration at larger sizes: timed once
+            if rnd and label.startswith(ONCE):
+                continue
             for i, system in enumerate(problems):
                 t, res = median_time(lambda s=make(), y=system: s.solve(y), repeat=1)
                 times[label][i].append(t)
@@ -90,11 +148,72 @@ def run_size(dim: int, n: int, systems: int, seed: int, args, petsc_ok: bool) ->
         res = [results[label, i] for i in range(len(problems))]
         rows.append({"dim": dim, "grid": f"{n}^{dim}", "n": n, "unknowns": int(problems[-1].A.shape[0]),
                      "solver": label, "iterations": float(np.median([r.iterations for r in res])),
+                     "iterations_each": [int(r.iterations) for r in res],
                      "converged": all(bool(r.converged) for r in res),
                      "seconds": float(np.median([np.median(t) for t in times[label]])),
+                     "rounds": len(times[label][0]),
                      "relative_residual": float(max(r.relative_residual for r in res))})
-        print(rows[-1], flush=True)
+        print({k: v for k, v in rows[-1].items() if k != "iterations_each"}, flush=True)
+    best = [r for r in rows if r["solver"] in (PYAMG, GAMG)]
+    if best:
+        ref = min(r["seconds"] for r in best)
+        for r in rows:
+            r["vs_best_amg"] = r["seconds"] / ref
     return rows
+
+
+def profile_size(dim: int, n: int, seed: int, repeat: int) -> dict:
+    """Where DCDM's time goes on one held-out system: the grid map, building the compiled
+    operators (set-up) and one application of the cycle, against the torch network's
+    geometry set-up and forward pass; the product with A and the whole solve per iteration.
+    Medians of ``repeat`` interleaved measurements of process CPU time (one thread), which
+    load from other jobs on a shared machine inflates far less than wall time."""
+    import torch
+
+    from linsolve.dcdm.compiled import CompiledCycle
+    from linsolve.dcdm.loading import load_model
+    from linsolve.solvers.dcdm import _GridMap, _TorchDirection
+
+    s = _problems(dim, n, 1, seed)[0]
+    model = load_model(None, dim=dim)
+    r = np.random.default_rng(0).standard_normal(s.A.shape[0])
+    gmap = _GridMap(s.grid, s.A.shape[0])
+    cyc = CompiledCycle.from_model(model, gmap.geometry)
+    tdir = _TorchDirection(model, gmap, "cpu")
+    cyc.apply_unknowns(r, gmap.index)  # warm-up
+    tdir(gmap.to_grid(r), gmap.cell_type)
+    parts = {k: [] for k in ("grid_map", "compiled_setup", "compiled_apply", "torch_setup", "torch_apply",
+                             "matvec", "solve_compiled", "solve_torch")}
+    its = {}
+    for _ in range(repeat):
+        for key, fn in (("grid_map", lambda: _GridMap(s.grid, s.A.shape[0])),
+                        ("compiled_setup", lambda: CompiledCycle.from_model(model, gmap.geometry)),
+                        ("compiled_apply", lambda: cyc.apply_unknowns(r, gmap.index)),
+                        ("torch_setup", lambda: _TorchDirection(model, gmap, "cpu")),
+                        ("torch_apply", lambda: gmap.from_grid(tdir(gmap.to_grid(r), gmap.cell_type))),
+                        ("matvec", lambda: s.A @ r)):
+            t0 = time.process_time()
+            fn()
+            parts[key].append(time.process_time() - t0)
+        for key, engine in (("solve_compiled", "compiled"), ("solve_torch", "torch")):
+            solver = linsolve.make_solver("dcdm", rtol=RTOL, engine=engine)
+            t0 = time.process_time()
+            res = solver.solve(s)
+            parts[key].append(time.process_time() - t0)
+            its[key] = int(res.iterations)
+    out = {"grid": f"{n}^{dim}", "unknowns": int(s.A.shape[0]), "levels": cyc.n_levels,
+           **{k: float(np.median(v)) for k, v in parts.items()},
+           "iterations_compiled": its["solve_compiled"], "iterations_torch": its["solve_torch"],
+           "torch_threads": torch.get_num_threads()}
+    for eng in ("compiled", "torch"):
+        k = out[f"iterations_{eng}"]
+        setup = out["grid_map"] + out[f"{eng}_setup"]
+        out[f"{eng}_per_iteration"] = (out[f"solve_{eng}"] - setup) / max(k, 1)
+    out["apply_gain"] = out["torch_apply"] / out["compiled_apply"]
+    out["setup_gain"] = out["torch_setup"] / out["compiled_setup"]
+    out["solve_gain"] = out["solve_torch"] / out["solve_compiled"]
+    print(out, flush=True)
+    return out
 
 
 def assess(rows: list[dict], n_orth: int) -> dict:
@@ -121,8 +240,23 @@ def assess(rows: list[dict], n_orth: int) -> dict:
         ok = d64["converged"] and d512["converged"]
         growth = d512["iterations"] / d64["iterations"] if ok else math.inf
         out["growth_64_to_512"] = {"ratio": growth, "target": 1.5, "met": ok and growth <= 1.5}
-    amg = [(r, get(r["dim"], r["n"], "AMG-PCG")) for r in rows if r["solver"] == dc]
-    out["wall_time_vs_amg"] = {r["grid"]: (r["seconds"] / a["seconds"] if a else None) for r, a in amg}
+    wall = {}
+    for r in rows:
+        if r["solver"] != dc or "vs_best_amg" not in r:
+            continue
+        target = 0.5 if r["grid"] in ("256^2", "512^2", "64^3", "128^3") else 1.0 if r["grid"] in (
+            "64^2", "128^2") else None
+        ratio = r["vs_best_amg"] if r["converged"] else math.inf
+        wall[r["grid"]] = {"ratio": ratio, "target": target, "met": None if target is None else ratio <= target}
+    out["wall_time_vs_faster_amg"] = wall
+    same = {}
+    for r in rows:
+        t = get(r["dim"], r["n"], TORCH) if r["solver"] == dc else None
+        if t is not None:
+            same[r["grid"]] = {"compiled": r["iterations_each"], "torch": t["iterations_each"],
+                               "met": r["iterations_each"] == t["iterations_each"]}
+    if same:
+        out["iterations_unchanged_vs_torch"] = same
     return out
 
 
@@ -156,14 +290,25 @@ def plot(rows: list[dict], path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes2d", default="64,128,256,512")
-    ap.add_argument("--sizes3d", default="32,64")
-    ap.add_argument("--systems", type=int, default=1, help="held-out systems per size (medians)")
-    ap.add_argument("--repeat", type=int, default=3, help="timing repeats of the library solvers")
+    ap.add_argument("--sizes3d", default="32,64,128")
+    ap.add_argument("--systems", type=int, default=2, help="held-out systems per size (medians)")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved timing rounds")
+    ap.add_argument("--no-reference", dest="reference", action="store_false",
+                    help="skip the reference rows (CG, IC-PCG, untrained cycle, mg-unet)")
+    ap.add_argument("--reference-max2d", type=int, default=4096, help="largest 2-D size with reference rows")
+    ap.add_argument("--reference-max3d", type=int, default=4096, help="largest 3-D size with reference rows")
+    ap.add_argument("--no-torch-row", dest="torch_row", action="store_false",
+                    help="skip the DCDM row with the torch engine")
+    ap.add_argument("--profile-sizes", default="2:64,2:256,2:512,3:64",
+                    help="dim:n pairs profiled (set-up vs per-iteration); empty for none")
+    ap.add_argument("--profile-only", action="store_true")
     ap.add_argument("--n-orth", type=int, default=300, help="orthogonalisation window of the mg-unet rows")
     ap.add_argument("--unet-max2d", type=int, default=128, help="largest 2-D size with an mg-unet row")
     ap.add_argument("--unet-max3d", type=int, default=32, help="largest 3-D size with an mg-unet row")
     ap.add_argument("--dcdm-maxiter", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--machine-note", default="",
+                    help="how loaded the machine was (goes into the notes), e.g. 'shared by 8 jobs'")
     ap.add_argument("--rerender", action="store_true",
                     help="rewrite dcdm.md/png from the rows in dcdm.json (no solving) with the current analysis")
     args = ap.parse_args(argv)
@@ -173,8 +318,9 @@ def main(argv=None):
         old = json.loads((RESULTS / "dcdm.json").read_text())
         args.n_orth = int(old.get("n_orth", 300))
         render(old["rows"], old["notes"], old.get("models", {}), old.get("seed", 1), args.n_orth,
-               old["machine"])
+               old["machine"], old.get("profile", []), old.get("threads", {}))
         return
+    threads = thread_report()
     args.sizes2d = [int(s) for s in args.sizes2d.split(",") if s.strip()]
     args.sizes3d = [int(s) for s in args.sizes3d.split(",") if s.strip()]
     petsc_ok = _petsc_ok()
@@ -182,29 +328,53 @@ def main(argv=None):
 
     cards = shipped_models()
     notes = [
-        "No GPU was available in this session: everything ran on the CPU (torch, float32 network)."
+        f"Threads: every competitor on {THREADS} ({threads}).",
+        "No GPU was available in this session: everything ran on the CPU."
         + ("" if 128 in args.sizes3d else " 3-D 128^3 was not measured."),
-        "IC-PCG is PETSc CG + ICC(0)." + ("" if petsc_ok else " petsc4py was missing: IC-PCG not run."),
+        f"{PYAMG}: SciPy CG with one PyAMG smoothed-aggregation V-cycle (`cg`, pc='amg'); {GAMG}: "
+        "PETSc CG with PCGAMG (`petsc`, ksp_type=cg, pc=gamg), PETSc defaults otherwise. Ratios "
+        "(vs_best_amg) are against the faster of the two at each size.",
+        "IC-PCG is PETSc CG + ICC(0)." + ("" if petsc_ok else " petsc4py was missing: IC-PCG and GAMG not run."),
         f"{MAIN}: the shipped dcdm-2d / dcdm-3d, a learned multigrid W-cycle with operator-aware "
         "(exact Galerkin) coarse levels, run with the paper's n_orth=2 and the default safeguard (off "
         "for a network that is linear and SPD in the residual, i.e. the paper's method): DCDM with it "
-        "is PCG with a learned multigrid preconditioner.",
+        "is PCG with a learned multigrid preconditioner. On the CPU the default engine compiles the "
+        "network per geometry into sparse operators applied by one compiled (numba) call per "
+        "iteration, float64, no PyTorch in the solve loop (linsolve/dcdm/compiled.py); "
+        f"{TORCH} is the same network run by PyTorch (float32), as before.",
         f"{UNTRAINED}: the same architecture at its initialisation (damped Jacobi, omega 0.8, coarse "
         "scale 1), i.e. what training contributes.",
         f"DCDM (mg-unet, n_orth={args.n_orth}): the paper's architecture (ReLU residual-block U-Net "
         "with shared levels, shipped as dcdm-2d-unet / dcdm-3d-unet) with a window longer than its "
         "iteration count and safeguard=0; it stalls with n_orth=2, and costs seconds per iteration "
         f"at large sizes, so it runs only up to {args.unet_max2d}^2 and {args.unet_max3d}^3.",
-        "Seconds include the per-system set-up (AMG hierarchy; the network's level hierarchy and "
-        "coarsest inverse); every solver is timed after one untimed warm-up solve (imports, weights). "
-        f"Timing rounds are interleaved across solvers ({args.repeat} rounds, medians; mg-unet rows once).",
+        "Seconds are per solve and include every per-system set-up (AMG hierarchy; the grid map and "
+        "the network's compiled operators or torch level hierarchy); a fresh solver object per solve; "
+        "every solver is timed after one untimed warm-up solve (imports, weights, JIT). "
+        f"Timing rounds are interleaved across solvers ({args.repeat} rounds x {args.systems} systems, "
+        "median over rounds then systems); the reference rows (CG, IC-PCG, untrained, mg-unet) are "
+        "timed in one round" + (f", and run up to {args.reference_max2d}^2 and {args.reference_max3d}^3 only."
+                                  if args.reference_max3d < 4096 or args.reference_max2d < 4096 else "."),
     ]
+    if args.machine_note:
+        notes.append(f"Machine load: {args.machine_note}")
+    notes.append(f"Load average (1, 5, 15 min) at the start: {tuple(round(v, 1) for v in os.getloadavg())} "
+                 f"on {os.cpu_count()} CPUs.")
     models = {k: {"training": v.get("training"), "final_loss": v.get("final_loss")} for k, v in cards.items()}
+    profile = []
+    for pair in [p for p in args.profile_sizes.split(",") if p.strip()]:
+        dim, n = (int(v) for v in pair.split(":"))
+        profile.append(profile_size(dim, n, args.seed, 5))
+    if args.profile_only:
+        render([], notes, models, args.seed, args.n_orth, None, profile, threads, name="dcdm_profile")
+        return
     rows = []
     sizes = [(2, n) for n in args.sizes2d] + [(3, n) for n in args.sizes3d]
     for dim, n in sizes:
         rows += run_size(dim, n, args.systems, args.seed, args, petsc_ok)
-        render(rows, notes, models, args.seed, args.n_orth, None)  # partial results survive a cut-off
+        notes_now = notes + [f"Load average after {n}^{dim}: {tuple(round(v, 1) for v in os.getloadavg())}."]
+        notes = [x for x in notes if not x.startswith("Load average after")] + notes_now[-1:]
+        render(rows, notes, models, args.seed, args.n_orth, None, profile, threads)  # partial results survive
 
 
 ANALYSIS = """\
@@ -231,38 +401,86 @@ ANALYSIS = """\
 * **3-D**: 8 / 9 / 10 iterations at 32^3 / 64^3 / 128^3 (CG 226 / 459 / 856, IC-PCG 71 / 151 /
   282, AMG-PCG 8 / 10 / 12; untrained cycle 14 / 16 / 17). The shipped 3-D model is trained at
   32^3 and 64^3 alternately; a first one trained at 32^3 only needed 7 / 10 / 16 (its learned
-  over-correction suited the shallow hierarchy of 32^3), measured in the previous run.
-* **Wall time vs AMG-PCG (PyAMG smoothed aggregation)**, as measured (ratios in Targets; the
-  machine had 2 cores shared with other jobs, load average about 5, so timing rounds are
-  interleaved across solvers and medians taken): DCDM is slower than AMG-PCG at 64^2 (1.8x) and
-  128^2 (1.35x), where fixed per-call costs dominate (torch dispatch on the tiny coarse levels
-  of the W-cycle, the level set-up, float32/float64 conversions), and faster from 256^2 on:
-  0.74x at 256^2, 0.54x at 512^2, 0.71x / 0.38x / 0.23x at 32^3 / 64^3 / 128^3 (3.4 s against
-  15.1 s at 128^3). Against CG and IC-PCG: 0.29x / 0.55x at 256^2, 0.10x / 0.21x at 512^2,
-  0.11x / 0.22x at 128^3. The timings are noisy: an earlier, non-interleaved run of the same 2-D
-  model (before the smoother's convolution was rewritten as shifted views, mkldnn being slow on
-  one channel) measured 3.8x / 1.7x / 1.4x / 1.03x AMG-PCG's time at 64^2..512^2.
+  over-correction suited the shallow hierarchy of 32^3), measured in the previous run. The
+  128^3 reference counts (CG, IC-PCG, untrained) are from the previous run: this run skipped
+  the reference rows at 128^3 (minutes each on the shared machine).
+* **Wall time against the faster AMG-PCG (issue 17)**, one thread for every competitor,
+  per solve including every per-system set-up (ratios `vs_best_amg` in the table; the faster
+  AMG is PETSc GAMG-PCG at every size): DCDM with the compiled cycle takes {r64} / {r128} of it at
+  64^2 / 128^2 (target 1.0x) and {r256} / {r512} / {r64c} / {r128c} at 256^2 / 512^2 / 64^3 /
+  128^3 (target 0.5x); 32^3: {r32c}. Iterations equal those of the torch engine at every size.
+  The machine was shared (2 CPUs, load average 8-15 from seven other engineers' jobs), which
+  inflates every wall time several-fold; the rounds are interleaved so the load hits all
+  solvers alike, and the profile below uses process CPU time, which load inflates far less.
+* **Where the time went and what each change gained** (profile table, CPU seconds): with
+  PyTorch one application of the W-cycle cost 2.4 ms at 64^2, 12.4 ms at 256^2 and 23 ms at
+  64^3 (float32, one thread: hundreds of small tensor ops on the tiny coarse levels, each with
+  dispatch overhead). The compiled cycle (`linsolve/dcdm/compiled.py`: the per-geometry
+  operators in stencil form, the W-cycle unrolled into a schedule run by one numba call) costs
+  0.17 / 1.7 / 7.5 ms in float64 (13x / 7.5x / 3.1x less). Two steps got it there, measured
+  the same way during the work: building the level hierarchy in numba instead of NumPy
+  (padding, stacking) cut the set-up from 12 to 2.4 ms at 256^2 and from 27 to 3.9 ms at 64^3;
+  running the level kernels over contiguous spans (one unit-stride loop per z-plane, which
+  LLVM vectorises) instead of row by row cut one application from 4.8 to 1.6 ms at 256^2 and
+  from 26 to 7.7 ms at 64^3. The grid map's duplicate check went from a sort to a count.
+  Per DCDM iteration the cycle is now about 70% of the time at 256^2 and 64^3 (the rest: one
+  product with A, the A-orthogonalisation against two directions, norms) and nearly all of it
+  at 64^2; the per-system set-up (grid map plus compiled operators) is 47% of a solve at 64^2,
+  12% at 256^2 and 8% at 64^3, so at small sizes the set-up is what is left to gain.
+* **Against CG and IC-PCG** (reference rows, timed once): DCDM needs 0.006x CG's and 0.019x
+  IC-PCG's iterations at 256^2 and is faster than both in time at every size.
 * The `safeguard` of the DCDM solver (a per-step comparison with the residual direction, meant
   for nonlinear networks) is off by default for a network that declares itself linear SPD:
   with it on, PCG's conjugacy breaks (the first 3-D model at 64^3: 46 iterations instead of 10).
 """
 
 
-def render(rows, notes, models, seed, n_orth, machine_info):
+PROFILE_COLUMNS = ["grid", "unknowns", "levels", "grid_map", "compiled_setup", "torch_setup", "setup_gain",
+                   "compiled_apply", "torch_apply", "apply_gain", "matvec", "compiled_per_iteration",
+                   "torch_per_iteration", "iterations_compiled", "iterations_torch", "solve_compiled",
+                   "solve_torch", "solve_gain"]
+
+
+class _Ratios(dict):
+    def __missing__(self, key):
+        return "(not measured)"
+
+
+def analysis(rows) -> str:
+    """ANALYSIS with the measured ratios of the main DCDM row filled in."""
+    keys = {"64^2": "r64", "128^2": "r128", "256^2": "r256", "512^2": "r512", "32^3": "r32c", "64^3": "r64c",
+            "128^3": "r128c"}
+    vals = _Ratios({keys[r["grid"]]: f"{r['vs_best_amg']:.2f}x" for r in rows
+                    if r["solver"] == MAIN and "vs_best_amg" in r and r["grid"] in keys})
+    return ANALYSIS.format_map(vals)
+
+
+def render(rows, notes, models, seed, n_orth, machine_info, profile=(), threads=None, name="dcdm"):
     verdict = assess(rows, n_orth)
     payload = {"rtol": RTOL, "seed": seed, "n_orth": n_orth, "rows": rows, "targets": verdict,
-               "notes": notes, "analysis": ANALYSIS, "models": models}
+               "notes": notes, "analysis": analysis(rows), "models": models, "profile": list(profile),
+               "threads": threads or {}}
     if machine_info is not None:
         payload["machine"] = machine_info  # a re-render keeps the machine that measured
-    md = ["# DCDM benchmark", "", f"Held-out `poisson_obstacles` systems (split test, seed {seed}), rtol {RTOL:g}.", "",
-          markdown_table(rows, ["grid", "unknowns", "solver", "iterations", "converged", "seconds", "relative_residual"]),
-          "## Targets", ""]
-    for k, v in verdict.items():
-        md.append(f"- **{k}**: {v}")
-    md += ["", ANALYSIS, "## Notes", ""] + [f"- {n}" for n in notes] + ["", "![iterations](dcdm_iterations.png)", ""]
+    md = ["# DCDM benchmark", "", f"Held-out `poisson_obstacles` systems (split test, seed {seed}), rtol {RTOL:g}, "
+          f"every competitor on one thread (see Notes).", ""]
+    if rows:
+        md += [markdown_table(rows, ["grid", "unknowns", "solver", "iterations", "converged", "seconds",
+                                     "vs_best_amg", "rounds", "relative_residual"]), "## Targets", ""]
+        for k, v in verdict.items():
+            md.append(f"- **{k}**: {v}")
+    if profile:
+        md += ["", "## Where DCDM's time goes (process CPU seconds, one thread; one held-out system, medians of 5)", "",
+               "`grid_map`: scattering unknowns to the grid (set-up); `*_setup`: building the compiled "
+               "operators / the torch level hierarchy; `*_apply`: one application of the network; "
+               "`matvec`: one product with A (SciPy CSR); `*_per_iteration`: (solve - set-up) / iterations; "
+               "`*_gain`: torch time / compiled time.", "",
+               markdown_table(list(profile), PROFILE_COLUMNS)]
+    md += ["", analysis(rows), "## Notes", ""] + [f"- {n}" for n in notes] + ["", "![iterations](dcdm_iterations.png)", ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(rows, RESULTS / "dcdm_iterations.png")
-    jpath, mpath = write_results("dcdm", payload, "\n".join(md))
+    if rows:
+        plot(rows, RESULTS / "dcdm_iterations.png")
+    jpath, mpath = write_results(name, payload, "\n".join(md))
     print(mpath.read_text())
 
 

@@ -131,8 +131,8 @@ class Solver:
     stateful: ClassVar[bool] = False
     #: options the contract suite adds when it builds this solver (e.g. a tiny model)
     contract_options: ClassVar[dict] = {}
-    #: the method needs a symmetric preconditioner (CG, MINRES): ILU is then built so
-    #: that it stays symmetric for a symmetric matrix
+    #: the method needs a symmetric preconditioner (CG, MINRES): ILUTP (spilu) is then
+    #: built so that it stays symmetric for a symmetric matrix (ILU(0) always is)
     symmetric_pc: ClassVar[bool] = False
 
     def __init__(self, *, rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None,
@@ -176,11 +176,14 @@ class Solver:
         # Options nothing would read are a mistake to report, not to drop (PETSc, too, warns
         # about unused options): no preconditioner, SciPy's Jacobi, or a user operator.
         optionless = (not isinstance(self.pc, str) or self.pc == "none"
-                      or (self.pc == "jacobi" and backend != "petsc"))
+                      or (self.pc in ("jacobi", "ilu") and backend != "petsc"))
         if self.pc_options and optionless:
             what = f"pc={self.pc!r}" if isinstance(self.pc, str) else "a user-supplied preconditioner"
+            hint = ("pc='ilu' is ILU(0); SciPy's threshold ILU with drop_tol/fill_factor is pc='ilutp'"
+                    if isinstance(self.pc, str) and self.pc == "ilu"
+                    else "choose a preconditioner that does (e.g. pc='ilutp')")
             raise OptionError(f"pc_options {self.pc_options!r} given with {what}, which takes no options; "
-                              "choose a preconditioner that does (e.g. pc='ilu') or drop pc_options")
+                              f"{hint}, or drop pc_options")
         self.warm_start = check_option_type("warm_start", warm_start, False, f"solver {self.name!r}")
         if callback is not None and not callable(callback):
             raise OptionError(f"callback must be callable or None, got {callback!r}")

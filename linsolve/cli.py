@@ -58,7 +58,7 @@ def parse_solver_spec(spec: str) -> tuple[str, dict]:
     """``cg:pc=amg:rtol=1e-8`` -> ("cg", {"pc": "amg", "rtol": 1e-8}). Options that are not
     Solver keywords (nor the solver's own) go to PETSc's options database for PETSc solvers."""
     # split only at a colon that starts the next key=value, so JSON values may hold colons
-    # (cg:pc=ilu:pc_options={"fill_factor": 2})
+    # (cg:pc=ilutp:pc_options={"fill_factor": 2})
     name, _, rest = spec.partition(":")
     if not name:
         raise CLIError(f"empty solver specification {spec!r}")

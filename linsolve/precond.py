@@ -1,12 +1,16 @@
 """Preconditioners chosen by name.
 
-SciPy backend names: ``none``, ``jacobi``, ``ilu`` (SciPy ``spilu``), ``ic`` (no maintained
-SciPy-side incomplete Cholesky exists, so it raises and points to ``backend="petsc"``,
-which uses PETSc ICC), ``ssor`` (compiled symmetric SOR sweep), ``amg`` (PyAMG smoothed
-aggregation, one V-cycle). A ``LinearOperator``, matrix or callable applying M^-1 is
-accepted too, as in SciPy. With ``backend="petsc"`` any PETSc PC type name works
-(``bjacobi``, ``asm``, ``gamg``, ``hypre`` if built, ...) and the portable names map to
-PETSc's: ilu->ilu, ic->icc, ssor->sor (symmetric sweep), amg->gamg.
+SciPy backend names: ``none``, ``jacobi``, ``ilu`` (ILU(0) on the pattern of A, natural
+ordering, applied by compiled code: the same factor as PETSc's default ILU), ``ilutp``
+(SciPy ``spilu``, SuperLU's threshold ILU with fill and pivoting; ``pc_options`` go to
+``spilu``: ``drop_tol``, ``fill_factor``), ``ic`` (no maintained SciPy-side incomplete
+Cholesky exists, so it raises and points to ``backend="petsc"``, which uses PETSc ICC),
+``ssor`` (compiled symmetric SOR sweep), ``amg`` (PyAMG smoothed aggregation, one
+V-cycle). A ``LinearOperator``, matrix or callable applying M^-1 is accepted too, as in
+SciPy. With ``backend="petsc"`` any PETSc PC type name works (``bjacobi``, ``asm``,
+``gamg``, ``hypre`` if built, ...) and the portable names map to PETSc's: ilu->ilu
+(ILU(0) unless ``pc_options={"factor_levels": k}``), ic->icc, ssor->sor (symmetric
+sweep), amg->gamg; ``ilutp`` is SciPy's alone. docs/preconditioners.md has the table.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import scipy.sparse.linalg as spla
 
 from .errors import OptionError, SolverError, UnknownPreconditionerError
 
-SCIPY_PCS = ("none", "jacobi", "ilu", "ic", "ssor", "amg")
+SCIPY_PCS = ("none", "jacobi", "ilu", "ilutp", "ic", "ssor", "amg")
 PETSC_ALIASES = {"none": "none", "jacobi": "jacobi", "ilu": "ilu", "ic": "icc", "ssor": "sor",
                  "amg": "gamg", "sor": "sor"}
 
@@ -28,6 +32,10 @@ def check_pc_name(pc, backend: str):
         return pc  # an operator; validated when built
     name = pc.lower()
     if backend == "petsc":
+        if name == "ilutp":
+            raise UnknownPreconditionerError(
+                "preconditioner 'ilutp' is SciPy's spilu and has no PETSc counterpart; with backend='petsc' "
+                "use pc='ilu' (ILU(k) with pc_options={'factor_levels': k}) or drop backend='petsc'")
         return name
     if name not in SCIPY_PCS:
         raise UnknownPreconditionerError(
@@ -37,7 +45,7 @@ def check_pc_name(pc, backend: str):
     if name == "ic":
         raise UnknownPreconditionerError(
             "preconditioner 'ic' (incomplete Cholesky) has no maintained SciPy implementation; "
-            "use backend='petsc' (PETSc ICC) or pc='ilu'"
+            "use backend='petsc' (PETSc ICC) or pc='ilu' (ILU(0), symmetric for a symmetric matrix)"
         )
     return name
 
@@ -83,8 +91,33 @@ class Jacobi(Preconditioner):
         return self.inv_diag * r
 
 
-class ILU(Preconditioner):
+class ILU0(Preconditioner):
+    """ILU(0): A ~ L U on the sparsity pattern of A, natural ordering, no pivoting, applied
+    by the compiled substitutions of ``linsolve.ilu_kernels`` (PETSc's default ILU; symmetric
+    for a symmetric A, so CG and MINRES may use it)."""
+
     name = "ilu"
+    symmetric = True
+
+    def __init__(self, op):
+        super().__init__(op.n)
+        from .ilu_kernels import ILU0 as _Kernel
+        from .ilu_kernels import ZeroPivotError
+
+        try:
+            self._ilu = _Kernel(op.csr("ILU"))
+        except ZeroPivotError as exc:
+            raise SolverError(f"ILU preconditioner could not be built on this matrix: ILU(0) {exc} (a singular "
+                              "matrix, or one that needs pivoting: try pc='ilutp', SciPy's pivoting ILU)") from None
+
+    def apply(self, r):
+        return self._ilu.apply(r)
+
+
+class ILUTP(Preconditioner):
+    """SciPy's ``spilu`` (SuperLU's ILUTP: threshold dropping, fill, pivoting)."""
+
+    name = "ilutp"
     symmetric = False
 
     def __init__(self, op, drop_tol=1e-4, fill_factor=10.0, symmetric=False):
@@ -100,7 +133,7 @@ class ILU(Preconditioner):
         try:
             self.factor = spla.spilu(sp.csc_matrix(op.csr("ILU")), drop_tol=drop_tol, fill_factor=fill_factor, **kw)
         except RuntimeError as exc:  # SuperLU's "Factor is exactly singular", not a ValueError
-            raise SolverError(f"ILU preconditioner could not be built on this matrix: {exc} (a singular matrix, "
+            raise SolverError(f"ILUTP preconditioner could not be built on this matrix: {exc} (a singular matrix, "
                               "or drop_tol/fill_factor dropping too much; try pc_options or another pc)") from None
 
     def apply(self, r):
@@ -181,10 +214,10 @@ def build_preconditioner(pc, op, options: dict | None = None, symmetric: bool = 
         return Identity(op.n)
     if pc == "jacobi":
         return Jacobi(op)
-    cls = {"ilu": ILU, "ssor": SSOR, "amg": AMG}.get(pc)
+    cls = {"ilu": ILU0, "ilutp": ILUTP, "ssor": SSOR, "amg": AMG}.get(pc)
     if cls is not None:
         try:
-            return cls(op, **options, **({"symmetric": True} if cls is ILU and symmetric else {}))
+            return cls(op, **options, **({"symmetric": True} if cls is ILUTP and symmetric else {}))
         except SolverError:
             raise
         except (TypeError, ValueError) as exc:

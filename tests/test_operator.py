@@ -106,7 +106,8 @@ def test_scipy_ic_is_a_clear_error():
         make_solver("cg", pc="ic")
 
 
-@pytest.mark.parametrize("pc,opts", [("ilu", {"no_such_key": 1}), ("ilu", {"drop_tol": "x"}),
+@pytest.mark.parametrize("pc,opts", [("ilutp", {"no_such_key": 1}), ("ilutp", {"drop_tol": "x"}),
+                                     ("ilu", {"drop_tol": 1e-4}),
                                      ("amg", {"no_such_key": 1}), ("ssor", {"omega": "x"})])
 def test_bad_scipy_pc_options_are_option_errors(pc, opts):
     # were a TypeError from the preconditioner's constructor (a traceback from the CLIs)

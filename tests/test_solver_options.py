@@ -49,7 +49,7 @@ def test_base_keywords_of_wrong_type(kw):
         make_solver("cg", **kw)
 
 
-@pytest.mark.parametrize("pc", ["none", None, "jacobi", np.eye(4)])
+@pytest.mark.parametrize("pc", ["none", None, "jacobi", "ilu", np.eye(4)])
 def test_pc_options_with_an_optionless_preconditioner_is_an_error(pc):
     with pytest.raises(OptionError, match="pc_options"):
         make_solver("gmres", pc=pc, pc_options={"fill_factor": 2})
@@ -64,9 +64,9 @@ def test_direct_solvers_refuse_a_preconditioner(name):
     assert make_solver(name, pc="none").pc in ("none", "lu")
 
 
-def test_pc_options_with_ilu_still_work():
+def test_pc_options_with_ilutp_still_work():
     A = gallery.poisson2d(8)
-    res = make_solver("gmres", pc="ilu", pc_options={"fill_factor": 2}).solve(A, np.ones(A.shape[0]))
+    res = make_solver("gmres", pc="ilutp", pc_options={"fill_factor": 2}).solve(A, np.ones(A.shape[0]))
     assert res.converged
 
 

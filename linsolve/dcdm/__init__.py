@@ -1,6 +1,8 @@
 """Deep conjugate direction method (Kaneda et al., ICML 2023): networks (``model``),
 training (``python -m linsolve.dcdm.train``), shipped weights and their loading
-(``loading``). The solver itself is ``make_solver("dcdm")``. Submodules import torch;
+(``loading``), and the ``mg-cycle`` network compiled into sparse operators for the CPU
+(``compiled``: numba, no PyTorch in the solve loop). The solver itself is
+``make_solver("dcdm")``. Submodules import torch (``compiled`` only to read weights);
 this package does not, so ``import linsolve`` stays light.
 
 Every registered solver also has a SciPy-style function ``linsolve.<name>``; for this

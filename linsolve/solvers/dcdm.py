@@ -74,10 +74,10 @@ class _GridMap:
             if unknowns.size and (unknowns.min() < 0 or unknowns.max() >= size):
                 raise ShapeError(f"grid.unknowns must be flat cell indices in [0, {size}) for grid {shape}, "
                                  f"got values from {unknowns.min()} to {unknowns.max()}")
-            if np.unique(unknowns).size != unknowns.size:
-                raise ShapeError("grid.unknowns lists a cell more than once")
         fluid = np.zeros(size, dtype=bool)
         fluid[unknowns] = True
+        if grid.unknowns is not None and np.count_nonzero(fluid) != unknowns.size:
+            raise ShapeError("grid.unknowns lists a cell more than once")
         if grid.cell_type is not None:
             ct = np.asarray(grid.cell_type).reshape(-1)
             bad = ~np.isin(ct, (FLUID, SOLID, AIR))
@@ -137,6 +137,25 @@ class _TorchDirection:
         return q[0, 0].to("cpu", torch.float64).numpy()
 
 
+class _CompiledDirection:
+    """The ``mg-cycle`` network compiled for one geometry (``linsolve.dcdm.compiled``):
+    applied to unknown vectors by one compiled call, no PyTorch per iteration."""
+
+    def __init__(self, model, gmap: _GridMap):
+        from ..dcdm.compiled import CompiledCycle
+
+        self.model = model
+        self.cycle = CompiledCycle.from_model(model, gmap.geometry)
+        self.pos = self.cycle.positions(gmap.index)
+
+    def unknowns(self, r: np.ndarray) -> np.ndarray:
+        return self.cycle.apply_positions(r, self.pos)
+
+
+def _compilable(model) -> bool:
+    return getattr(model, "arch", None) == "mg-cycle" and hasattr(model, "symmetric_kernel")
+
+
 @register("dcdm")
 class DCDM(Solver):
     """Deep conjugate direction method for SPD pressure-Poisson systems on a grid.
@@ -146,13 +165,17 @@ class DCDM(Solver):
     ``torch.nn.Module`` taking ``(residual (B,1,*grid), geometry (B,2,*grid))``, or a
     callable ``f(residual_grid, cell_type_grid) -> direction_grid`` on NumPy arrays.
     ``device`` is the torch device of the network (``"cpu"``, ``"cuda"``).
+    ``engine``: ``"auto"`` (default) runs an ``mg-cycle`` network on the CPU as compiled
+    sparse operators (``linsolve.dcdm.compiled``, float64, no PyTorch in the solve loop)
+    and every other network, or any network on a GPU, with PyTorch; ``"torch"`` always
+    uses PyTorch; ``"compiled"`` requires the compiled path.
     """
 
     supports = frozenset({"spd"})
     needs_grid = True
     backends = ("torch",)
     preconditioners = ("none",)
-    options = {"model": None, "n_orth": 2, "device": "cpu", "safeguard": None}
+    options = {"model": None, "n_orth": 2, "device": "cpu", "safeguard": None, "engine": "auto"}
     descent_tol = 1e-12
 
     def _distributed_what(self):
@@ -168,6 +191,10 @@ class DCDM(Solver):
         if sg is not None and (isinstance(sg, bool) or not isinstance(sg, (int, float, np.floating))
                                or not 0 <= sg <= 1):
             raise OptionError(f"safeguard must be None (automatic) or a number in [0, 1], got {sg!r}")
+        if self.opts["engine"] not in ("auto", "torch", "compiled"):
+            raise OptionError(f"engine must be 'auto', 'torch' or 'compiled', got {self.opts['engine']!r}")
+        if self.opts["engine"] == "compiled" and str(self.opts["device"]).split(":")[0] != "cpu":
+            raise OptionError("engine='compiled' runs on the CPU; use device='cpu' or engine='torch'/'auto'")
         if not isinstance(self.opts["device"], str):
             raise OptionError(f"device must be a torch device name, got {self.opts['device']!r}")
         _check_device(self.opts["device"])
@@ -189,9 +216,10 @@ class DCDM(Solver):
 
             torch = sys.modules.get("torch")
             if torch is None or not isinstance(model, torch.nn.Module):
+                if self.opts["engine"] == "compiled":
+                    raise OptionError("engine='compiled' needs an mg-cycle network; model is a plain callable")
                 return model, "callable"
-            return _TorchDirection(model.to(self.opts["device"]).eval(), gmap, self.opts["device"]), \
-                type(model).__name__
+            return self._wrap(model, gmap), type(model).__name__
         from ..dcdm.loading import DEFAULT_MODELS, ModelError, load_model
 
         if gmap.dim not in self._models:
@@ -200,8 +228,16 @@ class DCDM(Solver):
                 raise ModelError(f"DCDM model {str(model)!r} is {have}-D but the grid is {gmap.dim}-D")
             self._models[gmap.dim] = load_model(model, dim=gmap.dim)
         name = str(model) if model is not None else DEFAULT_MODELS[gmap.dim]
-        net = self._models[gmap.dim].to(self.opts["device"])
-        return _TorchDirection(net, gmap, self.opts["device"]), name
+        return self._wrap(self._models[gmap.dim], gmap), name
+
+    def _wrap(self, net, gmap: _GridMap):
+        engine = self.opts["engine"]
+        on_cpu = self.opts["device"].split(":")[0] == "cpu"
+        if engine != "torch" and on_cpu and _compilable(net):
+            return _CompiledDirection(net, gmap)
+        if engine == "compiled":
+            raise OptionError(f"engine='compiled' needs an mg-cycle network, got {type(net).__name__}")
+        return _TorchDirection(net.to(self.opts["device"]).eval(), gmap, self.opts["device"])
 
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         gmap = _GridMap(ctx.grid, op.n)
@@ -218,7 +254,9 @@ class DCDM(Solver):
         norms: list[float] = []
         dirs: list[tuple[np.ndarray, np.ndarray, float]] = []
         fallbacks: dict[str, int] = {}
-        info = {"model": model_name, "n_orth": n_orth, "safeguard": safeguard, "norm": "recurrence residual (true one checked at the end)"}
+        engine = ("compiled" if isinstance(f, _CompiledDirection) else
+                  "torch" if isinstance(f, _TorchDirection) else "callable")
+        info = {"model": model_name, "engine": engine, "n_orth": n_orth, "safeguard": safeguard, "norm": "recurrence residual (true one checked at the end)"}
 
         def finish(converged, reason, its):
             info["fallback_steps"] = sum(fallbacks.values())
@@ -263,16 +301,24 @@ class DCDM(Solver):
 
     @staticmethod
     def _network_direction(f, gmap, r, rnorm):
-        try:
-            g = f(gmap.to_grid(r / rnorm), gmap.cell_type)
-            q = gmap.from_grid(np.asarray(g, dtype=np.float64).reshape(gmap.shape))
-        except (ValueError, TypeError) as exc:
-            raise ShapeError(f"the DCDM network returned an unusable direction: {exc}") from exc
+        if isinstance(f, _CompiledDirection):
+            q = f.unknowns(r / rnorm)
+        else:
+            q = DCDM._grid_direction(f, gmap, r, rnorm)
         if not np.all(np.isfinite(q)):
             return None, "non-finite direction"
         if not np.any(q):
             return None, "zero direction"
         return q, None
+
+    @staticmethod
+    def _grid_direction(f, gmap, r, rnorm):
+        try:
+            g = f(gmap.to_grid(r / rnorm), gmap.cell_type)
+            q = gmap.from_grid(np.asarray(g, dtype=np.float64).reshape(gmap.shape))
+        except (ValueError, TypeError) as exc:
+            raise ShapeError(f"the DCDM network returned an unusable direction: {exc}") from exc
+        return q
 
     def _conjugate(self, op, q, r, dirs):
         """A-orthogonalise q against ``dirs`` (modified Gram-Schmidt) and compute the exact
