@@ -124,3 +124,38 @@ def test_an_les_file_is_compared_with_its_source_trajectory(files, tmp_path):
     assert rep["reference_trajectories"] == [1]
     e1 = np.linalg.norm(0.05 * ref.velocity[1, 1, 0]) / np.linalg.norm(ref.velocity[1, 1])
     assert rep["per_step"]["rel_l2"][0] == pytest.approx(e1, rel=1e-4)
+
+
+def test_a_datagen_les_file_is_read_by_inspect_open_dataset_and_evaluate(tmp_path):
+    """The real chain: a tiny `datagen generate channel` file, `datagen les` on its last
+    trajectory, then `datagen inspect`, `datagen.open_dataset` and `operators evaluate`."""
+    import subprocess
+    import sys
+
+    import datagen
+    from datagen.channel import generate
+
+    src = tmp_path / "dns.h5"
+    generate(src, trajectories=2, snapshots=3, every=5, spinup=30, grid=(16, 24, 8), coarse_grid=(8, 9, 4), seed=1)
+
+    def cli(module, *args):
+        p = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=tmp_path,
+                           timeout=300)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    cli("datagen.cli", "les", "--from", str(src), "--sgs", "wale", "--snapshots", "4", "--out", "les.h5", "--quiet")
+    assert "les.h5" in cli("datagen.cli", "inspect", "les.h5")
+    les = datagen.open_dataset(tmp_path / "les.h5")
+    assert les.velocity.shape == (1, 4, 8, 9, 4, 3) and les.attrs["les_model"] == "wale"
+    cli("operators.cli", "evaluate", "les.h5", "--reference", str(src), "--out", "rep", "--quiet")
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert rep["reference_trajectories"] == [1] and rep["rollout_info"]["les_model"] == "wale"
+    # the LES starts from the filtered DNS's snapshot 0 and is compared with its snapshots 1 and 2
+    ref = load_channel(src).velocity[1]
+    pred = load_channel(tmp_path / "les.h5").velocity[0]
+    expect = [np.linalg.norm(pred[s] - ref[s]) / np.linalg.norm(ref[s]) for s in (1, 2)]
+    assert rep["per_step"]["rel_l2"] == pytest.approx(expect, rel=1e-5)
+    assert 0 < rep["per_step"]["rel_l2"][0] < 0.5
+    for name in ("report.md", *FIGURES):
+        assert (tmp_path / "rep" / name).is_file(), name
