@@ -1,5 +1,6 @@
-"""operators.evaluate: per-step error, wall-unit profiles and spectra against hand-computed values,
-the report files, and files without rollout metadata (LES/DNS in the same layout)."""
+"""operators.evaluate: per-step error, late statistics (datagen's coarse profiles and spectra, tested
+on hand-computed fields in test_channel_coarse_stats.py), the report files, and files without rollout
+metadata (LES/DNS in the same layout, among them a real `datagen les` file)."""
 from __future__ import annotations
 
 import json
@@ -10,52 +11,7 @@ from operators_tiny import write_channel_file
 
 from linsolve.errors import OptionError
 from operators.data import DataError, load_channel
-from operators.evaluate import FIGURES, evaluate, profiles, spectra
-
-
-def _y(ny):
-    return -np.cos(np.pi * np.arange(ny) / (ny - 1))
-
-
-def test_profiles_of_a_field_with_known_moments():
-    NX, NY, NZ = 8, 9, 4
-    y = _y(NY)
-    x = np.arange(NX) * 2 * np.pi / NX
-    env = 1 - y**2
-    u = np.zeros((2, 3, NX, NY, NZ))
-    for t, ph in enumerate((0.0, 0.7)):
-        c = np.cos(x + ph)[:, None, None] * env[None, :, None] * np.ones((1, 1, NZ))
-        # u' = 2 c, v' = y c (antisymmetric, as in a channel): <u'v'> = 2 y <c^2> = y env^2
-        u[t, 0] = 10 * env[None, :, None] + 2 * c
-        u[t, 1] = y[None, :, None] * c
-        u[t, 2] = 0.5
-    p = profiles(u, y, u_tau=2.0, nu=0.01)
-    half = 5
-    assert p["y_plus"] == pytest.approx((1 + y[:half]) * 2.0 / 0.01)
-    assert p["U_plus"] == pytest.approx(10 * env[:half] / 2.0)
-    assert p["u_rms_plus"] == pytest.approx(np.sqrt(2.0) * env[:half] / 2.0)  # rms of 2 cos = sqrt 2
-    assert p["v_rms_plus"] == pytest.approx(np.abs(y[:half]) * env[:half] / np.sqrt(2.0) / 2.0)
-    assert p["w_rms_plus"] == pytest.approx(np.zeros(half), abs=1e-12)
-    assert p["uv_plus"] == pytest.approx(-y[:half] * env[:half] ** 2 / 4.0)  # -<u'v'> / u_tau^2 > 0 below
-
-
-def test_spectra_put_a_single_mode_where_it_belongs():
-    NX, NY, NZ = 16, 9, 8
-    x = np.arange(NX) * 2 * np.pi / NX
-    z = np.arange(NZ) * 2 * np.pi / NZ
-    u = np.zeros((1, 3, NX, NY, NZ))
-    u[0, 0] = 3 * np.cos(2 * x)[:, None, None] + 1.0  # kx = 2, amplitude 3
-    u[0, 2] = 2 * np.sin(3 * z)[None, None, :]  # kz = 3, amplitude 2
-    s = spectra(u, 2)
-    ex = np.zeros(NX // 2 + 1)
-    ex[2] = 0.5 * 9 / 2  # 0.5 <(3 cos)^2>
-    ex[0] = 0.5 * 4 / 2  # the w mode is uniform in x
-    np.testing.assert_allclose(s["kx"], ex, atol=1e-12)
-    ez = np.zeros(NZ // 2 + 1)
-    ez[3] = 0.5 * 4 / 2
-    ez[0] = 0.5 * 9 / 2
-    np.testing.assert_allclose(s["kz"], ez, atol=1e-12)
-    assert s["kx"].sum() == pytest.approx(0.5 * (9 + 4) / 2)  # Parseval: the fluctuating energy
+from operators.evaluate import FIGURES, evaluate
 
 
 @pytest.fixture(scope="module")
