@@ -15,6 +15,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from datagen.store import _fsync_dir, tmp_name  # the atomic writes of every datagen file
 from linsolve.errors import OptionError
 
 FORMAT = "operators-checkpoint"
@@ -42,21 +43,12 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(str(path), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def atomic_save(obj, path) -> None:
     """``torch.save`` to ``path`` so that the file appears complete or not at all."""
     import torch
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = tmp_name(path)
     try:
         with open(tmp, "wb") as fh:
             torch.save(obj, fh)
@@ -68,17 +60,6 @@ def atomic_save(obj, path) -> None:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from linsolve.errors import OptionError
-
 from datagen.channel.stats import coarse_profiles, coarse_spectra
+from linsolve.errors import OptionError
 
 from .data import ChannelData, DataError, check_trajectory_index, load_channel
 
