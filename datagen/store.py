@@ -100,19 +100,22 @@ def tmp_name(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_h5(path: Path):
-    """Write an HDF5 file that appears at ``path`` complete or not at all."""
+def atomic_path(path: Path):
+    """A temporary path next to ``path`` to write a file at; when the block ends without an
+    error the file is fsynced and renamed onto ``path`` (and the directory fsynced), so it
+    appears complete or not at all; on an error it is removed.
+
+    Examples
+    --------
+    >>> with atomic_path(out) as tmp:            # doctest: +SKIP
+    ...     torch.save(state, tmp)
+    """
     path = Path(path)
     tmp = tmp_name(path)
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     try:
-        f = h5py.File(tmp, "w", track_order=True)
-        try:
-            yield f
-            f.flush()
-        finally:
-            f.close()
+        yield tmp
         fd = os.open(str(tmp), os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -126,15 +129,17 @@ def atomic_h5(path: Path):
         raise
 
 
+@contextlib.contextmanager
+def atomic_h5(path: Path):
+    """Write an HDF5 file that appears at ``path`` complete or not at all."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        yield f
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = tmp_name(path)
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write a text file that appears at ``path`` complete or not at all."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 # --- what is written ---------------------------------------------------------------------

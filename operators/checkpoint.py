@@ -10,12 +10,10 @@ only), ``project`` (trained with the divergence-free projection), ``data`` {path
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 from pathlib import Path
 
-from datagen.store import _fsync_dir, tmp_name  # the atomic writes of every datagen file
+from datagen.store import atomic_path  # the atomic writes of every datagen file
 from linsolve.errors import OptionError
 
 FORMAT = "operators-checkpoint"
@@ -47,19 +45,8 @@ def atomic_save(obj, path) -> None:
     """``torch.save`` to ``path`` so that the file appears complete or not at all."""
     import torch
 
-    path = Path(path)
-    tmp = tmp_name(path)
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:
