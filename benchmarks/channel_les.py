@@ -27,7 +27,6 @@ import math
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
@@ -36,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E402
+from benchmarks.operators import dns_seconds_per_snapshot  # noqa: E402
 
 MODELS = (("none", None), ("wale", "wale"), ("dsm", "dsm"))
 QUANTITIES = ("U_plus", "u_rms_plus", "v_rms_plus", "w_rms_plus", "uv_plus")
@@ -43,22 +43,6 @@ QUANTITIES = ("U_plus", "u_rms_plus", "v_rms_plus", "w_rms_plus", "uv_plus")
 
 def rel_l2(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
-
-
-def dns_seconds_per_interval(attrs, every: int, repeat: int = 2) -> float:
-    """Wall seconds the DNS takes for one snapshot interval (``every`` steps) on its grid."""
-    from datagen.channel import ChannelConfig, ChannelDNS, perturbed_laminar
-
-    grid = json.loads(attrs["dns_grid"])
-    cfg = ChannelConfig(re_tau=float(attrs["Re_tau"]), grid=grid, dt=float(attrs["dt"]))
-    dns = perturbed_laminar(ChannelDNS(cfg), amplitude=0.15, seed=0, cfl_target=None)
-    dns.run(2)  # compile and warm up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        dns.run(every, check_every=10)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None):
@@ -96,7 +80,8 @@ def main(argv=None):
     work = Path(a.workdir or tempfile.mkdtemp(prefix="channel_les_"))
     work.mkdir(parents=True, exist_ok=True)
 
-    runs = {"filtered DNS": {"vel": ref, "stable": True, "seconds_per_interval": dns_seconds_per_interval(attrs, every),
+    dns = dns_seconds_per_snapshot(a.data, a.threads)  # the surrogate benchmark's DNS timing
+    runs = {"filtered DNS": {"vel": ref, "stable": True, "seconds_per_interval": dns["seconds_per_snapshot"],
                              "steps_per_interval": every, "dt": float(attrs["dt"])}}
     for label, sgs in MODELS:
         out = work / f"les_{label}.h5"

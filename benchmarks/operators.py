@@ -7,6 +7,13 @@ statistics errors against the filtered DNS, divergence of the predictions, infer
 step, and the DNS seconds to advance the same physical time (``datagen.channel.ChannelDNS`` on the
 data file's DNS grid, same threads, same machine).
 
+Next to them, in the same table and plots, the LES baselines of issue 13 on the same coarse grid
+(``--les none,wale,dsm``: no model, WALE, dynamic Smagorinsky; ``datagen.channel.les.run_les``, the
+code of ``datagen les`` and ``benchmarks/channel_les.py``), started from the held-out trajectory's
+first snapshot, run for as many snapshot intervals as the surrogates' rollouts and judged by the
+same ``operators evaluate``; with the seconds each takes per snapshot interval and the factor by
+which a surrogate step is faster.
+
     python benchmarks/operators.py --data runs/surrogate/train.h5 --threads 2     # the CPU recipe, 20 epochs
     python benchmarks/operators.py --quick --data small.h5                               # minutes
 
@@ -145,21 +152,70 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
         rep = {"per_step": {"rel_l2": []}, "statistics": {"errors": None, "checks": None, "late_snapshots": 0},
                "spectra": {k: {"rel_l2": None} for k in ("kx_y15", "kz_y15", "kx_centre", "kz_centre")},
                "the_well": {}}
-    err = rep["per_step"]["rel_l2"]
     res = {"model": name, "project": project, "config": summary["model_config"], "parameters": summary["parameters"],
            "epochs": len(hist), "train_seconds_per_epoch": float(np.median([h["seconds"] for h in hist])),
            "train_wall_s_this_call": train_wall, "best_epoch": summary["best_epoch"],
-           "one_step_test_rel_l2": summary["test_one_step_rel_l2"], "rel_l2_steps_1_10": err[:10],
+           "one_step_test_rel_l2": summary["test_one_step_rel_l2"], **_report_fields(rep),
            "rollout_steps_requested": args.steps, "rollout_steps_completed": r.steps_completed,
            "left_band_at_step": r.stopped_at_step, "stop_reason": r.reason,
-           "late_statistics_rel_err": rep["statistics"]["errors"],
-           "late_statistics_checks": rep["statistics"]["checks"], "late_snapshots": rep["statistics"]["late_snapshots"],
-           "spectra_rel_l2": {k: rep["spectra"][k]["rel_l2"] for k in ("kx_y15", "kz_y15", "kx_centre", "kz_centre")},
            "the_well_vrmse_steps_1_10": (rep["the_well"].get("VRMSE") or [])[:10],
            "divergence_rel_pred": div_pred, "divergence_rel_data": div_data,
            "inference_seconds_per_step": s_step, "rollout_seconds_per_step": r.seconds_per_step}
     done.write_text(json.dumps(res, indent=1, default=float))
     return res
+
+
+LES_MODELS = {"none": None, "wale": "wale", "dsm": "dsm"}
+
+
+def les_run(label: str, args, work: Path, test_k: int, log) -> dict:
+    """An LES baseline (``label`` in ``LES_MODELS``) from the held-out trajectory's first snapshot for
+    ``args.steps`` snapshot intervals, evaluated like a surrogate rollout."""
+    import numpy as np
+
+    from datagen.channel.dns import ChannelBlowUp
+    from datagen.channel.les import run_les
+    from operators.evaluate import evaluate
+
+    tag = f"les-{label}"
+    d = work / tag
+    done = d / "result.json"
+    if done.exists():
+        log(f"{tag}: finished earlier, skipped")
+        return json.loads(done.read_text())
+    d.mkdir(parents=True, exist_ok=True)
+    log(f"{tag}: {args.steps} snapshot intervals")
+    res = {"model": tag, "les": label, "project": False, "parameters": None, "train_seconds_per_epoch": None,
+           "rollout_steps_requested": args.steps, "divergence_rel_pred": None}
+    try:
+        r = run_les(args.data, d / "les.h5", trajectory=test_k, sgs=LES_MODELS[label], snapshots=args.steps + 1)
+    except ChannelBlowUp as exc:
+        res.update(rollout_steps_completed=int(exc.snapshot) - 1, left_band_at_step=int(exc.snapshot),
+                   stop_reason=" ".join(str(exc).split()), rel_l2_per_step=[], rel_l2_steps_1_10=[],
+                   one_step_test_rel_l2=None, late_statistics_rel_err=None, late_statistics_checks=None,
+                   late_snapshots=0, spectra_rel_l2=None, late_profiles=None, seconds_per_interval=None)
+        done.write_text(json.dumps(res, indent=1, default=float))
+        return res
+    rep = evaluate(d / "les.h5", args.data, d / "report", overwrite=True)
+    err = rep["per_step"]["rel_l2"]
+    res.update(rollout_steps_completed=args.steps, left_band_at_step=None, stop_reason="",
+               les_dt=r["dt"], les_steps_per_interval=r["steps_per_snapshot"], **_report_fields(rep),
+               one_step_test_rel_l2=err[0] if err else None,
+               seconds_per_interval=float(np.median(r["seconds_per_snapshot"])))
+    done.write_text(json.dumps(res, indent=1, default=float))
+    return res
+
+
+def _report_fields(rep: dict) -> dict:
+    """What the benchmark keeps of an ``operators evaluate`` report (surrogates and LES alike)."""
+    err = rep["per_step"]["rel_l2"]
+    st = rep["statistics"]
+    return {"rel_l2_steps_1_10": err[:10], "rel_l2_per_step": err, "late_statistics_rel_err": st["errors"],
+            "late_statistics_checks": st["checks"], "late_snapshots": st["late_snapshots"],
+            "late_profiles": {"y_plus": st.get("y_plus"), "prediction": st.get("prediction"),
+                              "reference": st.get("reference")} if st["errors"] else None,
+            "spectra_rel_l2": {k: rep["spectra"][k]["rel_l2"] for k in ("kx_y15", "kz_y15", "kx_centre",
+                                                                          "kz_centre")}}
 
 
 def main(argv=None):
@@ -174,6 +230,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-project", action="store_true", help="skip the --project runs")
+    ap.add_argument("--les", default=",".join(LES_MODELS), help="LES baselines next to the surrogates "
+                    "(none, wale, dsm; '' for none of them)")
     ap.add_argument("--band", default=None, help="energy band LO,HI (0.5,2; --quick 0.05,20 so that the "
                     "untrained tiny models produce statistics to check the plumbing)")
     ap.add_argument("--quick", action="store_true", help="tiny models, 1 epoch, 50 rollout steps")
@@ -219,19 +277,26 @@ def main(argv=None):
     for name in args.models.split(","):
         for project in ((False,) if args.no_project else (False, True)):
             runs.append(one_run(name, project, dict(recipe[name]), args, work, data, test_k, log))
+    bad = [m for m in filter(None, args.les.split(",")) if m not in LES_MODELS]
+    if bad:
+        ap.error(f"--les takes {', '.join(LES_MODELS)}; got {', '.join(bad)}")
+    les = [les_run(m, args, work, test_k, log) for m in filter(None, args.les.split(","))]
+    nan = float("nan")
     rows = []
-    for r in runs:
+    for r in runs + les:
         e = r["rel_l2_steps_1_10"]
         st = r["late_statistics_rel_err"] or dict.fromkeys(("U_plus", "u_rms_plus", "v_rms_plus", "w_rms_plus",
-                                                             "uv_peak"), float("nan"))
-        rows.append({"model": r["model"] + (" +proj" if r["project"] else ""), "params": r["parameters"],
-                     "s/epoch": r["train_seconds_per_epoch"], "1-step err": r["one_step_test_rel_l2"],
-                     "err@1": e[0] if e else float("nan"), "err@10": e[9] if len(e) >= 10 else float("nan"),
+                                                             "uv_peak"), nan)
+        secs = seconds_per_interval(r)
+        rows.append({"model": label(r), "params": r["parameters"] if r["parameters"] is not None else "-",
+                     "s/epoch": r["train_seconds_per_epoch"] if r["train_seconds_per_epoch"] is not None else "-",
+                     "1-step err": r["one_step_test_rel_l2"] if r["one_step_test_rel_l2"] is not None else nan,
+                     "err@1": e[0] if e else nan, "err@10": e[9] if len(e) >= 10 else nan,
                      "left band at": r["left_band_at_step"] or "none", "late n": r["late_snapshots"],
                      "U+": st["U_plus"], "u'rms+": st["u_rms_plus"], "v'rms+": st["v_rms_plus"],
                      "w'rms+": st["w_rms_plus"], "-u'v'+ peak": st["uv_peak"],
-                     "div": r["divergence_rel_pred"], "s/step": r["inference_seconds_per_step"],
-                     "DNS/surrogate": dns["seconds_per_snapshot"] / r["inference_seconds_per_step"]})
+                     "div": r["divergence_rel_pred"] if r["divergence_rel_pred"] is not None else "-",
+                     "s/step": secs, "DNS/this": dns["seconds_per_snapshot"] / secs if secs else nan})
     name = args.name or ("operators_quick" if args.quick else "operators")
     md = [f"# Channel-flow surrogates ({'--quick: tiny models, a smoke test, not the recipe' if args.quick else 'CPU recipe'})",
           "", *([args.note, ""] if args.note else []), f"Data: `{args.data}` ({data.n_trajectories} trajectories x {data.n_snapshots} snapshots, coarse grid "
@@ -248,7 +313,11 @@ def main(argv=None):
           "peak). `div`: relative discrete divergence ||D u|| / (||D_x u|| + ||D_y v|| + ||D_z w||) of one-step "
           "predictions on the held-out trajectory (the filtered DNS's own: "
           + ", ".join(f"{r['divergence_rel_data']:.3g}" for r in runs[:1]) + "). `DNS/surrogate`: DNS seconds "
-          "per snapshot interval over surrogate seconds per step. Projecting the held-out filtered DNS "
+          "per snapshot interval over this run's seconds per step (for an LES: per snapshot interval, "
+          "`les-*` rows). LES rows: the solver on the coarse grid with no model (`les-none`), WALE and dynamic "
+          "Smagorinsky, from the held-out trajectory's first snapshot, judged by the same `operators evaluate`; "
+          "`1-step err` is their error after one snapshot interval, `left band at` the snapshot before which an "
+          "LES blew up. Projecting the held-out filtered DNS "
           f"snapshots themselves changes them by {floor:.3g} (mean relative L2): the one-step error floor of the "
           "+proj runs, since the filtered data are not discretely divergence-free on the coarse grid. "
           f"Persistence (u_t+1 = u_t) has a one-step error of {persistence:.3g} on the held-out trajectory. "
@@ -256,13 +325,63 @@ def main(argv=None):
     md += [f"* `{r['model']}`{' +project' if r['project'] else ''}: `{json.dumps(r['config'], sort_keys=True)}`"
            for r in runs]
     md += ["", "## The issue's targets (ifactformer-m, without projection)", ""] + targets(runs, dns, args.steps)
+    if les:
+        speed = speed_rows(runs, les)
+        md += ["", "## Surrogates against LES on the same coarse grid (issue 13)", "",
+               "Speed: each LES's seconds per snapshot interval over each surrogate's seconds per step (the same "
+               "physical time), same threads, same machine.", "", markdown_table(speed), "",
+               *les_comparison(runs, les)]
     md.append("\nThe machine is shared with other jobs (2 cores); timings are indicative.")
-    _plots(runs, name)
+    _plots(runs + les, name, dns)
     write_results(name, {"args": vars(args), "dns": dns, "projection_floor_rel_l2": floor,
-                         "persistence_one_step_rel_l2": persistence, "runs": runs},
+                         "persistence_one_step_rel_l2": persistence, "runs": runs, "les": les,
+                         "speed_factor_les_over_surrogate": speed_rows(runs, les) if les else []},
                   "\n".join(md) + "\n")
     log(f"wrote benchmarks/results/{name}.md")
     return np
+
+
+def label(r: dict) -> str:
+    return r["model"] + (" +proj" if r["project"] else "")
+
+
+def seconds_per_interval(r: dict):
+    """Seconds to advance one snapshot interval: a surrogate step, or an LES's median interval."""
+    return r["seconds_per_interval"] if "les" in r else r["inference_seconds_per_step"]
+
+
+def speed_rows(runs, les) -> list[dict]:
+    """Per surrogate, the factor by which its step is faster than each LES over one snapshot interval."""
+    rows = []
+    for r in runs:
+        row = {"surrogate": label(r), "s/step": r["inference_seconds_per_step"]}
+        for q in les:
+            s = q["seconds_per_interval"]
+            row[f"{q['model']} s/interval"] = s if s else float("nan")
+            row[f"{q['model']} / surrogate"] = s / r["inference_seconds_per_step"] if s else float("nan")
+        rows.append(row)
+    return rows
+
+
+def les_comparison(runs, les) -> list[str]:
+    """Which of ifactformer-m (without projection) and each LES is closer to the filtered DNS, per statistic."""
+    m = next((r for r in runs if r["model"] == "ifactformer-m" and not r["project"]), None)
+    if m is None or not m["late_statistics_rel_err"]:
+        return ["* ifactformer-m has no late statistics to compare with the LES."]
+    out = []
+    for q in les:
+        if not q["late_statistics_rel_err"]:
+            out.append(f"* {q['model']}: blew up ({q['stop_reason']}); ifactformer-m is the closer by default.")
+            continue
+        closer = [f"{k} {'ifactformer-m' if m['late_statistics_rel_err'][k] < v else q['model']} "
+                  f"({m['late_statistics_rel_err'][k]:.3g} vs {v:.3g})"
+                  for k, v in q["late_statistics_rel_err"].items()]
+        e_m, e_q = m["rel_l2_steps_1_10"], q["rel_l2_steps_1_10"]
+        if e_m and e_q:
+            closer.insert(0, f"error at step 1 {'ifactformer-m' if e_m[0] < e_q[0] else q['model']} "
+                          f"({e_m[0]:.3g} vs {e_q[0]:.3g})")
+        out.append(f"* ifactformer-m vs {q['model']}, closer to the filtered DNS: " + "; ".join(closer))
+    return out
 
 
 def targets(runs, dns, steps) -> list[str]:
@@ -290,26 +409,87 @@ def targets(runs, dns, steps) -> list[str]:
     return out
 
 
-def _plots(runs, name):
+def _plots(runs, name, dns=None):
+    """Surrogates and LES in one set of figures: error per step (1..10 and the whole run), late
+    statistics errors, seconds per snapshot interval, and the late profiles against the filtered DNS."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from benchmarks.common import RESULTS
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in runs:
-        e = r["rel_l2_steps_1_10"]
-        ax.plot(range(1, len(e) + 1), e, "-o" if not r["project"] else "--s", ms=3,
-                label=r["model"] + (" +proj" if r["project"] else ""))
-    ax.set_xlabel("step")
-    ax.set_ylabel("relative L2 error (held-out trajectory)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / f"{name}_error_steps.png", dpi=110)
-    plt.close(fig)
+
+    def style(r):
+        if "les" in r:
+            return dict(color={"none": "0.5", "wale": "tab:olive", "dsm": "tab:brown"}[r["les"]], ls=":", marker="^")
+        return dict(ls="--" if r["project"] else "-", marker="s" if r["project"] else "o")
+
+    def save(fig, suffix):
+        fig.tight_layout()
+        fig.savefig(RESULTS / f"{name}_{suffix}.png", dpi=110)
+        plt.close(fig)
+
+    for suffix, key, log in (("error_steps", "rel_l2_steps_1_10", False), ("error_rollout", "rel_l2_per_step", True)):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in runs:
+            e = r.get(key) or r["rel_l2_steps_1_10"]
+            (ax.semilogy if log else ax.plot)(range(1, len(e) + 1), e, ms=3 if len(e) <= 10 else 0,
+                                              label=label(r), **style(r))
+        ax.set_xlabel("step (snapshot interval)")
+        ax.set_ylabel("relative L2 error (held-out trajectory)")
+        ax.legend(fontsize=7)
+        save(fig, suffix)
+
+    qs = ("U_plus", "u_rms_plus", "v_rms_plus", "w_rms_plus", "uv_peak")
+    judged = [r for r in runs if r["late_statistics_rel_err"]]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / max(len(judged), 1)
+    for i, r in enumerate(judged):
+        ax.bar(np.arange(len(qs)) + i * width, [r["late_statistics_rel_err"][q] for q in qs], width,
+               label=label(r), color=style(r).get("color"), hatch="//" if "les" in r else None)
+    ax.set_xticks(np.arange(len(qs)) + 0.4 - width / 2, ["U+", "u'rms+", "v'rms+", "w'rms+", "-u'v'+ peak"])
+    ax.set_yscale("log")
+    ax.set_ylabel("late-statistics relative error")
+    ax.legend(fontsize=6, ncol=2)
+    save(fig, "late_stats")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    timed = [(label(r), seconds_per_interval(r)) for r in runs if seconds_per_interval(r)]
+    ax.barh([t[0] for t in timed], [t[1] for t in timed], color=["tab:brown" if t[0].startswith("les") else "tab:blue"
+                                                                   for t in timed])
+    if dns:
+        ax.axvline(dns["seconds_per_snapshot"], color="k", ls="--", label="DNS")
+        ax.legend()
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per snapshot interval (surrogate step, LES or DNS)")
+    save(fig, "seconds")
+
+    shown = [r for r in judged if r.get("late_profiles") and ("les" in r or (r["model"] == "ifactformer-m"
+                                                                             and not r["project"]))]
+    if shown:
+        fig, axs = plt.subplots(1, 3, figsize=(14, 4))
+        lp = shown[0]["late_profiles"]
+        yp = np.asarray(lp["y_plus"])[1:]
+        ref = {q: np.asarray(v)[1:] for q, v in lp["reference"].items()}
+        axs[0].semilogx(yp, ref["U_plus"], "k-", lw=2, label="filtered DNS")
+        for q, ls in (("u_rms_plus", "-"), ("v_rms_plus", ":"), ("w_rms_plus", "-.")):
+            axs[1].plot(yp, ref[q], "k", ls=ls, lw=2)
+        axs[2].plot(yp, -ref["uv_plus"], "k-", lw=2)
+        for r in shown:
+            pr = {q: np.asarray(v)[1:] for q, v in r["late_profiles"]["prediction"].items()}
+            st = {"color": "tab:blue", **{k: v for k, v in style(r).items() if k != "ls"}}
+            axs[0].semilogx(yp, pr["U_plus"], label=label(r), ms=3, **st)
+            for q, ls in (("u_rms_plus", "-"), ("v_rms_plus", ":"), ("w_rms_plus", "-.")):
+                axs[1].plot(yp, pr[q], ls=ls, ms=3, **st)
+            axs[2].plot(yp, -pr["uv_plus"], ms=3, **st)
+        axs[0].set(xlabel="y+", ylabel="U+", title="mean velocity (late)")
+        axs[1].set(xlabel="y+", ylabel="rms+", title="u' (-), v' (:), w' (-.)")
+        axs[2].set(xlabel="y+", ylabel="-u'v'+", title="Reynolds shear stress")
+        axs[0].legend(fontsize=7)
+        save(fig, "profiles")
 
 
 if __name__ == "__main__":

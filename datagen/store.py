@@ -104,19 +104,23 @@ def tmp_name(path: Path, unique: bool = False) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_h5(path: Path, unique_tmp: bool = False):
-    """Write an HDF5 file that appears at ``path`` complete or not at all."""
+def atomic_path(path: Path, unique_tmp: bool = False):
+    """A temporary path next to ``path`` to write a file at; when the block ends without an
+    error the file is fsynced and renamed onto ``path`` (and the directory fsynced), so it
+    appears complete or not at all; on an error it is removed. ``unique_tmp``: see
+    ``tmp_name``.
+
+    Examples
+    --------
+    >>> with atomic_path(out) as tmp:            # doctest: +SKIP
+    ...     torch.save(state, tmp)
+    """
     path = Path(path)
     tmp = tmp_name(path, unique_tmp)
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     try:
-        f = h5py.File(tmp, "w", track_order=True)
-        try:
-            yield f
-            f.flush()
-        finally:
-            f.close()
+        yield tmp
         fd = os.open(str(tmp), os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -130,15 +134,17 @@ def atomic_h5(path: Path, unique_tmp: bool = False):
         raise
 
 
+@contextlib.contextmanager
+def atomic_h5(path: Path, unique_tmp: bool = False):
+    """Write an HDF5 file that appears at ``path`` complete or not at all."""
+    with atomic_path(path, unique_tmp) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        yield f
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = tmp_name(path)
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write a text file that appears at ``path`` complete or not at all."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 # --- what is written ---------------------------------------------------------------------

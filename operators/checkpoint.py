@@ -10,11 +10,10 @@ only), ``project`` (trained with the divergence-free projection), ``data`` {path
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 from pathlib import Path
 
+from datagen.store import atomic_path  # the atomic writes of every datagen file
 from linsolve.errors import OptionError
 
 FORMAT = "operators-checkpoint"
@@ -42,43 +41,12 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(str(path), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def atomic_save(obj, path) -> None:
     """``torch.save`` to ``path`` so that the file appears complete or not at all."""
     import torch
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:

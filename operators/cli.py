@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
-from linsolve.cli import parse_value
+from datagen.cli import parse_pairs  # key=value options, as datagen reads them
 from linsolve.cli_support import check_output_path, print_table, report_interrupt, run_app
 from linsolve.errors import OptionError, SolverError
 
@@ -62,18 +62,6 @@ class CLIError(SolverError):
 
 def _err(msg: str) -> None:
     print(f"{PROG}: error: {msg}", file=sys.stderr)
-
-
-def _pairs(items, what: str) -> dict:
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise CLIError(f"{what} {item!r} is not key=value")
-        k, v = item.split("=", 1)
-        if not k.strip():
-            raise CLIError(f"{what} {item!r} has an empty key")
-        out[k.strip()] = parse_value(v)
-    return out
 
 
 def _want_progress(quiet: bool) -> bool:
@@ -176,7 +164,7 @@ def train(
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {str(out)!r} exists and is not a directory")
     _writable(out / "last.pt") if out.is_dir() else _writable(out)
-    cfg = _pairs(model_opt, "--model-opt")
+    cfg = parse_pairs(model_opt, "--model-opt")
     bar = _Bar(_want_progress(quiet), "train")
     def log(line):  # rich's live bar moves printed lines above itself
         if not quiet:

@@ -10,7 +10,10 @@ filtered DNS on the same coarse grid.
   folded over the two halves), and streamwise/spanwise spectra of the fluctuating kinetic energy
   at the node nearest y+ = 15 and at the centre line. Wall units use the nominal friction velocity
   u_tau = Re_tau nu of the file (1 for the datagen channel), the same for prediction and
-  reference, so that the errors are velocity errors.
+  reference, so that the errors are velocity errors. The profiles and spectra are datagen's
+  (``datagen.channel.stats.coarse_profiles`` / ``coarse_spectra``), the same code as the LES
+  benchmark's; the stored ``uv_plus`` profile is <u'v'>+ (negative in the lower half), the
+  figure and the peak are of -u'v'+.
 * The Well's metrics (``the_well.benchmark.metrics``: VRMSE and binned spectral MSE per step),
   where the-well is installed.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.channel.stats import coarse_profiles, coarse_spectra
 from linsolve.errors import OptionError
 
 from .data import ChannelData, DataError, check_trajectory_index, load_channel
@@ -33,53 +37,6 @@ LABELS = {"U_plus": "mean U+", "u_rms_plus": "u'rms+", "v_rms_plus": "v'rms+", "
           "uv_plus": "-u'v'+"}
 #: the issue's acceptance bounds for the late-rollout statistics
 TARGETS = {"U_plus": 0.03, "u_rms_plus": 0.15, "v_rms_plus": 0.15, "w_rms_plus": 0.15, "uv_peak": 0.20}
-
-
-def profiles(u: np.ndarray, y: np.ndarray, u_tau: float, nu: float) -> dict:
-    """Wall-unit profiles of snapshots u (T, 3, NX, NY, NZ), folded over the two halves.
-
-    Returns y_plus and, per node of the lower half (wall to centre), U_plus, u_rms_plus,
-    v_rms_plus, w_rms_plus and uv_plus = -<u'v'>/u_tau^2 (positive in the lower half)."""
-    n, chunk = u.shape[0], 64  # in chunks of snapshots: a paper-sized file is GBs in float64
-    mean = sum(np.asarray(u[i:i + chunk], np.float64).sum(axis=(0, 2, 4)) for i in range(0, n, chunk))
-    mean = mean / (n * u.shape[2] * u.shape[4])  # (3, NY)
-    var = np.zeros_like(mean)
-    uv = np.zeros(mean.shape[1])
-    for i in range(0, n, chunk):
-        f = np.asarray(u[i:i + chunk], np.float64) - mean[None, :, None, :, None]
-        var += (f**2).sum(axis=(0, 2, 4))
-        uv += (f[:, 0] * f[:, 1]).sum(axis=(0, 1, 3))
-    var /= n * u.shape[2] * u.shape[4]
-    uv /= n * u.shape[2] * u.shape[4]
-    ny = y.size
-    half = (ny + 1) // 2
-
-    def fold(a, sign=1.0):
-        return 0.5 * (a[:half] + sign * a[::-1][:half])
-
-    return {"y_plus": (1.0 + y[:half]) * u_tau / nu, "U_plus": fold(mean[0]) / u_tau,
-            "u_rms_plus": np.sqrt(fold(var[0])) / u_tau, "v_rms_plus": np.sqrt(fold(var[1])) / u_tau,
-            "w_rms_plus": np.sqrt(fold(var[2])) / u_tau, "uv_plus": -fold(uv, -1.0) / u_tau**2}
-
-
-def spectra(u: np.ndarray, j: int) -> dict:
-    """One-sided 1-D spectra of the fluctuating kinetic energy 0.5|u'|^2 at node j and its mirror:
-    ``kx`` (mode index 0..NX/2) and ``kz``, averaged over time and the other direction."""
-    ny = u.shape[3]
-    planes = np.asarray(u[:, :, :, [j, ny - 1 - j], :], dtype=np.float64)  # (T, 3, NX, 2, NZ)
-    planes = planes - planes.mean(axis=(2, 4), keepdims=True)
-    NX, NZ = planes.shape[2], planes.shape[4]
-
-    def one_sided(a, axis, n):
-        h = np.fft.rfft(a, axis=axis) / n
-        p = 0.5 * np.abs(h) ** 2
-        p = np.moveaxis(p, axis, -1)
-        p[..., 1:(n + 1) // 2] *= 2.0  # negative wavenumbers folded in
-        return p
-
-    ex = one_sided(planes, 2, NX).sum(axis=1).mean(axis=tuple(range(3)))  # sum components, mean t, y pair, z
-    ez = one_sided(planes, 4, NZ).sum(axis=1).mean(axis=tuple(range(3)))
-    return {"kx": ex, "kz": ez}
 
 
 def rel_l2(a, b) -> float:
@@ -207,20 +164,25 @@ def evaluate(rollout_path, reference, out, *, late: float = 0.5, trajectory: int
     late_snaps = pred.velocity[:, pred.n_snapshots - n_late:].reshape(-1, *pred.velocity.shape[2:])
     ref_snaps = ref.velocity.reshape(-1, *ref.velocity.shape[2:])
     u_tau = ref.re_tau * ref.nu
-    pp = profiles(late_snaps, ref.y, u_tau, ref.nu)
-    rp = profiles(ref_snaps, ref.y, u_tau, ref.nu)
+    # datagen's coarse statistics (channels last; moveaxis is a view)
+    late_cl, ref_cl = np.moveaxis(late_snaps, 1, -1), np.moveaxis(ref_snaps, 1, -1)
+    pp = coarse_profiles(late_cl, ref.y, ref.nu, u_tau)
+    rp = coarse_profiles(ref_cl, ref.y, ref.nu, u_tau)
     errors = {q: rel_l2(pp[q], rp[q]) for q in PROFILES}
-    peak_p, peak_r = float(np.max(pp["uv_plus"])), float(np.max(rp["uv_plus"]))
+    # uv_plus is <u'v'>+, negative in the lower half: its peak is that of -u'v'+
+    peak_p, peak_r = float(np.max(-pp["uv_plus"])), float(np.max(-rp["uv_plus"]))
     errors["uv_peak"] = abs(peak_p - peak_r) / abs(peak_r) if peak_r else float("nan")
     yp = rp["y_plus"]
-    j15 = int(1 + np.argmin(np.abs(yp[1:] - 15.0)))
-    jc = (ref.y.size - 1) // 2
     spec = {}
-    for tag, j in (("y15", j15), ("centre", jc)):
-        sp_, sr_ = spectra(late_snaps, j), spectra(ref_snaps, j)
+    lx, lz = (c.size * float(c[1] - c[0]) if c.size > 1 else 1.0 for c in (ref.x, ref.z))  # periodic, uniform
+    sp_, sr_ = (coarse_spectra(v, ref.y, ref.nu, lx, lz, y_plus=15.0, u_tau=u_tau) for v in (late_cl, ref_cl))
+    j15, jc = sr_["j_near"], sr_["j_centre"]
+    for tag, where in (("y15", "near"), ("centre", "centre")):
         for d in ("kx", "kz"):
-            a, b = sp_[d][1:], sr_[d][1:]
-            spec[f"{d}_{tag}"] = {"prediction": sp_[d].tolist(), "reference": sr_[d].tolist(),
+            key = "E_" + d[1]
+            p_, r_ = sp_[where][key], sr_[where][key]
+            a, b = p_[1:], r_[1:]
+            spec[f"{d}_{tag}"] = {"prediction": p_.tolist(), "reference": r_.tolist(),
                                   "rel_l2": rel_l2(a, b),
                                   "mean_abs_log10_ratio": float(np.mean(np.abs(np.log10(np.maximum(a, 1e-30)
                                                                                          / np.maximum(b, 1e-30)))))}
@@ -349,8 +311,9 @@ def _figures(d: Path, r: dict, info: dict, pred: ChannelData, ref: ChannelData) 
     yp = np.asarray(st["y_plus"])
     for q in PROFILES:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot(yp[1:], st["reference"][q][1:], "k-o", ms=3, label="filtered DNS")
-        ax.plot(yp[1:], st["prediction"][q][1:], "C1-s", ms=3, label="prediction (late rollout)")
+        sign = -1.0 if q == "uv_plus" else 1.0  # drawn as -u'v'+
+        ax.plot(yp[1:], sign * np.asarray(st["reference"][q][1:]), "k-o", ms=3, label="filtered DNS")
+        ax.plot(yp[1:], sign * np.asarray(st["prediction"][q][1:]), "C1-s", ms=3, label="prediction (late rollout)")
         ax.set_xscale("log")
         ax.set_xlabel("y+")
         ax.set_ylabel(LABELS[q])

@@ -51,7 +51,9 @@ def write_card(checkpoint, directory, name: str, *, data_command: str, training_
     Path
         The card.
     """
-    from .checkpoint import atomic_save, atomic_write_text
+    from datagen.store import atomic_write_text
+
+    from .checkpoint import atomic_save
 
     ck = read_checkpoint(checkpoint)
     slim = {k: v for k, v in ck.items() if k not in ("optimizer", "scheduler", "rng")}

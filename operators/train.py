@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.store import atomic_write_text
 from linsolve.errors import OptionError
 
 from . import checkpoint as _ck
@@ -23,7 +24,6 @@ from .checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     atomic_save,
-    atomic_write_text,
     read_checkpoint,
     sha256_file,
 )

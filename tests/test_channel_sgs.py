@@ -347,40 +347,6 @@ def test_les_cli(channel_file, tmp_path):
     assert not (tmp_path / "m.h5").exists()
 
 
-def test_coarse_statistics_on_analytic_fields():
-    from datagen.channel.filtering import coarse_y
-    from datagen.channel.stats import coarse_profiles, coarse_spectra
-
-    NX, NY, NZ, lx, lz, nu = 8, 17, 6, 3.0, 1.5, 1 / 180
-    y = coarse_y(NY)
-    x, z = np.arange(NX) * lx / NX, np.arange(NZ) * lz / NZ
-    X, Y, Z = np.meshgrid(x, y, z, indexing="ij")
-    U = 10 * (1 - Y**2)
-    env = 1 - Y**2
-    vel = np.zeros((3, NX, NY, NZ, 3))
-    for t in range(3):  # the fluctuation travels in x; statistics are unchanged
-        vel[t, ..., 0] = U + 2.0 * env * np.cos(2 * np.pi * 2 * X / lx + t)
-        vel[t, ..., 1] = -0.5 * Y * env * np.cos(2 * np.pi * 2 * X / lx + t)  # antisymmetric, as in a channel
-        vel[t, ..., 2] = 1.0 * env * np.sin(2 * np.pi * Z / lz)
-    p = coarse_profiles(vel, y, nu)
-    half = (NY + 1) // 2
-    e = env[0, :half, 0]
-    assert np.allclose(p["U_plus"], U[0, :half, 0], atol=1e-12)
-    assert np.allclose(p["u_rms_plus"], 2.0 * e / np.sqrt(2), atol=1e-12)
-    assert np.allclose(p["w_rms_plus"], 1.0 * e / np.sqrt(2), atol=1e-12)
-    assert np.allclose(p["uv_plus"], -0.5 * y[:half] * e**2, atol=1e-12)   # <u'v'> = a b / 2
-    assert p["u_tau_wall"] == pytest.approx(np.sqrt(nu * 10 * (1 - y[1] ** 2) / (1 + y[1])), rel=1e-12)
-    s = coarse_spectra(vel, y, nu, lx, lz, y_plus=15)
-    j = int(np.argmin(np.abs((1 + y[:half]) / nu - 15)))
-    assert s["y_plus_near"] == pytest.approx((1 + y[j]) / nu)
-    Euu = s["near"]["Euu_x"]
-    assert Euu[2] == pytest.approx((2.0 * env[0, j, 0]) ** 2 / 2, rel=1e-12)
-    assert np.abs(np.delete(Euu, 2)).max() < 1e-12 * Euu[2]
-    # spanwise: u' does not vary in z (all its energy at k_z = 0); w' sits at k_z = 2 pi / lz
-    assert s["near"]["Euu_z"].sum() == pytest.approx(Euu.sum(), rel=1e-12)
-    assert s["centre"]["Eww_z"][1] == pytest.approx(1.0 / 2, rel=1e-12)
-
-
 def test_generate_runs_an_les_with_sgs(tmp_path):
     from datagen.channel import generate
 

@@ -1,5 +1,6 @@
-"""operators.evaluate: per-step error, wall-unit profiles and spectra against hand-computed values,
-the report files, and files without rollout metadata (LES/DNS in the same layout)."""
+"""operators.evaluate: per-step error, late statistics (datagen's coarse profiles and spectra, tested
+on hand-computed fields in test_channel_coarse_stats.py), the report files, and files without rollout
+metadata (LES/DNS in the same layout, among them a real `datagen les` file)."""
 from __future__ import annotations
 
 import json
@@ -10,52 +11,7 @@ from operators_tiny import write_channel_file
 
 from linsolve.errors import OptionError
 from operators.data import DataError, load_channel
-from operators.evaluate import FIGURES, evaluate, profiles, spectra
-
-
-def _y(ny):
-    return -np.cos(np.pi * np.arange(ny) / (ny - 1))
-
-
-def test_profiles_of_a_field_with_known_moments():
-    NX, NY, NZ = 8, 9, 4
-    y = _y(NY)
-    x = np.arange(NX) * 2 * np.pi / NX
-    env = 1 - y**2
-    u = np.zeros((2, 3, NX, NY, NZ))
-    for t, ph in enumerate((0.0, 0.7)):
-        c = np.cos(x + ph)[:, None, None] * env[None, :, None] * np.ones((1, 1, NZ))
-        # u' = 2 c, v' = y c (antisymmetric, as in a channel): <u'v'> = 2 y <c^2> = y env^2
-        u[t, 0] = 10 * env[None, :, None] + 2 * c
-        u[t, 1] = y[None, :, None] * c
-        u[t, 2] = 0.5
-    p = profiles(u, y, u_tau=2.0, nu=0.01)
-    half = 5
-    assert p["y_plus"] == pytest.approx((1 + y[:half]) * 2.0 / 0.01)
-    assert p["U_plus"] == pytest.approx(10 * env[:half] / 2.0)
-    assert p["u_rms_plus"] == pytest.approx(np.sqrt(2.0) * env[:half] / 2.0)  # rms of 2 cos = sqrt 2
-    assert p["v_rms_plus"] == pytest.approx(np.abs(y[:half]) * env[:half] / np.sqrt(2.0) / 2.0)
-    assert p["w_rms_plus"] == pytest.approx(np.zeros(half), abs=1e-12)
-    assert p["uv_plus"] == pytest.approx(-y[:half] * env[:half] ** 2 / 4.0)  # -<u'v'> / u_tau^2 > 0 below
-
-
-def test_spectra_put_a_single_mode_where_it_belongs():
-    NX, NY, NZ = 16, 9, 8
-    x = np.arange(NX) * 2 * np.pi / NX
-    z = np.arange(NZ) * 2 * np.pi / NZ
-    u = np.zeros((1, 3, NX, NY, NZ))
-    u[0, 0] = 3 * np.cos(2 * x)[:, None, None] + 1.0  # kx = 2, amplitude 3
-    u[0, 2] = 2 * np.sin(3 * z)[None, None, :]  # kz = 3, amplitude 2
-    s = spectra(u, 2)
-    ex = np.zeros(NX // 2 + 1)
-    ex[2] = 0.5 * 9 / 2  # 0.5 <(3 cos)^2>
-    ex[0] = 0.5 * 4 / 2  # the w mode is uniform in x
-    np.testing.assert_allclose(s["kx"], ex, atol=1e-12)
-    ez = np.zeros(NZ // 2 + 1)
-    ez[3] = 0.5 * 4 / 2
-    ez[0] = 0.5 * 9 / 2
-    np.testing.assert_allclose(s["kz"], ez, atol=1e-12)
-    assert s["kx"].sum() == pytest.approx(0.5 * (9 + 4) / 2)  # Parseval: the fluctuating energy
+from operators.evaluate import FIGURES, evaluate
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +80,38 @@ def test_an_les_file_is_compared_with_its_source_trajectory(files, tmp_path):
     assert rep["reference_trajectories"] == [1]
     e1 = np.linalg.norm(0.05 * ref.velocity[1, 1, 0]) / np.linalg.norm(ref.velocity[1, 1])
     assert rep["per_step"]["rel_l2"][0] == pytest.approx(e1, rel=1e-4)
+
+
+def test_a_datagen_les_file_is_read_by_inspect_open_dataset_and_evaluate(tmp_path):
+    """The real chain: a tiny `datagen generate channel` file, `datagen les` on its last
+    trajectory, then `datagen inspect`, `datagen.open_dataset` and `operators evaluate`."""
+    import subprocess
+    import sys
+
+    import datagen
+    from datagen.channel import generate
+
+    src = tmp_path / "dns.h5"
+    generate(src, trajectories=2, snapshots=3, every=5, spinup=30, grid=(16, 24, 8), coarse_grid=(8, 9, 4), seed=1)
+
+    def cli(module, *args):
+        p = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=tmp_path,
+                           timeout=300)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    cli("datagen.cli", "les", "--from", str(src), "--sgs", "wale", "--snapshots", "4", "--out", "les.h5", "--quiet")
+    assert "les.h5" in cli("datagen.cli", "inspect", "les.h5")
+    les = datagen.open_dataset(tmp_path / "les.h5")
+    assert les.velocity.shape == (1, 4, 8, 9, 4, 3) and les.attrs["les_model"] == "wale"
+    cli("operators.cli", "evaluate", "les.h5", "--reference", str(src), "--out", "rep", "--quiet")
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert rep["reference_trajectories"] == [1] and rep["rollout_info"]["les_model"] == "wale"
+    # the LES starts from the filtered DNS's snapshot 0 and is compared with its snapshots 1 and 2
+    ref = load_channel(src).velocity[1]
+    pred = load_channel(tmp_path / "les.h5").velocity[0]
+    expect = [np.linalg.norm(pred[s] - ref[s]) / np.linalg.norm(ref[s]) for s in (1, 2)]
+    assert rep["per_step"]["rel_l2"] == pytest.approx(expect, rel=1e-5)
+    assert 0 < rep["per_step"]["rel_l2"][0] < 0.5
+    for name in ("report.md", *FIGURES):
+        assert (tmp_path / "rep" / name).is_file(), name

@@ -118,6 +118,18 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["f.h5"]
 
 
+def test_atomic_text_and_path_leave_nothing_on_failure_and_replace_on_success(tmp_path):
+    target = tmp_path / "t.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with store.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert [p.name for p in tmp_path.iterdir()] == ["t.json"] and target.read_text() == "old"
+    store.atomic_write_text(target, "new")
+    assert [p.name for p in tmp_path.iterdir()] == ["t.json"] and target.read_text() == "new"
+
+
 def test_shard_roundtrip_and_validity(tmp_path):
     recs = [store.SampleRecord(i, {"u": np.full((2, 2), i, float)}, np.arange(4.0) * i, i + 1, 1e-9 * i,
                                bool(i % 2), f"r{i}", 0.1, np.linspace(1, 0.1, i + 1)) for i in (4, 2)]

@@ -234,39 +234,16 @@ def run_les(source, out, trajectory: int = -1, sgs: str | None = "wale", snapsho
 
 
 def write_trajectory(out, vel, src: dict, sgs, dns: ChannelDNS, steps_per_snapshot: int) -> Path:
-    """The channel trajectory layout (as ``datagen generate channel`` writes it) for one
-    trajectory ``vel`` (S, NX, NY, NZ, 3), with the source's metadata and the LES settings."""
-    from .dataset import _atomic_h5, _commit
+    """One LES trajectory ``vel`` (S, NX, NY, NZ, 3) in the layout of its source file, through
+    the writer of every derived channel file (``datagen.dataset.write_trajectory_file``), with
+    the LES settings as root attributes."""
+    from ..dataset import write_trajectory_file
 
-    out = Path(out)
     S = vel.shape[0]
-    with h5py.File(src["path"], "r") as fs:
-        tmp, f = _atomic_h5(out)
-        with f:
-            for k, v in src["attrs"].items():
-                f.attrs[k] = v
-            cfg = json.loads(src["attrs"].get("config", "{}") or "{}")
-            cfg.update(trajectories=1, snapshots=S, les=True, sgs=sgs)
-            f.attrs.update(n_trajectories=1, config=json.dumps(cfg), les_model=sgs or "none", les_source=src["path"],
-                           les_source_trajectory=src["trajectory"], les_dt=dns.cfg.dt,
-                           les_steps_per_snapshot=steps_per_snapshot, les_grid=json.dumps(dns.grid.params()))
-            for grp in ("boundary_conditions", "scalars"):
-                fs.copy(fs[grp], f, name=grp)
-            dims = f.create_group("dimensions")
-            for k, v in fs["dimensions"].attrs.items():
-                dims.attrs[k] = v
-            for name in ("x", "y", "z"):
-                fs.copy(fs["dimensions"][name], dims, name=name)
-            dims["time"] = (np.arange(S) * src["snapshot_dt"]).astype(np.float32)
-            dims["time"].attrs.update(sample_varying=False, time_varying=True)
-            t0, t1, t2 = (f.create_group(n) for n in ("t0_fields", "t1_fields", "t2_fields"))
-            t0.attrs["field_names"] = []
-            t2.attrs["field_names"] = []
-            t1.attrs["field_names"] = ["velocity"]
-            t1["velocity"] = vel[None]
-            t1["velocity"].attrs.update(dim_varying=[True, True, True], sample_varying=True, time_varying=True)
-            f["trajectory_seeds"] = np.array([src["seed"]])
-            start = fs["trajectory_start_time"][src["trajectory"]] if "trajectory_start_time" in fs else 0.0
-            f["trajectory_start_time"] = np.array([start])
-    _commit(tmp, out)
-    return out
+    cfg = json.loads(src["attrs"].get("config", "{}") or "{}")
+    cfg.update(trajectories=1, snapshots=S, les=True, sgs=sgs)
+    attrs = {"config": json.dumps(cfg), "les_model": sgs or "none", "les_source": src["path"],
+             "les_source_trajectory": src["trajectory"], "les_dt": dns.cfg.dt,
+             "les_steps_per_snapshot": steps_per_snapshot, "les_grid": json.dumps(dns.grid.params())}
+    return write_trajectory_file(out, src["path"], vel[None], np.arange(S) * src["snapshot_dt"], attrs=attrs,
+                                 trajectories=[src["trajectory"]])

@@ -146,13 +146,33 @@ def compare_with_reference(prof: dict, ref: dict) -> dict:
 
 
 # --- statistics of stored coarse trajectories (filtered DNS, LES, surrogate rollouts) ----------------
+def _snapshots(vel, y) -> tuple[np.ndarray, np.ndarray]:
+    """``vel`` as (T, NX, NY, NZ, 3) (a view where it can be) and ``y`` as float64, checked."""
+    y = np.asarray(y, dtype=np.float64)
+    vel = vel if hasattr(vel, "shape") and hasattr(vel, "reshape") else np.asarray(vel)
+    if vel.ndim < 4 or vel.shape[-1] != 3 or vel.shape[-3] != y.size:
+        raise OptionError(f"velocity of shape {vel.shape} is not (..., NX, {y.size}, NZ, 3)")
+    return vel.reshape((-1,) + tuple(vel.shape[-4:])), y
+
+
+def _chunks(v, size: int = 64):
+    """Snapshots in float64 a block at a time: a paper-sized trajectory is GBs in float64."""
+    for i in range(0, v.shape[0], size):
+        yield np.asarray(v[i:i + size], dtype=np.float64)
+
+
 def coarse_profiles(vel, y, nu: float, u_tau: float = 1.0) -> dict:
     """Mean and rms profiles of collocated velocity snapshots on a coarse grid.
+
+    The one implementation of these statistics for stored coarse trajectories: the LES
+    benchmark and ``operators evaluate`` both use it. Fluctuations are taken about the mean
+    over every snapshot and the x-z plane.
 
     Parameters
     ----------
     vel : array (..., NX, NY, NZ, 3)
-        Snapshots (any leading axes: time, trajectories), averaged over them and over x-z.
+        Snapshots (any leading axes: time, trajectories), averaged over them and over x-z;
+        a channels-first array can be passed as ``np.moveaxis(u, 1, -1)`` (a view, no copy).
     y : array (NY,)
         The wall-normal points, symmetric about the centre (e.g. Gauss-Lobatto, walls included).
     nu : float
@@ -164,10 +184,15 @@ def coarse_profiles(vel, y, nu: float, u_tau: float = 1.0) -> dict:
     Returns
     -------
     dict
-        Profiles over the lower half folded with the upper one (centre included): ``y_plus``,
-        ``U_plus``, ``u_rms_plus``, ``v_rms_plus``, ``w_rms_plus``, ``uv_plus`` (<u'v'>, sign
-        of the lower half), and ``u_tau_wall`` / ``re_tau_wall`` from the mean wall gradient
-        (first point off the wall).
+        Profiles over the lower half folded with the upper one (centre included): ``y_over_h``,
+        ``y_plus``, ``U_plus``, ``u_rms_plus``, ``v_rms_plus``, ``w_rms_plus``, ``uv_plus``
+        (<u'v'>/u_tau^2 with the sign of the lower half, negative there, as in ``wall_units``),
+        and ``u_tau_wall`` / ``re_tau_wall`` from the mean wall gradient (first point off the wall).
+
+    Raises
+    ------
+    OptionError
+        ``vel`` is not (..., NX, NY, NZ, 3) with NY = ``y.size``.
 
     Examples
     --------
@@ -177,64 +202,93 @@ def coarse_profiles(vel, y, nu: float, u_tau: float = 1.0) -> dict:
     >>> round(float(coarse_profiles(vel, y, 1 / 180)["U_plus"][-1]), 12)
     1.0
     """
-    vel = np.asarray(vel, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    v, y = _snapshots(vel, y)
     NY = y.size
-    if vel.ndim < 4 or vel.shape[-1] != 3 or vel.shape[-3] != NY:
-        raise OptionError(f"velocity of shape {vel.shape} is not (..., NX, {NY}, NZ, 3)")
-    v = vel.reshape((-1,) + vel.shape[-4:])
-    mean = v.mean(axis=(0, 1, 3))                      # (NY, 3)
-    fl = v - mean[None, None, :, None, :]
-    cov = lambda i, j: (fl[..., i] * fl[..., j]).mean(axis=(0, 1, 3))  # noqa: E731
+    count = v.shape[0] * v.shape[1] * v.shape[3]
+    mean = sum(c.sum(axis=(0, 1, 3)) for c in _chunks(v)) / count          # (NY, 3)
+    cov = np.zeros((NY, 4))                                                # uu, vv, ww, uv
+    for c in _chunks(v):
+        fl = c - mean[None, None, :, None, :]
+        cov[:, :3] += (fl**2).sum(axis=(0, 1, 3))
+        cov[:, 3] += (fl[..., 0] * fl[..., 1]).sum(axis=(0, 1, 3))
+    cov /= count
     half = (NY + 1) // 2
     fold = lambda a, sign=1.0: 0.5 * (a[:half] + sign * a[::-1][:half])  # noqa: E731
-    U = fold(mean[:, 0])
     yw = 1.0 + y[:half]
     dudy = 0.5 * ((mean[1, 0] - mean[0, 0]) / (y[1] - y[0]) + (mean[-2, 0] - mean[-1, 0]) / (y[-1] - y[-2]))
     ut_wall = math.sqrt(max(nu * dudy, 0.0))
-    return {"y_over_h": yw, "y_plus": yw * u_tau / nu, "U_plus": U / u_tau,
-            "u_rms_plus": np.sqrt(np.maximum(fold(cov(0, 0)), 0)) / u_tau,
-            "v_rms_plus": np.sqrt(np.maximum(fold(cov(1, 1)), 0)) / u_tau,
-            "w_rms_plus": np.sqrt(np.maximum(fold(cov(2, 2)), 0)) / u_tau,
-            "uv_plus": fold(cov(0, 1), -1.0) / u_tau**2, "u_tau_wall": ut_wall, "re_tau_wall": ut_wall / nu}
+    rms = lambda i: np.sqrt(np.maximum(fold(cov[:, i]), 0)) / u_tau  # noqa: E731
+    return {"y_over_h": yw, "y_plus": yw * u_tau / nu, "U_plus": fold(mean[:, 0]) / u_tau,
+            "u_rms_plus": rms(0), "v_rms_plus": rms(1), "w_rms_plus": rms(2),
+            "uv_plus": fold(cov[:, 3], -1.0) / u_tau**2, "u_tau_wall": ut_wall, "re_tau_wall": ut_wall / nu}
 
 
 def coarse_spectra(vel, y, nu: float, lx: float, lz: float, y_plus: float = 15.0, u_tau: float = 1.0) -> dict:
     """One-dimensional energy spectra of the fluctuations at the plane nearest ``y_plus``
-    (both walls) and at the centre plane, averaged over snapshots and the other periodic
-    direction: E_ii(k_x) and E_ii(k_z) for i = u, v, w, one-sided, summing to the variance.
+    (both walls; the wall itself excluded) and at the centre plane, averaged over snapshots
+    and the other periodic direction: E_ii(k_x) and E_ii(k_z) for i = u, v, w, one-sided,
+    summing to the variance, and the spectra of the fluctuating kinetic energy
+    E(k) = (E_uu + E_vv + E_ww) / 2. Fluctuations are about the mean over every snapshot and
+    the plane (so only the k = 0 bin depends on how the mean is taken).
+
+    Parameters
+    ----------
+    vel : array (..., NX, NY, NZ, 3)
+        Snapshots, as for ``coarse_profiles``.
+    y : array (NY,)
+        The wall-normal points.
+    nu, lx, lz : float
+        Kinematic viscosity and the periodic box lengths.
+    y_plus : float
+        Wall distance (in units of nu / u_tau) of the near-wall plane.
+    u_tau : float
+        Velocity scale (the spectra are divided by u_tau^2).
 
     Returns
     -------
     dict
-        ``kx``, ``kz`` (wavenumbers), ``y_plus_near`` (the plane used), and for each of
-        ``near``, ``centre`` the arrays ``Euu_x``, ``Evv_x``, ``Eww_x``, ``Euu_z``, ``Evv_z``, ``Eww_z``.
+        ``kx``, ``kz`` (wavenumbers 2 pi m / L, m = 0..N/2), ``y_plus_near`` and ``j_near`` (the
+        plane used and its index), ``j_centre``, and for each of ``near``, ``centre`` the arrays
+        ``Euu_x``, ``Evv_x``, ``Eww_x``, ``Euu_z``, ``Evv_z``, ``Eww_z``, ``E_x``, ``E_z``.
+
+    Raises
+    ------
+    OptionError
+        ``vel`` is not (..., NX, NY, NZ, 3) with NY = ``y.size``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = -np.cos(np.pi * np.arange(9) / 8); x = np.arange(8) * 2 * np.pi / 8
+    >>> vel = np.zeros((1, 8, 9, 4, 3)); vel[..., 0] = np.cos(2 * x)[:, None, None]
+    >>> s = coarse_spectra(vel, y, 0.1, 2 * np.pi, 1.0)
+    >>> round(float(s["centre"]["Euu_x"][2]), 12), round(float(s["centre"]["E_x"].sum()), 12)
+    (0.5, 0.25)
     """
-    vel = np.asarray(vel, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    v = vel.reshape((-1,) + vel.shape[-4:])
+    v, y = _snapshots(vel, y)
     NX, NY, NZ = v.shape[1:4]
+    half = (NY + 1) // 2
     yp = (1.0 + y) * u_tau / nu
-    j = int(np.argmin(np.abs(yp[: (NY + 1) // 2] - y_plus)))
-    planes = {"near": [j, NY - 1 - j], "centre": sorted({NY // 2, (NY - 1) // 2})}
+    j = 1 + int(np.argmin(np.abs(yp[1:half] - y_plus)))
+    jc = (NY - 1) // 2
+    planes = {"near": [j, NY - 1 - j], "centre": [jc, NY - 1 - jc]}
 
     def one_sided(a, axis, n):
         p = np.abs(np.fft.rfft(a, axis=axis) / n) ** 2
         p = np.moveaxis(p, axis, -1)
-        p[..., 1:] *= 2.0
-        if n % 2 == 0:
-            p[..., -1] /= 2.0
+        p[..., 1:(n + 1) // 2] *= 2.0  # the negative wavenumbers folded in (not the Nyquist mode)
         return p
 
     out = {"kx": 2 * np.pi * np.arange(NX // 2 + 1) / lx, "kz": 2 * np.pi * np.arange(NZ // 2 + 1) / lz,
-           "y_plus_near": float(yp[j])}
+           "y_plus_near": float(yp[j]), "j_near": j, "j_centre": jc}
     for name, js in planes.items():
+        sl = np.concatenate([c[:, :, js] for c in _chunks(v)])    # (T, NX, 2, NZ, 3)
+        fl = (sl - sl.mean(axis=(0, 1, 3), keepdims=True)) / u_tau
         d = {}
-        sl = v[:, :, js]                                   # (T, NX, len(js), NZ, 3)
-        fl = sl - sl.mean(axis=(0, 1, 3), keepdims=True)
         for c, comp in enumerate("uvw"):
-            a = fl[..., c] / u_tau
-            d[f"E{comp}{comp}_x"] = one_sided(a, 1, NX).mean(axis=(0, 1, 2))
-            d[f"E{comp}{comp}_z"] = one_sided(a, 3, NZ).mean(axis=(0, 1, 2))
+            d[f"E{comp}{comp}_x"] = one_sided(fl[..., c], 1, NX).mean(axis=(0, 1, 2))
+            d[f"E{comp}{comp}_z"] = one_sided(fl[..., c], 3, NZ).mean(axis=(0, 1, 2))
+        for ax in "xz":
+            d[f"E_{ax}"] = 0.5 * (d[f"Euu_{ax}"] + d[f"Evv_{ax}"] + d[f"Eww_{ax}"])
         out[name] = d
     return out
