@@ -5,9 +5,9 @@ Hessenberg column, the Givens update of the least-squares problem and the normal
 
 The inner products are one BLAS GEMV, the update a PETSc-style multi-vector loop (eight
 basis rows per pass over the new vector), and the kernel removes the ten or so Python-level
-calls and temporaries of every step. No kernel here is compiled with reassociation: LLVM
-then peels the vectorised loops to the arrays' alignment, so the rounding, and with it the
-same solve in two processes, would differ in the last bits.
+calls and temporaries of every step. No kernel here is compiled with reassociation: with it
+the rounding of the vectorised loops, and so the same solve in two processes, can differ in
+the last bits.
 """
 from __future__ import annotations
 
