@@ -88,3 +88,25 @@ def test_project_matches_numpy_for_every_row_blocking(nr):
     np.testing.assert_allclose(h, ref_h, rtol=1e-12, atol=1e-12 * np.abs(ref_h).max())
     np.testing.assert_allclose(out, ref_w, rtol=1e-11, atol=1e-11 * np.abs(ref_w).max())
     assert norm == pytest.approx(np.linalg.norm(ref_w), rel=1e-12)
+
+
+def test_gcrodr_solve_is_bitwise_identical_in_fresh_and_cached_processes(tmp_path):
+    """The same GCRO-DR solve in a process that compiles the kernels and in one that loads
+    them from numba's cache (arrays at other addresses) gives the same bits."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import hashlib, numpy as np, scipy.sparse as sp, linsolve\n"
+        "from linsolve import gallery\n"
+        "A = (gallery.poisson2d(40) + 0.3 * sp.random(1600, 1600, density=2e-3, random_state=0)).tocsr()\n"
+        "b = np.random.default_rng(0).standard_normal(1600)\n"
+        "s = linsolve.make_solver('gcrodr', restart=30, recycle=10, rtol=1e-10)\n"
+        "r1 = s.solve(A, b); r2 = s.solve(A, 1.1 * b + 0.01)\n"
+        "print(hashlib.sha256(r1.x.tobytes() + r2.x.tobytes()).hexdigest())\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"), OMP_NUM_THREADS="1")
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                           check=True).stdout.strip() for _ in range(2)]
+    assert len(runs[0]) == 64 and runs[0] == runs[1]
