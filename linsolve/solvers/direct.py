@@ -35,6 +35,7 @@ class Direct(Solver):
     needs_assembled = True
     direct = True
     preconditioners = ("none",)
+    complex_support = "native"  # SuperLU factors complex matrices
 
     def _validate_options(self):
         self._factor = None

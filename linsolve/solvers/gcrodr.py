@@ -118,8 +118,10 @@ class GCRODR(Solver):
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ilu", "amg")
     options = {"restart": 40, "recycle": 20, "pc_side": "right", "which": "smallest",
-               "recycle_across": True, "update": "cycle", "orthog": "cgs"}
+               "recycle_across": True, "update": "cycle", "orthog": "cgs", "callback_type": "legacy"}
     stateful = True
+    complex_support = "real-form"  # the compiled real kernels on [[Re A, -Im A], [Im A, Re A]]
+    scipy_equivalent = "gmres"
 
     def _validate_options(self):
         m = _positive_int("restart", self.opts["restart"], 2)

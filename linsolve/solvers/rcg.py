@@ -95,6 +95,9 @@ class RecycledCG(Solver):
     on an assembled matrix runs the compiled IC(0))."""
 
     supports = frozenset({"spd"})
+    # Hermitian positive definite: the real form is SPD and CG on it is complex CG
+    complex_support = "real-form"
+    scipy_equivalent = "cg"
     symmetric_pc = True  # SciPy's ILU with SuperLU's defaults is not symmetric: CG stalls with it
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ssor", "amg")
