@@ -340,7 +340,7 @@ class RecycledCG(Solver):
                 r -= AW.T @ mu
 
         x = np.array(x0, dtype=np.float64)
-        r = b - A(x)
+        r = b - A(x) if x.any() else b.copy()  # (no product for the zero start, as SciPy's CG)
         galerkin(x, r)
         z = r if ident else M.apply(r)
         p = z.copy()
