@@ -225,7 +225,9 @@ class GCRODR(Solver):
         self._key = key
 
         x = np.array(x0, dtype=np.float64)
-        r = b - A(x) if lay.any(np.any(x)) else b.copy()  # (no product for the zero start)
+        # no product for the zero start (distributed: the product is collective, every process
+        # takes the same branch without a reduction to decide it)
+        r = b - A(x) if (lay.distributed or np.any(x)) else b.copy()
         rp = r if (right or ident) else M.apply(r)
         # coefficients c of U still to be added to x (x += M^-1 U c): the projection of the
         # residual on C defers that update to the next correction, which reads U anyway

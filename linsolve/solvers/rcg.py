@@ -340,7 +340,9 @@ class RecycledCG(Solver):
                 r -= AW.T @ mu
 
         x = np.array(x0, dtype=np.float64)
-        r = b - A(x) if x.any() else b.copy()  # (no product for the zero start, as SciPy's CG)
+        # no product for the zero start, as SciPy's CG (distributed: the product is collective,
+        # and every process must take the same branch)
+        r = b - A(x) if (dist or x.any()) else b.copy()
         galerkin(x, r)
         z = r if ident else M.apply(r)
         p = z.copy()
