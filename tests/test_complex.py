@@ -155,7 +155,7 @@ def test_complex_matrix_free_operator_and_x0(name):
 
 
 @pytest.mark.parametrize("name", ["rcg", "gcrodr", "minres"])
-def test_real_form_callbacks_receive_complex_iterates(name):
+def test_callbacks_receive_complex_iterates(name):
     A, b = MATRICES["hpd"], _b(9)
     seen = []
     kw = {"callback_type": "x"} if name == "gcrodr" else {}
@@ -163,6 +163,17 @@ def test_real_form_callbacks_receive_complex_iterates(name):
     assert res.converged and seen
     assert all(np.iscomplexobj(x) and x.shape == b.shape for x in seen)
     assert np.linalg.norm(b - A @ seen[-1]) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
+
+
+def test_gcrodr_without_recycling_is_complex_gmres():
+    # recycle=0 is GMRES(m): the same residual estimates as SciPy's complex GMRES
+    A, b = MATRICES["general"], _b(12)
+    ref = []
+    spla.gmres(A, b, rtol=1e-10, restart=10, callback=ref.append, callback_type="pr_norm")
+    res = linsolve.make_solver("gcrodr", rtol=1e-10, restart=10, recycle=0).solve(A, b)
+    assert res.converged and res.iterations == len(ref)
+    np.testing.assert_allclose(res.residual_norms / np.linalg.norm(b), ref, rtol=1e-6, atol=1e-14)
+    assert res.info["kernel"] == "numpy (complex)"
 
 
 def test_gcrodr_recycles_across_a_complex_sequence():

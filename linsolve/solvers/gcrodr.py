@@ -116,7 +116,8 @@ class GCRODR(Solver):
     (``make_solver``'s default): ``callback(estimate / ||b||)`` after every inner iteration,
     ``maxiter`` counts inner iterations; "pr_norm": the same calls, ``maxiter`` counts restart
     cycles; "x": ``callback(x)`` after every cycle, ``maxiter`` counts cycles. Complex systems
-    run on their real form (``linsolve.complexform``)."""
+    run GCRO-DR in complex arithmetic (``linsolve.gcrodr_complex``, a NumPy path without the
+    compiled kernels)."""
 
     supports = frozenset({"spd", "nonsymmetric", "indefinite"})
     backends = ("scipy", "petsc")
@@ -124,7 +125,10 @@ class GCRODR(Solver):
     options = {"restart": 40, "recycle": 20, "pc_side": "right", "which": "smallest",
                "recycle_across": True, "update": "cycle", "orthog": "cgs", "callback_type": "legacy"}
     stateful = True
-    complex_support = "real-form"  # the compiled real kernels on [[Re A, -Im A], [Im A, Re A]]
+    # complex systems run GCRO-DR in complex arithmetic (linsolve.gcrodr_complex, NumPy): GMRES
+    # on the real form minimises over half the Krylov dimension and stalled on indefinite
+    # complex Helmholtz problems where complex GMRES converges
+    complex_support = "native"
     scipy_equivalent = "gmres"
 
     def _validate_options(self):
@@ -160,6 +164,7 @@ class GCRODR(Solver):
         self._Ubufs = None
         self._key = None
         self.ritz_values = None
+        self._complex_state = {}  # U, C and their key for complex systems (linsolve.gcrodr_complex)
 
     # --- recycled space ------------------------------------------------------------
     def _adapt(self, A, M, right, ident, op):
@@ -203,6 +208,10 @@ class GCRODR(Solver):
 
     # --- the method -------------------------------------------------------------------
     def _solve(self, op, b, x0, tol, maxiter, ctx):
+        if np.iscomplexobj(b):
+            from ..gcrodr_complex import solve_complex
+
+            return solve_complex(self, op, b, x0, tol, maxiter, ctx)
         m, k = int(self.opts["restart"]), int(self.opts["recycle"])
         right = self.opts["pc_side"] == "right"
         A = MatOps(op)
