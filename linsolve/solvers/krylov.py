@@ -17,6 +17,19 @@ from ..registry import register
 from .petsc_ksp import PetscDriver
 
 
+def _complex_safe(M, b):
+    """SciPy's ``M`` for a complex system: a real preconditioner (e.g. SuperLU's ILU of a real
+    matrix, which refuses complex vectors) is applied to the real and imaginary parts."""
+    if M is None or not np.iscomplexobj(b):
+        return M
+    from ..gcrodr_complex import _pc
+
+    class _Apply:
+        apply = staticmethod(M.matvec)
+
+    return spla.LinearOperator(M.shape, matvec=_pc(_Apply, False), dtype=np.complex128)
+
+
 class _KrylovBaseline(Solver):
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ilu", "amg")
@@ -51,7 +64,7 @@ class _KrylovBaseline(Solver):
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         if self._driver is not None:
             return self._driver.solve(op, b, x0, tol, maxiter, ctx)
-        M = self.preconditioner(op).linear_operator()
+        M = _complex_safe(self.preconditioner(op).linear_operator(), b)
         norms: list[float] = []
         history = self.opts["history"]
         count = [0]
@@ -237,7 +250,7 @@ class GMRES(CycleBudget, _KrylovBaseline):
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         if self._driver is not None:
             return self._driver.solve(op, b, x0, tol, maxiter, ctx)
-        M = self.preconditioner(op).linear_operator()
+        M = _complex_safe(self.preconditioner(op).linear_operator(), b)
         m = int(self.opts["restart"])
         bnorm = float(np.linalg.norm(b))
         norms: list[float] = []
