@@ -184,7 +184,7 @@ class Operator:
             if isinstance(exc, SolverError):
                 raise
             raise ShapeError(f"A's matvec failed on a vector of length {self.n}: {exc}") from exc
-        if y.dtype == object or y.dtype.kind not in "fiubc":
+        if y.dtype.kind not in "fiubc":
             raise SolverError(f"A's matvec returned {y.dtype} values; expected numbers")
         if y.size != self.n:
             raise ShapeError(f"A's matvec returned {y.size} values for a vector of length {self.n}")
@@ -205,8 +205,9 @@ def _work_dtype(dtype, name: str) -> np.dtype:
     (integers and single precision are promoted, as SciPy's solvers do for their work
     arrays), complex128 for complex ones; anything else is refused."""
     dtype = np.dtype(dtype)
-    if dtype == object or dtype.kind not in "fiubc":
-        raise SolverError(f"{name} has dtype {dtype}; expected a real or complex numeric {'matrix' if name == 'A' else 'vector'}")
+    if dtype.kind not in "fiubc":  # (object, text, dates, ...)
+        what = "matrix" if name == "A" else "vector"
+        raise SolverError(f"{name} has dtype {dtype}; expected a real or complex numeric {what}")
     return np.dtype(np.complex128 if dtype.kind == "c" else np.float64)
 
 

@@ -162,7 +162,7 @@ class UserPreconditioner(Preconditioner):
         # for a real vector were cast to real with only a warning (complex systems, whose
         # vectors are complex, take a complex M)
         out = np.asarray(self._f(r))
-        if out.dtype == object or out.dtype.kind not in "fiubc" or (out.dtype.kind == "c" and r.dtype.kind != "c"):
+        if out.dtype.kind not in "fiubc" or (out.dtype.kind == "c" and r.dtype.kind != "c"):
             raise OptionError(f"preconditioner M returned {out.dtype} values for a {r.dtype} vector; "
                               "it must return a vector of the system's kind (real for a real system)")
         if out.size != self.n:
