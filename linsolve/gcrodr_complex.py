@@ -14,7 +14,10 @@ recycled space is U (n x k) with C = B U, C^H C = I. A cycle runs m - k Arnoldi 
 (I - C C^H) B, solves the small least-squares problem over span[U, V] and replaces U by the
 k harmonic Ritz vectors of smallest (or largest) magnitude,
 G^H G z = theta G^H (W^H V) z. The space is kept across solves and refitted (C = B U by
-QR) when the matrix or preconditioner changes.
+QR) when the matrix or preconditioner changes. Options as the real path (``restart``,
+``recycle``, ``pc_side``, ``which``, ``update``, ``recycle_across``, ``callback_type``);
+``orthog`` does not apply (modified Gram-Schmidt with a second pass, always). The recycled
+space of complex solves is kept apart from that of real ones.
 """
 from __future__ import annotations
 
@@ -192,8 +195,13 @@ def solve_complex(solver, op, b, x0, tol, maxiter, ctx):
         new = float(np.linalg.norm(r))
         stalls = stalls + 1 if new >= rnorm * (1 - 1e-12) else 0
         rnorm = new
-        if k > 0 and breakdown != "non-finite":
-            _update(st, V, H, E, p, kc, k, opts["which"], d if kc else None)
+        # update="cycle": a new space after every cycle; "solve": after the first cycle (no
+        # space yet) and the last one, as the real path
+        last = rnorm <= tol or its >= maxiter or bool(breakdown)
+        if k > 0 and breakdown != "non-finite" and (opts["update"] == "cycle" or kc == 0 or last):
+            vals = _update(st, V, H, E, p, kc, k, opts["which"], d if kc else None)
+            if vals is not None:
+                solver.ritz_values = vals
         if rnorm <= tol:
             converged, reason, true_rnorm = True, "converged", rnorm
             break
@@ -229,7 +237,8 @@ def _givens(a, b):
 
 
 def _update(st, V, H, E, p, kc, k, which, d):
-    """Replace (U, C) by k harmonic Ritz vectors over span[U~, V_p] (U~ = U D)."""
+    """Replace (U, C) by k harmonic Ritz vectors over span[U~, V_p] (U~ = U D); returns the
+    harmonic Ritz values, or None where the space is kept."""
     C, U = st.get("C"), st.get("U")
     dim = kc + p
     G = np.zeros((dim + 1, dim), dtype=np.complex128)
@@ -247,16 +256,17 @@ def _update(st, V, H, E, p, kc, k, which, d):
     else:
         Vhat, What = V[:, :p], V[:, :p + 1]
     if not (np.all(np.isfinite(G)) and np.all(np.isfinite(WV))):
-        return
+        return None
     try:
-        _, P = _harmonic_ritz(G, WV, min(k, dim), which)
+        vals, P = _harmonic_ritz(G, WV, min(k, dim), which)
     except (np.linalg.LinAlgError, ValueError):
-        return
+        return None
     if P.shape[1] == 0:
-        return
+        return None
     Q, Rq = np.linalg.qr(G @ P)
     dq = np.abs(np.diag(Rq))
     if dq.size == 0 or dq.min() <= 1e-12 * dq.max():
-        return
+        return None
     st["C"] = What @ Q
     st["U"] = Vhat @ sla.solve_triangular(Rq, P.T, trans="T").T
+    return vals
