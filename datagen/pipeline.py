@@ -360,6 +360,9 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
     _cluster.check_options(workers, scheduler)
     with family_errors(cfg, "be set up"):
         family = cfg.build_family()
+        if getattr(family, "complex_valued", False):
+            raise PipelineError(f"family {cfg.problem!r} with parameters {cfg.param} has complex systems, and the "
+                                "store holds real fields; assemble and solve them with linsolve directly")
         store.check_boundary_conditions(family.boundary_conditions())  # before any solve, not at the end
     solver = cfg.build_solver()
     check_output(out, resume=resume, overwrite=overwrite)

@@ -29,6 +29,8 @@ class Operator:
         self._dense = None
         self._linop = None
         self.layout: Layout | None = None
+        #: float64, or complex128 for a complex matrix or operator
+        self.dtype = np.dtype(np.float64)
         if isinstance(A, Operator):
             self.__dict__.update(A.__dict__)
             return
@@ -43,27 +45,25 @@ class Operator:
         elif sp.issparse(A):
             self.kind = "sparse"
             self.shape = tuple(int(s) for s in A.shape)
-            if A.dtype.kind not in "fiub":
-                raise SolverError(f"A has dtype {A.dtype}; only real matrices are supported")
-            self._csr = sp.csr_matrix(A, dtype=np.float64)
+            self.dtype = _work_dtype(A.dtype, "A")
+            self._csr = sp.csr_matrix(A, dtype=self.dtype)
         elif isinstance(A, spla.LinearOperator):
             self.kind = "linop"
             self.shape = tuple(int(s) for s in A.shape)
-            if A.dtype is not None and np.dtype(A.dtype).kind == "c":
-                raise SolverError(f"A has dtype {A.dtype}; only real operators are supported")
+            if A.dtype is not None:
+                self.dtype = _work_dtype(A.dtype, "A")
             self._linop = A
         else:
             try:
                 arr = np.asarray(A)
             except Exception as exc:  # noqa: BLE001 - anything unconvertible is bad input
                 raise SolverError(f"A of type {type(A).__name__} is not a matrix or operator") from exc
-            if arr.dtype == object or arr.dtype.kind not in "fiub":
-                raise SolverError(f"A has dtype {arr.dtype}; expected a real numeric matrix")
+            self.dtype = _work_dtype(arr.dtype, "A")
             if arr.ndim != 2:
                 raise ShapeError(f"A must be 2-D, got an array with {arr.ndim} dimension(s)")
             self.kind = "dense"
             self.shape = arr.shape
-            self._dense = np.asarray(arr, dtype=np.float64)
+            self._dense = np.asarray(arr, dtype=self.dtype)
         if len(self.shape) != 2 or self.shape[0] != self.shape[1]:
             raise ShapeError(f"A must be square, got shape {self.shape}")
         if self.shape[0] == 0:
@@ -137,7 +137,7 @@ class Operator:
             elif self._dense is not None:
                 self._linop = spla.aslinearoperator(self._dense)
             else:
-                self._linop = spla.LinearOperator(self.shape, matvec=self.matvec, dtype=np.float64)
+                self._linop = spla.LinearOperator(self.shape, matvec=self.matvec, dtype=self.dtype)
         return self._linop
 
     def scipy_operand(self):
@@ -148,7 +148,7 @@ class Operator:
         if self._dense is not None:
             return self._dense
         if self.kind == "linop":
-            return spla.LinearOperator(self.shape, matvec=self._linop_matvec, dtype=np.float64)
+            return spla.LinearOperator(self.shape, matvec=self._linop_matvec, dtype=self.dtype)
         return self.linear_operator()
 
     def diagonal(self) -> np.ndarray:
@@ -176,21 +176,39 @@ class Operator:
 
     def _linop_matvec(self, x: np.ndarray) -> np.ndarray:
         # A user operator's output is checked here: a wrong length surfaced as NumPy's
-        # "cannot reshape" from inside SciPy, complex values as a UFuncTypeError or were cast
-        # to real with only a ComplexWarning
+        # "cannot reshape" from inside SciPy; complex values from an operator declared real
+        # are kept (the system is then complex, as SciPy treats it), never cast to real
         try:
             y = np.asarray(self._linop.matvec(x))
         except ValueError as exc:
             if isinstance(exc, SolverError):
                 raise
             raise ShapeError(f"A's matvec failed on a vector of length {self.n}: {exc}") from exc
-        if y.dtype.kind not in "fiub":
-            raise SolverError(f"A's matvec returned {y.dtype} values; only real operators are supported")
+        if y.dtype.kind not in "fiubc":
+            raise SolverError(f"A's matvec returned {y.dtype} values; expected numbers")
         if y.size != self.n:
             raise ShapeError(f"A's matvec returned {y.size} values for a vector of length {self.n}")
-        return np.asarray(y, dtype=np.float64).reshape(-1)
+        if y.dtype.kind == "c" and np.asarray(x).dtype.kind != "c":
+            raise SolverError(f"A's matvec returned {y.dtype} values for a real vector while A declares dtype "
+                              f"{self._linop.dtype}: give the LinearOperator dtype=complex")
+        return np.asarray(y, dtype=np.complex128 if y.dtype.kind == "c" else np.float64).reshape(-1)
 
     __matmul__ = lambda self, x: self.matvec(x)  # noqa: E731
+
+    @property
+    def is_complex(self) -> bool:
+        return self.dtype.kind == "c"
+
+
+def _work_dtype(dtype, name: str) -> np.dtype:
+    """The precision the solvers work in for data of ``dtype``: float64 for real numbers
+    (integers and single precision are promoted, as SciPy's solvers do for their work
+    arrays), complex128 for complex ones; anything else is refused."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "fiubc":  # (object, text, dates, ...)
+        what = "matrix" if name == "A" else "vector"
+        raise SolverError(f"{name} has dtype {dtype}; expected a real or complex numeric {what}")
+    return np.dtype(np.complex128 if dtype.kind == "c" else np.float64)
 
 
 class VectorKind:
@@ -215,8 +233,7 @@ class VectorKind:
                 arr = np.asarray(b)
             except Exception as exc:  # noqa: BLE001
                 raise SolverError(f"{name} of type {type(b).__name__} is not a vector") from exc
-            if arr.dtype == object or arr.dtype.kind not in "fiub":
-                raise SolverError(f"{name} has dtype {arr.dtype}; expected a real numeric vector")
+            _work_dtype(arr.dtype, name)
             if arr.ndim == 2 and arr.shape[1] == 1:
                 self.column = True
                 arr = arr[:, 0]
@@ -224,7 +241,7 @@ class VectorKind:
                 raise ShapeError(f"{name} must be a vector of length {n}, got shape {arr.shape}")
         if arr.shape[0] != n:
             raise ShapeError(f"{name} has length {arr.shape[0]} but A is {n} x {n}")
-        arr = np.array(arr, dtype=np.float64)
+        arr = np.array(arr, dtype=_work_dtype(arr.dtype, name))
         if not np.all(np.isfinite(arr)):
             raise NonFiniteError(f"{name} contains NaN or Inf")
         self.array = arr

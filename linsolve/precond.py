@@ -186,23 +186,21 @@ class UserPreconditioner(Preconditioner):
             shape = getattr(M, "shape", None)
             if shape != (n, n):
                 raise OptionError(f"preconditioner M has shape {shape}, expected {(n, n)}")
-            dtype = getattr(M, "dtype", None)
-            if dtype is not None and np.dtype(dtype).kind == "c":
-                raise OptionError(f"preconditioner M has dtype {np.dtype(dtype)}; only real preconditioners "
-                                  "are supported (as for A)")
             lin = spla.aslinearoperator(M)
             self._f = lin.matvec
 
     def apply(self, r):
         # checked here, not left to NumPy: a wrong length surfaced as a reshape or broadcast
-        # ValueError, or as BLAS's _fblas.error (not a ValueError) in rcg, and complex
-        # values were cast to real with only a warning
+        # ValueError, or as BLAS's _fblas.error (not a ValueError) in rcg; complex values
+        # for a real vector were cast to real with only a warning (complex systems, whose
+        # vectors are complex, take a complex M)
         out = np.asarray(self._f(r))
-        if out.dtype.kind not in "fiub":
-            raise OptionError(f"preconditioner M returned {out.dtype} values; it must return a real vector")
+        if out.dtype.kind not in "fiubc" or (out.dtype.kind == "c" and r.dtype.kind != "c"):
+            raise OptionError(f"preconditioner M returned {out.dtype} values for a {r.dtype} vector; "
+                              "it must return a vector of the system's kind (real for a real system)")
         if out.size != self.n:
             raise OptionError(f"preconditioner M returned {out.size} values for a vector of length {self.n}")
-        return np.asarray(out, dtype=np.float64).reshape(-1)
+        return np.asarray(out, dtype=np.complex128 if out.dtype.kind == "c" else np.float64).reshape(-1)
 
 
 def build_preconditioner(pc, op, options: dict | None = None, symmetric: bool = False) -> Preconditioner:

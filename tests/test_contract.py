@@ -275,6 +275,9 @@ def test_scipy_style_function(name, request):
     assert info == 0
     assert np.linalg.norm(b - A @ x) <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6)
     if not _cls(name).direct:
+        # (GMRES-type: SciPy's maxiter counts restart cycles unless callback_type="legacy")
+        if "callback_type" in _cls(name).options:
+            opts["callback_type"] = "legacy"
         x, info = f(A, b, rtol=1e-14, maxiter=1, **opts, **({"grid": GRID} if _cls(name).needs_grid else {}))
         assert info > 0
 
@@ -311,3 +314,385 @@ def test_minres_stopping_at_machine_precision_continues_not_maxiter():
     assert res.converged, res
     assert res.relative_residual <= 1e-13 * (1 + 1e-8)
     assert res.iterations < 1000
+
+
+# --- SciPy's own generic cases ----------------------------------------------------------------
+# The case set and checks of scipy/sparse/linalg/_isolve/tests/test_iterative.py (SciPy 1.17),
+# run against every registered solver that names a ``scipy_equivalent``, with that SciPy
+# function run through the same case as the reference: where SciPy succeeds, ours must
+# succeed, with SciPy's info convention (0 converged, maxiter when not, < 0 breakdown).
+
+SCIPY_SOLVERS = [n for n in SOLVERS if _cls(n).scipy_equivalent is not None]
+
+
+def _ref(name):
+    return getattr(spla, _cls(name).scipy_equivalent)
+
+
+def _ours(name):
+    return getattr(linsolve, name.replace("-", "_"))
+
+
+class _Case:
+    def __init__(self, name, A, b=None, skip=(), nonconvergence=()):
+        self.name, self.A = name, A
+        self.b = np.arange(A.shape[0], dtype=float) if b is None else b
+        self.skip, self.nonconvergence = set(skip), set(nonconvergence)
+
+
+def _scipy_cases():
+    """SciPy's IterativeParams, with its skips named by SciPy function."""
+    sym, posdef, real = {"minres", "cg"}, {"cg"}, {"minres"}
+    out = []
+    N = 40
+    data = np.ones((3, N))
+    data[0, :], data[1, :], data[2, :] = 2, -1, -1
+    P1 = sp.dia_array((data, [0, -1, 1]), shape=(N, N)).tocsr()
+    out += [_Case("poisson1d", P1), _Case("poisson1d-F", P1.astype("f"), skip={"minres"}),
+            _Case("neg-poisson1d", -P1, skip=posdef),
+            _Case("neg-poisson1d-F", (-P1).astype("f"), skip=posdef | {"minres"})]
+    P2 = sp.kronsum(P1, P1)
+    out += [_Case("poisson2d", P2, skip={"minres"}), _Case("poisson2d-F", P2.astype("f"), skip={"minres"})]
+    RD = sp.dia_array((np.array([[6, -5, 2, 7, -1, 10, 4, -3, -8, 9]], dtype="d"), [0]), shape=(10, 10)).tocsr()
+    out += [_Case("rand-diag", RD, skip=posdef), _Case("rand-diag-F", RD.astype("f"), skip=posdef)]
+    d = np.random.RandomState(1234).rand(4, 4)
+    out += [_Case("rand", d, skip=posdef | sym), _Case("rand-F", d.astype("f"), skip=posdef | sym)]
+    d = np.random.RandomState(1234).rand(4, 4)
+    d = d + d.T
+    out += [_Case("rand-sym", d, skip=posdef), _Case("rand-sym-F", d.astype("f"), skip=posdef)]
+    d = np.random.RandomState(1234).rand(9, 9)
+    d = d.conj() @ d.T
+    out += [_Case("rand-sym-pd", d), _Case("rand-sym-pd-F", d.astype("f"), skip={"minres"})]
+    rs = np.random.RandomState(1234)
+    d = rs.rand(4, 4) + 1j * rs.rand(4, 4)
+    out += [_Case("rand-cmplx", d, skip=posdef | sym | real),
+            _Case("rand-cmplx-F", d.astype("F"), skip=posdef | sym | real)]
+    rs = np.random.RandomState(1234)
+    d = rs.rand(4, 4) + 1j * rs.rand(4, 4)
+    d = d + d.T.conj()
+    out += [_Case("rand-cmplx-herm", d, skip=posdef | real), _Case("rand-cmplx-herm-F", d.astype("F"), skip=posdef | real)]
+    rs = np.random.RandomState(1234)
+    d = rs.rand(9, 9) + 1j * rs.rand(9, 9)
+    d = d.conj() @ d.T
+    out += [_Case("rand-cmplx-sym-pd", d, skip=real), _Case("rand-cmplx-sym-pd-F", d.astype("F"), skip=real)]
+    data = np.ones((2, 10))
+    data[0, :], data[1, :] = 2, -1
+    A = sp.dia_array((data, [0, -1]), shape=(10, 10)).tocsr()
+    out += [_Case("nonsymposdef", A, skip=sym), _Case("nonsymposdef-F", A.astype("F"), skip=sym)]
+    A = np.zeros((11, 11))
+    A[:5, 5] = [1, 2, 2, 2, 1]
+    A[5, :5] = [1, 2, 2, 2, 1]
+    A[np.arange(5), np.arange(6, 11)] = -1
+    A[np.arange(6, 11), np.arange(5)] = -1
+    A[np.arange(6, 11), np.arange(6, 11)] = -1
+    b = np.zeros(11)
+    b[5] = 1
+    assert (A == A.T).all()
+    out.append(_Case("sym-nonpd", A, b, skip=posdef, nonconvergence={"bicgstab"}))
+    return out
+
+
+SCIPY_CASES = _scipy_cases()
+
+
+def _case_params():
+    for c in SCIPY_CASES:
+        for name in SCIPY_SOLVERS:
+            if _cls(name).scipy_equivalent not in c.skip:
+                yield pytest.param(c, name, id=f"{c.name}-{name}")
+
+
+def _gmres_like():
+    return [n for n in SCIPY_SOLVERS if _cls(n).scipy_equivalent == "gmres"]
+
+
+def _quiet(f, *args, **kw):
+    """SciPy's reference call, without its warnings (gmres's callback_type deprecation, the
+    divisions by zero of a breakdown case)."""
+    import warnings
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return f(*args, **kw)
+
+
+def _norm(v):
+    return np.linalg.norm(v)
+
+
+@pytest.mark.parametrize("case,name", list(_case_params()))
+def test_scipy_case_maxiter(case, name):
+    if _cls(name).scipy_equivalent in case.nonconvergence:
+        pytest.skip("SciPy's breakdown case (gh-8829)")
+    b = case.b
+    residuals = []
+
+    def callback(x):  # gmres's (legacy) callback gets the residual estimate, a NumPy scalar
+        residuals.append(_norm(b - case.A * x) if x.ndim == 0 else _norm(b - case.A @ x))
+
+    x, info = _ours(name)(case.A, b, x0=0 * b, rtol=1e-12, maxiter=1, callback=callback)
+    assert len(residuals) == 1
+    assert info == 1
+
+
+@pytest.mark.parametrize("case,name", list(_case_params()))
+def test_scipy_case_convergence(case, name):
+    A, b = case.A, case.b
+    rtol = 1e-8 if A.dtype.char in "dD" else 1e-2
+    x0 = 0 * b
+    x, info = _ours(name)(A, b, x0=x0, rtol=rtol)
+    np.testing.assert_array_equal(x0, 0 * b)  # x0 not overwritten
+    _, ref_info = _quiet(_ref(name), A, b, x0=0 * b, rtol=rtol)
+    if _cls(name).scipy_equivalent in case.nonconvergence:
+        assert info != 0 and _norm(A @ x - b) <= _norm(b)
+        return
+    assert ref_info == 0  # SciPy succeeds on every other case: so must we
+    assert info == 0
+    assert _norm(A @ x - b) <= _norm(b) * rtol
+
+
+@pytest.mark.parametrize("case,name", list(_case_params()))
+def test_scipy_case_precond_dummy(case, name):
+    if _cls(name).scipy_equivalent in case.nonconvergence:
+        pytest.skip("SciPy's breakdown case (gh-8829)")
+    rtol = 1e-8
+
+    def identity(b, which=None):
+        return b
+
+    A, b = case.A, case.b
+    precond = spla.LinearOperator(A.shape, identity, rmatvec=identity)
+    x, info = _ours(name)(A, b, M=precond, x0=0 * b, rtol=rtol)
+    assert info == 0
+    assert _norm(A @ x - b) <= _norm(b) * rtol
+    Aop = spla.aslinearoperator(A)
+    Aop.psolve = identity
+    Aop.rpsolve = identity
+    x, info = _ours(name)(Aop, b, x0=0 * b, rtol=rtol)
+    assert info == 0
+    assert _norm(A @ x - b) <= _norm(b) * rtol
+
+
+@pytest.mark.parametrize("case,name", list(_case_params()))
+def test_scipy_case_x0_equals_Mb(case, name):
+    if _cls(name).scipy_equivalent == "bicgstab" and case.name == "nonsymposdef":
+        pytest.skip("fails from numerical noise on some architectures in SciPy too (gh-15533)")
+    x, info = _ours(name)(case.A, case.b, x0="Mb", rtol=1e-8)
+    assert info == 0
+    assert _norm(case.A @ x - case.b) <= 1e-8 * _norm(case.b)
+
+
+@pytest.mark.parametrize("case", [c for c in SCIPY_CASES if c.name in ("poisson1d", "poisson2d")], ids=lambda c: c.name)
+@pytest.mark.parametrize("name", SCIPY_SOLVERS)
+def test_scipy_case_precond_inverse_needs_at_most_3_products(case, name):
+    if _cls(name).scipy_equivalent in case.skip:
+        pytest.skip("SciPy skips this case for the reference")
+    dense = case.A.toarray()
+    count = [0]
+
+    def matvec(v):
+        count[0] += 1
+        return case.A @ v
+
+    A = spla.LinearOperator(case.A.shape, matvec, rmatvec=matvec)
+    M = spla.LinearOperator(case.A.shape, lambda v: np.linalg.solve(dense, v))
+    count[0] = 0  # (the constructor applied A once to find its dtype)
+    b = case.b
+    x, info = _ours(name)(A, b, M=M, x0=0 * b, rtol=1e-8)
+    assert info == 0
+    assert _norm(case.A @ x - b) <= _norm(b) * 1e-8
+    assert count[0] <= 3
+
+
+@pytest.mark.parametrize("name", SCIPY_SOLVERS)
+def test_scipy_atol_rtol_grid_with_badly_scaled_preconditioners(name):
+    if _cls(name).scipy_equivalent == "minres":
+        pytest.skip("SciPy's minres has no atol")
+    rng = np.random.default_rng(168441431005389)
+    A = rng.uniform(size=[10, 10])
+    A = A @ A.T + 10 * np.eye(10)
+    b = 1e3 * rng.uniform(size=10)
+    tols = np.r_[0, np.logspace(-9, 2, 7), np.inf]
+    M0 = rng.standard_normal(size=(10, 10))
+    M0 = M0 @ M0.T
+    for M, rtol, atol in [(M, r, a) for M in (None, 1e-6 * M0, 1e6 * M0) for r in tols for a in tols]:
+        if rtol == 0 and atol == 0:
+            continue
+        x, info = _ours(name)(A, b, M=M, rtol=rtol, atol=atol)
+        assert info == 0, (rtol, atol)
+        assert _norm(A @ x - b) <= 1.00025 * max(atol, rtol * _norm(b))
+
+
+@pytest.mark.parametrize("name", SCIPY_SOLVERS)
+def test_scipy_zero_rhs(name):
+    rng = np.random.default_rng(1684414984100503)
+    A = rng.random(size=[10, 10])
+    A = A @ A.T + 10 * np.eye(10)
+    b = np.zeros(10)
+    f = _ours(name)
+    for tol in np.logspace(-10, 2, 7):
+        x, info = f(A, b, rtol=tol)
+        assert info == 0 and np.allclose(x, 0.0, atol=1e-15)
+        x, info = f(A, b, rtol=tol, x0=np.ones(10))
+        assert info == 0 and np.allclose(x, 0.0, atol=tol)
+        x, info = f(A, b, rtol=tol, atol=0, x0=np.ones(10))
+        if info == 0:
+            assert np.allclose(x, 0)
+        x, info = f(A, b, rtol=tol, atol=tol)
+        assert info == 0 and np.allclose(x, 0, atol=1e-300)
+
+
+@pytest.mark.parametrize("name", SCIPY_SOLVERS)
+def test_scipy_x0_working(name):
+    rng = np.random.default_rng(1685363802304750)
+    n = 10
+    A = rng.random(size=[n, n])
+    A = A @ A.T
+    b, x0 = rng.random(n), rng.random(n)
+    kw = dict(rtol=1e-6) if _cls(name).scipy_equivalent == "minres" else dict(atol=0, rtol=1e-6)
+    x, info = _ours(name)(A, b, **kw)
+    assert info == 0 and _norm(A @ x - b) <= 1e-6 * _norm(b)
+    x, info = _ours(name)(A, b, x0=x0, **kw)
+    assert info == 0 and _norm(A @ x - b) <= 1e-5 * _norm(b)
+
+
+@pytest.mark.parametrize("name", SCIPY_SOLVERS)
+def test_scipy_x0_solves_problem_exactly(name):
+    rhs = np.array([-1.0, -1.0])
+    sol, info = _ours(name)(np.eye(2), rhs, x0=rhs)
+    np.testing.assert_allclose(sol, rhs)
+    assert info == 0
+
+
+@pytest.mark.parametrize("name", SCIPY_SOLVERS)
+def test_scipy_positional_tolerance_is_a_type_error(name):
+    A = np.eye(3)
+    with pytest.raises(TypeError):
+        _ours(name)(A, np.ones(3), None, 1e-5)
+
+
+@pytest.mark.parametrize("atol", ["legacy", None, -1])
+@pytest.mark.parametrize("name", SCIPY_SOLVERS)
+def test_scipy_invalid_atol_is_a_value_error(name, atol):
+    with pytest.raises(ValueError):
+        _ours(name)(np.eye(3), np.ones(3), atol=atol)
+
+
+# GMRES's own cases (TestGMRES), for gmres and gcrodr (which follows gmres's conventions)
+@pytest.mark.parametrize("name", _gmres_like())
+def test_scipy_gmres_one_cycle_of_restart_5(name):
+    A = np.vander(np.arange(10) + 1)[:, ::-1]
+    b = np.zeros(10)
+    b[0] = 1
+    x, _ = _ours(name)(A, b, restart=5, maxiter=1)
+    np.testing.assert_allclose(x[0], 0.359, rtol=1e-2)
+
+
+@pytest.mark.parametrize("name", _gmres_like())
+def test_scipy_gmres_legacy_callback_gets_the_preconditioned_residual(name):
+    A = sp.csr_array(np.diag(np.full(6, -2.0)) + np.diag(np.ones(5), 1) + np.diag(np.ones(5), -1))
+    b = np.ones(6)
+    got = []
+    _ours(name)(A, b, x0=np.zeros(6), rtol=1e-16, maxiter=1, callback=got.append)
+    np.testing.assert_allclose(got, [0.81649658092772603], rtol=1e-10)
+    got = []
+    # SciPy's GMRES preconditions from the left; gcrodr's estimate is that norm with pc_side="left"
+    side = {"pc_side": "left"} if name == "gcrodr" else {}
+    _ours(name)(A, b, M=1e-3 * np.eye(6), rtol=1e-16, maxiter=1, callback=got.append, **side)
+    np.testing.assert_allclose(got, [1e-3 * 0.81649658092772603], rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", _gmres_like())
+def test_scipy_gmres_complex_identity_matches_real(name):
+    rx, rinfo = _ours(name)(np.eye(2), np.ones(2))
+    x, info = _ours(name)(np.eye(2).astype(complex), np.ones(2).astype(complex))
+    assert np.iscomplexobj(x)
+    np.testing.assert_allclose(rx.astype(complex), x)
+    assert rinfo == info
+
+
+@pytest.mark.parametrize("name", _gmres_like())
+def test_scipy_gmres_tiny_rhs_is_relative(name):
+    x, info = _ours(name)(np.eye(2), np.ones(2), rtol=1e-5)
+    assert _norm(x - 1) <= 1e-5 * _norm(np.ones(2))
+    b = 1e-10 * np.ones(2)
+    x, info = _ours(name)(np.eye(2), b, rtol=1e-8, atol=0)
+    assert _norm(x - b) <= 1e-8 * _norm(b)
+
+
+@pytest.mark.parametrize("name", _gmres_like())
+def test_scipy_gmres_defective_preconditioner_gives_no_nan_nor_false_success(name):
+    M = np.eye(3)
+    M[2, 2] = 0
+    A, b = np.diag([2.0, 3.0, 4.0]), np.array([0.0, 1.0, 1.0])
+    x, info = _ours(name)(A, b, x0=np.array([1.0, 0.0, 0.0]), M=M, rtol=1e-15, atol=0)
+    assert not np.isnan(x).any()
+    if info == 0:
+        assert _norm(A @ x - b) <= 1e-15 * _norm(b)
+    np.testing.assert_allclose(M @ (A @ x), M @ b, atol=1e-12)  # (SciPy's test: exact zeros, atol=0)
+
+
+@pytest.mark.parametrize("name", _gmres_like())
+def test_scipy_gmres_defective_matrix_gives_no_nan_nor_false_success(name):
+    A = np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, 0]])
+    b = np.array([1.0, 0, 1])
+    x, info = _ours(name)(A, b, rtol=1e-8, atol=0)
+    assert not np.isnan(x).any()
+    if info == 0:
+        assert _norm(A @ x - b) <= 1e-8 * _norm(b)
+    np.testing.assert_allclose(A @ (A @ x), A @ b, atol=1e-12)  # (SciPy's test: exact zeros, atol=0)
+
+
+@pytest.mark.parametrize("name", _gmres_like())
+def test_scipy_gmres_callback_type_sets_calls_and_maxiter(name):
+    np.random.seed(1)
+    A = np.random.rand(20, 20)
+    b = np.random.rand(20)
+    f = _ours(name)
+    calls = []
+
+    def pr(r):
+        assert isinstance(r, float)
+        calls.append(r)
+
+    for ctype in (None, "legacy"):  # maxiter counts inner iterations
+        calls.clear()
+        x, info = f(A, b, rtol=1e-6, atol=0, callback=pr, maxiter=2, restart=50, callback_type=ctype)
+        assert info == 2 and len(calls) == 2
+    calls.clear()  # maxiter counts restart cycles: 2 are enough
+    x, info = f(A, b, rtol=1e-6, atol=0, callback=pr, maxiter=2, restart=50, callback_type="pr_norm")
+    assert info == 0 and len(calls) > 2
+    xs = []
+    x, info = f(A, b, rtol=1e-6, atol=0, callback=lambda x: xs.append(np.array(x)), maxiter=2, restart=50,
+                callback_type="x")
+    assert info == 0 and len(xs) == 1 and isinstance(xs[0], np.ndarray)
+    with pytest.raises(ValueError, match="callback_type"):
+        f(A, b, callback=pr, callback_type="bogus")
+
+
+@pytest.mark.parametrize("name", _gmres_like())
+def test_scipy_gmres_x_callback_once_per_cycle_with_monotone_residual(name):
+    rng = np.random.RandomState(1)
+    A = rng.rand(20, 20) + np.eye(20)
+    b = rng.rand(20)
+    seen = []
+    x, info = _ours(name)(A, b, rtol=1e-6, atol=0, callback=lambda x: seen.append(_norm(A @ x - b)), maxiter=20,
+                          restart=10, callback_type="x")
+    assert all(r1 <= r0 * (1 + 1e-12) for r0, r1 in zip(seen, seen[1:], strict=False))
+    _, ref_info = _quiet(spla.gmres, A, b, rtol=1e-6, atol=0, maxiter=20, restart=10)
+    if name == "gmres":  # SciPy: 20 cycles do not reach 1e-6
+        assert info == ref_info == 20 and len(seen) == 20
+    else:  # recycling may converge within the cycles; otherwise SciPy's convention
+        assert (info == 0 and len(seen) <= 20) or (info == 20 and len(seen) == 20)
+
+
+# rcg stands in for cg on Hermitian positive definite systems; on a symmetric (Hermitian)
+# matrix that is not positive definite it must say so: SciPy's breakdown info < 0
+@pytest.mark.parametrize("case", [c for c in SCIPY_CASES if "cg" in c.skip and "minres" not in c.skip
+                                  or c.name in ("rand-cmplx-herm", "rand-cmplx-herm-F")], ids=lambda c: c.name)
+def test_rcg_on_symmetric_not_positive_definite_reports_breakdown(case):
+    x, info = linsolve.rcg(case.A, case.b, rtol=1e-8)
+    assert info < 0
+    res = linsolve.make_solver("rcg", rtol=1e-8).solve(case.A, case.b)
+    assert not res.converged and res.reason.startswith("breakdown")
+    assert res.iterations < 10 * case.A.shape[0]

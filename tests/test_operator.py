@@ -26,7 +26,14 @@ def test_operator_rejects_bad():
     with pytest.raises(SolverError):
         Operator(np.array([["a"]], dtype=object))
     with pytest.raises(SolverError):
-        Operator(sp.csr_matrix(np.eye(3) * 1j))
+        Operator(np.array([["a"]]))  # text
+
+
+def test_operator_keeps_complex_matrices_complex():
+    op = Operator(sp.csr_matrix(np.eye(3) * 1j))
+    assert op.is_complex and op.csr().dtype == np.complex128
+    np.testing.assert_allclose(op.matvec(np.ones(3)), 1j * np.ones(3))
+    assert not Operator(np.eye(3, dtype=np.float32)).is_complex
 
 
 def test_grid_scatter_gather():

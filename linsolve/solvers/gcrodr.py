@@ -112,14 +112,24 @@ class GCRODR(Solver):
     ``backend="petsc"`` any PETSc PC (``bjacobi``, ``asm``, ...) is applied through
     petsc4py. ``residual_norms`` holds the least-squares residual estimate per iteration:
     the true residual norm for right, the preconditioned one for left preconditioning.
-    ``callback`` receives that estimate divided by ||b|| (SciPy's ``pr_norm`` convention)."""
+    ``callback`` and ``maxiter`` follow SciPy's GMRES and its ``callback_type``: "legacy"
+    (``make_solver``'s default): ``callback(estimate / ||b||)`` after every inner iteration,
+    ``maxiter`` counts inner iterations; "pr_norm": the same calls, ``maxiter`` counts restart
+    cycles; "x": ``callback(x)`` after every cycle, ``maxiter`` counts cycles. Complex systems
+    run GCRO-DR in complex arithmetic (``linsolve.gcrodr_complex``, a NumPy path without the
+    compiled kernels)."""
 
     supports = frozenset({"spd", "nonsymmetric", "indefinite"})
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ilu", "amg")
     options = {"restart": 40, "recycle": 20, "pc_side": "right", "which": "smallest",
-               "recycle_across": True, "update": "cycle", "orthog": "cgs"}
+               "recycle_across": True, "update": "cycle", "orthog": "cgs", "callback_type": "legacy"}
     stateful = True
+    # complex systems run GCRO-DR in complex arithmetic (linsolve.gcrodr_complex, NumPy): GMRES
+    # on the real form minimises over half the Krylov dimension and stalled on indefinite
+    # complex Helmholtz problems where complex GMRES converges
+    complex_support = "native"
+    scipy_equivalent = "gmres"
 
     def _validate_options(self):
         m = _positive_int("restart", self.opts["restart"], 2)
@@ -135,7 +145,14 @@ class GCRODR(Solver):
             raise OptionError(f"update must be 'cycle' or 'solve', got {self.opts['update']!r}")
         if self.opts["which"] not in ("smallest", "largest"):
             raise OptionError(f"which must be 'smallest' or 'largest', got {self.opts['which']!r}")
+        from .krylov import check_callback_type
+
+        check_callback_type(self.opts["callback_type"])
         self._reset()
+
+    def _inner_budget(self, maxiter):
+        # SciPy's GMRES convention: maxiter counts restart cycles unless callback_type="legacy"
+        return maxiter if self.opts["callback_type"] == "legacy" else maxiter * int(self.opts["restart"])
 
     def _reset(self):
         self._U = None   # recycled space in B's space, (k, n)
@@ -147,6 +164,7 @@ class GCRODR(Solver):
         self._Ubufs = None
         self._key = None
         self.ritz_values = None
+        self._complex_state = {}  # U, C and their key for complex systems (linsolve.gcrodr_complex)
 
     # --- recycled space ------------------------------------------------------------
     def _adapt(self, A, M, right, ident, op):
@@ -190,6 +208,10 @@ class GCRODR(Solver):
 
     # --- the method -------------------------------------------------------------------
     def _solve(self, op, b, x0, tol, maxiter, ctx):
+        if np.iscomplexobj(b):
+            from ..gcrodr_complex import solve_complex
+
+            return solve_complex(self, op, b, x0, tol, maxiter, ctx)
         m, k = int(self.opts["restart"]), int(self.opts["recycle"])
         right = self.opts["pc_side"] == "right"
         A = MatOps(op)
@@ -212,7 +234,9 @@ class GCRODR(Solver):
         self._key = key
 
         x = np.array(x0, dtype=np.float64)
-        r = b - A(x)
+        # no product for the zero start (distributed: the product is collective, every process
+        # takes the same branch without a reduction to decide it)
+        r = b - A(x) if (lay.distributed or np.any(x)) else b.copy()
         rp = r if (right or ident) else M.apply(r)
         # coefficients c of U still to be added to x (x += M^-1 U c): the projection of the
         # residual on C defers that update to the next correction, which reads U anyway
@@ -233,15 +257,24 @@ class GCRODR(Solver):
         converged = rnorm <= tol
         reason = "converged" if converged else "maxiter reached"
         stalls = 0
+        true_rnorm = None
         every_cycle = self.opts["update"] == "cycle"
-        while not converged and its < maxiter:
+        ctype = self.opts["callback_type"]
+        # "pr_norm"/"x": maxiter counts cycles (handed over as cycles * restart iterations)
+        max_cycles = None if ctype == "legacy" else max(maxiter // m, 1)
+        cycles = 0
+        user_cb = ctx.callback
+        step_ctx = ctx if ctype != "x" else None
+        while not converged and its < maxiter and (max_cycles is None or cycles < max_cycles):
+            cycles += 1
             kc = 0 if self._C is None else self._C.shape[0]
             steps = min(m - kc, maxiter - its)
             ratio = lay.norm(rp) / rnorm if not (right or ident) else 1.0
             # distributed: ||rp|| is the rnorm just summed when rp is r (one global sum fewer a cycle)
             known = rnorm if (lay.distributed and (right or ident)) else None
             p, y1, y2, G, breakdown = self._cycle(A, M, right, ident, rp, Vh, kc, steps,
-                                                  tol * ratio, norms, ctx, known)
+                                                  tol * ratio, norms, step_ctx or ctx, known,
+                                                  per_step=step_ctx is not None)
             its += p
             yu = y1 if pend is None else y1 + pend / self._d
             pend = None
@@ -257,6 +290,8 @@ class GCRODR(Solver):
                 if kc:
                     corr += self._U.T @ (yu * self._d)
             x += to_x(corr)
+            if ctype == "x" and user_cb is not None:
+                user_cb(x)  # SciPy's callback_type="x": the iterate after each restart cycle
             r = b - A(x)
             new_norm = lay.norm(r)
             stalls = stalls + 1 if new_norm >= rnorm * (1 - 1e-12) else 0
@@ -267,6 +302,7 @@ class GCRODR(Solver):
                     Vh = other
             if rnorm <= tol:
                 converged, reason = True, "converged"
+                true_rnorm = rnorm  # ||b - A x|| of the x returned: the base class need not recompute it
                 break
             if breakdown == "non-finite":
                 reason = ("breakdown: the (preconditioned) operator produced NaN or Inf "
@@ -289,6 +325,8 @@ class GCRODR(Solver):
         info = {"norm": "true residual (estimate)" if (right or ident) else "preconditioned residual (estimate)",
                 "recycled_dim": 0 if self._U is None else int(self._U.shape[0]),
                 "recycle_matvecs": adapt_mv, "pc_side": self.opts["pc_side"]}
+        if true_rnorm is not None:
+            info["true_rnorm"] = true_rnorm
         return Outcome(x, its, norms, converged, reason, info)
 
     def _project_out(self, A, M, right, ident, b, x, rp, to_x):
@@ -319,7 +357,7 @@ class GCRODR(Solver):
         """Column scaling D = diag(1/||u_i||) of the paper, kept with U."""
         self._d = 1.0 / np.sqrt(self._layout.sum(np.einsum("ij,ij->i", self._U, self._U)))
 
-    def _cycle(self, A, M, right, ident, rp, Vh, kc, steps, tol, norms, ctx, beta=None):
+    def _cycle(self, A, M, right, ident, rp, Vh, kc, steps, tol, norms, ctx, beta=None, per_step=True):
         """One cycle: ``steps`` Arnoldi steps of (I - CC^T)B. Returns the step count, the
         least-squares solution split as (coefficients of U~, of V), the matrix G-bar and
         whether the Arnoldi process broke down. ``beta``: ||rp|| when already known."""
@@ -343,7 +381,7 @@ class GCRODR(Solver):
         cs = np.empty(steps)
         sn = np.empty(steps)
         h, h2, tmp = np.empty(m + 1), np.empty(m + 1), self._tmp(Vh.shape[1])
-        cb = ctx.callback
+        cb = ctx.callback if per_step else None
         bnorm = ctx.bnorm
         refine = {"cgs": 0.0, "ifneeded": 0.7071, "cgs2": np.inf}[self.opts["orthog"]]
         breakdown = False
@@ -372,7 +410,7 @@ class GCRODR(Solver):
             norms.append(est)
             p = jj + 1
             if cb is not None:
-                cb(est / bnorm)
+                cb(np.float64(est / bnorm))  # a NumPy scalar, as SciPy's GMRES passes
             if est <= tol or breakdown:
                 break
         R = Rt[:p, :p]

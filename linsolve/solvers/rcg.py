@@ -95,6 +95,9 @@ class RecycledCG(Solver):
     on an assembled matrix runs the compiled IC(0))."""
 
     supports = frozenset({"spd"})
+    # Hermitian positive definite: the real form is SPD and CG on it is complex CG
+    complex_support = "real-form"
+    scipy_equivalent = "cg"
     symmetric_pc = True  # SciPy's ILU with SuperLU's defaults is not symmetric: CG stalls with it
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ssor", "amg")
@@ -337,7 +340,9 @@ class RecycledCG(Solver):
                 r -= AW.T @ mu
 
         x = np.array(x0, dtype=np.float64)
-        r = b - A(x)
+        # no product for the zero start, as SciPy's CG (distributed: the product is collective,
+        # and every process must take the same branch)
+        r = b - A(x) if (dist or x.any()) else b.copy()
         galerkin(x, r)
         z = r if ident else M.apply(r)
         p = z.copy()
