@@ -210,14 +210,12 @@ def plot_trajectory(path, trajectory: int, snapshot: int, out) -> Path:
     d = trajectory_snapshot(path, trajectory, snapshot)
     _check_out(out)
     x, y, z = d["x"], d["y"], d["z"]
-    lo = min(0.0, float(min(d[k].min() for k in ("u_xz_wall", "u_xz_centre", "u_xy"))))
-    hi = float(max(d[k].max() for k in ("u_xz_wall", "u_xz_centre", "u_xy")))
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     panels = ((axes[0, 0], d["u_xz_wall"], z, f"u at y+ = {d['y_plus_wall']:.1f} (lower wall)", "z"),
-              (axes[0, 1], d["u_xz_centre"], z, f"u at the centre line (y = {y[d['j_centre']]:.2g})", "z"),
+              (axes[0, 1], d["u_xz_centre"], z, f"u at the centre line (y = {float(np.round(y[d['j_centre']], 4)) + 0.0:g})", "z"),
               (axes[1, 0], d["u_xy"], y, f"u in the x-y plane z = {z[d['k_xy']]:.3g}", "y"))
     for ax, img, second, title, label in panels:
-        im = ax.pcolormesh(x, second, img.T, shading="nearest", cmap="viridis", vmin=lo, vmax=hi)
+        im = ax.pcolormesh(x, second, img.T, shading="nearest", cmap="viridis")
         fig.colorbar(im, ax=ax, shrink=0.85, label="u / u_tau")
         ax.set_xlabel("x")
         ax.set_ylabel(label)
@@ -227,7 +225,7 @@ def plot_trajectory(path, trajectory: int, snapshot: int, out) -> Path:
     yp, sel = d["y_plus_profile"], d["y_plus_profile"] > 0
     ax.semilogx(yp[sel], d["U_plus"][sel], "o-", label="this snapshot")
     ax.semilogx(yp[sel], d["U_plus_mean"][sel], "s--", label="trajectory mean")
-    grid = np.logspace(-1, np.log10(max(float(yp.max()), 2.0)), 200)
+    grid = np.logspace(0, np.log10(max(float(yp.max()), 20.0)), 200)
     ax.semilogx(grid[grid < 12], grid[grid < 12], "k:", lw=1, label="U+ = y+")
     ax.semilogx(grid[grid > 8], 2.5 * np.log(grid[grid > 8]) + 5.5, "k-.", lw=1, label="2.5 ln y+ + 5.5")
     ax.set_xlabel("y+")
