@@ -27,7 +27,8 @@ from .dns import ChannelBlowUp, ChannelConfig, ChannelDNS, perturbed_laminar
 from .filtering import CoarseFilter, collocate
 from .states import resolve_restart
 
-#: ready-made configurations: a few CPU minutes, and the paper's setting (for a GPU)
+#: ready-made configurations: a few CPU minutes, the surrogates' CPU training set (about an hour),
+#: and the paper's setting (for a GPU)
 PRESETS = {
     "small": dict(re_tau=180.0, grid=(32, 64, 32), box=(math.pi, math.pi / 2), coarse_grid=(16, 17, 8),
                   trajectories=2, snapshots=8, every=20, spinup=1500, dt=2e-3),
@@ -101,7 +102,8 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     ``restart``: a checkpoint of developed flow (``save_checkpoint``, or the
     ``longrun`` driver's), or the name of a shipped state (``"re180-reduced"``, see
     ``datagen.channel.states``), to start from instead of spinning up ``spinup`` steps from a
-    perturbed laminar profile (its grid and time step are then used). ``decorrelate``:
+    perturbed laminar profile (its grid, and its time step unless ``dt`` is given, are
+    then used). ``decorrelate``:
     steps run after each trajectory's seeded perturbation (``perturbation`` x U_b)
     before its first snapshot (default ``every``). ``grid`` is the DNS grid (nx, ny, nz),
     ``box`` (lx, lz); ``coarse_grid`` (NX, NY, NZ) the stored one. Rerunning with the same
