@@ -234,9 +234,11 @@ def generate(
     spinup: int | None = typer.Option(None, "--spinup", help="channel: DNS steps of spin-up"),
     coarse_grid: str | None = typer.Option(None, "--coarse-grid", help="channel: stored grid NX,NY,NZ"),
     filter_: str | None = typer.Option(None, "--filter", help="channel: box or spectral"),
-    restart: Path | None = typer.Option(None, "--restart", help="channel: checkpoint of developed flow"),
+    restart: str | None = typer.Option(None, "--restart", help="channel: checkpoint of developed flow, or a "
+                                       "shipped state's name (re180-reduced)"),
     device: str | None = typer.Option(None, "--device", help="channel: cpu, torch or cuda"),
-    preset: str | None = typer.Option(None, "--preset", help="channel: small (CPU minutes) or paper (GPU)"),
+    preset: str | None = typer.Option(None, "--preset", help="channel: small (CPU minutes), surrogate (the CPU "
+                                      "training set, about an hour) or paper (GPU)"),
     dt: float | None = typer.Option(None, "--dt", help="channel: DNS time step"),
     box: str | None = typer.Option(None, "--box", help="channel: box lengths LX,LZ (wall-normal is 2)"),
     pressure: bool = typer.Option(False, "--pressure", help="channel: store the pressure too"),
@@ -363,8 +365,13 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
     kw = {k: v for k, v in opts.items() if v is not None}
     if kw.get("filter") not in (None, "box", "spectral"):
         raise CLIError(f"--filter must be box or spectral, got {kw['filter']!r}")
-    if kw.get("restart") is not None and not Path(kw["restart"]).exists():
-        raise CLIError(f"--restart checkpoint {str(kw['restart'])!r} does not exist")
+    if kw.get("restart") is not None:
+        from .channel.states import resolve_restart
+
+        try:
+            resolve_restart(kw["restart"])
+        except OptionError as exc:
+            raise CLIError(str(exc)) from None
     check_output_path(out, "output", make_parents=True, error=CLIError)
     parts = out.with_name(out.name + ".parts")
     if parts.exists() and not parts.is_dir():
@@ -644,22 +651,35 @@ def validate(
 @app.command()
 def plot(
     file: Path = typer.Argument(..., help="a file written by `datagen generate`"),
-    index: int = typer.Option(0, "--index", help="sample index (sample order)"),
+    index: int | None = typer.Option(None, "--index", help="sample files: sample index (sample order; default 0)"),
+    trajectory: int | None = typer.Option(None, "--trajectory", help="trajectory files (channel DNS, LES, "
+                                          "rollouts): which trajectory (default 0)"),
+    snapshot: int | None = typer.Option(None, "--snapshot", help="trajectory files: which snapshot (default 0)"),
     out: str = typer.Option(..., "--out", help="PNG file to write"),
 ):
-    """Plot one sample: its input fields, its solution and the solver's residual history."""
+    """Plot one sample (its input fields, its solution and the solver's residual history), or
+    one snapshot of a channel trajectory file (x-z slices of u at y+ ~ 15 and on the centre
+    line, an x-y slice, and the mean profile U+(y+))."""
     from . import store
-    from .plotting import plot_sample
+    from .plotting import plot_sample, plot_trajectory
 
     with store.open_file(file) as f:
-        if store.is_trajectory_file(f):
-            raise CLIError(f"{str(file)!r} holds trajectories (the channel problem), which `datagen plot` does not "
-                           "draw; it plots samples of solved systems")
+        trajectories = store.is_trajectory_file(f)
+    if trajectories and index is not None:
+        raise CLIError(f"{str(file)!r} holds trajectories: choose the snapshot with --trajectory and --snapshot, "
+                       "not --index")
+    if not trajectories and (trajectory is not None or snapshot is not None):
+        raise CLIError(f"{str(file)!r} holds samples of solved systems: choose one with --index "
+                       "(--trajectory and --snapshot are for trajectory files)")
     out = _out_file(out, "sample.png")
-    check_output_path(out, "--out", replaces=False, error=CLIError)
+    # the trajectory figure is written atomically (temporary file + rename)
+    check_output_path(out, "--out", replaces=trajectories, error=CLIError)
     try:
         with _readable(file):
-            plot_sample(file, index, out)
+            if trajectories:
+                plot_trajectory(file, trajectory or 0, snapshot or 0, out)
+            else:
+                plot_sample(file, index or 0, out)
     except OSError as exc:  # e.g. the disk filling up while matplotlib writes
         raise CLIError(f"writing --out {str(out)!r} failed: {exc.strerror or exc}") from None
 

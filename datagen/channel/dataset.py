@@ -27,13 +27,22 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .dns import ChannelBlowUp, ChannelConfig, ChannelDNS, perturbed_laminar
 from .filtering import CoarseFilter, collocate
 from .sgs import check_model as check_sgs_model
+from .states import resolve_restart
 
-#: ready-made configurations: a few CPU minutes, and the paper's setting (for a GPU)
+#: ready-made configurations: a few CPU minutes, the surrogates' CPU training set (about an hour),
+#: and the paper's setting (for a GPU)
 PRESETS = {
     "small": dict(re_tau=180.0, grid=(32, 64, 32), box=(math.pi, math.pi / 2), coarse_grid=(16, 17, 8),
                   trajectories=2, snapshots=8, every=20, spinup=1500, dt=2e-3),
     "paper": dict(re_tau=180.0, grid=(192, 128, 160), box=(4 * math.pi, 4 * math.pi / 3), coarse_grid=(32, 33, 16),
                   trajectories=20, snapshots=400, every=200, spinup=40000, dt=1e-3, device="cuda"),
+    # the CPU training set of the surrogates: from the shipped developed state (no spin-up),
+    # snapshots 100 x 2e-3 = 0.2 h/u_tau (36 viscous times) apart as in "paper"; the last
+    # trajectory is the held-out one, decorrelated like the others by its own seeded
+    # perturbation and 2500 steps (5 h/u_tau) before its first snapshot
+    "surrogate": dict(re_tau=180.0, grid=(32, 64, 48), box=(math.pi, math.pi / 2), coarse_grid=(16, 17, 8),
+                      trajectories=6, snapshots=200, every=100, spinup=0, dt=2e-3, restart="re180-reduced",
+                      decorrelate=2500),
 }
 
 
@@ -91,11 +100,13 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
              pressure=None, decorrelate=None, perturbation=None, preset: str | None = None, progress=None,
              solver_options: dict | None = None, sgs: str | None = None, tasks=None) -> Path:
     """Write ``out`` (HDF5) and return its path. Every argument left as None takes its value
-    from ``PRESETS[preset]`` (``"small"`` or ``"paper"``), else from ``DEFAULTS``.
+    from ``PRESETS[preset]`` (``"small"``, ``"surrogate"`` or ``"paper"``), else from ``DEFAULTS``.
 
     ``restart``: a checkpoint of developed flow (``save_checkpoint``, or the
-    ``longrun`` driver's) to start from instead of spinning up ``spinup`` steps from a
-    perturbed laminar profile (its grid and time step are then used). ``decorrelate``:
+    ``longrun`` driver's), or the name of a shipped state (``"re180-reduced"``, see
+    ``datagen.channel.states``), to start from instead of spinning up ``spinup`` steps from a
+    perturbed laminar profile (its grid, and its time step unless ``dt`` is given, are
+    then used). ``decorrelate``:
     steps run after each trajectory's seeded perturbation (``perturbation`` x U_b)
     before its first snapshot (default ``every``). ``grid`` is the DNS grid (nx, ny, nz),
     ``box`` (lx, lz); ``coarse_grid`` (NX, NY, NZ) the stored one. Rerunning with the same
@@ -138,6 +149,7 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
                                                                    and int(a["decorrelate"]) != a["decorrelate"]):
         raise OptionError(f"decorrelate must be a non-negative integer (steps), got {a['decorrelate']!r}")
     check_sgs_model(sgs)
+    restart_path = resolve_restart(restart) if restart else None  # a shipped state's name or a path
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     # a resumed run must be the same run: refuse to mix shards of different configurations
@@ -163,9 +175,12 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
                               f"--overwrite (or by deleting {parts})")
     if not fp_path.exists():
         fp_path.write_text(json.dumps(fingerprint))
-    base_ckpt = Path(restart) if restart else parts / "spinup.npz"
+    base_ckpt = restart_path or parts / "spinup.npz"
+    # a dt given explicitly overrides a restart checkpoint's own
+    load_kw = dict(device=device, solver=solver, solver_options=solver_options, sgs=sgs,
+                   dt=float(dt) if restart and dt is not None else None)
     if restart or base_ckpt.exists():
-        base = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options, sgs=sgs)
+        base = load_checkpoint(base_ckpt, **load_kw)
     else:
         nx, ny, nz = grid
         cfg = ChannelConfig(re_tau=float(a["re_tau"]), grid=dict(nx=nx, ny=ny, nz=nz, lx=box[0], lz=box[1]),
@@ -194,8 +209,7 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
                 continue
             shard.unlink()  # unreadable or of another shape (e.g. damaged on disk): compute it again
         todo.append(k)
-    one = functools.partial(_trajectory, parts=str(parts), base_ckpt=str(base_ckpt), device=device, solver=solver,
-                            solver_options=solver_options, sgs=sgs, perturbation=perturbation, seed=seed,
+    one = functools.partial(_trajectory, parts=str(parts), base_ckpt=str(base_ckpt), load_kw=load_kw, perturbation=perturbation, seed=seed,
                             decorrelate=decorrelate, snapshots=snapshots, every=every, pressure=pressure,
                             coarse_grid=coarse_grid, filter=filter)
     if tasks is None:
@@ -208,15 +222,16 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     return out
 
 
-def _trajectory(k: int, *, parts, base_ckpt, device, solver, solver_options, sgs, perturbation, seed, decorrelate,
+def _trajectory(k: int, *, parts, base_ckpt, load_kw, perturbation, seed, decorrelate,
                 snapshots, every, pressure, coarse_grid, filter, progress=None) -> None:
     """Trajectory ``k`` from the developed flow in ``base_ckpt``, committed as its shard (the
-    unit of work of a parallel run: it needs only the checkpoint and its arguments)."""
+    unit of work of a parallel run: it needs only the checkpoint and its arguments;
+    ``load_kw`` go to ``load_checkpoint``)."""
     from ..cluster import limit_threads
 
     limit_threads()
     shard = Path(parts) / f"traj_{k:04d}.h5"
-    dns = load_checkpoint(base_ckpt, device=device, solver=solver, solver_options=solver_options, sgs=sgs)
+    dns = load_checkpoint(base_ckpt, **load_kw)
     filt = CoarseFilter(dns.grid, coarse_grid, filter)
     _perturb(dns, perturbation, seed + 1 + k)
     dns.run(decorrelate, check_every=10) if decorrelate else None

@@ -1,0 +1,1 @@
+"""Developed channel-flow states shipped with the package (see ``datagen.channel.states``)."""
