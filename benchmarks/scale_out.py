@@ -166,7 +166,7 @@ def part_datagen(args) -> dict:
     if args.quick:
         n, chunk, grid, traj, snaps, repeat = 16, 4, 64, 2, 2, 1
     else:
-        n, chunk, grid, traj, snaps, repeat = 96, 12, 128, 4, 4, args.repeat
+        n, chunk, grid, traj, snaps, repeat = 384, 24, 128, 4, 4, args.repeat
     clusters = {}
     try:
         for mode in MODES[1:]:
