@@ -93,3 +93,24 @@ def test_wrong_shapes_and_format_are_refused(shipped):
     _edit_card(d, sha256=sha256_file(d / "tiny-cpu.pt"))
     with pytest.raises(CheckpointError, match="not an operators checkpoint"):
         operators.load_pretrained("tiny-cpu", directory=d)
+
+
+def test_shipped_ifactformer_m_cpu_loads_and_predicts_on_its_grid():
+    """The shipped CPU-recipe checkpoint passes every check of load_pretrained (card, sha256,
+    shapes, parameter count) and maps a velocity field on its grid to one of the same shape."""
+    import json
+
+    import torch
+
+    from operators.pretrained import PRETRAINED_DIR, available_pretrained, load_pretrained
+
+    assert "ifactformer-m-cpu" in available_pretrained()
+    card = json.loads((PRETRAINED_DIR / "ifactformer-m-cpu.json").read_text())
+    model = load_pretrained("ifactformer-m-cpu")
+    assert sum(p.numel() for p in model.parameters()) == card["parameters"] == 173_019
+    nx, ny, nz = card["grid"]
+    torch.manual_seed(0)
+    x = torch.randn(1, model.in_steps, 3, nx, ny, nz)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (1, 3, nx, ny, nz) and torch.isfinite(y).all()
