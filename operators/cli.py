@@ -150,6 +150,8 @@ def train(
     project: bool = typer.Option(False, "--project", help="project predictions onto divergence-free fields"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     seed: int = typer.Option(0, "--seed", help="seeds the weights and the data order"),
+    noise: float = typer.Option(0.0, "--noise", help="training-input noise, in units of each component's std"),
+    init: Path | None = typer.Option(None, "--init", help="start from this checkpoint's weights (fine-tuning)"),
     test_trajectories: int = typer.Option(1, "--test-trajectories", help="trajectories held out (the last ones)"),
     threads: int | None = typer.Option(None, "--threads", help="torch threads"),
     model_opt: list[str] = typer.Option(None, "--model-opt", help="model config override key=value (repeatable)"),
@@ -174,7 +176,8 @@ def train(
         with bar:
             summary = run_train(data, out, model, cfg, epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay,
                                 step_size=step_size, gamma=gamma, rollout_steps=rollout_steps, project=project,
-                                device=device, seed=seed, test=test_trajectories, threads=threads, resume=resume,
+                                device=device, seed=seed, test=test_trajectories, noise=noise, init=init,
+                                threads=threads, resume=resume,
                                 overwrite=overwrite, log=log,
                                 progress=lambda e, b, n: bar.update(f"epoch {e}", b, n))
     except FloatingPointError as exc:

@@ -34,7 +34,7 @@ DEFAULTS = dict(epochs=30, batch=5, lr=5e-4, weight_decay=0.01, step_size=5, gam
                 test=1)
 #: arguments a resumed run must share with the run it continues (``epochs`` may grow)
 RESUME_KEYS = ("model", "model_config", "data_sha256", "batch", "lr", "weight_decay", "step_size", "gamma",
-               "rollout_steps", "seed", "test", "project")
+               "rollout_steps", "seed", "test", "project", "noise", "init_sha256")
 
 
 def relative_l2(pred, target):
@@ -100,6 +100,28 @@ def _check_args(a: dict) -> None:
         raise OptionError(f"weight-decay must be a number >= 0, got {a['weight_decay']!r}")
     if isinstance(a["seed"], bool) or not isinstance(a["seed"], (int, np.integer)) or a["seed"] < 0:
         raise OptionError(f"seed must be a non-negative integer, got {a['seed']!r}")
+    v = a.get("noise", 0.0)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise OptionError(f"noise must be a number >= 0, got {v!r}")
+
+
+def _load_init(net, model: str, path, ds: ChannelData, mean, std) -> str:
+    """Load the weights of checkpoint ``path`` into ``net`` after checking that it is a checkpoint of
+    the same model, config and grid trained with the same normalisation; returns its SHA-256."""
+    ck = read_checkpoint(path)
+    what = f"init checkpoint {str(path)!r}"
+    if ck.get("model") != model:
+        raise CheckpointError(f"{what} is a {ck.get('model')!r} model, not {model!r}")
+    if json.dumps(ck.get("model_config"), sort_keys=True) != json.dumps(dict(net.config), sort_keys=True):
+        raise CheckpointError(f"{what} has another model config: {ck.get('model_config')} != {dict(net.config)}")
+    if list(ck.get("grid", [])) != list(ds.grid):
+        raise CheckpointError(f"{what} is for grid {ck.get('grid')}, the data's is {list(ds.grid)}")
+    norm = ck.get("normalization", {})
+    if not (np.allclose(norm.get("mean", np.nan), mean, rtol=1e-6, atol=1e-9)
+            and np.allclose(norm.get("std", np.nan), std, rtol=1e-6, atol=1e-9)):
+        raise CheckpointError(f"{what} was trained with another normalisation (other training data or split)")
+    net.load_state_dict(ck["state_dict"])
+    return sha256_file(path)
 
 
 def resolve_device(device: str):
@@ -121,8 +143,8 @@ def make_projector(data: ChannelData):
 def train(data, out, model: str = "ifactformer-m", model_config: dict | None = None, *, epochs: int = 30,
           batch: int = 5, lr: float = 5e-4, weight_decay: float = 0.01, step_size: int = 5, gamma: float = 0.7,
           rollout_steps: int = 1, project: bool = False, device: str = "cpu", seed: int = 0, test: int = 1,
-          threads: int | None = None, resume: bool = False, overwrite: bool = False, log=None,
-          progress=None) -> dict:
+          noise: float = 0.0, init=None, threads: int | None = None, resume: bool = False,
+          overwrite: bool = False, log=None, progress=None) -> dict:
     """Train ``model`` on the trajectories of ``data``; write checkpoints and metrics under ``out``.
 
     Parameters
@@ -149,6 +171,16 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
         Seeds the weights and the data order.
     test : int
         Trajectories held out for testing (the last ones of the file).
+    noise : float
+        Training-input noise: Gaussian, with standard deviation ``noise`` times each velocity
+        component's standard deviation over the training snapshots, added to the input window
+        of every training batch (not to the targets, nor in validation and testing). A model that
+        sees perturbed inputs learns to pull a state back towards the data, which keeps long
+        autoregressive rollouts from drifting (Sanchez-Gonzalez et al. 2020). 0 turns it off.
+    init : str or Path, optional
+        Start from the weights of this checkpoint (same model, config and grid; fine-tuning,
+        e.g. with another ``rollout_steps`` or ``noise``) instead of a seeded initialisation.
+        The optimiser and scheduler start afresh.
     threads : int, optional
         ``torch.set_num_threads``.
     resume : bool
@@ -177,8 +209,10 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
     import torch
 
     args = dict(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, step_size=step_size, gamma=gamma,
-                rollout_steps=rollout_steps, seed=seed)
+                rollout_steps=rollout_steps, seed=seed, noise=noise)
     _check_args(args)
+    if init is not None and not Path(init).is_file():
+        raise OptionError(f"init checkpoint {str(init)!r} does not exist")
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise OptionError(f"threads must be a positive integer, got {threads!r}")
@@ -217,14 +251,19 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
                           f"in_steps + rollout_steps = {need}")
     mean, std = normalization_stats(ds.velocity, split.train)
     net.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+    init_sha = None
+    if init is not None:
+        init_sha = _load_init(net, model, init, ds, mean, std)
     net.to(dev)
+    # per-channel noise scale, broadcast over (B, T, 3, NX, NY, NZ)
+    noise_std = torch.as_tensor(float(noise) * std, dtype=torch.float32, device=dev).reshape(1, 1, 3, 1, 1, 1)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=gamma)
     projector = make_projector(ds) if project else None
     step = predictor(net, projector)
     meta = dict(model=model, model_config=dict(net.config), data_sha256=data_sha, batch=batch, lr=lr,
                 weight_decay=weight_decay, step_size=step_size, gamma=gamma, rollout_steps=rollout_steps,
-                seed=seed, test=test, project=bool(project))
+                seed=seed, test=test, project=bool(project), noise=float(noise), init_sha256=init_sha)
     history: list[dict] = []
     start_epoch, best_val, best_epoch = 1, math.inf, 0
     if resume:
@@ -263,6 +302,8 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
         n_batches = math.ceil(len(train_set) / batch)
         for x, y in train_set.batches(batch, seed=seed, epoch=epoch):
             x, y = x.to(dev), y.to(dev)
+            if noise:
+                x = x + noise_std * torch.randn(x.shape, dtype=x.dtype, device=dev)
             opt.zero_grad(set_to_none=True)
             loss = rollout_loss(step, x, y)
             if not torch.isfinite(loss):

@@ -163,3 +163,66 @@ def test_a_file_too_short_for_validation_still_trains(tmp_path):
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert [h["val_loss"] for h in m["epochs"]] == [None, None]
     assert s["best_epoch"] in (1, 2) and s["test_one_step_rel_l2"] > 0
+
+
+def test_init_starts_from_the_checkpoint_weights(chan, tmp_path):
+    train(chan, tmp_path / "a", "tiny", {}, epochs=2, batch=2, lr=3e-3)
+    # a learning rate too small to move float32 weights: the fine-tuned run keeps a's weights
+    s = train(chan, tmp_path / "b", "tiny", {}, epochs=1, batch=2, lr=1e-30, init=tmp_path / "a" / "best.pt")
+    a, b = read_checkpoint(tmp_path / "a" / "best.pt"), read_checkpoint(tmp_path / "b" / "best.pt")
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert s["best_val_loss"] == pytest.approx(a["best_val"], rel=1e-6)
+    assert b["train_args"]["init_sha256"] is not None
+    # a seeded start from scratch is another model
+    c = train(chan, tmp_path / "c", "tiny", {}, epochs=1, batch=2, lr=1e-30)
+    assert c["best_val_loss"] != pytest.approx(a["best_val"], rel=1e-3)
+
+
+def test_init_refuses_a_checkpoint_of_another_model_config(chan, tmp_path):
+    from linsolve.errors import OptionError
+
+    train(chan, tmp_path / "a", "tiny", {}, epochs=1, batch=4)
+    with pytest.raises(CheckpointError, match="another model config"):
+        train(chan, tmp_path / "b", "tiny", {"width": 6}, epochs=1, batch=4, init=tmp_path / "a" / "best.pt")
+    with pytest.raises(OptionError, match="does not exist"):
+        train(chan, tmp_path / "b", "tiny", {}, epochs=1, batch=4, init=tmp_path / "missing.pt")
+    assert not (tmp_path / "b" / "last.pt").exists()
+
+
+def test_input_noise_perturbs_training_reproducibly_and_only_training(chan, tmp_path, monkeypatch):
+    import operators.train as tr
+
+    seen = []
+    real = tr.rollout_loss
+
+    def spy(step, x, y):
+        seen.append(x.detach().clone())
+        return real(step, x, y)
+
+    monkeypatch.setattr(tr, "rollout_loss", spy)
+    kw = dict(epochs=1, batch=4, lr=1e-3, seed=3)
+    train(chan, tmp_path / "clean", "tiny", {}, **kw)
+    clean = list(seen)
+    seen.clear()
+    train(chan, tmp_path / "noisy", "tiny", {}, noise=0.1, **kw)
+    noisy = list(seen)
+    seen.clear()
+    train(chan, tmp_path / "again", "tiny", {}, noise=0.1, **kw)
+    assert all(torch.equal(a, b) for a, b in zip(noisy, seen))  # seeded
+    d = load_channel(chan)
+    _, std = normalization_stats(d.velocity, split_trajectories(3, 10).train)
+    diff = torch.cat([(n - c).transpose(0, 2).reshape(3, -1) for n, c in zip(noisy, clean)], dim=1)
+    # zero-mean noise with 0.1 x each component's std
+    np.testing.assert_allclose(diff.std(dim=1).numpy(), 0.1 * std, rtol=0.15)
+    assert abs(float(diff.mean())) < 0.05 * float(std.max())
+    with pytest.raises(CheckpointError, match="differs in: .*noise"):
+        train(chan, tmp_path / "clean", "tiny", {}, noise=0.2, **dict(kw, epochs=2), resume=True)
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), True])
+def test_bad_noise_is_refused(chan, tmp_path, bad):
+    from linsolve.errors import OptionError
+
+    with pytest.raises(OptionError, match="noise"):
+        train(chan, tmp_path / "r", "tiny", {}, epochs=1, noise=bad)
