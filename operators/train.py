@@ -34,7 +34,8 @@ DEFAULTS = dict(epochs=30, batch=5, lr=5e-4, weight_decay=0.01, step_size=5, gam
                 test=1)
 #: arguments a resumed run must share with the run it continues (``epochs`` may grow)
 RESUME_KEYS = ("model", "model_config", "data_sha256", "batch", "lr", "weight_decay", "step_size", "gamma",
-               "rollout_steps", "seed", "test", "project", "noise", "init_sha256")
+               "rollout_steps", "seed", "test", "project", "noise", "stats_weight",
+               "init_sha256")
 
 
 def relative_l2(pred, target):
@@ -56,14 +57,41 @@ def predictor(model, projector=None):
     return step
 
 
-def rollout_loss(step, x, y):
-    """Mean relative L2 over ``y.shape[1]`` autoregressive steps from the window ``x``."""
+def plane_statistics(u):
+    """The x-z plane statistics of velocity fields u (B, 3, NX, NY, NZ): the mean profiles
+    (B, 3, NY), the rms profiles of the fluctuations (B, 3, NY) and the shear stress u'v' (B, NY)."""
+    m = u.mean(dim=(2, 4))
+    f = u - m[:, :, None, :, None]
+    rms = (f * f).mean(dim=(2, 4)).clamp_min(1e-12).sqrt()
+    uv = (f[:, 0] * f[:, 1]).mean(dim=(1, 3))
+    return m, rms, uv
+
+
+def statistics_loss(pred, target):
+    """Relative L2 misfit of the plane statistics (mean, rms and u'v' profiles) of ``pred`` against
+    those of ``target``, summed over the three, mean over the batch."""
+    mp, rp, sp = plane_statistics(pred)
+    mt, rt, st = plane_statistics(target)
+    return relative_l2(mp, mt) + relative_l2(rp, rt) + relative_l2(sp, st)
+
+
+def rollout_loss(step, x, y, stats_weight: float = 0.0):
+    """Mean over ``y.shape[1]`` autoregressive steps from the window ``x`` of the relative L2 error,
+    plus ``stats_weight`` times the plane-statistics misfit (:func:`statistics_loss`).
+
+    The relative L2 error alone is minimised by the conditional mean of the next state, whose
+    fluctuations are weaker than the flow's wherever consecutive snapshots are only partly
+    correlated; fed back autoregressively, such a model loses its turbulent kinetic energy. The
+    statistics term asks each predicted snapshot for the target's fluctuation amplitude and shear
+    stress profile, so the rollout keeps them."""
     import torch
 
     loss = 0.0
     for k in range(y.shape[1]):
         pred = step(x)
         loss = loss + relative_l2(pred, y[:, k])
+        if stats_weight:
+            loss = loss + stats_weight * statistics_loss(pred, y[:, k])
         if k + 1 < y.shape[1]:
             x = torch.cat([x[:, 1:], pred[:, None]], dim=1)
     return loss / y.shape[1]
@@ -100,9 +128,10 @@ def _check_args(a: dict) -> None:
         raise OptionError(f"weight-decay must be a number >= 0, got {a['weight_decay']!r}")
     if isinstance(a["seed"], bool) or not isinstance(a["seed"], (int, np.integer)) or a["seed"] < 0:
         raise OptionError(f"seed must be a non-negative integer, got {a['seed']!r}")
-    v = a.get("noise", 0.0)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-        raise OptionError(f"noise must be a number >= 0, got {v!r}")
+    for k in ("noise", "stats_weight"):
+        v = a.get(k, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise OptionError(f"{k.replace('_', '-')} must be a number >= 0, got {v!r}")
 
 
 def _load_init(net, model: str, path, ds: ChannelData, mean, std) -> str:
@@ -143,8 +172,8 @@ def make_projector(data: ChannelData):
 def train(data, out, model: str = "ifactformer-m", model_config: dict | None = None, *, epochs: int = 30,
           batch: int = 5, lr: float = 5e-4, weight_decay: float = 0.01, step_size: int = 5, gamma: float = 0.7,
           rollout_steps: int = 1, project: bool = False, device: str = "cpu", seed: int = 0, test: int = 1,
-          noise: float = 0.0, init=None, threads: int | None = None, resume: bool = False,
-          overwrite: bool = False, log=None, progress=None) -> dict:
+          noise: float = 0.0, stats_weight: float = 0.0, init=None, threads: int | None = None,
+          resume: bool = False, overwrite: bool = False, log=None, progress=None) -> dict:
     """Train ``model`` on the trajectories of ``data``; write checkpoints and metrics under ``out``.
 
     Parameters
@@ -177,6 +206,9 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
         of every training batch (not to the targets, nor in validation and testing). A model that
         sees perturbed inputs learns to pull a state back towards the data, which keeps long
         autoregressive rollouts from drifting (Sanchez-Gonzalez et al. 2020). 0 turns it off.
+    stats_weight : float
+        Weight of the plane-statistics term of the loss (:func:`rollout_loss`): the misfit of each
+        prediction's mean, rms and u'v' profiles against the target's. 0 gives the paper's loss.
     init : str or Path, optional
         Start from the weights of this checkpoint (same model, config and grid; fine-tuning,
         e.g. with another ``rollout_steps`` or ``noise``) instead of a seeded initialisation.
@@ -209,7 +241,7 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
     import torch
 
     args = dict(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, step_size=step_size, gamma=gamma,
-                rollout_steps=rollout_steps, seed=seed, noise=noise)
+                rollout_steps=rollout_steps, seed=seed, noise=noise, stats_weight=stats_weight)
     _check_args(args)
     if init is not None and not Path(init).is_file():
         raise OptionError(f"init checkpoint {str(init)!r} does not exist")
@@ -263,7 +295,8 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
     step = predictor(net, projector)
     meta = dict(model=model, model_config=dict(net.config), data_sha256=data_sha, batch=batch, lr=lr,
                 weight_decay=weight_decay, step_size=step_size, gamma=gamma, rollout_steps=rollout_steps,
-                seed=seed, test=test, project=bool(project), noise=float(noise), init_sha256=init_sha)
+                seed=seed, test=test, project=bool(project), noise=float(noise),
+                stats_weight=float(stats_weight), init_sha256=init_sha)
     history: list[dict] = []
     start_epoch, best_val, best_epoch = 1, math.inf, 0
     if resume:
@@ -305,7 +338,7 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
             if noise:
                 x = x + noise_std * torch.randn(x.shape, dtype=x.dtype, device=dev)
             opt.zero_grad(set_to_none=True)
-            loss = rollout_loss(step, x, y)
+            loss = rollout_loss(step, x, y, stats_weight)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the training loss became {float(loss)} in epoch {epoch}")
             loss.backward()

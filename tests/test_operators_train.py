@@ -17,7 +17,7 @@ from operators_tiny import TinyModel, use_tiny_models, write_channel_file
 
 from operators.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from operators.data import load_channel, normalization_stats, split_trajectories
-from operators.train import relative_l2, rollout_loss, train
+from operators.train import plane_statistics, relative_l2, rollout_loss, statistics_loss, train
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -55,6 +55,46 @@ def test_multi_step_loss_feeds_predictions_back():
     assert float(loss) == pytest.approx(0.25 / 3)
     assert torch.equal(calls[2][:, 0], torch.full((1, 3, 2, 3, 2), 1.0))  # window (pred1, pred2)
     assert torch.equal(calls[2][:, 1], torch.full((1, 3, 2, 3, 2), 2.0))
+
+
+def test_plane_statistics_match_a_numpy_gold():
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal((2, 3, 5, 4, 3))
+    m, rms, uv = (t.numpy() for t in plane_statistics(torch.from_numpy(u)))
+    for b in range(2):
+        for j in range(4):
+            plane = u[b, :, :, j, :]                              # (3, NX, NZ)
+            mean = plane.mean(axis=(1, 2))
+            f = plane - mean[:, None, None]
+            np.testing.assert_allclose(m[b, :, j], mean, rtol=1e-12)
+            np.testing.assert_allclose(rms[b, :, j], np.sqrt((f ** 2).mean(axis=(1, 2))), rtol=1e-12)
+            np.testing.assert_allclose(uv[b, j], (f[0] * f[1]).mean(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.8, 1.0, 1.7])
+def test_statistics_loss_of_scaled_fluctuations_is_analytic(alpha):
+    # pred = the target's plane means plus alpha times its fluctuations: the mean misfit is 0, the
+    # rms profiles are off by |alpha - 1|, the u'v' profile by |alpha^2 - 1| (relative)
+    rng = np.random.default_rng(1)
+    y = torch.from_numpy(rng.standard_normal((3, 3, 6, 5, 4)) + 2.0)
+    m = y.mean(dim=(2, 4), keepdim=True)
+    pred = m + alpha * (y - m)
+    assert float(statistics_loss(pred, y)) == pytest.approx(abs(alpha - 1) + abs(alpha ** 2 - 1), abs=1e-9)
+
+
+def test_statistics_weight_adds_to_the_multi_step_loss():
+    rng = np.random.default_rng(2)
+    x = torch.from_numpy(rng.standard_normal((2, 1, 3, 4, 3, 4)))
+    y = torch.from_numpy(rng.standard_normal((2, 2, 3, 4, 3, 4)))
+
+    def step(w):
+        return 0.5 * w[:, -1]
+
+    plain = rollout_loss(step, x, y)
+    p1 = step(x)
+    p2 = step(p1[:, None])
+    extra = (statistics_loss(p1, y[:, 0]) + statistics_loss(p2, y[:, 1])) / 2
+    assert float(rollout_loss(step, x, y, stats_weight=0.3)) == pytest.approx(float(plain + 0.3 * extra), rel=1e-12)
 
 
 def test_training_writes_checkpoints_and_metrics_and_learns(chan, tmp_path):
@@ -196,9 +236,9 @@ def test_input_noise_perturbs_training_reproducibly_and_only_training(chan, tmp_
     seen = []
     real = tr.rollout_loss
 
-    def spy(step, x, y):
+    def spy(step, x, y, *args):
         seen.append(x.detach().clone())
-        return real(step, x, y)
+        return real(step, x, y, *args)
 
     monkeypatch.setattr(tr, "rollout_loss", spy)
     kw = dict(epochs=1, batch=4, lr=1e-3, seed=3)
@@ -209,10 +249,10 @@ def test_input_noise_perturbs_training_reproducibly_and_only_training(chan, tmp_
     noisy = list(seen)
     seen.clear()
     train(chan, tmp_path / "again", "tiny", {}, noise=0.1, **kw)
-    assert all(torch.equal(a, b) for a, b in zip(noisy, seen))  # seeded
+    assert all(torch.equal(a, b) for a, b in zip(noisy, seen, strict=True))  # seeded
     d = load_channel(chan)
     _, std = normalization_stats(d.velocity, split_trajectories(3, 10).train)
-    diff = torch.cat([(n - c).transpose(0, 2).reshape(3, -1) for n, c in zip(noisy, clean)], dim=1)
+    diff = torch.cat([(n - c).transpose(0, 2).reshape(3, -1) for n, c in zip(noisy, clean, strict=True)], dim=1)
     # zero-mean noise with 0.1 x each component's std
     np.testing.assert_allclose(diff.std(dim=1).numpy(), 0.1 * std, rtol=0.15)
     assert abs(float(diff.mean())) < 0.05 * float(std.max())
@@ -220,9 +260,10 @@ def test_input_noise_perturbs_training_reproducibly_and_only_training(chan, tmp_
         train(chan, tmp_path / "clean", "tiny", {}, noise=0.2, **dict(kw, epochs=2), resume=True)
 
 
+@pytest.mark.parametrize("key", ["noise", "stats_weight"])
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), True])
-def test_bad_noise_is_refused(chan, tmp_path, bad):
+def test_bad_noise_or_statistics_weight_is_refused(chan, tmp_path, key, bad):
     from linsolve.errors import OptionError
 
-    with pytest.raises(OptionError, match="noise"):
-        train(chan, tmp_path / "r", "tiny", {}, epochs=1, noise=bad)
+    with pytest.raises(OptionError, match=key.replace("_", "-")):
+        train(chan, tmp_path / "r", "tiny", {}, epochs=1, **{key: bad})
