@@ -120,17 +120,44 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
     tag = name + ("+project" if project else "")
     d = work / tag
     done = d / "result.json"
+    recipe = {k: getattr(args, k) for k in ("epochs", "batch", "lr", "step_size", "gamma", "rollout_steps",
+                                             "stats_weight", "noise", "finetune_epochs", "finetune_rollout_steps",
+                                             "finetune_stats_weight", "finetune_lr", "seed", "steps", "band")}
     if done.exists():
+        res = json.loads(done.read_text())
+        if res.get("recipe", recipe) != recipe:
+            raise SystemExit(f"{done} was made with another recipe ({res.get('recipe')}); use another --work")
         log(f"{tag}: finished earlier, skipped")
-        return json.loads(done.read_text())
-    resume = (d / "last.pt").exists()
-    log(f"{tag}: training{' (resumed)' if resume else ''} {cfg}")
+        return res
     t0 = time.perf_counter()
-    summary = train(args.data, d, name, cfg, epochs=args.epochs, batch=args.batch, lr=args.lr, project=project,
-                    threads=args.threads, seed=args.seed, resume=resume, log=log)
+    fine = args.finetune_epochs > 0
+    first = d / "pretrain" if fine else d
+    resume = (first / "last.pt").exists()
+    if not (first / "metrics.json").exists() or "summary" not in json.loads((first / "metrics.json").read_text()):
+        log(f"{tag}: training{' (resumed)' if resume else ''} {cfg}")
+        summary = train(args.data, first, name, cfg, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                        project=project, step_size=args.step_size, gamma=args.gamma,
+                        rollout_steps=args.rollout_steps, stats_weight=args.stats_weight, noise=args.noise,
+                        threads=args.threads, seed=args.seed, resume=resume, log=log)
+    hist = json.loads((first / "metrics.json").read_text())["epochs"]
+    fine_hist = []
+    if fine:
+        # the second phase continues from the first's best weights with the multi-step and
+        # statistics losses; its last epoch is the model (validation picks by one-step error only)
+        resume = (d / "last.pt").exists()
+        log(f"{tag}: fine-tuning{' (resumed)' if resume else ''}: {args.finetune_epochs} epochs, "
+            f"{args.finetune_rollout_steps} steps, statistics weight {args.finetune_stats_weight}")
+        summary = train(args.data, d, name, cfg, epochs=args.finetune_epochs, batch=args.batch,
+                        lr=args.finetune_lr, project=project, step_size=args.step_size, gamma=args.gamma,
+                        rollout_steps=args.finetune_rollout_steps, stats_weight=args.finetune_stats_weight,
+                        noise=args.noise, init=first / "best.pt", threads=args.threads, seed=args.seed,
+                        resume=resume, log=log)
+        fine_hist = json.loads((d / "metrics.json").read_text())["epochs"]
+    else:
+        summary = json.loads((d / "metrics.json").read_text())["summary"]
     train_wall = time.perf_counter() - t0
-    model, ck = load_checkpoint(d / "best.pt")
-    hist = json.loads((d / "metrics.json").read_text())["epochs"]
+    model_file = d / ("last.pt" if fine else "best.pt")
+    model, ck = load_checkpoint(model_file)
     P = Projector(data.grid, float(data.attrs["Lx"]), float(data.attrs["Lz"]))
     step = predictor(model, P if project else None)
     n_in = int(ck["in_steps"])
@@ -144,7 +171,7 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
     div_pred = float(np.mean([relative_divergence(P, p) for p in preds]))
     div_data = float(np.mean([relative_divergence(P, data.velocity[test_k, s + n_in].astype(float)) for s in idx]))
     log(f"{tag}: rollout of {args.steps} steps")
-    r = rollout(d / "best.pt", args.data, test_k, args.steps, d / "rollout.h5", project=project,
+    r = rollout(model_file, args.data, test_k, args.steps, d / "rollout.h5", project=project,
                 threads=args.threads, band=args.band)
     if r.steps_completed:
         rep = evaluate(d / "rollout.h5", args.data, d / "report", overwrite=True)
@@ -152,8 +179,11 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
         rep = {"per_step": {"rel_l2": []}, "statistics": {"errors": None, "checks": None, "late_snapshots": 0},
                "spectra": {k: {"rel_l2": None} for k in ("kx_y15", "kz_y15", "kx_centre", "kz_centre")},
                "the_well": {}}
-    res = {"model": name, "project": project, "config": summary["model_config"], "parameters": summary["parameters"],
+    res = {"model": name, "project": project, "recipe": recipe, "config": summary["model_config"], "parameters": summary["parameters"],
            "epochs": len(hist), "train_seconds_per_epoch": float(np.median([h["seconds"] for h in hist])),
+           "finetune_epochs": len(fine_hist),
+           "finetune_seconds_per_epoch": float(np.median([h["seconds"] for h in fine_hist])) if fine_hist else None,
+           "train_seconds_total": float(sum(h["seconds"] for h in hist + fine_hist)),
            "train_wall_s_this_call": train_wall, "best_epoch": summary["best_epoch"],
            "one_step_test_rel_l2": summary["test_one_step_rel_l2"], **_report_fields(rep),
            "rollout_steps_requested": args.steps, "rollout_steps_completed": r.steps_completed,
@@ -180,9 +210,14 @@ def les_run(label: str, args, work: Path, test_k: int, log) -> dict:
     tag = f"les-{label}"
     d = work / tag
     done = d / "result.json"
+    recipe = {k: getattr(args, k) for k in ("epochs", "batch", "lr", "step_size", "gamma", "rollout_steps",
+                                             "stats_weight", "noise", "seed", "steps", "band")}
     if done.exists():
+        res = json.loads(done.read_text())
+        if res.get("recipe", recipe) != recipe:
+            raise SystemExit(f"{done} was made with another recipe ({res.get('recipe')}); use another --work")
         log(f"{tag}: finished earlier, skipped")
-        return json.loads(done.read_text())
+        return res
     d.mkdir(parents=True, exist_ok=True)
     log(f"{tag}: {args.steps} snapshot intervals")
     res = {"model": tag, "les": label, "project": False, "parameters": None, "train_seconds_per_epoch": None,
@@ -226,6 +261,16 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--batch", type=int, default=5)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--step-size", type=int, default=5, help="StepLR: epochs between decays")
+    ap.add_argument("--gamma", type=float, default=0.7, help="StepLR: decay factor")
+    ap.add_argument("--rollout-steps", type=int, default=1, help="K-step autoregressive loss")
+    ap.add_argument("--stats-weight", type=float, default=0.0, help="weight of the plane-statistics loss")
+    ap.add_argument("--noise", type=float, default=0.0, help="training-input noise (x each component's std)")
+    ap.add_argument("--finetune-epochs", type=int, default=0,
+                    help="a second phase from the first's best weights (0: none)")
+    ap.add_argument("--finetune-rollout-steps", type=int, default=3)
+    ap.add_argument("--finetune-stats-weight", type=float, default=1.0)
+    ap.add_argument("--finetune-lr", type=float, default=2e-4)
     ap.add_argument("--steps", type=int, default=None, help="rollout length (1000; --quick 50)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -301,7 +346,14 @@ def main(argv=None):
     md = [f"# Channel-flow surrogates ({'--quick: tiny models, a smoke test, not the recipe' if args.quick else 'CPU recipe'})",
           "", *([args.note, ""] if args.note else []), f"Data: `{args.data}` ({data.n_trajectories} trajectories x {data.n_snapshots} snapshots, coarse grid "
           f"{'x'.join(map(str, data.grid))}); trajectory {test_k} held out for testing. Same budget for every model: "
-          f"{args.epochs} epochs, batch {args.batch}, AdamW lr {args.lr}, StepLR(5, 0.7), seed {args.seed}, "
+          f"{args.epochs} epochs, batch {args.batch}, AdamW lr {args.lr}, StepLR({args.step_size}, {args.gamma}), "
+          f"loss: relative L2 over {args.rollout_steps} autoregressive step(s)"
+          + (f" + {args.stats_weight} x plane statistics" if args.stats_weight else "")
+          + (f", input noise {args.noise} std" if args.noise else "")
+          + (f"; then {args.finetune_epochs} epoch(s) from those weights at lr {args.finetune_lr} with the relative "
+             f"L2 over {args.finetune_rollout_steps} autoregressive steps + {args.finetune_stats_weight} x plane "
+             "statistics (mean, rms, u'v' profiles), the last epoch's weights rolled out"
+             if args.finetune_epochs else "") + f", seed {args.seed}, "
           f"{args.threads} torch threads. Rollouts of {args.steps} steps from the held-out trajectory's first "
           f"snapshots; energy band [{args.band}] x the reference's mean turbulent kinetic energy.", "",
           f"DNS: {'x'.join(map(str, dns['dns_grid']))}, {dns['seconds_per_dns_step']:.4g} s/step x "
