@@ -88,6 +88,40 @@ class Family:
     (one matrix, many right-hand sides). ``ranges``: ``{name: Interval}`` for numeric
     parameters and ``ordered``: ``((low_name, high_name), ...)`` pairs that must satisfy
     ``low <= high``; both are checked at construction, before ``validate``.
+
+    A subclass implements ``sample``, ``assemble``, ``features``, ``input_fields``,
+    ``solution_fields`` and ``coordinates`` (and may override ``validate`` and
+    ``boundary_conditions``); :func:`register_family` makes it available by name.
+
+    Parameters
+    ----------
+    grid : int or tuple of int, optional
+        Cells per axis (an int: the same on every axis of ``dim``); each at least 2.
+    dim : int, optional
+        Spatial dimension, one of ``dims`` (default: ``len(grid)``, or ``dims[0]`` for an int).
+    **params
+        Family parameters, each a key of ``params``, converted to the type of its default.
+
+    Raises
+    ------
+    FamilyError
+        An unsupported ``dim``, a grid of the wrong length or below 2, an unknown parameter, a
+        value of the wrong type or outside its range (the message names it and the range).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from datagen import get_family
+    >>> family = get_family("poisson")(grid=8)
+    >>> family.grid, family.p["degree"]
+    ((8, 8), 5)
+    >>> system = family.assemble(family.sample(1, np.random.default_rng(0))[0])
+    >>> system.A.shape
+    (64, 64)
+    >>> get_family("darcy")(grid=8, alpha=-1.0)
+    Traceback (most recent call last):
+    ...
+    datagen.family.FamilyError: parameter alpha=-1.0 of family 'darcy' must be in (0, inf)
     """
 
     name: ClassVar[str] = ""
@@ -187,6 +221,38 @@ class Family:
 
 
 def register_family(cls):
+    """Class decorator that makes a :class:`Family` subclass available by its ``name``
+    (``get_family``, ``datagen generate NAME``, ``datagen problems``).
+
+    Parameters
+    ----------
+    cls : type
+        A subclass of :class:`Family` with a non-empty ``name``.
+
+    Returns
+    -------
+    type
+        ``cls`` itself.
+
+    Raises
+    ------
+    FamilyError
+        ``cls`` is not a Family subclass or has no name.
+
+    Examples
+    --------
+    >>> import datagen
+    >>> from datagen import Family, register_family
+    >>> @register_family
+    ... class Shifted(Family):
+    ...     name = "doc-example-shifted"
+    >>> from datagen import get_family
+    >>> get_family("doc-example-shifted") is Shifted
+    True
+    >>> del datagen.family._FAMILIES["doc-example-shifted"]   # (the example unregisters it)
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Family)) or not getattr(cls, "name", ""):
+        raise FamilyError(f"register_family takes a Family subclass with a name, got {cls!r}")
     _FAMILIES[cls.name] = cls
     return cls
 
@@ -199,11 +265,52 @@ def _load_all():
 
 
 def available_families() -> list[str]:
+    """The names of the registered problem families, sorted.
+
+    Returns
+    -------
+    list of str
+        Every name :func:`get_family` accepts (the family modules under ``datagen/families/``
+        are imported on the first call).
+
+    Examples
+    --------
+    >>> import datagen
+    >>> {"darcy", "helmholtz", "poisson"} <= set(datagen.available_families())
+    True
+    """
     _load_all()
     return sorted(_FAMILIES)
 
 
 def get_family(name: str) -> type[Family]:
+    """The family class registered under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A name of :func:`available_families`.
+
+    Returns
+    -------
+    type
+        The :class:`Family` subclass; build it as ``cls(grid=..., **params)``, its parameters
+        being ``cls.params`` (defaults and help) within ``cls.ranges``.
+
+    Raises
+    ------
+    FamilyError
+        For an unknown name; the message lists the known ones.
+
+    Examples
+    --------
+    >>> import numpy as np, datagen
+    >>> family = datagen.get_family("darcy")(grid=16)
+    >>> params = family.sample(2, np.random.default_rng(0))       # seeded
+    >>> system = family.assemble(params[0])                        # a linsolve.LinearSystem
+    >>> system.A.shape, system.grid.shape
+    ((256, 256), (16, 16))
+    """
     _load_all()
     try:
         return _FAMILIES[name]

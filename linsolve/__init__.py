@@ -137,8 +137,7 @@ def _function_doc(cls, name: str) -> str:
 
     fname = name.replace("-", "_")
     ref = f"``scipy.sparse.linalg.{cls.scipy_equivalent}``" if cls.scipy_equivalent else None
-    head = (f"Solve A x = b with the registered solver ``{name!r}``, SciPy-style"
-            + (f" (a drop-in for {ref})." if ref else "."))
+    head = f"SciPy-style wrapper of the registered solver {name!r}" + (f" (a drop-in for {ref})." if ref else ".")
     opts = ", ".join(f"``{k}={v!r}``" for k, v in cls.options.items()) or "none"
     maxiter = ("10 n (SciPy's default)" if cls.scipy_equivalent
                else "the solver's default (``Solver.default_maxiter``)")

@@ -119,6 +119,51 @@ class Solver:
     ``runs_distributed()`` is true (the PETSc backends); ``b``, ``x0`` and the returned x are
     then this process's rows (PETSc Vecs with the Mat's row distribution, or arrays), every
     norm is global, and the others raise ``UnsupportedInputError`` naming those that run.
+
+    Build one with :func:`linsolve.make_solver`; a new method subclasses ``Solver``,
+    implements ``_solve`` on validated NumPy data and registers with :func:`linsolve.register`.
+
+    Parameters
+    ----------
+    rtol, atol : float, optional
+        The stopping rule ``||b - A x|| <= max(rtol ||b||, atol)``; non-negative, ``inf`` allowed.
+    maxiter : int, optional
+        Iteration limit (None: the solver's ``default_maxiter(n)``).
+    pc : str or operator, optional
+        A preconditioner name for the backend (see the preconditioners page) or an operator
+        applying M^-1 (``LinearOperator``, matrix, callable).
+    pc_options : dict, optional
+        Options of the named preconditioner.
+    backend : str, optional
+        One of the class's ``backends`` (default: the first).
+    warm_start : bool, optional
+        Start each solve from the previous solution.
+    callback : callable, optional
+        Called once per iteration with the current iterate (GMRES-type methods: see
+        ``callback_type``).
+    **options
+        The solver's own options (its ``options`` class attribute holds them with defaults).
+
+    Raises
+    ------
+    OptionError
+        An unknown option, a value of the wrong type or range, ``pc_options`` for a
+        preconditioner that takes none, a preconditioner given to a direct solver.
+    UnknownPreconditionerError
+        A preconditioner name the backend does not know.
+    PetscUnavailableError
+        ``backend="petsc"`` without petsc4py.
+
+    Examples
+    --------
+    >>> import numpy as np, linsolve
+    >>> solver = linsolve.make_solver("gcrodr", rtol=1e-8)       # a recycling solver
+    >>> A = linsolve.gallery.poisson2d(32)
+    >>> ramp = np.linspace(0.0, 1.0, 1024)
+    >>> results = [solver.solve(A, 1.0 + 0.1 * k * ramp) for k in range(4)]   # one space, carried along
+    >>> all(r.converged for r in results), results[-1].iterations < results[0].iterations
+    (True, True)
+    >>> solver.reset()                                           # forget the recycled space
     """
 
     name: ClassVar[str] = "base"
@@ -241,11 +286,15 @@ class Solver:
 
     # --- public API -----------------------------------------------------------------
     def reset(self) -> None:
+        """Forget everything carried between solves: the warm start, cached preconditioners and
+        the method's own state (recycled spaces, learned bandit policies)."""
         self._last_x = None
         self._pc_cache = None
         self._reset()
 
     def describe(self) -> dict:
+        """The solver's configuration as a JSON-friendly dict (name, tolerances, pc, backend and
+        every option), as ``datagen`` stores it with the data."""
         return {"name": self.name, "rtol": self.rtol, "atol": self.atol, "maxiter": self.maxiter,
                 "pc": self.pc if isinstance(self.pc, str) else type(self.pc).__name__,
                 "backend": self.backend, "warm_start": self.warm_start, **self.opts}
@@ -286,6 +335,48 @@ class Solver:
                                    "warm_start", "callback"})
 
     def solve(self, A, b=None, x0=None, **context) -> SolveResult:
+        """Solve ``A x = b``.
+
+        Parameters
+        ----------
+        A : sparse matrix, ndarray, LinearOperator, petsc4py.PETSc.Mat or LinearSystem
+            The n x n matrix; a ``LinearSystem`` also brings ``b`` (when ``b`` is None), its
+            grid and ``meta``.
+        b : ndarray or petsc4py.PETSc.Vec, optional
+            The right-hand side (n entries; a column (n, 1) is accepted).
+        x0 : ndarray, "Mb" or None, optional
+            The starting vector; None: zero (or the last solution with ``warm_start=True``);
+            ``"Mb"``: the preconditioner applied to b.
+        **context
+            Per-solve context: ``grid`` (a :class:`~linsolve.Grid`), ``meta`` (a dict), or what a
+            method reads (``context=c`` for a contextual bandit policy).
+
+        Returns
+        -------
+        SolveResult
+            The solution, whether the stopping rule holds for it, iterations, residual history,
+            the true relative residual, the reason it stopped, wall time and details.
+
+        Raises
+        ------
+        ShapeError
+            A not square, sizes of A, b and x0 that disagree, or no grid for a solver that needs one.
+        NonFiniteError
+            NaN or Inf in A, b or x0.
+        UnsupportedInputError
+            An input kind or dtype this solver cannot use (complex for a real-only method, a
+            matrix-free operator for one that needs entries, a distributed Mat for a serial one).
+        OptionError
+            A solver option given to ``solve`` instead of :func:`~linsolve.make_solver`.
+
+        Examples
+        --------
+        >>> import numpy as np, linsolve
+        >>> A = linsolve.gallery.poisson2d(8)
+        >>> res = linsolve.make_solver("cg", rtol=1e-10).solve(A, np.ones(64))
+        >>> res.converged, bool(np.allclose(A @ res.x, 1.0))
+        (True, True)
+        """
         t0 = time.perf_counter()
         misplaced = sorted(k for k in context if k in self._CONSTRUCTOR_ONLY or k in self.options)
         if misplaced:

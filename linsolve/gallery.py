@@ -32,7 +32,32 @@ def _lap1d(n: int, h: float) -> sp.csr_matrix:
 
 def poisson2d(n: int, scaled: bool = False) -> sp.csr_matrix:
     """5-point Dirichlet Laplacian on an n x n interior grid (h = 1/(n+1)); SPD.
-    ``scaled=False`` gives the integer stencil (4, -1) as in most solver papers."""
+    ``scaled=False`` gives the integer stencil (4, -1) as in most solver papers.
+
+    Parameters
+    ----------
+    n : int
+        Interior points per axis (n^2 unknowns, row-major).
+    scaled : bool, optional
+        Divide by h^2 (the differential operator) instead of the integer stencil.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The n^2 x n^2 matrix, float64.
+
+    Raises
+    ------
+    OptionError
+        ``n`` is not a positive integer.
+
+    Examples
+    --------
+    >>> from linsolve import gallery
+    >>> A = gallery.poisson2d(3)
+    >>> A.shape, A[4].toarray().ravel().tolist()
+    ((9, 9), [0.0, -1.0, 0.0, -1.0, 4.0, -1.0, 0.0, -1.0, 0.0])
+    """
     n = _size(n)
     h = 1.0 / (n + 1)
     T = _lap1d(n, h)

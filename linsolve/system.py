@@ -41,6 +41,33 @@ class Grid:
     marks cells outside the fluid domain; ``unknowns`` (flat indices into the grid, in
     the order of the unknown vector) says which grid cells carry unknowns when that is a
     subset (e.g. only fluid cells).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Cells per axis, C order.
+    spacing : tuple of float, optional
+        Cell sizes per axis (default ``1 / (s + 1)``: the unit box with Dirichlet ends).
+    cell_type : ndarray, optional
+        Array of ``shape`` with values ``FLUID``, ``SOLID``, ``AIR``.
+    unknowns : ndarray of int, optional
+        Flat indices of the cells that carry unknowns, in the order of the unknown vector.
+    origin : tuple of float, optional
+        Coordinates of the first cell.
+
+    Raises
+    ------
+    ShapeError
+        A shape that is not positive integers, or spacing / cell_type that do not match it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from linsolve import Grid, FLUID, SOLID
+    >>> cells = np.full((4, 4), FLUID); cells[0, :] = SOLID
+    >>> g = Grid((4, 4), cell_type=cells, unknowns=np.flatnonzero(cells == FLUID))
+    >>> g.n_unknowns, g.to_grid(np.ones(12))[0].tolist()
+    (12, [0.0, 0.0, 0.0, 0.0])
     """
 
     shape: tuple[int, ...]
@@ -90,7 +117,35 @@ class Grid:
 
 @dataclass
 class LinearSystem:
-    """``A x = b`` with optional grid metadata and free-form ``meta`` (parameters, names)."""
+    """``A x = b`` with optional grid metadata and free-form ``meta`` (parameters, names).
+
+    Every solver's ``solve`` takes one in place of ``(A, b)``; solvers that need geometry
+    (``dcdm``, ``fft-poisson``) read ``grid``, and ``datagen`` families return these.
+
+    Parameters
+    ----------
+    A : sparse matrix, ndarray, LinearOperator or petsc4py.PETSc.Mat
+        The n x n matrix.
+    b : ndarray or petsc4py.PETSc.Vec
+        The right-hand side.
+    grid : Grid, optional
+        Geometry of the unknowns (``grid.n_unknowns`` must be n).
+    meta : dict, optional
+        Free-form metadata (the parameters that made the system, structure for direct solvers).
+
+    Raises
+    ------
+    ShapeError
+        A not square, or a grid with another number of unknowns.
+
+    Examples
+    --------
+    >>> import numpy as np, linsolve
+    >>> A = linsolve.gallery.poisson2d(8)
+    >>> system = linsolve.LinearSystem(A, np.ones(64), grid=linsolve.Grid((8, 8)))
+    >>> system.n, linsolve.make_solver("cg").solve(system).converged
+    (64, True)
+    """
 
     A: Any
     b: Any
