@@ -131,6 +131,24 @@ def scipy_function(name: str):
     return f
 
 
+#: the papers behind the package's own methods, for the References of ``linsolve.<name>``
+_REFERENCES = {
+    "gcrodr": ["M. L. Parks, E. de Sturler, G. Mackey, D. D. Johnson, S. Maiti, \"Recycling Krylov "
+               "subspaces for sequences of linear systems\", SIAM J. Sci. Comput. 28(5), 2006.",
+               "H. Wang et al., \"Accelerating Data Generation for Neural Operators via Krylov Subspace "
+               "Recycling\", ICLR 2024."],
+    "rcg": ["A. Stathopoulos, K. Orginos, \"Computing and deflating eigenvalues while solving multiple "
+            "right-hand side linear systems with an application to quantum chromodynamics\", SIAM J. Sci. "
+            "Comput. 32(1), 2010.",
+            "Y. Saad, M. Yeung, J. Erhel, F. Guyomarc'h, \"A deflated version of the conjugate gradient "
+            "algorithm\", SIAM J. Sci. Comput. 21(5), 2000."],
+    "bandit-sor": ["M. Khodak, E. Chow, M.-F. Balcan, A. Talwalkar, \"Learning to Relax: Setting Solver "
+                   "Parameters Across a Sequence of Linear System Instances\", ICLR 2024."],
+    "dcdm": ["A. Kaneda et al., \"A Deep Conjugate Direction Method for Iteratively Solving Linear "
+             "Systems\", ICML 2023."],
+}
+
+
 def _function_doc(cls, name: str) -> str:
     """The numpydoc docstring of ``linsolve.<name>``, built from the solver's declarations."""
     import inspect
@@ -187,6 +205,9 @@ See Also
 --------
 make_solver : the same solver as an object that keeps its state between solves.
 """
+    refs = _REFERENCES.get(name)
+    if refs:
+        doc += "\nReferences\n----------\n" + "".join(f".. [{i}] {r}\n" for i, r in enumerate(refs, 1))
     if not cls.needs_grid:
         doc += f"""
 Examples

@@ -118,6 +118,11 @@ def order_systems(features, method: str = "greedy", *, start: int = 0, memory: i
     ShapeError
         No systems, or features that are not numeric.
 
+    References
+    ----------
+    .. [1] H. Wang et al., "Accelerating Data Generation for Neural Operators via Krylov Subspace
+       Recycling", ICLR 2024 (the greedy order).
+
     Examples
     --------
     >>> import numpy as np, linsolve
