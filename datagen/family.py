@@ -190,37 +190,118 @@ class Family:
         """Check ``self.p`` and ``self.grid``; raise FamilyError naming the bad value."""
 
     def sample(self, n: int, rng: np.random.Generator) -> list[dict]:
-        """n parameter sets; each a dict of NumPy arrays / floats (stored as-is)."""
+        """n parameter sets; each a dict of NumPy arrays / floats (stored as-is).
+
+        Parameters
+        ----------
+        n : int
+            How many.
+        rng : numpy.random.Generator
+            The only source of randomness (the pipeline seeds it).
+
+        Returns
+        -------
+        list of dict
+            One parameter set per sample; :meth:`assemble` builds its system.
+        """
         raise NotImplementedError
 
     def assemble(self, params: dict) -> LinearSystem:
+        """The linear system of one parameter set.
+
+        Parameters
+        ----------
+        params : dict
+            One entry of :meth:`sample`.
+
+        Returns
+        -------
+        linsolve.LinearSystem
+            A, b and the grid metadata.
+        """
         raise NotImplementedError
 
     def features(self, params: dict) -> np.ndarray:
-        """The vector whose distances decide which systems are neighbours when ordering."""
+        """The vector whose distances decide which systems are neighbours when ordering.
+
+        Parameters
+        ----------
+        params : dict
+            One entry of :meth:`sample`.
+
+        Returns
+        -------
+        ndarray
+            The feature array (``linsolve.order_systems`` reads one per system).
+        """
         raise NotImplementedError
 
     def input_fields(self, params: dict) -> dict[str, np.ndarray]:
-        """Named input fields on the grid (what a neural operator is fed)."""
+        """Named input fields on the grid (what a neural operator is fed).
+
+        Parameters
+        ----------
+        params : dict
+            One entry of :meth:`sample`.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Each field on the grid (shape ``grid``, or ``(*grid, D)`` for a vector field).
+        """
         raise NotImplementedError
 
     def solution_fields(self, params: dict, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Named output fields on the grid from the solution vector."""
+        """Named output fields on the grid from the solution vector.
+
+        Parameters
+        ----------
+        params : dict
+            One entry of :meth:`sample`.
+        x : ndarray
+            The solution of ``assemble(params)``.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Each field on the grid.
+        """
         raise NotImplementedError
 
     def coordinates(self) -> dict[str, np.ndarray]:
-        """1-D coordinate arrays of the stored fields, one per axis (x, y[, z])."""
+        """1-D coordinate arrays of the stored fields, one per axis (x, y[, z]).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``{"x": ..., "y": ...[, "z": ...]}``, cell centres.
+        """
         raise NotImplementedError
 
     def boundary_conditions(self) -> dict[str, str]:
-        """Per-edge boundary description for the store's /boundary_conditions group."""
+        """Per-edge boundary description for the store's /boundary_conditions group.
+
+        Returns
+        -------
+        dict
+            The family's boundary kinds by edge (empty by default); the store maps them onto
+            The Well's vocabulary.
+        """
         return {}
 
     def describe(self) -> dict:
+        """The family's configuration: name, dimension, grid and every parameter.
+
+        Returns
+        -------
+        dict
+            JSON-friendly; the store writes it with the data.
+        """
         return {"family": self.name, "dim": self.dim, "grid": list(self.grid), **self.p}
 
 
-def register_family(cls):
+# numpydoc's validation takes a parameter named cls for a classmethod's and calls it unknown
+def register_family(cls):  # numpydoc ignore=PR02
     """Class decorator that makes a :class:`Family` subclass available by its ``name``
     (``get_family``, ``datagen generate NAME``, ``datagen problems``).
 

@@ -43,6 +43,11 @@ def solver_function_names() -> list[str]:
     """The names of the SciPy-style functions ``linsolve.<name>``, one per registered solver
     (``-`` in a registered name becomes ``_``: ``bandit-sor`` -> ``bandit_sor``).
 
+    Returns
+    -------
+    list of str
+        In the order of ``available_solvers()``.
+
     Examples
     --------
     >>> import linsolve
@@ -83,6 +88,22 @@ def scipy_function(name: str):
     LinearOperator A's ``psolve``; for GMRES-type methods (``gmres``, ``gcrodr``)
     ``callback_type`` is SciPy's (unset: "legacy" with a callback, when ``maxiter`` counts
     inner iterations, else restart cycles) and ``gmres``'s ``restart`` defaults to 20.
+
+    Parameters
+    ----------
+    name : str
+        A registered solver name (``linsolve.available_solvers()``).
+
+    Returns
+    -------
+    callable
+        ``f(A, b, x0=None, *, rtol, atol, maxiter, M, callback, **options) -> (x, info)``; the
+        same function as ``linsolve.<name>`` (``-`` replaced by ``_``).
+
+    Raises
+    ------
+    UnknownSolverError
+        ``name`` is not registered.
 
     Examples
     --------

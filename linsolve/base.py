@@ -261,6 +261,18 @@ class Solver:
         """Forget method-specific state (recycled spaces, learned parameters)."""
 
     def default_maxiter(self, n: int) -> int:
+        """The iteration limit when ``maxiter`` is None.
+
+        Parameters
+        ----------
+        n : int
+            The number of unknowns.
+
+        Returns
+        -------
+        int
+            ``max(10 n, 100)`` unless the method says otherwise.
+        """
         return max(10 * n, 100)
 
     def _inner_budget(self, maxiter: int) -> int:
@@ -277,7 +289,13 @@ class Solver:
         """Drop what was built from the old entries of the same matrix object."""
 
     def runs_distributed(self) -> bool:
-        """Whether this configuration solves a matrix distributed over several MPI processes."""
+        """Whether this configuration solves a matrix distributed over several MPI processes.
+
+        Returns
+        -------
+        bool
+            True for the PETSc-backed configurations.
+        """
         return False
 
     def _distributed_what(self) -> str:
@@ -294,7 +312,14 @@ class Solver:
 
     def describe(self) -> dict:
         """The solver's configuration as a JSON-friendly dict (name, tolerances, pc, backend and
-        every option), as ``datagen`` stores it with the data."""
+        every option), as ``datagen`` stores it with the data.
+
+        Returns
+        -------
+        dict
+            ``name``, ``rtol``, ``atol``, ``maxiter``, ``pc``, ``backend``, ``warm_start`` and the
+            solver's own options.
+        """
         return {"name": self.name, "rtol": self.rtol, "atol": self.atol, "maxiter": self.maxiter,
                 "pc": self.pc if isinstance(self.pc, str) else type(self.pc).__name__,
                 "backend": self.backend, "warm_start": self.warm_start, **self.opts}
@@ -319,7 +344,18 @@ class Solver:
         return np.asarray(build_pc(self, op).apply(b)).reshape(-1)
 
     def preconditioner(self, op: Operator):
-        """The preconditioner for ``op``, reused while the same matrix object is solved again."""
+        """The preconditioner for ``op``, reused while the same matrix object is solved again.
+
+        Parameters
+        ----------
+        op : linsolve.Operator
+            The wrapped matrix.
+
+        Returns
+        -------
+        linsolve.precond.Preconditioner
+            Applies M^-1 to NumPy vectors (``apply``).
+        """
         from .precond import build_preconditioner
 
         key = (id(op.source), self.pc if isinstance(self.pc, str) else id(self.pc))

@@ -25,8 +25,9 @@ def note_dropped(info: dict, iterations: int, recorded: int) -> dict:
     return info
 
 
+# Built by the solvers, not by users: its fields are documented as Attributes, not Parameters.
 @dataclass
-class SolveResult:
+class SolveResult:  # numpydoc ignore=PR01
     """Outcome of ``Solver.solve``.
 
     ``residual_norms`` holds one entry per iteration of the norm the stopping test uses

@@ -94,14 +94,29 @@ class Grid:
 
     @property
     def ndim(self) -> int:
+        """The number of axes."""
         return len(self.shape)
 
     @property
     def n_unknowns(self) -> int:
+        """The number of unknowns: all cells, or ``unknowns.size``."""
         return int(np.prod(self.shape)) if self.unknowns is None else int(self.unknowns.size)
 
     def to_grid(self, v: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        """Scatter an unknown vector onto the full grid (cells without unknowns get ``fill``)."""
+        """Scatter an unknown vector onto the full grid (cells without unknowns get ``fill``).
+
+        Parameters
+        ----------
+        v : ndarray
+            The unknown vector (``n_unknowns`` entries).
+        fill : float, optional
+            The value of cells without an unknown.
+
+        Returns
+        -------
+        ndarray
+            Array of ``shape``.
+        """
         v = np.asarray(v)
         if self.unknowns is None:
             return v.reshape(self.shape)
@@ -110,7 +125,18 @@ class Grid:
         return out.reshape(self.shape)
 
     def from_grid(self, g: np.ndarray) -> np.ndarray:
-        """Gather the unknown vector from a full-grid array."""
+        """Gather the unknown vector from a full-grid array.
+
+        Parameters
+        ----------
+        g : ndarray
+            Array of ``shape`` (or its flattening).
+
+        Returns
+        -------
+        ndarray
+            The ``n_unknowns`` entries of the cells that carry unknowns.
+        """
         g = np.asarray(g).reshape(-1)
         return g if self.unknowns is None else g[self.unknowns]
 
@@ -167,6 +193,7 @@ class LinearSystem:
 
     @property
     def n(self) -> int:
+        """The number of unknowns (rows of A)."""
         shape = getattr(self.A, "shape", None)
         if shape is None:
             shape = self.A.getSize()
