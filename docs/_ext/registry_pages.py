@@ -304,26 +304,37 @@ def solver_function_stub(name: str) -> str:
     return f"{title}\n{'=' * len(title)}\n\n.. currentmodule:: linsolve\n\n.. autofunction:: {name}\n"
 
 
+def _prune(folder: Path, keep: set[str]) -> None:
+    """Delete the pages in ``folder`` not in ``keep``: a page left from a solver, model or
+    results file that is gone would be in no toctree, which is a warning (an error under -W)."""
+    for p in folder.glob("*"):
+        if p.is_file() and p.name not in keep:
+            p.unlink()
+
+
 def generate(app=None) -> None:
     """Write every generated page under ``docs/_generated``."""
+    import shutil
+
+    import linsolve
+
     _write(GENERATED / "solvers.md", solvers_page())
     _write(GENERATED / "families.md", families_page())
     _write(GENERATED / "models.md", models_page())
-    for r in model_rows():
-        if r["card"]:
-            _write(GENERATED / "cards" / f"{r['name']}.md", card_page(r["name"], r["card"]))
+    cards = {r["name"]: r["card"] for r in model_rows() if r["card"]}
+    for name, card in cards.items():
+        _write(GENERATED / "cards" / f"{name}.md", card_page(name, card))
+    _prune(GENERATED / "cards", {f"{name}.md" for name in cards})
     stems = result_stems()
     plots = result_plots(stems)
     for stem in stems:
         _write(GENERATED / "results" / f"{stem}.md", result_page(stem, plots[stem]))
     _write(GENERATED / "results" / "index.md", results_index(stems))
-    # stale pages of results files that are gone would otherwise stay in the site
-    for p in (GENERATED / "results").glob("*.md"):
-        if p.stem != "index" and p.stem not in stems:
-            p.unlink()
+    _prune(GENERATED / "results", {f"{stem}.md" for stem in stems} | {"index.md"})
     _write(GENERATED / "api_solver_functions.rst.inc", solver_functions_rst())
-    import linsolve
-
+    # autosummary rewrites the stubs of api.rst's entries after this; clearing the folder
+    # first drops the stubs of entries that were removed
+    shutil.rmtree(GENERATED / "api", ignore_errors=True)
     for name in linsolve.solver_function_names():
         _write(GENERATED / "api" / f"linsolve.{name}.rst", solver_function_stub(name))
 
