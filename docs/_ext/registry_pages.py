@@ -13,7 +13,9 @@ text changes so that incremental builds stay incremental):
   with its configuration defaults, and its model card;
 * ``results/<stem>.md``: one page per ``benchmarks/results/<stem>.md``, which it includes
   (not copies) together with the plots ``<stem>*.png`` beside it;
-* ``api_solver_functions.rst``: the autosummary list of the functions ``linsolve.<name>``.
+* ``api_solver_functions.rst.inc`` (included by ``api.rst``) and ``api/linsolve.<name>.rst``:
+  the autosummary list and the stub pages of the functions ``linsolve.<name>``, one per
+  registered solver.
 
 The tables are therefore the registries as the code has them: a solver registered, an
 option added or a range changed shows on the next build, and a test
@@ -43,9 +45,8 @@ def _write(path: Path, text: str) -> None:
 
 
 def _cell(value) -> str:
-    """A value as a Markdown table cell (code-formatted, pipes escaped)."""
-    text = repr(value) if not isinstance(value, str) else repr(value)
-    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+    """A value's repr as a Markdown table cell (code-formatted, pipes escaped)."""
+    return "`" + repr(value).replace("|", "\\|").replace("`", "'") + "`"
 
 
 def _text(s: str) -> str:
