@@ -20,7 +20,24 @@ from .system import Grid, LinearSystem
 
 @dataclass
 class Outcome:
-    """What a method reports back to the base class."""
+    """What a method's ``_solve`` reports back to the base class, which builds the
+    :class:`~linsolve.SolveResult` from it (recomputing the true residual).
+
+    Parameters
+    ----------
+    x : ndarray
+        The iterate.
+    iterations : int
+        Iterations done.
+    residual_norms : array_like
+        One residual norm per iteration.
+    converged : bool
+        Whether the method's own test says the rule holds (the base class checks it).
+    reason : str
+        Why it stopped.
+    info : dict, optional
+        Method-specific details, passed on to ``SolveResult.info``.
+    """
 
     x: np.ndarray
     iterations: int
@@ -33,7 +50,23 @@ class Outcome:
 @dataclass
 class SolveContext:
     """Per-solve extras handed to ``_solve``: grid geometry, user callback, and any
-    keyword context passed to ``solve`` (e.g. ``context=c`` for bandit policies)."""
+    keyword context passed to ``solve`` (e.g. ``context=c`` for bandit policies).
+
+    Parameters
+    ----------
+    grid : Grid or None
+        The geometry of the system, if any.
+    callback : callable or None
+        The user's callback.
+    extra : dict
+        The remaining keyword context of ``solve``.
+    bnorm : float
+        ||b||.
+    meta : dict, optional
+        ``LinearSystem.meta`` of the system being solved.
+    restart : int, optional
+        0 for the first ``_solve`` of a ``solve()`` call, k for its k-th true-residual restart.
+    """
 
     grid: Grid | None
     callback: Any
