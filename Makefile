@@ -12,15 +12,20 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # PETSc and OpenBLAS must not oversubscribe the 2-core machines we test on.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: run test setup lint bench clean-venv
+.PHONY: run test docs setup lint bench clean-venv
 
 run: $(VENV)/.installed
 	$(VENV)/bin/datagen generate darcy --n 16 --grid 32 --solver gcrodr --order greedy --chunk 8 --seed 0 --out runs/darcy-small.h5 --overwrite
 	$(VENV)/bin/datagen inspect runs/darcy-small.h5
 
-# tests/test_mpi.py runs its workers under MPICH's `mpiexec -n 2` (Hydra; from the mpich package above)
+# tests/test_mpi.py runs its workers under MPICH's `mpiexec -n 2` (Hydra; from the mpich package above).
+# tests/test_docs_site.py builds the documentation site with warnings as errors, so `make test` checks it too.
 test: $(VENV)/.installed
 	LINSOLVE_REQUIRE_PETSC=1 $(PY) -m pytest -q tests
+
+# The documentation site (Sphinx, warnings are errors) -> docs/_build/html/index.html
+docs: $(VENV)/.installed
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check linsolve datagen operators tests benchmarks
@@ -52,7 +57,7 @@ $(VENV)/.petsc: $(VENV)/bin/python $(VENV)/.debs
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.petsc
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[petsc,dev]"
+	$(PIP) install -q -e ".[petsc,dev,docs]"
 	touch $@
 
 clean-venv:

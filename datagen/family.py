@@ -88,6 +88,40 @@ class Family:
     (one matrix, many right-hand sides). ``ranges``: ``{name: Interval}`` for numeric
     parameters and ``ordered``: ``((low_name, high_name), ...)`` pairs that must satisfy
     ``low <= high``; both are checked at construction, before ``validate``.
+
+    A subclass implements ``sample``, ``assemble``, ``features``, ``input_fields``,
+    ``solution_fields`` and ``coordinates`` (and may override ``validate`` and
+    ``boundary_conditions``); :func:`register_family` makes it available by name.
+
+    Parameters
+    ----------
+    grid : int or tuple of int, optional
+        Cells per axis (an int: the same on every axis of ``dim``); each at least 2.
+    dim : int, optional
+        Spatial dimension, one of ``dims`` (default: ``len(grid)``, or ``dims[0]`` for an int).
+    **params
+        Family parameters, each a key of ``params``, converted to the type of its default.
+
+    Raises
+    ------
+    FamilyError
+        An unsupported ``dim``, a grid of the wrong length or below 2, an unknown parameter, a
+        value of the wrong type or outside its range (the message names it and the range).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from datagen import get_family
+    >>> family = get_family("poisson")(grid=8)
+    >>> family.grid, family.p["degree"]
+    ((8, 8), 5)
+    >>> system = family.assemble(family.sample(1, np.random.default_rng(0))[0])
+    >>> system.A.shape
+    (64, 64)
+    >>> get_family("darcy")(grid=8, alpha=-1.0)
+    Traceback (most recent call last):
+    ...
+    datagen.family.FamilyError: parameter alpha=-1.0 of family 'darcy' must be in (0, inf)
     """
 
     name: ClassVar[str] = ""
@@ -156,37 +190,150 @@ class Family:
         """Check ``self.p`` and ``self.grid``; raise FamilyError naming the bad value."""
 
     def sample(self, n: int, rng: np.random.Generator) -> list[dict]:
-        """n parameter sets; each a dict of NumPy arrays / floats (stored as-is)."""
+        """n parameter sets; each a dict of NumPy arrays / floats (stored as-is).
+
+        Parameters
+        ----------
+        n : int
+            How many.
+        rng : numpy.random.Generator
+            The only source of randomness (the pipeline seeds it).
+
+        Returns
+        -------
+        list of dict
+            One parameter set per sample; :meth:`assemble` builds its system.
+        """
         raise NotImplementedError
 
     def assemble(self, params: dict) -> LinearSystem:
+        """The linear system of one parameter set.
+
+        Parameters
+        ----------
+        params : dict
+            One entry of :meth:`sample`.
+
+        Returns
+        -------
+        linsolve.LinearSystem
+            A, b and the grid metadata.
+        """
         raise NotImplementedError
 
     def features(self, params: dict) -> np.ndarray:
-        """The vector whose distances decide which systems are neighbours when ordering."""
+        """The vector whose distances decide which systems are neighbours when ordering.
+
+        Parameters
+        ----------
+        params : dict
+            One entry of :meth:`sample`.
+
+        Returns
+        -------
+        ndarray
+            The feature array (``linsolve.order_systems`` reads one per system).
+        """
         raise NotImplementedError
 
     def input_fields(self, params: dict) -> dict[str, np.ndarray]:
-        """Named input fields on the grid (what a neural operator is fed)."""
+        """Named input fields on the grid (what a neural operator is fed).
+
+        Parameters
+        ----------
+        params : dict
+            One entry of :meth:`sample`.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Each field on the grid (shape ``grid``, or ``(*grid, D)`` for a vector field).
+        """
         raise NotImplementedError
 
     def solution_fields(self, params: dict, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Named output fields on the grid from the solution vector."""
+        """Named output fields on the grid from the solution vector.
+
+        Parameters
+        ----------
+        params : dict
+            One entry of :meth:`sample`.
+        x : ndarray
+            The solution of ``assemble(params)``.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Each field on the grid.
+        """
         raise NotImplementedError
 
     def coordinates(self) -> dict[str, np.ndarray]:
-        """1-D coordinate arrays of the stored fields, one per axis (x, y[, z])."""
+        """1-D coordinate arrays of the stored fields, one per axis (x, y[, z]).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``{"x": ..., "y": ...[, "z": ...]}``, cell centres.
+        """
         raise NotImplementedError
 
     def boundary_conditions(self) -> dict[str, str]:
-        """Per-edge boundary description for the store's /boundary_conditions group."""
+        """Per-edge boundary description for the store's /boundary_conditions group.
+
+        Returns
+        -------
+        dict
+            The family's boundary kinds by edge (empty by default); the store maps them onto
+            The Well's vocabulary.
+        """
         return {}
 
     def describe(self) -> dict:
+        """The family's configuration: name, dimension, grid and every parameter.
+
+        Returns
+        -------
+        dict
+            JSON-friendly; the store writes it with the data.
+        """
         return {"family": self.name, "dim": self.dim, "grid": list(self.grid), **self.p}
 
 
-def register_family(cls):
+# numpydoc's validation takes a parameter named cls for a classmethod's and calls it unknown
+def register_family(cls):  # numpydoc ignore=PR02
+    """Class decorator that makes a :class:`Family` subclass available by its ``name``
+    (``get_family``, ``datagen generate NAME``, ``datagen problems``).
+
+    Parameters
+    ----------
+    cls : type
+        A subclass of :class:`Family` with a non-empty ``name``.
+
+    Returns
+    -------
+    type
+        ``cls`` itself.
+
+    Raises
+    ------
+    FamilyError
+        ``cls`` is not a Family subclass or has no name.
+
+    Examples
+    --------
+    >>> import datagen
+    >>> from datagen import Family, register_family
+    >>> @register_family
+    ... class Shifted(Family):
+    ...     name = "doc-example-shifted"
+    >>> from datagen import get_family
+    >>> get_family("doc-example-shifted") is Shifted
+    True
+    >>> del datagen.family._FAMILIES["doc-example-shifted"]   # (the example unregisters it)
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Family)) or not getattr(cls, "name", ""):
+        raise FamilyError(f"register_family takes a Family subclass with a name, got {cls!r}")
     _FAMILIES[cls.name] = cls
     return cls
 
@@ -199,11 +346,52 @@ def _load_all():
 
 
 def available_families() -> list[str]:
+    """The names of the registered problem families, sorted.
+
+    Returns
+    -------
+    list of str
+        Every name :func:`get_family` accepts (the family modules under ``datagen/families/``
+        are imported on the first call).
+
+    Examples
+    --------
+    >>> import datagen
+    >>> {"darcy", "helmholtz", "poisson"} <= set(datagen.available_families())
+    True
+    """
     _load_all()
     return sorted(_FAMILIES)
 
 
 def get_family(name: str) -> type[Family]:
+    """The family class registered under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A name of :func:`available_families`.
+
+    Returns
+    -------
+    type
+        The :class:`Family` subclass; build it as ``cls(grid=..., **params)``, its parameters
+        being ``cls.params`` (defaults and help) within ``cls.ranges``.
+
+    Raises
+    ------
+    FamilyError
+        For an unknown name; the message lists the known ones.
+
+    Examples
+    --------
+    >>> import numpy as np, datagen
+    >>> family = datagen.get_family("darcy")(grid=16)
+    >>> params = family.sample(2, np.random.default_rng(0))       # seeded
+    >>> system = family.assemble(params[0])                        # a linsolve.LinearSystem
+    >>> system.A.shape, system.grid.shape
+    ((256, 256), (16, 16))
+    """
     _load_all()
     try:
         return _FAMILIES[name]

@@ -43,6 +43,11 @@ def solver_function_names() -> list[str]:
     """The names of the SciPy-style functions ``linsolve.<name>``, one per registered solver
     (``-`` in a registered name becomes ``_``: ``bandit-sor`` -> ``bandit_sor``).
 
+    Returns
+    -------
+    list of str
+        In the order of ``available_solvers()``.
+
     Examples
     --------
     >>> import linsolve
@@ -83,6 +88,22 @@ def scipy_function(name: str):
     LinearOperator A's ``psolve``; for GMRES-type methods (``gmres``, ``gcrodr``)
     ``callback_type`` is SciPy's (unset: "legacy" with a callback, when ``maxiter`` counts
     inner iterations, else restart cycles) and ``gmres``'s ``restart`` defaults to 20.
+
+    Parameters
+    ----------
+    name : str
+        A registered solver name (``linsolve.available_solvers()``).
+
+    Returns
+    -------
+    callable
+        ``f(A, b, x0=None, *, rtol, atol, maxiter, M, callback, **options) -> (x, info)``; the
+        same function as ``linsolve.<name>`` (``-`` replaced by ``_``).
+
+    Raises
+    ------
+    UnknownSolverError
+        ``name`` is not registered.
 
     Examples
     --------
@@ -127,8 +148,98 @@ def scipy_function(name: str):
 
     f.__name__ = name.replace("-", "_")
     f.__qualname__ = f.__name__
-    f.__doc__ = f"SciPy-style wrapper of the registered solver {name!r}.\n\n" + (cls.__doc__ or "")
+    f.__doc__ = _function_doc(cls, name)
     return f
+
+
+#: the papers behind the package's own methods, for the References of ``linsolve.<name>``
+_REFERENCES = {
+    "gcrodr": ["M. L. Parks, E. de Sturler, G. Mackey, D. D. Johnson, S. Maiti, \"Recycling Krylov "
+               "subspaces for sequences of linear systems\", SIAM J. Sci. Comput. 28(5), 2006.",
+               "H. Wang et al., \"Accelerating Data Generation for Neural Operators via Krylov Subspace "
+               "Recycling\", ICLR 2024."],
+    "rcg": ["A. Stathopoulos, K. Orginos, \"Computing and deflating eigenvalues while solving multiple "
+            "right-hand side linear systems with an application to quantum chromodynamics\", SIAM J. Sci. "
+            "Comput. 32(1), 2010.",
+            "Y. Saad, M. Yeung, J. Erhel, F. Guyomarc'h, \"A deflated version of the conjugate gradient "
+            "algorithm\", SIAM J. Sci. Comput. 21(5), 2000."],
+    "bandit-sor": ["M. Khodak, E. Chow, M.-F. Balcan, A. Talwalkar, \"Learning to Relax: Setting Solver "
+                   "Parameters Across a Sequence of Linear System Instances\", ICLR 2024."],
+    "dcdm": ["A. Kaneda et al., \"A Deep Conjugate Direction Method for Iteratively Solving Linear "
+             "Systems\", ICML 2023."],
+}
+
+
+def _function_doc(cls, name: str) -> str:
+    """The numpydoc docstring of ``linsolve.<name>``, built from the solver's declarations."""
+    import inspect
+
+    fname = name.replace("-", "_")
+    ref = f"``scipy.sparse.linalg.{cls.scipy_equivalent}``" if cls.scipy_equivalent else None
+    head = f"SciPy-style wrapper of the registered solver {name!r}" + (f" (a drop-in for {ref})." if ref else ".")
+    opts = ", ".join(f"``{k}={v!r}``" for k, v in cls.options.items()) or "none"
+    maxiter = ("10 n (SciPy's default)" if cls.scipy_equivalent
+               else "the solver's default (``Solver.default_maxiter``)")
+    pcs = "none: a direct solver" if cls.direct else ", ".join(f"``{p!r}``" for p in cls.preconditioners)
+    doc = f"""{head}
+
+{inspect.cleandoc(cls.__doc__ or "")}
+
+Parameters
+----------
+A : sparse matrix, ndarray, LinearOperator, petsc4py.PETSc.Mat or LinearSystem
+    The n x n matrix (or a ``LinearSystem`` carrying it, its right-hand side and grid).
+b : ndarray or petsc4py.PETSc.Vec
+    The right-hand side, n entries.
+x0 : ndarray, "Mb" or None, optional
+    The starting vector; None starts from zero, ``"Mb"`` from the preconditioner applied to b.
+rtol, atol : float, optional
+    Stop when ``||b - A x|| <= max(rtol ||b||, atol)``; ``np.inf`` is accepted.
+maxiter : int, optional
+    Iteration limit; None gives {maxiter}.
+M : str, LinearOperator, matrix or callable, optional
+    The preconditioner: a name ({pcs}; see the preconditioners page) or an operator applying
+    M^-1, as SciPy's ``M``.
+callback : callable, optional
+    Called as SciPy calls it (``callback(xk)``; for GMRES-type methods as ``callback_type`` says).
+**options
+    The solver's own options, with their defaults: {opts}. Also ``backend``, ``pc_options``,
+    ``warm_start`` and per-solve context (``grid``, ``meta``, ``context``).
+
+Returns
+-------
+x : ndarray or petsc4py.PETSc.Vec
+    The approximate solution, of the kind of ``b``.
+info : int
+    0 converged; > 0 not converged (the ``maxiter`` in force); < 0 breakdown.
+
+Raises
+------
+OptionError
+    An unknown option or a bad option value (a ``ValueError``).
+ShapeError
+    A not square, or b or x0 of the wrong length.
+UnsupportedInputError
+    An input kind or dtype the solver does not take (e.g. complex with ``backend="petsc"``).
+
+See Also
+--------
+make_solver : the same solver as an object that keeps its state between solves.
+"""
+    refs = _REFERENCES.get(name)
+    if refs:
+        doc += "\nReferences\n----------\n" + "".join(f".. [{i}] {r}\n" for i, r in enumerate(refs, 1))
+    if not cls.needs_grid:
+        doc += f"""
+Examples
+--------
+>>> import numpy as np, linsolve
+>>> A = linsolve.gallery.poisson2d(8)        # 64 unknowns, SPD
+>>> x, info = linsolve.{fname}(A, np.ones(64), rtol=1e-8)
+>>> info, bool(np.linalg.norm(np.ones(64) - A @ x) <= 1e-8 * 8.0)
+(0, True)
+"""
+    return doc
 
 
 def _size(A) -> int:

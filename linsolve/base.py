@@ -20,7 +20,24 @@ from .system import Grid, LinearSystem
 
 @dataclass
 class Outcome:
-    """What a method reports back to the base class."""
+    """What a method's ``_solve`` reports back to the base class, which builds the
+    :class:`~linsolve.SolveResult` from it (recomputing the true residual).
+
+    Parameters
+    ----------
+    x : ndarray
+        The iterate.
+    iterations : int
+        Iterations done.
+    residual_norms : array_like
+        One residual norm per iteration.
+    converged : bool
+        Whether the method's own test says the rule holds (the base class checks it).
+    reason : str
+        Why it stopped.
+    info : dict, optional
+        Method-specific details, passed on to ``SolveResult.info``.
+    """
 
     x: np.ndarray
     iterations: int
@@ -33,7 +50,23 @@ class Outcome:
 @dataclass
 class SolveContext:
     """Per-solve extras handed to ``_solve``: grid geometry, user callback, and any
-    keyword context passed to ``solve`` (e.g. ``context=c`` for bandit policies)."""
+    keyword context passed to ``solve`` (e.g. ``context=c`` for bandit policies).
+
+    Parameters
+    ----------
+    grid : Grid or None
+        The geometry of the system, if any.
+    callback : callable or None
+        The user's callback.
+    extra : dict
+        The remaining keyword context of ``solve``.
+    bnorm : float
+        ||b||.
+    meta : dict, optional
+        ``LinearSystem.meta`` of the system being solved.
+    restart : int, optional
+        0 for the first ``_solve`` of a ``solve()`` call, k for its k-th true-residual restart.
+    """
 
     grid: Grid | None
     callback: Any
@@ -119,6 +152,51 @@ class Solver:
     ``runs_distributed()`` is true (the PETSc backends); ``b``, ``x0`` and the returned x are
     then this process's rows (PETSc Vecs with the Mat's row distribution, or arrays), every
     norm is global, and the others raise ``UnsupportedInputError`` naming those that run.
+
+    Build one with :func:`linsolve.make_solver`; a new method subclasses ``Solver``,
+    implements ``_solve`` on validated NumPy data and registers with :func:`linsolve.register`.
+
+    Parameters
+    ----------
+    rtol, atol : float, optional
+        The stopping rule ``||b - A x|| <= max(rtol ||b||, atol)``; non-negative, ``inf`` allowed.
+    maxiter : int, optional
+        Iteration limit (None: the solver's ``default_maxiter(n)``).
+    pc : str or operator, optional
+        A preconditioner name for the backend (see the preconditioners page) or an operator
+        applying M^-1 (``LinearOperator``, matrix, callable).
+    pc_options : dict, optional
+        Options of the named preconditioner.
+    backend : str, optional
+        One of the class's ``backends`` (default: the first).
+    warm_start : bool, optional
+        Start each solve from the previous solution.
+    callback : callable, optional
+        Called once per iteration with the current iterate (GMRES-type methods: see
+        ``callback_type``).
+    **options
+        The solver's own options (its ``options`` class attribute holds them with defaults).
+
+    Raises
+    ------
+    OptionError
+        An unknown option, a value of the wrong type or range, ``pc_options`` for a
+        preconditioner that takes none, a preconditioner given to a direct solver.
+    UnknownPreconditionerError
+        A preconditioner name the backend does not know.
+    PetscUnavailableError
+        ``backend="petsc"`` without petsc4py.
+
+    Examples
+    --------
+    >>> import numpy as np, linsolve
+    >>> solver = linsolve.make_solver("gcrodr", rtol=1e-8)       # a recycling solver
+    >>> A = linsolve.gallery.poisson2d(32)
+    >>> ramp = np.linspace(0.0, 1.0, 1024)
+    >>> results = [solver.solve(A, 1.0 + 0.1 * k * ramp) for k in range(4)]   # one space, carried along
+    >>> all(r.converged for r in results), results[-1].iterations < results[0].iterations
+    (True, True)
+    >>> solver.reset()                                           # forget the recycled space
     """
 
     name: ClassVar[str] = "base"
@@ -216,6 +294,18 @@ class Solver:
         """Forget method-specific state (recycled spaces, learned parameters)."""
 
     def default_maxiter(self, n: int) -> int:
+        """The iteration limit when ``maxiter`` is None.
+
+        Parameters
+        ----------
+        n : int
+            The number of unknowns.
+
+        Returns
+        -------
+        int
+            ``max(10 n, 100)`` unless the method says otherwise.
+        """
         return max(10 * n, 100)
 
     def _inner_budget(self, maxiter: int) -> int:
@@ -232,7 +322,13 @@ class Solver:
         """Drop what was built from the old entries of the same matrix object."""
 
     def runs_distributed(self) -> bool:
-        """Whether this configuration solves a matrix distributed over several MPI processes."""
+        """Whether this configuration solves a matrix distributed over several MPI processes.
+
+        Returns
+        -------
+        bool
+            True for the PETSc-backed configurations.
+        """
         return False
 
     def _distributed_what(self) -> str:
@@ -241,11 +337,22 @@ class Solver:
 
     # --- public API -----------------------------------------------------------------
     def reset(self) -> None:
+        """Forget everything carried between solves: the warm start, cached preconditioners and
+        the method's own state (recycled spaces, learned bandit policies)."""
         self._last_x = None
         self._pc_cache = None
         self._reset()
 
     def describe(self) -> dict:
+        """The solver's configuration as a JSON-friendly dict (name, tolerances, pc, backend and
+        every option), as ``datagen`` stores it with the data.
+
+        Returns
+        -------
+        dict
+            ``name``, ``rtol``, ``atol``, ``maxiter``, ``pc``, ``backend``, ``warm_start`` and the
+            solver's own options.
+        """
         return {"name": self.name, "rtol": self.rtol, "atol": self.atol, "maxiter": self.maxiter,
                 "pc": self.pc if isinstance(self.pc, str) else type(self.pc).__name__,
                 "backend": self.backend, "warm_start": self.warm_start, **self.opts}
@@ -270,7 +377,18 @@ class Solver:
         return np.asarray(build_pc(self, op).apply(b)).reshape(-1)
 
     def preconditioner(self, op: Operator):
-        """The preconditioner for ``op``, reused while the same matrix object is solved again."""
+        """The preconditioner for ``op``, reused while the same matrix object is solved again.
+
+        Parameters
+        ----------
+        op : linsolve.Operator
+            The wrapped matrix.
+
+        Returns
+        -------
+        linsolve.precond.Preconditioner
+            Applies M^-1 to NumPy vectors (``apply``).
+        """
         from .precond import build_preconditioner
 
         key = (id(op.source), self.pc if isinstance(self.pc, str) else id(self.pc))
@@ -286,6 +404,48 @@ class Solver:
                                    "warm_start", "callback"})
 
     def solve(self, A, b=None, x0=None, **context) -> SolveResult:
+        """Solve ``A x = b``.
+
+        Parameters
+        ----------
+        A : sparse matrix, ndarray, LinearOperator, petsc4py.PETSc.Mat or LinearSystem
+            The n x n matrix; a ``LinearSystem`` also brings ``b`` (when ``b`` is None), its
+            grid and ``meta``.
+        b : ndarray or petsc4py.PETSc.Vec, optional
+            The right-hand side (n entries; a column (n, 1) is accepted).
+        x0 : ndarray, "Mb" or None, optional
+            The starting vector; None: zero (or the last solution with ``warm_start=True``);
+            ``"Mb"``: the preconditioner applied to b.
+        **context
+            Per-solve context: ``grid`` (a :class:`~linsolve.Grid`), ``meta`` (a dict), or what a
+            method reads (``context=c`` for a contextual bandit policy).
+
+        Returns
+        -------
+        SolveResult
+            The solution, whether the stopping rule holds for it, iterations, residual history,
+            the true relative residual, the reason it stopped, wall time and details.
+
+        Raises
+        ------
+        ShapeError
+            A not square, sizes of A, b and x0 that disagree, or no grid for a solver that needs one.
+        NonFiniteError
+            NaN or Inf in A, b or x0.
+        UnsupportedInputError
+            An input kind or dtype this solver cannot use (complex for a real-only method, a
+            matrix-free operator for one that needs entries, a distributed Mat for a serial one).
+        OptionError
+            A solver option given to ``solve`` instead of :func:`~linsolve.make_solver`.
+
+        Examples
+        --------
+        >>> import numpy as np, linsolve
+        >>> A = linsolve.gallery.poisson2d(8)
+        >>> res = linsolve.make_solver("cg", rtol=1e-10).solve(A, np.ones(64))
+        >>> res.converged, bool(np.allclose(A @ res.x, 1.0))
+        (True, True)
+        """
         t0 = time.perf_counter()
         misplaced = sorted(k for k in context if k in self._CONSTRUCTOR_ONLY or k in self.options)
         if misplaced:

@@ -27,7 +27,13 @@ class UnknownPreconditionerError(SolverError):
 
 
 class PetscUnavailableError(SolverError):
-    """PETSc was asked for but petsc4py cannot be imported."""
+    """PETSc was asked for but petsc4py cannot be imported.
+
+    Parameters
+    ----------
+    what : str, optional
+        What needed PETSc, for the message.
+    """
 
     def __init__(self, what: str = "the PETSc backend"):
         super().__init__(

@@ -32,7 +32,32 @@ def _lap1d(n: int, h: float) -> sp.csr_matrix:
 
 def poisson2d(n: int, scaled: bool = False) -> sp.csr_matrix:
     """5-point Dirichlet Laplacian on an n x n interior grid (h = 1/(n+1)); SPD.
-    ``scaled=False`` gives the integer stencil (4, -1) as in most solver papers."""
+    ``scaled=False`` gives the integer stencil (4, -1) as in most solver papers.
+
+    Parameters
+    ----------
+    n : int
+        Interior points per axis (n^2 unknowns, row-major).
+    scaled : bool, optional
+        Divide by h^2 (the differential operator) instead of the integer stencil.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The n^2 x n^2 matrix, float64.
+
+    Raises
+    ------
+    OptionError
+        ``n`` is not a positive integer.
+
+    Examples
+    --------
+    >>> from linsolve import gallery
+    >>> A = gallery.poisson2d(3)
+    >>> A.shape, A[4].toarray().ravel().tolist()
+    ((9, 9), [0.0, -1.0, 0.0, -1.0, 4.0, -1.0, 0.0, -1.0, 0.0])
+    """
     n = _size(n)
     h = 1.0 / (n + 1)
     T = _lap1d(n, h)
@@ -42,7 +67,20 @@ def poisson2d(n: int, scaled: bool = False) -> sp.csr_matrix:
 
 
 def poisson3d(n: int, scaled: bool = False) -> sp.csr_matrix:
-    """7-point Dirichlet Laplacian on an n^3 interior grid; SPD."""
+    """7-point Dirichlet Laplacian on an n^3 interior grid; SPD.
+
+    Parameters
+    ----------
+    n : int
+        Interior points per axis (n^3 unknowns).
+    scaled : bool, optional
+        Divide by h^2 instead of the integer stencil (6, -1).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The n^3 x n^3 matrix.
+    """
     n = _size(n)
     h = 1.0 / (n + 1)
     T = _lap1d(n, h)
@@ -54,7 +92,20 @@ def poisson3d(n: int, scaled: bool = False) -> sp.csr_matrix:
 def convection_diffusion2d(n: int, peclet: float = 50.0) -> sp.csr_matrix:
     """-Δu + Pe (u_x + u_y) with first-order upwinding on an n x n grid; non-symmetric,
     an M-matrix (so ILU and Jacobi are well defined). The stencil upwinds for a positive
-    velocity, so ``peclet`` >= 0."""
+    velocity, so ``peclet`` >= 0.
+
+    Parameters
+    ----------
+    n : int
+        Interior points per axis.
+    peclet : float, optional
+        The cell-independent Péclet number Pe, >= 0.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The n^2 x n^2 matrix (scaled by 1/h^2).
+    """
     n, peclet = _size(n), _number("peclet", peclet, 0.0)
     h = 1.0 / (n + 1)
     e = np.ones(n)
@@ -66,7 +117,22 @@ def convection_diffusion2d(n: int, peclet: float = 50.0) -> sp.csr_matrix:
 
 def variable_diffusion2d(n: int, contrast: float = 100.0, seed: int = 0) -> sp.csr_matrix:
     """-div(k grad u) with a piecewise-constant random k in [1, contrast] (cell-centred,
-    harmonic face averages); SPD."""
+    harmonic face averages); SPD.
+
+    Parameters
+    ----------
+    n : int
+        Interior points per axis.
+    contrast : float, optional
+        Ratio of the largest to the smallest coefficient, >= 1 (log-uniform in between).
+    seed : int, optional
+        Seed of the coefficient field.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The n^2 x n^2 matrix (scaled by 1/h^2).
+    """
     n, contrast = _size(n), _number("contrast", contrast, 1.0)
     rng = np.random.default_rng(seed)
     k = np.exp(rng.uniform(0.0, np.log(contrast), size=(n + 2, n + 2)))
@@ -94,12 +160,41 @@ def variable_diffusion2d(n: int, contrast: float = 100.0, seed: int = 0) -> sp.c
 
 def helmholtz2d(n: int, k: float = 10.0) -> sp.csr_matrix:
     """Shifted Laplacian -Δ - k^2 I (Dirichlet); symmetric indefinite once k^2 exceeds the
-    smallest Dirichlet eigenvalue 2π^2."""
+    smallest Dirichlet eigenvalue 2π^2.
+
+    Parameters
+    ----------
+    n : int
+        Interior points per axis.
+    k : float, optional
+        The wavenumber.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The n^2 x n^2 matrix (the Laplacian scaled by 1/h^2).
+    """
     n, k = _size(n), _number("k", k, -math.inf)
     return (poisson2d(n, scaled=True) - k**2 * sp.identity(n * n)).tocsr()
 
 
 def random_spd(n: int, seed: int = 0, cond: float = 100.0) -> np.ndarray:
+    """A dense random SPD matrix with eigenvalues geometrically spaced in [1, cond].
+
+    Parameters
+    ----------
+    n : int
+        Size.
+    seed : int, optional
+        Seed of the random orthogonal eigenvectors.
+    cond : float, optional
+        The 2-norm condition number, >= 1.
+
+    Returns
+    -------
+    ndarray
+        The n x n matrix.
+    """
     n, cond = _size(n), _number("cond", cond, 1.0)
     rng = np.random.default_rng(seed)
     Q, _ = np.linalg.qr(rng.standard_normal((n, n)))

@@ -22,6 +22,38 @@ from .parallel import Layout, mat_layout, serial
 
 
 class Operator:
+    """Any accepted matrix kind behind one interface: what every solver works on.
+
+    ``Solver.solve`` wraps its ``A`` in one; solvers implemented in Python only need
+    :meth:`matvec`, those that need entries ask for :meth:`csr`, PETSc-backed ones for
+    :meth:`petsc_mat`. Conversions are cached, so one solve converts once.
+
+    Parameters
+    ----------
+    A : ndarray, scipy.sparse matrix or array, scipy.sparse.linalg.LinearOperator or petsc4py.PETSc.Mat
+        The n x n matrix or operator (an ``Operator`` is shared, not copied).
+    check_finite : bool, optional
+        Check the stored entries for NaN and Inf.
+
+    Raises
+    ------
+    ShapeError
+        A is not square and 2-D, or empty.
+    NonFiniteError
+        NaN or Inf among the entries (``check_finite``).
+    SolverError
+        A is not a matrix or operator; complex entries of an unsupported dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, linsolve
+    >>> op = linsolve.Operator(np.array([[2.0, 1.0], [1.0, 3.0]]))
+    >>> op.n, op.kind, op.assembled, op.matvec(np.ones(2)).tolist()
+    (2, 'dense', True, [3.0, 4.0])
+    >>> op.csr().nnz
+    4
+    """
+
     def __init__(self, A, *, check_finite: bool = True):
         self.source = A
         self._csr = None
@@ -101,9 +133,27 @@ class Operator:
     # --- views -------------------------------------------------------------------
     @property
     def assembled(self) -> bool:
+        """Whether the entries are available (NumPy, SciPy sparse, PETSc AIJ), not matrix-free."""
         return self.kind in ("sparse", "dense", "petsc")
 
     def csr(self, who: str = "this solver") -> sp.csr_matrix:
+        """The matrix as SciPy CSR (converted once and cached).
+
+        Parameters
+        ----------
+        who : str, optional
+            What needs it, for the error message.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix
+            The whole matrix.
+
+        Raises
+        ------
+        UnsupportedInputError
+            A matrix-free operator, or a PETSc matrix distributed over several processes.
+        """
         if self._csr is None and self.distributed:
             from .parallel import DISTRIBUTED_SOLVERS
 
@@ -123,6 +173,13 @@ class Operator:
         return self._csr
 
     def petsc_mat(self):
+        """The matrix as a petsc4py ``Mat`` (AIJ for assembled input, a shell otherwise).
+
+        Returns
+        -------
+        petsc4py.PETSc.Mat
+            Converted once and cached.
+        """
         if self._petsc is None:
             if self.assembled:
                 self._petsc = petsc_utils.csr_to_aij(self.csr())
@@ -131,6 +188,13 @@ class Operator:
         return self._petsc
 
     def linear_operator(self) -> spla.LinearOperator:
+        """The operator as a SciPy ``LinearOperator``.
+
+        Returns
+        -------
+        scipy.sparse.linalg.LinearOperator
+            Applies :meth:`matvec`.
+        """
         if self._linop is None:
             if self._csr is not None:
                 self._linop = spla.aslinearoperator(self._csr)
@@ -142,7 +206,13 @@ class Operator:
 
     def scipy_operand(self):
         """What to hand SciPy's iterative solvers: the matrix itself when we have one; a
-        user's LinearOperator goes through ``matvec``, which checks its output."""
+        user's LinearOperator goes through ``matvec``, which checks its output.
+
+        Returns
+        -------
+        scipy.sparse matrix, ndarray or scipy.sparse.linalg.LinearOperator
+            The operand.
+        """
         if self._csr is not None:
             return self._csr
         if self._dense is not None:
@@ -152,6 +222,18 @@ class Operator:
         return self.linear_operator()
 
     def diagonal(self) -> np.ndarray:
+        """The diagonal of the matrix (this process's rows for a distributed Mat).
+
+        Returns
+        -------
+        ndarray
+            A copy.
+
+        Raises
+        ------
+        UnsupportedInputError
+            For a matrix-free operator.
+        """
         if self._csr is not None:
             return self._csr.diagonal()
         if self._dense is not None:
@@ -161,6 +243,18 @@ class Operator:
         raise UnsupportedInputError("the diagonal of a matrix-free operator is not available")
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
+        """The product A x.
+
+        Parameters
+        ----------
+        x : ndarray
+            A vector of n entries (this process's rows for a distributed Mat).
+
+        Returns
+        -------
+        ndarray
+            A x.
+        """
         if self._csr is not None:
             return self._csr @ x
         if self._dense is not None:
@@ -197,6 +291,7 @@ class Operator:
 
     @property
     def is_complex(self) -> bool:
+        """Whether the operator is complex (dtype complex128)."""
         return self.dtype.kind == "c"
 
 

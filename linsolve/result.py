@@ -25,14 +25,44 @@ def note_dropped(info: dict, iterations: int, recorded: int) -> dict:
     return info
 
 
+# Built by the solvers, not by users: its fields are documented as Attributes, not Parameters.
 @dataclass
-class SolveResult:
+class SolveResult:  # numpydoc ignore=PR01
     """Outcome of ``Solver.solve``.
 
     ``residual_norms`` holds one entry per iteration of the norm the stopping test uses
     (the unpreconditioned residual norm wherever the method allows it; ``info["norm"]``
     says which), and ``relative_residual`` is always recomputed at the end as
     ||b - A x|| / ||b|| with the true operator, so it cannot be flattered by a recurrence.
+
+    Attributes
+    ----------
+    x : ndarray or petsc4py.PETSc.Vec
+        The solution, in the kind of ``b`` (a ``Vec`` for a ``Vec``, an (n, 1) array for a column).
+    converged : bool
+        Whether ``||b - A x|| <= max(rtol ||b||, atol)`` holds for the returned x.
+    iterations : int
+        Iterations done (0 for a direct solve or an initial guess that already meets the rule).
+    residual_norms : ndarray
+        One residual norm per iteration (at most ``HISTORY_CAP`` entries).
+    relative_residual : float
+        ||b - A x|| / ||b||, recomputed with the true operator.
+    reason : str
+        Why the solver stopped, in words (``"converged"``, ``"maxiter reached"``, ``"breakdown: ..."``).
+    wall_time : float
+        Seconds spent in ``solve``.
+    info : dict
+        Method-specific details (solver, backend, norm, recycled-space size, chosen omega, ...).
+
+    Examples
+    --------
+    >>> import numpy as np, linsolve
+    >>> A = linsolve.gallery.poisson2d(8)
+    >>> res = linsolve.make_solver("gmres", rtol=1e-10).solve(A, np.ones(64))
+    >>> res.converged, res.iterations == len(res.residual_norms), res.scipy_info
+    (True, True, 0)
+    >>> res.relative_residual < 1e-10, res.info["solver"]
+    (True, 'gmres')
     """
 
     x: Any

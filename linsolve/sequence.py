@@ -92,6 +92,47 @@ def solve_sequence(solver, systems, order=None, *, features=None, reset: bool = 
     name of ``order_systems`` (``"greedy"``, ``"fft"``, ...), applied to ``features``
     (default: see ``default_features``). ``reset`` forgets state from earlier calls first.
     Results come back in the original order, with the order used and the sorting time.
+
+    Parameters
+    ----------
+    solver : Solver or str
+        The solver instance (or a registered name, built with default options).
+    systems : sequence of LinearSystem or (A, b) pairs
+        The systems to solve.
+    order : None, str or array_like of int, optional
+        The solve order: as given, an ordering method of :func:`order_systems`, or a permutation.
+    features : array_like, optional
+        Features for an ordering method (default: ``default_features(systems)``).
+    reset : bool, optional
+        Call ``solver.reset()`` first.
+    progress : bool, optional
+        Show a progress bar.
+    **order_options
+        Options of the ordering method (``start``, ``seed``, ...).
+
+    Returns
+    -------
+    SequenceResult
+        ``results`` in the original order of ``systems``, ``order``, ``sort_time``,
+        ``solve_time``, ``total_iterations``, ``all_converged``.
+
+    Raises
+    ------
+    SolverError
+        ``solver`` is neither a Solver nor a name.
+    ShapeError
+        No systems.
+    OptionError
+        Ordering options with no ordering method, or a bad order.
+
+    Examples
+    --------
+    >>> import numpy as np, linsolve
+    >>> A = linsolve.gallery.poisson2d(12)
+    >>> rhs = [np.full(144, 1.0 + 0.01 * k) for k in range(4)]
+    >>> out = linsolve.solve_sequence(linsolve.make_solver("rcg", rtol=1e-8), [(A, b) for b in rhs])
+    >>> out.all_converged, len(out), out.order.tolist()
+    (True, 4, [0, 1, 2, 3])
     """
     from .base import Solver
     from .registry import make_solver

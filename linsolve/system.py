@@ -41,6 +41,33 @@ class Grid:
     marks cells outside the fluid domain; ``unknowns`` (flat indices into the grid, in
     the order of the unknown vector) says which grid cells carry unknowns when that is a
     subset (e.g. only fluid cells).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Cells per axis, C order.
+    spacing : tuple of float, optional
+        Cell sizes per axis (default ``1 / (s + 1)``: the unit box with Dirichlet ends).
+    cell_type : ndarray, optional
+        Array of ``shape`` with values ``FLUID``, ``SOLID``, ``AIR``.
+    unknowns : ndarray of int, optional
+        Flat indices of the cells that carry unknowns, in the order of the unknown vector.
+    origin : tuple of float, optional
+        Coordinates of the first cell.
+
+    Raises
+    ------
+    ShapeError
+        A shape that is not positive integers, or spacing / cell_type that do not match it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from linsolve import Grid, FLUID, SOLID
+    >>> cells = np.full((4, 4), FLUID); cells[0, :] = SOLID
+    >>> g = Grid((4, 4), cell_type=cells, unknowns=np.flatnonzero(cells == FLUID))
+    >>> g.n_unknowns, g.to_grid(np.ones(12))[0].tolist()
+    (12, [0.0, 0.0, 0.0, 0.0])
     """
 
     shape: tuple[int, ...]
@@ -67,14 +94,29 @@ class Grid:
 
     @property
     def ndim(self) -> int:
+        """The number of axes."""
         return len(self.shape)
 
     @property
     def n_unknowns(self) -> int:
+        """The number of unknowns: all cells, or ``unknowns.size``."""
         return int(np.prod(self.shape)) if self.unknowns is None else int(self.unknowns.size)
 
     def to_grid(self, v: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        """Scatter an unknown vector onto the full grid (cells without unknowns get ``fill``)."""
+        """Scatter an unknown vector onto the full grid (cells without unknowns get ``fill``).
+
+        Parameters
+        ----------
+        v : ndarray
+            The unknown vector (``n_unknowns`` entries).
+        fill : float, optional
+            The value of cells without an unknown.
+
+        Returns
+        -------
+        ndarray
+            Array of ``shape``.
+        """
         v = np.asarray(v)
         if self.unknowns is None:
             return v.reshape(self.shape)
@@ -83,14 +125,53 @@ class Grid:
         return out.reshape(self.shape)
 
     def from_grid(self, g: np.ndarray) -> np.ndarray:
-        """Gather the unknown vector from a full-grid array."""
+        """Gather the unknown vector from a full-grid array.
+
+        Parameters
+        ----------
+        g : ndarray
+            Array of ``shape`` (or its flattening).
+
+        Returns
+        -------
+        ndarray
+            The ``n_unknowns`` entries of the cells that carry unknowns.
+        """
         g = np.asarray(g).reshape(-1)
         return g if self.unknowns is None else g[self.unknowns]
 
 
 @dataclass
 class LinearSystem:
-    """``A x = b`` with optional grid metadata and free-form ``meta`` (parameters, names)."""
+    """``A x = b`` with optional grid metadata and free-form ``meta`` (parameters, names).
+
+    Every solver's ``solve`` takes one in place of ``(A, b)``; solvers that need geometry
+    (``dcdm``, ``fft-poisson``) read ``grid``, and ``datagen`` families return these.
+
+    Parameters
+    ----------
+    A : sparse matrix, ndarray, LinearOperator or petsc4py.PETSc.Mat
+        The n x n matrix.
+    b : ndarray or petsc4py.PETSc.Vec
+        The right-hand side.
+    grid : Grid, optional
+        Geometry of the unknowns (``grid.n_unknowns`` must be n).
+    meta : dict, optional
+        Free-form metadata (the parameters that made the system, structure for direct solvers).
+
+    Raises
+    ------
+    ShapeError
+        A not square, or a grid with another number of unknowns.
+
+    Examples
+    --------
+    >>> import numpy as np, linsolve
+    >>> A = linsolve.gallery.poisson2d(8)
+    >>> system = linsolve.LinearSystem(A, np.ones(64), grid=linsolve.Grid((8, 8)))
+    >>> system.n, linsolve.make_solver("cg").solve(system).converged
+    (64, True)
+    """
 
     A: Any
     b: Any
@@ -112,6 +193,7 @@ class LinearSystem:
 
     @property
     def n(self) -> int:
+        """The number of unknowns (rows of A)."""
         shape = getattr(self.A, "shape", None)
         if shape is None:
             shape = self.A.getSize()

@@ -24,7 +24,37 @@ from .registry import available_models, make_model, model_class, register_model
 
 
 def load_pretrained(name, directory=None, device="cpu"):
-    """A shipped checkpoint by name, checked against its model card (``operators.pretrained``)."""
+    """Load a shipped checkpoint by name, checked against its model card.
+
+    Parameters
+    ----------
+    name : str
+        E.g. ``"ifactformer-m-cpu"``; ``operators.pretrained.available_pretrained()`` lists them.
+    directory : str or pathlib.Path, optional
+        Where to look (default ``operators/pretrained/``).
+    device : str, optional
+        Torch device to load onto.
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode, with ``model.card`` (the model card: data and training commands, metrics,
+        checksum) and ``model.checkpoint_meta`` (grid, box, normalisation, in_steps, project).
+
+    Raises
+    ------
+    operators.pretrained.PretrainedError
+        An unknown name (listing the known ones), a missing or malformed card, a checksum
+        mismatch, a checkpoint of another format, weights that do not fit the model, or a
+        parameter count that differs from the card.
+
+    Examples
+    --------
+    >>> import operators
+    >>> model = operators.load_pretrained("ifactformer-m-cpu")
+    >>> model.name, model.checkpoint_meta["grid"], model.training
+    ('ifactformer-m', [16, 17, 8], False)
+    """
     from .pretrained import load_pretrained as _load
 
     return _load(name, directory, device)

@@ -76,10 +76,27 @@ def available_models() -> list[str]:
 def model_class(name: str) -> type:
     """The class registered under ``name``.
 
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_models`.
+
+    Returns
+    -------
+    type
+        The model class (a ``torch.nn.Module`` subclass); ``DEFAULTS`` holds its configuration
+        keys and defaults.
+
     Raises
     ------
     UnknownModelError
         If no model has that name; the message lists the known names.
+
+    Examples
+    --------
+    >>> import operators
+    >>> operators.model_class("fno").DEFAULTS["in_steps"]
+    5
     """
     _ensure_loaded()
     try:
@@ -115,10 +132,12 @@ def make_model(name: str, **config):
 
     Examples
     --------
-    >>> import torch
-    >>> torch.manual_seed(0)                                # doctest: +SKIP
-    >>> m = make_model("ifactformer-m", dim=32, heads=2, dim_head=16, iterations=2)   # doctest: +SKIP
-    >>> m(torch.zeros(1, m.in_steps, 3, 8, 9, 4)).shape   # doctest: +SKIP
+    >>> import torch, operators
+    >>> _ = torch.manual_seed(0)
+    >>> m = operators.make_model("ifactformer-m", dim=24, heads=2, dim_head=12, iterations=2)  # a tiny one
+    >>> m(torch.zeros(1, m.in_steps, 3, 8, 9, 4)).shape
     torch.Size([1, 3, 8, 9, 4])
+    >>> operators.make_model(m.name, **m.config).config == m.config
+    True
     """
     return model_class(name)(**config)

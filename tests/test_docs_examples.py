@@ -10,7 +10,8 @@ HTML comment on the line right above the opening fence (invisible in rendered Ma
   service); the reason is required and shows in the skip report.
 
 Files searched: every ``*.md`` under the repository root, except hidden directories,
-virtual environments and ``benchmarks/results`` (generated reports).
+virtual environments, ``benchmarks/results`` (generated reports) and the documentation
+site's build-time folders (``docs/_build``, ``docs/_generated``).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_EXCLUDE = {".venv", "venv", "node_modules", "build", "dist", "__pycache__"}
+_EXCLUDE = {".venv", "venv", "node_modules", "build", "dist", "__pycache__", "_build", "_generated"}
 _FENCE = re.compile(r"^```python\s*$")
 _MARK = re.compile(r"^<!--\s*example:\s*(slow|skip)\b\s*(.*?)\s*-->\s*$")
 

@@ -383,7 +383,7 @@ def laminar_profile(grid: ChannelGrid, nu: float, ub: float | None = None, dpdx:
 def perturbed_laminar(dns: ChannelDNS, amplitude: float = 0.3, seed: int = 0, kmax: int = 4,
                       cfl_target: float | None = 0.8):
     """Laminar profile at the configured bulk velocity plus a divergence-free random
-    perturbation confined to wavenumbers |k_x|, |k_z| <= kmax (rms ``amplitude`` * U_b),
+    perturbation confined to wavenumbers ``|k_x|, |k_z| <= kmax`` (rms ``amplitude`` * U_b),
     vanishing at the walls; the usual route to transition at Re_tau 180.
 
     The transition's velocity transients exceed what the configured step allows, so the
