@@ -133,7 +133,7 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
     fine = args.finetune_epochs > 0
     first = d / "pretrain" if fine else d
     resume = (first / "last.pt").exists()
-    if not (first / "metrics.json").exists() or "summary" not in json.loads((first / "metrics.json").read_text()):
+    if not (first / "metrics.json").exists() or json.loads((first / "metrics.json").read_text()).get("summary") is None:
         log(f"{tag}: training{' (resumed)' if resume else ''} {cfg}")
         summary = train(args.data, first, name, cfg, epochs=args.epochs, batch=args.batch, lr=args.lr,
                         project=project, step_size=args.step_size, gamma=args.gamma,
