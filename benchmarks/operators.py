@@ -94,6 +94,32 @@ def inference_seconds(model, step, x, repeat: int = 5, inner: int = 3) -> float:
     return statistics.median(times)
 
 
+def retime(runs, work: Path, data, test_k: int, log, rounds: int = 3) -> None:
+    """Time every run's inference step again, interleaved over ``rounds`` rounds (medians); the
+    values measured right after each training are kept as ``inference_seconds_per_step_at_training``."""
+    import torch
+
+    from operators.checkpoint import load_checkpoint
+    from operators.projection import Projector
+    from operators.train import predictor
+
+    P = Projector(data.grid, float(data.attrs["Lx"]), float(data.attrs["Lz"]))
+    steps = []
+    for r in runs:
+        d = work / (r["model"] + ("+project" if r["project"] else ""))
+        model, ck = load_checkpoint(d / ("last.pt" if r.get("finetune_epochs") else "best.pt"))
+        x = torch.from_numpy(data.velocity[test_k, :int(ck["in_steps"])].copy())[None]
+        steps.append((model, predictor(model, P if r["project"] else None), x))
+    times = [[] for _ in runs]
+    for _ in range(rounds):
+        for i, (model, step, x) in enumerate(steps):
+            times[i].append(inference_seconds(model, step, x))
+    for r, t in zip(runs, times, strict=True):
+        r.setdefault("inference_seconds_per_step_at_training", r["inference_seconds_per_step"])
+        r["inference_seconds_per_step"] = statistics.median(t)
+        log(f"{label(r)}: {r['inference_seconds_per_step']:.4g} s per step")
+
+
 def relative_divergence(P, u) -> float:
     """||D u|| / (||D_x u|| + ||D_y v|| + ||D_z w||): 0 for a discretely divergence-free field, of
     order 1 for one whose derivative terms do not cancel."""
@@ -279,6 +305,8 @@ def main(argv=None):
                     "(none, wale, dsm; '' for none of them)")
     ap.add_argument("--band", default=None, help="energy band LO,HI (0.5,2; --quick 0.05,20 so that the "
                     "untrained tiny models produce statistics to check the plumbing)")
+    ap.add_argument("--retime", action="store_true", help="time every surrogate step and the DNS again, "
+                    "side by side in this process (for a report made on a quiet machine)")
     ap.add_argument("--quick", action="store_true", help="tiny models, 1 epoch, 50 rollout steps")
     ap.add_argument("--name", default=None, help="results name (default operators, or operators_quick)")
     ap.add_argument("--note", default="", help="a line under the title (e.g. what makes this run preliminary)")
@@ -322,6 +350,12 @@ def main(argv=None):
     for name in args.models.split(","):
         for project in ((False,) if args.no_project else (False, True)):
             runs.append(one_run(name, project, dict(recipe[name]), args, work, data, test_k, log))
+    if args.retime:
+        # every surrogate step and the DNS timed again now, in this one process, one after the other
+        retime(runs, work, data, test_k, log)
+        log("timing the DNS again")
+        dns = dns_seconds_per_snapshot(args.data, args.threads)
+        dns_path.write_text(json.dumps(dns, indent=1))
     for r in runs:  # the one-step model of a two-phase recipe, before the fine-tuning
         m1 = work / (r["model"] + ("+project" if r["project"] else "")) / "pretrain" / "metrics.json"
         summ = json.loads(m1.read_text()).get("summary") if m1.exists() else None
@@ -389,7 +423,9 @@ def main(argv=None):
                "Speed: each LES's seconds per snapshot interval over each surrogate's seconds per step (the same "
                "physical time), same threads, same machine.", "", markdown_table(speed), "",
                *les_comparison(runs, les)]
-    md.append("\nThe machine is shared with other jobs (2 cores); timings are indicative.")
+    md.append("\nSeconds per step and the DNS's seconds were timed again side by side in the report's process "
+              "(--retime); seconds per epoch were measured during training, with other jobs sharing the 2 cores."
+              if args.retime else "\nThe machine is shared with other jobs (2 cores); timings are indicative.")
     _plots(runs + les, name, dns)
     write_results(name, {"args": vars(args), "dns": dns, "projection_floor_rel_l2": floor,
                          "persistence_one_step_rel_l2": persistence, "runs": runs, "les": les,
