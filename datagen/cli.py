@@ -465,8 +465,13 @@ def les(
     console = _console(quiet)
 
     def progress(s, sec):
-        if not quiet:
+        # at a terminal one line rewritten in place; in a log, a whole line every 10th snapshot
+        if quiet:
+            return
+        if console.is_terminal:
             console.print(f"snapshot {s} ({sec:.2f} s)", end="\r")
+        elif s % 10 == 0:
+            console.print(f"snapshot {s} ({sec:.2f} s)")
 
     try:
         res = run_les(source, out, trajectory=trajectory, sgs=model, snapshots=snapshots, steps_per_snapshot=steps,

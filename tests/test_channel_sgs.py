@@ -335,6 +335,13 @@ def test_les_cli(channel_file, tmp_path):
     p = run("--from", str(channel_file), "--trajectory", "0", "--sgs", "dsm", "--snapshots", "2", "--out", "l.h5",
             "--quiet")
     assert p.returncode == 0, p.stderr
+    assert p.stdout == p.stderr == ""
+    # progress on stderr that is not a terminal: whole lines, no carriage returns
+    p = run("--from", str(channel_file), "--trajectory", "0", "--snapshots", "12", "--out", "n.h5")
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    assert "\r" not in p.stderr and lines[0].startswith("snapshot 10 ")
+    assert any(line.startswith("wrote ") for line in lines)
     with h5py.File(tmp_path / "l.h5") as f:
         assert f["t1_fields/velocity"].shape[:2] == (1, 2) and f.attrs["les_model"] == "dsm"
     for extra, needle in ((["--out", "m.h5", "--sgs", "smag"], "--sgs must be"),
