@@ -171,7 +171,7 @@ def test_indefinite_helmholtz_sequence():
     assert its[-1] < its[0]
 
 
-@pytest.mark.parametrize("opts", [{"orthog": "cgs2"}, {"orthog": "ifneeded"}, {"update": "solve"},
+@pytest.mark.parametrize("opts", [{"orthog": "cgs2"}, {"orthog": "ifneeded"}, {"update": "solve"}, {"update_every": 1},
                                   {"which": "largest"}, {"recycle_across": False}])
 def test_variants_converge_to_the_dense_solution(opts):
     A = gallery.convection_diffusion2d(14, peclet=25.0)
@@ -197,6 +197,9 @@ def test_options_validated():
         linsolve.make_solver("gcrodr", orthog="householder")
     with pytest.raises(OptionError, match="update"):
         linsolve.make_solver("gcrodr", update="never")
+    for bad in (0, 1.5, True):
+        with pytest.raises(OptionError, match="update_every"):
+            linsolve.make_solver("gcrodr", update_every=bad)
 
 
 @pytest.mark.petsc
@@ -348,10 +351,11 @@ def test_block_products_and_placed_petsc_pc_match_references(petsc):
     np.testing.assert_array_equal(X, X0)  # placed inputs are left as they were
 
 
-def _textbook_gcrodr(A, b, m, k, cycles):
+def _textbook_gcrodr(A, b, m, k, cycles, every=1):
     """GCRO-DR(m, k) as written in Parks et al. (2006), Sec. 2, in dense NumPy with modified
     Gram-Schmidt: the gold reference for the solver's iterates with recycling. Returns x after
-    each cycle and the projection of the residual on the new C that starts the next one."""
+    each cycle and the projection of the residual on the new C that starts the next one. The
+    recycled space is replaced after cycles 0, every, 2 every, ... (and kept in the others)."""
     n = len(b)
     x = np.zeros(n)
     r = b.copy()
@@ -379,7 +383,7 @@ def _textbook_gcrodr(A, b, m, k, cycles):
         assert np.allclose(theta.imag, 0)  # SPD A: real harmonic Ritz values
         return Z[:, np.argsort(np.abs(theta.real))[:k]].real
 
-    for _ in range(cycles):
+    for cyc in range(cycles):
         if C is None:
             V, H, _ = arnoldi(r, m, None)
             Vh, W, Gm = V[:, :m], V, H
@@ -394,29 +398,36 @@ def _textbook_gcrodr(A, b, m, k, cycles):
         y = np.linalg.lstsq(Gm, rhs, rcond=None)[0]
         x = x + Vh @ y
         r = b - A @ x
-        P = harmonic(Gm, WV)
-        Q, R = np.linalg.qr(Gm @ P)
-        C, U = W @ Q, Vh @ P @ np.linalg.inv(R)
+        if cyc % every == 0:
+            P = harmonic(Gm, WV)
+            Q, R = np.linalg.qr(Gm @ P)
+            C, U = W @ Q, Vh @ P @ np.linalg.inv(R)
         c = C.T @ r  # start of the next cycle: r orthogonal to the new C
         x, r = x + U @ c, r - C @ c
         out.append(x.copy())
     return out
 
 
-def test_recycling_iterates_match_textbook_gcrodr():
-    """The solver's x after 1, 2 and 3 cycles of GCRO-DR(12, 4) (compiled Arnoldi, fused
-    correction, deferred projection, LAPACK harmonic Ritz) equals the textbook algorithm's."""
+@pytest.mark.parametrize("every", [1, 3])
+@pytest.mark.parametrize("matrix", ["operator", "csr"])
+def test_recycling_iterates_match_textbook_gcrodr(every, matrix):
+    """The solver's x after each of the first cycles of GCRO-DR(12, 4) (compiled Arnoldi,
+    fused correction, deferred projection, LAPACK harmonic Ritz) equals the textbook
+    algorithm's, with the recycled space replaced every cycle and every 3rd (cycles 0 and 3:
+    the cycles in between run with the space kept). A CSR matrix runs the whole cycle in one
+    compiled call, a matrix-free operator the Python loop of compiled steps."""
     rng = np.random.default_rng(15)
     n, m, k = 80, 12, 4
     Qm = np.linalg.qr(rng.standard_normal((n, n)))[0]
     lam = np.concatenate([[0.03, 0.07, 0.15, 0.3], np.linspace(1.0, 20.0, n - 4)])
     A = (Qm * lam) @ Qm.T
     b = rng.standard_normal(n)
-    ref = _textbook_gcrodr(A, b, m, k, 3)
+    ref = _textbook_gcrodr(A, b, m, k, 5 if every > 1 else 3, every=every)
+    Ain = sp.csr_matrix(A) if matrix == "csr" else spla.aslinearoperator(A)
     for cyc, xr in enumerate(ref):
         its = m + cyc * (m - k)
-        s = linsolve.make_solver("gcrodr", restart=m, recycle=k, rtol=1e-15, maxiter=its)
-        res = s.solve(A, b)
+        s = linsolve.make_solver("gcrodr", restart=m, recycle=k, rtol=1e-15, maxiter=its, update_every=every)
+        res = s.solve(Ain, b)
         assert res.iterations == its and not res.converged
         np.testing.assert_allclose(res.x, xr, rtol=1e-9, atol=1e-10 * np.linalg.norm(xr))
 

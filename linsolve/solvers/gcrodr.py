@@ -16,9 +16,20 @@ rebuilt from a QR of B_new U (C = Q, U = U R^-1; a Cholesky QR, repeated only wh
 factor is not well conditioned, with a rank-revealing QR as fallback), which is what keeps
 the recycled space valid across a preconditioner rebuild.
 
+Deflated restarting (``update="cycle"``) replaces U after the first cycle of a solve, after
+every ``update_every``-th cycle from there, and after the last one. An update costs the GEMMs
+below (about 2k m multiply-adds per unknown, more than the m - k Arnoldi steps of a cycle)
+and a dense m x m eigenproblem; on the greedy-sorted 40-system darcy sequences (skr stencil,
+Jacobi, tol 1e-8, ``benchmarks/skr_small.py``) updating every 3rd cycle took 1-5% more
+iterations than every cycle and 20-35% less time, at 62^2 and at 128^2 (every 2nd, 4th and
+6th were also tried; ``update="solve"`` took 58% more iterations at 62^2).
+
 Performance: bases are row-major (k, n) arrays and each new vector is built in place in its
-basis row. An iteration is one product (SciPy CSR or PETSc MatMult/PCApply on Vecs placed
-on the NumPy rows) and one compiled Arnoldi step (``linsolve.arnoldi_kernels``: classical
+basis row. For a local CSR matrix with no preconditioner or Jacobi, the whole cycle of Arnoldi
+steps is one compiled call (``arnoldi_kernels.arnoldi_cycle``: the product, the Jacobi
+scaling and the step below, with the bits of the Python loop); otherwise an iteration is one
+product (SciPy CSR or PETSc MatMult/PCApply on Vecs placed on the NumPy rows) and one
+compiled Arnoldi step (``linsolve.arnoldi_kernels``: classical
 Gram-Schmidt against [C, V_j] in PETSc-style multi-vector loops, one pass by default like
 PETSc GMRES, ``orthog`` adds a second pass when needed or always; Hessenberg column, Givens
 update, normalisation). The per-cycle update is the harmonic Ritz problem in LAPACK plus
@@ -40,6 +51,7 @@ from scipy.linalg.lapack import dgeev, dgeqp3, dgeqrf, dgetrf, dgetrs, dorgqr, d
 
 from ..base import Outcome, Solver
 from ..errors import OptionError
+from ..precond import Jacobi
 from ..recycle_ops import MatOps, apply_block, build_pc, is_identity, pc_into
 from ..registry import register
 
@@ -112,6 +124,9 @@ class GCRODR(Solver):
     ``backend="petsc"`` any PETSc PC (``bjacobi``, ``asm``, ...) is applied through
     petsc4py. ``residual_norms`` holds the least-squares residual estimate per iteration:
     the true residual norm for right, the preconditioned one for left preconditioning.
+    ``update_every`` (default 3): with ``update="cycle"`` the recycled space is replaced
+    after the first cycle of a solve, every ``update_every``-th cycle after it and the last
+    one (1: every cycle, as in Parks et al.); ``update="solve"``: after the last cycle only.
     ``callback`` and ``maxiter`` follow SciPy's GMRES and its ``callback_type``: "legacy"
     (``make_solver``'s default): ``callback(estimate / ||b||)`` after every inner iteration,
     ``maxiter`` counts inner iterations; "pr_norm": the same calls, ``maxiter`` counts restart
@@ -123,7 +138,7 @@ class GCRODR(Solver):
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ilu", "amg")
     options = {"restart": 40, "recycle": 20, "pc_side": "right", "which": "smallest",
-               "recycle_across": True, "update": "cycle", "orthog": "cgs", "callback_type": "legacy"}
+               "recycle_across": True, "update": "cycle", "update_every": 3, "orthog": "cgs", "callback_type": "legacy"}
     stateful = True
     # complex systems run GCRO-DR in complex arithmetic (linsolve.gcrodr_complex, NumPy): GMRES
     # on the real form minimises over half the Krylov dimension and stalled on indefinite
@@ -143,6 +158,7 @@ class GCRODR(Solver):
             raise OptionError(f"orthog must be 'cgs', 'ifneeded' or 'cgs2', got {self.opts['orthog']!r}")
         if self.opts["update"] not in ("cycle", "solve"):
             raise OptionError(f"update must be 'cycle' or 'solve', got {self.opts['update']!r}")
+        _positive_int("update_every", self.opts["update_every"], 1)
         if self.opts["which"] not in ("smallest", "largest"):
             raise OptionError(f"which must be 'smallest' or 'largest', got {self.opts['which']!r}")
         from .krylov import check_callback_type
@@ -259,6 +275,7 @@ class GCRODR(Solver):
         stalls = 0
         true_rnorm = None
         every_cycle = self.opts["update"] == "cycle"
+        every = int(self.opts["update_every"])
         ctype = self.opts["callback_type"]
         # "pr_norm"/"x": maxiter counts cycles (handed over as cycles * restart iterations)
         max_cycles = None if ctype == "legacy" else max(maxiter // m, 1)
@@ -279,7 +296,9 @@ class GCRODR(Solver):
             yu = y1 if pend is None else y1 + pend / self._d
             pend = None
             corr = None
-            if k > 0 and every_cycle:
+            # update="cycle": deflated restarting after every update_every-th cycle (and the last)
+            update_now = every_cycle and (cycles - 1) % every == 0
+            if k > 0 and update_now:
                 # the correction [U~ V_p] y is one more row of the GEMM that forms the new U
                 other = bufs[1] if Vh is bufs[0] else bufs[0]
                 updated, corr = self._update(G, Vh, kc, p, k, other, np.concatenate([yu, y2]))
@@ -296,7 +315,7 @@ class GCRODR(Solver):
             new_norm = lay.norm(r)
             stalls = stalls + 1 if new_norm >= rnorm * (1 - 1e-12) else 0
             rnorm = new_norm
-            if k > 0 and not every_cycle and (kc == 0 or rnorm <= tol or its >= maxiter or breakdown):
+            if k > 0 and not update_now and (kc == 0 or rnorm <= tol or its >= maxiter or breakdown):
                 other = bufs[1] if Vh is bufs[0] else bufs[0]
                 if self._update(G, Vh, kc, p, k, other)[0]:
                     Vh = other
@@ -386,6 +405,16 @@ class GCRODR(Solver):
         refine = {"cgs": 0.0, "ifneeded": 0.7071, "cgs2": np.inf}[self.opts["orthog"]]
         breakdown = False
         p = 0
+        fast = None if (cb is not None or lay.distributed) else _compiled_operator(A, M, right, ident)
+        if fast is not None:
+            # the whole cycle in one compiled call: no Python per iteration
+            from ..arnoldi_kernels import arnoldi_cycle
+
+            est = np.empty(steps)
+            p, status = arnoldi_cycle(*fast, tmp, Vh, kc, steps, refine, h, h2, G, cs, sn, Rt, g, tol, est)
+            norms.extend(est[:p].tolist())
+            breakdown = {0: False, 1: True, 2: "non-finite"}[status]
+            steps = 0  # (the Python loop below has nothing left to do)
         for jj in range(steps):
             j = kc + jj
             v = Vh[j]
@@ -478,6 +507,24 @@ class GCRODR(Solver):
         self._norms()
         self._C_buf = out
         return True, (None if y is None else dst[rank])
+
+
+def _compiled_operator(A, M, right, ident):
+    """The arguments (indptr, indices, data, dinv, side) with which ``arnoldi_kernels.arnoldi_cycle``
+    applies the preconditioned operator, or None when it cannot: A must be a local CSR matrix
+    and M none or Jacobi (other preconditioners are applied through Python)."""
+    if A._csr is None or A._data.dtype != np.float64:
+        return None
+    if ident:
+        dinv, side = _EMPTY, 0
+    elif type(M) is Jacobi and M.inv_diag.dtype == np.float64 and M.inv_diag.flags.c_contiguous:
+        dinv, side = M.inv_diag, (1 if right else 2)
+    else:
+        return None
+    return A._indptr, A._indices, A._data, dinv, side
+
+
+_EMPTY = np.zeros(0)
 
 
 def _lsolve(L, X):
