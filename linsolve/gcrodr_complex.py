@@ -15,9 +15,9 @@ recycled space is U (n x k) with C = B U, C^H C = I. A cycle runs m - k Arnoldi 
 k harmonic Ritz vectors of smallest (or largest) magnitude,
 G^H G z = theta G^H (W^H V) z. The space is kept across solves and refitted (C = B U by
 QR) when the matrix or preconditioner changes. Options as the real path (``restart``,
-``recycle``, ``pc_side``, ``which``, ``update``, ``update_every``, ``recycle_across``,
-``callback_type``);
-``orthog`` does not apply (modified Gram-Schmidt with a second pass, always). The recycled
+``recycle``, ``pc_side``, ``which``, ``update``, ``recycle_across``, ``callback_type``);
+``orthog`` and ``update_every`` do not apply (modified Gram-Schmidt with a second pass, and
+with ``update="cycle"`` a new space after every cycle). The recycled
 space of complex solves is kept apart from that of real ones.
 """
 from __future__ import annotations
@@ -196,11 +196,10 @@ def solve_complex(solver, op, b, x0, tol, maxiter, ctx):
         new = float(np.linalg.norm(r))
         stalls = stalls + 1 if new >= rnorm * (1 - 1e-12) else 0
         rnorm = new
-        # update="cycle": a new space after the first cycle, every update_every-th after it and
-        # the last; "solve": after the first cycle (no space yet) and the last one, as the real path
+        # update="cycle": a new space after every cycle; "solve": after the first cycle (no
+        # space yet) and the last one, as the real path
         last = rnorm <= tol or its >= maxiter or bool(breakdown)
-        now = opts["update"] == "cycle" and (cycles - 1) % int(opts["update_every"]) == 0
-        if k > 0 and breakdown != "non-finite" and (now or kc == 0 or last):
+        if k > 0 and breakdown != "non-finite" and (opts["update"] == "cycle" or kc == 0 or last):
             vals = _update(st, V, H, E, p, kc, k, opts["which"], d if kc else None)
             if vals is not None:
                 solver.ritz_values = vals
