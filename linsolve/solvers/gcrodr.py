@@ -57,7 +57,7 @@ from scipy.linalg.lapack import dgeev, dgeqp3, dgeqrf, dgetrf, dgetrs, dorgqr, d
 from ..base import Outcome, Solver
 from ..errors import OptionError
 from ..precond import Jacobi
-from ..recycle_ops import MatOps, apply_block, build_pc, is_identity, pc_into
+from ..recycle_ops import MatOps, apply_block, build_pc, is_identity, pc_into, single_blas_thread
 from ..registry import register
 
 
@@ -236,6 +236,7 @@ class GCRODR(Solver):
                 else f"backend={self.backend!r}; backend='petsc' runs distributed")
 
     # --- the method -------------------------------------------------------------------
+    @single_blas_thread  # small blocks from a serial loop: see recycle_ops.one_blas_thread
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         if np.iscomplexobj(b):
             from ..gcrodr_complex import solve_complex
