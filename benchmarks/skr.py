@@ -31,11 +31,12 @@ Speed-ups are ratios of medians of per-system wall times from one run (totals to
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+skr_threads = importlib.import_module("benchmarks.skr_threads")  # equal thread counts, set before NumPy loads
 
 import numpy as np  # noqa: E402
 import scipy.sparse.linalg as spla  # noqa: E402
@@ -253,6 +254,8 @@ def _per_iteration_rows(A, b, pc, its, rounds, extra=None):
                                                       maxiter=its, history=False),
         "gcrodr_40_20": lambda: linsolve.make_solver("gcrodr", restart=40, recycle=20, rtol=1e-30, maxiter=its,
                                                      **be),
+        "gcrodr_40_20_update_every1": lambda: linsolve.make_solver("gcrodr", restart=40, recycle=20, update_every=1,
+                                                                   rtol=1e-30, maxiter=its, **be),
         "gcrodr_40_20_update_solve": lambda: linsolve.make_solver("gcrodr", restart=40, recycle=20, update="solve",
                                                                   rtol=1e-30, maxiter=its, **be),
         "gcrodr_40_0": lambda: linsolve.make_solver("gcrodr", restart=40, recycle=0, rtol=1e-30, maxiter=its, **be),
@@ -447,9 +450,11 @@ def explain(payload) -> list[str]:
         solve = pi.get("gcrodr_40_20_update_solve")
         floor = pi.get("kernel_floor")
         ilu = payload.get("per_iteration_ilu")
+        every1 = pi.get("gcrodr_40_20_update_every1")
         notes.append(
             f"Per iteration, GCRO-DR(40,20) costs {pi['ratio_gcrodr_vs_petsc']:.2f}x PETSc GMRES(40) (target 1.5x: "
-            f"missed by {pi['ratio_gcrodr_vs_petsc'] / 1.5:.2f}x)"
+            f"{'met' if pi['ratio_gcrodr_vs_petsc'] <= 1.5 else 'missed by %.2fx' % (pi['ratio_gcrodr_vs_petsc'] / 1.5)})"
+            + (f"; updating after every cycle (update_every=1), {every1['ratio_vs_petsc']:.2f}x" if every1 else "")
             + (f"; with PETSc ILU(0) for both, {ilu['ratio_gcrodr_vs_petsc']:.2f}x (the preconditioner is work "
                "both do alike)" if ilu else "")
             + ". Our GMRES(40) (recycle=0, same code: per iteration one SpMV call and one compiled Arnoldi "
@@ -460,9 +465,12 @@ def explain(payload) -> list[str]:
             + ". The rest is the method's work, "
             f"counted in multiply-adds over n per iteration: PETSc's GMRES(40) Gram-Schmidt does {g:.0f}, "
             f"GCRO-DR(40,20)'s Arnoldi {a:.0f} (every step also orthogonalises against the k = 20 vectors C: "
-            f"{a / g:.2f}x), and the harmonic Ritz update after each cycle of m - k = 20 steps (V^T U, C = [C V] Q, "
-            f"U = [U V] P R^-1) adds {u:.0f} more, as GEMMs, plus a dense 40 x 40 eigenproblem. So the method "
-            f"does {(a + u) / g:.1f}x PETSc's vector work per iteration"
+            f"{a / g:.2f}x), and the harmonic Ritz update after a cycle of m - k = 20 steps (V^T U, C = [C V] Q, "
+            f"U = [U V] P R^-1) adds {u:.0f} more, as GEMMs, plus a dense 40 x 40 eigenproblem. Updating after "
+            f"every cycle the method does {(a + u) / g:.1f}x PETSc's vector work per iteration; the default "
+            "schedule does so only while the recycled space is being learnt (a fresh solver on one matrix, as "
+            "here), then updates every 2nd to 8th cycle and after each solve's last, down to about "
+            f"{(a + u / 8) / g:.1f}x on a settled sequence (benchmarks/skr_small.py)"
             + (f". Timed alone on this machine (no solver logic, same matrix), the kernel calls GCRO-DR(40,20) "
                f"cannot avoid take {floor['gcrodr_us']:.0f} us per iteration, {floor['gcrodr_over_petsc']:.2f}x "
                f"PETSc's whole iteration (GMRES(40)'s calls alone: {floor['gmres_over_petsc']:.2f}x)"
@@ -679,9 +687,9 @@ def main(argv=None):
         args.order_systems, args.subset = 100_000, 2000
     parts = args.parts.split(",")
     payload = {"protocol": "quick" if args.quick else "full", "systems": args.systems, "pcs": args.pcs,
-               "parts": parts, "notes": [], "loadavg": [os.getloadavg()[0]]}
+               "parts": parts, "notes": [], "loadavg": [os.getloadavg()[0]], "threads": skr_threads.threads()}
     md = [f"# SKR benchmark ({payload['protocol']} run: {args.systems} systems per family, "
-          f"PCs {', '.join(args.pcs)})\n"]
+          f"PCs {', '.join(args.pcs)})\n", skr_threads.describe(payload["threads"]) + "\n"]
     rows = None
     if "table1" in parts:
         rows = part_table1(args, payload, md)

@@ -26,11 +26,12 @@ subset estimates its median; the published instances take up to 10,000 iteration
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+skr_threads = importlib.import_module("benchmarks.skr_threads")  # equal thread counts, set before NumPy loads
 
 import numpy as np  # noqa: E402
 
@@ -169,7 +170,8 @@ def main(argv=None):
                             "tol": {f: FAMILIES[f]["tol"] for f in args.families},
                             "order": "greedy nearest neighbour on the family features",
                             "stopping": "true residual ||b - A x|| <= tol ||b||"},
-               "rows": rows, "detail": detail, "seconds": time.perf_counter() - t0}
+               "rows": rows, "detail": detail, "seconds": time.perf_counter() - t0,
+               "threads": skr_threads.threads(), "loadavg": os.getloadavg()[0]}
     write_results("skr_instances", payload, render(payload))
     return rows
 

@@ -30,11 +30,12 @@ stride-1, 2 stride-1, ...), so each has a predecessor to warm-start from.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+skr_threads = importlib.import_module("benchmarks.skr_threads")  # equal thread counts, set before NumPy loads
 
 import numpy as np  # noqa: E402
 
@@ -306,6 +307,7 @@ def render(payload, name) -> str:
     return "\n".join([
         f"# SKR Table 1 on the paper's published matrices ({p['mode']} run: {p['systems']} systems per family, "
         f"PCs {', '.join(p['pcs'])}; {p['seconds'] / 60:.1f} min)\n",
+        *([skr_threads.describe(payload["threads"]) + "\n"] if "threads" in payload else []),
         "Median seconds and iterations per system (PETSc baselines over every "
         f"{p['stride']}th greedy position, {p['baseline_count']} systems; the others over all). Speed-ups are "
         "ratios of those medians, one run. `speedup_paper_warm`: SKR warm-started vs PETSc GMRES(40) cold "
@@ -350,7 +352,8 @@ def main(argv=None):
     if args.quick:
         args.systems, args.pcs, args.name = 20, ["jacobi", "ilu"], args.name + "_quick"
     t_start = time.perf_counter()
-    payload = {"loadavg": [os.getloadavg()[0]], "table1": [], "detail": [], "sorting": {}}
+    payload = {"loadavg": [os.getloadavg()[0]], "table1": [], "detail": [], "sorting": {},
+               "threads": skr_threads.threads()}
     for fam in args.families:
         systems, feats = build(fam, args.systems, args.seed, **FAMILIES[fam]["params"])
         t0 = time.perf_counter()

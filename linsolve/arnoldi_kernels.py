@@ -110,6 +110,67 @@ def arnoldi_step(Vh, j, kc, refine, h, h2, G, cs, sn, Rt, g):
     return est, breakdown
 
 
+@njit(cache=True, fastmath=False, boundscheck=False)
+def _csr_matvec(indptr, indices, data, v, w):
+    """w = A v, each row sum over the row's entries in storage order from 0.0 (the order of
+    SciPy's ``csr_matvec``, so the same bits). Indices go through unsigned integers: CSR
+    indices are never negative, and a signed index costs a wraparound test per entry (2x)."""
+    one = np.uint64(1)
+    for i in range(w.shape[0]):
+        s = 0.0
+        jj = np.uint64(indptr[i])
+        end = np.uint64(indptr[i + 1])
+        while jj < end:
+            s += data[jj] * v[np.uint64(indices[jj])]
+            jj += one
+        w[i] = s
+
+
+@njit(cache=True, fastmath=False, boundscheck=False)
+def csr_pc_matvec(indptr, indices, data, dinv, side, v, w, tmp):
+    """w = B v for B = A (side 0), A diag(dinv) (side 1, right Jacobi; ``tmp`` holds dinv v)
+    or diag(dinv) A (side 2, left Jacobi), A in CSR: the products of the NumPy path
+    (``A @ (dinv * v)``, ``dinv * (A @ v)``) in the same order, so the same bits."""
+    if side == 1:
+        for i in range(v.shape[0]):
+            tmp[i] = dinv[i] * v[i]
+        _csr_matvec(indptr, indices, data, tmp, w)
+    else:
+        _csr_matvec(indptr, indices, data, v, w)
+        if side == 2:
+            for i in range(w.shape[0]):
+                w[i] = dinv[i] * w[i]
+
+
+@njit(cache=True, fastmath=False)
+def arnoldi_cycle(indptr, indices, data, dinv, side, tmp, Vh, kc, steps, refine, h, h2, G, cs, sn, Rt, g, tol, est):
+    """The Arnoldi steps of one restart cycle in compiled code, for B = A, A M^-1 or M^-1 A with
+    A in CSR and M the Jacobi diagonal (``csr_pc_matvec``, ``tmp`` its work vector): step jj builds B v_j in basis row
+    j + 1 = kc + jj + 1 and runs ``arnoldi_step`` on it, stopping after ``steps`` steps, when
+    the least-squares residual estimate is <= ``tol``, on breakdown, or when the new column is
+    NaN/Inf (that step is then not counted). ``est[jj]`` receives step jj's estimate.
+
+    Returns (steps taken, status): status 0 none of the stops below, 1 breakdown (Krylov
+    space exhausted), 2 non-finite numbers from the operator."""
+    p = 0
+    status = 0
+    for jj in range(steps):
+        j = kc + jj
+        csr_pc_matvec(indptr, indices, data, dinv, side, Vh[j], Vh[j + 1], tmp)
+        e, bd = arnoldi_step(Vh, j, kc, refine, h, h2, G, cs, sn, Rt, g)
+        if not (np.isfinite(e) and np.isfinite(G[j + 1, j])):
+            status = 2
+            break
+        est[jj] = e
+        p = jj + 1
+        if bd:
+            status = 1
+            break
+        if e <= tol:
+            break
+    return p, status
+
+
 def arnoldi_step_distributed(Vh, j, kc, refine, h, h2, G, cs, sn, Rt, g, layout):
     """``arnoldi_step`` for a basis whose rows are split over MPI processes (``Vh`` holds this
     process's entries of every basis vector). The compiled multi-vector loops work on the local

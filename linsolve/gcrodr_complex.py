@@ -16,7 +16,8 @@ k harmonic Ritz vectors of smallest (or largest) magnitude,
 G^H G z = theta G^H (W^H V) z. The space is kept across solves and refitted (C = B U by
 QR) when the matrix or preconditioner changes. Options as the real path (``restart``,
 ``recycle``, ``pc_side``, ``which``, ``update``, ``recycle_across``, ``callback_type``);
-``orthog`` does not apply (modified Gram-Schmidt with a second pass, always). The recycled
+``orthog`` and ``update_every`` do not apply (modified Gram-Schmidt with a second pass, and
+with ``update="cycle"`` a new space after every cycle). The recycled
 space of complex solves is kept apart from that of real ones.
 """
 from __future__ import annotations

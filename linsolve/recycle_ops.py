@@ -9,6 +9,10 @@ processes, n is this process's rows and ``MatOps.layout`` does the global sums.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
+
 import numpy as np
 from scipy.sparse._sparsetools import csr_matvec
 
@@ -217,3 +221,61 @@ def build_pc(solver, op):
         M = PetscPC(op, solver.pc, solver.pc_options)
     solver._petsc_pc_cache = (op.source, solver.pc, M)
     return M
+
+
+_LOCAL_SETTERS = None
+
+
+def _openblas_local_setters() -> list:
+    """``openblas_set_num_threads_local`` of every OpenBLAS loaded in this process (NumPy's and
+    SciPy's, whose BLAS numba's kernels call too), found through /proc/self/maps; empty where
+    there is none, the BLAS is another library, or the OpenBLAS is older than 0.3.27."""
+    global _LOCAL_SETTERS
+    if _LOCAL_SETTERS is not None:
+        return _LOCAL_SETTERS
+    import scipy.linalg.blas  # noqa: F401  (loads SciPy's BLAS before the search)
+
+    setters = []
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted({ln.split()[-1] for ln in f
+                           if "openblas" in ln.lower() and ln.split()[-1].startswith("/")})
+    except OSError:
+        libs = []
+    for lib in libs:
+        try:
+            fn = ctypes.CDLL(lib).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
+        setters.append(fn)
+    _LOCAL_SETTERS = setters
+    return setters
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS on one thread, in the calling thread only, for the duration of the block.
+
+    The recycling solvers' BLAS calls are GEMVs and GEMMs on blocks of at most m rows, issued
+    many times per iteration from a serial loop: OpenBLAS's threads bring nothing there, and
+    where other processes load the cores their wake-ups cost more than the work (a 128^2
+    darcy solve of GCRO-DR or recycled CG took 10-40x longer with two BLAS threads on a
+    loaded 2-core machine than with one). OpenBLAS's per-thread setting
+    (``openblas_set_num_threads_local``) leaves other threads' BLAS as it was."""
+    setters = _openblas_local_setters()
+    old = [fn(1) for fn in setters]
+    try:
+        yield
+    finally:
+        for fn, n in zip(setters, old, strict=True):
+            fn(n)
+
+
+def single_blas_thread(method):
+    """Run ``method`` under ``one_blas_thread``."""
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        with one_blas_thread():
+            return method(*args, **kwargs)
+    return run

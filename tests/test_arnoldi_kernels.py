@@ -110,3 +110,88 @@ def test_gcrodr_solve_is_bitwise_identical_in_fresh_and_cached_processes(tmp_pat
     runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                            check=True).stdout.strip() for _ in range(2)]
     assert len(runs[0]) == 64 and runs[0] == runs[1]
+
+
+def _sparse_case(n, rng):
+    import scipy.sparse as sp
+
+    A = (sp.random(n, n, density=0.02, random_state=rng) + sp.diags(2.0 + rng.random(n))).tocsr()
+    return A, 1.0 / A.diagonal()
+
+
+@pytest.mark.parametrize("side", [0, 1, 2])
+def test_csr_pc_matvec_matches_scipy_products(side):
+    """The compiled product B v against SciPy: A v, A (D v) and D (A v) for the Jacobi D."""
+    from linsolve.arnoldi_kernels import csr_pc_matvec
+
+    rng = np.random.default_rng(side)
+    A, dinv = _sparse_case(200, rng)
+    v = rng.standard_normal(200)
+    ref = {0: A @ v, 1: A @ (dinv * v), 2: dinv * (A @ v)}[side]
+    w = np.empty(200)
+    csr_pc_matvec(A.indptr, A.indices, A.data, dinv, side, v, w, np.empty(200))
+    np.testing.assert_allclose(w, ref, rtol=1e-14, atol=1e-14 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("side", [0, 1, 2])
+@pytest.mark.parametrize("kc", [0, 5])
+def test_arnoldi_cycle_matches_numpy_arnoldi(side, kc):
+    """A whole compiled cycle against a NumPy Arnoldi of (I - C C^T) B: the basis, the
+    Hessenberg columns and every step's least-squares residual from lstsq."""
+    from linsolve.arnoldi_kernels import arnoldi_cycle
+
+    rng = np.random.default_rng(10 + side + kc)
+    n, m, beta = 300, 16, 2.3
+    A, dinv = _sparse_case(n, rng)
+    B = {0: A.toarray(), 1: A.toarray() * dinv[None, :], 2: dinv[:, None] * A.toarray()}[side]
+    Vh, G, cs, sn, Rt, g = _setup(n, m, kc, rng)
+    g[0] = beta
+    Vref = Vh.copy()
+    steps = m - kc
+    est = np.empty(steps)
+    p, status = arnoldi_cycle(A.indptr, A.indices, A.data, dinv, side, np.empty(n), Vh, kc, steps, 0.0,
+                              np.empty(m + 1), np.empty(m + 1), G, cs, sn, Rt, g, 0.0, est)
+    assert (p, status) == (steps, 0)
+    Gref = np.zeros((m + 1, m))
+    for jj in range(steps):
+        j = kc + jj
+        h, hn, w = _gold_cgs(Vref[:j + 1], B @ Vref[j], 0.0)
+        Gref[:j + 1, j], Gref[j + 1, j] = h, hn
+        Vref[j + 1] = w / hn
+        H = Gref[kc:j + 2, kc:j + 1]
+        rhs = np.zeros(jj + 2)
+        rhs[0] = beta
+        y = np.linalg.lstsq(H, rhs, rcond=None)[0]
+        assert est[jj] == pytest.approx(np.linalg.norm(rhs - H @ y), rel=1e-8, abs=1e-12)
+    np.testing.assert_allclose(G, Gref, rtol=1e-9, atol=1e-11 * np.abs(Gref).max())
+    np.testing.assert_allclose(Vh, Vref, atol=1e-9)
+
+
+def test_arnoldi_cycle_stops_at_tolerance_breakdown_and_nonfinite():
+    import scipy.sparse as sp
+
+    from linsolve.arnoldi_kernels import arnoldi_cycle
+
+    rng = np.random.default_rng(7)
+    n, m = 120, 10
+    A, dinv = _sparse_case(n, rng)
+
+    def run(A, tol):
+        Vh, G, cs, sn, Rt, g = _setup(n, m, 0, np.random.default_rng(8))
+        g[0] = 1.0
+        est = np.full(m, -1.0)
+        p, status = arnoldi_cycle(A.indptr, A.indices, A.data, dinv, 1, np.empty(n), Vh, 0, m, 0.0,
+                                  np.empty(m + 1), np.empty(m + 1), G, cs, sn, Rt, g, tol, est)
+        return p, status, est, Vh
+
+    _, _, est, _ = run(A, 0.0)
+    p, status, est2, _ = run(A, est[3])  # the estimate of step 3 meets the tolerance: 4 steps
+    assert (p, status) == (4, 0) and np.array_equal(est2[:4], est[:4]) and est2[4] == -1.0
+    # B v in the span of v (a scaled identity): the Krylov space ends after one step
+    D = sp.diags(1.0 / dinv).tocsr()
+    p, status, _, Vh = run(D, 0.0)
+    assert (p, status) == (1, 1) and not Vh[1].any()
+    bad = A.copy()
+    bad.data[0] = np.nan
+    p, status, est, _ = run(bad, 0.0)
+    assert (p, status) == (0, 2) and est[0] == -1.0

@@ -16,9 +16,25 @@ rebuilt from a QR of B_new U (C = Q, U = U R^-1; a Cholesky QR, repeated only wh
 factor is not well conditioned, with a rank-revealing QR as fallback), which is what keeps
 the recycled space valid across a preconditioner rebuild.
 
+Deflated restarting (``update="cycle"``) replaces U after a cycle while the update still
+moves the k smallest harmonic Ritz magnitudes by 10% or more (``SETTLE``); once it moves them
+less, the interval doubles after each update up to ``update_every`` cycles, and a larger move
+brings it back to every cycle; the last cycle of a solve always updates. An update costs GEMMs
+of about 2km multiply-adds per unknown (more than the m - k Arnoldi steps of a cycle) and a
+dense m x m eigenproblem. On the greedy-sorted 40-system darcy sequences (skr stencil, Jacobi,
+tol 1e-8, ``benchmarks/skr_small.py``) the settled space is learnt in the first solves:
+at 62^2 the same iterations as updating every cycle (4449 against 4451) with 60 updates
+instead of 245; at 128^2 6% more iterations with 122 updates instead of 565. Fixed intervals
+did about as well there, but on an indefinite Helmholtz problem (``test_gcrodr.py``) an
+interval of 3 took up to 2.6x the iterations of updating every cycle, where this schedule
+takes at most 1.3x. Complex systems (``linsolve.gcrodr_complex``) update every cycle.
+
 Performance: bases are row-major (k, n) arrays and each new vector is built in place in its
-basis row. An iteration is one product (SciPy CSR or PETSc MatMult/PCApply on Vecs placed
-on the NumPy rows) and one compiled Arnoldi step (``linsolve.arnoldi_kernels``: classical
+basis row. For a local CSR matrix with no preconditioner or Jacobi, the whole cycle of Arnoldi
+steps is one compiled call (``arnoldi_kernels.arnoldi_cycle``: the product, the Jacobi
+scaling and the step below, with the bits of the Python loop); otherwise an iteration is one
+product (SciPy CSR or PETSc MatMult/PCApply on Vecs placed on the NumPy rows) and one
+compiled Arnoldi step (``linsolve.arnoldi_kernels``: classical
 Gram-Schmidt against [C, V_j] in PETSc-style multi-vector loops, one pass by default like
 PETSc GMRES, ``orthog`` adds a second pass when needed or always; Hessenberg column, Givens
 update, normalisation). The per-cycle update is the harmonic Ritz problem in LAPACK plus
@@ -40,7 +56,8 @@ from scipy.linalg.lapack import dgeev, dgeqp3, dgeqrf, dgetrf, dgetrs, dorgqr, d
 
 from ..base import Outcome, Solver
 from ..errors import OptionError
-from ..recycle_ops import MatOps, apply_block, build_pc, is_identity, pc_into
+from ..precond import Jacobi
+from ..recycle_ops import MatOps, apply_block, build_pc, is_identity, pc_into, single_blas_thread
 from ..registry import register
 
 
@@ -99,6 +116,11 @@ def _select_real_form(wr, wi, vr, k, which):
     return wr[cols] + 1j * wi[cols], vr[:, cols]
 
 
+# the relative change of the harmonic Ritz magnitudes below which the recycled space counts as
+# settled and the interval between updates grows (GCRODR._reschedule)
+SETTLE = 0.1
+
+
 def _positive_int(name, v, low):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
         raise OptionError(f"{name} must be an integer >= {low}, got {v!r}")
@@ -112,6 +134,11 @@ class GCRODR(Solver):
     ``backend="petsc"`` any PETSc PC (``bjacobi``, ``asm``, ...) is applied through
     petsc4py. ``residual_norms`` holds the least-squares residual estimate per iteration:
     the true residual norm for right, the preconditioned one for left preconditioning.
+    ``update_every`` (default 8): with ``update="cycle"`` the recycled space is replaced
+    after every cycle while that still moves its harmonic Ritz values by 10% or more, then
+    at intervals doubling up to ``update_every`` cycles, and after the last cycle of every
+    solve (1: every cycle, as in Parks et al.; complex systems always update every cycle);
+    ``update="solve"``: after the last cycle only.
     ``callback`` and ``maxiter`` follow SciPy's GMRES and its ``callback_type``: "legacy"
     (``make_solver``'s default): ``callback(estimate / ||b||)`` after every inner iteration,
     ``maxiter`` counts inner iterations; "pr_norm": the same calls, ``maxiter`` counts restart
@@ -123,7 +150,7 @@ class GCRODR(Solver):
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ilu", "amg")
     options = {"restart": 40, "recycle": 20, "pc_side": "right", "which": "smallest",
-               "recycle_across": True, "update": "cycle", "orthog": "cgs", "callback_type": "legacy"}
+               "recycle_across": True, "update": "cycle", "update_every": 8, "orthog": "cgs", "callback_type": "legacy"}
     stateful = True
     # complex systems run GCRO-DR in complex arithmetic (linsolve.gcrodr_complex, NumPy): GMRES
     # on the real form minimises over half the Krylov dimension and stalled on indefinite
@@ -143,6 +170,7 @@ class GCRODR(Solver):
             raise OptionError(f"orthog must be 'cgs', 'ifneeded' or 'cgs2', got {self.opts['orthog']!r}")
         if self.opts["update"] not in ("cycle", "solve"):
             raise OptionError(f"update must be 'cycle' or 'solve', got {self.opts['update']!r}")
+        _positive_int("update_every", self.opts["update_every"], 1)
         if self.opts["which"] not in ("smallest", "largest"):
             raise OptionError(f"which must be 'smallest' or 'largest', got {self.opts['which']!r}")
         from .krylov import check_callback_type
@@ -164,6 +192,7 @@ class GCRODR(Solver):
         self._Ubufs = None
         self._key = None
         self.ritz_values = None
+        self._gap = 1  # cycles between updates now (update="cycle"): 1, doubling up to update_every
         self._complex_state = {}  # U, C and their key for complex systems (linsolve.gcrodr_complex)
 
     # --- recycled space ------------------------------------------------------------
@@ -207,6 +236,7 @@ class GCRODR(Solver):
                 else f"backend={self.backend!r}; backend='petsc' runs distributed")
 
     # --- the method -------------------------------------------------------------------
+    @single_blas_thread  # small blocks from a serial loop: see recycle_ops.one_blas_thread
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         if np.iscomplexobj(b):
             from ..gcrodr_complex import solve_complex
@@ -259,6 +289,8 @@ class GCRODR(Solver):
         stalls = 0
         true_rnorm = None
         every_cycle = self.opts["update"] == "cycle"
+        every = int(self.opts["update_every"])
+        since = 0  # cycles since the recycled space was last replaced
         ctype = self.opts["callback_type"]
         # "pr_norm"/"x": maxiter counts cycles (handed over as cycles * restart iterations)
         max_cycles = None if ctype == "legacy" else max(maxiter // m, 1)
@@ -279,12 +311,19 @@ class GCRODR(Solver):
             yu = y1 if pend is None else y1 + pend / self._d
             pend = None
             corr = None
-            if k > 0 and every_cycle:
+            # update="cycle": deflated restarting once ``_gap`` cycles have passed since the last
+            # update (and after the last cycle): see ``_reschedule``
+            since += 1
+            update_now = every_cycle and since >= self._gap
+            if k > 0 and update_now:
                 # the correction [U~ V_p] y is one more row of the GEMM that forms the new U
                 other = bufs[1] if Vh is bufs[0] else bufs[0]
+                old = self.ritz_values
                 updated, corr = self._update(G, Vh, kc, p, k, other, np.concatenate([yu, y2]))
                 if updated:
                     Vh = other
+                    self._reschedule(old, every)
+                since = 0
             if corr is None:
                 corr = Vh[kc:kc + p].T @ y2
                 if kc:
@@ -296,10 +335,14 @@ class GCRODR(Solver):
             new_norm = lay.norm(r)
             stalls = stalls + 1 if new_norm >= rnorm * (1 - 1e-12) else 0
             rnorm = new_norm
-            if k > 0 and not every_cycle and (kc == 0 or rnorm <= tol or its >= maxiter or breakdown):
+            if k > 0 and not update_now and (kc == 0 or rnorm <= tol or its >= maxiter or breakdown):
                 other = bufs[1] if Vh is bufs[0] else bufs[0]
+                old = self.ritz_values
                 if self._update(G, Vh, kc, p, k, other)[0]:
                     Vh = other
+                    if every_cycle:
+                        self._reschedule(old, every)
+                since = 0
             if rnorm <= tol:
                 converged, reason = True, "converged"
                 true_rnorm = rnorm  # ||b - A x|| of the x returned: the base class need not recompute it
@@ -328,6 +371,22 @@ class GCRODR(Solver):
         if true_rnorm is not None:
             info["true_rnorm"] = true_rnorm
         return Outcome(x, its, norms, converged, reason, info)
+
+    def _reschedule(self, old, longest):
+        """The interval between updates after one that moved the k smallest harmonic Ritz
+        magnitudes from ``old`` by the relative amount c: doubled (up to ``longest``) if
+        c < SETTLE, the space having settled, else back to every cycle. Settled spaces (a
+        sorted sequence of similar matrices) are then replaced only every ``longest``-th cycle;
+        spaces still being learnt, as on indefinite problems, every cycle."""
+        new = self.ritz_values
+        if longest == 1 or old is None or new is None:
+            self._gap = 1
+            return
+        q = min(len(old), len(new))
+        a, b = np.sort(np.abs(old))[:q], np.sort(np.abs(new))[:q]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            change = float(np.max(np.abs(b - a) / b)) if q else np.inf
+        self._gap = min(2 * self._gap, longest) if change < SETTLE else 1
 
     def _project_out(self, A, M, right, ident, b, x, rp, to_x):
         """rp -= C C^T rp (one compiled CGS pass against C). For right or no preconditioning
@@ -386,6 +445,16 @@ class GCRODR(Solver):
         refine = {"cgs": 0.0, "ifneeded": 0.7071, "cgs2": np.inf}[self.opts["orthog"]]
         breakdown = False
         p = 0
+        fast = None if (cb is not None or lay.distributed) else _compiled_operator(A, M, right, ident)
+        if fast is not None:
+            # the whole cycle in one compiled call: no Python per iteration
+            from ..arnoldi_kernels import arnoldi_cycle
+
+            est = np.empty(steps)
+            p, status = arnoldi_cycle(*fast, tmp, Vh, kc, steps, refine, h, h2, G, cs, sn, Rt, g, tol, est)
+            norms.extend(est[:p].tolist())
+            breakdown = {0: False, 1: True, 2: "non-finite"}[status]
+            steps = 0  # (the Python loop below has nothing left to do)
         for jj in range(steps):
             j = kc + jj
             v = Vh[j]
@@ -478,6 +547,24 @@ class GCRODR(Solver):
         self._norms()
         self._C_buf = out
         return True, (None if y is None else dst[rank])
+
+
+def _compiled_operator(A, M, right, ident):
+    """The arguments (indptr, indices, data, dinv, side) with which ``arnoldi_kernels.arnoldi_cycle``
+    applies the preconditioned operator, or None when it cannot: A must be a local CSR matrix
+    and M none or Jacobi (other preconditioners are applied through Python)."""
+    if A._csr is None or A._data.dtype != np.float64:
+        return None
+    if ident:
+        dinv, side = _EMPTY, 0
+    elif type(M) is Jacobi and M.inv_diag.dtype == np.float64 and M.inv_diag.flags.c_contiguous:
+        dinv, side = M.inv_diag, (1 if right else 2)
+    else:
+        return None
+    return A._indptr, A._indices, A._data, dinv, side
+
+
+_EMPTY = np.zeros(0)
 
 
 def _lsolve(L, X):

@@ -66,7 +66,7 @@ from ..base import Outcome, Solver
 from ..errors import OptionError
 from ..precond import Identity, Jacobi
 from ..rcg_restart import update_restart
-from ..recycle_ops import MatOps, apply_block, build_pc, is_identity
+from ..recycle_ops import MatOps, apply_block, build_pc, is_identity, single_blas_thread
 from ..registry import register
 from ..result import history_length, note_dropped
 
@@ -263,6 +263,7 @@ class RecycledCG(Solver):
         self._fast_pc = self._pc_cache = self._petsc_pc_cache = None
         self._AW = None
 
+    @single_blas_thread  # small blocks from a serial loop: see recycle_ops.one_blas_thread
     def _solve(self, op, b, x0, tol, maxiter, ctx):
         A = MatOps(op)
         M = self._compiled_pc(op, A) if ctx.callback is None else None
