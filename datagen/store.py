@@ -562,7 +562,7 @@ def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
         cols = {"iterations": np.zeros(n, np.int64), "relative_residual": np.zeros(n),
                 "converged": np.zeros(n, bool), "wall_time": np.zeros(n)}
         reasons = [""] * n
-        hist = st.create_dataset("residual_history", (n,), dtype=_vlen_f64())
+        hists = np.empty(n, dtype=object)  # 1-D: h5py would make a list of equal-length arrays 2-D
         widths = {_vector_width(p) for p in shard_paths}
         xg = f.create_group("solution_vectors")
         if len(widths) == 1 and None not in widths:
@@ -576,30 +576,67 @@ def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
         for p in shard_paths:
             sh = first if p == shard_paths[0] else read_shard(p)
             idx = np.asarray(sh["sample_index"])
-            order = np.argsort(idx)
-            sidx = idx[order]
-            if seen[sidx].any():
+            if seen[idx].any() or len(np.unique(idx)) != len(idx):
                 raise StoreError(f"shard {str(p)!r} repeats samples already stored")
-            seen[sidx] = True
+            seen[idx] = True
+            if set(sh["fields"]) != set(field_ds):
+                raise StoreError(f"shard {str(p)!r} has fields {sorted(sh['fields'])}, the first shard "
+                                 f"{sorted(field_ds)}")
             for name, arr in sh["fields"].items():
-                if name not in field_ds:
-                    raise StoreError(f"shard {str(p)!r} has field {name!r} that the first shard lacks")
-                field_ds[name][sidx] = arr[order]
+                write_rows(field_ds[name], idx, arr)
             if xs.ndim == 2 and not isinstance(sh["x"], list):
-                xs[sidx] = sh["x"][order]
+                write_rows(xs, idx, sh["x"])
             else:
-                for k, i in enumerate(idx):
+                for k, i in enumerate(idx):  # (h5py cannot write variable-length rows by a list of indices)
                     xs[i] = np.asarray(sh["x"][k], dtype=np.float32).reshape(-1)
             for c in STAT_COLUMNS:
                 cols[c][idx] = sh[c]
             for k, i in enumerate(idx):
                 reasons[i] = sh["reason"][k]
-                hist[i] = sh["residual_history"][k]
+                hists[i] = sh["residual_history"][k]
         if not seen.all():
             raise StoreError(f"shards cover {int(seen.sum())} of {n} samples")
         for c in STAT_COLUMNS:
             st[c] = cols[c]
         st.create_dataset("reason", data=reasons, dtype=_STR)
+        st.create_dataset("residual_history", data=hists, dtype=_vlen_f64())
+
+
+def _object_rows(rows: list[np.ndarray]) -> np.ndarray:
+    """A 1-D object array of the given arrays (``np.array`` of equal-length arrays is 2-D)."""
+    out = np.empty(len(rows), dtype=object)
+    for k, r in enumerate(rows):
+        out[k] = r
+    return out
+
+
+def write_rows(ds: h5py.Dataset, index, rows: np.ndarray) -> None:
+    """``ds[index[k]] = rows[k]`` for every k, the indices in any order, each in one call.
+
+    A dataset chunked one sample per chunk without filters (the final file's fields and
+    ``x``) takes each row as a raw chunk (``write_direct_chunk``: a copy of its bytes, no
+    selection or conversion); any other dataset one hyperslab per row. A single fancy-indexed
+    assignment ``ds[sorted_index] = rows[order]`` costs about ten times more in HDF5 for
+    scattered rows.
+    """
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    rows = np.ascontiguousarray(rows, dtype=ds.dtype)
+    if rows.shape != (len(index), *ds.shape[1:]):
+        raise StoreError(f"{ds.name}: {rows.shape[0] if rows.ndim else 0} rows of shape {rows.shape[1:]} for "
+                         f"{len(index)} samples of shape {ds.shape[1:]}")
+    if len(index) and (index.min() < 0 or index.max() >= ds.shape[0]):
+        raise StoreError(f"{ds.name}: sample index out of range 0..{ds.shape[0] - 1}")
+    tail = (0,) * (ds.ndim - 1)
+    if ds.chunks == (1, *ds.shape[1:]) and ds.compression is None and not ds.fletcher32 and not ds.scaleoffset \
+            and not ds.shuffle and ds.dtype.isnative:
+        for i, row in zip(index, rows, strict=True):
+            ds.id.write_direct_chunk((int(i), *tail), row)
+        return
+    fspace = ds.id.get_space()
+    mspace = h5py.h5s.create_simple((1, *ds.shape[1:]))
+    for i, row in zip(index, rows, strict=True):
+        fspace.select_hyperslab((int(i), *tail), (1, *ds.shape[1:]))
+        ds.id.write(mspace, fspace, row[None])
 
 
 # --- reading -----------------------------------------------------------------------------

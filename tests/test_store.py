@@ -235,3 +235,41 @@ def test_boundary_masks_from_edge_names():
     assert m["y_top"][4] == {"associated_fields": ["u"]}
     assert m["x_periodic"][1].tolist() == [True, False, False, True]
     assert m["obstacles"][0] == ["x", "y"] and not m["obstacles"][1].any()
+
+
+@pytest.mark.parametrize("chunks", [(1, 5, 3), None, (2, 5, 3)], ids=["row-chunks", "contiguous", "other-chunks"])
+def test_write_rows_puts_each_row_at_its_index_in_any_order(tmp_path, chunks):
+    """Scattered rows (a chunk's samples in solve order) land where NumPy's fancy
+    assignment puts them, by raw chunk writes or by hyperslabs."""
+    rng = np.random.default_rng(1)
+    n = 11
+    index = rng.permutation(n)[:7]
+    rows = rng.standard_normal((7, 5, 3))
+    ref = np.zeros((n, 5, 3), np.float32)
+    ref[index] = rows
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        ds = f.create_dataset("a", (n, 5, 3), np.float32, chunks=chunks)
+        store.write_rows(ds, index, rows)
+        np.testing.assert_array_equal(ds[()], ref)  # rows cast to the dataset's float32 as h5py would
+        with pytest.raises(store.StoreError, match="rows of shape"):
+            store.write_rows(ds, index, rows[:, :4])
+        with pytest.raises(store.StoreError, match="out of range"):
+            store.write_rows(ds, [n], rows[:1])
+
+
+def test_join_rejects_a_shard_that_repeats_a_sample(tmp_path):
+    def rec(i):
+        return store.SampleRecord(i, {"u": np.full((2, 2), i, float)}, np.arange(4.0), 1, 1e-9, True, "ok", 0.1,
+                                  np.ones(2))
+
+    shards = [tmp_path / "chunk-0.h5", tmp_path / "chunk-1.h5"]
+    store.write_shard(shards[0], 0, [rec(1), rec(0)])
+    store.write_shard(shards[1], 1, [rec(1), rec(2)])
+    meta = store.RunMeta(problem="t", description="", config={}, command="", family_params={},
+                         coordinates={"x": np.arange(2.0), "y": np.arange(2.0)}, boundary_conditions={},
+                         input_fields=[], output_fields=["u"], parameters=[{"a": 1.0}] * 3,
+                         permutation=np.arange(3), chunk_size=2, order_method="none", features=np.zeros((3, 1)),
+                         solver={}, rtol=1e-8, atol=0.0)
+    with pytest.raises(store.StoreError, match="repeats samples"):
+        store.write_final(tmp_path / "out.h5", meta, shards)
+    assert not (tmp_path / "out.h5").exists()
