@@ -18,6 +18,7 @@ for darcy, velocity fields for the channel). Medians of interleaved repeats.
 
     python -m benchmarks.scale_out                        # both parts, the full datagen sizes
     python -m benchmarks.scale_out --parts datagen --quick   # a smoke run (not written as the result)
+    python -m benchmarks.scale_out --parts datagen --problems darcy --repeat 5   # darcy only; channel rows kept
 
 The ``mpi`` part does not run here: ``python -m benchmarks.scale_out_mpi`` (under MPICH's
 mpiexec) writes ``benchmarks/results/scale_out_mpi.{json,md}``, and ``--parts mpi`` (or the
@@ -160,45 +161,70 @@ def _rows(problem: str, count: int, times: dict, e2e: dict) -> list[dict]:
     return rows
 
 
-def part_datagen(args) -> dict:
+def part_datagen(args, previous: dict | None = None) -> dict:
+    from benchmarks.common import machine
     from datagen.channel.dataset import PRESETS
 
     if args.quick:
         n, chunk, grid, traj, snaps, repeat = 16, 4, 64, 2, 2, 1
     else:
         n, chunk, grid, traj, snaps, repeat = 384, 24, 128, 4, 4, args.repeat
+    problems = args.problems
+    m = machine()
+    stamp = f"commit {m.get('git_commit', '?')}, {m['date']}"
     clusters = {}
+    rows, extra = [], {}
     try:
         for mode in MODES[1:]:
             clusters[mode] = _start(int(mode.split()[0]))
         starts = {m: c[2] for m, c in clusters.items()}
         with tempfile.TemporaryDirectory(prefix="scale_out_") as d:
-            rows, extra = run_darcy(darcy_cfg(n, chunk, grid), Path(d), repeat, clusters)
-            rows += run_channel(channel_kw(traj, snaps, PRESETS["surrogate"]), Path(d), repeat, clusters)
+            if "darcy" in problems:
+                got, extra = run_darcy(darcy_cfg(n, chunk, grid), Path(d), repeat, clusters)
+                rows += got
+            if "channel" in problems:
+                rows += run_channel(channel_kw(traj, snaps, PRESETS["surrogate"]), Path(d), repeat, clusters)
     finally:
         for cluster, client, _ in clusters.values():
             client.close()
             cluster.close()
+    measured = {r["problem"]: stamp for r in rows}
+    settings = {"darcy": {"n": n, "chunk": chunk, "grid": grid, **extra},
+                "channel": {"trajectories": traj, "snapshots": snaps, "preset": "surrogate"},
+                "repeat": repeat, "quick": args.quick, "note": args.note}
+    kept = []
+    if previous and not args.quick:  # the problems not run this time keep their last result
+        old_measured = previous.get("measured", {})
+        for r in previous.get("rows", []):
+            if r["problem"].split()[0] not in problems:
+                rows.append(r)
+                measured[r["problem"]] = old_measured.get(r["problem"], "an earlier run")
+                if r["problem"] not in kept:
+                    kept.append(r["problem"])
+        if "darcy" not in problems:
+            settings["darcy"] = previous.get("settings", {}).get("darcy", settings["darcy"])
     two = {r["problem"]: r["speedup_vs_1_worker"] for r in rows if r["run on"] == "2 workers"}
     cols = ["problem", "run on", "samples", "time_s", "samples_per_s", "speedup_vs_in_process",
             "speedup_vs_1_worker", "end_to_end_s", "end_to_end_samples_per_s"]
     notes = [f"- {p}: 2 workers give {v:.2f}x the throughput of 1 worker (target >= {TARGET}x): "
              f"{'met' if v >= TARGET else 'NOT met'}." for p, v in two.items()]
+    notes += [f"- {p}: rows kept from the run at {measured[p]} (not rerun this time)." for p in kept]
+    d = settings["darcy"]
     md = (f"# Scale-out: datagen on Dask workers\n\nThroughput through the whole generation call (I/O included), "
           f"in-process and on LocalClusters of 1 and 2 single-threaded worker processes "
           f"(OMP/BLAS threads 1; the in-process run under OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')}). "
-          f"darcy: {n} samples, grid {grid}^2, RCG (PETSc ICC, recycle 20) in greedy order, chunks of {chunk} "
-          f"({-(-n // chunk)} tasks). channel: the surrogate preset's grids and step from the shipped developed state, {traj} trajectories "
-          f"(tasks) of {snaps} snapshots, each after its own perturbation and one snapshot interval of "
-          f"decorrelation; samples = snapshots. "
+          f"darcy: {d['n']} samples, grid {d['grid']}^2, RCG (PETSc ICC, recycle 20) in greedy order, chunks of "
+          f"{d['chunk']} ({-(-d['n'] // d['chunk'])} tasks); each task samples its own coefficient fields and "
+          f"writes its shard. channel: the surrogate preset's grids and step from the shipped developed state, "
+          f"{traj} trajectories (tasks) of {snaps} snapshots, each after its own perturbation and one snapshot "
+          f"interval of decorrelation; samples = snapshots. "
           f"time_s: median of {repeat} interleaved repeats on an already started, warmed cluster; end_to_end: "
           f"`generate(..., workers=N)` with its own cluster (start-up {', '.join(f'{v:.1f} s ({m})' for m, v in starts.items())} "
           f"and worker imports included). Every run of a problem gave the same data (iterations, velocity fields "
-          f"compared).\n\n" + markdown_table(rows, cols) + "\n" + "\n".join(notes) + "\n")
+          f"compared)." + (f" {args.note}" if args.note else "") + "\n\n"
+          + markdown_table(rows, cols) + "\n" + "\n".join(notes) + "\n")
     return {"title": "datagen on Dask workers", "markdown": md, "rows": rows, "cluster_start_s": starts,
-            "settings": {"darcy": {"n": n, "chunk": chunk, "grid": grid, **extra},
-                         "channel": {"trajectories": traj, "snapshots": snaps, "preset": "surrogate"},
-                         "repeat": repeat, "quick": args.quick}}
+            "measured": measured, "settings": settings}
 
 
 def part_mpi(args) -> dict | None:
@@ -228,25 +254,38 @@ def main(argv=None):
     ap.add_argument("--parts", default="datagen,mpi", help="comma-separated: datagen, mpi")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes; printed, not written as the result")
+    ap.add_argument("--problems", default="darcy,channel",
+                    help="datagen problems to run (comma-separated: darcy, channel); the others keep their last rows")
+    ap.add_argument("--name", default=NAME, help=f"result file name under benchmarks/results (default {NAME})")
+    ap.add_argument("--note", default="", help="a sentence added to the datagen description (e.g. the machine's load)")
     args = ap.parse_args(argv)
+    args.problems = [p.strip() for p in args.problems.split(",") if p.strip()]
+    bad = sorted(set(args.problems) - {"darcy", "channel"})
+    if bad or not args.problems:
+        ap.error(f"unknown problem(s) {', '.join(bad) or '(none given)'}; known: darcy, channel")
     logging.getLogger("distributed").setLevel(logging.ERROR)  # closing clusters logs at INFO
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         ap.error(f"unknown part(s) {', '.join(unknown)}; known: {', '.join(PARTS)}")
     previous = {}
-    if (RESULTS / f"{NAME}.json").exists():
-        previous = json.loads((RESULTS / f"{NAME}.json").read_text()).get("parts", {})
+    if (RESULTS / f"{args.name}.json").exists():
+        old = json.loads((RESULTS / f"{args.name}.json").read_text())
+        previous = old.get("parts", {})
+        if "datagen" in previous and "measured" not in previous["datagen"]:  # written before rows had a stamp
+            m = old.get("machine", {})
+            stamp = f"commit {m.get('git_commit', '?')}, {m.get('date', '?')}"
+            previous["datagen"]["measured"] = {r["problem"]: stamp for r in previous["datagen"]["rows"]}
     results = dict(previous)
     for p in parts:
-        got = PARTS[p](args)
+        got = PARTS[p](args, previous.get(p)) if p == "datagen" else PARTS[p](args)
         if got is not None:
             results[p] = got
     md = "\n".join(results[p]["markdown"] for p in PARTS if p in results)
     if args.quick:
         print(md)
         return
-    jpath, mpath = write_results(NAME, {"parts": results}, md)
+    jpath, mpath = write_results(args.name, {"parts": results}, md)
     print(md)
     print(f"wrote {jpath} and {mpath}")
 

@@ -431,36 +431,40 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
     done = [k for k, idx in enumerate(chunks) if store.shard_is_valid(_shard(parts, k), idx)]
     progress.start(cfg.n, sum(len(chunks[k]) for k in done))
     totals = {"solved": 0, "solve_time": 0.0}
+    meta = store.RunMeta(
+        problem=cfg.problem, description=family.description or (type(family).__doc__ or "").strip(),
+        config=config, command=command or f"datagen.pipeline.generate({json.dumps(config, sort_keys=True)})",
+        family_params=dict(family.p), coordinates=family.coordinates(),
+        boundary_conditions=family.boundary_conditions(), input_fields=list(family.input_fields(samples[0])),
+        output_fields=None, parameters=samples, permutation=perm, chunk_size=cfg.chunk, order_method=cfg.order,
+        features=features, solver=solver.describe(), rtol=solver.rtol, atol=solver.atol,
+        extra_attrs={"seed": cfg.seed, "solver_name": cfg.solver, "order_method": cfg.order,
+                     "software": _software()},
+    )
+    # the final file is joined shard by shard as the chunks finish (on workers: while the
+    # others still run), and committed once every chunk is in
+    writer = store.FinalWriter(out, meta)
 
     def count(k, result: ChunkResult):
         totals["solved"] += len(result.iterations)
         totals["solve_time"] += result.solve_time
         if session.client is not None:
             progress.chunk(result.iterations, result.converged)
+        writer.add_shard(_shard(parts, k))
 
     try:
-        if session.client is None:
-            for k, idx in enumerate(chunks):
-                if k not in done:
-                    count(k, _solve_chunk(cfg, family, solver, parts, k, idx, [samples[int(i)] for i in idx],
-                                          strict, progress.sample))
-        else:
-            calls = {k: (config, type(family), str(parts), k, idx, [samples[int(i)] for i in idx], strict)
-                     for k, idx in enumerate(chunks) if k not in done}
-            session.run(_chunk_task, calls, count, name="chunk")
-        names_in = list(family.input_fields(samples[0]))
-        names_out = [k for k in store.read_shard(_shard(parts, 0))["fields"] if k not in names_in]
-        meta = store.RunMeta(
-            problem=cfg.problem, description=family.description or (type(family).__doc__ or "").strip(),
-            config=config, command=command or f"datagen.pipeline.generate({json.dumps(config, sort_keys=True)})",
-            family_params=dict(family.p), coordinates=family.coordinates(),
-            boundary_conditions=family.boundary_conditions(), input_fields=names_in, output_fields=names_out,
-            parameters=samples, permutation=perm, chunk_size=cfg.chunk, order_method=cfg.order,
-            features=features, solver=solver.describe(), rtol=solver.rtol, atol=solver.atol,
-            extra_attrs={"seed": cfg.seed, "solver_name": cfg.solver, "order_method": cfg.order,
-                         "software": _software()},
-        )
-        store.write_final(out, meta, [_shard(parts, k) for k in range(len(chunks))])
+        with writer:
+            for k in done:
+                writer.add_shard(_shard(parts, k))
+            if session.client is None:
+                for k, idx in enumerate(chunks):
+                    if k not in done:
+                        count(k, _solve_chunk(cfg, family, solver, parts, k, idx, [samples[int(i)] for i in idx],
+                                              strict, progress.sample))
+            else:
+                calls = {k: (config, type(family), str(parts), k, idx, [samples[int(i)] for i in idx], strict)
+                         for k, idx in enumerate(chunks) if k not in done}
+                session.run(_chunk_task, calls, count, name="chunk")
     except BaseException as exc:  # a solver error, --strict, Ctrl-C, SIGTERM, a full disk
         session.stop()  # a local cluster's workers end here, so none commits a shard after the count
         _keep_or_clear(parts, chunks, exc)

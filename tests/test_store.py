@@ -257,19 +257,49 @@ def test_write_rows_puts_each_row_at_its_index_in_any_order(tmp_path, chunks):
             store.write_rows(ds, [n], rows[:1])
 
 
-def test_join_rejects_a_shard_that_repeats_a_sample(tmp_path):
-    def rec(i):
-        return store.SampleRecord(i, {"u": np.full((2, 2), i, float)}, np.arange(4.0), 1, 1e-9, True, "ok", 0.1,
-                                  np.ones(2))
+def _rec(i, width=4):
+    return store.SampleRecord(i, {"u": np.full((2, 2), i, float)}, np.arange(float(width)) + i, i + 1, 1e-9, True,
+                              f"r{i}", 0.1, np.linspace(1, 0.1, i + 1))
 
-    shards = [tmp_path / "chunk-0.h5", tmp_path / "chunk-1.h5"]
-    store.write_shard(shards[0], 0, [rec(1), rec(0)])
-    store.write_shard(shards[1], 1, [rec(1), rec(2)])
-    meta = store.RunMeta(problem="t", description="", config={}, command="", family_params={},
+
+def _meta(n):
+    return store.RunMeta(problem="t", description="", config={}, command="", family_params={},
                          coordinates={"x": np.arange(2.0), "y": np.arange(2.0)}, boundary_conditions={},
-                         input_fields=[], output_fields=["u"], parameters=[{"a": 1.0}] * 3,
-                         permutation=np.arange(3), chunk_size=2, order_method="none", features=np.zeros((3, 1)),
+                         input_fields=[], output_fields=None, parameters=[{"a": float(i)} for i in range(n)],
+                         permutation=np.arange(n), chunk_size=2, order_method="none", features=np.zeros((n, 1)),
                          solver={}, rtol=1e-8, atol=0.0)
+
+
+@pytest.mark.parametrize("widths", [(4, 4, 4), (4, 3, 4)], ids=["fixed-length-x", "variable-length-x"])
+def test_final_file_does_not_depend_on_the_order_the_shards_arrive(tmp_path, widths):
+    """The join takes shards as their chunks finish; x turns variable-length when a later
+    shard's vectors are shorter, giving the file the shards in chunk order give."""
+    from test_pipeline import assert_same_data
+
+    shards = []
+    for k, (idx, w) in enumerate(zip(([4, 1], [0, 5], [3, 2]), widths, strict=True)):
+        shards.append(tmp_path / f"chunk-{k}.h5")
+        store.write_shard(shards[-1], k, [_rec(i, w) for i in idx])
+    store.write_final(tmp_path / "in_order.h5", _meta(6), shards)
+    store.write_final(tmp_path / "reversed.h5", _meta(6), shards[::-1])
+    assert_same_data(tmp_path / "in_order.h5", tmp_path / "reversed.h5")
+    with h5py.File(tmp_path / "reversed.h5", "r") as f:
+        x = f["solution_vectors"]["x"]
+        assert (x.ndim == 2) == (len(set(widths)) == 1)
+        width = {i: w for idx, w in zip(([4, 1], [0, 5], [3, 2]), widths, strict=True) for i in idx}
+        for i in range(6):
+            np.testing.assert_array_equal(x[i], np.arange(float(width[i])) + i)
+            assert f["t0_fields"]["u"][i, 0, 0] == i and f["solver_stats"]["iterations"][i] == i + 1
+            np.testing.assert_array_equal(f["solver_stats"]["residual_history"][i], np.linspace(1, 0.1, i + 1))
+        assert list(f.attrs["output_fields"]) == ["u"]
+
+
+def test_join_rejects_a_shard_that_repeats_a_sample_or_leaves_one_out(tmp_path):
+    shards = [tmp_path / "chunk-0.h5", tmp_path / "chunk-1.h5"]
+    store.write_shard(shards[0], 0, [_rec(1), _rec(0)])
+    store.write_shard(shards[1], 1, [_rec(1), _rec(2)])
     with pytest.raises(store.StoreError, match="repeats samples"):
-        store.write_final(tmp_path / "out.h5", meta, shards)
-    assert not (tmp_path / "out.h5").exists()
+        store.write_final(tmp_path / "out.h5", _meta(3), shards)
+    with pytest.raises(store.StoreError, match="cover 2 of 3 samples"):
+        store.write_final(tmp_path / "out.h5", _meta(3), shards[:1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk-0.h5", "chunk-1.h5"]  # no (temporary) file
