@@ -74,6 +74,7 @@ def run_darcy(cfg, workdir: Path, repeat: int, clusters: dict) -> tuple[list[dic
 
     times = {m: [] for m in MODES}
     e2e = {m: [] for m in MODES[1:]}
+    cpu = {m: {"client": [], "workers": []} for m in MODES}
     iterations = {}
     warm = darcy_cfg(n=2, chunk=1, grid=cfg.grid[0], seed=cfg.seed + 1)
     generate(warm, workdir / "warm.h5", overwrite=True)  # imports, PETSc start-up out of the timings
@@ -83,7 +84,11 @@ def run_darcy(cfg, workdir: Path, repeat: int, clusters: dict) -> tuple[list[dic
         for mode in MODES:
             out = workdir / "darcy.h5"
             scheduler = None if mode == "in-process" else clusters[mode][0].scheduler_address
+            client = None if mode == "in-process" else clusters[mode][1]
+            w0, c0 = _workers_cpu(client), time.process_time()
             s = generate(cfg, out, overwrite=True, scheduler=scheduler)
+            cpu[mode]["client"].append(time.process_time() - c0)
+            cpu[mode]["workers"].append(_workers_cpu(client) - w0)
             times[mode].append(s.wall_time)
             with h5py.File(out, "r") as f:
                 iterations.setdefault(mode, f["solver_stats"]["iterations"][()])
@@ -92,7 +97,18 @@ def run_darcy(cfg, workdir: Path, repeat: int, clusters: dict) -> tuple[list[dic
             s = generate(cfg, workdir / "darcy.h5", overwrite=True, workers=int(mode.split()[0]))
             e2e[mode].append(s.wall_time)
     rows = _rows(f"darcy {cfg.grid[0]}^2", cfg.n, times, e2e)
+    for row in rows:
+        row["client_cpu_s"] = statistics.median(cpu[row["run on"]]["client"])
+        if row["run on"] != "in-process":
+            row["workers_cpu_s"] = statistics.median(cpu[row["run on"]]["workers"])
     return rows, {"iterations_mean": float(np.mean(iterations["in-process"]))}
+
+
+def _workers_cpu(client) -> float:
+    """CPU seconds the cluster's worker processes have used so far (0 without a cluster)."""
+    if client is None:
+        return 0.0
+    return float(sum(client.run(time.process_time).values()))
 
 
 # --- channel --------------------------------------------------------------------------------
@@ -172,6 +188,7 @@ def part_datagen(args, previous: dict | None = None) -> dict:
     problems = args.problems
     m = machine()
     stamp = f"commit {m.get('git_commit', '?')}, {m['date']}"
+    load = os.getloadavg()
     clusters = {}
     rows, extra = [], {}
     try:
@@ -205,7 +222,7 @@ def part_datagen(args, previous: dict | None = None) -> dict:
             settings["darcy"] = previous.get("settings", {}).get("darcy", settings["darcy"])
     two = {r["problem"]: r["speedup_vs_1_worker"] for r in rows if r["run on"] == "2 workers"}
     cols = ["problem", "run on", "samples", "time_s", "samples_per_s", "speedup_vs_in_process",
-            "speedup_vs_1_worker", "end_to_end_s", "end_to_end_samples_per_s"]
+            "speedup_vs_1_worker", "end_to_end_s", "end_to_end_samples_per_s", "client_cpu_s", "workers_cpu_s"]
     notes = [f"- {p}: 2 workers give {v:.2f}x the throughput of 1 worker (target >= {TARGET}x): "
              f"{'met' if v >= TARGET else 'NOT met'}." for p, v in two.items()]
     notes += [f"- {p}: rows kept from the run at {measured[p]} (not rerun this time)." for p in kept]
@@ -221,7 +238,11 @@ def part_datagen(args, previous: dict | None = None) -> dict:
           f"time_s: median of {repeat} interleaved repeats on an already started, warmed cluster; end_to_end: "
           f"`generate(..., workers=N)` with its own cluster (start-up {', '.join(f'{v:.1f} s ({m})' for m, v in starts.items())} "
           f"and worker imports included). Every run of a problem gave the same data (iterations, velocity fields "
-          f"compared)." + (f" {args.note}" if args.note else "") + "\n\n"
+          f"compared). client_cpu_s / workers_cpu_s (darcy): CPU seconds of this process (the client, and "
+          f"the schedulers of both clusters) and of the worker processes during the steady run, medians: the "
+          f"client's share is the serial part (sampling for the ordering, ordering, the join's final commit) "
+          f"plus Dask's own work. Load average (1 min) at start/end: {load[0]:.2f}/{os.getloadavg()[0]:.2f}."
+          + (f" {args.note}" if args.note else "") + "\n\n"
           + markdown_table(rows, cols) + "\n" + "\n".join(notes) + "\n")
     return {"title": "datagen on Dask workers", "markdown": md, "rows": rows, "cluster_start_s": starts,
             "measured": measured, "settings": settings}
