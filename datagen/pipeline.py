@@ -263,6 +263,18 @@ def sampling_scheme(family) -> str:
     return "family.sample(n, default_rng(seed))"
 
 
+def sample_fingerprint(params: dict) -> tuple[float, ...]:
+    """Sums of a sample's numeric parameters: a task that draws its own samples compares them
+    with the client's, so a worker whose NumPy draws other values (another version on a
+    cluster) stops the run instead of storing fields that do not match ``/parameters``."""
+    out = []
+    for k in sorted(params):
+        a = np.asarray(params[k])
+        if a.dtype.kind in "biuf":
+            out.append(float(np.sum(a, dtype=np.float64)))
+    return tuple(out)
+
+
 def draw_samples(cfg: GenerateConfig, family, indices=None) -> list[dict]:
     """The parameters of the samples ``indices`` (default all ``cfg.n``) of the run ``cfg``.
 
@@ -454,7 +466,7 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
 
     parts = parts_dir(out)
     manifest = {"format_version": store.FORMAT_VERSION, "config": config, "n_chunks": len(chunks)}
-    if family.independent_samples:  # a partial run whose samples were drawn otherwise is not resumed
+    if getattr(family, "independent_samples", False):  # a partial run sampled otherwise is not resumed
         manifest["sampling"] = sampling_scheme(family)
     if overwrite or not _holds_chunks(parts):
         _clear_parts(parts)
@@ -513,8 +525,10 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
             else:
                 # a family that draws samples by index has each task draw its own chunk's (nothing
                 # to ship); the others' parameters travel with the task
+                independent = getattr(family, "independent_samples", False)
                 calls = {k: (config, type(family), str(parts), k, idx,
-                             None if family.independent_samples else [samples[int(i)] for i in idx], strict)
+                             [sample_fingerprint(samples[int(i)]) for i in idx] if independent
+                             else [samples[int(i)] for i in idx], strict)
                          for k, idx in enumerate(chunks) if k not in done}
                 session.run(_chunk_task, calls, count, name="chunk")
     except BaseException as exc:  # a solver error, --strict, Ctrl-C, SIGTERM, a full disk
@@ -573,13 +587,14 @@ def _solve_chunk(cfg: GenerateConfig, family, solver, parts: Path, k: int, idx, 
 _WORKER_STATE: list = []
 
 
-def _chunk_task(config: dict, family_cls: type, parts: str, k: int, idx, params: list[dict] | None,
+def _chunk_task(config: dict, family_cls: type, parts: str, k: int, idx, params: list,
                 strict: bool) -> ChunkResult:
     """One chunk as a Dask task. The family class travels by reference (its module is
     imported on the worker, so families registered outside datagen work too); family and
     solver are built once per worker process and run, and the solver is reset at the start
-    of every chunk, as in-process. ``params`` None: the task draws the chunk's samples
-    (``draw_samples``: the values the client drew for the same indices)."""
+    of every chunk, as in-process. ``params``: the samples' parameters, or for a family with
+    ``independent_samples`` their ``sample_fingerprint``s: the task then draws the samples
+    itself (``draw_samples``) and checks that they are the ones the client drew."""
     _cluster.limit_threads()
     key = json.dumps(config, sort_keys=True)
     if not _WORKER_STATE or _WORKER_STATE[0] != key:
@@ -589,9 +604,14 @@ def _chunk_task(config: dict, family_cls: type, parts: str, k: int, idx, params:
         _WORKER_STATE[:] = [key, cfg, family, cfg.build_solver()]
         _cluster.limit_threads()
     _, cfg, family, solver = _WORKER_STATE
-    if params is None:
+    if params and not isinstance(params[0], dict):
+        expected = params
         with family_errors(cfg, "sample"):
             params = draw_samples(cfg, family, [int(i) for i in idx])
+        for i, p, fp in zip(idx, params, expected, strict=True):
+            if sample_fingerprint(p) != tuple(fp):
+                raise PipelineError(f"worker drew sample {int(i)} with other values than the client: give the "
+                                    f"workers the client's NumPy version (here {np.__version__})")
     return _solve_chunk(cfg, family, solver, Path(parts), k, idx, params, strict)
 
 
