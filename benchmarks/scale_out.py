@@ -18,6 +18,7 @@ for darcy, velocity fields for the channel). Medians of interleaved repeats.
 
     python -m benchmarks.scale_out                        # both parts, the full datagen sizes
     python -m benchmarks.scale_out --parts datagen --quick   # a smoke run (not written as the result)
+    python -m benchmarks.scale_out --parts datagen --problems darcy --repeat 5   # darcy only; channel rows kept
 
 The ``mpi`` part does not run here: ``python -m benchmarks.scale_out_mpi`` (under MPICH's
 mpiexec) writes ``benchmarks/results/scale_out_mpi.{json,md}``, and ``--parts mpi`` (or the
@@ -68,21 +69,37 @@ def darcy_cfg(n: int, chunk: int, grid: int = 128, seed: int = 0):
                           order="greedy", chunk=chunk, seed=seed)
 
 
-def run_darcy(cfg, workdir: Path, repeat: int, clusters: dict) -> tuple[list[dict], dict]:
+def run_darcy(cfg, workdir: Path, repeat: int) -> tuple[list[dict], dict]:
+    """Each worker mode's cluster is started for its own timed run (after an untimed warm-up
+    run that imports the package on the workers) and closed after it, so no idle cluster's
+    processes take CPU from the one being timed: on 2 cores their polling is not free."""
     from datagen.pipeline import generate
 
     times = {m: [] for m in MODES}
     e2e = {m: [] for m in MODES[1:]}
+    cpu = {m: {"client": [], "workers": []} for m in MODES}
+    starts = {m: [] for m in MODES[1:]}
     iterations = {}
     warm = darcy_cfg(n=2, chunk=1, grid=cfg.grid[0], seed=cfg.seed + 1)
     generate(warm, workdir / "warm.h5", overwrite=True)  # imports, PETSc start-up out of the timings
-    for cluster, _, _ in clusters.values():
-        generate(warm, workdir / "warm.h5", overwrite=True, scheduler=cluster.scheduler_address)
     for _ in range(repeat):
         for mode in MODES:
             out = workdir / "darcy.h5"
-            scheduler = None if mode == "in-process" else clusters[mode][0].scheduler_address
-            s = generate(cfg, out, overwrite=True, scheduler=scheduler)
+            cluster = client = scheduler = None
+            if mode != "in-process":
+                cluster, client, t_start = _start(int(mode.split()[0]))
+                starts[mode].append(t_start)
+                scheduler = cluster.scheduler_address
+                generate(warm, workdir / "warm.h5", overwrite=True, scheduler=scheduler)
+            try:
+                w0, c0 = _workers_cpu(client), time.process_time()
+                s = generate(cfg, out, overwrite=True, scheduler=scheduler)
+                cpu[mode]["client"].append(time.process_time() - c0)
+                cpu[mode]["workers"].append(_workers_cpu(client) - w0)
+            finally:
+                if cluster is not None:
+                    client.close()
+                    cluster.close()
             times[mode].append(s.wall_time)
             with h5py.File(out, "r") as f:
                 iterations.setdefault(mode, f["solver_stats"]["iterations"][()])
@@ -91,7 +108,19 @@ def run_darcy(cfg, workdir: Path, repeat: int, clusters: dict) -> tuple[list[dic
             s = generate(cfg, workdir / "darcy.h5", overwrite=True, workers=int(mode.split()[0]))
             e2e[mode].append(s.wall_time)
     rows = _rows(f"darcy {cfg.grid[0]}^2", cfg.n, times, e2e)
-    return rows, {"iterations_mean": float(np.mean(iterations["in-process"]))}
+    for row in rows:
+        row["client_cpu_s"] = statistics.median(cpu[row["run on"]]["client"])
+        if row["run on"] != "in-process":
+            row["workers_cpu_s"] = statistics.median(cpu[row["run on"]]["workers"])
+    return rows, {"iterations_mean": float(np.mean(iterations["in-process"])),
+                  "cluster_start_s": {m: statistics.median(v) for m, v in starts.items()}}
+
+
+def _workers_cpu(client) -> float:
+    """CPU seconds the cluster's worker processes have used so far (0 without a cluster)."""
+    if client is None:
+        return 0.0
+    return float(sum(client.run(time.process_time).values()))
 
 
 # --- channel --------------------------------------------------------------------------------
@@ -160,45 +189,78 @@ def _rows(problem: str, count: int, times: dict, e2e: dict) -> list[dict]:
     return rows
 
 
-def part_datagen(args) -> dict:
+def part_datagen(args, previous: dict | None = None) -> dict:
+    from benchmarks.common import machine
     from datagen.channel.dataset import PRESETS
 
     if args.quick:
         n, chunk, grid, traj, snaps, repeat = 16, 4, 64, 2, 2, 1
     else:
         n, chunk, grid, traj, snaps, repeat = 384, 24, 128, 4, 4, args.repeat
+    problems = args.problems
+    m = machine()
+    stamp = f"commit {m.get('git_commit', '?')}, {m['date']}"
+    load = os.getloadavg()
     clusters = {}
+    rows, extra = [], {}
     try:
-        for mode in MODES[1:]:
-            clusters[mode] = _start(int(mode.split()[0]))
-        starts = {m: c[2] for m, c in clusters.items()}
         with tempfile.TemporaryDirectory(prefix="scale_out_") as d:
-            rows, extra = run_darcy(darcy_cfg(n, chunk, grid), Path(d), repeat, clusters)
-            rows += run_channel(channel_kw(traj, snaps, PRESETS["surrogate"]), Path(d), repeat, clusters)
+            if "darcy" in problems:
+                got, extra = run_darcy(darcy_cfg(n, chunk, grid), Path(d), repeat)
+                rows += got
+            starts = extra.pop("cluster_start_s", {})
+            if "channel" in problems:
+                for mode in MODES[1:]:
+                    clusters[mode] = _start(int(mode.split()[0]))
+                starts = {m: c[2] for m, c in clusters.items()}
+                rows += run_channel(channel_kw(traj, snaps, PRESETS["surrogate"]), Path(d), repeat, clusters)
     finally:
         for cluster, client, _ in clusters.values():
             client.close()
             cluster.close()
+    measured = {r["problem"]: stamp for r in rows}
+    settings = {"darcy": {"n": n, "chunk": chunk, "grid": grid, **extra},
+                "channel": {"trajectories": traj, "snapshots": snaps, "preset": "surrogate"},
+                "repeat": repeat, "quick": args.quick, "note": args.note}
+    kept = []
+    if previous and not args.quick:  # the problems not run this time keep their last result
+        old_measured = previous.get("measured", {})
+        for r in previous.get("rows", []):
+            if r["problem"].split()[0] not in problems:
+                rows.append(r)
+                measured[r["problem"]] = old_measured.get(r["problem"], "an earlier run")
+                if r["problem"] not in kept:
+                    kept.append(r["problem"])
+        if "darcy" not in problems:
+            settings["darcy"] = previous.get("settings", {}).get("darcy", settings["darcy"])
     two = {r["problem"]: r["speedup_vs_1_worker"] for r in rows if r["run on"] == "2 workers"}
     cols = ["problem", "run on", "samples", "time_s", "samples_per_s", "speedup_vs_in_process",
-            "speedup_vs_1_worker", "end_to_end_s", "end_to_end_samples_per_s"]
+            "speedup_vs_1_worker", "end_to_end_s", "end_to_end_samples_per_s", "client_cpu_s", "workers_cpu_s"]
     notes = [f"- {p}: 2 workers give {v:.2f}x the throughput of 1 worker (target >= {TARGET}x): "
              f"{'met' if v >= TARGET else 'NOT met'}." for p, v in two.items()]
+    notes += [f"- {p}: rows kept from the run at {measured[p]} (not rerun this time)." for p in kept]
+    d = settings["darcy"]
     md = (f"# Scale-out: datagen on Dask workers\n\nThroughput through the whole generation call (I/O included), "
           f"in-process and on LocalClusters of 1 and 2 single-threaded worker processes "
           f"(OMP/BLAS threads 1; the in-process run under OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')}). "
-          f"darcy: {n} samples, grid {grid}^2, RCG (PETSc ICC, recycle 20) in greedy order, chunks of {chunk} "
-          f"({-(-n // chunk)} tasks). channel: the surrogate preset's grids and step from the shipped developed state, {traj} trajectories "
-          f"(tasks) of {snaps} snapshots, each after its own perturbation and one snapshot interval of "
-          f"decorrelation; samples = snapshots. "
-          f"time_s: median of {repeat} interleaved repeats on an already started, warmed cluster; end_to_end: "
+          f"darcy: {d['n']} samples, grid {d['grid']}^2, RCG (PETSc ICC, recycle 20) in greedy order, chunks of "
+          f"{d['chunk']} ({-(-d['n'] // d['chunk'])} tasks); each task samples its own coefficient fields and "
+          f"writes its shard. channel: the surrogate preset's grids and step from the shipped developed state, "
+          f"{traj} trajectories (tasks) of {snaps} snapshots, each after its own perturbation and one snapshot "
+          f"interval of decorrelation; samples = snapshots. "
+          f"time_s: median of {repeat} interleaved repeats on an already started, warmed cluster (darcy: each "
+          f"worker mode's cluster is started and warmed for its run and closed after it, so no idle cluster "
+          f"competes for the 2 cores; channel: both clusters stay up); end_to_end: "
           f"`generate(..., workers=N)` with its own cluster (start-up {', '.join(f'{v:.1f} s ({m})' for m, v in starts.items())} "
           f"and worker imports included). Every run of a problem gave the same data (iterations, velocity fields "
-          f"compared).\n\n" + markdown_table(rows, cols) + "\n" + "\n".join(notes) + "\n")
+          f"compared). client_cpu_s / workers_cpu_s (darcy): CPU seconds of this process (the client, and "
+          f"the local cluster's scheduler) and of the worker processes during the steady run, medians: the "
+          f"client's share is the serial part (sampling for the ordering, ordering, the join's final commit) "
+          f"plus Dask's own work. Load average (1 min) at start/end: {load[0]:.2f}/{os.getloadavg()[0]:.2f}."
+          + (f" {args.note}" if args.note else "") + "\n\n"
+          + markdown_table(rows, cols) + "\n" + "\n".join(notes) + "\n")
     return {"title": "datagen on Dask workers", "markdown": md, "rows": rows, "cluster_start_s": starts,
-            "settings": {"darcy": {"n": n, "chunk": chunk, "grid": grid, **extra},
-                         "channel": {"trajectories": traj, "snapshots": snaps, "preset": "surrogate"},
-                         "repeat": repeat, "quick": args.quick}}
+            "measured": measured, "settings": settings}
 
 
 def part_mpi(args) -> dict | None:
@@ -228,25 +290,38 @@ def main(argv=None):
     ap.add_argument("--parts", default="datagen,mpi", help="comma-separated: datagen, mpi")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes; printed, not written as the result")
+    ap.add_argument("--problems", default="darcy,channel",
+                    help="datagen problems to run (comma-separated: darcy, channel); the others keep their last rows")
+    ap.add_argument("--name", default=NAME, help=f"result file name under benchmarks/results (default {NAME})")
+    ap.add_argument("--note", default="", help="a sentence added to the datagen description (e.g. the machine's load)")
     args = ap.parse_args(argv)
+    args.problems = [p.strip() for p in args.problems.split(",") if p.strip()]
+    bad = sorted(set(args.problems) - {"darcy", "channel"})
+    if bad or not args.problems:
+        ap.error(f"unknown problem(s) {', '.join(bad) or '(none given)'}; known: darcy, channel")
     logging.getLogger("distributed").setLevel(logging.ERROR)  # closing clusters logs at INFO
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         ap.error(f"unknown part(s) {', '.join(unknown)}; known: {', '.join(PARTS)}")
     previous = {}
-    if (RESULTS / f"{NAME}.json").exists():
-        previous = json.loads((RESULTS / f"{NAME}.json").read_text()).get("parts", {})
+    if (RESULTS / f"{args.name}.json").exists():
+        old = json.loads((RESULTS / f"{args.name}.json").read_text())
+        previous = old.get("parts", {})
+        if "datagen" in previous and "measured" not in previous["datagen"]:  # written before rows had a stamp
+            m = old.get("machine", {})
+            stamp = f"commit {m.get('git_commit', '?')}, {m.get('date', '?')}"
+            previous["datagen"]["measured"] = {r["problem"]: stamp for r in previous["datagen"]["rows"]}
     results = dict(previous)
     for p in parts:
-        got = PARTS[p](args)
+        got = PARTS[p](args, previous.get(p)) if p == "datagen" else PARTS[p](args)
         if got is not None:
             results[p] = got
     md = "\n".join(results[p]["markdown"] for p in PARTS if p in results)
     if args.quick:
         print(md)
         return
-    jpath, mpath = write_results(NAME, {"parts": results}, md)
+    jpath, mpath = write_results(args.name, {"parts": results}, md)
     print(md)
     print(f"wrote {jpath} and {mpath}")
 

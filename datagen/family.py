@@ -132,6 +132,11 @@ class Family:
     description: ClassVar[str] = ""
     ranges: ClassVar[dict[str, Interval]] = {}
     ordered: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: whether ``sample(1, rng)`` draws one sample on its own (not one step of a sequence, as
+    #: ``heat`` does): the pipeline then draws sample i from its own stream,
+    #: ``datagen.pipeline.sample_stream(seed, i)``, so it depends only on the seed and i, and a
+    #: Dask task draws its chunk's samples itself instead of receiving them
+    independent_samples: ClassVar[bool] = False
 
     def __init__(self, grid: tuple[int, ...] | int = 64, dim: int | None = None, **params):
         if dim is None:

@@ -1,6 +1,8 @@
 """The generation pipeline: sample -> features -> order -> chunk -> solve -> store.
 
-``generate(config, out)`` samples ``n`` parameter sets with a seeded generator, computes
+``generate(config, out)`` samples ``n`` parameter sets with a seeded generator (a family
+with ``independent_samples``, such as darcy and helmholtz, draws sample i from its own
+stream ``sample_stream(seed, i)``, so it depends only on the seed and i), computes
 each sample's feature vector, orders the samples (``linsolve.order_systems`` when
 ``linsolve.ordering`` exists, else the built-in ``none``/``greedy``), splits the solve
 order into contiguous chunks and solves each chunk in sequence with one registered solver,
@@ -9,11 +11,13 @@ flows within a chunk and never across, so every chunk is independent of the othe
 is what makes a killed run resumable with results equal to an uninterrupted run's.
 
 Each finished chunk is committed as a shard under ``<out>.parts/``; the final file is
-joined from the shards (samples back in sample order) only when all exist.
+joined from the shards (samples back in sample order) and committed only when all exist.
 
 With ``workers=N`` or ``scheduler=ADDRESS`` each chunk is one Dask task (``datagen.cluster``):
-the worker builds the family and solver from the configuration, solves the chunk and commits
-its shard; the client counts chunks as they complete and joins the shards. Chunks are
+the worker builds the family and solver from the configuration, draws the chunk's samples
+(families with ``independent_samples``; the others' parameters travel with the task), solves
+the chunk and commits its shard; the client counts chunks as they complete and joins each
+shard into the final file as it arrives, while the other chunks still run. Chunks are
 independent, so the data and solver statistics do not depend on where or in which order they
 ran (wall times aside), and ``resume`` works whatever ran the interrupted run.
 """
@@ -237,6 +241,61 @@ def order_samples(features: np.ndarray, method: str) -> np.ndarray:
     return perm
 
 
+# --- sampling -------------------------------------------------------------------------------
+def sample_stream(seed: int, index: int) -> np.random.Generator:
+    """The random stream of sample ``index`` of a run with ``seed`` (for a family with
+    ``independent_samples``): NumPy's ``SeedSequence(seed).spawn(n)[index]``, independent of
+    the other samples' streams and of ``n``.
+
+    Examples
+    --------
+    >>> a = sample_stream(0, 5).standard_normal(3)
+    >>> bool((a == np.random.default_rng(np.random.SeedSequence(0).spawn(6)[5]).standard_normal(3)).all())
+    True
+    """
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index),)))
+
+
+def sampling_scheme(family) -> str:
+    """How the run's samples are drawn (stored as the file's ``@sampling``)."""
+    if getattr(family, "independent_samples", False):
+        return "sample i = family.sample(1, default_rng(SeedSequence(seed, spawn_key=(i,))))[0]"
+    return "family.sample(n, default_rng(seed))"
+
+
+def sample_fingerprint(params: dict) -> tuple[float, ...]:
+    """Sums of a sample's numeric parameters: a task that draws its own samples compares them
+    with the client's, so a worker whose NumPy draws other values (another version on a
+    cluster) stops the run instead of storing fields that do not match ``/parameters``."""
+    out = []
+    for k in sorted(params):
+        a = np.asarray(params[k])
+        if a.dtype.kind in "biuf":
+            out.append(float(np.sum(a, dtype=np.float64)))
+    return tuple(out)
+
+
+def draw_samples(cfg: GenerateConfig, family, indices=None) -> list[dict]:
+    """The parameters of the samples ``indices`` (default all ``cfg.n``) of the run ``cfg``.
+
+    A family with ``independent_samples`` draws sample i from ``sample_stream(cfg.seed, i)``,
+    so any subset can be drawn anywhere (a Dask task draws its own chunk's) and gives the
+    same values; any other family draws all ``n`` from one stream, ``default_rng(cfg.seed)``.
+    """
+    if getattr(family, "independent_samples", False):
+        indices = range(cfg.n) if indices is None else indices
+        out = []
+        for i in indices:
+            got = family.sample(1, sample_stream(cfg.seed, i))
+            if len(got) != 1:
+                raise PipelineError(f"family {cfg.problem!r} returned {len(got)} samples, asked for 1")
+            out.append(got[0])
+        return out
+    if indices is not None:
+        raise PipelineError(f"family {cfg.problem!r} draws its samples as one sequence, not by index")
+    return family.sample(cfg.n, np.random.default_rng(cfg.seed))
+
+
 # --- running --------------------------------------------------------------------------------
 @contextlib.contextmanager
 def family_errors(cfg: GenerateConfig, what: str):
@@ -390,7 +449,7 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
               progress: Progress, t_start: float) -> RunSummary:
     config = cfg.to_dict()
     with family_errors(cfg, "sample"):
-        samples = family.sample(cfg.n, np.random.default_rng(cfg.seed))
+        samples = draw_samples(cfg, family)
     if len(samples) != cfg.n:
         raise PipelineError(f"family {cfg.problem!r} returned {len(samples)} samples, asked for {cfg.n}")
     with family_errors(cfg, "compute features"):
@@ -407,6 +466,8 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
 
     parts = parts_dir(out)
     manifest = {"format_version": store.FORMAT_VERSION, "config": config, "n_chunks": len(chunks)}
+    if getattr(family, "independent_samples", False):  # a partial run sampled otherwise is not resumed
+        manifest["sampling"] = sampling_scheme(family)
     if overwrite or not _holds_chunks(parts):
         _clear_parts(parts)
     if resume and (parts / "manifest.json").exists():
@@ -431,36 +492,45 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
     done = [k for k, idx in enumerate(chunks) if store.shard_is_valid(_shard(parts, k), idx)]
     progress.start(cfg.n, sum(len(chunks[k]) for k in done))
     totals = {"solved": 0, "solve_time": 0.0}
+    meta = store.RunMeta(
+        problem=cfg.problem, description=family.description or (type(family).__doc__ or "").strip(),
+        config=config, command=command or f"datagen.pipeline.generate({json.dumps(config, sort_keys=True)})",
+        family_params=dict(family.p), coordinates=family.coordinates(),
+        boundary_conditions=family.boundary_conditions(), input_fields=list(family.input_fields(samples[0])),
+        output_fields=None, parameters=samples, permutation=perm, chunk_size=cfg.chunk, order_method=cfg.order,
+        features=features, solver=solver.describe(), rtol=solver.rtol, atol=solver.atol,
+        extra_attrs={"seed": cfg.seed, "sampling": sampling_scheme(family), "solver_name": cfg.solver,
+                     "order_method": cfg.order, "software": _software()},
+    )
+    # the final file is joined shard by shard as the chunks finish (on workers: while the
+    # others still run), and committed once every chunk is in
+    writer = store.FinalWriter(out, meta)
 
     def count(k, result: ChunkResult):
         totals["solved"] += len(result.iterations)
         totals["solve_time"] += result.solve_time
         if session.client is not None:
             progress.chunk(result.iterations, result.converged)
+        writer.add_shard(_shard(parts, k))
 
     try:
-        if session.client is None:
-            for k, idx in enumerate(chunks):
-                if k not in done:
-                    count(k, _solve_chunk(cfg, family, solver, parts, k, idx, [samples[int(i)] for i in idx],
-                                          strict, progress.sample))
-        else:
-            calls = {k: (config, type(family), str(parts), k, idx, [samples[int(i)] for i in idx], strict)
-                     for k, idx in enumerate(chunks) if k not in done}
-            session.run(_chunk_task, calls, count, name="chunk")
-        names_in = list(family.input_fields(samples[0]))
-        names_out = [k for k in store.read_shard(_shard(parts, 0))["fields"] if k not in names_in]
-        meta = store.RunMeta(
-            problem=cfg.problem, description=family.description or (type(family).__doc__ or "").strip(),
-            config=config, command=command or f"datagen.pipeline.generate({json.dumps(config, sort_keys=True)})",
-            family_params=dict(family.p), coordinates=family.coordinates(),
-            boundary_conditions=family.boundary_conditions(), input_fields=names_in, output_fields=names_out,
-            parameters=samples, permutation=perm, chunk_size=cfg.chunk, order_method=cfg.order,
-            features=features, solver=solver.describe(), rtol=solver.rtol, atol=solver.atol,
-            extra_attrs={"seed": cfg.seed, "solver_name": cfg.solver, "order_method": cfg.order,
-                         "software": _software()},
-        )
-        store.write_final(out, meta, [_shard(parts, k) for k in range(len(chunks))])
+        with writer:
+            for k in done:
+                writer.add_shard(_shard(parts, k))
+            if session.client is None:
+                for k, idx in enumerate(chunks):
+                    if k not in done:
+                        count(k, _solve_chunk(cfg, family, solver, parts, k, idx, [samples[int(i)] for i in idx],
+                                              strict, progress.sample))
+            else:
+                # a family that draws samples by index has each task draw its own chunk's (nothing
+                # to ship); the others' parameters travel with the task
+                independent = getattr(family, "independent_samples", False)
+                calls = {k: (config, type(family), str(parts), k, idx,
+                             [sample_fingerprint(samples[int(i)]) for i in idx] if independent
+                             else [samples[int(i)] for i in idx], strict)
+                         for k, idx in enumerate(chunks) if k not in done}
+                session.run(_chunk_task, calls, count, name="chunk")
     except BaseException as exc:  # a solver error, --strict, Ctrl-C, SIGTERM, a full disk
         session.stop()  # a local cluster's workers end here, so none commits a shard after the count
         _keep_or_clear(parts, chunks, exc)
@@ -517,12 +587,14 @@ def _solve_chunk(cfg: GenerateConfig, family, solver, parts: Path, k: int, idx, 
 _WORKER_STATE: list = []
 
 
-def _chunk_task(config: dict, family_cls: type, parts: str, k: int, idx, params: list[dict],
+def _chunk_task(config: dict, family_cls: type, parts: str, k: int, idx, params: list,
                 strict: bool) -> ChunkResult:
     """One chunk as a Dask task. The family class travels by reference (its module is
     imported on the worker, so families registered outside datagen work too); family and
     solver are built once per worker process and run, and the solver is reset at the start
-    of every chunk, as in-process."""
+    of every chunk, as in-process. ``params``: the samples' parameters, or for a family with
+    ``independent_samples`` their ``sample_fingerprint``s: the task then draws the samples
+    itself (``draw_samples``) and checks that they are the ones the client drew."""
     _cluster.limit_threads()
     key = json.dumps(config, sort_keys=True)
     if not _WORKER_STATE or _WORKER_STATE[0] != key:
@@ -532,6 +604,14 @@ def _chunk_task(config: dict, family_cls: type, parts: str, k: int, idx, params:
         _WORKER_STATE[:] = [key, cfg, family, cfg.build_solver()]
         _cluster.limit_threads()
     _, cfg, family, solver = _WORKER_STATE
+    if params and not isinstance(params[0], dict):
+        expected = params
+        with family_errors(cfg, "sample"):
+            params = draw_samples(cfg, family, [int(i) for i in idx])
+        for i, p, fp in zip(idx, params, expected, strict=True):
+            if sample_fingerprint(p) != tuple(fp):
+                raise PipelineError(f"worker drew sample {int(i)} with other values than the client: give the "
+                                    f"workers the client's NumPy version (here {np.__version__})")
     return _solve_chunk(cfg, family, solver, Path(parts), k, idx, params, strict)
 
 

@@ -22,7 +22,7 @@ from datagen import cluster as dgcluster
 from datagen import store
 from datagen.cli import app
 from datagen.family import _FAMILIES
-from datagen.pipeline import GenerateConfig, Progress, generate, parts_dir
+from datagen.pipeline import GenerateConfig, PipelineError, Progress, generate, parts_dir, sample_stream
 
 
 def _cfg(**kw):
@@ -72,6 +72,61 @@ def test_recycling_solver_statistics_do_not_depend_on_the_workers(tmp_path, clus
     generate(cfg, tmp_path / "ref.h5")
     generate(cfg, tmp_path / "dask.h5", scheduler=cluster[0])
     assert_same_data(tmp_path / "ref.h5", tmp_path / "dask.h5")
+
+
+#: on a worker process: the sample counts IndependentToy drew there, and a shift its draws take
+_DRAWN: list = []
+_SHIFT: list = [0.0]
+
+
+class IndependentToy(datagen_toy.ToyPoisson):
+    """The toy family drawn sample by sample (each from its own stream)."""
+
+    name = "toy-independent"
+    independent_samples = True
+
+    def sample(self, n, rng):
+        _DRAWN.append(n)
+        return [{**p, "a": p["a"] + _SHIFT[0]} for p in super().sample(n, rng)]
+
+
+def _drawn_on_this_worker():
+    return len(_DRAWN)
+
+
+def _shift_draws(value):
+    _SHIFT[0] = value
+
+
+def test_tasks_draw_their_own_samples_and_give_the_in_process_data(tmp_path, cluster, monkeypatch):
+    """A family with independent samples ships no parameters: each task draws its chunk's
+    samples from their streams, and the data equal the in-process run's."""
+    address, client = cluster
+    monkeypatch.setitem(_FAMILIES, "toy-independent", IndependentToy)
+    cfg = _cfg(problem="toy-independent")
+    ref, out = tmp_path / "ref.h5", tmp_path / "dask.h5"
+    generate(cfg, ref)
+    before = sum(client.run(_drawn_on_this_worker).values())
+    generate(cfg, out, scheduler=address)
+    assert sum(client.run(_drawn_on_this_worker).values()) - before == 12  # every sample drawn on a worker
+    assert_same_data(ref, out)
+    with h5py.File(out, "r") as f:  # and equal to the streams drawn here
+        a = f["parameters"]["a"][()]
+    family = cfg.build_family(IndependentToy)
+    assert a.tolist() == [family.sample(1, sample_stream(3, i))[0]["a"] for i in range(12)]
+
+
+def test_worker_drawing_other_samples_than_the_client_stops_the_run(tmp_path, cluster, monkeypatch):
+    """(A worker with another NumPy would draw other fields than /parameters holds.)"""
+    address, client = cluster
+    monkeypatch.setitem(_FAMILIES, "toy-independent", IndependentToy)
+    client.run(_shift_draws, 1e-12)
+    try:
+        with pytest.raises(PipelineError, match="worker drew sample .* other values than the client"):
+            generate(_cfg(problem="toy-independent"), tmp_path / "o.h5", scheduler=address)
+    finally:
+        client.run(_shift_draws, 0.0)
+    assert not (tmp_path / "o.h5").exists()
 
 
 class _StopAfter(Progress):

@@ -2,6 +2,7 @@
 reproducibility, crash safety (in-process interruption and a real SIGKILL) and resume."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from datagen.pipeline import (
     order_samples,
     parse_grid,
     parts_dir,
+    sample_stream,
     validate_file,
 )
 from linsolve import SolverError
@@ -152,6 +154,38 @@ def test_solver_state_is_reset_at_each_chunk(tmp_path):
     # solution is not always a better start, so no direction is asserted)
     rest = np.setdiff1d(perm, firsts)
     assert not np.array_equal(it4[rest], it1[rest])
+
+
+def test_independent_samples_depend_only_on_the_seed_and_their_index(tmp_path):
+    """darcy draws sample i from its own stream: the stored fields are those draws, a run
+    with more samples extends one with fewer, and the file says how it sampled."""
+    cfg = GenerateConfig(problem="darcy", n=5, grid=8, solver="cg", order="greedy", chunk=2, seed=4)
+    generate(cfg, tmp_path / "five.h5")
+    generate(GenerateConfig(**{**cfg.to_dict(), "n": 3}), tmp_path / "three.h5")
+    family = cfg.build_family()
+    assert family.independent_samples
+    with h5py.File(tmp_path / "five.h5", "r") as f5, h5py.File(tmp_path / "three.h5", "r") as f3:
+        a5, a3 = f5["parameters"]["a"][()], f3["parameters"]["a"][()]
+        assert "SeedSequence(seed, spawn_key=(i,))" in f5.attrs["sampling"]
+    streams = np.random.SeedSequence(4).spawn(5)  # NumPy's independent child streams, drawn directly
+    for i in range(5):
+        np.testing.assert_array_equal(a5[i], np.exp(family.grf.sample(np.random.default_rng(streams[i]))))
+        np.testing.assert_array_equal(a5[i], family.sample(1, sample_stream(4, i))[0]["a"])
+    np.testing.assert_array_equal(a5[:3], a3)
+    assert not np.array_equal(a5[0], a5[1])
+
+
+def test_resume_refuses_a_partial_run_sampled_another_way(tmp_path):
+    cfg = GenerateConfig(problem="darcy", n=6, grid=8, solver="cg", chunk=2, seed=0)
+    out = tmp_path / "d.h5"
+    with pytest.raises(KeyboardInterrupt):
+        generate(cfg, out, progress=_Crash(3))
+    manifest = parts_dir(out) / "manifest.json"
+    old = json.loads(manifest.read_text())
+    del old["sampling"]  # what a run that drew all samples from one stream saved
+    manifest.write_text(json.dumps(old))
+    with pytest.raises(PipelineError, match="differs in: format"):
+        generate(cfg, out, resume=True)
 
 
 def test_same_command_twice_gives_identical_data(tmp_path):

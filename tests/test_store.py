@@ -235,3 +235,71 @@ def test_boundary_masks_from_edge_names():
     assert m["y_top"][4] == {"associated_fields": ["u"]}
     assert m["x_periodic"][1].tolist() == [True, False, False, True]
     assert m["obstacles"][0] == ["x", "y"] and not m["obstacles"][1].any()
+
+
+@pytest.mark.parametrize("chunks", [(1, 5, 3), None, (2, 5, 3)], ids=["row-chunks", "contiguous", "other-chunks"])
+def test_write_rows_puts_each_row_at_its_index_in_any_order(tmp_path, chunks):
+    """Scattered rows (a chunk's samples in solve order) land where NumPy's fancy
+    assignment puts them, by raw chunk writes or by hyperslabs."""
+    rng = np.random.default_rng(1)
+    n = 11
+    index = rng.permutation(n)[:7]
+    rows = rng.standard_normal((7, 5, 3))
+    ref = np.zeros((n, 5, 3), np.float32)
+    ref[index] = rows
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        ds = f.create_dataset("a", (n, 5, 3), np.float32, chunks=chunks)
+        store.write_rows(ds, index, rows)
+        np.testing.assert_array_equal(ds[()], ref)  # rows cast to the dataset's float32 as h5py would
+        with pytest.raises(store.StoreError, match="rows of shape"):
+            store.write_rows(ds, index, rows[:, :4])
+        with pytest.raises(store.StoreError, match="out of range"):
+            store.write_rows(ds, [n], rows[:1])
+
+
+def _rec(i, width=4):
+    return store.SampleRecord(i, {"u": np.full((2, 2), i, float)}, np.arange(float(width)) + i, i + 1, 1e-9, True,
+                              f"r{i}", 0.1, np.linspace(1, 0.1, i + 1))
+
+
+def _meta(n):
+    return store.RunMeta(problem="t", description="", config={}, command="", family_params={},
+                         coordinates={"x": np.arange(2.0), "y": np.arange(2.0)}, boundary_conditions={},
+                         input_fields=[], output_fields=None, parameters=[{"a": float(i)} for i in range(n)],
+                         permutation=np.arange(n), chunk_size=2, order_method="none", features=np.zeros((n, 1)),
+                         solver={}, rtol=1e-8, atol=0.0)
+
+
+@pytest.mark.parametrize("widths", [(4, 4, 4), (4, 3, 4)], ids=["fixed-length-x", "variable-length-x"])
+def test_final_file_does_not_depend_on_the_order_the_shards_arrive(tmp_path, widths):
+    """The join takes shards as their chunks finish; x turns variable-length when a later
+    shard's vectors are shorter, giving the file the shards in chunk order give."""
+    from test_pipeline import assert_same_data
+
+    shards = []
+    for k, (idx, w) in enumerate(zip(([4, 1], [0, 5], [3, 2]), widths, strict=True)):
+        shards.append(tmp_path / f"chunk-{k}.h5")
+        store.write_shard(shards[-1], k, [_rec(i, w) for i in idx])
+    store.write_final(tmp_path / "in_order.h5", _meta(6), shards)
+    store.write_final(tmp_path / "reversed.h5", _meta(6), shards[::-1])
+    assert_same_data(tmp_path / "in_order.h5", tmp_path / "reversed.h5")
+    with h5py.File(tmp_path / "reversed.h5", "r") as f:
+        x = f["solution_vectors"]["x"]
+        assert (x.ndim == 2) == (len(set(widths)) == 1)
+        width = {i: w for idx, w in zip(([4, 1], [0, 5], [3, 2]), widths, strict=True) for i in idx}
+        for i in range(6):
+            np.testing.assert_array_equal(x[i], np.arange(float(width[i])) + i)
+            assert f["t0_fields"]["u"][i, 0, 0] == i and f["solver_stats"]["iterations"][i] == i + 1
+            np.testing.assert_array_equal(f["solver_stats"]["residual_history"][i], np.linspace(1, 0.1, i + 1))
+        assert list(f.attrs["output_fields"]) == ["u"]
+
+
+def test_join_rejects_a_shard_that_repeats_a_sample_or_leaves_one_out(tmp_path):
+    shards = [tmp_path / "chunk-0.h5", tmp_path / "chunk-1.h5"]
+    store.write_shard(shards[0], 0, [_rec(1), _rec(0)])
+    store.write_shard(shards[1], 1, [_rec(1), _rec(2)])
+    with pytest.raises(store.StoreError, match="repeats samples"):
+        store.write_final(tmp_path / "out.h5", _meta(3), shards)
+    with pytest.raises(store.StoreError, match="cover 2 of 3 samples"):
+        store.write_final(tmp_path / "out.h5", _meta(3), shards[:1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk-0.h5", "chunk-1.h5"]  # no (temporary) file

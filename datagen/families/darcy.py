@@ -98,6 +98,8 @@ class GRFCoefficientFamily(Family):
 
     # alpha, tau > 0 keep the covariance operator positive definite; f only needs to be finite
     ranges = {"alpha": POSITIVE, "tau": POSITIVE, "f": FINITE}
+    # each coefficient field is drawn on its own (see Family.independent_samples)
+    independent_samples = True
 
     def validate(self) -> None:
         published = getattr(self, "stencil", None) == PUBLISHED
