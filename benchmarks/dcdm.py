@@ -390,7 +390,7 @@ ANALYSIS = """\
   U-Net (`mg-unet` rows, our CPU-trained version) needs n_orth=300 and still grows 52 -> 136
   iterations from 64^2 to 128^2 and does not converge at 256^2 within 300 iterations (previous
   run, `dcdm-2d-unet` card); with n_orth=2 it stalls.
-* **Iterations at 256^2**: 8 against CG's 1342 (0.006x, target 0.2x) and IC-PCG's 414 (0.019x,
+* **Iterations at 256^2**: 8 against CG's ~1300 (0.006x, target 0.2x) and IC-PCG's ~400 (0.02x,
   target 0.5x). **Growth 64^2 -> 512^2**: 8 -> 9 (1.13x, target 1.5x). All three targets met.
 * **What training contributes**: the untrained cycle (damped Jacobi 0.8, coarse scale 1) needs
   14 / 16 / 17 / 18 iterations at 64^2..512^2 (growth 1.29x, also within the targets); training
@@ -398,20 +398,17 @@ ANALYSIS = """\
   The paper's one-step loss, on the same data and budget, gave 10 iterations at 64^2..256^2,
   the `pcg` loss 8 (log convergence factor of 4 DCDM steps: it measures the whole spectrum
   of f A, which is what PCG needs; the one-step loss only the first step).
-* **3-D**: 8 / 9 / 10 iterations at 32^3 / 64^3 / 128^3 (CG 226 / 459 / 856, IC-PCG 71 / 151 /
-  282, AMG-PCG 8 / 10 / 12; untrained cycle 14 / 16 / 17). The shipped 3-D model is trained at
-  32^3 and 64^3 alternately; a first one trained at 32^3 only needed 7 / 10 / 16 (its learned
-  over-correction suited the shallow hierarchy of 32^3), measured in the previous run. The
-  128^3 reference counts (CG, IC-PCG, untrained) are from the previous run: this run skipped
-  the reference rows at 128^3 (minutes each on the shared machine).
+* **3-D**: 8 / 9 / 10 iterations at 32^3 / 64^3 / 128^3 (the CG, IC-PCG, AMG-PCG and untrained
+  counts are in the table). The shipped 3-D model is trained at 32^3 and 64^3 alternately; a first
+  one trained at 32^3 only needed 7 / 10 / 16 (its learned over-correction suited the shallow
+  hierarchy of 32^3), measured in an earlier run.
 * **Wall time against the faster AMG-PCG (issue 17)**, one thread for every competitor,
   per solve including every per-system set-up (ratios `vs_best_amg` in the table; the faster
   AMG is PETSc GAMG-PCG at every size): DCDM with the compiled cycle takes {r64} / {r128} of it at
   64^2 / 128^2 (target 1.0x) and {r256} / {r512} / {r64c} / {r128c} at 256^2 / 512^2 / 64^3 /
-  128^3 (target 0.5x); 32^3: {r32c}. Iterations equal those of the torch engine at every size.
-  The machine was shared (2 CPUs, load average 8-15 from seven other engineers' jobs), which
-  inflates every wall time several-fold; the rounds are interleaved so the load hits all
-  solvers alike, and the profile below uses process CPU time, which load inflates far less.
+  128^3 (target 0.5x); 32^3: {r32c}. {same_iterations}
+  {load}; the rounds are interleaved so load hits all solvers alike, and the profile below uses
+  process CPU time, which load inflates far less.
 * **Where the time went and what each change gained** (profile table, CPU seconds): with
   PyTorch one application of the W-cycle cost 2.4 ms at 64^2, 12.4 ms at 256^2 and 23 ms at
   64^3 (float32, one thread: hundreds of small tensor ops on the tiny coarse levels, each with
@@ -446,19 +443,28 @@ class _Ratios(dict):
         return "(not measured)"
 
 
-def analysis(rows) -> str:
-    """ANALYSIS with the measured ratios of the main DCDM row filled in."""
+def analysis(rows, notes=()) -> str:
+    """ANALYSIS with the measured ratios of the main DCDM row, the iteration comparison with the
+    torch engine and the machine's load filled in."""
     keys = {"64^2": "r64", "128^2": "r128", "256^2": "r256", "512^2": "r512", "32^3": "r32c", "64^3": "r64c",
             "128^3": "r128c"}
     vals = _Ratios({keys[r["grid"]]: f"{r['vs_best_amg']:.2f}x" for r in rows
                     if r["solver"] == MAIN and "vs_best_amg" in r and r["grid"] in keys})
+    same = assess(rows, 300).get("iterations_unchanged_vs_torch", {}) if rows else {}
+    differ = [f"{g} (compiled {v['compiled']}, torch {v['torch']})" for g, v in same.items() if not v["met"]]
+    vals["same_iterations"] = ("Iterations equal those of the torch engine at every size." if not differ else
+                               "Iterations equal those of the torch engine (float32) except at " + "; ".join(differ)
+                               + ", where round-off in float32 changes the count.")
+    note = next((n for n in notes if n.startswith("Machine load: ")), None)
+    vals["load"] = (f"Machine load during the run: {note[len('Machine load: '):]}" if note else
+                    "The machine's load is not recorded (see the load averages in the Notes)")
     return ANALYSIS.format_map(vals)
 
 
 def render(rows, notes, models, seed, n_orth, machine_info, profile=(), threads=None, name="dcdm"):
     verdict = assess(rows, n_orth)
     payload = {"rtol": RTOL, "seed": seed, "n_orth": n_orth, "rows": rows, "targets": verdict,
-               "notes": notes, "analysis": analysis(rows), "models": models, "profile": list(profile),
+               "notes": notes, "analysis": analysis(rows, notes), "models": models, "profile": list(profile),
                "threads": threads or {}}
     if machine_info is not None:
         payload["machine"] = machine_info  # a re-render keeps the machine that measured
@@ -476,7 +482,7 @@ def render(rows, notes, models, seed, n_orth, machine_info, profile=(), threads=
                "`matvec`: one product with A (SciPy CSR); `*_per_iteration`: (solve - set-up) / iterations; "
                "`*_gain`: torch time / compiled time.", "",
                markdown_table(list(profile), PROFILE_COLUMNS)]
-    md += ["", analysis(rows), "## Notes", ""] + [f"- {n}" for n in notes] + ["", "![iterations](dcdm_iterations.png)", ""]
+    md += ["", analysis(rows, notes), "## Notes", ""] + [f"- {n}" for n in notes] + ["", "![iterations](dcdm_iterations.png)", ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
     if rows:
         plot(rows, RESULTS / "dcdm_iterations.png")
