@@ -100,7 +100,36 @@ def _positive_int(name: str, v, minimum: int = 1) -> int:
 @dataclass
 class GenerateConfig:
     """What determines the data. Its ``to_dict()`` is stored in the file and is a valid
-    ``--config`` file for ``datagen generate``."""
+    ``--config`` file for ``datagen generate``.
+
+    Parameters
+    ----------
+    problem : str
+        A registered family (``datagen.available_families()``) or ``channel``.
+    n : int
+        Number of samples (systems).
+    grid : int or sequence of int
+        Grid points per direction (one number for every direction).
+    dim : int, optional
+        Spatial dimension (1, 2 or 3); by default the grid's length, else the family's default.
+    solver : str
+        A registered solver name (``linsolve.available_solvers()``).
+    solver_opt : dict
+        The solver's options (``linsolve.make_solver(solver, **solver_opt)``).
+    order : str
+        Ordering method of ``linsolve.order_systems`` (``none``, ``greedy``, ``fft``).
+    chunk : int
+        Systems per chunk: one solver object solves a chunk in order, a Dask task is one chunk.
+    seed : int
+        Seeds every random draw of the run.
+    param : dict
+        The family's parameters (``Family.params``), within its ``ranges``.
+
+    Raises
+    ------
+    PipelineError
+        A value of the wrong type or outside its range.
+    """
 
     problem: str
     n: int
@@ -150,7 +179,18 @@ class GenerateConfig:
         return d
 
     def build_family(self, cls=None):
-        """The family instance (``cls``: its class, else the one registered as ``problem``)."""
+        """The family instance.
+
+        Parameters
+        ----------
+        cls : type, optional
+            The family class; by default the one registered as ``problem``.
+
+        Returns
+        -------
+        Family
+            Built on this config's grid and dimension with ``param``.
+        """
         cls = cls or get_family(self.problem)
         dim = self.dim
         if dim is None:
@@ -409,10 +449,38 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
              scheduler: str | None = None) -> RunSummary:
     """Run the pipeline for ``cfg`` into ``out``. See the module docstring.
 
-    ``workers``: solve the chunks on a local Dask cluster of that many single-threaded
-    worker processes; ``scheduler``: on the running Dask cluster at that address (also taken
-    from ``DASK_SCHEDULER_ADDRESS``); neither: in this process. An unreachable scheduler is
-    a ``ClusterError`` (an ``OptionError``) raised before any work."""
+    Parameters
+    ----------
+    cfg : GenerateConfig
+        What determines the data.
+    out : str or Path
+        The HDF5 file to write (atomically: it appears complete or not at all).
+    resume : bool
+        Continue an interrupted run of the same config from its shards in ``OUT.parts/``.
+    overwrite : bool
+        Replace an existing ``out``.
+    strict : bool
+        Stop at the first system that does not converge (otherwise it is stored and counted).
+    command : str, optional
+        The command line, stored in the file's ``@command``.
+    progress : Progress, optional
+        Receives progress events (the CLI's bar); by default none.
+    workers : int, optional
+        Solve the chunks on a local Dask cluster of that many single-threaded worker processes.
+    scheduler : str, optional
+        Solve them on the running Dask cluster at this address (also taken from
+        ``DASK_SCHEDULER_ADDRESS``). With neither, the run stays in this process.
+
+    Returns
+    -------
+    RunSummary
+        Samples written, iterations, convergence and timings of the run.
+
+    Raises
+    ------
+    PipelineError, ClusterError
+        Bad configuration or output; an unreachable scheduler (before any work).
+    """
     t_start = time.perf_counter()
     out = Path(out)
     progress = progress or Progress()
