@@ -28,7 +28,18 @@ def __getattr__(name):
 
 
 def generate(*args, **kwargs):
-    """Write a channel-flow dataset; see ``datagen.channel.dataset.generate``."""
+    """Write a channel-flow dataset (imported on first use).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Those of ``datagen.channel.dataset.generate``.
+
+    Returns
+    -------
+    Path
+        The dataset written.
+    """
     from .dataset import generate as _generate
 
     return _generate(*args, **kwargs)

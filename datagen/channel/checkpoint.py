@@ -30,8 +30,26 @@ def _check_overrides(overrides) -> None:
 
 
 def load_checkpoint(path, **overrides) -> ChannelDNS:
-    """A ChannelDNS at the checkpoint's state; ``overrides`` change config fields (device,
-    solver, dt, ...). The grid must stay the one the fields were computed on."""
+    """A ChannelDNS at the checkpoint's state.
+
+    Parameters
+    ----------
+    path : str or Path
+        A checkpoint of ``save_checkpoint`` (``.npz``).
+    **overrides
+        ``ChannelConfig`` fields to change (device, solver, dt, ...); the grid must stay the one
+        the fields were computed on.
+
+    Returns
+    -------
+    ChannelDNS
+        At the checkpoint's time and step count.
+
+    Raises
+    ------
+    OptionError
+        A missing file, not a channel checkpoint, or a bad override.
+    """
     path = Path(path)
     if not path.exists():
         raise OptionError(f"checkpoint {path} does not exist")

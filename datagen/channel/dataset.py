@@ -101,23 +101,72 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
              solver_options: dict | None = None, sgs: str | None = None, tasks=None) -> Path:
     """Write ``out`` (HDF5) and return its path. Every argument left as None takes its value
     from ``PRESETS[preset]`` (``"small"``, ``"surrogate"`` or ``"paper"``), else from ``DEFAULTS``.
+    Rerunning with the same arguments resumes: finished trajectories are kept.
 
-    ``restart``: a checkpoint of developed flow (``save_checkpoint``, or the
-    ``longrun`` driver's), or the name of a shipped state (``"re180-reduced"``, see
-    ``datagen.channel.states``), to start from instead of spinning up ``spinup`` steps from a
-    perturbed laminar profile (its grid, and its time step unless ``dt`` is given, are
-    then used). ``decorrelate``:
-    steps run after each trajectory's seeded perturbation (``perturbation`` x U_b)
-    before its first snapshot (default ``every``). ``grid`` is the DNS grid (nx, ny, nz),
-    ``box`` (lx, lz); ``coarse_grid`` (NX, NY, NZ) the stored one. Rerunning with the same
-    arguments resumes: finished trajectories are kept. ``solver``/``solver_options``: the
-    linsolve solver of the pressure equation (default the exact ``fft-poisson``). ``sgs``:
-    a sub-grid model (``"wale"`` or ``"dsm"``, see ``sgs.py``) to run an LES instead of a DNS.
+    Parameters
+    ----------
+    out : str or Path
+        The dataset file (channel trajectory layout).
+    re_tau : float
+        Friction Reynolds number.
+    trajectories, snapshots : int
+        Trajectories, and snapshots stored per trajectory.
+    every : int
+        DNS steps between stored snapshots.
+    spinup : int
+        Steps from a perturbed laminar profile to developed flow (without ``restart``).
+    coarse_grid : sequence of int
+        (NX, NY, NZ) of the stored (filtered) fields.
+    filter : {"box", "spectral"}
+        How the DNS fields are brought onto the coarse grid (``datagen.channel.filtering``).
+    restart : str or Path
+        A checkpoint of developed flow (``save_checkpoint``, or the ``longrun`` driver's), or the
+        name of a shipped state (``"re180-reduced"``, see ``datagen.channel.states``), to start
+        from instead of a spin-up (its grid, and its time step unless ``dt`` is given, are then
+        used).
+    seed : int
+        Seeds every trajectory's perturbation.
+    device : {"cpu", "torch", "cuda"}
+        Backend of the DNS.
+    solver : str
+        linsolve solver of the pressure equation (default the exact ``fft-poisson``).
+    grid : sequence of int
+        The DNS grid (nx, ny, nz).
+    box : sequence of float
+        (lx, lz).
+    dt : float
+        DNS time step.
+    pressure : bool
+        Also store the filtered pressure (``t0_fields/pressure``).
+    decorrelate : int
+        Steps run after each trajectory's seeded perturbation before its first snapshot
+        (default ``every``).
+    perturbation : float
+        That perturbation's amplitude, in units of U_b.
+    preset : str, optional
+        Where the arguments left as None come from.
+    progress : callable, optional
+        ``progress(k, s)`` after snapshot s of trajectory k (with ``tasks``: for every snapshot of
+        trajectory k when that trajectory completes).
+    solver_options : dict, optional
+        Options of ``solver``.
+    sgs : {"wale", "dsm"}, optional
+        A sub-grid model (see ``sgs.py``), to run an LES instead of a DNS.
+    tasks : callable, optional
+        Run the trajectories elsewhere, e.g. ``datagen.cluster.Session.run`` (one Dask task per
+        trajectory, each reading the spin-up checkpoint and committing its own shard, so
+        ``out``'s directory must be shared with the workers).
 
-    ``tasks``: run the trajectories elsewhere, e.g. ``datagen.cluster.Session.run`` (one Dask
-    task per trajectory, each reading the spin-up checkpoint and committing its own shard, so
-    ``out``'s directory must be shared with the workers); ``progress(k, s)`` is then called
-    for every snapshot of trajectory k when that trajectory completes."""
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    OptionError
+        An unknown preset or a bad argument.
+    """
     if preset is not None and preset not in PRESETS:
         raise OptionError(f"unknown channel preset {preset!r}; known: {', '.join(PRESETS)}")
     given = dict(re_tau=re_tau, trajectories=trajectories, snapshots=snapshots, every=every, spinup=spinup,

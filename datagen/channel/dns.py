@@ -49,6 +49,40 @@ def _real(x) -> bool:
 
 @dataclass
 class ChannelConfig:
+    """What determines a channel-flow run (stored with every checkpoint and dataset).
+
+    Parameters
+    ----------
+    re_tau : float
+        Friction Reynolds number u_tau h / nu (sets nu with u_tau = h = 1).
+    grid : dict
+        ``ChannelGrid`` arguments: ``nx, ny, nz`` (cells), ``lx, lz`` (box) and ``stretch``.
+    dt : float
+        Time step (RK3 with Crank-Nicolson wall-normal diffusion).
+    drive : {"flow_rate", "pressure_gradient"}
+        Constant bulk velocity ``ub``, or constant pressure gradient ``dpdx``.
+    ub : float, optional
+        Bulk velocity for the flow-rate drive (Dean's correlation if None).
+    dpdx : float
+        -dP/dx for the pressure-gradient drive, in u_tau^2 / h.
+    cfl_limit : float
+        A step whose CFL number exceeds it raises ``ChannelBlowUp`` (RK3's advective bound is
+        sqrt(3)).
+    solver : str
+        linsolve solver of the pressure equation (the exact ``fft-poisson`` by default).
+    solver_options : dict
+        Its options.
+    device : {"cpu", "torch", "cuda"}
+        NumPy on the CPU, or the PyTorch path on the CPU or a GPU.
+    sgs : {"wale", "dsm", None}
+        Sub-grid model for a large-eddy simulation; None for a DNS.
+
+    Raises
+    ------
+    OptionError
+        A value of the wrong type or outside its range.
+    """
+
     re_tau: float = 180.0
     grid: dict = field(default_factory=dict)
     dt: float = 2e-3
@@ -98,7 +132,13 @@ class ChannelConfig:
 
 
 class ChannelDNS:
-    """The time stepper. ``u, v, w`` are backend arrays (see ``operators`` for layout)."""
+    """The time stepper. ``u, v, w`` are backend arrays (see ``operators`` for layout).
+
+    Parameters
+    ----------
+    config : ChannelConfig
+        The run's configuration; the fields start at rest (see :func:`perturbed_laminar`).
+    """
 
     def __init__(self, config: ChannelConfig):
         self.cfg = config
@@ -204,7 +244,13 @@ class ChannelDNS:
         return self.B.amax_abs(self.ops.divergence(self.u, self.v, self.w))
 
     def wall_shear(self) -> float:
-        """Mean wall shear stress nu dU/dy averaged over both walls."""
+        """Mean wall shear stress nu dU/dy averaged over both walls.
+
+        Returns
+        -------
+        float
+            tau_w / rho (u_tau^2 in a developed flow).
+        """
         g = self.grid
         U = self.B.to_numpy(self.u.mean(axis=(1, 2)) if self.B.name == "numpy" else self.u.mean(dim=(1, 2)))
         return float(self.nu * 0.5 * (U[0] / g.dyf[0] + U[-1] / g.dyf[-1]))
@@ -298,7 +344,19 @@ class ChannelDNS:
         self.timing["steps"] += 1
 
     def check(self):
-        """Raise ChannelBlowUp on a non-finite field or a CFL above the limit."""
+        """Raise ChannelBlowUp on a non-finite field or a CFL above the limit.
+
+        Returns
+        -------
+        dict
+            The monitor: step, time, CFL number, maximum divergence, bulk velocity, wall shear
+            (and the eddy-viscosity diffusion number of an LES).
+
+        Raises
+        ------
+        ChannelBlowUp
+            Non-finite velocity, or a CFL (or explicit diffusion) number above its limit.
+        """
         if not self.B.all_finite(self.u, self.v, self.w):
             raise ChannelBlowUp(f"non-finite velocity at step {self.step_count} (t = {self.t:.4g}); "
                                 f"the run is unstable: lower dt (now {self.cfg.dt}) or refine the grid")
@@ -317,11 +375,34 @@ class ChannelDNS:
 
     def run(self, nsteps: int, check_every: int = 10, callback=None, cfl_target: float | None = None,
             dt_max: float | None = None):
-        """``nsteps`` steps, checked every ``check_every``. With ``cfl_target`` the step size
-        follows the CFL number (at most ``dt_max``, default ``self.dt_max`` or the current dt):
-        for spin-up through transition, whose velocity transients would break a fixed step.
-        Without it the step follows ``self.cfl_target`` (set by ``perturbed_laminar``; None,
-        the default elsewhere, keeps the configured dt fixed)."""
+        """``nsteps`` steps, checked every ``check_every``.
+
+        Parameters
+        ----------
+        nsteps : int
+            Steps to take.
+        check_every : int
+            Steps between checks (:meth:`check`) and ``callback`` calls.
+        callback : callable, optional
+            ``callback(dns)`` after every check.
+        cfl_target : float, optional
+            The step size follows the CFL number toward this value (for spin-up through
+            transition, whose velocity transients would break a fixed step). Without it the step
+            follows ``self.cfl_target`` (set by ``perturbed_laminar``; None, the default elsewhere,
+            keeps the configured dt fixed).
+        dt_max : float, optional
+            The largest adapted step (default ``self.dt_max`` or the current dt).
+
+        Returns
+        -------
+        dict
+            The monitor of the last check (see :meth:`check`).
+
+        Raises
+        ------
+        OptionError, ChannelBlowUp
+            Bad arguments; an unstable run.
+        """
         # check_every=0 was a ZeroDivisionError after the first step; nsteps=2.7 ran 2 steps
         for name, value, least in (("nsteps", nsteps, 0), ("check_every", check_every, 1)):
             if not (_real(value) and int(value) == value and value >= least):
@@ -388,7 +469,26 @@ def perturbed_laminar(dns: ChannelDNS, amplitude: float = 0.3, seed: int = 0, km
 
     The transition's velocity transients exceed what the configured step allows, so the
     DNS's ``run`` then steers the step toward ``cfl_target`` (at most the configured dt;
-    ``dns.cfl_target = None`` fixes it again, ``cfl_target=None`` here never adapts)."""
+    ``dns.cfl_target = None`` fixes it again, ``cfl_target=None`` here never adapts).
+
+    Parameters
+    ----------
+    dns : ChannelDNS
+        Set in place.
+    amplitude : float
+        The perturbation's rms in units of the bulk velocity.
+    seed : int
+        Seeds the perturbation.
+    kmax : int
+        Largest streamwise and spanwise wavenumber index of the perturbation.
+    cfl_target : float, optional
+        The CFL number the step follows during transition (None: a fixed step).
+
+    Returns
+    -------
+    ChannelDNS
+        ``dns``.
+    """
     g, cfg = dns.grid, dns.cfg
     U = laminar_profile(g, cfg.nu, cfg.ub if cfg.drive == "flow_rate" else None, cfg.dpdx)
     rng = np.random.default_rng(seed)
