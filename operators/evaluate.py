@@ -45,6 +45,26 @@ def rel_l2(a, b) -> float:
     return float(np.linalg.norm(a - b) / d) if d > 0 else float(np.linalg.norm(a - b))
 
 
+def statistics_errors(pred_snaps, ref_snaps, y, nu: float, u_tau: float) -> tuple[dict, dict, dict, dict]:
+    """Relative L2 errors of the time- and plane-averaged profiles (mean U+, rms, <u'v'>+) of the
+    snapshots ``pred_snaps`` (N, 3, NX, NY, NZ) against those of ``ref_snaps``, and the relative
+    error of the -u'v'+ peak.
+
+    Returns
+    -------
+    errors, pred_profiles, ref_profiles, peaks : dict
+        ``errors`` has one entry per ``PROFILES`` name and ``uv_peak``; the profiles are
+        ``datagen.channel.stats.coarse_profiles``'s; ``peaks`` the two -u'v'+ peaks.
+    """
+    pp = coarse_profiles(np.moveaxis(pred_snaps, 1, -1), y, nu, u_tau)
+    rp = coarse_profiles(np.moveaxis(ref_snaps, 1, -1), y, nu, u_tau)
+    errors = {q: rel_l2(pp[q], rp[q]) for q in PROFILES}
+    # uv_plus is <u'v'>+, negative in the lower half: its peak is that of -u'v'+
+    peak_p, peak_r = float(np.max(-pp["uv_plus"])), float(np.max(-rp["uv_plus"]))
+    errors["uv_peak"] = abs(peak_p - peak_r) / abs(peak_r) if peak_r else float("nan")
+    return errors, pp, rp, {"prediction": peak_p, "reference": peak_r}
+
+
 def _rollout_info(d: ChannelData) -> dict:
     """The ``/rollout`` group of a rollout file (empty for DNS and LES files)."""
     info = dict(d.groups.get("rollout", {}))
@@ -164,14 +184,10 @@ def evaluate(rollout_path, reference, out, *, late: float = 0.5, trajectory: int
     late_snaps = pred.velocity[:, pred.n_snapshots - n_late:].reshape(-1, *pred.velocity.shape[2:])
     ref_snaps = ref.velocity.reshape(-1, *ref.velocity.shape[2:])
     u_tau = ref.re_tau * ref.nu
-    # datagen's coarse statistics (channels last; moveaxis is a view)
+    errors, pp, rp, peaks = statistics_errors(late_snaps, ref_snaps, ref.y, ref.nu, u_tau)
+    peak_p, peak_r = peaks["prediction"], peaks["reference"]
+    # datagen's spectra (channels last; moveaxis is a view)
     late_cl, ref_cl = np.moveaxis(late_snaps, 1, -1), np.moveaxis(ref_snaps, 1, -1)
-    pp = coarse_profiles(late_cl, ref.y, ref.nu, u_tau)
-    rp = coarse_profiles(ref_cl, ref.y, ref.nu, u_tau)
-    errors = {q: rel_l2(pp[q], rp[q]) for q in PROFILES}
-    # uv_plus is <u'v'>+, negative in the lower half: its peak is that of -u'v'+
-    peak_p, peak_r = float(np.max(-pp["uv_plus"])), float(np.max(-rp["uv_plus"]))
-    errors["uv_peak"] = abs(peak_p - peak_r) / abs(peak_r) if peak_r else float("nan")
     yp = rp["y_plus"]
     spec = {}
     lx, lz = (c.size * float(c[1] - c[0]) if c.size > 1 else 1.0 for c in (ref.x, ref.z))  # periodic, uniform

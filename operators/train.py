@@ -31,11 +31,13 @@ from .data import ChannelData, WindowDataset, load_channel, normalization_stats,
 
 #: the paper's optimisation settings
 DEFAULTS = dict(epochs=30, batch=5, lr=5e-4, weight_decay=0.01, step_size=5, gamma=0.7, rollout_steps=1, seed=0,
-                test=1)
+                test=1, noise=0.0, stats_weight=0.0, select="val-loss")
+#: how ``best.pt`` is chosen
+SELECT = ("val-loss", "rollout")
 #: arguments a resumed run must share with the run it continues (``epochs`` may grow)
 RESUME_KEYS = ("model", "model_config", "data_sha256", "batch", "lr", "weight_decay", "step_size", "gamma",
                "rollout_steps", "seed", "test", "project", "noise", "stats_weight",
-               "init_sha256")
+               "select", "init_sha256")
 
 
 def relative_l2(pred, target):
@@ -95,6 +97,70 @@ def rollout_loss(step, x, y, stats_weight: float = 0.0):
         if k + 1 < y.shape[1]:
             x = torch.cat([x[:, 1:], pred[:, None]], dim=1)
     return loss / y.shape[1]
+
+
+def rollout_score(step, data: ChannelData, ranges, in_steps: int, device, band=(0.5, 2.0)) -> dict:
+    """Judge a model by autoregressive rollouts of the validation ranges, as ``operators
+    evaluate`` judges a long rollout.
+
+    From the first window of every range ``(k, s0, s1)`` the model predicts the rest of the range
+    (no gradients); the late half of those predictions, pooled, is compared with every snapshot
+    of the ranges (:func:`operators.evaluate.statistics_errors`).
+
+    Parameters
+    ----------
+    step : callable
+        The predictor (model, projected or not).
+    data : ChannelData
+    ranges : list of (k, s0, s1)
+        The validation ranges of a :class:`~operators.data.Split`.
+    in_steps : int
+    device : torch.device
+    band : (lo, hi)
+        A rollout whose turbulent kinetic energy leaves [lo, hi] x its range's mean, or that
+        goes non-finite, fails.
+
+    Returns
+    -------
+    dict
+        ``score``: the largest ratio of a late-statistics error to its target
+        (``operators.evaluate.TARGETS``; <= 1 when every target is met), or, for a failed rollout,
+        ``1000 + the fraction of steps it did not complete``; ``errors``; ``steps``.
+    """
+    import torch
+
+    from .evaluate import TARGETS, statistics_errors
+    from .rollout import kinetic_energy
+
+    preds, refs, done, total = [], [], 0, 0
+    for k, s0, s1 in ranges:
+        ref = np.asarray(data.velocity[k, s0:s1])
+        n = len(ref) - in_steps
+        if n < 1:
+            continue
+        total += n
+        e_ref = float(np.mean(kinetic_energy(ref, data.y)))
+        x = torch.from_numpy(np.ascontiguousarray(ref[:in_steps]))[None].to(device)
+        mine = []
+        with torch.no_grad():
+            for _ in range(n):
+                y = step(x)
+                arr = y[0].double().cpu().numpy()
+                e = float(kinetic_energy(arr, data.y))
+                if not (np.isfinite(e) and band[0] * e_ref <= e <= band[1] * e_ref):
+                    return {"score": 1000.0 + (total - done) / total, "errors": None, "steps": done}
+                mine.append(arr)
+                done += 1
+                x = torch.cat([x[:, 1:], y[:, None].to(x.dtype)], dim=1)
+        preds += mine[len(mine) // 2:]
+        refs.append(ref)
+    if not preds:
+        return {"score": math.nan, "errors": None, "steps": 0}
+    errors, *_ = statistics_errors(np.stack(preds), np.concatenate(refs), data.y, data.nu,
+                                   data.re_tau * data.nu)
+    # a statistic undefined on these snapshots (NaN: e.g. no shear stress peak) does not count
+    ratios = [errors[q] / t for q, t in TARGETS.items() if math.isfinite(errors[q])]
+    return {"score": max(ratios, default=math.nan), "errors": errors, "steps": done}
 
 
 def evaluate_one_step(step, dataset: WindowDataset, batch: int, device) -> float:
@@ -172,7 +238,8 @@ def make_projector(data: ChannelData):
 def train(data, out, model: str = "ifactformer-m", model_config: dict | None = None, *, epochs: int = 30,
           batch: int = 5, lr: float = 5e-4, weight_decay: float = 0.01, step_size: int = 5, gamma: float = 0.7,
           rollout_steps: int = 1, project: bool = False, device: str = "cpu", seed: int = 0, test: int = 1,
-          noise: float = 0.0, stats_weight: float = 0.0, init=None, threads: int | None = None,
+          noise: float = 0.0, stats_weight: float = 0.0, select: str = "val-loss", init=None,
+          threads: int | None = None,
           resume: bool = False, overwrite: bool = False, log=None, progress=None) -> dict:
     """Train ``model`` on the trajectories of ``data``; write checkpoints and metrics under ``out``.
 
@@ -209,6 +276,9 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
     stats_weight : float
         Weight of the plane-statistics term of the loss (:func:`rollout_loss`): the misfit of each
         prediction's mean, rms and u'v' profiles against the target's. 0 gives the paper's loss.
+    select : {"val-loss", "rollout"}
+        What chooses ``best.pt``: the one-step validation loss, or the statistics of rollouts of
+        the validation trajectories (:func:`rollout_score`; what the one-step loss does not see).
     init : str or Path, optional
         Start from the weights of this checkpoint (same model, config and grid; fine-tuning,
         e.g. with another ``rollout_steps`` or ``noise``) instead of a seeded initialisation.
@@ -243,6 +313,8 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
     args = dict(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, step_size=step_size, gamma=gamma,
                 rollout_steps=rollout_steps, seed=seed, noise=noise, stats_weight=stats_weight)
     _check_args(args)
+    if select not in SELECT:
+        raise OptionError(f"select must be one of {', '.join(SELECT)}, got {select!r}")
     if init is not None and not Path(init).is_file():
         raise OptionError(f"init checkpoint {str(init)!r} does not exist")
     if threads is not None:
@@ -296,7 +368,7 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
     meta = dict(model=model, model_config=dict(net.config), data_sha256=data_sha, batch=batch, lr=lr,
                 weight_decay=weight_decay, step_size=step_size, gamma=gamma, rollout_steps=rollout_steps,
                 seed=seed, test=test, project=bool(project), noise=float(noise),
-                stats_weight=float(stats_weight), init_sha256=init_sha)
+                stats_weight=float(stats_weight), select=select, init_sha256=init_sha)
     history: list[dict] = []
     start_epoch, best_val, best_epoch = 1, math.inf, 0
     if resume:
@@ -353,9 +425,13 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
         val = evaluate_one_step(step, val_set, batch, dev)
         seconds = time.perf_counter() - t0
         row = dict(epoch=epoch, train_loss=total / nb, val_loss=val, lr=lr_now, seconds=seconds)
+        score = val
+        if select == "rollout":
+            rs = rollout_score(step, ds, split.val, in_steps, dev)
+            row["val_rollout_score"] = score = rs["score"]
         history.append(row)
         # no validation window (a very short file): the training loss chooses best.pt
-        score = val if math.isfinite(val) else row["train_loss"]
+        score = score if math.isfinite(score) else row["train_loss"]
         if score < best_val or best_epoch == 0:
             best_val, best_epoch = score, epoch
         state = dict(base, state_dict=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
@@ -367,7 +443,9 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
             atomic_save(state, out / "best.pt")
         _write_metrics(out, history, None)
         if log:
-            log(f"epoch {epoch}/{epochs}: train {row['train_loss']:.4g}, val {val:.4g}, lr {lr_now:.3g}, "
+            log(f"epoch {epoch}/{epochs}: train {row['train_loss']:.4g}, val {val:.4g}"
+                + (f", val rollout score {row['val_rollout_score']:.4g}" if select == "rollout" else "")
+                + f", lr {lr_now:.3g}, "
                 f"{seconds:.1f} s" + (" (best)" if best_epoch == epoch else ""))
 
     # the held-out trajectories, with the best weights
@@ -387,7 +465,9 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
 
 def _write_metrics(out: Path, history: list[dict], summary: dict | None) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["epoch", "train_loss", "val_loss", "lr", "seconds"])
+    fields = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+    fields += [k for k in ("val_rollout_score",) if any(k in h for h in history)]
+    w = csv.DictWriter(buf, fieldnames=fields)
     w.writeheader()
     for h in history:
         w.writerow(h)

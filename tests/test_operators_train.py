@@ -3,6 +3,7 @@ multi-step loss and training through the divergence-free projection."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -267,3 +268,48 @@ def test_bad_noise_or_statistics_weight_is_refused(chan, tmp_path, key, bad):
 
     with pytest.raises(OptionError, match=key.replace("_", "-")):
         train(chan, tmp_path / "r", "tiny", {}, epochs=1, **{key: bad})
+
+
+def test_rollout_score_of_persistence_matches_the_statistics_of_its_first_snapshot(chan):
+    from operators.evaluate import TARGETS, statistics_errors
+    from operators.train import rollout_score
+
+    d = load_channel(chan)
+    ranges = split_trajectories(3, 10).val
+    res = rollout_score(lambda x: x[:, -1], d, ranges, 1, torch.device("cpu"), band=(0.0, math.inf))
+    # each range's late half repeats its first snapshot; the reference is every range's snapshots
+    late = np.concatenate([np.repeat(d.velocity[k, s0:s0 + 1].astype(np.float64), (s1 - s0 - 1) - (s1 - s0 - 1) // 2,
+                                     axis=0) for k, s0, s1 in ranges])
+    ref = np.concatenate([d.velocity[k, s0:s1] for k, s0, s1 in ranges])
+    errors, *_ = statistics_errors(late, ref, d.y, d.nu, d.re_tau * d.nu)
+    assert res["steps"] == sum(s1 - s0 - 1 for _, s0, s1 in ranges)
+    np.testing.assert_allclose([res["errors"][q] for q in errors], list(errors.values()), rtol=1e-6)
+    expected = max(errors[q] / t for q, t in TARGETS.items() if math.isfinite(errors[q]))
+    assert res["score"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_rollout_score_of_a_rollout_that_loses_its_energy_marks_the_failure(chan):
+    from operators.train import rollout_score
+
+    d = load_channel(chan)
+    ranges = split_trajectories(3, 10).val
+    mean = torch.from_numpy(d.velocity[ranges[0][0]].mean(axis=(0, 2, 4), keepdims=True))
+
+    def damped(x):  # the plane-mean flow: no turbulent kinetic energy at all
+        return mean.expand_as(x[:, -1]).clone()
+
+    res = rollout_score(damped, d, ranges, 1, torch.device("cpu"))
+    assert res["steps"] == 0 and res["errors"] is None and res["score"] == pytest.approx(1001.0)
+
+
+def test_select_rollout_picks_best_by_the_validation_rollout_score(chan, tmp_path):
+    s = train(chan, tmp_path / "r", "tiny", {}, epochs=3, batch=4, lr=3e-3, select="rollout")
+    hist = json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs"]
+    scores = [h["val_rollout_score"] for h in hist]
+    assert all(sc is not None for sc in scores)
+    assert s["best_epoch"] == 1 + int(np.argmin(scores))
+    assert (tmp_path / "r" / "metrics.csv").read_text().splitlines()[0].endswith(",val_rollout_score")
+    from linsolve.errors import OptionError
+
+    with pytest.raises(OptionError, match="select must be one of"):
+        train(chan, tmp_path / "q", "tiny", {}, epochs=1, select="best")
