@@ -214,8 +214,8 @@ def _zero_diagonal(stored: bool):
 @pytest.mark.parametrize("stored", [True, False])
 @pytest.mark.parametrize("name", ["sor", "ssor-pcg", "bandit-sor"])
 def test_sor_family_refuses_a_zero_diagonal_alike_on_both_backends(petsc, name, stored):
-    # backend="petsc" raised petsc4py's "error code 73" (missing entry) or divided by the
-    # stored zero; the SciPy backend says which diagonal entry is zero
+    # both backends refuse a zero diagonal, stored or missing, with the same SolverError
+    # naming the zero entry (not petsc4py's "error code 73" or a division by zero)
     A = _zero_diagonal(stored)
     for backend in ("scipy", "petsc"):
         with pytest.raises(linsolve.SolverError, match=r"needs a nonzero diagonal; A\[4, 4\] is zero"):
@@ -224,8 +224,8 @@ def test_sor_family_refuses_a_zero_diagonal_alike_on_both_backends(petsc, name, 
 
 @pytest.mark.parametrize("policy", ["tsallis-inf", "tsallis-inf-cb", "chebcb"])
 def test_bandit_sor_after_a_system_that_raised_goes_on_as_if_it_had_not_been_given(policy):
-    # the policy had selected w before the solve raised, so every later solve raised
-    # "select() called twice without update(iterations)"
+    # the policy has selected w before the solve raises: that selection is withdrawn, so
+    # the later solves run as if the failing system had never been given
     from linsolve.sequences import shifted_laplacian_sequence
 
     seq = shifted_laplacian_sequence(T=6, variance="high", seed=1)
@@ -252,7 +252,7 @@ def test_bandit_sor_after_a_system_that_raised_goes_on_as_if_it_had_not_been_giv
 @pytest.mark.parametrize("policy", ["tsallis-inf-cb", "chebcb"])
 @pytest.mark.parametrize("context", [np.array([0.2, 0.9]), [0.1, 0.5, 0.7], [], "0.3", True])
 def test_contextual_policy_refuses_a_context_that_is_not_one_number(policy, context):
-    # a vector was silently cut to its first entry (the policy learnt on 0.2 for [0.2, 0.9])
+    # a vector is not cut to its first entry (the policy would learn on 0.2 for [0.2, 0.9])
     A, b, xref = poisson_problem(4)
     solver = linsolve.make_solver("bandit-sor", policy=policy, rtol=1e-8)
     with pytest.raises(linsolve.OptionError, match="scalar context"):
@@ -264,7 +264,7 @@ def test_contextual_policy_refuses_a_context_that_is_not_one_number(policy, cont
 @pytest.mark.petsc
 @pytest.mark.parametrize("name", ["sor", "bandit-sor"])
 def test_paper_stop_is_honoured_by_the_petsc_backend(petsc, name):
-    # backend="petsc" ignored paper_stop and stopped at rtol ||b|| instead of rtol ||r0||
+    # backend="petsc" stops at rtol ||r0|| with paper_stop, as the SciPy backend does
     A, b, _ = poisson_problem(8)
     x0 = np.full(A.shape[0], 50.0)
     r0 = np.linalg.norm(b - A @ x0)
@@ -283,14 +283,14 @@ def test_paper_stop_is_honoured_by_the_petsc_backend(petsc, name):
 
 
 def test_bandit_ssor_pcg_refuses_paper_stop_instead_of_ignoring_it():
-    # method="ssor-pcg" with paper_stop=True stopped on the package's rule without a word
+    # paper_stop applies to method="sor" only; with "ssor-pcg" it is refused
     with pytest.raises(linsolve.OptionError, match="paper_stop.*method='sor' only"):
         linsolve.make_solver("bandit-sor", method="ssor-pcg", paper_stop=True)
     assert linsolve.make_solver("bandit-sor", method="sor", paper_stop=True).opts["paper_stop"] is True
 
 
 def test_scipy_style_bandit_sor_takes_the_context():
-    # linsolve.bandit_sor(A, b, policy="chebcb", context=c) refused context= as an unknown option
+    # linsolve.bandit_sor(A, b, policy="chebcb", context=c) passes context= to the solve
     A, b, xref = poisson_problem(8)
     x, info = linsolve.bandit_sor(A, b, rtol=1e-9, policy="chebcb", context=0.3)
     assert info == 0 and np.linalg.norm(x - xref) <= 1e-7 * np.linalg.norm(xref)
@@ -300,7 +300,7 @@ def test_scipy_style_bandit_sor_takes_the_context():
 
 def test_iteration_table_counts_a_diverged_sor_run_as_maxiter():
     # Gauss-Seidel on [[1, 3], [3, 1]] grows ~9x per sweep until the residual overflows; the
-    # table counted the sweeps to the overflow (about 330) as if it had converged
+    # table counts the run as maxiter, not the sweeps to the overflow (about 330)
     import scipy.sparse as sp
 
     from linsolve.sequences import iteration_table
@@ -316,7 +316,7 @@ def test_iteration_table_counts_a_diverged_sor_run_as_maxiter():
 
 @pytest.mark.parametrize("omegas", [[0.0], [np.nan], [2.5], [[1.0, 1.2]], ["a"]])
 def test_iteration_table_refuses_omegas_outside_zero_two(omegas):
-    # 0: ZeroDivisionError in the kernel; nan: 1 iteration; [[...]]: a numba TypingError
+    # 0, nan, > 2 and nested lists are OptionErrors before the kernel runs
     from linsolve.sequences import iteration_table, shifted_laplacian_sequence
 
     with pytest.raises(OptionError, match="omegas"):

@@ -189,9 +189,8 @@ def test_chebcb_regression_matches_batch_least_squares():
 @pytest.mark.parametrize("policy", ["fixed", "tsallis-inf", "tsallis-inf-cb", "chebcb"])
 @pytest.mark.parametrize("seed", [-1, 1.5, "0", True, np.random.default_rng(0)])
 def test_bad_policy_seed_is_an_option_error(policy, seed):
-    # NumPy's TypeError (1.5, "0") or bare ValueError (-1) came out of make_solver, and the
-    # CLI printed a traceback with exit 1; True and a Generator were taken (a Generator
-    # cannot be replayed by reset())
+    # a seed must be a non-negative integer or a SeedSequence: anything else, True and a
+    # Generator included (a Generator cannot be replayed by reset()), is an OptionError
     with pytest.raises(linsolve.OptionError, match="seed"):
         linsolve.make_solver("bandit-sor", policy=policy, policy_options={"seed": seed})
 

@@ -408,17 +408,17 @@ _G = dict(nx=8, ny=16, nz=8)
 
 
 @pytest.mark.parametrize("kw, needle", [
-    (dict(cfl_limit=float("nan")), "cfl_limit"),   # switched the CFL blow-up check off
+    (dict(cfl_limit=float("nan")), "cfl_limit"),   # would switch the CFL blow-up check off
     (dict(cfl_limit=-1.0), "cfl_limit"),
-    (dict(ub=float("nan")), "ub"),                  # NonFiniteError from the first pressure solve
-    (dict(drive="pressure_gradient", dpdx=float("nan")), "dpdx"),   # SciPy's ValueError
-    (dict(dt=True), "dt"),                          # ran with dt = 1
-    (dict(re_tau="180"), "re_tau"),                 # TypeError
-    (dict(grid=dict(_G, lx=float("inf"))), "box lengths"),   # NaN pressure matrix
-    (dict(grid=dict(_G, nq=3)), "nq"),              # TypeError from ChannelGrid
-    (dict(grid=dict(_G, nx=None)), "nx"),           # TypeError from int()
-    (dict(grid=[8, 16, 8]), "dict"),                # TypeError
-    (dict(grid=dict(_G, stretch=None)), "stretch"),  # TypeError
+    (dict(ub=float("nan")), "ub"),                  # else a NonFiniteError from the first pressure solve
+    (dict(drive="pressure_gradient", dpdx=float("nan")), "dpdx"),   # else SciPy's ValueError
+    (dict(dt=True), "dt"),                          # not dt = 1
+    (dict(re_tau="180"), "re_tau"),                 # not a TypeError
+    (dict(grid=dict(_G, lx=float("inf"))), "box lengths"),   # else a NaN pressure matrix
+    (dict(grid=dict(_G, nq=3)), "nq"),              # not a TypeError from ChannelGrid
+    (dict(grid=dict(_G, nx=None)), "nx"),           # not a TypeError from int()
+    (dict(grid=[8, 16, 8]), "dict"),                # not a TypeError
+    (dict(grid=dict(_G, stretch=None)), "stretch"),  # not a TypeError
 ])
 def test_channel_config_refuses_bad_values_when_built(kw, needle):
     from datagen.channel import ChannelConfig
@@ -448,7 +448,7 @@ def test_checkpoint_override_that_is_not_a_config_field_is_refused(tmp_path):
 
     path = save_checkpoint(_small_dns(), tmp_path / "c.npz")
     with pytest.raises(OptionError, match="dtt"):
-        load_checkpoint(path, dtt=1e-4)   # was accepted, and the run kept dt = 1e-3
+        load_checkpoint(path, dtt=1e-4)   # refused, not ignored (the run would keep dt = 1e-3)
     assert load_checkpoint(path, dt=5e-4).cfg.dt == 5e-4
 
 
@@ -485,8 +485,8 @@ def test_same_seed_same_flow_other_seed_other_flow():
 
 
 @pytest.mark.parametrize("kw, needle", [
-    (dict(nsteps=2, check_every=0), "check_every"),   # ZeroDivisionError after the first step
-    (dict(nsteps=2.7), "nsteps"),                     # ran 2 steps
+    (dict(nsteps=2, check_every=0), "check_every"),   # not a ZeroDivisionError after the first step
+    (dict(nsteps=2.7), "nsteps"),                     # not 2 steps
     (dict(nsteps=-1), "nsteps"),
 ])
 def test_run_refuses_step_counts_that_are_not_counts(kw, needle):
@@ -497,7 +497,7 @@ def test_run_refuses_step_counts_that_are_not_counts(kw, needle):
 
 
 def test_set_fields_refuses_non_finite_values():
-    # NaN fields were taken and became a ChannelBlowUp advising a smaller dt, steps later
+    # NaN fields are refused at once, not reported steps later as a blow-up advising a smaller dt
     dns = _small_dns()
     f = dns.fields()
     f["w"][3, 2, 1] = np.nan
@@ -511,7 +511,7 @@ def test_coarse_filter_refuses_fractional_sizes(coarse):
     from datagen.channel.filtering import CoarseFilter
 
     with pytest.raises(OptionError, match="integers"):
-        CoarseFilter(ChannelGrid(**_G), coarse)   # int() truncated 4.5 to 4
+        CoarseFilter(ChannelGrid(**_G), coarse)   # not int()'s truncation of 4.5 to 4
 
 
 @pytest.mark.parametrize("kw, needle", [
@@ -566,7 +566,7 @@ def test_stats_round_trip_and_a_file_of_another_grid_is_refused(tmp_path):
     assert back.blocks[0]["n"] == 3
     assert all(np.array_equal(back.blocks[0][q], acc.blocks[0][q]) for q in QUANTITIES)
     with pytest.raises(OptionError, match="16 cells"):
-        StatsAccumulator.load(tmp_path / "s.npz", 12)   # was taken as is
+        StatsAccumulator.load(tmp_path / "s.npz", 12)   # refused, not taken as is
 
 
 def test_wall_units_without_samples_is_an_option_error():
@@ -580,7 +580,7 @@ def test_wall_units_without_samples_is_an_option_error():
 def test_regrid_refuses_fractional_sizes(nx, needle):
     from datagen.channel.checkpoint import regrid
 
-    with pytest.raises(OptionError, match=needle):   # int() ran 16.5 as 16; 3.5 was 'even, got 3'
+    with pytest.raises(OptionError, match=needle):   # not int()'s 16.5 -> 16; 3.5 is not 'even, got 3'
         regrid(_small_dns(), nx, 8)
 
 
@@ -601,6 +601,6 @@ def test_regrid_refuses_an_unknown_override_and_keeps_the_flow_divergence_free()
                                         (dict(cfl_target=0.5, dt_max=-1e-3), "dt_max")])
 def test_run_refuses_a_bad_cfl_target_or_dt_max(kw, needle):
     dns = _small_dns()
-    with pytest.raises(OptionError, match=needle):   # ValueError from log10/floor in adapt_dt
+    with pytest.raises(OptionError, match=needle):   # not a ValueError from log10/floor in adapt_dt
         dns.run(2, check_every=1, **kw)
     assert dns.step_count == 0

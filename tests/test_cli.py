@@ -500,8 +500,8 @@ def test_sigterm_during_a_petsc_run_is_one_line_and_resumable(petsc, solver, tmp
 
 
 def test_resume_with_a_damaged_manifest_is_one_line(tmp_path):
-    # valid JSON of another shape was an AttributeError traceback (exit 1); unreadable JSON was
-    # reported as "a different configuration (differs in: chunk, dim, grid, n, ...)"
+    # valid JSON of another shape and unreadable JSON are both reported as a damaged
+    # manifest in one line, exit 2
     from datagen.pipeline import GenerateConfig, Progress, generate
 
     class _Stop(Progress):
@@ -526,8 +526,8 @@ def test_resume_with_a_damaged_manifest_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("config", ["{bad", None, "no solver_stats"])
 def test_resume_of_an_output_with_a_damaged_config_attribute_is_one_line(config, tmp_path):
-    # a finished output whose config attribute is not JSON was a JSONDecodeError traceback on
-    # --resume (a missing one, or a missing /solver_stats, a KeyError traceback)
+    # a finished output whose config attribute is not JSON or missing, or that lacks
+    # /solver_stats, is one line on --resume, exit 2
     from datagen.pipeline import GenerateConfig, generate
 
     args = ["generate", "darcy", "--n", "2", "--grid", "8", "--out", "d.h5", "--quiet"]

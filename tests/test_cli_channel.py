@@ -93,8 +93,8 @@ def test_channel_bad_geometry_exit_2_writes_nothing(tmp_path, extra, needle):
 
 
 def test_channel_bad_coarse_grid_refused_before_the_spin_up(tmp_path):
-    # was found only after the spin-up, which left g.h5.parts/ with its checkpoint behind, so the
-    # corrected command then needed --overwrite
+    # checked before the spin-up, so nothing is left behind and the corrected command runs
+    # without --overwrite
     p = run_datagen(*CHANNEL, "--coarse-grid", "16,5,4", "--out", "g.h5", cwd=tmp_path)
     assert p.returncode == 2
     assert "finer than the DNS grid" in one_line(p)
@@ -104,8 +104,8 @@ def test_channel_bad_coarse_grid_refused_before_the_spin_up(tmp_path):
 
 
 def test_channel_blow_up_is_one_line_and_leaves_nothing(tmp_path):
-    # a spin-up that blew up printed NumPy's overflow RuntimeWarning (two more lines) and left
-    # g.h5.parts/config.json, so the command with a smaller dt was refused ("use --resume or --overwrite")
+    # a spin-up that blows up is one line (no NumPy overflow warnings) and leaves no
+    # g.h5.parts/, so the command with a smaller dt runs without --resume or --overwrite
     p = run_datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--dt", "10", "--out", "g.h5", cwd=tmp_path)
     assert p.returncode == 1
     assert "the DNS blew up" in one_line(p) and p.stdout == ""
@@ -115,8 +115,8 @@ def test_channel_blow_up_is_one_line_and_leaves_nothing(tmp_path):
 
 
 def test_channel_resume_with_other_settings_does_not_advise_resume(tmp_path):
-    # the error said "... use another output path or delete g.h5.parts; 1 trajectories are saved
-    # ...: the same command with --resume continues from there" (the command that had just failed)
+    # the error names the differing settings and --overwrite, and does not advise the
+    # --resume that has just failed
     p = run_datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--out", "g.h5", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     before = (tmp_path / "g.h5").read_bytes()
@@ -134,7 +134,7 @@ def test_channel_resume_with_other_settings_does_not_advise_resume(tmp_path):
 
 
 def test_channel_resume_with_a_damaged_run_configuration_is_one_line(tmp_path):
-    # OUT.parts/config.json that is not JSON was a JSONDecodeError traceback (exit 1)
+    # OUT.parts/config.json that is not JSON is one line, exit 2, naming --overwrite
     args = [*CHANNEL, "--coarse-grid", "4,5,4", "--out", "c.h5"]
     assert run_datagen(*args, cwd=tmp_path).returncode == 0
     for text in ("garbage", "[1]"):
@@ -145,8 +145,7 @@ def test_channel_resume_with_a_damaged_run_configuration_is_one_line(tmp_path):
 
 
 def test_channel_resume_recomputes_a_damaged_trajectory_shard(tmp_path):
-    # a trajectory shard that does not open was taken as finished and the join failed with an
-    # OSError traceback ("file signature not found") plus "the same command with --resume continues"
+    # a trajectory shard that does not open is not taken as finished: --resume recomputes it
     args = [*CHANNEL, "--trajectories", "2", "--coarse-grid", "4,5,4", "--out", "c.h5"]
     assert run_datagen(*args, cwd=tmp_path).returncode == 0
     before = (tmp_path / "c.h5").read_bytes()

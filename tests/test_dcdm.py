@@ -481,9 +481,9 @@ def test_mg_cycle_correlation_equals_torch_convolution(dim):
     (linsolve.Grid((6, 6), cell_type=np.full((6, 6), 7)), "cell types are"),
 ])
 def test_dcdm_bad_grid_geometry_is_a_shape_error(grid, match):
-    # an out-of-range unknown raised IndexError, a negative one NumPy's ValueError, a repeated
-    # one ran 10 n iterations without converging, and an unknown cell type was taken for a
-    # wall (641 iterations on a 12 x 12 Dirichlet problem instead of 8)
+    # out-of-range, negative or repeated unknowns and unknown cell types are ShapeErrors
+    # (an unknown cell type taken for a wall would cost 641 iterations instead of 8 on a
+    # 12 x 12 Dirichlet problem)
     pytest.importorskip("torch")
     with pytest.raises(linsolve.ShapeError, match=match):
         linsolve.make_solver("dcdm").solve(gallery.poisson2d(6), np.ones(36), grid=grid)
@@ -492,9 +492,8 @@ def test_dcdm_bad_grid_geometry_is_a_shape_error(grid, match):
 def test_dcdm_error_never_grows_with_a_geometry_blind_to_the_dirichlet_boundary():
     # cell_type without AIR tells the network the box is closed (pure Neumann) while the
     # matrix is Dirichlet: the network's directions carry a huge near-constant part. The
-    # product with A was updated through the orthogonalisation instead of taken after it,
-    # so the line search stopped being exact: the A-norm error grew to 1e11 and the
-    # result said "A is not SPD" for the SPD Laplacian.
+    # product with A is taken after the orthogonalisation, so the line search stays exact
+    # and the A-norm of the error never grows.
     from linsolve import FLUID, Grid
 
     A, _, _ = poisson_problem(8)
@@ -514,8 +513,8 @@ def test_dcdm_error_never_grows_with_a_geometry_blind_to_the_dirichlet_boundary(
 
 
 def test_dcdm_device_torch_cannot_use_is_an_option_error_at_construction():
-    # the first solve raised torch's RuntimeError (unknown name) or AssertionError ("Torch
-    # not compiled with CUDA enabled") from inside the network call
+    # the device is checked when the solver is built, not by torch's RuntimeError or
+    # AssertionError from inside the first network call
     torch = pytest.importorskip("torch")
     with pytest.raises(linsolve.OptionError, match="not a torch device"):
         linsolve.make_solver("dcdm", device="banana")
@@ -533,7 +532,7 @@ def test_dcdm_device_torch_cannot_use_is_an_option_error_at_construction():
 
 @pytest.mark.parametrize("shape", [(8.5, 8), (8, 7.9), ("8", 8), (True, 8), (None, 8), 8])
 def test_grid_shape_that_is_not_integers_is_a_shape_error(shape):
-    # int() truncated 8.5 to 8: a DCDM solve then ran on a grid the caller never described
+    # int() would truncate 8.5 to 8 and a DCDM solve run on a grid the caller never described
     from linsolve import Grid
 
     with pytest.raises(linsolve.ShapeError, match="grid shape"):

@@ -35,8 +35,8 @@ def test_exact_conversions_still_work():
 
 @pytest.mark.parametrize("tau", ["1e-10", "1e-300"])
 def test_overflowing_family_parameters_are_one_line_naming_them(tau, tmp_path):
-    # darcy --param tau=1e-10 (GRF variance ~1e20, exp overflows) printed 2-4 lines of NumPy
-    # RuntimeWarnings and then "features contain NaN or Inf" from the ordering
+    # darcy --param tau=1e-10 (GRF variance ~1e20, exp overflows) is one line naming the
+    # parameter, without NumPy RuntimeWarnings
     p = run_datagen("generate", "darcy", "--n", "2", "--grid", "8", "--param", f"tau={tau}", "--out", "a.h5",
                  cwd=tmp_path)
     assert p.returncode == 2
@@ -46,8 +46,8 @@ def test_overflowing_family_parameters_are_one_line_naming_them(tau, tmp_path):
 
 
 def test_scalars_hold_the_sampled_value_not_an_unused_family_setting(tmp_path):
-    # helmholtz variant=skr samples k ~ U(0, k_max) per system, but /scalars/k said 16.0 with
-    # sample_varying=False (the indefinite variant's fixed k, unused here)
+    # helmholtz variant=skr samples k ~ U(0, k_max) per system: /scalars/k holds those values
+    # with sample_varying=True, not the indefinite variant's fixed k (unused here)
     p = run_datagen("generate", "helmholtz", "--n", "4", "--grid", "12", "--param", "variant=skr", "--quiet",
                  "--out", "h.h5", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
@@ -61,10 +61,9 @@ def test_scalars_hold_the_sampled_value_not_an_unused_family_setting(tmp_path):
 
 @pytest.mark.parametrize("param", ["tau=1e-2", "tau=4e-3"])
 def test_family_values_beyond_float32_are_refused_before_solving(param, tmp_path):
-    # darcy tau=1e-2 on 8x8 samples a coefficient of 1.8e39 (sample 6): the run stored inf in
-    # t0_fields/a with "overflow encountered in cast" warnings (exit 0); with tau=4e-3 it printed
-    # SciPy/NumPy overflow warnings and stopped after 8 chunks with "A contains NaN or Inf entries;
-    # ... the same command with --resume continues" (it would fail there again)
+    # darcy tau=1e-2 on 8x8 samples a coefficient of 1.8e39 (sample 6), beyond float32: the
+    # run is refused in one line before solving, instead of storing inf or stopping after
+    # some chunks with advice to resume (which would fail there again)
     p = run_datagen("generate", "darcy", "--n", "20", "--grid", "8", "--chunk", "2", "--order", "none", "--param",
                  param, "--out", "a.h5", cwd=tmp_path)
     assert p.returncode == 2

@@ -61,7 +61,7 @@ def test_gallery_sizes_must_be_positive_integers(make, n):
     from linsolve import gallery
 
     with pytest.raises(OptionError, match="n must be a positive integer"):
-        gallery.GALLERY[make](n)   # SciPy's 'Diagonal length', ZeroDivisionError, TypeError
+        gallery.GALLERY[make](n)   # not SciPy's 'Diagonal length', ZeroDivisionError, TypeError
 
 
 @pytest.mark.parametrize("call, needle", [

@@ -592,8 +592,8 @@ def _singular_neumann(n=50):
 @pytest.mark.petsc
 @pytest.mark.parametrize("side,update", [("right", "cycle"), ("left", "cycle"), ("right", "solve")])
 def test_gcrodr_nan_from_the_preconditioner_is_reported_not_raised(petsc, side, update):
-    # PETSc's ILU of a singular matrix applies as Inf/NaN; the Givens estimate hid the NaN
-    # (it came out 0.0) and the least-squares fallback then raised numpy's LinAlgError
+    # PETSc's ILU of a singular matrix applies as Inf/NaN: the Givens estimate must see the
+    # NaN and the solve end in a reported breakdown, not numpy's LinAlgError
     L = _singular_neumann()
     b = 1.0 + np.arange(50.0)  # not in the range of L: no solution exists
     s = linsolve.make_solver("gcrodr", backend="petsc", pc="ilu", pc_side=side, update=update,
@@ -608,7 +608,7 @@ def test_gcrodr_nan_from_the_preconditioner_is_reported_not_raised(petsc, side, 
 @pytest.mark.parametrize("update", ["cycle", "solve"])
 def test_gcrodr_nan_on_the_recycled_space_drops_it(update):
     # an operator returning NaN on the recycled vectors (here once, on the first product)
-    # made C = B U NaN and scipy's eig raised "array must not contain infs or NaNs"
+    # makes C = B U NaN: the recycled space is dropped, scipy's eig never sees the NaN
     import scipy.sparse.linalg as spla
 
     A = gallery.poisson2d(8)
@@ -633,8 +633,8 @@ def test_gcrodr_nan_on_the_recycled_space_drops_it(update):
 @pytest.mark.petsc
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_petsc_python_ksp_reports_nan_as_divergence(petsc, side):
-    # with -ksp_type python and ILU of a singular matrix the solution was NaN and
-    # KSPSetResidualNorm(NaN) raised out of KSPSolve ("residual norm must be nonnegative")
+    # with -ksp_type python and ILU of a singular matrix the iterate turns NaN: the KSP
+    # reports divergence instead of passing NaN to KSPSetResidualNorm, which raises
     from linsolve.petsc_ksp_python import GCRODR
     from linsolve.petsc_utils import csr_to_aij
 
@@ -665,8 +665,8 @@ def _tridiag(n):
 @pytest.mark.parametrize("side", ["right", "left"])
 @pytest.mark.parametrize("case", ["nan_operator", "overflow"])
 def test_gcrodr_non_finite_first_step_prints_nothing(capfd, case, side):
-    # NaN/Inf at the first Arnoldi step with no recycled space left an empty cycle that was
-    # handed to LAPACK, whose xerbla printed "DGETRF parameter number 4" to the terminal
+    # NaN/Inf at the first Arnoldi step with no recycled space ends the solve before LAPACK
+    # sees an empty cycle (its xerbla would print "DGETRF parameter number 4" to the terminal)
     n = 20
     A = _tridiag(n)
     if case == "nan_operator":
@@ -703,8 +703,8 @@ def _python_ksp(petsc, A, prefix):
 
 @pytest.mark.petsc
 def test_python_ksp_nan_rhs_is_diverged_nanorinf_like_petsc(petsc):
-    # a NaN right-hand side made KSPSolve raise PETSc error 101 (caused by error 63,
-    # "residual norm must be nonnegative"); PETSc's own KSPs return DIVERGED_NANORINF
+    # a NaN right-hand side gives DIVERGED_NANORINF after 0 iterations, as PETSc's own KSPs
+    # do, not PETSc error 101 out of KSPSolve
     A = gallery.convection_diffusion2d(8, peclet=5.0)
     n = A.shape[0]
     b = np.ones(n)
@@ -732,7 +732,7 @@ def test_python_ksp_nan_rhs_is_diverged_nanorinf_like_petsc(petsc):
 @pytest.mark.parametrize("opts,needle", [({"ksp_gcrodr_restart": 1}, "restart must be"),
                                          ({"ksp_gcrodr_restart": 10, "ksp_gcrodr_recycle": 9}, "recycle=9")])
 def test_python_ksp_bad_options_are_refused_at_set_from_options(petsc, opts, needle):
-    # they were accepted by KSPSetFromOptions and failed only inside the first KSPSolve
+    # bad options are refused by KSPSetFromOptions, not inside the first KSPSolve
     A = gallery.convection_diffusion2d(6, peclet=5.0)
     from linsolve.petsc_utils import csr_to_aij
 
@@ -752,7 +752,7 @@ def test_python_ksp_bad_options_are_refused_at_set_from_options(petsc, opts, nee
 
 @pytest.mark.petsc
 def test_python_ksp_symmetric_pc_side_is_refused(petsc):
-    # PC_SYMMETRIC ran silently as left preconditioning
+    # PC_SYMMETRIC is refused, not run as left preconditioning
     from linsolve.petsc_ksp_python import GCRODR
     from linsolve.petsc_utils import csr_to_aij
 

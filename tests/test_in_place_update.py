@@ -22,8 +22,8 @@ def _scale_in_place(A: sp.csr_matrix):
 ])
 def test_recycling_solver_solves_a_matrix_changed_in_place(name, opts):
     # caches keyed on the matrix object (rcg's compiled copy of A, A W; gcrodr's C = A U,
-    # preconditioners) outlived an in-place update: rcg reported a false breakdown and
-    # gcrodr stagnated at residuals up to 1e38
+    # preconditioners) must not outlive an in-place update, else rcg reports a false
+    # breakdown and gcrodr stagnates
     A = gallery.poisson2d(8).tocsr()
     b = np.random.default_rng(3).standard_normal(64)
     s = linsolve.make_solver(name, rtol=1e-9, **opts)
@@ -92,14 +92,13 @@ def _solve_updated_in_place(name, opts):
 
 @pytest.mark.parametrize("name,opts", _IN_PLACE)
 def test_matrix_updated_in_place_is_solved_with_its_new_entries(name, opts):
-    # caches keyed on the matrix object outlived the update: the direct solver applied the
-    # old factors (converged=False), SOR diverged on stale 1/a_ii, and the SciPy
-    # preconditioners (ILU, AMG, Jacobi, SSOR) stayed those of the old matrix
+    # caches keyed on the matrix object (the direct solver's factors, SOR's 1/a_ii, the SciPy
+    # preconditioners ILU, AMG, Jacobi, SSOR) are rebuilt when the values change
     _solve_updated_in_place(name, opts)
 
 
 @pytest.mark.petsc
 @pytest.mark.parametrize("name,opts", _IN_PLACE_PETSC)
 def test_matrix_updated_in_place_is_solved_with_its_new_entries_petsc(petsc, name, opts):
-    # the KSP kept the PETSc copy of the old matrix and solved the old system
+    # the KSP's PETSc copy of the matrix is refreshed with the new values
     _solve_updated_in_place(name, opts)

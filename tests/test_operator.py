@@ -146,8 +146,8 @@ def _bad_operator(kind):
 
 @pytest.mark.parametrize("name", ["cg", "gmres", "bicgstab", "minres", "rcg", "gcrodr"])
 def test_linear_operator_returning_the_wrong_length_or_complex_values(name):
-    # NumPy's "cannot reshape" from inside SciPy; complex values raised a UFuncTypeError
-    # (cg, bicgstab) or were cast to real with only a ComplexWarning (gmres, minres, ...)
+    # a matvec of the wrong length is a ShapeError and complex values a SolverError, for
+    # every solver, not NumPy or SciPy errors or a silent cast to real
     with pytest.raises(linsolve.ShapeError, match="A's matvec"):
         linsolve.make_solver(name).solve(_bad_operator("short"), np.ones(16))
     with pytest.raises(linsolve.SolverError, match="A's matvec returned complex128"):
@@ -157,7 +157,8 @@ def test_linear_operator_returning_the_wrong_length_or_complex_values(name):
 @pytest.mark.petsc
 @pytest.mark.parametrize("name,opts", [("cg", {"backend": "petsc"}), ("petsc", {})])
 def test_petsc_solve_of_a_linear_operator_raises_its_own_error(petsc, name, opts):
-    # the error raised in the shell matrix's Python matvec came out as PETSc's "error code 101"
+    # the error raised in the shell matrix's Python matvec reaches the caller as itself, not
+    # as PETSc's "error code 101"
     with pytest.raises(linsolve.ShapeError, match="A's matvec"):
         linsolve.make_solver(name, **opts).solve(_bad_operator("short"), np.ones(16))
 

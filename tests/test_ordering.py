@@ -81,7 +81,7 @@ def test_bad_input():
 @pytest.mark.parametrize("offset", [1e6, -3e7])
 def test_greedy_is_the_nearest_neighbour_walk_for_features_far_from_the_origin(memory, offset):
     # Parameters like a Reynolds number near 10^6 varying by 10^-3: the expanded distance
-    # |x|^2 - 2 x.y + |y|^2 lost the gaps to rounding and the walk went astray.
+    # |x|^2 - 2 x.y + |y|^2 would lose the gaps to rounding; the walk is still the gold one.
     rng = np.random.default_rng(0)
     X = offset + 1e-3 * rng.standard_normal((50, 3))
     got = order_systems(X, "greedy", memory=memory)
@@ -102,7 +102,7 @@ def test_greedy_with_duplicate_and_near_duplicate_rows_matches_gold(memory):
 @pytest.mark.parametrize("method", ["greedy", "fft"])
 @pytest.mark.parametrize("start", [True, 1.5, "1", None])
 def test_start_that_is_not_an_index_is_an_option_error(method, start):
-    # start=True gave [1, 0, 0, 0, 0] (D[:, True] masks every column): not a permutation
+    # start=True would give [1, 0, 0, 0, 0] (D[:, True] masks every column): not a permutation
     X = np.random.default_rng(2).standard_normal((5, 3))
     with pytest.raises(OptionError, match="start"):
         order_systems(X, method, start=start)
@@ -116,7 +116,7 @@ def test_numpy_integer_start_is_accepted():
 @pytest.mark.parametrize("option", ["fft_modes", "n_components", "curve_dims", "cell_size"])
 @pytest.mark.parametrize("value", [0, -1, 2.5, True])
 def test_fft_options_must_be_positive_integers(option, value):
-    # cell_size=-1 walked no cell and returned uninitialised memory as the "order"
+    # cell_size=-1 would walk no cell and return uninitialised memory as the "order"
     F = np.random.default_rng(3).standard_normal((20, 8, 8))
     with pytest.raises(OptionError, match=option):
         order_systems(F, "fft", **{option: value})
@@ -130,7 +130,7 @@ def test_fft_seed_that_is_not_an_integer_is_an_option_error():
 @pytest.mark.parametrize("shape", [(6, 4), (6, 4, 4)])
 @pytest.mark.parametrize("method", ["greedy", "fft"])
 def test_complex_features_are_refused_by_every_method(shape, method):
-    # the fft method cast (N, nx, ny) complex fields to real with only a ComplexWarning
+    # complex fields are refused, not cast to real with a ComplexWarning
     rng = np.random.default_rng(4)
     F = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
     with warnings.catch_warnings():
@@ -152,8 +152,8 @@ def test_other_real_dtypes_give_a_permutation(dtype, method):
 @pytest.mark.parametrize("scale", [1e300, 1e-300])
 @pytest.mark.parametrize("memory", [1 << 28, 0])
 def test_greedy_and_path_length_at_the_ends_of_the_float_range(scale, memory):
-    # 1e300: the squared distances overflowed and greedy returned -1s, path_length inf;
-    # 1e-300: they underflowed to 0 and every system tied
+    # 1e300: the squared distances must not overflow (greedy would return -1s, path_length
+    # inf); 1e-300: nor underflow to 0 (every system would tie)
     X = np.random.default_rng(6).standard_normal((30, 4))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -164,8 +164,8 @@ def test_greedy_and_path_length_at_the_ends_of_the_float_range(scale, memory):
 @pytest.mark.parametrize("scale, offset", [(1e300, 0.0), (1e-300, 0.0), (1e-3, 1e6)])
 @pytest.mark.parametrize("fields", [True, False])
 def test_fft_order_does_not_depend_on_the_units_of_the_features(scale, offset, fields):
-    # float32 features: 1e300 became inf, 1e-300 zero, and an offset of 10^6 left nothing of
-    # variations of 10^-3, so the order was noise
+    # the order does not depend on the features' units: in float32 1e300 would become inf,
+    # 1e-300 zero, and an offset of 10^6 leave nothing of variations of 10^-3
     F = _fields(200, g=16) if fields else np.random.default_rng(7).standard_normal((200, 3))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -181,13 +181,14 @@ def test_ragged_features_are_a_shape_error():
 
 
 def test_curve_dims_beyond_the_hilbert_key_is_an_option_error():
-    with pytest.raises(OptionError, match="curve_dims"):   # was a 'negative shift count'
+    with pytest.raises(OptionError, match="curve_dims"):   # not a 'negative shift count'
         order_systems(_fields(40, g=16), "fft", n_components=64, curve_dims=64)
     assert np.array_equal(np.sort(order_systems(_fields(40, g=16), "fft", n_components=32, curve_dims=63)), np.arange(40))
 
 
 def test_greedy_distance_matrix_stays_within_the_memory_budget():
-    # the expression sq - 2 X X^T + sq held three N x N temporaries: twice the budget
+    # the distance matrix stays within the budget: sq - 2 X X^T + sq as one expression would
+    # hold three N x N temporaries, twice the budget
     import tracemalloc
 
     X = np.random.default_rng(8).standard_normal((1500, 4))

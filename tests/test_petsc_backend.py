@@ -36,8 +36,8 @@ def _with_duplicates(A: sp.csr_matrix, seed: int = 0) -> sp.csr_matrix:
 
 @pytest.mark.petsc
 def test_csr_with_duplicate_entries_reaches_petsc_summed(petsc):
-    # PETSc's CSR preallocation inserted a duplicate instead of adding it: the zero
-    # duplicate on the diagonal replaced the real diagonal, and ILU(0) then broke down
+    # duplicate CSR entries are summed on the way to PETSc (as SciPy sums them): a zero
+    # duplicate on the diagonal must not replace the real diagonal, or ILU(0) breaks down
     from linsolve.petsc_utils import aij_to_csr, csr_to_aij
 
     A = gallery.poisson2d(6)
@@ -55,8 +55,8 @@ def test_csr_with_duplicate_entries_reaches_petsc_summed(petsc):
 @pytest.mark.petsc
 @pytest.mark.parametrize("name", ["rcg", "gcrodr"])
 def test_petsc_factorization_pc_on_a_matrix_free_operator_is_a_clear_error(petsc, name):
-    # PCSetUp's "error code 92" (no ICC/ILU for a shell matrix) reached the user as a
-    # petsc4py.PETSc.Error, not a SolverError naming the problem
+    # PETSc has no ICC/ILU for a shell matrix (PCSetUp's "error code 92"): the user gets an
+    # UnsupportedInputError naming the problem, not a petsc4py.PETSc.Error
     import scipy.sparse.linalg as spla
 
     op = spla.aslinearoperator(gallery.poisson2d(6))
@@ -94,9 +94,9 @@ for name, M in [("gmres", spla.LinearOperator(A.shape, matvec=ilu.solve)), ("bic
 
 @pytest.mark.petsc
 def test_petsc_backend_applies_a_user_preconditioner(petsc):
-    # a matrix, LinearOperator or callable as pc= with backend="petsc" killed the process
-    # (SIGSEGV in PCApply_Python, MPI_Abort 59): run it in a child so a regression fails
-    # this test instead of the whole session
+    # a matrix, LinearOperator or callable as pc= with backend="petsc" is applied through
+    # PCApply_Python; a fault there kills the process, so this runs in a child and fails
+    # only this test
     import subprocess
     import sys
 
@@ -117,7 +117,8 @@ def test_petsc_backend_applies_a_user_preconditioner(petsc):
                                        ("sor", {"backend": "petsc", "omega": 1.5}),
                                        ("bandit-sor", {"backend": "petsc", "method": "ssor-pcg"})])
 def test_petsc_solver_object_solves_systems_of_different_sizes(petsc, name, opts):
-    # KSPSetOperators refused the second size (bare petsc4py "error code 60")
+    # one solver object takes systems of different sizes (KSPSetOperators alone refuses a
+    # size change on one KSP: bare petsc4py "error code 60")
     solver = linsolve.make_solver(name, rtol=1e-10, **opts)
     for k in (4, 5, 4):
         A = gallery.poisson2d(k)
@@ -134,8 +135,8 @@ def test_petsc_solver_object_solves_systems_of_different_sizes(petsc, name, opts
                                        ("direct", {"backend": "petsc"}),
                                        ("petsc", {"ksp_type": "preonly", "pc": "lu"})])
 def test_petsc_failure_inside_kspsolve_is_a_solver_error(petsc, name, opts):
-    # the PC is set up inside KSPSolve; its failure escaped as petsc4py.PETSc.Error
-    # ("error code 73"), which is not a ValueError
+    # the PC is set up inside KSPSolve; its failure ("error code 73") is a SolverError (a
+    # ValueError), not a bare petsc4py.PETSc.Error
     solver = linsolve.make_solver(name, **opts)
     with pytest.raises(linsolve.SolverError, match="diagonal"):
         solver.solve(missing_diagonal(), np.ones(4))
@@ -148,7 +149,7 @@ def test_petsc_failure_inside_kspsolve_is_a_solver_error(petsc, name, opts):
 
 @pytest.mark.petsc
 def test_petsc_initialised_by_linsolve_leaves_sigterm_to_python(petsc):
-    # PETSc's signal handler took SIGTERM: 7 "PETSC ERROR" lines and exit status 15
+    # linsolve initialises PETSc without its signal handler: SIGTERM stays Python's
     code = ("import os, signal; from linsolve.petsc_utils import petsc; petsc(); "
             "os.kill(os.getpid(), signal.SIGTERM)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -157,8 +158,8 @@ def test_petsc_initialised_by_linsolve_leaves_sigterm_to_python(petsc):
 
 @pytest.mark.petsc
 def test_petsc_under_python_dash_c_prints_nothing_at_exit(petsc):
-    # sys.argv[0] is "-c" there; passed to petsc4py.init it became an option that PETSc reported
-    # at exit: "WARNING! There are options you set that were not used! ... Option left: name:-c"
+    # sys.argv[0] is "-c" there; it must not reach petsc4py.init, where it would become an
+    # unused option that PETSc reports at exit
     code = "from linsolve.petsc_utils import petsc; print(sorted(petsc().Options().getAll()))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stderr == "" and p.stdout.strip() == "['no_signal_handler']", p.stdout

@@ -12,11 +12,12 @@ from linsolve import gallery
 
 @pytest.mark.parametrize("name", ["cg", "gmres", "bicgstab", "minres", "rcg", "gcrodr"])
 def test_user_preconditioner_returning_the_wrong_length_or_complex_values(name):
-    # NumPy's reshape/broadcast ValueError, or BLAS's _fblas.error (not a ValueError) in rcg
+    # a wrong length is an OptionError naming the lengths, not NumPy's reshape/broadcast
+    # ValueError or BLAS's _fblas.error
     A, b, xref = poisson_problem(4)
     with pytest.raises(linsolve.OptionError, match="returned 15 values for a vector of length 16"):
         linsolve.make_solver(name, pc=lambda r: r[:-1]).solve(A, b)
-    # complex values were cast to real with only a ComplexWarning
+    # complex values are refused, not cast to real
     with pytest.raises(linsolve.OptionError, match="complex"):
         linsolve.make_solver(name, pc=lambda r: (r / 4).astype(complex)).solve(A, b)
     import scipy.sparse as sp
@@ -30,7 +31,7 @@ def test_user_preconditioner_returning_the_wrong_length_or_complex_values(name):
 
 @pytest.mark.parametrize("name", ["gmres", "bicgstab", "gcrodr"])
 def test_scipy_ilu_that_cannot_be_built_is_a_solver_error(name):
-    # SuperLU's RuntimeError("Factor is exactly singular") escaped from spilu
+    # SuperLU's RuntimeError("Factor is exactly singular") from spilu becomes a SolverError
     import scipy.sparse as sp
 
     S = sp.csr_matrix(np.array([[1.0, 1.0], [1.0, 1.0]]))
@@ -41,9 +42,9 @@ def test_scipy_ilu_that_cannot_be_built_is_a_solver_error(name):
 @pytest.mark.parametrize("name", ["cg", "minres"])
 @pytest.mark.parametrize("pc,most", [("ilutp", 10), ("ilu", 80)])
 def test_cg_with_scipy_ilu_converges_on_the_laplacian(name, pc, most):
-    # SuperLU's ILU (COLAMD order, partial pivoting) is not symmetric for a symmetric A:
-    # CG with it stalled at a relative residual of 0.15 after 25000 iterations at 50^2
-    # (pc="ilutp" is built symmetric for CG/MINRES; ILU(0), pc="ilu", is symmetric anyway)
+    # SuperLU's ILU (COLAMD order, partial pivoting) is not symmetric for a symmetric A and
+    # stalls CG, so pc="ilutp" is built symmetric for CG/MINRES; ILU(0), pc="ilu", is
+    # symmetric anyway
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
 

@@ -125,8 +125,8 @@ def test_scipy_ilu_is_built_symmetric(mode, pc, most):
 
 @pytest.mark.parametrize("compiled", [True, False])
 def test_rcg_with_zero_tolerance_stops_honestly_at_the_floating_point_floor(compiled):
-    # rtol = atol = 0 drives r^T M^-1 r to exactly 0 (underflow); beta = 0 / 0 then raised
-    # ZeroDivisionError out of solve() instead of ending the iteration
+    # rtol = atol = 0 drives r^T M^-1 r to exactly 0 (underflow): beta = 0 / 0 ends the
+    # iteration with an honest not-converged result, not an exception
     A, b = gallery.poisson2d(8), np.ones(64)
     res = linsolve.make_solver("rcg", rtol=0.0, atol=0.0, maxiter=300, compiled=compiled).solve(A, b)
     assert not res.converged

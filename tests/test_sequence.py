@@ -104,7 +104,7 @@ def _sequence(N=4, seed=0):
 
 @pytest.mark.parametrize("order", [None, [3, 2, 1, 0]])
 def test_ordering_options_with_no_ordering_method_are_refused(order):
-    # start=2 was dropped without a word when order was None or a permutation
+    # start=2 is refused, not dropped, when order is None or a permutation
     with pytest.raises(OptionError, match="start"):
         solve_sequence("cg", _sequence(), order=order, start=2)
 
@@ -140,7 +140,7 @@ def test_results_come_back_in_the_original_order_with_warm_start_along_the_order
 
 @pytest.mark.parametrize("order", [None, [3, 1, 0, 2]])
 def test_features_with_a_given_order_give_its_path_length(order):
-    # features= were ignored without a word unless order named a method
+    # features= give the path length of the order used, also when order is not a method
     feats = np.array([[0.0], [1.0], [3.0], [6.0]])
     seq = solve_sequence("cg", _sequence(), order=order, features=feats)
     perm = np.arange(4) if order is None else np.array(order)

@@ -17,8 +17,8 @@ from linsolve import gallery
 
 
 def test_bicgstab_counts_the_half_step_that_converged():
-    # SciPy returns from the half step without calling the callback: a 1 x 1 system was
-    # solved with "0 iterations" and an empty history
+    # SciPy returns from the half step without calling the callback: that step still counts
+    # (a 1 x 1 system takes one iteration and has a one-entry history)
     res = linsolve.make_solver("bicgstab").solve(np.array([[2.0]]), np.array([4.0]))
     assert res.converged and res.x[0] == pytest.approx(2.0)
     assert res.iterations == 1 and len(res.residual_norms) == 1
@@ -40,8 +40,8 @@ def test_bicgstab_counts_the_half_step_that_converged():
 
 @pytest.mark.parametrize("opts", [{}, pytest.param({"backend": "petsc"}, marks=pytest.mark.petsc)])
 def test_direct_solve_above_a_zero_tolerance_does_not_blame_a_recurrence(opts, request):
-    # rtol=0: the LU solution's rounding residual is above the rule, reported honestly, but
-    # the reason spoke of a "recurrence" a direct solver does not have
+    # rtol=0: the LU solution's rounding residual is above the rule, reported honestly, and
+    # the reason does not speak of a "recurrence" a direct solver does not have
     if opts:
         request.getfixturevalue("petsc")
     A, b, xref = poisson_problem(8)
@@ -53,8 +53,8 @@ def test_direct_solve_above_a_zero_tolerance_does_not_blame_a_recurrence(opts, r
 
 
 def test_diverged_iterate_is_reported_without_a_numpy_warning(tmp_path):
-    # SOR on an indefinite matrix overflows to ~1e300 before NaN; the base class's residual check
-    # printed "RuntimeWarning: overflow encountered in dot" (also under datagen generate --quiet)
+    # SOR on an indefinite matrix overflows to ~1e300 before NaN; the base class's residual
+    # check reports it without a NumPy overflow warning (also under datagen generate --quiet)
     n = 20
     A = sp.diags([-2.0, 1.0, -2.0], [-1, 0, 1], shape=(n, n)).tocsr()
     with warnings.catch_warnings():
@@ -71,9 +71,9 @@ def test_diverged_iterate_is_reported_without_a_numpy_warning(tmp_path):
 
 @pytest.mark.parametrize("pc", ["none", "jacobi"])
 def test_cg_with_zero_tolerance_keeps_its_solution(pc, tmp_path):
-    # rtol=0 (run to maxiter): SciPy's CG divided 0 by 0 once r.z underflowed, the NaN iterate was
-    # replaced by x0 = 0 (relative residual 1, "breakdown: non-finite iterate") and a RuntimeWarning
-    # was printed, although the solve had reached 1e-15; datagen --solver-opt rtol=0 stored zeros
+    # rtol=0 (run to maxiter): once r.z underflows SciPy's CG divides 0 by 0; the solve keeps
+    # the iterate it reached (relative residual ~1e-15), without a RuntimeWarning, and
+    # datagen --solver-opt rtol=0 stores it
     A = gallery.poisson2d(8)
     b = np.ones(A.shape[0])
     with warnings.catch_warnings():

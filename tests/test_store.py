@@ -307,7 +307,8 @@ def test_join_rejects_a_shard_that_repeats_a_sample_or_leaves_one_out(tmp_path):
 
 
 def test_open_dataset_on_a_channel_file_says_what_it_holds(tmp_path):
-    # was StoreError "does not match the datagen layout: root attribute 'command' missing"
+    # a channel file loaded as generated data is refused with what it holds, not with a
+    # missing-attribute message
     import datagen
     from datagen.store import StoreError
 
