@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from solver_problems import poisson_problem
 
 import linsolve
 from linsolve import gallery, make_solver
@@ -196,3 +197,135 @@ def test_true_residual_restart_is_not_a_second_bandit_round():
         assert s.policy.t == k + 2  # t counts rounds from 1
         assert res.info["omega"] == s.policy.omegas[res.info["arm"]]
     assert restarted > 0  # the case this test is about happened
+
+
+def _zero_diagonal(stored: bool):
+    import scipy.sparse as sp
+
+    A = gallery.poisson2d(3).tocsr()
+    A.data[A.indptr[4] + list(A.indices[A.indptr[4]:A.indptr[5]]).index(4)] = 0.0  # a stored zero
+    if not stored:
+        A.eliminate_zeros()
+    assert (A[4, 4] == 0) and ((4 in A.indices[A.indptr[4]:A.indptr[5]]) == stored)
+    return sp.csr_matrix(A)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("stored", [True, False])
+@pytest.mark.parametrize("name", ["sor", "ssor-pcg", "bandit-sor"])
+def test_sor_family_refuses_a_zero_diagonal_alike_on_both_backends(petsc, name, stored):
+    # both backends refuse a zero diagonal, stored or missing, with the same SolverError
+    # naming the zero entry (not petsc4py's "error code 73" or a division by zero)
+    A = _zero_diagonal(stored)
+    for backend in ("scipy", "petsc"):
+        with pytest.raises(linsolve.SolverError, match=r"needs a nonzero diagonal; A\[4, 4\] is zero"):
+            linsolve.make_solver(name, backend=backend).solve(A, np.ones(9))
+
+
+@pytest.mark.parametrize("policy", ["tsallis-inf", "tsallis-inf-cb", "chebcb"])
+def test_bandit_sor_after_a_system_that_raised_goes_on_as_if_it_had_not_been_given(policy):
+    # the policy has selected w before the solve raises: that selection is withdrawn, so
+    # the later solves run as if the failing system had never been given
+    from linsolve.sequences import shifted_laplacian_sequence
+
+    seq = shifted_laplacian_sequence(T=6, variance="high", seed=1)
+    opts = {"seed": 4}
+    if policy != "tsallis-inf":
+        opts["context_range"] = seq.context_range
+
+    def run(with_failure):
+        solver = linsolve.make_solver("bandit-sor", policy=policy, policy_options=opts, rtol=1e-8)
+        out = []
+        for t, (A, b, c) in enumerate(seq):
+            if with_failure and t == 2:
+                with pytest.raises(linsolve.SolverError, match="nonzero diagonal"):
+                    solver.solve(_zero_diagonal(True), np.ones(9), context=c)
+            res = solver.solve(A, b, context=c)
+            assert res.converged
+            assert np.linalg.norm(b - A @ res.x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-8)
+            out.append((res.info["omega"], res.iterations))
+        return out
+
+    assert run(True) == run(False)
+
+
+@pytest.mark.parametrize("policy", ["tsallis-inf-cb", "chebcb"])
+@pytest.mark.parametrize("context", [np.array([0.2, 0.9]), [0.1, 0.5, 0.7], [], "0.3", True])
+def test_contextual_policy_refuses_a_context_that_is_not_one_number(policy, context):
+    # a vector is not cut to its first entry (the policy would learn on 0.2 for [0.2, 0.9])
+    A, b, xref = poisson_problem(4)
+    solver = linsolve.make_solver("bandit-sor", policy=policy, rtol=1e-8)
+    with pytest.raises(linsolve.OptionError, match="scalar context"):
+        solver.solve(A, b, context=context)
+    res = solver.solve(A, b, context=np.array([0.2]))  # a one-element array is one number
+    assert res.converged and np.linalg.norm(res.x - xref) <= 1e-6 * np.linalg.norm(xref)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("name", ["sor", "bandit-sor"])
+def test_paper_stop_is_honoured_by_the_petsc_backend(petsc, name):
+    # backend="petsc" stops at rtol ||r0|| with paper_stop, as the SciPy backend does
+    A, b, _ = poisson_problem(8)
+    x0 = np.full(A.shape[0], 50.0)
+    r0 = np.linalg.norm(b - A @ x0)
+    opts = {"policy": "fixed", "policy_options": {"omega": 1.0}} if name == "bandit-sor" else {}
+    got = {}
+    for backend in ("scipy", "petsc"):
+        res = linsolve.make_solver(name, paper_stop=True, rtol=1e-6, backend=backend, **opts).solve(A, b, x0=x0)
+        assert res.converged and res.info["stop_tol"] == pytest.approx(1e-6 * r0)
+        assert np.linalg.norm(b - A @ res.x) <= 1e-6 * r0
+        got[backend] = res.iterations
+    # SOR from the same x0 with the same w: the same iterations on both backends, and the
+    # rule relative to r0 (not ||b||) is what stopped them
+    assert got["scipy"] == got["petsc"]
+    plain = linsolve.make_solver(name, rtol=1e-6, backend="petsc", **opts).solve(A, b, x0=x0)
+    assert plain.iterations != got["petsc"]
+
+
+def test_bandit_ssor_pcg_refuses_paper_stop_instead_of_ignoring_it():
+    # paper_stop applies to method="sor" only; with "ssor-pcg" it is refused
+    with pytest.raises(linsolve.OptionError, match="paper_stop.*method='sor' only"):
+        linsolve.make_solver("bandit-sor", method="ssor-pcg", paper_stop=True)
+    assert linsolve.make_solver("bandit-sor", method="sor", paper_stop=True).opts["paper_stop"] is True
+
+
+def test_scipy_style_bandit_sor_takes_the_context():
+    # linsolve.bandit_sor(A, b, policy="chebcb", context=c) passes context= to the solve
+    A, b, xref = poisson_problem(8)
+    x, info = linsolve.bandit_sor(A, b, rtol=1e-9, policy="chebcb", context=0.3)
+    assert info == 0 and np.linalg.norm(x - xref) <= 1e-7 * np.linalg.norm(xref)
+    with pytest.raises(linsolve.OptionError, match="contextual"):
+        linsolve.bandit_sor(A, b, policy="chebcb")
+
+
+def test_iteration_table_counts_a_diverged_sor_run_as_maxiter():
+    # Gauss-Seidel on [[1, 3], [3, 1]] grows ~9x per sweep until the residual overflows; the
+    # table counts the run as maxiter, not the sweeps to the overflow (about 330)
+    import scipy.sparse as sp
+
+    from linsolve.sequences import iteration_table
+    from linsolve.sor_kernels import as_kernel_data
+    from linsolve.young import iteration_count
+
+    A = sp.csr_matrix(np.array([[1.0, 3.0], [3.0, 1.0]]))
+    b = np.array([1.0, -2.0])
+    table = iteration_table([(A, b, 0.0)], [1.0, 1.5], maxiter=5000)
+    assert table.tolist() == [[5000, 5000]]
+    assert [iteration_count(as_kernel_data(A), b, w, maxiter=5000) for w in (1.0, 1.5)] == [5000, 5000]
+
+
+@pytest.mark.parametrize("omegas", [[0.0], [np.nan], [2.5], [[1.0, 1.2]], ["a"]])
+def test_iteration_table_refuses_omegas_outside_zero_two(omegas):
+    # 0, nan, > 2 and nested lists are OptionErrors before the kernel runs
+    from linsolve.sequences import iteration_table, shifted_laplacian_sequence
+
+    with pytest.raises(OptionError, match="omegas"):
+        iteration_table(shifted_laplacian_sequence(T=2), omegas)
+
+
+@pytest.mark.parametrize("kw", [dict(grid=0), dict(grid=2.5), dict(seed=-1), dict(seed=1.5)])
+def test_shifted_laplacian_sequence_refuses_bad_grid_and_seed(kw):
+    from linsolve.sequences import shifted_laplacian_sequence
+
+    with pytest.raises(OptionError, match=next(iter(kw))):
+        shifted_laplacian_sequence(T=2, **kw)

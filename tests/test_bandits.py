@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import linsolve
 from linsolve.bandits import (
     ChebCB,
     FixedOmega,
@@ -183,3 +184,30 @@ def test_chebcb_regression_matches_batch_least_squares():
         lb_ub_ok = np.abs(ref[0]) <= 1 / (pol.scale / pol.kmax)
         if lb_ub_ok:
             np.testing.assert_allclose(pol.theta[a], ref, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("policy", ["fixed", "tsallis-inf", "tsallis-inf-cb", "chebcb"])
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True, np.random.default_rng(0)])
+def test_bad_policy_seed_is_an_option_error(policy, seed):
+    # a seed must be a non-negative integer or a SeedSequence: anything else, True and a
+    # Generator included (a Generator cannot be replayed by reset()), is an OptionError
+    with pytest.raises(linsolve.OptionError, match="seed"):
+        linsolve.make_solver("bandit-sor", policy=policy, policy_options={"seed": seed})
+
+
+@pytest.mark.parametrize("policy", ["tsallis-inf", "tsallis-inf-cb"])
+def test_policy_seeded_by_a_seed_sequence_replays_after_reset(policy):
+    from linsolve.bandits import make_policy
+
+    pol = make_policy(policy, seed=np.random.SeedSequence(7))
+    ctx = np.linspace(0.05, 0.95, 12)
+    first = []
+    for c in ctx:
+        first.append(pol.select(c))
+        pol.update(10 + 3 * pol.arm)
+    pol.reset()
+    again = []
+    for c in ctx:
+        again.append(pol.select(c))
+        pol.update(10 + 3 * pol.arm)
+    assert first == again and len(set(first)) > 1

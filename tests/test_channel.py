@@ -402,3 +402,205 @@ def test_dataset_options_refused_before_any_work(tmp_path, opts, match):
     with pytest.raises(OptionError, match=match):
         generate(out, **opts)
     assert not out.exists() and not (tmp_path / "c.h5.parts").exists()
+
+
+_G = dict(nx=8, ny=16, nz=8)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(cfl_limit=float("nan")), "cfl_limit"),   # would switch the CFL blow-up check off
+    (dict(cfl_limit=-1.0), "cfl_limit"),
+    (dict(ub=float("nan")), "ub"),                  # else a NonFiniteError from the first pressure solve
+    (dict(drive="pressure_gradient", dpdx=float("nan")), "dpdx"),   # else SciPy's ValueError
+    (dict(dt=True), "dt"),                          # not dt = 1
+    (dict(re_tau="180"), "re_tau"),                 # not a TypeError
+    (dict(grid=dict(_G, lx=float("inf"))), "box lengths"),   # else a NaN pressure matrix
+    (dict(grid=dict(_G, nq=3)), "nq"),              # not a TypeError from ChannelGrid
+    (dict(grid=dict(_G, nx=None)), "nx"),           # not a TypeError from int()
+    (dict(grid=[8, 16, 8]), "dict"),                # not a TypeError
+    (dict(grid=dict(_G, stretch=None)), "stretch"),  # not a TypeError
+])
+def test_channel_config_refuses_bad_values_when_built(kw, needle):
+    from datagen.channel import ChannelConfig
+
+    with pytest.raises(OptionError, match=needle):
+        ChannelConfig(**{"grid": _G, **kw})
+
+
+def test_channel_config_accepts_reverse_flow_and_numpy_numbers():
+    from datagen.channel import ChannelConfig, ChannelDNS, perturbed_laminar
+
+    cfg = ChannelConfig(re_tau=np.float64(180.0), dt=np.float32(1e-3), ub=-5.0,
+                        grid=dict(nx=np.int64(8), ny=16, nz=8, lx=np.float64(np.pi)))
+    dns = perturbed_laminar(ChannelDNS(cfg), seed=0)
+    dns.run(2, check_every=1)
+    assert dns.bulk_velocity() == pytest.approx(-5.0, rel=1e-12)
+
+
+def _small_dns(seed=0, **kw):
+    from datagen.channel import ChannelConfig, ChannelDNS, perturbed_laminar
+
+    return perturbed_laminar(ChannelDNS(ChannelConfig(grid=_G, dt=1e-3, **kw)), seed=seed)
+
+
+def test_checkpoint_override_that_is_not_a_config_field_is_refused(tmp_path):
+    from datagen.channel import load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(_small_dns(), tmp_path / "c.npz")
+    with pytest.raises(OptionError, match="dtt"):
+        load_checkpoint(path, dtt=1e-4)   # refused, not ignored (the run would keep dt = 1e-3)
+    assert load_checkpoint(path, dt=5e-4).cfg.dt == 5e-4
+
+
+def test_checkpoint_with_a_config_key_channelconfig_lacks_is_an_option_error(tmp_path):
+    import json
+
+    from datagen.channel import load_checkpoint
+
+    np.savez(tmp_path / "c.npz", u=np.zeros(1), v=np.zeros(1), w=np.zeros(1), t=0.0, step=0,
+             config=json.dumps({"re_tau": 180.0, "foo": 1}))
+    with pytest.raises(OptionError, match="not a channel checkpoint"):
+        load_checkpoint(tmp_path / "c.npz")
+
+
+def test_checkpoint_round_trip_continues_bit_for_bit(tmp_path):
+    from datagen.channel import load_checkpoint, save_checkpoint
+
+    a = _small_dns(seed=3)
+    a.run(4)
+    b = load_checkpoint(save_checkpoint(a, tmp_path / "c.npz"))
+    assert (b.t, b.step_count, b.cfg) == (a.t, a.step_count, a.cfg)
+    a.run(4)
+    b.run(4)
+    for k in "uvw":
+        assert np.array_equal(a.fields()[k], b.fields()[k])
+
+
+def test_same_seed_same_flow_other_seed_other_flow():
+    a, b, c = _small_dns(seed=1), _small_dns(seed=1), _small_dns(seed=2)
+    for d in (a, b, c):
+        d.run(3)
+    assert all(np.array_equal(a.fields()[k], b.fields()[k]) for k in "uvw")
+    assert not np.allclose(a.fields()["u"], c.fields()["u"])
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(nsteps=2, check_every=0), "check_every"),   # not a ZeroDivisionError after the first step
+    (dict(nsteps=2.7), "nsteps"),                     # not 2 steps
+    (dict(nsteps=-1), "nsteps"),
+])
+def test_run_refuses_step_counts_that_are_not_counts(kw, needle):
+    dns = _small_dns()
+    with pytest.raises(OptionError, match=needle):
+        dns.run(**kw)
+    assert dns.step_count == 0
+
+
+def test_set_fields_refuses_non_finite_values():
+    # NaN fields are refused at once, not reported steps later as a blow-up advising a smaller dt
+    dns = _small_dns()
+    f = dns.fields()
+    f["w"][3, 2, 1] = np.nan
+    with pytest.raises(OptionError, match="NaN"):
+        dns.set_fields(f["u"], f["v"], f["w"])
+
+
+@pytest.mark.parametrize("coarse", [(4.5, 9, 4), (4, 9.2, 4), (True, 9, 4), (float("inf"), 9, 4)])
+def test_coarse_filter_refuses_fractional_sizes(coarse):
+    from datagen.channel import ChannelGrid
+    from datagen.channel.filtering import CoarseFilter
+
+    with pytest.raises(OptionError, match="integers"):
+        CoarseFilter(ChannelGrid(**_G), coarse)   # not int()'s truncation of 4.5 to 4
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(grid=(8.5, 16, 8)), "grid"), (dict(coarse_grid=(4, 9.5, 4)), "coarse_grid"), (dict(seed=1.5), "seed"),
+    (dict(seed=-1), "seed"),
+])
+def test_channel_generate_refuses_fractional_sizes_and_seeds_before_any_work(kw, needle, tmp_path):
+    from datagen.channel import generate
+
+    args = dict(grid=(8, 16, 8), coarse_grid=(4, 9, 4), trajectories=1, snapshots=1, every=1, spinup=0)
+    with pytest.raises(OptionError, match=needle):
+        generate(tmp_path / "c.h5", **{**args, **kw})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_box_filter_keeps_a_constant_and_damps_a_mode_by_the_box_transfer_function():
+    # independent reference: the top-hat average of cos(k x) over a width D is sinc-weighted
+    from datagen.channel import ChannelGrid
+    from datagen.channel.filtering import CoarseFilter
+
+    g = ChannelGrid(nx=32, ny=16, nz=8)
+    f = CoarseFilter(g, (8, 9, 4), "box")
+    k = 2 * 2 * np.pi / g.lx
+    a = np.broadcast_to(np.cos(k * g.xc)[None, :, None], g.shape).copy()
+    out = f(a, wall_value_zero=False)
+    D = g.lx / 8
+    want = np.sin(k * D / 2) / (k * D / 2) * np.cos(k * f.x)
+    assert np.allclose(out, want[:, None, None], atol=1e-12)
+    assert np.allclose(f(np.full(g.shape, 2.5), wall_value_zero=False), 2.5, atol=1e-12)
+
+
+def test_stats_round_trip_and_a_file_of_another_grid_is_refused(tmp_path):
+    from datagen.channel.stats import QUANTITIES, StatsAccumulator, plane_sample
+
+    dns = _small_dns()
+    acc = StatsAccumulator(dns.grid.ny)
+    ref = {q: np.zeros(dns.grid.ny) for q in QUANTITIES}
+    for _ in range(3):
+        dns.run(1)
+        acc.add(dns)
+        f = dns.fields()   # independent: centre values by hand, plane means
+        uc = 0.5 * (f["u"] + np.roll(f["u"], -1, axis=1))
+        vc = 0.5 * (f["v"][1:] + f["v"][:-1])
+        ref["UV"] += (uc * vc).mean(axis=(1, 2))
+        ref["UU"] += (uc * uc).mean(axis=(1, 2))
+    assert set(plane_sample(dns)) == set(QUANTITIES)
+    acc.close_block(dns.t)
+    for q in ("UV", "UU"):
+        assert np.allclose(acc.blocks[0][q], ref[q], rtol=1e-13, atol=1e-15)
+    acc.save(tmp_path / "s.npz")
+    back = StatsAccumulator.load(tmp_path / "s.npz", dns.grid.ny)
+    assert back.blocks[0]["n"] == 3
+    assert all(np.array_equal(back.blocks[0][q], acc.blocks[0][q]) for q in QUANTITIES)
+    with pytest.raises(OptionError, match="16 cells"):
+        StatsAccumulator.load(tmp_path / "s.npz", 12)   # refused, not taken as is
+
+
+def test_wall_units_without_samples_is_an_option_error():
+    from datagen.channel.stats import QUANTITIES, wall_units
+
+    with pytest.raises(OptionError, match="sample"):
+        wall_units({q: np.zeros(16) for q in QUANTITIES}, 0, np.linspace(-0.9, 0.9, 16), 1 / 180)
+
+
+@pytest.mark.parametrize("nx, needle", [(16.5, "nx"), (3.5, "integer")])
+def test_regrid_refuses_fractional_sizes(nx, needle):
+    from datagen.channel.checkpoint import regrid
+
+    with pytest.raises(OptionError, match=needle):   # not int()'s 16.5 -> 16; 3.5 is not 'even, got 3'
+        regrid(_small_dns(), nx, 8)
+
+
+def test_regrid_refuses_an_unknown_override_and_keeps_the_flow_divergence_free():
+    from datagen.channel.checkpoint import regrid
+
+    dns = _small_dns()
+    with pytest.raises(OptionError, match="dtt"):
+        regrid(dns, 16, 8, dtt=1e-4)
+    fine = regrid(dns, 16, 8, dt=5e-4)
+    assert fine.grid.nx == 16 and fine.cfg.dt == 5e-4
+    assert fine.divergence_max() < 1e-10
+    assert fine.bulk_velocity() == pytest.approx(dns.bulk_velocity(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kw, needle", [(dict(cfl_target=-0.5), "cfl_target"), (dict(cfl_target=float("nan")), "cfl_target"),
+                                        (dict(cfl_target=0.5, dt_max=float("nan")), "dt_max"),
+                                        (dict(cfl_target=0.5, dt_max=-1e-3), "dt_max")])
+def test_run_refuses_a_bad_cfl_target_or_dt_max(kw, needle):
+    dns = _small_dns()
+    with pytest.raises(OptionError, match=needle):   # not a ValueError from log10/floor in adapt_dt
+        dns.run(2, check_every=1, **kw)
+    assert dns.step_count == 0

@@ -15,6 +15,7 @@ import datagen_toy  # noqa: F401  (registers the 'toy' family)
 import h5py
 import numpy as np
 import pytest
+from datagen_run import one_line, run_datagen
 from typer.testing import CliRunner
 
 from datagen.cli import app, parse_pairs
@@ -474,3 +475,69 @@ def test_solver_failure_mid_run_is_one_line_without_a_terminal(tmp_path):
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "fft-poisson" in lines[0], p.stderr
     assert not (tmp_path / "a.h5").exists()
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("solver", [["--solver", "petsc"], ["--solver", "cg", "--solver-opt", "backend=petsc"]])
+def test_sigterm_during_a_petsc_run_is_one_line_and_resumable(petsc, solver, tmp_path):
+    args = ["generate", "darcy", "--n", "300", "--grid", "40", "--chunk", "5", "--out", "t.h5", "--quiet", *solver]
+    env = {**os.environ, "DATAGEN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "datagen.cli", *args], cwd=tmp_path, env=env,
+                         stderr=subprocess.PIPE, text=True)
+    parts = tmp_path / "t.h5.parts"
+    deadline = time.monotonic() + 120
+    while p.poll() is None and time.monotonic() < deadline:
+        if len(list(parts.glob("chunk-*.h5"))) >= 2:
+            p.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.002)
+    err = p.communicate(timeout=120)[1]
+    if p.returncode == 0:
+        pytest.skip("the run finished before the signal")
+    assert p.returncode == 143, err
+    assert len(err.splitlines()) == 1 and "--resume continues" in err and "PETSC" not in err
+    assert not (tmp_path / "t.h5").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_resume_with_a_damaged_manifest_is_one_line(tmp_path):
+    # valid JSON of another shape and unreadable JSON are both reported as a damaged
+    # manifest in one line, exit 2
+    from datagen.pipeline import GenerateConfig, Progress, generate
+
+    class _Stop(Progress):
+        count = 0
+
+        def sample(self, iterations, converged):
+            self.count += 1
+            if self.count == 3:
+                raise KeyboardInterrupt
+
+    cfg = GenerateConfig.from_mapping({"problem": "darcy", "n": 6, "grid": 8, "chunk": 2})
+    with pytest.raises(KeyboardInterrupt):
+        generate(cfg, tmp_path / "k.h5", progress=_Stop())
+    args = ["generate", "darcy", "--n", "6", "--grid", "8", "--chunk", "2", "--out", "k.h5", "--quiet"]
+    for manifest in ("[1]", '{"config": 5}', "garbage", "\udcff"):
+        (tmp_path / "k.h5.parts" / "manifest.json").write_bytes(manifest.encode("utf-8", "surrogateescape"))
+        p = run_datagen(*args, "--resume", cwd=tmp_path)
+        assert p.returncode == 2 and "manifest of the unfinished run" in one_line(p) and "damaged" in p.stderr
+    p = run_datagen(*args, "--overwrite", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("config", ["{bad", None, "no solver_stats"])
+def test_resume_of_an_output_with_a_damaged_config_attribute_is_one_line(config, tmp_path):
+    # a finished output whose config attribute is not JSON or missing, or that lacks
+    # /solver_stats, is one line on --resume, exit 2
+    from datagen.pipeline import GenerateConfig, generate
+
+    args = ["generate", "darcy", "--n", "2", "--grid", "8", "--out", "d.h5", "--quiet"]
+    generate(GenerateConfig.from_mapping({"problem": "darcy", "n": 2, "grid": 8}), tmp_path / "d.h5")
+    with h5py.File(tmp_path / "d.h5", "a") as f:
+        if config is None:
+            del f.attrs["config"]
+        elif config == "no solver_stats":
+            del f["solver_stats"]
+        else:
+            f.attrs["config"] = config
+    p = run_datagen(*args, "--resume", cwd=tmp_path)
+    assert p.returncode == 2 and "is damaged" in one_line(p) and "--overwrite" in p.stderr

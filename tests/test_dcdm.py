@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
+from solver_problems import poisson_problem
 
 import linsolve
 from linsolve import FLUID, Grid, gallery
@@ -471,3 +472,69 @@ def test_mg_cycle_correlation_equals_torch_convolution(dim):
     conv = F.conv2d if dim == 2 else F.conv3d
     torch.testing.assert_close(MultigridCycle._correlate(v, K), conv(v, K[None, None], padding=1),
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("grid,match", [
+    (linsolve.Grid((6, 7), unknowns=np.arange(36) + 7), "in \\[0, 42\\)"),
+    (linsolve.Grid((6, 7), unknowns=np.r_[np.arange(35), -1]), "in \\[0, 42\\)"),
+    (linsolve.Grid((6, 7), unknowns=np.r_[np.arange(35), 0]), "more than once"),
+    (linsolve.Grid((6, 6), cell_type=np.full((6, 6), 7)), "cell types are"),
+])
+def test_dcdm_bad_grid_geometry_is_a_shape_error(grid, match):
+    # out-of-range, negative or repeated unknowns and unknown cell types are ShapeErrors
+    # (an unknown cell type taken for a wall would cost 641 iterations instead of 8 on a
+    # 12 x 12 Dirichlet problem)
+    pytest.importorskip("torch")
+    with pytest.raises(linsolve.ShapeError, match=match):
+        linsolve.make_solver("dcdm").solve(gallery.poisson2d(6), np.ones(36), grid=grid)
+
+
+def test_dcdm_error_never_grows_with_a_geometry_blind_to_the_dirichlet_boundary():
+    # cell_type without AIR tells the network the box is closed (pure Neumann) while the
+    # matrix is Dirichlet: the network's directions carry a huge near-constant part. The
+    # product with A is taken after the orthogonalisation, so the line search stays exact
+    # and the A-norm of the error never grows.
+    from linsolve import FLUID, Grid
+
+    A, _, _ = poisson_problem(8)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    xref = np.linalg.solve(A.toarray(), b)
+    grid = Grid((8, 8), cell_type=np.full((8, 8), FLUID))
+    xs = []
+    res = linsolve.make_solver("dcdm", rtol=1e-8, callback=xs.append).solve(A, b, grid=grid)
+    assert res.converged, res
+    assert np.linalg.norm(res.x - xref) <= 1e-6 * np.linalg.norm(xref)
+    errs = [np.sqrt((x - xref) @ (A @ (x - xref))) for x in [np.zeros_like(b), *xs]]
+    # an exact line search along any direction cannot raise the A-norm of the error
+    assert all(e1 <= e0 * (1 + 1e-9) for e0, e1 in zip(errs, errs[1:], strict=False))
+    # the recurrence residual is the true one
+    for x, r in zip(xs, res.residual_norms, strict=True):
+        assert r == pytest.approx(np.linalg.norm(b - A @ x), rel=1e-6, abs=1e-12)
+
+
+def test_dcdm_device_torch_cannot_use_is_an_option_error_at_construction():
+    # the device is checked when the solver is built, not by torch's RuntimeError or
+    # AssertionError from inside the first network call
+    torch = pytest.importorskip("torch")
+    with pytest.raises(linsolve.OptionError, match="not a torch device"):
+        linsolve.make_solver("dcdm", device="banana")
+    with pytest.raises(linsolve.OptionError, match="CUDA"):
+        linsolve.make_solver("dcdm", device="cuda:99")
+    if not torch.cuda.is_available():
+        with pytest.raises(linsolve.OptionError, match="CUDA is not available"):
+            linsolve.make_solver("dcdm", device="cuda")
+    from linsolve import Grid
+
+    A, b, xref = poisson_problem(8)
+    res = linsolve.make_solver("dcdm", device="cpu:0", rtol=1e-10).solve(A, b, grid=Grid((8, 8)))
+    assert res.converged and np.linalg.norm(res.x - xref) <= 1e-8 * np.linalg.norm(xref)
+
+
+@pytest.mark.parametrize("shape", [(8.5, 8), (8, 7.9), ("8", 8), (True, 8), (None, 8), 8])
+def test_grid_shape_that_is_not_integers_is_a_shape_error(shape):
+    # int() would truncate 8.5 to 8 and a DCDM solve run on a grid the caller never described
+    from linsolve import Grid
+
+    with pytest.raises(linsolve.ShapeError, match="grid shape"):
+        Grid(shape)
+    assert Grid((8.0, np.int64(8))).shape == (8, 8)

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
-from linsolve import gallery
+from linsolve import OptionError, gallery
 
 
 def _eig(A):
@@ -52,3 +53,39 @@ def test_helmholtz_indefinite_once_k2_exceeds_first_eigenvalue():
     assert _eig(gallery.helmholtz2d(n, k=0.9 * np.sqrt(lam_min))).min() > 0
     ev = _eig(gallery.helmholtz2d(n, k=1.5 * np.sqrt(lam_min)))
     assert ev.min() < 0 < ev.max()
+
+
+@pytest.mark.parametrize("make", ["poisson2d", "poisson3d", "convdiff2d", "vardiff2d", "helmholtz2d"])
+@pytest.mark.parametrize("n", [0, -1, 2.5, "4", True])
+def test_gallery_sizes_must_be_positive_integers(make, n):
+    from linsolve import gallery
+
+    with pytest.raises(OptionError, match="n must be a positive integer"):
+        gallery.GALLERY[make](n)   # not SciPy's 'Diagonal length', ZeroDivisionError, TypeError
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda g: g.convection_diffusion2d(4, peclet=float("nan")), "peclet"),   # a NaN matrix
+    (lambda g: g.convection_diffusion2d(4, peclet=-5.0), "peclet"),   # downwind: not the M-matrix promised
+    (lambda g: g.variable_diffusion2d(4, contrast=0.5), "contrast"),
+    (lambda g: g.variable_diffusion2d(4, contrast=float("inf")), "contrast"),
+    (lambda g: g.helmholtz2d(4, k=float("nan")), "k must"),   # a NaN matrix
+    (lambda g: g.random_spd(4, cond=0.0), "cond"),
+    (lambda g: g.random_spd(0), "n must"),
+])
+def test_gallery_coefficients_are_checked(call, needle):
+    from linsolve import gallery
+
+    with pytest.raises(OptionError, match=needle):
+        call(gallery)
+
+
+def test_gallery_smallest_sizes_against_dense_references():
+    from linsolve import gallery
+
+    assert gallery.poisson2d(1).toarray().tolist() == [[4.0]]
+    assert gallery.poisson3d(np.int64(1)).toarray().tolist() == [[6.0]]
+    C = gallery.convection_diffusion2d(3, peclet=0.0).toarray()
+    assert np.allclose(C, gallery.poisson2d(3, scaled=True).toarray())
+    S = gallery.random_spd(5, cond=1.0)
+    assert np.allclose(S, np.eye(5))

@@ -580,3 +580,196 @@ def test_python_ksp_refits_the_recycled_space_when_pc_options_change(change, pet
     ref, _, _ = two_solves_then_change(f"gcrodr{change}ref_")
     ref.setPythonContext(KspGCRODR(restart=30, recycle=10))
     assert its < solve(ref, bs[2])  # the recycled space, refitted, still saves iterations
+
+
+def _singular_neumann(n=50):
+    """1-D Neumann Laplacian: singular (constant null space); ILU(0)'s last pivot is 0."""
+    L = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1]).tolil()
+    L[0, 0] = L[n - 1, n - 1] = 1.0
+    return L.tocsr()
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("side,update", [("right", "cycle"), ("left", "cycle"), ("right", "solve")])
+def test_gcrodr_nan_from_the_preconditioner_is_reported_not_raised(petsc, side, update):
+    # PETSc's ILU of a singular matrix applies as Inf/NaN: the Givens estimate must see the
+    # NaN and the solve end in a reported breakdown, not numpy's LinAlgError
+    L = _singular_neumann()
+    b = 1.0 + np.arange(50.0)  # not in the range of L: no solution exists
+    s = linsolve.make_solver("gcrodr", backend="petsc", pc="ilu", pc_side=side, update=update,
+                             restart=20, recycle=8, rtol=1e-8, maxiter=500)
+    for _ in range(2):  # and again with whatever the first solve left recycled
+        res = s.solve(L, b)
+        assert not res.converged and res.reason.startswith("breakdown")
+        assert np.all(np.isfinite(res.x))
+        assert res.relative_residual == pytest.approx(np.linalg.norm(b - L @ res.x) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("update", ["cycle", "solve"])
+def test_gcrodr_nan_on_the_recycled_space_drops_it(update):
+    # an operator returning NaN on the recycled vectors (here once, on the first product)
+    # makes C = B U NaN: the recycled space is dropped, scipy's eig never sees the NaN
+    import scipy.sparse.linalg as spla
+
+    A = gallery.poisson2d(8)
+    b = np.random.default_rng(5).standard_normal(64)
+    calls = [0]
+
+    def matvec(v):
+        calls[0] += 1
+        return A @ v + (np.nan if calls[0] == 1 else 0.0)
+
+    s = linsolve.make_solver("gcrodr", restart=20, recycle=8, update=update, rtol=1e-9, maxiter=300)
+    assert s.solve(A, b).converged
+    res = s.solve(spla.LinearOperator((64, 64), matvec=matvec, dtype=float), b)
+    assert np.all(np.isfinite(res.x)) and res.relative_residual == pytest.approx(
+        np.linalg.norm(b - A @ res.x) / np.linalg.norm(b), rel=1e-6)
+    assert s._U is None or np.all(np.isfinite(s._U))
+    res = s.solve(A, b)
+    assert res.converged
+    np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), b), rtol=1e-6)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_petsc_python_ksp_reports_nan_as_divergence(petsc, side):
+    # with -ksp_type python and ILU of a singular matrix the iterate turns NaN: the KSP
+    # reports divergence instead of passing NaN to KSPSetResidualNorm, which raises
+    from linsolve.petsc_ksp_python import GCRODR
+    from linsolve.petsc_utils import csr_to_aij
+
+    ksp = petsc.KSP().create()
+    ksp.setType("python")
+    ksp.setPythonContext(GCRODR(restart=20, recycle=6))
+    ksp.setTolerances(rtol=1e-9, max_it=500)
+    ksp.getPC().setType("ilu")
+    ksp.setPCSide(getattr(petsc.PC.Side, side.upper()))
+    for A, diverges in ((_singular_neumann(64), True), (gallery.poisson2d(8), False)):
+        M = csr_to_aij(A)
+        ksp.setOperators(M)
+        b, x = M.createVecLeft(), M.createVecRight()
+        b.setArray(np.arange(1.0, 65.0))
+        ksp.solve(b, x)
+        assert np.all(np.isfinite(x.getArray()))
+        if diverges:
+            assert ksp.getConvergedReason() < 0
+        else:  # and the context still solves the next system
+            assert ksp.getConvergedReason() > 0
+            np.testing.assert_allclose(x.getArray(), np.linalg.solve(A.toarray(), b.getArray()), rtol=1e-7)
+
+
+def _tridiag(n):
+    return sp.diags([-1.0, 2.2, -1.1], [-1, 0, 1], shape=(n, n)).tocsr()
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("case", ["nan_operator", "overflow"])
+def test_gcrodr_non_finite_first_step_prints_nothing(capfd, case, side):
+    # NaN/Inf at the first Arnoldi step with no recycled space ends the solve before LAPACK
+    # sees an empty cycle (its xerbla would print "DGETRF parameter number 4" to the terminal)
+    n = 20
+    A = _tridiag(n)
+    if case == "nan_operator":
+        A = spla.LinearOperator((n, n), matvec=lambda v: np.full(n, np.nan), dtype=np.float64)
+    else:
+        A = A * 1e300  # finite entries, A v overflows
+    s = linsolve.make_solver("gcrodr", restart=10, recycle=4, pc_side=side)
+    r = s.solve(A, np.ones(n))
+    out, err = capfd.readouterr()
+    assert "DGETRF" not in out + err and out + err == ""
+    assert not r.converged and r.iterations == 0
+    assert "non-finite" in r.reason or "NaN" in r.reason
+    # the solver is still usable and right afterwards
+    A2 = _tridiag(n)
+    b = np.arange(1.0, n + 1)
+    r2 = s.solve(A2, b)
+    assert r2.converged
+    assert np.allclose(r2.x, np.linalg.solve(A2.toarray(), b), rtol=1e-4)
+
+
+def _python_ksp(petsc, A, prefix):
+    from linsolve.petsc_utils import csr_to_aij
+
+    Am = csr_to_aij(A)
+    ksp = petsc.KSP().create(comm=petsc.COMM_SELF)
+    ksp.setOptionsPrefix(prefix)
+    opts = petsc.Options(prefix)
+    opts["ksp_type"] = "python"
+    opts["ksp_python_type"] = "linsolve.petsc_ksp_python.GCRODR"
+    ksp.setOperators(Am)
+    ksp.setFromOptions()
+    return ksp, Am
+
+
+@pytest.mark.petsc
+def test_python_ksp_nan_rhs_is_diverged_nanorinf_like_petsc(petsc):
+    # a NaN right-hand side gives DIVERGED_NANORINF after 0 iterations, as PETSc's own KSPs
+    # do, not PETSc error 101 out of KSPSolve
+    A = gallery.convection_diffusion2d(8, peclet=5.0)
+    n = A.shape[0]
+    b = np.ones(n)
+    b[3] = np.nan
+    R = petsc.KSP.ConvergedReason
+    reasons = {}
+    for name in ("gmres", "python"):
+        ksp, Am = _python_ksp(petsc, A, f"kspnan{name}_")
+        if name == "gmres":
+            ksp.setType("gmres")
+        bv, xv = petsc.Vec().createWithArray(b.copy()), Am.createVecRight()
+        ksp.solve(bv, xv)
+        reasons[name] = (ksp.getConvergedReason(), ksp.getIterationNumber())
+        assert not np.isfinite(ksp.getResidualNorm())
+        assert np.all(xv.getArray() == 0.0)
+    assert reasons["python"] == reasons["gmres"] == (R.DIVERGED_NANORINF, 0)
+    # the same KSP then solves a good system
+    bv, xv = petsc.Vec().createWithArray(np.where(np.isfinite(b), b, 1.0)), Am.createVecRight()
+    ksp.solve(bv, xv)
+    assert ksp.getConvergedReason() > 0
+    assert np.linalg.norm(bv.getArray() - A @ xv.getArray()) <= 1e-5 * np.linalg.norm(bv.getArray()) * (1 + 1e-6)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("opts,needle", [({"ksp_gcrodr_restart": 1}, "restart must be"),
+                                         ({"ksp_gcrodr_restart": 10, "ksp_gcrodr_recycle": 9}, "recycle=9")])
+def test_python_ksp_bad_options_are_refused_at_set_from_options(petsc, opts, needle):
+    # bad options are refused by KSPSetFromOptions, not inside the first KSPSolve
+    A = gallery.convection_diffusion2d(6, peclet=5.0)
+    from linsolve.petsc_utils import csr_to_aij
+
+    ksp = petsc.KSP().create(comm=petsc.COMM_SELF)
+    prefix = f"kspopt{len(opts)}{abs(hash(needle)) % 1000}_"
+    ksp.setOptionsPrefix(prefix)
+    o = petsc.Options(prefix)
+    o["ksp_type"] = "python"
+    o["ksp_python_type"] = "linsolve.petsc_ksp_python.GCRODR"
+    for k, v in opts.items():
+        o[k] = v
+    ksp.setOperators(csr_to_aij(A))
+    with pytest.raises(petsc.Error) as exc:
+        ksp.setFromOptions()
+    assert isinstance(exc.value.__cause__, linsolve.OptionError) and needle in str(exc.value.__cause__)
+
+
+@pytest.mark.petsc
+def test_python_ksp_symmetric_pc_side_is_refused(petsc):
+    # PC_SYMMETRIC is refused, not run as left preconditioning
+    from linsolve.petsc_ksp_python import GCRODR
+    from linsolve.petsc_utils import csr_to_aij
+
+    A = gallery.convection_diffusion2d(6, peclet=5.0)
+    Am = csr_to_aij(A)
+    ksp = petsc.KSP().create(comm=petsc.COMM_SELF)
+    ksp.setType("python")
+    ksp.setPythonContext(GCRODR(restart=10, recycle=4))
+    ksp.setOperators(Am)
+    ksp.getPC().setType("jacobi")
+    ksp.setPCSide(petsc.PC.Side.SYMMETRIC)
+    with pytest.raises(petsc.Error) as exc:
+        ksp.solve(petsc.Vec().createWithArray(np.ones(A.shape[0])), Am.createVecRight())
+    assert isinstance(exc.value.__cause__, linsolve.OptionError) and "PC_SYMMETRIC" in str(exc.value.__cause__)
+    ksp.setPCSide(petsc.PC.Side.LEFT)
+    b = np.ones(A.shape[0])
+    x = Am.createVecRight()
+    ksp.solve(petsc.Vec().createWithArray(b.copy()), x)
+    assert ksp.getConvergedReason() > 0
+    assert np.linalg.norm(b - A @ x.getArray()) <= 1e-5 * np.linalg.norm(b) * (1 + 1e-6)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse as sp
+from solver_problems import missing_diagonal
 
 from linsolve import gallery
 from linsolve.cli import parse_solver_spec, parse_value, split_specs
@@ -99,3 +100,37 @@ def test_solvers_lists_registry():
     assert p.returncode == 0
     for name in ("cg", "gmres", "bicgstab", "minres", "direct", "petsc"):
         assert name in p.stdout
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "linsolve.cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_complex_right_hand_side_exits_2_in_one_line(tmp_path):
+    # a complex rhs is refused, not cast to real with a ComplexWarning
+    import scipy.sparse as sp
+
+    A = gallery.poisson2d(4)
+    sp.save_npz(str(tmp_path / "a.npz"), A)
+    np.save(str(tmp_path / "b.npy"), np.ones(16) * (1 + 2j))
+    p = _cli("bench", str(tmp_path / "a.npz"), "--rhs", str(tmp_path / "b.npy"), "--solvers", "cg")
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and "complex" in lines[0], p.stderr
+    assert "Traceback" not in p.stderr and p.stdout.strip() == ""
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("spec,needle", [("sor:backend=petsc", "nonzero diagonal"),
+                                         ("gmres:backend=petsc:pc=ilu", "missing diagonal"),
+                                         ('bandit-sor:policy_options={"seed": -1}', "seed")])
+def test_cli_bench_solver_failures_exit_2_in_one_line(petsc, tmp_path, spec, needle):
+    # a solver failure inside the bench is one line on stderr and exit 2, not a traceback
+    sp_ = pytest.importorskip("scipy.sparse")
+    sp_.save_npz(str(tmp_path / "z.npz"), sp_.csr_matrix(missing_diagonal()))
+    p = _cli("bench", str(tmp_path / "z.npz"), "--solvers", spec)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and needle in lines[0], p.stderr

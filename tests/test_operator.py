@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from solver_problems import poisson_problem
 
+import linsolve
 from linsolve import Grid, LinearSystem, Operator, OptionError, ShapeError, SolverError, gallery, make_solver
 from linsolve.petsc_utils import aij_to_csr, csr_to_aij, shell_mat
 
@@ -134,3 +136,42 @@ def test_petsc_backend_calls_callback_each_iteration(petsc):
     # a second solve with the same solver object still works (monitor was cancelled, then set again)
     res2 = make_solver("cg", backend="petsc", rtol=1e-8).solve(A, b)
     assert res2.iterations == res.iterations
+
+
+def _bad_operator(kind):
+    A, _, _ = poisson_problem(4)
+    out = {"short": lambda x: (A @ x)[:-1], "complex": lambda x: (A @ x) * (1 + 0j)}[kind]
+    return spla.LinearOperator(A.shape, matvec=out, dtype=np.float64)
+
+
+@pytest.mark.parametrize("name", ["cg", "gmres", "bicgstab", "minres", "rcg", "gcrodr"])
+def test_linear_operator_returning_the_wrong_length_or_complex_values(name):
+    # a matvec of the wrong length is a ShapeError and complex values a SolverError, for
+    # every solver, not NumPy or SciPy errors or a silent cast to real
+    with pytest.raises(linsolve.ShapeError, match="A's matvec"):
+        linsolve.make_solver(name).solve(_bad_operator("short"), np.ones(16))
+    with pytest.raises(linsolve.SolverError, match="A's matvec returned complex128"):
+        linsolve.make_solver(name).solve(_bad_operator("complex"), np.ones(16))
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("name,opts", [("cg", {"backend": "petsc"}), ("petsc", {})])
+def test_petsc_solve_of_a_linear_operator_raises_its_own_error(petsc, name, opts):
+    # the error raised in the shell matrix's Python matvec reaches the caller as itself, not
+    # as PETSc's "error code 101"
+    with pytest.raises(linsolve.ShapeError, match="A's matvec"):
+        linsolve.make_solver(name, **opts).solve(_bad_operator("short"), np.ones(16))
+
+    class Boom(Exception):
+        pass
+
+    def matvec(x):
+        raise Boom("user operator failed")
+
+    L = spla.LinearOperator((16, 16), matvec=matvec, dtype=np.float64)
+    solver = linsolve.make_solver(name, **opts)
+    with pytest.raises(Boom, match="user operator failed"):
+        solver.solve(L, np.ones(16))
+    A, b, xref = poisson_problem(4)
+    res = solver.solve(spla.aslinearoperator(A), b)  # and the solver goes on
+    assert res.converged and np.linalg.norm(res.x - xref) <= 1e-4 * np.linalg.norm(xref)

@@ -14,6 +14,7 @@ import datagen_toy  # noqa: F401  (registers the 'toy' family)
 import h5py
 import numpy as np
 import pytest
+from datagen_run import one_line, run_datagen
 
 from datagen import store
 from datagen.pipeline import (
@@ -411,3 +412,19 @@ def test_petsc_backend_resume_equality_and_routed_options(petsc, tmp_path):
         assert f["solver_stats"]["converged"][()].all()
         np.testing.assert_allclose(f["t0_fields"]["pressure"][()], g["t0_fields"]["pressure"][()], rtol=1e-4,
                                    atol=1e-6 * np.abs(g["t0_fields"]["pressure"][()]).max())
+
+
+@pytest.mark.parametrize("grid", [[8, 8.7], [8.5], [8, True], [8, float("inf")]])
+def test_config_grid_with_a_fractional_size_is_refused(grid, tmp_path):
+    # a config file's "grid": [8, 8.7] is refused, not truncated to an 8x8 grid
+    from datagen.pipeline import GenerateConfig, PipelineError
+
+    with pytest.raises(PipelineError, match="integer sizes"):
+        GenerateConfig.from_mapping({"problem": "darcy", "n": 2, "grid": grid})
+    assert GenerateConfig.from_mapping({"problem": "darcy", "n": 2, "grid": [8, 12.0]}).grid == (8, 12)
+    if grid != [8, 8.7]:
+        return  # the command-line path for one case only
+    (tmp_path / "c.json").write_text(json.dumps({"problem": "darcy", "n": 2, "grid": grid, "out": "c.h5"}))
+    p = run_datagen("generate", "--config", "c.json", cwd=tmp_path)
+    assert p.returncode == 2 and "integer sizes" in one_line(p)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["c.json"]

@@ -121,3 +121,16 @@ def test_scipy_ilu_is_built_symmetric(mode, pc, most):
     assert res.converged and res.iterations <= most
     ref = sp.linalg.spsolve(A.tocsc(), b)
     assert np.linalg.norm(res.x - ref) <= 1e-6 * np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_rcg_with_zero_tolerance_stops_honestly_at_the_floating_point_floor(compiled):
+    # rtol = atol = 0 drives r^T M^-1 r to exactly 0 (underflow): beta = 0 / 0 ends the
+    # iteration with an honest not-converged result, not an exception
+    A, b = gallery.poisson2d(8), np.ones(64)
+    res = linsolve.make_solver("rcg", rtol=0.0, atol=0.0, maxiter=300, compiled=compiled).solve(A, b)
+    assert not res.converged
+    assert np.all(np.isfinite(res.x))
+    ref = np.linalg.solve(A.toarray(), b)
+    assert np.linalg.norm(res.x - ref) <= 1e-12 * np.linalg.norm(ref)
+    assert res.relative_residual == pytest.approx(np.linalg.norm(b - A @ res.x) / 8.0, rel=1e-6)

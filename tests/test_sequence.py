@@ -7,7 +7,14 @@ import pytest
 import scipy.sparse as sp
 
 import linsolve
-from linsolve import LinearSystem, SolverError, gallery, solve_sequence
+from linsolve import (
+    LinearSystem,
+    OptionError,
+    ShapeError,
+    SolverError,
+    gallery,
+    solve_sequence,
+)
 
 
 def _family(N=8, n1d=12, seed=0):
@@ -84,3 +91,60 @@ def test_bad_input():
         solve_sequence("gcrodr", [])
     with pytest.raises(SolverError):
         solve_sequence(object(), systems)
+
+
+def _sequence(N=4, seed=0):
+    import scipy.sparse as sp
+
+    from linsolve import gallery
+    rng = np.random.default_rng(seed)
+    A = gallery.poisson2d(6)
+    return [(A + 0.1 * i * sp.identity(A.shape[0]), rng.standard_normal(A.shape[0])) for i in range(N)]
+
+
+@pytest.mark.parametrize("order", [None, [3, 2, 1, 0]])
+def test_ordering_options_with_no_ordering_method_are_refused(order):
+    # start=2 is refused, not dropped, when order is None or a permutation
+    with pytest.raises(OptionError, match="start"):
+        solve_sequence("cg", _sequence(), order=order, start=2)
+
+
+def test_ordering_options_with_a_method_are_used():
+    seq = solve_sequence("cg", _sequence(), order="greedy", features=[[0.0], [1.0], [2.0], [3.0]], start=2)
+    assert seq.order.tolist() == [2, 1, 0, 3]
+
+
+def test_scalar_features_are_a_shape_error():
+    with pytest.raises(ShapeError, match="features describe 0 systems"):
+        solve_sequence("cg", _sequence(), order="greedy", features=3.0)
+
+
+def test_meta_features_of_different_sizes_are_a_shape_error():
+    systems = [LinearSystem(A, b, meta={"features": np.zeros(1 + (i == 2))}) for i, (A, b) in enumerate(_sequence())]
+    with pytest.raises(ShapeError, match="same size"):
+        solve_sequence("cg", systems, order="greedy")
+
+
+def test_results_come_back_in_the_original_order_with_warm_start_along_the_order():
+    # each result is the solution of its own system (dense reference); a repeated system
+    # solved right after its twin starts from that solution and needs no iteration
+    systems = _sequence(5)
+    systems.append((systems[1][0].copy(), systems[1][1].copy()))
+    order = [5, 1, 0, 4, 2, 3]
+    seq = solve_sequence(linsolve.make_solver("cg", warm_start=True, rtol=1e-10), systems, order=order)
+    assert seq.order.tolist() == order
+    for (A, b), r in zip(systems, seq.results, strict=True):
+        assert np.allclose(r.x, np.linalg.solve(A.toarray(), b), rtol=1e-8, atol=1e-10)
+    assert seq.results[1].iterations == 0 and seq.results[5].iterations > 0
+
+
+@pytest.mark.parametrize("order", [None, [3, 1, 0, 2]])
+def test_features_with_a_given_order_give_its_path_length(order):
+    # features= give the path length of the order used, also when order is not a method
+    feats = np.array([[0.0], [1.0], [3.0], [6.0]])
+    seq = solve_sequence("cg", _sequence(), order=order, features=feats)
+    perm = np.arange(4) if order is None else np.array(order)
+    assert seq.path_length == pytest.approx(sum(abs(feats[perm[i + 1], 0] - feats[perm[i], 0]) for i in range(3)))
+    with pytest.raises(ShapeError, match="features describe 3"):
+        solve_sequence("cg", _sequence(), order=order, features=feats[:3])
+    assert solve_sequence("cg", _sequence(), order=order).path_length is None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from datagen_run import one_line, run_datagen
+from solver_problems import poisson_problem
 
+import linsolve
 from linsolve import OptionError, gallery, make_solver
 from linsolve.registry import available_solvers, solver_class
 
@@ -86,3 +89,36 @@ def test_zero_rhs_resets_the_warm_start_iterate(same):
     cold = make_solver("cg", rtol=1e-6).solve(A, b2)
     assert got.iterations == cold.iterations > 0
     np.testing.assert_array_equal(got.x, cold.x)
+
+
+@pytest.mark.parametrize("name,kw", [("cg", {"rtol": 1e-12}), ("gmres", {"maxiter": 1}), ("gmres", {"restart": 5}),
+                                     ("cg", {"tol": 1e-12}), ("cg", {"M": None}), ("sor", {"omega": 1.5}),
+                                     ("bandit-sor", {"policy": "chebcb"}), ("cg", {"callback": print})])
+def test_solver_options_given_to_solve_are_refused_not_ignored(name, kw):
+    # solve(A, b, rtol=1e-12) would otherwise run at the constructor's rtol (here 1e-2)
+    A, b, _ = poisson_problem(8)
+    solver = linsolve.make_solver(name, rtol=1e-2)
+    with pytest.raises(linsolve.OptionError, match=f"{next(iter(kw))} configures the solver.*make_solver"):
+        solver.solve(A, b, **kw)
+    # per-solve context is still free-form, and the solver is unchanged by the refusal
+    res = solver.solve(A, b, context=0.3) if name != "bandit-sor" else solver.solve(A, b)
+    assert res.converged and res.relative_residual <= 1e-2
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("key", ["ksp_rtol", "-ksp_atol", "ksp_max_it", "ksp_divtol"])
+def test_petsc_tolerance_options_are_refused_not_silently_overridden(petsc, key, tmp_path):
+    # KSPSetTolerances on every solve would override them while the file recorded them, so
+    # the solver's own rtol/atol/maxiter are the only way to set them
+    with pytest.raises(linsolve.OptionError, match=key.lstrip("-")):
+        linsolve.make_solver("petsc", ksp_type="cg", petsc_options={key: 3})
+    if key == "ksp_rtol":  # the datagen path (one subprocess is enough)
+        p = run_datagen("generate", "darcy", "--n", "2", "--grid", "8", "--solver", "petsc", "--solver-opt",
+                     f"{key}=3", "--out", "d.h5", cwd=tmp_path)
+        assert p.returncode == 2 and "would be overridden" in one_line(p)
+        assert list(tmp_path.iterdir()) == []
+    # the solver's own tolerance still reaches PETSc
+    A = gallery.poisson2d(12)
+    b = np.ones(A.shape[0])
+    r = linsolve.make_solver("petsc", ksp_type="cg", rtol=1e-2).solve(A, b)
+    assert r.converged and 1e-3 * np.linalg.norm(b) < np.linalg.norm(b - A @ r.x) <= 1e-2 * np.linalg.norm(b)

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
+from datagen_run import CHANNEL, run_datagen
 
 import datagen
 from datagen import store
@@ -303,3 +304,24 @@ def test_join_rejects_a_shard_that_repeats_a_sample_or_leaves_one_out(tmp_path):
     with pytest.raises(store.StoreError, match="cover 2 of 3 samples"):
         store.write_final(tmp_path / "out.h5", _meta(3), shards[:1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk-0.h5", "chunk-1.h5"]  # no (temporary) file
+
+
+def test_open_dataset_on_a_channel_file_says_what_it_holds(tmp_path):
+    # a channel file loaded as generated data is refused with what it holds, not with a
+    # missing-attribute message
+    import datagen
+    from datagen.store import StoreError
+
+    p = run_datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--out", "c.h5", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    from datagen.dataset import GeneratedData
+
+    with pytest.raises(StoreError, match="holds trajectories") as exc:
+        GeneratedData.load(tmp_path / "c.h5")
+    assert "missing" not in str(exc.value)
+    d = datagen.open_dataset(tmp_path / "c.h5")  # the trajectories, as stored
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        np.testing.assert_array_equal(d.velocity, f["t1_fields/velocity"][()])
+        assert d.velocity.shape == (1, 2, 4, 5, 4, 3)
+        np.testing.assert_array_equal(d.coordinates["y"], f["dimensions/y"][()])
+        assert d.scalars["Re_tau"] == pytest.approx(180.0) and d.n_trajectories == 1
