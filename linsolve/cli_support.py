@@ -47,9 +47,22 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt()
 
 
+def _redeliver_unraisable_interrupt(hook, args) -> None:
+    """An interrupt that lands in a finaliser or weakref callback cannot propagate there (Python
+    prints it as "Exception ignored" and goes on); send the signal again from another thread a
+    moment later, so that it is raised in the command's own code."""
+    signum = _interrupt["signum"]
+    if isinstance(args.exc_value, KeyboardInterrupt) and signum is not None:
+        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+        return
+    hook(args)
+
+
 def run_app(app, prog: str, argv=None) -> None:
     previous = previous_int = None
     _interrupt.update(signum=None, reported=False)
+    previous_unraisable = sys.unraisablehook
+    sys.unraisablehook = lambda args: _redeliver_unraisable_interrupt(previous_unraisable, args)
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
         previous_int = signal.signal(signal.SIGINT, _on_sigint)
@@ -72,6 +85,7 @@ def run_app(app, prog: str, argv=None) -> None:
             sys.exit(1)
         raise
     finally:
+        sys.unraisablehook = previous_unraisable
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, previous_int)

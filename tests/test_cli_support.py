@@ -27,6 +27,21 @@ SCRIPT = textwrap.dedent("""
     def fine():
         print("ok")
 
+    @app.command()
+    def in_finaliser(sig: str = "TERM"):
+        class Resource:
+            def __del__(self):
+                # the handler runs inside the finaliser, where Python cannot raise its exception
+                os.kill(os.getpid(), getattr(signal, "SIG" + sig))
+                for _ in range(1000):
+                    sum(range(100))
+
+        r = Resource()
+        del r
+        for _ in range(100):
+            time.sleep(0.05)
+        print("ran on")
+
     run_app(app, "prog", sys.argv[1:])
 """)
 
@@ -51,3 +66,11 @@ def test_interrupt_reported_by_the_command_is_not_repeated():
 def test_normal_command_unaffected():
     out = run("fine")
     assert out.returncode == 0 and out.stdout.strip() == "ok" and out.stderr == ""
+
+
+@pytest.mark.parametrize("sig, code, word", [("INT", 130, "interrupted"), ("TERM", 143, "terminated")])
+def test_interrupt_landing_in_a_finaliser_still_stops_the_command_with_one_line(sig, code, word):
+    out = run("in-finaliser", "--sig", sig)
+    assert out.returncode == code
+    assert out.stderr.strip().splitlines() == [f"prog: {word}"]
+    assert "ran on" not in out.stdout
