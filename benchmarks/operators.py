@@ -133,6 +133,18 @@ def relative_divergence(P, u) -> float:
     return float(np.linalg.norm(P.divergence(u)) / max(sum(parts), 1e-300))
 
 
+def finished_run(done: Path, recipe: dict, tag: str, log) -> dict | None:
+    """The result of a run finished earlier under the same recipe, or None; a result made with
+    another recipe stops the benchmark (its rows would not compare)."""
+    if not done.exists():
+        return None
+    res = json.loads(done.read_text())
+    if res.get("recipe", recipe) != recipe:
+        raise SystemExit(f"{done} was made with another recipe ({res.get('recipe')}); use another --work")
+    log(f"{tag}: finished earlier, skipped")
+    return res
+
+
 def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k: int, log) -> dict:
     import numpy as np
     import torch
@@ -149,11 +161,8 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
     recipe = {k: getattr(args, k) for k in ("epochs", "batch", "lr", "step_size", "gamma", "rollout_steps",
                                              "stats_weight", "noise", "finetune_epochs", "finetune_rollout_steps",
                                              "finetune_stats_weight", "finetune_lr", "seed", "steps", "band")}
-    if done.exists():
-        res = json.loads(done.read_text())
-        if res.get("recipe", recipe) != recipe:
-            raise SystemExit(f"{done} was made with another recipe ({res.get('recipe')}); use another --work")
-        log(f"{tag}: finished earlier, skipped")
+    res = finished_run(done, recipe, tag, log)
+    if res is not None:
         return res
     t0 = time.perf_counter()
     fine = args.finetune_epochs > 0
@@ -238,11 +247,8 @@ def les_run(label: str, args, work: Path, test_k: int, log) -> dict:
     done = d / "result.json"
     recipe = {k: getattr(args, k) for k in ("epochs", "batch", "lr", "step_size", "gamma", "rollout_steps",
                                              "stats_weight", "noise", "seed", "steps", "band")}
-    if done.exists():
-        res = json.loads(done.read_text())
-        if res.get("recipe", recipe) != recipe:
-            raise SystemExit(f"{done} was made with another recipe ({res.get('recipe')}); use another --work")
-        log(f"{tag}: finished earlier, skipped")
+    res = finished_run(done, recipe, tag, log)
+    if res is not None:
         return res
     d.mkdir(parents=True, exist_ok=True)
     log(f"{tag}: {args.steps} snapshot intervals")
