@@ -70,11 +70,17 @@ def plane_statistics(u):
 
 
 def statistics_loss(pred, target):
-    """Relative L2 misfit of the plane statistics (mean, rms and u'v' profiles) of ``pred`` against
-    those of ``target``, summed over the three, mean over the batch."""
+    """Relative L2 misfit of the plane statistics of ``pred`` against those of ``target``, mean over
+    the batch: the mean-velocity profiles (the three components together: the mean flow is
+    streamwise), the rms profile of each component separately, averaged over the three, and the
+    u'v' profile; the sum of the three terms.
+
+    Each rms profile counts on its own because the targets judge u', v' and w' separately; pooled,
+    the streamwise rms (about twice the others near the wall) would decide the misfit alone."""
     mp, rp, sp = plane_statistics(pred)
     mt, rt, st = plane_statistics(target)
-    return relative_l2(mp, mt) + relative_l2(rp, rt) + relative_l2(sp, st)
+    rms = sum(relative_l2(rp[:, c], rt[:, c]) for c in range(rp.shape[1])) / rp.shape[1]
+    return relative_l2(mp, mt) + rms + relative_l2(sp, st)
 
 
 def rollout_loss(step, x, y, stats_weight: float = 0.0):

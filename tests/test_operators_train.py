@@ -83,6 +83,22 @@ def test_statistics_loss_of_scaled_fluctuations_is_analytic(alpha):
     assert float(statistics_loss(pred, y)) == pytest.approx(abs(alpha - 1) + abs(alpha ** 2 - 1), abs=1e-9)
 
 
+@pytest.mark.parametrize("component", [0, 1, 2])
+@pytest.mark.parametrize("amplitude", [0.2, 1.0, 5.0])
+def test_statistics_loss_weighs_each_rms_component_equally(component, amplitude):
+    # only one component's fluctuations are scaled (by 0.5, leaving the mean): its rms profile is
+    # off by 1/2, the others exact, so the rms term is 1/2 / 3 whatever that component's amplitude;
+    # the u'v' term is 1/2 when u or v is the scaled one, 0 for w
+    rng = np.random.default_rng(3)
+    y = torch.from_numpy(rng.standard_normal((2, 3, 6, 5, 4)) + 1.0)
+    y[:, component] *= amplitude
+    m = y.mean(dim=(2, 4), keepdim=True)
+    pred = y.clone()
+    pred[:, component] = m[:, component] + 0.5 * (y[:, component] - m[:, component])
+    expected = 0.5 / 3 + (0.5 if component < 2 else 0.0)
+    assert float(statistics_loss(pred, y)) == pytest.approx(expected, abs=1e-9)
+
+
 def test_statistics_weight_adds_to_the_multi_step_loss():
     rng = np.random.default_rng(2)
     x = torch.from_numpy(rng.standard_normal((2, 1, 3, 4, 3, 4)))
