@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import linsolve  # noqa: E402
 from benchmarks.common import markdown_table, write_results  # noqa: E402
 from benchmarks.skr import build  # noqa: E402
-from linsolve.ordering import order_systems  # noqa: E402
+from linsolve.recycling.ordering import order_systems  # noqa: E402
 
 TARGET = 1.5
 TOL = 1e-8

@@ -4,7 +4,7 @@
 with ``independent_samples``, such as darcy and helmholtz, draws sample i from its own
 stream ``sample_stream(seed, i)``, so it depends only on the seed and i), computes
 each sample's feature vector, orders the samples (``linsolve.order_systems`` when
-``linsolve.ordering`` exists, else the built-in ``none``/``greedy``), splits the solve
+``linsolve.recycling.ordering`` exists, else the built-in ``none``/``greedy``), splits the solve
 order into contiguous chunks and solves each chunk in sequence with one registered solver,
 ``reset()`` at the start of every chunk: state such as a recycled subspace or a warm start
 flows within a chunk and never across, so every chunk is independent of the others. That
@@ -264,8 +264,8 @@ def order_samples(features: np.ndarray, method: str) -> np.ndarray:
     """The solve order (a permutation of the samples) by ``method``."""
     features = np.asarray(features, dtype=np.float64)
     n = features.shape[0]
-    if importlib.util.find_spec("linsolve.ordering") is not None:
-        from linsolve.ordering import order_systems
+    if importlib.util.find_spec("linsolve.recycling.ordering") is not None:
+        from linsolve.recycling.ordering import order_systems
 
         perm = order_systems(features, method)
         perm = getattr(perm, "permutation", getattr(perm, "order", perm))
@@ -718,7 +718,7 @@ def _software() -> dict:
     versions = {"linsolve": linsolve.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
                 "h5py": h5py.__version__}
     with contextlib.suppress(Exception):
-        from linsolve.petsc_utils import petsc  # initialised as linsolve does (signal handling)
+        from linsolve.petsc_support.utils import petsc  # initialised as linsolve does (signal handling)
 
         versions["petsc"] = ".".join(map(str, petsc().Sys.getVersion()))
     return versions

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import OptionError
+from linsolve.core.errors import OptionError
 
 
 # Bad sizes failed inside SciPy (n=0: "Diagonal length ...", n=-1: ZeroDivisionError) and bad

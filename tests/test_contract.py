@@ -10,7 +10,7 @@ import scipy.sparse.linalg as spla
 
 import linsolve
 from linsolve import Grid, LinearSystem, gallery
-from linsolve.errors import NonFiniteError, OptionError, ShapeError, SolverError
+from linsolve.core.errors import NonFiniteError, OptionError, ShapeError, SolverError
 
 N1D = 8  # 64 unknowns: small enough for dense references, large enough to need iterations
 
@@ -228,7 +228,7 @@ def test_input_kinds_agree(name):
 @pytest.mark.petsc
 @pytest.mark.parametrize("name", SOLVERS)
 def test_petsc_inputs_give_same_answer(name, petsc):
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.utils import csr_to_aij
 
     kind = sorted(_cls(name).supports)[0]
     A = CASES[kind]

@@ -1,7 +1,7 @@
 """maxiter=10**9 (a user's "no cap") allocated maxiter doubles of residual history up front
 in the compiled kernels (rcg, sor, ssor-pcg, bandit-sor) and the PETSc KSP driver: 7.45 GiB,
 a MemoryError where the memory is not overcommitted. The history is now bounded by
-``linsolve.result.HISTORY_CAP``; past it the iteration goes on unrecorded and
+``linsolve.core.result.HISTORY_CAP``; past it the iteration goes on unrecorded and
 ``info["residual_norms_dropped"]`` says how many norms are missing."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import linsolve
-import linsolve.result
+import linsolve.core.result
 from linsolve import gallery
 
 CASES = [("rcg", {"pc": "jacobi"}), ("sor", {"omega": 1.5}), ("ssor-pcg", {}), ("bandit-sor", {}),
@@ -54,7 +54,7 @@ def test_history_past_the_cap_is_cut_and_said(name, opts, request, monkeypatch):
     _needs_petsc(name, opts, request)
     A, b = _system()
     ref = linsolve.make_solver(name, rtol=1e-8, maxiter=5000, **opts).solve(A, b)
-    monkeypatch.setattr(linsolve.result, "HISTORY_CAP", 5)
+    monkeypatch.setattr(linsolve.core.result, "HISTORY_CAP", 5)
     res = linsolve.make_solver(name, rtol=1e-8, maxiter=5000, **opts).solve(A, b)
     kept = len(res.residual_norms)
     assert ref.iterations > 10 and "residual_norms_dropped" not in ref.info

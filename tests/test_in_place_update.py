@@ -38,7 +38,7 @@ def test_recycling_solver_solves_a_matrix_changed_in_place(name, opts):
 @pytest.mark.parametrize("name,opts", [("rcg", {"pc": "icc", "backend": "petsc"}),
                                        ("gcrodr", {"pc": "ilu", "backend": "petsc", "restart": 20, "recycle": 8})])
 def test_recycling_solver_solves_a_matrix_changed_in_place_petsc(petsc, name, opts):
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.utils import csr_to_aij
 
     A = gallery.poisson2d(8).tocsr()
     b = np.random.default_rng(4).standard_normal(64)

@@ -9,7 +9,7 @@ from solver_problems import poisson_problem
 
 import linsolve
 from linsolve import Grid, LinearSystem, Operator, OptionError, ShapeError, SolverError, gallery, make_solver
-from linsolve.petsc_utils import aij_to_csr, csr_to_aij, shell_mat
+from linsolve.petsc_support.utils import aij_to_csr, csr_to_aij, shell_mat
 
 
 def test_operator_kinds_same_matvec(rng):

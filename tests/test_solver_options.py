@@ -9,7 +9,7 @@ from solver_problems import poisson_problem
 
 import linsolve
 from linsolve import OptionError, gallery, make_solver
-from linsolve.registry import available_solvers, solver_class
+from linsolve.core.registry import available_solvers, solver_class
 
 WRONG = {bool: ["no", 2, 0, None], int: [2.5, "5", True], float: ["1.2", True, None]}
 

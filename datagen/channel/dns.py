@@ -19,14 +19,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 import linsolve
-from linsolve.errors import OptionError, SolverError
-
-from .backend import Backend
-from .grid import ChannelGrid
-from .operators import StaggeredOps
-from .sgs import SGS_DIFFUSION_LIMIT, EddyViscosity
-from .sgs import check_model as check_sgs_model
-from .tridiag import TriFactor
+from datagen.channel.backend import Backend
+from datagen.channel.grid import ChannelGrid
+from datagen.channel.sgs import SGS_DIFFUSION_LIMIT, EddyViscosity
+from datagen.channel.sgs import check_model as check_sgs_model
+from datagen.channel.staggered import StaggeredOps
+from datagen.channel.tridiag import TriFactor
+from linsolve.core.errors import OptionError, SolverError
 
 RK3 = ((8 / 15, 0.0), (5 / 12, -17 / 60), (3 / 4, -5 / 12))
 
@@ -168,7 +167,7 @@ class ChannelDNS:
         self.dt_max = None
         self.use_numba = self.B.name == "numpy"
         if self.use_numba:
-            from .kernels import explicit_kernel
+            from datagen.channel.kernels import explicit_kernel
 
             self.use_numba = explicit_kernel() is not None
 
@@ -292,7 +291,7 @@ class ChannelDNS:
     def _explicit(self, u, v, w):
         o = self.ops
         if self.B.name == "numpy" and self.use_numba:
-            from .kernels import explicit_rhs_numba
+            from datagen.channel.kernels import explicit_rhs_numba
 
             out = explicit_rhs_numba(o, u, v, w, self.nu)
         else:

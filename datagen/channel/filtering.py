@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 FILTERS = ("box", "spectral")
 

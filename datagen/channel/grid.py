@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 QUANTITIES = ("U", "V", "W", "UU", "VV", "WW", "UV")
 
