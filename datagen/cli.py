@@ -269,7 +269,7 @@ def generate(
         ignored = {"--n": n, "--dim": dim, "--order": order, "--chunk": chunk, "--param": param or None,
                    "--config": config, "--strict": strict or None}
         stray = [k for k, v in ignored.items() if v is not None]
-        if stray:  # they were silently ignored
+        if stray:  # the channel problem reads none of them: refused, not ignored
             raise CLIError(f"{stray[0]} does not apply to the channel problem (it takes --trajectories, "
                            "--snapshots, --coarse-grid, ...; see --help)")
         _generate_channel(channel_opts, grid=grid, solver=solver, solver_opt=solver_opt, seed=seed, out=out,

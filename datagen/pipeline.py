@@ -92,7 +92,7 @@ def _positive_int(name: str, v, minimum: int = 1) -> int:
     if v < minimum:
         what = "positive" if minimum == 1 else f"at least {minimum}"
         raise PipelineError(f"{name} must be {what}, got {v}")
-    if v >= 2 ** 63:  # stored as int64 (a larger one failed only after the solves)
+    if v >= 2 ** 63:  # stored as int64: checked now, not after the solves
         raise PipelineError(f"{name} must be below 2**63, got {v}")
     return int(v)
 
@@ -496,7 +496,7 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
     config = cfg.to_dict()
     if resume and out.exists():
         with store.open_file(out) as f:
-            problems = store.check_schema(f)  # (a missing group or attribute was a KeyError traceback)
+            problems = store.check_schema(f)  # a missing group or attribute is named, not a KeyError
             if problems:
                 raise PipelineError(f"output {str(out)!r} is damaged or not in the datagen layout ({problems[0]}); "
                                     "use --overwrite to replace it")
@@ -522,8 +522,8 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
         raise PipelineError(f"family {cfg.problem!r} returned {len(samples)} samples, asked for {cfg.n}")
     with family_errors(cfg, "compute features"):
         features = np.stack([np.asarray(family.features(p), dtype=np.float64).reshape(-1) for p in samples])
-    # an overflow while sampling surfaced as the ordering's "features contain NaN or Inf"; values
-    # beyond float32 became inf in the stored fields (or broke a solve after chunks were saved)
+    # an overflow while sampling would surface as the ordering's "features contain NaN or Inf"; values
+    # beyond float32 would become inf in the stored fields (or break a solve after chunks were saved)
     bad = next((i for i, p in enumerate(samples) if not _storable_sample(p, features[i])), None)
     if bad is not None:
         raise PipelineError(f"family {cfg.problem!r} sampled NaN or Inf values, or values beyond the float32 "

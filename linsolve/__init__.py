@@ -121,7 +121,7 @@ def scipy_function(name: str):
         if scipy_like and M is None and isinstance(pc, str) and pc == "none" and callable(getattr(A, "psolve", None)):
             pc = A.psolve  # SciPy's make_system reads a LinearOperator's psolve
         # geometry and a bandit policy's context are per-solve (solve(grid=..., meta=...,
-        # context=...)), not solver options: context= was refused as an unknown option
+        # context=...)), not solver options: they go to each solve, not to make_solver
         context = {k: options.pop(k) for k in ("grid", "meta", "context") if k in options}
         if cycles_option:
             ctype = options.pop("callback_type", None)

@@ -509,11 +509,10 @@ def test_recycling_iterates_match_textbook_gcrodr(every, matrix):
 @pytest.mark.petsc
 @pytest.mark.parametrize("change", ["setter", "pc_options", "ksp_options"])
 def test_python_ksp_refits_the_recycled_space_when_pc_options_change(change, petsc, monkeypatch):
-    """New options on the same PC type (ILU(0) -> ILU(2)) kept the old M and so the
-    recycled C = B U of the old preconditioner; they now refit it like a new matrix. With
-    the PC unchanged nothing is refitted (getOperators' new wrapper per call made every
-    solve look like one with a new matrix), and a KSPSetFromOptions that leaves m and k
-    alone keeps the recycled space (it started afresh)."""
+    """New options on the same PC type (ILU(0) -> ILU(2)) refit the recycled space like a
+    new matrix (C = B U of the old preconditioner would be stale). With the PC unchanged
+    nothing is refitted, although getOperators hands out a new wrapper per call, and a
+    KSPSetFromOptions that leaves m and k alone keeps the recycled space."""
     from linsolve.petsc_support.python_ksp import GCRODR as KspGCRODR
     from linsolve.petsc_support.utils import csr_to_aij
     from linsolve.recycling.gcrodr import GCRODR as Solver

@@ -1,6 +1,6 @@
-"""maxiter=10**9 (a user's "no cap") allocated maxiter doubles of residual history up front
-in the compiled kernels (rcg, sor, ssor-pcg, bandit-sor) and the PETSc KSP driver: 7.45 GiB,
-a MemoryError where the memory is not overcommitted. The history is now bounded by
+"""maxiter=10**9 (a user's "no cap") does not size the residual history that the compiled
+kernels (rcg, sor, ssor-pcg, bandit-sor) and the PETSc KSP driver allocate up front (10**9
+doubles are 7.45 GiB). The history is bounded by
 ``linsolve.core.result.HISTORY_CAP``; past it the iteration goes on unrecorded and
 ``info["residual_norms_dropped"]`` says how many norms are missing."""
 from __future__ import annotations

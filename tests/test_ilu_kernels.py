@@ -136,7 +136,7 @@ def test_petsc_ilu0_iterations_equal_ours(petsc, name, ksp):
 
 @pytest.mark.petsc
 def test_gcrodr_with_scipy_ilu_takes_petsc_ilu_iterations(petsc):
-    """gcrodr's default backend now applies ILU(0), as its PETSc backend does: the same
+    """gcrodr's default backend applies ILU(0), as its PETSc backend does: the same
     iterations on a sequence of nonsymmetric systems."""
     mats = [gallery.convection_diffusion2d(30, peclet=p) for p in (20.0, 25.0, 30.0)]
     b = np.ones(mats[0].shape[0])

@@ -148,7 +148,7 @@ def _program(*options):
 
 def test_plain_petsc_program_runs_gcrodr_chosen_by_options(petsc):
     """A parallel petsc4py program that knows nothing of linsolve picks the Python KSP by
-    options (it failed with PETSc error 60 when the context built sequential work vectors)."""
+    options (its work vectors follow the matrix's parallel layout: sequential ones are PETSc error 60)."""
     ours = _program("-ksp_type", "python", "-ksp_python_type", "linsolve.petsc_support.python_ksp.GCRODR",
                     "-ksp_gcrodr_restart", "30", "-ksp_gcrodr_recycle", "8")
     gmres = _program("-ksp_type", "gmres", "-ksp_gmres_restart", "30")

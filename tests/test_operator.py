@@ -119,7 +119,7 @@ def test_scipy_ic_is_a_clear_error():
                                      ("ilu", {"drop_tol": 1e-4}),
                                      ("amg", {"no_such_key": 1}), ("ssor", {"omega": "x"})])
 def test_bad_scipy_pc_options_are_option_errors(pc, opts):
-    # were a TypeError from the preconditioner's constructor (a traceback from the CLIs)
+    # an OptionError naming pc_options, not the preconditioner constructor's TypeError
     A = gallery.poisson2d(6)
     with pytest.raises(OptionError, match="pc_options"):
         make_solver("gmres", pc=pc, pc_options=opts).solve(A, np.ones(A.shape[0]))

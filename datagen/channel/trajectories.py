@@ -83,7 +83,7 @@ def _triple(v, name, cast=int, length=3):
         v = v.split(",")
     try:
         out = tuple(cast(x) for x in v)
-        # int() truncated: generate(grid=(32.5, 64, 32)) ran on 32 x 64 x 32 without a word
+        # refused, not truncated: generate(grid=(32.5, 64, 32)) must not run on 32 x 64 x 32
         exact = cast is not int or all(isinstance(x, str) or (not isinstance(x, bool) and x == int(x)) for x in v)
     except (TypeError, ValueError, OverflowError) as exc:
         raise OptionError(f"{name} must be comma-separated numbers, got {raw!r}") from exc
@@ -180,7 +180,7 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
             raise OptionError(f"{name} must be a positive integer, got {v!r}")
     if isinstance(a["spinup"], bool) or int(a["spinup"]) != a["spinup"] or a["spinup"] < 0:
         raise OptionError(f"spinup must be a non-negative integer, got {a['spinup']!r}")
-    # seed=1.5 ran as seed 1, the same data under another name
+    # an integer seed only: seed=1.5 run as seed 1 would be the same data under another name
     if isinstance(a["seed"], bool) or not isinstance(a["seed"], (int, np.integer)) or a["seed"] < 0:
         raise OptionError(f"seed must be a non-negative integer, got {a['seed']!r}")
     coarse_grid = _triple(a["coarse_grid"], "coarse_grid")

@@ -359,8 +359,8 @@ class Solver:
 
     def _track_entries(self, op: Operator) -> None:
         # A time step that updates A.data in place hands over the same object: caches keyed
-        # on it held the old matrix (a direct solve used the old factors and reported
-        # converged=False; PETSc KSPs solved the old system; SOR diverged on stale 1/a_ii).
+        # on it would hold the old matrix (a direct solve would use the old factors, a PETSc
+        # KSP solve the old system, SOR diverge on stale 1/a_ii), so changed entries drop them.
         record = _entries(op)
         last = getattr(self, "_matrix_record", None)
         if last is not None and last[0] is op.source and not _same_entries(last[1], record):
@@ -398,8 +398,8 @@ class Solver:
         self._pc_cache = (key, M, op.source)
         return M
 
-    #: keywords that configure a solver; given to solve() they were silently ignored (a SciPy
-    #: user's solve(A, b, rtol=1e-12) ran at the constructor's rtol)
+    #: keywords that configure a solver, refused by solve(): ignored there, a SciPy user's
+    #: solve(A, b, rtol=1e-12) would run at the constructor's rtol
     _CONSTRUCTOR_ONLY = frozenset({"rtol", "atol", "tol", "maxiter", "pc", "M", "pc_options", "backend",
                                    "warm_start", "callback"})
 

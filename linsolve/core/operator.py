@@ -269,7 +269,7 @@ class Operator:
         return self._linop_matvec(x)
 
     def _linop_matvec(self, x: np.ndarray) -> np.ndarray:
-        # A user operator's output is checked here: a wrong length surfaced as NumPy's
+        # A user operator's output is checked here: a wrong length would surface as NumPy's
         # "cannot reshape" from inside SciPy; complex values from an operator declared real
         # are kept (the system is then complex, as SciPy treats it), never cast to real
         try:

@@ -190,9 +190,9 @@ class UserPreconditioner(Preconditioner):
             self._f = lin.matvec
 
     def apply(self, r):
-        # checked here, not left to NumPy: a wrong length surfaced as a reshape or broadcast
+        # checked here, not left to NumPy: a wrong length would surface as a reshape or broadcast
         # ValueError, or as BLAS's _fblas.error (not a ValueError) in rcg; complex values
-        # for a real vector were cast to real with only a warning (complex systems, whose
+        # for a real vector would be cast to real with only a warning (complex systems, whose
         # vectors are complex, take a complex M)
         out = np.asarray(self._f(r))
         if out.dtype.kind not in "fiubc" or (out.dtype.kind == "c" and r.dtype.kind != "c"):

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 #: the most residual norms one solve records. The compiled kernels and PETSc write the
-#: history into a buffer allocated before the iteration: sized by maxiter, a user's
-#: maxiter=10**9 ("no cap") asked for 7.45 GiB up front (MemoryError). Iterations past
+#: history into a buffer allocated before the iteration, so its size cannot follow a
+#: maxiter meant as "no cap" (10**9 float64 norms are 7.45 GiB). Iterations past
 #: the cap still run; info["residual_norms_dropped"] says how many went unrecorded.
 HISTORY_CAP = 1 << 20
 

@@ -13,8 +13,8 @@ FLUID, SOLID, AIR = 0, 1, 2
 
 
 def _grid_shape(shape) -> tuple[int, ...]:
-    """Integers (an integral float too); int() had truncated 8.5 to 8, so the grid silently
-    described other cells than the caller asked for."""
+    """Integers (an integral float too); a fractional size is refused, not truncated, since a
+    truncated grid would describe other cells than the caller asked for."""
     bad = ShapeError(f"grid shape must be a tuple of integers, got {shape!r}")
     try:
         items = list(shape)

@@ -109,7 +109,7 @@ class CG(_KrylovBaseline):
         if tol > 0:
             return spla.cg(A, b, x0=x0, rtol=0.0, atol=tol, maxiter=maxiter, M=M, callback=cb)
         # tol = 0 (rtol=0, atol=0: run to maxiter). SciPy's test ||r|| < atol never stops it, and
-        # once r.z underflows it divides 0 by 0: a solve that had reached 1e-15 ended as a NaN
+        # once r.z underflows it divides 0 by 0: a solve that has reached 1e-15 would end as a NaN
         # iterate (discarded for x0) with a RuntimeWarning. Stop there with the last finite x,
         # as the recurrence's own convergence (the base class then checks the true residual).
         class _NonFinite(Exception):

@@ -81,7 +81,7 @@ class PetscDriver:
                     pc.setType(petsc_pc_type(s.pc))
                 else:
                     # the type first: a context set on a shell PC is dropped when the type
-                    # changes, and PCApply_Python then ran without one (SIGSEGV, MPI_Abort 59)
+                    # changes, and PCApply_Python would then run without one (SIGSEGV, MPI_Abort 59)
                     pc.setType("python")
                     pc.setPythonContext(_PyPC(build_preconditioner(s.pc, op)))
                 if self.ksp_type in RIGHT_PC:
@@ -132,7 +132,7 @@ class PetscDriver:
             ksp.solve(bv, xv)
         except PETSc.Error as exc:
             # the PC is set up inside KSPSolve: a factorisation or SOR that cannot handle this
-            # matrix surfaced as a bare petsc4py "error code 73" and a traceback
+            # matrix raises a bare petsc4py "error code 73", so the error names solver and PC
             s = self.solver
             pc = s.pc if isinstance(s.pc, str) else type(s.pc).__name__
             # a KSP whose solve failed can refuse the next matrix too: the next solve starts afresh

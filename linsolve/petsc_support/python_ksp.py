@@ -175,7 +175,7 @@ class GCRODR:
         new = _GCRODRSolver(restart=int(self.restart), recycle=int(self.recycle))
         old = self.solver
         # the same m and k keep the recycled space: a KSPSetFromOptions that changes only the
-        # PC's options (between solves) dropped it, so recycling began again from nothing
+        # PC's options (between solves) must not make recycling begin again from nothing
         if old is None or (old.opts["restart"], old.opts["recycle"]) != (new.opts["restart"], new.opts["recycle"]):
             self.solver = new
 
@@ -194,7 +194,7 @@ class GCRODR:
         A, _ = ksp.getOperators()
         pc = ksp.getPC()
         if ksp.getPCSide() == PETSc.PC.Side.SYMMETRIC:
-            # (it ran silently as left preconditioning)
+            # (refused, not run silently as left preconditioning)
             raise OptionError("GCRODR supports left and right preconditioning, not PC_SYMMETRIC "
                               "(-ksp_pc_side left|right)")
         right = ksp.getPCSide() == PETSc.PC.Side.RIGHT
@@ -208,9 +208,9 @@ class GCRODR:
         n = lay.nlocal  # this process's rows
         # A new PC object, a PC rebuilt for new operator values, a new matrix, or new PC
         # options (seen in its description): new M (the recycled space is then re-fitted by
-        # a QR of B U inside the solver; with the old M, C = B U was stale after an option change).
+        # a QR of B U inside the solver; with the old M, C = B U would be stale after an option change).
         # Objects by PETSc id: getOperators/getPC hand out a new Python wrapper every call, so
-        # id(A) and `is` saw a new matrix in every solve and refitted each time (k products)
+        # id(A) and `is` would see a new matrix in every solve and refit each time (k products)
         state = A.stateGet() if hasattr(A, "stateGet") else 0
         pc.setUp()  # a no-op when set up; the description then holds what setup decided
         key = (pc.getId(), pc.getType(), A.getId(), state, self._pc_text(pc))

@@ -24,10 +24,10 @@ def petsc(what: str = "the PETSc backend"):
             import petsc4py
 
             # PETSc's own signal handler would take SIGTERM (and SIGSEGV, ...) from Python: a
-            # terminated run printed 7 "PETSC ERROR" lines and died with status 15 instead of
+            # terminated run would print 7 "PETSC ERROR" lines and die with status 15 instead of
             # unwinding (temp files removed, one line, 143) like any other Python program
-            # argv[0] only as the program name: under `python -c` it is "-c", which petsc4py took
-            # for an option that PETSc then reported as unused at exit (4 lines of WARNING)
+            # argv[0] only as the program name: under `python -c` it is "-c", which petsc4py would take
+            # for an option that PETSc then reports as unused at exit (4 lines of WARNING)
             prog = sys.argv[0] if sys.argv and sys.argv[0] and not sys.argv[0].startswith("-") else None
             petsc4py.init([prog or sys.executable or "python", "-no_signal_handler"])
             from petsc4py import PETSc

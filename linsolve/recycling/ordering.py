@@ -167,7 +167,7 @@ def greedy_order(X: np.ndarray, start: int = 0, memory: int = 1 << 28) -> np.nda
     X = np.asarray(X, dtype=np.float64).reshape(N, -1)
     # Distances do not change under a shift; centring keeps |x|^2 at the spread of the
     # features, so |x|^2 - 2 x.y + |y|^2 does not cancel the gaps away (features offset by
-    # 10^6 with gaps of 10^-3 were ordered by rounding noise).
+    # 10^6 with gaps of 10^-3 would be ordered by rounding noise).
     X = X - X.mean(axis=0)
     X = _pow2_scaled(X)
     sq = np.einsum("ij,ij->i", X, X)
@@ -237,8 +237,8 @@ def fourier_features(F, fft_modes: int = 8, chunk: int = 2048) -> np.ndarray:
         else:
             sel.append(np.r_[0:m])
     # The features are kept in float32: the mean field is taken out first (an offset of 10^6
-    # left nothing of variations of 10^-3) and a power of two brings the largest value near
-    # 1 (fields near 1e300 became inf, near 1e-300 zeros). One streamed pass finds both.
+    # would leave nothing of variations of 10^-3) and a power of two brings the largest value near
+    # 1 (fields near 1e300 would become inf, near 1e-300 zeros). One streamed pass finds both.
     mean = np.zeros(shape)
     top = 0.0
     for s in range(0, F.shape[0], chunk):

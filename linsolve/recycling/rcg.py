@@ -101,35 +101,7 @@ class RecycledCG(Solver):
     symmetric_pc = True  # SciPy's ILU with SuperLU's defaults is not symmetric: CG stalls with it
     backends = ("scipy", "petsc")
     preconditioners = ("none", "jacobi", "ssor", "amg")
-    # recycle, store, update_every and update_max default (None) by mode, measured in
-    # benchmarks/skr_rcg.py ("sweep" at 80^2, "sweep160"). "every": fastest on the 80^2
-    # darcy/poisson sequences with ICC(0); more vectors cut iterations further but each costs
-    # two more multiply-adds per unknown per iteration. "restart" is the default: 1.6-2.3x
-    # warm PETSc CG (median per system) in all eight rows against 0.5-1.7x for "every", which
-    # loses at 160^2 with Jacobi. Its k costs nothing per iteration, only k products per new
-    # matrix and GEMVs over k x n blocks per restart: 16 is the best or within noise of it in
-    # each 80^2 row (8 and 24 tried). store = 300, at the price of a 300 x n buffer: with
-    # fewer stored directions the Jacobi solves get a space that misses low modes and
-    # restarting with it gains nothing or loses (80^2, store 60: 279 and 326 iterations
-    # against plain PCG's 285 and 248; 160^2, store 150: 574 and 595 against 577 and 489);
-    # capping the updating solve's store at 1-2x the last solve's iterations changed the mean
-    # by under 2% at 80^2. An update costs about two normal solves (a first run without
-    # restarts, the Ritz step); update_every = 8 with a fixed interval: 2 pays that too often
-    # (0.9-1.2x), 4 is slower at 80^2, 16 slower in median in all four 80^2 rows while W is
-    # learnt. Hence the growing interval: every 2nd solve while an update still moves the
-    # Ritz values by 25% or more (SETTLE), then 8, doubling up to update_max = 64. Over the
-    # 100-system 80^2 sequences that updates at solves 0, 2, 4, 12, 28, 60 (fixed 8: 13
-    # updates) with the same iterations per normal solve: mean per system 5.6 -> 4.0 ms
-    # (darcy-fv-80/jacobi). At 160^2 (30 systems) the Jacobi runs need more updates to learn
-    # W (0, 2, 4, 6, 14): 285 and 272 iterations per solve against 374 and 357 with 8 from
-    # the start (median 1.95x -> 2.32x and 1.63x -> 2.25x); every solve while unsettled gave
-    # the same medians and lower means, 8 the same at 80^2. ritz_keep (None: 2k, the restart
-    # mode only; 0: the full pencil): the Ritz step over [W, q lowest Lanczos vectors of the
-    # stored run] instead of [W, all L of them] gave the same iterations at q = k, 2k, 3k
-    # (80^2 and 160^2) and takes the (k + L) dense pencil (scipy's eigh: 4.3 ms at L = 261,
-    # more than a normal 80^2 solve) and the second pass over the stored directions off the
-    # update. restart_drop = 0.05 gives the best worst row (darcy-fv-80/icc); darcy wants
-    # frequent restarts, poisson (one matrix) fewer (0.001 is best there).
+    # None: the mode's default below, measured in benchmarks/skr_rcg.py (docs/skr.md, "How rcg's defaults were chosen")
     options = {"recycle": None, "store": None, "recycle_across": True, "compiled": True, "update_every": None,
                "deflation": "restart", "restart_drop": 0.05, "ritz_keep": None, "update_max": None}
     mode_defaults = {"every": {"recycle": 8, "store": 60, "update_every": 4, "update_max": 4},

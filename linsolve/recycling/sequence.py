@@ -147,14 +147,14 @@ def solve_sequence(solver, systems, order=None, *, features=None, reset: bool = 
         raise ShapeError("systems is empty")
     if order_options and not isinstance(order, str):
         # options such as start= only steer an ordering method; with a given order they
-        # were silently dropped
+        # would go unread, so they are refused
         raise OptionError(f"{', '.join(sorted(order_options))} only apply with an ordering method name "
                           f"as order (got order={'None' if order is None else 'a permutation'})")
     t0 = time.perf_counter()
     feats = None
     if isinstance(order, str) or features is not None:
-        # features= with a given order were ignored without a word: they now give its
-        # path_length, to compare with an ordering method's
+        # features= with a given order give its path_length, to compare with an ordering
+        # method's
         feats = default_features(systems) if features is None else np.asarray(features)
         if feats.ndim == 0 or feats.shape[0] != N:
             raise ShapeError(f"features describe {feats.shape[0] if feats.ndim else 0} systems but there are {N}")

@@ -78,7 +78,7 @@ def _context(context, who: str) -> float:
         arr = np.asarray(context, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise OptionError(f"policy {who!r} needs a numeric scalar context, got {context!r}") from exc
-    # a vector context was cut to its first entry: the policy learnt on a number the caller never chose
+    # a vector context is refused, not cut to its first entry: the policy would learn on a number the caller never chose
     if arr.size != 1 or isinstance(context, (bool, np.bool_, str, bytes)):
         raise OptionError(f"policy {who!r} needs a numeric scalar context, got {context!r}")
     c = float(arr.reshape(-1)[0])
@@ -129,7 +129,7 @@ class Policy:
 
     def cancel(self) -> None:
         """Undo the last ``select()`` when its system was never solved (the solve raised):
-        without it the next select() refused to run, and the random stream stays as if the
+        the next select() may then run, and the random stream stays as if the
         failed round had not happened, so a seeded run remains reproducible."""
         if self._pending:
             self.rng.bit_generator.state = self._rng_before

@@ -102,7 +102,7 @@ class _SORFamily(Solver):
 
     def _run(self, method, op, b, x0, tol, maxiter, ctx, omega, paper_stop=False, impl="numba"):
         paper = paper_stop and method == "sor"
-        if paper:  # before the backend branch: backend="petsc" ignored it and stopped on ||b||
+        if paper:  # before the backend branch, so that backend="petsc" stops on ||r_0|| too, not ||b||
             tol = max(self.rtol * float(np.linalg.norm(b - op.matvec(x0))), self.atol)
         if self.backend == "petsc":
             out = self._run_petsc(method, op, b, x0, tol, maxiter, ctx, omega)
@@ -216,7 +216,7 @@ class BanditSOR(_SORFamily):
         if self.opts["method"] not in ("sor", "ssor-pcg"):
             raise OptionError(f"method must be 'sor' or 'ssor-pcg', got {self.opts['method']!r}")
         if self.opts["paper_stop"] and self.opts["method"] != "sor":
-            # it was silently ignored: SSOR-PCG stopped on the package's rule
+            # SSOR-PCG stops on the package's rule: accepting the option would ignore it silently
             raise OptionError("paper_stop (the rule ||r_k|| <= rtol ||r_0|| of Khodak et al.'s SOR) applies "
                               "to method='sor' only")
         po = self.opts["policy_options"] or {}
