@@ -16,12 +16,20 @@ from typing import Any, ClassVar
 import numpy as np
 
 from linsolve import LinearSystem, OptionError, UnknownSolverError
-
-_FAMILIES: dict[str, type[Family]] = {}
+from linsolve.core.errors import DuplicateNameError, UnknownNameError
+from linsolve.core.registry import Registry
 
 
 class FamilyError(OptionError):
     """Bad family name, grid or parameter value."""
+
+
+class UnknownFamilyError(FamilyError, UnknownNameError):
+    """A family name that is not registered; the message lists the registered ones."""
+
+
+class DuplicateFamilyError(FamilyError, DuplicateNameError):
+    """A second family class registered under a name that is already taken."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +330,8 @@ def register_family(cls):  # numpydoc ignore=PR02
 
     Raises
     ------
+    DuplicateFamilyError
+        Another class is registered under ``cls.name`` (a :class:`FamilyError`).
     FamilyError
         ``cls`` is not a Family subclass or has no name.
 
@@ -335,12 +345,11 @@ def register_family(cls):  # numpydoc ignore=PR02
     >>> from datagen import get_family
     >>> get_family("doc-example-shifted") is Shifted
     True
-    >>> del datagen.family._FAMILIES["doc-example-shifted"]   # (the example unregisters it)
+    >>> _ = datagen.family.FAMILIES.remove("doc-example-shifted")   # (the example unregisters it)
     """
     if not (isinstance(cls, type) and issubclass(cls, Family)) or not getattr(cls, "name", ""):
         raise FamilyError(f"register_family takes a Family subclass with a name, got {cls!r}")
-    _FAMILIES[cls.name] = cls
-    return cls
+    return FAMILIES.add(cls.name, cls)
 
 
 def _load_all():
@@ -348,6 +357,13 @@ def _load_all():
 
     for info in pkgutil.iter_modules(families.__path__):
         importlib.import_module(f"{families.__name__}.{info.name}")
+
+
+#: The family registry: every module under ``datagen/families/`` registers its families on import.
+FAMILIES: Registry[type[Family]] = Registry("problem family", unknown=UnknownFamilyError,
+                                            duplicate=DuplicateFamilyError, invalid=FamilyError,
+                                            loader=_load_all)
+_FAMILIES = FAMILIES.entries
 
 
 def available_families() -> list[str]:
@@ -365,8 +381,7 @@ def available_families() -> list[str]:
     >>> {"darcy", "helmholtz", "poisson"} <= set(datagen.available_families())
     True
     """
-    _load_all()
-    return sorted(_FAMILIES)
+    return FAMILIES.names()
 
 
 def get_family(name: str) -> type[Family]:
@@ -385,8 +400,8 @@ def get_family(name: str) -> type[Family]:
 
     Raises
     ------
-    FamilyError
-        For an unknown name; the message lists the known ones.
+    UnknownFamilyError
+        For an unknown name (a :class:`FamilyError`); the message lists the known ones.
 
     Examples
     --------
@@ -397,14 +412,9 @@ def get_family(name: str) -> type[Family]:
     >>> system.A.shape, system.grid.shape
     ((256, 256), (16, 16))
     """
-    _load_all()
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        raise FamilyError(f"unknown problem family {name!r}; available: "
-                          f"{', '.join(available_families())}") from None
+    return FAMILIES.get(name)
 
 
-__all__ = ["Family", "FamilyError", "Interval", "FINITE", "POSITIVE", "NON_NEGATIVE", "COUNT", "POSITIVE_COUNT",
+__all__ = ["Family", "FamilyError", "UnknownFamilyError", "DuplicateFamilyError", "FAMILIES", "Interval", "FINITE", "POSITIVE", "NON_NEGATIVE", "COUNT", "POSITIVE_COUNT",
            "check_range", "check_order", "register_family", "get_family", "available_families",
            "UnknownSolverError"]

@@ -13,11 +13,13 @@ import types
 
 from linsolve.core.base import Outcome, SolveContext, Solver
 from linsolve.core.errors import (
+    DuplicateNameError,
     NonFiniteError,
     OptionError,
     PetscUnavailableError,
     ShapeError,
     SolverError,
+    UnknownNameError,
     UnknownPreconditionerError,
     UnknownSolverError,
     UnsupportedInputError,
@@ -34,7 +36,7 @@ __all__ = [
     "register", "solver_class", "Operator", "Outcome", "SolveContext", "SolverError",
     "ShapeError", "NonFiniteError", "OptionError", "UnknownSolverError",
     "UnknownPreconditionerError", "PetscUnavailableError", "UnsupportedInputError",
-    "FLUID", "SOLID", "AIR", "scipy_function", "solver_function_names",
+    "UnknownNameError", "DuplicateNameError", "FLUID", "SOLID", "AIR", "scipy_function", "solver_function_names",
 ]
 _LAZY = {"order_systems": ".recycling.ordering", "solve_sequence": ".recycling.sequence", "gallery": ".gallery"}
 

@@ -20,7 +20,8 @@ from .errors import (
     ShapeError,
     UnknownModelError,
 )
-from .registry import available_models, make_model, model_class, register_model
+from .factory import available_models, make_model, model_class
+from .registry import register_model
 
 
 def load_pretrained(name, directory=None, device="cpu"):

@@ -1,6 +1,6 @@
-"""Exceptions raised by ``operators`` for bad input. Every one is a ``ValueError``; the option
-and shape errors also derive from their ``linsolve`` counterparts, so code that already
-catches ``linsolve.core.errors.OptionError`` / ``ShapeError`` keeps working."""
+"""Exceptions raised by ``operators`` for bad input. Every one is a ``ValueError``; the option,
+shape and registry-name errors also derive from their ``linsolve`` counterparts, so code that
+already catches ``linsolve.core.errors.OptionError`` / ``ShapeError`` keeps working."""
 from __future__ import annotations
 
 from linsolve.core import errors as _ls
@@ -22,9 +22,9 @@ class NonFiniteError(OperatorError, _ls.NonFiniteError):
     """NaN or Inf where finite numbers are required (e.g. normalisation statistics)."""
 
 
-class UnknownModelError(OperatorError):
+class UnknownModelError(OperatorError, _ls.UnknownNameError):
     """A model name that is not in the registry; the message lists the known names."""
 
 
-class DuplicateModelError(OperatorError):
+class DuplicateModelError(OperatorError, _ls.DuplicateNameError):
     """A second model registered under a name that is already taken."""

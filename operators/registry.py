@@ -1,17 +1,18 @@
-"""The model registry: one name per surrogate architecture.
-
-    >>> import operators
-    >>> operators.available_models()
-    ['fno', 'ifactformer-m', 'ifactformer-o', 'ifno']
-    >>> model = operators.make_model("ifactformer-m", iterations=2)   # doctest: +SKIP
+"""The model registry: one name per surrogate architecture. A leaf module: the model modules
+under ``operators/models/`` register themselves here on import, and :mod:`operators.factory`
+(``make_model``, ``available_models``, ``model_class``) imports them before a lookup.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from linsolve.core.registry import Registry
+
 from .errors import DuplicateModelError, OptionError, UnknownModelError
 
-_REGISTRY: dict[str, type] = {}
+#: The registered model classes by name (filled when ``operators.models`` is imported).
+MODELS: Registry[type] = Registry("model", unknown=UnknownModelError, duplicate=DuplicateModelError,
+                                  invalid=OptionError)
 
 
 def register_model(name: str) -> Callable[[type], type]:
@@ -30,7 +31,7 @@ def register_model(name: str) -> Callable[[type], type]:
     Raises
     ------
     DuplicateModelError
-        If ``name`` is already registered.
+        If ``name`` is already registered to another class.
     OptionError
         If ``name`` is not a non-empty string.
 
@@ -39,105 +40,4 @@ def register_model(name: str) -> Callable[[type], type]:
     >>> @register_model("my-model")          # doctest: +SKIP
     ... class MyModel(torch.nn.Module): ...
     """
-    if not isinstance(name, str) or not name:
-        raise OptionError(f"a model name must be a non-empty string, got {name!r}")
-
-    def deco(cls: type) -> type:
-        if name in _REGISTRY:
-            raise DuplicateModelError(f"a model named {name!r} is already registered "
-                                      f"({_REGISTRY[name].__module__}.{_REGISTRY[name].__qualname__})")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def _ensure_loaded() -> None:
-    from . import models  # noqa: F401  (importing the package registers the built-in models)
-
-
-def available_models() -> list[str]:
-    """Names accepted by :func:`make_model`, sorted.
-
-    Returns
-    -------
-    list of str
-
-    Examples
-    --------
-    >>> "ifactformer-m" in available_models()
-    True
-    """
-    _ensure_loaded()
-    return sorted(_REGISTRY)
-
-
-def model_class(name: str) -> type:
-    """The class registered under ``name``.
-
-    Parameters
-    ----------
-    name : str
-        One of :func:`available_models`.
-
-    Returns
-    -------
-    type
-        The model class (a ``torch.nn.Module`` subclass); ``DEFAULTS`` holds its configuration
-        keys and defaults.
-
-    Raises
-    ------
-    UnknownModelError
-        If no model has that name; the message lists the known names.
-
-    Examples
-    --------
-    >>> import operators
-    >>> operators.model_class("fno").DEFAULTS["in_steps"]
-    5
-    """
-    _ensure_loaded()
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}") from None
-
-
-def make_model(name: str, **config):
-    """Build a surrogate model by name.
-
-    Parameters
-    ----------
-    name : str
-        One of :func:`available_models`.
-    **config
-        Configuration keys of that model (see its model card); every key left out takes its
-        default. ``model.config`` holds the full configuration, so
-        ``make_model(model.name, **model.config)`` rebuilds the same architecture.
-
-    Returns
-    -------
-    torch.nn.Module
-        With ``name``, ``config``, ``in_steps`` and ``set_normalization(mean, std)``; called on a
-        float32 tensor (B, in_steps, 3, NX, NY, NZ) it returns the next snapshot (B, 3, NX, NY, NZ).
-
-    Raises
-    ------
-    UnknownModelError
-        For an unknown name.
-    OptionError
-        For an unknown configuration key or a bad value.
-
-    Examples
-    --------
-    >>> import torch, operators
-    >>> _ = torch.manual_seed(0)
-    >>> m = operators.make_model("ifactformer-m", dim=24, heads=2, dim_head=12, iterations=2)  # a tiny one
-    >>> m(torch.zeros(1, m.in_steps, 3, 8, 9, 4)).shape
-    torch.Size([1, 3, 8, 9, 4])
-    >>> operators.make_model(m.name, **m.config).config == m.config
-    True
-    """
-    return model_class(name)(**config)
+    return MODELS.register(name, attribute="name")

@@ -455,7 +455,7 @@ def test_duplicate_registration_is_refused():
         @register_model("fno")
         class Again(torch.nn.Module):
             pass
-    assert operators.registry.model_class("fno").__name__ != "Again"
+    assert operators.model_class("fno").__name__ != "Again"
 
 
 # ----------------------------------------------------------------------------- GPU

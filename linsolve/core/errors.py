@@ -18,7 +18,17 @@ class OptionError(SolverError):
     """A bad option value: negative tolerance, unknown keyword, wrong type."""
 
 
-class UnknownSolverError(SolverError):
+class UnknownNameError(SolverError):
+    """A name that is not in a registry (solvers, problem families, DCDM networks, surrogate
+    models); the message lists the registered names. Each registry raises its own subclass."""
+
+
+class DuplicateNameError(SolverError):
+    """A second registration under a name that is already registered to another object.
+    Each registry raises its own subclass (linsolve's solvers and DCDM networks this class)."""
+
+
+class UnknownSolverError(UnknownNameError):
     """A solver name that is not in the registry."""
 
 

@@ -1,14 +1,233 @@
-"""Solvers by name. Registering a class makes it available to ``make_solver``, adds a
-SciPy-compatible function ``linsolve.<name>`` and enrols it in the contract suite."""
+"""Things by name: the generic :class:`Registry` used by every registry of the repository
+(solvers here, DCDM networks, ``datagen``'s problem families, ``operators``' surrogate
+models), and the solver registry. Registering a solver class makes it available to
+``make_solver``, adds a SciPy-compatible function ``linsolve.<name>`` and enrols it in the
+contract suite."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
-from linsolve.core.errors import UnknownSolverError
+from linsolve.core.errors import DuplicateNameError, OptionError, UnknownNameError, UnknownSolverError
 
-_REGISTRY: dict = {}
+T = TypeVar("T")
 
-_loaded = False
+
+def _qualname(obj) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+class Registry(Generic[T]):
+    """Objects (usually classes) by name, with the same rules in every registry.
+
+    A name is a non-empty string. Registering a second object under a taken name raises
+    ``duplicate`` (registering the same object again is a no-op); looking up an unknown name
+    raises ``unknown`` with a message that lists the registered names. ``loader``, when
+    given, is called once before the first lookup to import the modules that register the
+    built-in entries.
+
+    Parameters
+    ----------
+    kind : str
+        What the registry holds, for messages (``"solver"``, ``"problem family"``).
+    unknown : type, optional
+        The error for an unknown name (a ``ValueError`` subclass).
+    duplicate : type, optional
+        The error for a name registered twice.
+    invalid : type, optional
+        The error for a name that is not a non-empty string.
+    loader : callable, optional
+        Imports the built-in entries; called once, before the first :meth:`get` or :meth:`names`.
+
+    Examples
+    --------
+    >>> from linsolve.core.registry import Registry
+    >>> shapes = Registry("shape")
+    >>> @shapes.register("square")
+    ... class Square:
+    ...     pass
+    >>> shapes.get("square") is Square, shapes.names()
+    (True, ['square'])
+    >>> shapes.get("circle")
+    Traceback (most recent call last):
+    ...
+    linsolve.core.errors.UnknownNameError: unknown shape 'circle'; available: square
+    >>> shapes.add("square", int)
+    Traceback (most recent call last):
+    ...
+    linsolve.core.errors.DuplicateNameError: shape name 'square' is already registered to linsolve.core.registry.Square
+    """
+
+    def __init__(self, kind: str, *, unknown: type[Exception] = UnknownNameError,
+                 duplicate: type[Exception] = DuplicateNameError, invalid: type[Exception] = OptionError,
+                 loader: Callable[[], object] | None = None):
+        self.kind = kind
+        self.unknown, self.duplicate, self.invalid = unknown, duplicate, invalid
+        self._loader = loader
+        self._loaded = loader is None
+        #: the registered objects by name; tests may patch it (``monkeypatch.setitem``)
+        self.entries: dict[str, T] = {}
+
+    def _load(self) -> None:
+        if not self._loaded:
+            # set first: a module the loader imports may itself look names up
+            self._loaded = True
+            self._loader()
+
+    def _check_name(self, name) -> None:
+        if not isinstance(name, str) or not name:
+            raise self.invalid(f"a {self.kind} name must be a non-empty string, got {name!r}")
+
+    def add(self, name: str, obj: T) -> T:
+        """Register ``obj`` under ``name`` and return it.
+
+        Parameters
+        ----------
+        name : str
+            A non-empty string not registered to another object.
+        obj : object
+            What :meth:`get` returns for ``name``.
+
+        Returns
+        -------
+        object
+            ``obj``.
+
+        Raises
+        ------
+        DuplicateNameError
+            (the registry's ``duplicate`` type) ``name`` is registered to another object.
+        OptionError
+            (the registry's ``invalid`` type) ``name`` is not a non-empty string.
+        """
+        self._check_name(name)
+        old = self.entries.get(name)
+        if old is not None and old is not obj:
+            raise self.duplicate(f"{self.kind} name {name!r} is already registered to {_qualname(old)}")
+        self.entries[name] = obj
+        return obj
+
+    def register(self, name: str, attribute: str | None = None) -> Callable[[T], T]:
+        """Decorator form of :meth:`add`: ``@registry.register("name")``.
+
+        Parameters
+        ----------
+        name : str
+            As for :meth:`add` (a name that is not a non-empty string is refused at once).
+        attribute : str, optional
+            Where the decorated object keeps its name (``"name"``: ``cls.name = name``); set
+            after registering succeeds.
+
+        Returns
+        -------
+        callable
+            The decorator; it registers its argument and returns it.
+
+        Raises
+        ------
+        OptionError
+            (the registry's ``invalid`` type) ``name`` is not a non-empty string.
+        """
+        self._check_name(name)
+
+        def deco(obj: T) -> T:
+            self.add(name, obj)
+            if attribute is not None:
+                setattr(obj, attribute, name)
+            return obj
+
+        return deco
+
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` and return what it was registered to.
+
+        Parameters
+        ----------
+        name : str
+            A registered name.
+
+        Returns
+        -------
+        object
+            The object that was registered.
+
+        Raises
+        ------
+        UnknownNameError
+            (the registry's ``unknown`` type) ``name`` is not registered.
+        """
+        self.get(name)
+        return self.entries.pop(name)
+
+    def get(self, name: str) -> T:
+        """The object registered under ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A name of :meth:`names`.
+
+        Returns
+        -------
+        object
+            What was registered.
+
+        Raises
+        ------
+        UnknownNameError
+            (the registry's ``unknown`` type) ``name`` is not registered; the message lists
+            the registered names.
+        """
+        self._load()
+        try:
+            return self.entries[name]
+        except (KeyError, TypeError):  # TypeError: an unhashable name
+            raise self.unknown(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}") from None
+
+    def names(self) -> list[str]:
+        """The registered names, sorted.
+
+        Returns
+        -------
+        list of str
+            Every name :meth:`get` accepts.
+        """
+        self._load()
+        return sorted(self.entries)
+
+    def __contains__(self, name) -> bool:
+        self._load()
+        try:
+            return name in self.entries
+        except TypeError:
+            return False
+
+
+#: The modules that register the built-in solvers, one per method family's solver module.
+SOLVER_MODULES = (
+    "linsolve.learned.dcdm.solver",
+    "linsolve.krylov.direct",
+    "linsolve.structured.fft_poisson",
+    "linsolve.recycling.gcrodr",
+    "linsolve.krylov.baselines",
+    "linsolve.petsc_support.ksp",
+    "linsolve.recycling.rcg",
+    "linsolve.relaxation.sor",
+)
+
+
+def _load_all():
+    # Every solver module registers its solvers on import (heavy imports such as torch
+    # stay inside functions), so a new solver is one module named here.
+    for module in SOLVER_MODULES:
+        importlib.import_module(module)
+
+
+#: The solver registry (``make_solver``, ``available_solvers``, ``solver_class``).
+SOLVERS: Registry[type] = Registry("solver", unknown=UnknownSolverError, duplicate=DuplicateNameError,
+                                   loader=_load_all)
+_REGISTRY = SOLVERS.entries
 
 
 def register(name: str):
@@ -31,52 +250,24 @@ def register(name: str):
 
     Raises
     ------
-    ValueError
+    DuplicateNameError
         ``name`` is already registered to another class.
+    OptionError
+        ``name`` is not a non-empty string.
 
     Examples
     --------
     >>> import linsolve
-    >>> from linsolve.core.registry import _REGISTRY
+    >>> from linsolve.core.registry import SOLVERS
     >>> @linsolve.register("doc-example-cg")
     ... class MyCG(linsolve.solver_class("cg")):
     ...     "CG under another name."
     >>> linsolve.make_solver("doc-example-cg").name
     'doc-example-cg'
-    >>> del _REGISTRY["doc-example-cg"]          # (the example unregisters it)
+    >>> _ = SOLVERS.remove("doc-example-cg")          # (the example unregisters it)
     """
 
-    def deco(cls):
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"solver name {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-#: The modules that register the built-in solvers, one per method family's solver module.
-SOLVER_MODULES = (
-    "linsolve.learned.dcdm.solver",
-    "linsolve.krylov.direct",
-    "linsolve.structured.fft_poisson",
-    "linsolve.recycling.gcrodr",
-    "linsolve.krylov.baselines",
-    "linsolve.petsc_support.ksp",
-    "linsolve.recycling.rcg",
-    "linsolve.relaxation.sor",
-)
-
-
-def _load_all():
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        # Every solver module registers its solvers on import (heavy imports such as torch
-        # stay inside functions), so a new solver is one module named here.
-        for module in SOLVER_MODULES:
-            importlib.import_module(module)
+    return SOLVERS.register(name, attribute="name")
 
 
 def solver_class(name: str):
@@ -105,13 +296,7 @@ def solver_class(name: str):
     >>> cls.options["restart"], cls.options["recycle"], cls.scipy_equivalent
     (40, 20, 'gmres')
     """
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownSolverError(
-            f"unknown solver {name!r}; available: {', '.join(available_solvers())}"
-        ) from None
+    return SOLVERS.get(name)
 
 
 def make_solver(name: str, **options):
@@ -176,5 +361,4 @@ def available_solvers() -> list[str]:
     >>> {"cg", "gmres", "gcrodr", "rcg", "bandit-sor", "dcdm"} <= set(linsolve.available_solvers())
     True
     """
-    _load_all()
-    return sorted(_REGISTRY)
+    return SOLVERS.names()

@@ -1,5 +1,6 @@
 """The surrogate architectures; importing this package registers them with
-:mod:`operators.registry`. Model cards: ``operators/models/cards/``."""
+:mod:`operators.registry` (:mod:`operators.factory` imports it before a lookup).
+Model cards: ``operators/models/cards/``."""
 from __future__ import annotations
 
 from . import fno, ifactformer_m, ifactformer_o, ifno  # noqa: F401  (registration)

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from linsolve.learned.dcdm.model import register_model
+from linsolve.learned.dcdm.networks import register_network
 
 
 def _pad_axis(t: torch.Tensor, axis: int, lo: int, hi: int) -> torch.Tensor:
@@ -143,7 +143,7 @@ class GridLevel:
         return x.reshape(r.shape) * self.mask
 
 
-@register_model("mg-cycle")
+@register_network("mg-cycle")
 class MultigridCycle(nn.Module):
     """``forward(residual, geometry)`` -> B residual, with B the symmetric multigrid cycle
     of the geometry's pressure operator (see the module docstring)."""

@@ -26,20 +26,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-_MODELS: dict[str, type[nn.Module]] = {}
-
-
-def register_model(name: str):
-    def deco(cls):
-        _MODELS[name] = cls
-        cls.arch = name
-        return cls
-
-    return deco
-
-
-def available_models() -> list[str]:
-    return sorted(_MODELS)
+# mgcycle registers the "mg-cycle" architecture; it imports only the registry, not this module
+from linsolve.learned.dcdm import mgcycle as _mgcycle  # noqa: F401
+from linsolve.learned.dcdm.networks import NETWORKS, register_network
 
 
 class ResBlock(nn.Module):
@@ -52,7 +41,7 @@ class ResBlock(nn.Module):
         return F.relu(h + self.c2(F.relu(self.c1(h))))
 
 
-@register_model("mg-unet")
+@register_network("mg-unet")
 class MultigridUNet(nn.Module):
     """``forward(residual, geometry)``: residual (B, 1, *grid), geometry (B, 2, *grid)
     (fluid and air indicator) or None; returns the search direction (B, 1, *grid)."""
@@ -137,16 +126,52 @@ class MultigridUNet(nn.Module):
         return q[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape)]
 
 
+def available_models() -> list[str]:
+    """The registered DCDM architecture names, sorted.
+
+    Returns
+    -------
+    list of str
+        Every ``arch`` :func:`build_model` accepts.
+
+    Examples
+    --------
+    >>> from linsolve.learned.dcdm.model import available_models
+    >>> available_models()
+    ['mg-cycle', 'mg-unet', 'sym-mg']
+    """
+    return NETWORKS.names()
+
+
 def build_model(config: dict) -> nn.Module:
-    """The network described by ``config`` (as stored in weights files and model cards)."""
+    """The network described by ``config`` (as stored in weights files and model cards).
+
+    Parameters
+    ----------
+    config : dict
+        ``arch`` (default ``"mg-unet"``) and the keyword arguments of that class.
+
+    Returns
+    -------
+    torch.nn.Module
+        A freshly initialised network; ``net.config`` holds the full configuration.
+
+    Raises
+    ------
+    UnknownNetworkError
+        An ``arch`` that is not registered (a ``ValueError``; the message lists the known ones).
+
+    Examples
+    --------
+    >>> from linsolve.learned.dcdm.model import build_model
+    >>> build_model({"arch": "mg-cycle", "dim": 2}).arch
+    'mg-cycle'
+    """
     cfg = dict(config)
-    arch = cfg.pop("arch", "mg-unet")
-    if arch not in _MODELS:
-        raise ValueError(f"unknown DCDM architecture {arch!r}; known: {', '.join(available_models())}")
-    return _MODELS[arch](**cfg)
+    return NETWORKS.get(cfg.pop("arch", "mg-unet"))(**cfg)
 
 
-@register_model("sym-mg")
+@register_network("sym-mg")
 class SymmetricMultilevel(nn.Module):
     """A network that is nonlinear in the geometry but linear, symmetric and positive
     semi-definite in the residual: f(r) = F sum_l c_l B_l^T B_l F r, where F masks the fluid,
@@ -249,5 +274,3 @@ class SymmetricMultilevel(nn.Module):
         out = coarse[0] * fluid
         return out[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape)]
 
-
-from linsolve.learned.dcdm import mgcycle as _mgcycle  # noqa: E402,F401 - registers the "mg-cycle" architecture
