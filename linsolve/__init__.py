@@ -134,10 +134,10 @@ def scipy_function(name: str):
             options.setdefault("restart", 20)
         if "recycle" in cls.options and "restart" in options and "recycle" not in options:
             # a short restart given as to gmres: the recycled space shrinks to fit in it
-            import numbers
+            from linsolve.core.validation import is_int
 
             r = options["restart"]
-            if isinstance(r, numbers.Integral) and not isinstance(r, bool):
+            if is_int(r):
                 options["recycle"] = max(0, min(int(cls.options["recycle"]), int(r) - 2))
         if scipy_like and maxiter is None:
             maxiter = 10 * _size(A)

@@ -6,23 +6,17 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_int, check_real
 
 
 # Sizes and coefficients are checked here: bad sizes would fail inside SciPy (n=0: "Diagonal length
 # ...", n=-1: ZeroDivisionError), bad coefficients give NaN matrices (peclet=nan, k=nan) or NumPy errors.
 def _size(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise OptionError(f"grid size n must be a positive integer, got {n!r}")
-    return int(n)
+    return check_int("grid size n", n, 1)
 
 
 def _number(name: str, value, least: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value < least:
-        bound = "" if least == -math.inf else f" >= {least:g}"
-        raise OptionError(f"{name} must be a finite number{bound}, got {value!r}")
-    return float(value)
+    return check_real(name, value, None if least == -math.inf else least)
 
 
 def _lap1d(n: int, h: float) -> sp.csr_matrix:

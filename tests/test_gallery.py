@@ -60,7 +60,7 @@ def test_helmholtz_indefinite_once_k2_exceeds_first_eigenvalue():
 def test_gallery_sizes_must_be_positive_integers(make, n):
     from linsolve import gallery
 
-    with pytest.raises(OptionError, match="n must be a positive integer"):
+    with pytest.raises(OptionError, match="n must be an integer >= 1"):
         gallery.GALLERY[make](n)   # not SciPy's 'Diagonal length', ZeroDivisionError, TypeError
 
 

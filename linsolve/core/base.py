@@ -16,6 +16,7 @@ from linsolve.core.errors import OptionError, ShapeError
 from linsolve.core.operator import Operator, VectorKind, as_vector
 from linsolve.core.result import SolveResult
 from linsolve.core.system import Grid, LinearSystem
+from linsolve.core.validation import check_bool, check_int, check_real, is_int, is_real
 
 
 @dataclass
@@ -79,40 +80,20 @@ class SolveContext:
     restart: int = 0
 
 
-def check_nonnegative(name: str, value, allow_inf: bool = False) -> float:
-    """A finite non-negative float (``allow_inf``: or +inf), or an OptionError naming ``name``."""
-    # float() would take "1e-8" and True; an option given as text or a flag is a mistake
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        raise OptionError(f"{name} must be a number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise OptionError(f"{name} must be a number, got {value!r}") from exc
-    if math.isnan(v) or v < 0 or (math.isinf(v) and not allow_inf):
-        what = "a non-negative number (inf allowed)" if allow_inf else "a finite non-negative number"
-        raise OptionError(f"{name} must be {what}, got {value!r}")
-    return v
-
-
 def check_option_type(name: str, value, default, owner: str) -> Any:
     """``value`` of option ``name`` when it has the type of its ``default`` (bool for a bool,
     an integer for an int, a real number for a float), else an OptionError naming it.
     Options whose default is None or a string are left to the solver's own validation."""
+    what = f"option {name} of {owner}"
     if isinstance(default, (bool, np.bool_)):
-        if isinstance(value, (bool, np.bool_)):
-            return bool(value)
-        want = "True or False"
-    elif isinstance(default, (int, np.integer)):
-        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-            return int(value)
-        want = "an integer"
-    elif isinstance(default, (float, np.floating)):
-        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        return check_bool(what, value)
+    if is_int(default):
+        return check_int(what, value)
+    if is_real(default):  # the range (and whether inf is allowed) is the solver's to check
+        if is_real(value):
             return float(value)
-        want = "a number"
-    else:
-        return value
-    raise OptionError(f"option {name} of {owner} must be {want}, got {value!r}")
+        raise OptionError(f"{what} must be a number, got {value!r}")
+    return value
 
 
 def _entries(op: Operator):
@@ -228,12 +209,10 @@ class Solver:
                  pc: Any = "none", pc_options: dict | None = None, backend: str | None = None,
                  warm_start: bool = False, callback=None, **options):
         # inf is SciPy's "any residual will do" (x0 is returned, converged)
-        self.rtol = check_nonnegative("rtol", rtol, allow_inf=True)
-        self.atol = check_nonnegative("atol", atol, allow_inf=True)
+        self.rtol = check_real("rtol", rtol, 0.0, finite=False)
+        self.atol = check_real("atol", atol, 0.0, finite=False)
         if maxiter is not None:
-            if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
-                raise OptionError(f"maxiter must be a positive integer or None, got {maxiter!r}")
-            maxiter = int(maxiter)
+            maxiter = check_int("maxiter", maxiter, 1, allow_none=True)
         self.maxiter = maxiter
         backend = backend or self.backends[0]
         if backend not in self.backends:

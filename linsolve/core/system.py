@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from linsolve.core.errors import ShapeError
+from linsolve.core.validation import is_int
 
 FLUID, SOLID, AIR = 0, 1, 2
 """Cell types used by ``Grid.cell_type`` (pressure-Poisson systems of fluid solvers)."""
@@ -22,7 +23,7 @@ def _grid_shape(shape) -> tuple[int, ...]:
         raise bad from None
     dims = []
     for s in items:
-        if isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)):
+        if is_int(s):
             dims.append(int(s))
         elif isinstance(s, (float, np.floating)) and float(s).is_integer():
             dims.append(int(s))

@@ -14,6 +14,7 @@ import scipy.sparse.linalg as spla
 from linsolve.core.base import Outcome, Solver
 from linsolve.core.errors import OptionError
 from linsolve.core.registry import register
+from linsolve.core.validation import check_int
 from linsolve.petsc_support.ksp import PetscDriver
 
 
@@ -236,9 +237,7 @@ class GMRES(CycleBudget, _KrylovBaseline):
     scipy_equivalent = "gmres"
 
     def _validate_options(self):
-        m = self.opts["restart"]
-        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-            raise OptionError(f"restart must be a positive integer, got {m!r}")
+        check_int("restart", self.opts["restart"], 1)
         check_callback_type(self.opts["callback_type"])
         if self.backend == "petsc" and self.opts["callback_type"] == "x":
             raise OptionError("callback_type='x' needs backend='scipy' (a PETSc KSP reports residual norms)")

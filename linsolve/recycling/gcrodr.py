@@ -58,6 +58,7 @@ from linsolve.core.base import Outcome, Solver
 from linsolve.core.errors import OptionError
 from linsolve.core.precond import Jacobi
 from linsolve.core.registry import register
+from linsolve.core.validation import check_choice, check_int
 from linsolve.recycling.recycle_ops import (
     MatOps,
     apply_block,
@@ -128,12 +129,6 @@ def _select_real_form(wr, wi, vr, k, which):
 SETTLE = 0.1
 
 
-def _positive_int(name, v, low):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-        raise OptionError(f"{name} must be an integer >= {low}, got {v!r}")
-    return int(v)
-
-
 @register("gcrodr")
 class GCRODR(Solver):
     """GCRO-DR(m, k) with recycling across solves: ``make_solver("gcrodr", restart=40,
@@ -166,20 +161,16 @@ class GCRODR(Solver):
     scipy_equivalent = "gmres"
 
     def _validate_options(self):
-        m = _positive_int("restart", self.opts["restart"], 2)
-        k = _positive_int("recycle", self.opts["recycle"], 0)
+        m = check_int("restart", self.opts["restart"], 2)
+        k = check_int("recycle", self.opts["recycle"], 0)
         if k > m - 2:
             raise OptionError(f"recycle={k} must be at most restart - 2 = {m - 2} "
                               "(each cycle needs Arnoldi steps beyond the recycled space)")
-        if self.opts["pc_side"] not in ("right", "left"):
-            raise OptionError(f"pc_side must be 'right' or 'left', got {self.opts['pc_side']!r}")
-        if self.opts["orthog"] not in ("cgs", "ifneeded", "cgs2"):
-            raise OptionError(f"orthog must be 'cgs', 'ifneeded' or 'cgs2', got {self.opts['orthog']!r}")
-        if self.opts["update"] not in ("cycle", "solve"):
-            raise OptionError(f"update must be 'cycle' or 'solve', got {self.opts['update']!r}")
-        _positive_int("update_every", self.opts["update_every"], 1)
-        if self.opts["which"] not in ("smallest", "largest"):
-            raise OptionError(f"which must be 'smallest' or 'largest', got {self.opts['which']!r}")
+        check_choice("pc_side", self.opts["pc_side"], ("right", "left"))
+        check_choice("orthog", self.opts["orthog"], ("cgs", "ifneeded", "cgs2"))
+        check_choice("update", self.opts["update"], ("cycle", "solve"))
+        check_int("update_every", self.opts["update_every"], 1)
+        check_choice("which", self.opts["which"], ("smallest", "largest"))
         from linsolve.krylov.baselines import check_callback_type
 
         check_callback_type(self.opts["callback_type"])

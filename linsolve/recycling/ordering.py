@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from linsolve.core.errors import OptionError, ShapeError
+from linsolve.core.validation import check_int
 
 METHODS = ("none", "greedy", "fft", "scalable")
 
@@ -137,20 +138,13 @@ def order_systems(features, method: str = "greedy", *, start: int = 0, memory: i
     N = F.shape[0] if F.ndim else 0
     if N == 0:
         raise ShapeError("features must hold at least one system (shape (N, ...))")
-    # start=True indexed D[:, True] (every column) and returned [1, 0, 0, ...], not a
-    # permutation; 1.5 and "1" failed inside NumPy
-    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < N:
-        raise OptionError(f"start must index a system (0..{N - 1}), got {start!r}")
-    start = int(start)
-    # cell_size=-1 walked no cell and returned np.empty's leftovers as the order
-    for name, value in (("fft_modes", fft_modes), ("n_components", n_components),
-                        ("curve_dims", curve_dims), ("cell_size", cell_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise OptionError(f"{name} must be a positive integer, got {value!r}")
-    if curve_dims > 63:  # the 64-bit Hilbert key needs a bit per dimension (64: a negative shift)
-        raise OptionError(f"curve_dims must be at most 63, got {curve_dims}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise OptionError(f"seed must be a non-negative integer or None, got {seed!r}")
+    # start indexes a system: True, 1.5 and "1" are not indices
+    start = check_int("start", start, 0, N - 1)
+    # a size below 1 would leave entries of the order unset
+    for name, value in (("fft_modes", fft_modes), ("n_components", n_components), ("cell_size", cell_size)):
+        check_int(name, value, 1)
+    check_int("curve_dims", curve_dims, 1, 63)  # the 64-bit Hilbert key needs a bit per dimension
+    check_int("seed", seed, 0, allow_none=True)
     if method == "none":
         _as_matrix(F[:1])
         return np.arange(N)

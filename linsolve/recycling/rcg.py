@@ -67,6 +67,7 @@ from linsolve.core.errors import OptionError
 from linsolve.core.precond import Identity, Jacobi
 from linsolve.core.registry import register
 from linsolve.core.result import history_length, note_dropped
+from linsolve.core.validation import check_bool, check_int, check_real
 from linsolve.recycling.rcg_restart import update_restart
 from linsolve.recycling.recycle_ops import MatOps, apply_block, build_pc, is_identity, single_blas_thread
 
@@ -121,16 +122,12 @@ class RecycledCG(Solver):
                 self.opts[name] = v = 2 * self.opts["recycle"] if mode == "restart" else 0
             elif v is None:
                 self.opts[name] = v = self.mode_defaults[mode][name]
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-                raise OptionError(f"{name} must be an integer >= {low}, got {v!r}")
-        if not isinstance(self.opts["compiled"], bool):
-            raise OptionError(f"compiled must be True or False, got {self.opts['compiled']!r}")
+            self.opts[name] = check_int(name, v, low)
+        check_bool("compiled", self.opts["compiled"])
         if self.opts["update_max"] < self.opts["update_every"]:
             raise OptionError(f"update_max must be >= update_every ({self.opts['update_every']}), "
                               f"got {self.opts['update_max']!r}")
-        d = self.opts["restart_drop"]
-        if isinstance(d, bool) or not isinstance(d, (int, float, np.floating)) or not 0.0 < d < 1.0:
-            raise OptionError(f"restart_drop must be a number in (0, 1), got {d!r}")
+        check_real("restart_drop", self.opts["restart_drop"], 0.0, 1.0, low_open=True, high_open=True)
         self._reset()
 
     def _reset(self):

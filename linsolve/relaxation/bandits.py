@@ -36,8 +36,8 @@ import math
 import numpy as np
 from scipy.optimize import lsq_linear
 
-from linsolve.core.base import check_nonnegative
 from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_int, check_real, is_int
 
 DEFAULT_OMEGAS = tuple(np.linspace(1.0, 1.95, 20))
 
@@ -56,9 +56,9 @@ def _seed(seed):
     OptionError: NumPy's TypeError or bare ValueError would not name the option."""
     if seed is None or isinstance(seed, np.random.SeedSequence):
         return seed
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)) and seed >= 0:
+    if is_int(seed) and seed >= 0:
         return int(seed)
-    raise OptionError(f"seed must be None or a non-negative integer, got {seed!r}")
+    raise OptionError(f"seed must be None, a SeedSequence or an integer >= 0, got {seed!r}")
 
 
 def _range(context_range) -> tuple[float, float]:
@@ -138,7 +138,7 @@ class Policy:
     def update(self, iterations) -> None:
         if not self._pending:
             raise OptionError(f"{self.name}: update() called without a preceding select()")
-        loss = check_nonnegative("iterations", iterations)
+        loss = check_real("iterations", iterations, 0.0)
         # Counts are >= 1 whenever a solve did any work; a 0 (x0 already good enough)
         # carries no information about w and is treated as the minimum cost.
         self._update(max(loss, 1.0))
@@ -232,9 +232,7 @@ class TsallisINFCB(Policy):
 
     def __init__(self, omegas=None, seed: int | None = 0, bins: int = 5, context_range=(0.0, 1.0),
                  eta0: float = 2.0, baseline: float = 1.0):
-        if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
-            raise OptionError(f"bins must be a positive integer, got {bins!r}")
-        self.bins = int(bins)
+        self.bins = check_int("bins", bins, 1)
         self.context_range = _range(context_range)
         self.eta0, self.baseline = eta0, baseline
         super().__init__(omegas, seed)
@@ -305,9 +303,7 @@ class ChebCB(Policy):
     contextual = True
 
     def __init__(self, omegas=None, seed: int | None = 0, degree: int = 5, context_range=(0.0, 1.0)):
-        if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 0:
-            raise OptionError(f"degree must be a non-negative integer, got {degree!r}")
-        self.m = int(degree) + 1
+        self.m = check_int("degree", degree, 0) + 1
         self.context_range = _range(context_range)
         super().__init__(omegas, seed)
 

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_choice, check_int
 from linsolve.gallery import poisson2d
 from linsolve.relaxation.sor_kernels import as_kernel_data, sor_iteration_counts, ssor_pcg_array
 
@@ -74,14 +75,10 @@ def shifted_laplacian_sequence(T: int = 5000, variance: str = "low", seed: int =
                                grid: int = 10) -> ShiftedLaplacianSequence:
     """The paper's synthetic sequence (see the module docstring); fully determined by
     ``seed``."""
-    if variance not in BETA:
-        raise OptionError(f"variance must be 'low' or 'high', got {variance!r}")
-    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
-        raise OptionError(f"T must be a positive integer, got {T!r}")
-    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 1:
-        raise OptionError(f"grid must be a positive integer, got {grid!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise OptionError(f"seed must be a non-negative integer, got {seed!r}")
+    check_choice("variance", variance, BETA)
+    check_int("T", T, 1)
+    check_int("grid", grid, 1)
+    check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
     A = poisson2d(grid, scaled=False)
     n = A.shape[0]

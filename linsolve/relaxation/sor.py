@@ -28,6 +28,7 @@ from linsolve.core.base import Outcome, Solver
 from linsolve.core.errors import OptionError, SolverError
 from linsolve.core.registry import register
 from linsolve.core.result import note_dropped
+from linsolve.core.validation import check_bool
 from linsolve.relaxation.bandits import Policy, make_policy
 from linsolve.relaxation.sor_kernels import (
     BREAKDOWN,
@@ -173,8 +174,7 @@ class SOR(_SORFamily):
 
     def _validate_options(self):
         self.opts["omega"] = check_omega(self.opts["omega"])
-        if not isinstance(self.opts["paper_stop"], (bool, np.bool_)):
-            raise OptionError(f"paper_stop must be True or False, got {self.opts['paper_stop']!r}")
+        check_bool("paper_stop", self.opts["paper_stop"])
         super()._validate_options()
 
     def _solve(self, op, b, x0, tol, maxiter, ctx):

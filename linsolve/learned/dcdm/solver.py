@@ -37,6 +37,7 @@ from linsolve.core.base import Outcome, Solver
 from linsolve.core.errors import OptionError, ShapeError
 from linsolve.core.registry import register
 from linsolve.core.system import AIR, FLUID, SOLID
+from linsolve.core.validation import check_choice, check_int, check_real
 
 
 def _check_device(name: str) -> None:
@@ -182,17 +183,11 @@ class DCDM(Solver):
         return "its network reads the whole grid in one process"
 
     def _validate_options(self):
-        n_orth = self.opts["n_orth"]
-        if isinstance(n_orth, bool) or not isinstance(n_orth, (int, np.integer)) or n_orth < 0:
-            raise OptionError(f"n_orth must be a non-negative integer, got {n_orth!r}")
+        check_int("n_orth", self.opts["n_orth"], 0)
         if not isinstance(self.pc, str) or self.pc != "none":
             raise OptionError("dcdm takes no preconditioner: the network is its preconditioner")
-        sg = self.opts["safeguard"]
-        if sg is not None and (isinstance(sg, bool) or not isinstance(sg, (int, float, np.floating))
-                               or not 0 <= sg <= 1):
-            raise OptionError(f"safeguard must be None (automatic) or a number in [0, 1], got {sg!r}")
-        if self.opts["engine"] not in ("auto", "torch", "compiled"):
-            raise OptionError(f"engine must be 'auto', 'torch' or 'compiled', got {self.opts['engine']!r}")
+        check_real("safeguard", self.opts["safeguard"], 0, 1, allow_none=True)
+        check_choice("engine", self.opts["engine"], ("auto", "torch", "compiled"))
         if self.opts["engine"] == "compiled" and str(self.opts["device"]).split(":")[0] != "cpu":
             raise OptionError("engine='compiled' runs on the CPU; use device='cpu' or engine='torch'/'auto'")
         if not isinstance(self.opts["device"], str):
