@@ -36,6 +36,7 @@ import warnings
 from collections.abc import Callable, Hashable, Mapping
 
 from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_int
 
 #: default seconds to wait for an existing scheduler before giving up
 CONNECT_TIMEOUT_S = 10.0
@@ -177,9 +178,7 @@ class Session:
 def _workers_value(workers) -> int | None:
     if workers is None:
         return None
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ClusterError(f"--workers must be a positive integer, got {workers!r}")
-    return int(workers)
+    return check_int("--workers", workers, 1, error=ClusterError)
 
 
 def check_options(workers=None, scheduler: str | None = None) -> tuple[int | None, str | None]:

@@ -18,6 +18,7 @@ import numpy as np
 from linsolve import LinearSystem, OptionError, UnknownSolverError
 from linsolve.core.errors import DuplicateNameError, UnknownNameError
 from linsolve.core.registry import Registry
+from linsolve.core.validation import is_int, is_real
 
 
 class FamilyError(OptionError):
@@ -70,10 +71,7 @@ def check_range(name: str, value, low: float | None = None, high: float | None =
     """FamilyError naming the parameter, its value and the allowed range unless ``value``
     is finite and within ``allowed`` (or the interval the bounds give)."""
     allowed = allowed if allowed is not None else Interval(low, high, low_open, high_open)
-    try:
-        ok = value in allowed and not isinstance(value, (bool, np.bool_))
-    except (TypeError, ValueError):
-        ok = False
+    ok = is_real(value) and value in allowed
     if not ok:
         of = f" of family {family!r}" if family else ""
         raise FamilyError(f"parameter {name}={value!r}{of} must be {allowed}" + (f" ({why})" if why else ""))
@@ -185,14 +183,14 @@ class Family:
         bad = f"parameter {k}={v!r} of family {self.name!r} is not a valid {type(default).__name__}"
         if isinstance(default, bool) != isinstance(v, (bool, np.bool_)) and isinstance(default, (int, float)):
             raise FamilyError(bad)
-        if isinstance(default, int) and not isinstance(default, bool) and isinstance(v, (float, np.floating)):
+        if is_int(default) and isinstance(v, (float, np.floating)):
             if not (math.isfinite(v) and float(v).is_integer() and abs(v) < 2.0 ** 63):
                 raise FamilyError(bad)
         try:
             out = type(default)(v) if default is not None and not isinstance(v, type(default)) else v
         except (TypeError, ValueError, OverflowError) as exc:
             raise FamilyError(bad) from exc
-        if isinstance(out, int) and not isinstance(out, bool) and abs(out) >= 2 ** 63:
+        if is_int(out) and abs(out) >= 2 ** 63:
             raise FamilyError(bad + " (beyond 64-bit integers)")
         if isinstance(out, (float, np.floating)) and math.isnan(out):
             raise FamilyError(f"parameter {k} of family {self.name!r} is NaN")

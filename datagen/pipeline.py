@@ -36,6 +36,7 @@ import numpy as np
 
 from linsolve import Operator, OptionError, SolverError, make_solver
 from linsolve.cli_support import check_output_path
+from linsolve.core.validation import check_int, is_int
 
 from . import cluster as _cluster
 from . import store
@@ -58,7 +59,7 @@ class NonConvergedError(RuntimeError):
 # --- configuration -------------------------------------------------------------------------
 def parse_grid(value) -> tuple[int, ...]:
     """``32`` -> (32,), ``"32,64"`` or ``[32, 64]`` -> (32, 64)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if is_int(value):
         parts = [value]
     elif isinstance(value, str):
         parts = [p.strip() for p in value.replace("x", ",").split(",")]
@@ -67,11 +68,10 @@ def parse_grid(value) -> tuple[int, ...]:
     else:
         raise PipelineError(f"grid must be G or GX,GY[,GZ], got {value!r}")
     try:
-        # int() would truncate 8.7 to 8 (and take True as 1): only integral sizes are sizes
-        if any(isinstance(p, bool) or (isinstance(p, float) and not p.is_integer()) for p in parts):
-            raise ValueError
-        sizes = tuple(int(p) for p in parts)
-    except (TypeError, ValueError, OverflowError):
+        # text is parsed; a number must be integral (8.0 is 8; 8.7 and True are refused, not truncated)
+        sizes = tuple(check_int("grid size", int(p) if isinstance(p, str) else p, whole_floats=True)
+                      for p in parts)
+    except (TypeError, ValueError):
         raise PipelineError(f"grid must be G or GX,GY[,GZ] with integer sizes, got {value!r}") from None
     if not 1 <= len(sizes) <= 3:
         raise PipelineError(f"grid takes 1 to 3 sizes, got {len(sizes)} in {value!r}")
@@ -80,21 +80,15 @@ def parse_grid(value) -> tuple[int, ...]:
     return sizes
 
 
-def _positive_int(name: str, v, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        try:
-            if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-                v = int(v)
-            else:
-                raise ValueError
-        except ValueError:
-            raise PipelineError(f"{name} must be an integer, got {v!r}") from None
-    if v < minimum:
-        what = "positive" if minimum == 1 else f"at least {minimum}"
-        raise PipelineError(f"{name} must be {what}, got {v}")
-    if v >= 2 ** 63:  # stored as int64: checked now, not after the solves
+def _count(name: str, v, minimum: int = 1) -> int:
+    """An integer >= ``minimum`` (digits given as text, as from a config file, included) that
+    fits the int64 it is stored as; checked now, not after the solves."""
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        v = int(v)
+    v = check_int(name, v, minimum, error=PipelineError)
+    if v >= 2 ** 63:
         raise PipelineError(f"{name} must be below 2**63, got {v}")
-    return int(v)
+    return v
 
 
 @dataclass
@@ -145,14 +139,12 @@ class GenerateConfig:
     def __post_init__(self):
         if not isinstance(self.problem, str) or not self.problem:
             raise PipelineError(f"problem must be a family name, got {self.problem!r}")
-        self.n = _positive_int("n", self.n)
-        self.chunk = _positive_int("chunk", self.chunk)
-        self.seed = _positive_int("seed", self.seed, minimum=0)
+        self.n = _count("n", self.n)
+        self.chunk = _count("chunk", self.chunk)
+        self.seed = _count("seed", self.seed, minimum=0)
         self.grid = parse_grid(self.grid)
         if self.dim is not None:
-            self.dim = _positive_int("dim", self.dim)
-            if self.dim not in (1, 2, 3):
-                raise PipelineError(f"dim must be 1, 2 or 3, got {self.dim}")
+            self.dim = check_int("dim", _count("dim", self.dim), 1, 3, error=PipelineError)
         if not isinstance(self.solver, str) or not self.solver:
             raise PipelineError(f"solver must be a registered solver name, got {self.solver!r}")
         if not isinstance(self.order, str) or not self.order:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from linsolve.core.validation import check_int
+
 from . import store
 
 
@@ -87,9 +89,7 @@ def plot_sample(path, index: int, out) -> Path:
 
 # --- channel trajectory files (DNS, LES and surrogate rollouts share the layout) ----------------
 def _int_index(value, name: str, n: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < n:
-        raise store.StoreError(f"--{name} {value!r} is out of range: the file holds {name}s 0..{n - 1}")
-    return int(value)
+    return check_int(f"--{name} (of the {n} in the file)", value, 0, n - 1, error=store.StoreError)
 
 
 def trajectory_snapshot(path, trajectory: int = 0, snapshot: int = 0, y_plus: float = 15.0) -> dict:

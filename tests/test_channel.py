@@ -414,7 +414,7 @@ _G = dict(nx=8, ny=16, nz=8)
     (dict(drive="pressure_gradient", dpdx=float("nan")), "dpdx"),   # else SciPy's ValueError
     (dict(dt=True), "dt"),                          # not dt = 1
     (dict(re_tau="180"), "re_tau"),                 # not a TypeError
-    (dict(grid=dict(_G, lx=float("inf"))), "box lengths"),   # else a NaN pressure matrix
+    (dict(grid=dict(_G, lx=float("inf"))), "box length lx"),   # else a NaN pressure matrix
     (dict(grid=dict(_G, nq=3)), "nq"),              # not a TypeError from ChannelGrid
     (dict(grid=dict(_G, nx=None)), "nx"),           # not a TypeError from int()
     (dict(grid=[8, 16, 8]), "dict"),                # not a TypeError

@@ -316,7 +316,7 @@ def test_les_from_dataset_writes_the_trajectory_layout(channel_file, tmp_path, s
 
 
 def test_les_bad_input_is_refused(channel_file, tmp_path):
-    with pytest.raises(OptionError, match="out of range"):
+    with pytest.raises(OptionError, match=r"trajectory \(of the 2 in .*\) must be an integer in \[-2, 1\], got 2"):
         run_les(channel_file, tmp_path / "x.h5", trajectory=2)
     with pytest.raises(OptionError, match="sgs"):
         run_les(channel_file, tmp_path / "x.h5", sgs="smag")
@@ -345,7 +345,7 @@ def test_les_cli(channel_file, tmp_path):
     with h5py.File(tmp_path / "l.h5") as f:
         assert f["t1_fields/velocity"].shape[:2] == (1, 2) and f.attrs["les_model"] == "dsm"
     for extra, needle in ((["--out", "m.h5", "--sgs", "smag"], "--sgs must be"),
-                          (["--out", "m.h5", "--trajectory", "7"], "out of range"),
+                          (["--out", "m.h5", "--trajectory", "7"], "must be an integer in [-2, 1], got 7"),
                           (["--out", "m.h5", "--snapshots", "0"], "snapshots must be"),
                           (["--out", "l.h5"], "exists")):
         p = run("--from", str(channel_file), *extra)

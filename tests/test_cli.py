@@ -130,8 +130,8 @@ def test_dim_option_builds_3d(tmp_path):
 
 
 @pytest.mark.parametrize("extra,needle", [
-    (["--n", "0"], "n must be positive"),
-    (["--n", "-4"], "n must be positive"),
+    (["--n", "0"], "n must be an integer >= 1"),
+    (["--n", "-4"], "n must be an integer >= 1"),
     (["--n", "lots"], "'--n'"),
     (["--grid", "0"], "grid sizes must be positive"),
     (["--grid", "8,x"], "grid"),
@@ -143,7 +143,7 @@ def test_dim_option_builds_3d(tmp_path):
     (["--param", "nosuch=1"], "unknown parameter(s) nosuch"),
     (["--param", "amplitude=-1"], "amplitude"),
     (["--order", "zigzag"], "unknown ordering method 'zigzag'"),
-    (["--chunk", "0"], "chunk must be positive"),
+    (["--chunk", "0"], "chunk must be an integer >= 1"),
     (["--dim", "5"], "dim"),
     (["--seed", str(10 ** 22)], "seed must be below 2**63"),  # stored as int64: refused before the solves
     (["--chunk", str(10 ** 20)], "chunk must be below 2**63"),

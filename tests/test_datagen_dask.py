@@ -271,7 +271,7 @@ def test_unreachable_scheduler_is_one_line_exit_2_before_any_work(tmp_path, how)
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("extra,needle", [(["--workers", "0"], "--workers must be a positive integer"),
+@pytest.mark.parametrize("extra,needle", [(["--workers", "0"], "--workers must be an integer >= 1"),
                                           (["--workers", "2", "--scheduler", "tcp://h:1"], "exclude each other")])
 def test_bad_worker_options_exit_2(tmp_path, extra, needle):
     _one_line(CliRunner().invoke(app, [*ARGS, "--out", str(tmp_path / "o.h5"), *extra]), needle)

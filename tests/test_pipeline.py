@@ -81,7 +81,7 @@ def test_parse_grid():
 
 
 @pytest.mark.parametrize("kw,needle", [
-    ({"n": 0}, "n must be positive"), ({"n": -2}, "n must be positive"), ({"chunk": 0}, "chunk"),
+    ({"n": 0}, "n must be an integer >= 1"), ({"n": -2}, "n must be an integer >= 1"), ({"chunk": 0}, "chunk"),
     ({"seed": -1}, "seed"), ({"n": "many"}, "n must be an integer"), ({"dim": 4}, "dim"),
     ({"solver_opt": "rtol=1"}, "solver_opt"),
 ])

@@ -62,9 +62,9 @@ def test_trajectory_snapshot_matches_hand_computed_quantities(tmp_path, vel, sca
 
 def test_trajectory_snapshot_refuses_out_of_range_index(tmp_path, vel):
     path = _write_trajectory_file(tmp_path / "t.h5", vel)
-    with pytest.raises(StoreError, match="trajectory 2 is out of range"):
+    with pytest.raises(StoreError, match=r"trajectory \(of the 2 in the file\) must be an integer in \[0, 1\], got 2"):
         trajectory_snapshot(path, trajectory=2)
-    with pytest.raises(StoreError, match="snapshot -1 is out of range"):
+    with pytest.raises(StoreError, match=r"snapshot \(of the \d+ in the file\) must be an integer in .*got -1"):
         trajectory_snapshot(path, snapshot=-1)
 
 
@@ -100,8 +100,8 @@ def _wrong_shape_file(path, vel):
 
 
 @pytest.mark.parametrize("make,extra,needle", [
-    (_write_trajectory_file, ["--trajectory", "2"], "--trajectory 2 is out of range"),
-    (_write_trajectory_file, ["--snapshot", "3"], "--snapshot 3 is out of range"),
+    (_write_trajectory_file, ["--trajectory", "2"], "--trajectory (of the 2 in the file) must be an integer in [0, 1], got 2"),
+    (_write_trajectory_file, ["--snapshot", "3"], "--snapshot (of the 3 in the file) must be an integer in [0, 2], got 3"),
     (_write_trajectory_file, ["--index", "1"], "not --index"),
     (_nan_file, [], "non-finite velocity"),
     (_no_velocity_file, [], "not a channel trajectory file"),

@@ -54,6 +54,18 @@ def test_int_none_only_when_allowed():
         check_int("maxiter", 0, 1, allow_none=True)
 
 
+def test_int_whole_floats_only_when_asked():
+    assert check_int("nx", 32.0, 2, whole_floats=True) == 32
+    assert type(check_int("nx", np.float32(8.0), whole_floats=True)) is int
+    with pytest.raises(OptionError, match=r"^nx must be an integer >= 2, got 32.0$"):
+        check_int("nx", 32.0, 2)
+    for bad in (32.5, float("nan"), float("inf"), True, 1.0 + 0j):
+        with pytest.raises(OptionError, match="nx must be an integer"):
+            check_int("nx", bad, whole_floats=True)
+    with pytest.raises(OptionError, match=r"^nx must be an integer >= 2, got 1.0$"):
+        check_int("nx", 1.0, 2, whole_floats=True)
+
+
 def test_int_raises_the_error_type_it_is_given():
     with pytest.raises(CustomError, match="seed must be an integer >= 0, got -1"):
         check_int("seed", -1, 0, error=CustomError)

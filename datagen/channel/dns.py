@@ -26,6 +26,7 @@ from datagen.channel.sgs import check_model as check_sgs_model
 from datagen.channel.staggered import StaggeredOps
 from datagen.channel.tridiag import TriFactor
 from linsolve.core.errors import OptionError, SolverError
+from linsolve.core.validation import is_real
 
 RK3 = ((8 / 15, 0.0), (5 / 12, -17 / 60), (3 / 4, -5 / 12))
 
@@ -43,7 +44,7 @@ def dean_bulk_velocity(re_tau: float) -> float:
 
 def _real(x) -> bool:
     """A finite real number (bool excluded: dt=True would run with dt = 1)."""
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+    return is_real(x) and math.isfinite(x)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_choice, check_int
 
 FILTERS = ("box", "spectral")
 
@@ -41,16 +42,12 @@ def coarse_y(ny: int) -> np.ndarray:
 
 class CoarseFilter:
     def __init__(self, grid, coarse, kind: str = "box"):
-        if kind not in FILTERS:
-            raise OptionError(f"filter must be one of {', '.join(FILTERS)}, got {kind!r}")
+        check_choice("filter", kind, FILTERS)
+        # integral sizes only: (16.7, 17, 8) is refused, not truncated to 16 x 17 x 8
         try:
-            NX, NY, NZ = (int(c) for c in coarse)
-            # refused, not truncated: (16.7, 17, 8) must not filter onto 16 x 17 x 8
-            exact = all(not isinstance(c, bool) and int(c) == c for c in coarse)
-        except (TypeError, ValueError, OverflowError) as exc:
+            NX, NY, NZ = (check_int("coarse grid size", c, whole_floats=True) for c in coarse)
+        except (TypeError, ValueError) as exc:
             raise OptionError(f"coarse grid must be three integers NX,NY,NZ, got {coarse!r}") from exc
-        if not exact:
-            raise OptionError(f"coarse grid must be three integers NX,NY,NZ, got {coarse!r}")
         if NX < 2 or NZ < 2 or NY < 3 or NX % 2 or NZ % 2:
             raise OptionError(f"coarse grid needs even NX, NZ >= 2 and NY >= 3, got {coarse!r}")
         if NX > grid.nx or NZ > grid.nz:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_choice, check_int, check_real
 
 
 @dataclass
@@ -25,23 +26,15 @@ class ChannelGrid:
 
     def __post_init__(self):
         for name in ("nx", "ny", "nz"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                    or not math.isfinite(v) or int(v) != v or v < 2:
-                raise OptionError(f"channel grid {name} must be an integer >= 2, got {v!r}")
-            setattr(self, name, int(v))
+            setattr(self, name, check_int(f"channel grid {name}", getattr(self, name), 2, whole_floats=True))
         for name in ("nx", "nz"):
             if getattr(self, name) % 2:
                 raise OptionError(f"channel grid {name} must be even (FFT layout), got {getattr(self, name)}")
         # finite lengths only: an infinite box would give dx = inf and a NaN pressure matrix
-        if not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
-                   and 0 < x < math.inf for x in (self.lx, self.lz)):
-            raise OptionError(f"box lengths must be positive and finite, got lx={self.lx}, lz={self.lz}")
-        if isinstance(self.stretch, bool) or not isinstance(self.stretch, (int, float, np.integer, np.floating)) \
-                or not (0 <= self.stretch < 10):
-            raise OptionError(f"stretch must be in [0, 10), got {self.stretch}")
-        if self.yfaces not in ("tanh", "lobatto"):
-            raise OptionError(f"yfaces must be 'tanh' or 'lobatto', got {self.yfaces!r}")
+        for name in ("lx", "lz"):
+            check_real(f"box length {name}", getattr(self, name), 0.0, low_open=True)
+        check_real("stretch", self.stretch, 0.0, 10.0, high_open=True)
+        check_choice("yfaces", self.yfaces, ("tanh", "lobatto"))
         eta = np.linspace(-1.0, 1.0, self.ny + 1)
         if self.yfaces == "lobatto":
             self.yf = -np.cos(np.pi * np.arange(self.ny + 1) / self.ny)

@@ -35,6 +35,7 @@ from datagen.channel.dns import ChannelBlowUp, ChannelConfig, ChannelDNS
 from datagen.channel.filtering import coarse_y
 from datagen.channel.sgs import check_model
 from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_int
 
 
 def _interp_matrix(x_in, x_out) -> np.ndarray:
@@ -137,10 +138,8 @@ def read_source(path, trajectory: int = -1) -> dict:
             raise OptionError(f"{str(path)!r} is not a channel trajectory file (datagen generate channel)")
         vel = f["t1_fields/velocity"]
         K = vel.shape[0]
-        if isinstance(trajectory, bool) or int(trajectory) != trajectory or not -K <= trajectory < K:
-            raise OptionError(f"trajectory {trajectory!r} out of range: {str(path)!r} holds {K} (0..{K - 1}, "
-                              f"or -1 for the last)")
-        k = int(trajectory) % K
+        # -1 is the last
+        k = check_int(f"trajectory (of the {K} in {str(path)!r})", trajectory, -K, K - 1, whole_floats=True) % K
         src = {"path": str(path), "trajectory": k, "vel0": vel[k, 0].astype(np.float64),
                "S": vel.shape[1], "x": f["dimensions/x"][()].astype(np.float64),
                "y": f["dimensions/y"][()].astype(np.float64), "z": f["dimensions/z"][()].astype(np.float64),
@@ -203,8 +202,7 @@ def run_les(source, out, trajectory: int = -1, sgs: str | None = "wale", snapsho
     >>> run_les("train.h5", "les.h5", trajectory=-1, sgs="wale", snapshots=8)  # doctest: +SKIP
     """
     for name, value in (("snapshots", snapshots), ("steps_per_snapshot", steps_per_snapshot)):
-        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-            raise OptionError(f"{name} must be a positive integer, got {value!r}")
+        check_int(name, value, 1, allow_none=True, whole_floats=True)
     check_model(sgs)
     src = read_source(source, trajectory)
     S = int(snapshots or src["S"])

@@ -90,7 +90,8 @@ def is_real(value) -> bool:
 
 
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None, *,
-              allow_none: bool = False, error: type[Exception] = OptionError) -> int | None:
+              allow_none: bool = False, whole_floats: bool = False,
+              error: type[Exception] = OptionError) -> int | None:
     """``value`` as an ``int`` when it is an integer (not a bool) in ``[minimum, maximum]``.
 
     Parameters
@@ -103,6 +104,9 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
         The smallest and largest accepted value (``None``: unbounded).
     allow_none : bool, optional
         Whether ``None`` is accepted (and returned).
+    whole_floats : bool, optional
+        Whether a float with an integral value (``32.0``, as a config file may hold) is accepted
+        as that integer; ``32.5``, NaN and infinities are refused either way.
     error : type, optional
         The ValueError subclass to raise (default ``linsolve.OptionError``).
 
@@ -133,11 +137,13 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
     """
     if value is None and allow_none:
         return None
-    if not is_int(value) or (minimum is not None and value < minimum) \
-            or (maximum is not None and value > maximum):
+    v = value
+    if whole_floats and is_real(v) and not is_int(v) and math.isfinite(v) and float(v).is_integer():
+        v = int(v)
+    if not is_int(v) or (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
         what = "an integer" + _range_text(minimum, maximum, False, False) + (" or None" if allow_none else "")
         raise error(f"{name} must be {what}, got {value!r}")
-    return int(value)
+    return int(v)
 
 
 def check_real(name: str, value: Any, low: float | None = None, high: float | None = None, *,
