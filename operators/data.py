@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_int, check_real
 
 
 class DataError(OptionError):
@@ -61,9 +62,7 @@ class ChannelData:
 
 
 def check_trajectory_index(k, n: int, path) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < n:
-        raise DataError(f"trajectory index {k!r} is out of range: {str(path)!r} holds {n} trajectories (0..{n - 1})")
-    return int(k)
+    return check_int(f"trajectory index (of the {n} in {str(path)!r})", k, 0, n - 1, error=DataError)
 
 
 def load_channel(path, *, allow_nonfinite: bool = False) -> ChannelData:
@@ -189,10 +188,8 @@ def split_trajectories(n_trajectories: int, n_snapshots: int, *, test: int = 1,
     >>> split_trajectories(2, 100).val
     [(0, 80, 100)]
     """
-    if isinstance(test, bool) or not isinstance(test, (int, np.integer)) or test < 0:
-        raise OptionError(f"test must be a non-negative integer, got {test!r}")
-    if not 0 < val_fraction < 1:
-        raise OptionError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    check_int("test", test, 0)
+    check_real("val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
     K, S = int(n_trajectories), int(n_snapshots)
     if K - test < 1:
         raise DataError(f"the file holds {K} trajectories; at least one must remain for training after "

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_choice, check_int
 
 from .checkpoint import check_fits, load_checkpoint
 from .data import check_trajectory_index, load_channel
@@ -120,24 +121,19 @@ def rollout(checkpoint, data, trajectory: int, steps: int, out, *, project: bool
 
     from .train import make_projector, predictor, resolve_device
 
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise OptionError(f"steps must be a positive integer, got {steps!r}")
-    if energy not in ENERGY_KINDS:
-        raise OptionError(f"energy must be one of {', '.join(ENERGY_KINDS)}, got {energy!r}")
+    check_int("steps", steps, 1)
+    check_choice("energy", energy, ENERGY_KINDS)
     lo, hi = parse_band(band)
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise OptionError(f"threads must be a positive integer, got {threads!r}")
-        torch.set_num_threads(threads)
+    if check_int("threads", threads, 1, allow_none=True) is not None:
+        torch.set_num_threads(int(threads))
     dev = resolve_device(device)
     model, ck = load_checkpoint(checkpoint, dev)
     ds = load_channel(data)
     check_fits(ck, ds, checkpoint)
     k = check_trajectory_index(trajectory, ds.n_trajectories, data)
     n_in = int(ck["in_steps"])
-    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start <= ds.n_snapshots - n_in:
-        raise OptionError(f"start must be in 0..{ds.n_snapshots - n_in} (the trajectory has {ds.n_snapshots} "
-                          f"snapshots and the model reads {n_in}), got {start!r}")
+    check_int(f"start (the trajectory has {ds.n_snapshots} snapshots, the model reads {n_in})", start, 0,
+              ds.n_snapshots - n_in)
     project = bool(ck["project"]) if project is None else bool(project)
     step = predictor(model, make_projector(ds) if project else None)
     flat = ds.velocity.reshape(-1, *ds.velocity.shape[2:])

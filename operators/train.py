@@ -17,6 +17,7 @@ import numpy as np
 
 from datagen.store import atomic_write_text
 from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_choice, check_int, check_real
 
 from . import checkpoint as _ck
 from .checkpoint import (
@@ -189,21 +190,13 @@ def evaluate_one_step(step, dataset: WindowDataset, batch: int, device) -> float
 
 def _check_args(a: dict) -> None:
     for k in ("epochs", "batch", "step_size", "rollout_steps"):
-        v = a[k]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise OptionError(f"{k.replace('_', '-')} must be a positive integer, got {v!r}")
+        check_int(k.replace("_", "-"), a[k], 1)
     for k in ("lr", "gamma"):
-        v = a[k]
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise OptionError(f"{k} must be a positive number, got {v!r}")
-    if not isinstance(a["weight_decay"], (int, float)) or not math.isfinite(a["weight_decay"]) or a["weight_decay"] < 0:
-        raise OptionError(f"weight-decay must be a number >= 0, got {a['weight_decay']!r}")
-    if isinstance(a["seed"], bool) or not isinstance(a["seed"], (int, np.integer)) or a["seed"] < 0:
-        raise OptionError(f"seed must be a non-negative integer, got {a['seed']!r}")
+        check_real(k, a[k], 0.0, low_open=True)
+    check_real("weight-decay", a["weight_decay"], 0.0)
+    check_int("seed", a["seed"], 0)
     for k in ("noise", "stats_weight"):
-        v = a.get(k, 0.0)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise OptionError(f"{k.replace('_', '-')} must be a number >= 0, got {v!r}")
+        check_real(k.replace("_", "-"), a.get(k, 0.0), 0.0)
 
 
 def _load_init(net, model: str, path, ds: ChannelData, mean, std) -> str:
@@ -319,14 +312,11 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
     args = dict(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, step_size=step_size, gamma=gamma,
                 rollout_steps=rollout_steps, seed=seed, noise=noise, stats_weight=stats_weight)
     _check_args(args)
-    if select not in SELECT:
-        raise OptionError(f"select must be one of {', '.join(SELECT)}, got {select!r}")
+    check_choice("select", select, SELECT)
     if init is not None and not Path(init).is_file():
         raise OptionError(f"init checkpoint {str(init)!r} does not exist")
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise OptionError(f"threads must be a positive integer, got {threads!r}")
-        torch.set_num_threads(threads)
+    if check_int("threads", threads, 1, allow_none=True) is not None:
+        torch.set_num_threads(int(threads))
     dev = resolve_device(device)
     out = Path(out)
     last = out / "last.pt"

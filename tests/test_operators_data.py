@@ -103,7 +103,7 @@ def test_bad_files_are_data_errors(tmp_path, chan):
     write_channel_file(tmp_path / "nan.h5", velocity=v)
     with pytest.raises(DataError, match="NaN/Inf velocity .*trajectory 1, snapshot 3"):
         load_channel(tmp_path / "nan.h5")
-    with pytest.raises(DataError, match="out of range"):
+    with pytest.raises(DataError, match=r"trajectory index \(of the \d+ in .*\) must be an integer in \[0, \d+\], got 3"):
         load_channel(chan).trajectory(3)
 
 

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from linsolve.core import validation
+
 from ..errors import NonFiniteError, OptionError, ShapeError
 
 #: Box lengths (x, z) of the paper's Re_tau 180 channel, 4 pi x 2 x 4 pi / 3; used only to scale
@@ -16,33 +18,25 @@ from ..errors import NonFiniteError, OptionError, ShapeError
 PAPER_BOX = [4 * math.pi, 4 * math.pi / 3]
 
 
+# The shared checks (linsolve.core.validation) raising operators' OptionError.
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return validation.check_int(name, value, minimum, error=OptionError)
 
 
 def check_float(name: str, value: Any, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or (positive and value <= 0):
-        raise OptionError(f"{name} must be a finite {'positive ' if positive else ''}number, got {value!r}")
-    return float(value)
+    return validation.check_real(name, value, 0.0 if positive else None, low_open=True, error=OptionError)
 
 
 def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise OptionError(f"{name} must be true or false, got {value!r}")
-    return bool(value)
+    return validation.check_bool(name, value, error=OptionError)
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise OptionError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
+    return validation.check_choice(name, value, choices, error=OptionError)
 
 
 def check_ints(name: str, value: Any, length: int, minimum: int = 1) -> list[int]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if validation.is_int(value):
         value = [value] * length
     if not isinstance(value, (list, tuple)) or len(value) != length:
         raise OptionError(f"{name} must be an integer or a list of {length} integers, got {value!r}")
