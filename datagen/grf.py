@@ -28,6 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from linsolve.core.validation import check_int, check_real
+
 from .family import FamilyError
 
 
@@ -51,10 +53,8 @@ class GaussianRandomField:
         self.lengths = (1.0,) * d if lengths is None else tuple(float(v) for v in lengths)
         if len(self.lengths) != d or any(not np.isfinite(v) or v <= 0 for v in self.lengths):
             raise FamilyError(f"GRF lengths must be {d} positive numbers, got {lengths}")
-        if not np.isfinite(alpha) or alpha <= 0:
-            raise FamilyError(f"GRF alpha must be positive, got {alpha}")
-        if not np.isfinite(tau) or tau <= 0:
-            raise FamilyError(f"GRF tau must be positive, got {tau}")
+        check_real("GRF alpha", alpha, 0.0, low_open=True, error=FamilyError)
+        check_real("GRF tau", tau, 0.0, low_open=True, error=FamilyError)
         if sigma is None:
             sigma = tau ** (alpha - d / 2.0)
         if not np.isfinite(sigma) or sigma < 0:
@@ -90,9 +90,7 @@ class GaussianRandomField:
         """``n`` independent fields, shape ``(n, *shape)``; one field of ``shape`` when n is None."""
         if not isinstance(rng, np.random.Generator):
             raise FamilyError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        count = 1 if n is None else int(n)
-        if count < 0:
-            raise FamilyError(f"number of GRF samples must be non-negative, got {n}")
+        count = 1 if n is None else check_int("number of GRF samples", n, 0, whole_floats=True, error=FamilyError)
         # Colouring real white noise in Fourier space gives the Hermitian symmetry for free:
         # fft(w) has E|fft(w)_k|^2 = N, so sqrt(N) * ifft(sqrt(lambda) fft(w)) has the
         # covariance sum_k lambda_k e_k(x) conj(e_k(y)) stated in the module docstring.

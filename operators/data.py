@@ -250,8 +250,8 @@ class WindowDataset:
     def __init__(self, velocity: np.ndarray, ranges, in_steps: int, horizon: int = 1):
         import torch
 
-        if in_steps < 1 or horizon < 1:
-            raise OptionError(f"in_steps and horizon must be >= 1, got {in_steps}, {horizon}")
+        check_int("in_steps", in_steps, 1)
+        check_int("horizon", horizon, 1)
         self.velocity = torch.from_numpy(np.ascontiguousarray(velocity))
         self.in_steps, self.horizon = int(in_steps), int(horizon)
         self.index = windows(ranges, self.in_steps, self.horizon)

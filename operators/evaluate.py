@@ -29,6 +29,7 @@ import numpy as np
 
 from datagen.channel.stats import coarse_profiles, coarse_spectra
 from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_real
 
 from .data import ChannelData, DataError, check_trajectory_index, load_channel
 
@@ -137,8 +138,7 @@ def evaluate(rollout_path, reference, out, *, late: float = 0.5, trajectory: int
     --------
     >>> evaluate("rollout.h5", "test.h5", "report")["statistics"]["errors"]   # doctest: +SKIP
     """
-    if not 0 < late <= 1:
-        raise OptionError(f"late must be in (0, 1], got {late!r}")
+    check_real("late", late, 0.0, 1.0, low_open=True)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OptionError(f"--out {str(out)!r} exists and is not empty; use --overwrite")

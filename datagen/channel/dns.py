@@ -26,7 +26,7 @@ from datagen.channel.sgs import check_model as check_sgs_model
 from datagen.channel.staggered import StaggeredOps
 from datagen.channel.tridiag import TriFactor
 from linsolve.core.errors import OptionError, SolverError
-from linsolve.core.validation import is_real
+from linsolve.core.validation import check_choice, check_int, check_real
 
 RK3 = ((8 / 15, 0.0), (5 / 12, -17 / 60), (3 / 4, -5 / 12))
 
@@ -40,11 +40,6 @@ def dean_bulk_velocity(re_tau: float) -> float:
     Re_b = 2 h U_b / nu (U_b+ = 15.7 at Re_tau 180, 17.5 at 395, 18.6 at 590)."""
     re_b = (re_tau / 0.09) ** (1 / 0.88)
     return re_b / (2 * re_tau)
-
-
-def _real(x) -> bool:
-    """A finite real number (bool excluded: dt=True would run with dt = 1)."""
-    return is_real(x) and math.isfinite(x)
 
 
 @dataclass
@@ -97,16 +92,12 @@ class ChannelConfig:
 
     def __post_init__(self):
         for name in ("re_tau", "dt", "cfl_limit"):
-            if not (_real(getattr(self, name)) and getattr(self, name) > 0):
-                raise OptionError(f"{name} must be positive and finite, got {getattr(self, name)!r}")
+            check_real(name, getattr(self, name), 0.0, low_open=True)
         # a NaN cfl_limit would switch the CFL check off (c > nan is never true); a NaN ub or
         # dpdx would surface as a NonFiniteError or SciPy's ValueError from the first step
-        for name in ("ub", "dpdx"):
-            value = getattr(self, name)
-            if not (value is None and name == "ub") and not _real(value):
-                raise OptionError(f"{name} must be a finite number, got {value!r}")
-        if self.drive not in ("flow_rate", "pressure_gradient"):
-            raise OptionError(f"drive must be 'flow_rate' or 'pressure_gradient', got {self.drive!r}")
+        check_real("ub", self.ub, allow_none=True)
+        check_real("dpdx", self.dpdx)
+        check_choice("drive", self.drive, ("flow_rate", "pressure_gradient"))
         if not isinstance(self.grid, dict):
             raise OptionError(f"grid must be a dict of ChannelGrid fields, got {type(self.grid).__name__}")
         unknown = sorted(set(self.grid) - set(ChannelGrid.__dataclass_fields__))
@@ -404,14 +395,11 @@ class ChannelDNS:
             Bad arguments; an unstable run.
         """
         # integers only: check_every=0 would divide by zero after the first step, nsteps=2.7 run 2 steps
-        for name, value, least in (("nsteps", nsteps, 0), ("check_every", check_every, 1)):
-            if not (_real(value) and int(value) == value and value >= least):
-                raise OptionError(f"{name} must be an integer >= {least}, got {value!r}")
-        nsteps, check_every = int(nsteps), int(check_every)
+        nsteps = check_int("nsteps", nsteps, 0, whole_floats=True)
+        check_every = check_int("check_every", check_every, 1, whole_floats=True)
         # a negative cfl_target or a NaN dt_max would fail in adapt_dt's log10/floor (ValueError)
         for name, value in (("cfl_target", cfl_target), ("dt_max", dt_max)):
-            if value is not None and not (_real(value) and value > 0):
-                raise OptionError(f"{name} must be positive and finite, got {value!r}")
+            check_real(name, value, 0.0, low_open=True, allow_none=True)
         cfl_target = cfl_target or self.cfl_target
         dt_max = dt_max or self.dt_max or self.cfg.dt
         # an unstable run is found by check() and the pressure solve (ChannelBlowUp); NumPy's

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from linsolve import LinearSystem
+from linsolve.core.validation import check_int
 
 from ..family import COUNT, POSITIVE, POSITIVE_COUNT, Family, FamilyError, Interval, register_family
 
@@ -79,8 +80,7 @@ class ChannelPressure(Family):
         return dns, rec
 
     def sample(self, n: int, rng: np.random.Generator | None = None) -> list[dict]:
-        if int(n) < 0:
-            raise FamilyError(f"number of samples must be non-negative, got {n}")
+        n = check_int("number of samples", n, 0, whole_floats=True, error=FamilyError)
         seed = int((rng or np.random.default_rng(0)).integers(2**31 - 1))
         return [{"index": i, "dns_seed": seed} for i in range(int(n))]
 

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from linsolve import LinearSystem
+from linsolve.core.validation import check_int
 
 from ..family import FINITE, NON_NEGATIVE, POSITIVE, Family, FamilyError, check_range, register_family
 from ..grf import GaussianRandomField
@@ -135,8 +136,7 @@ class GRFCoefficientFamily(Family):
         return LinearSystem(A, b, grid=self.mesh.grid(), meta=meta)
 
     def sample_coefficients(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        if int(n) < 0:
-            raise FamilyError(f"number of samples must be non-negative, got {n}")
+        n = check_int("number of samples", n, 0, whole_floats=True, error=FamilyError)
         return np.exp(self.grf.sample(rng, int(n)))
 
     def _build_mesh(self) -> None:

@@ -37,6 +37,7 @@ import scipy.sparse as sp
 from scipy import fft
 
 from linsolve import LinearSystem
+from linsolve.core.validation import check_int
 
 from ..family import FINITE, POSITIVE, POSITIVE_COUNT, Family, FamilyError, register_family
 from ..stencils import Mesh, box_bcs, fv_diffusion
@@ -153,17 +154,13 @@ class Heat(Family):
 
     # --- family interface -----------------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator | None = None) -> list[dict]:
-        if int(n) < 0:
-            raise FamilyError(f"number of samples must be non-negative, got {n}")
+        n = check_int("number of samples", n, 0, whole_floats=True, error=FamilyError)
         dt = self.p["dt"]
         return [{"step": k, "t": k * dt, "kappa": float(kappa(k * dt)), "t_prev": (k - 1) * dt,
                  "kappa_prev": float(kappa((k - 1) * dt))} for k in range(1, int(n) + 1)]
 
     def _step_of(self, params: dict) -> int:
-        k = params["step"]
-        if not float(k).is_integer() or int(k) < 1:
-            raise FamilyError(f"heat parameter step={k!r} must be an integer >= 1")
-        return int(k)
+        return check_int("heat parameter step", params["step"], 1, whole_floats=True, error=FamilyError)
 
     def assemble(self, params: dict) -> LinearSystem:
         k = self._step_of(params)

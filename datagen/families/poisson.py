@@ -17,6 +17,7 @@ import numpy as np
 from numpy.polynomial import chebyshev
 
 from linsolve import LinearSystem
+from linsolve.core.validation import check_int
 
 from ..family import COUNT, Family, FamilyError, register_family
 from ..stencils import Mesh, bc_name, fv_boundary_rhs, fv_diffusion
@@ -51,8 +52,7 @@ class Poisson(Family):
         return self._A
 
     def sample(self, n: int, rng: np.random.Generator) -> list[dict]:
-        if int(n) < 0:
-            raise FamilyError(f"number of samples must be non-negative, got {n}")
+        n = check_int("number of samples", n, 0, whole_floats=True, error=FamilyError)
         d = self.p["degree"] + 1
         out = []
         for _ in range(int(n)):

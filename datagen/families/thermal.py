@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from linsolve import LinearSystem
+from linsolve.core.validation import check_int
 
 from ..family import FINITE, POSITIVE, Family, FamilyError, register_family
 from ..stencils import EDGES, Mesh, bc_name, fv_boundary_rhs, fv_diffusion
@@ -82,8 +83,7 @@ class Thermal(Family):
         return self._A
 
     def sample(self, n: int, rng: np.random.Generator) -> list[dict]:
-        if int(n) < 0:
-            raise FamilyError(f"number of samples must be non-negative, got {n}")
+        n = check_int("number of samples", n, 0, whole_floats=True, error=FamilyError)
         T = rng.uniform(self.p["t_min"], self.p["t_max"], size=int(n))
         q = rng.uniform(self.p["q_min"], self.p["q_max"], size=int(n))
         return [{"T": float(a), "q": float(b)} for a, b in zip(T, q, strict=True)]

@@ -188,12 +188,8 @@ class TsallisINF(Policy):
     name = "tsallis-inf"
 
     def __init__(self, omegas=None, seed: int | None = 0, eta0: float = 2.0, baseline: float = 1.0):
-        self.eta0 = float(eta0)
-        if not self.eta0 > 0:
-            raise OptionError(f"eta0 must be positive, got {eta0!r}")
-        self.baseline = float(baseline)
-        if not math.isfinite(self.baseline):
-            raise OptionError(f"baseline must be a finite number, got {baseline!r}")
+        self.eta0 = check_real("eta0", eta0, 0.0, low_open=True)
+        self.baseline = check_real("baseline", baseline)
         super().__init__(omegas, seed)
 
     def _reset(self):

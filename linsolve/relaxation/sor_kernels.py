@@ -31,8 +31,9 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from linsolve.core.errors import OptionError, SolverError
+from linsolve.core.errors import SolverError
 from linsolve.core.result import history_length
+from linsolve.core.validation import check_real
 
 CONVERGED, MAXITER, BREAKDOWN = 0, 1, 2
 
@@ -261,13 +262,7 @@ class CSRKernelData:
 
 
 def check_omega(omega, who: str = "SOR") -> float:
-    try:
-        w = float(omega)
-    except (TypeError, ValueError) as exc:
-        raise OptionError(f"{who} omega must be a number in (0, 2), got {omega!r}") from exc
-    if not 0.0 < w < 2.0:
-        raise OptionError(f"{who} omega must lie in the open interval (0, 2), got {omega!r}")
-    return w
+    return check_real(f"{who} omega", omega, 0.0, 2.0, low_open=True, high_open=True)
 
 
 def as_kernel_data(A, who: str = "SOR") -> CSRKernelData:
