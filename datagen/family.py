@@ -361,7 +361,7 @@ def _load_all():
 FAMILIES: Registry[type[Family]] = Registry("problem family", unknown=UnknownFamilyError,
                                             duplicate=DuplicateFamilyError, invalid=FamilyError,
                                             loader=_load_all)
-_FAMILIES = FAMILIES.entries
+_FAMILIES = FAMILIES.entries  # the same dict, for tests that patch a family in
 
 
 def available_families() -> list[str]:

@@ -227,7 +227,7 @@ def _load_all():
 #: The solver registry (``make_solver``, ``available_solvers``, ``solver_class``).
 SOLVERS: Registry[type] = Registry("solver", unknown=UnknownSolverError, duplicate=DuplicateNameError,
                                    loader=_load_all)
-_REGISTRY = SOLVERS.entries
+_REGISTRY = SOLVERS.entries  # the same dict, for tests that patch a solver in
 
 
 def register(name: str):
