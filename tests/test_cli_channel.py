@@ -77,7 +77,7 @@ def test_channel_options_rejected_for_other_families(tmp_path):
     (["--box", "3.0,1.5,2.0"], "box must be 2"),
     (["--box", "-3.0,1.5"], "box must be 2"),
     # found inside the DNS set-up, and still nothing is left behind
-    (["--re-tau", "nan"], "re_tau must be positive"),
+    (["--re-tau", "nan"], "re_tau must be a finite number > 0"),
     (["--solver", "nosuch"], "unknown solver 'nosuch'"),
     # options of the other families: refused, not ignored
     (["--n", "3"], "--n does not apply to the channel problem"),

@@ -1,1 +1,2 @@
-"""Private core of linsolve: the Solver base, operators, systems, results, errors, the registry, preconditioners."""
+"""Private core of linsolve: the Solver base, operators, systems, results, errors, the registry
+(the generic ``Registry`` every package uses), parameter checks (``validation``), preconditioners."""
