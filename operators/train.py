@@ -435,6 +435,8 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
         if select == "rollout":
             rs = rollout_score(step, ds, split.val, in_steps, dev)
             row["val_rollout_score"] = score = rs["score"]
+            # the statistics behind the score, one column each (empty for a failed rollout)
+            row.update({f"val_rollout_{q}": e for q, e in (rs["errors"] or {}).items()})
         history.append(row)
         # no validation window (a very short file): the training loss chooses best.pt
         score = score if math.isfinite(score) else row["train_loss"]
@@ -473,6 +475,7 @@ def _write_metrics(out: Path, history: list[dict], summary: dict | None) -> None
     buf = io.StringIO()
     fields = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
     fields += [k for k in ("val_rollout_score",) if any(k in h for h in history)]
+    fields += sorted({k for h in history for k in h if k.startswith("val_rollout_") and k not in fields})
     w = csv.DictWriter(buf, fieldnames=fields)
     w.writeheader()
     for h in history:

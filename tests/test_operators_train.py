@@ -324,7 +324,15 @@ def test_select_rollout_picks_best_by_the_validation_rollout_score(chan, tmp_pat
     scores = [h["val_rollout_score"] for h in hist]
     assert all(sc is not None for sc in scores)
     assert s["best_epoch"] == 1 + int(np.argmin(scores))
-    assert (tmp_path / "r" / "metrics.csv").read_text().splitlines()[0].endswith(",val_rollout_score")
+    header = (tmp_path / "r" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[5] == "val_rollout_score"
+    from operators.evaluate import TARGETS
+
+    # each statistic behind the score is recorded, and the score is the largest error/target ratio
+    assert {f"val_rollout_{q}" for q in TARGETS} <= set(header)
+    for h in hist:
+        ratios = [h[f"val_rollout_{q}"] / t for q, t in TARGETS.items() if h[f"val_rollout_{q}"] is not None]
+        assert h["val_rollout_score"] == pytest.approx(max(ratios), rel=1e-12)
     from linsolve.core.errors import OptionError
 
     with pytest.raises(OptionError, match="select must be one of"):
