@@ -332,11 +332,15 @@ def _set_petsc_entries(M, A):
 
 
 def _solve_through_in_place_changes(name, opts, petsc_matrix=False):
-    """Solve A, then 2 A, then D A D twice, all one object changed in place."""
+    """Solve A, then 2 A, then D A D twice, all one object changed in place (a PETSc Mat after
+    one solve of the SciPy matrix with the same entries: a new object is a new matrix too)."""
     A = CASES["spd"].tocsr(copy=True)
     b = _rhs(A.shape[0], 12)
     given = _petsc_mat(A) if petsc_matrix else A
     solver = _make(name, rtol=1e-9, **opts)
+    if petsc_matrix:
+        res = solver.solve(A, b, grid=GRID)
+        assert res.converged and np.linalg.norm(b - A @ res.x) <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6), res
     for step in range(4):
         if step == 1:
             A.data *= 2.0  # still a (scaled) Laplacian
