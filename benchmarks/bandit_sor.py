@@ -34,16 +34,21 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from benchmarks.common import markdown_table, write_results  # noqa: E402
 from linsolve import make_solver  # noqa: E402
-from linsolve.bandits import DEFAULT_OMEGAS, make_policy, replay  # noqa: E402
-from linsolve.sequences import SHIFT_RANGE, iteration_table, shifted_laplacian_sequence  # noqa: E402
-from linsolve.sor_kernels import (  # noqa: E402
+from linsolve.relaxation.bandits import DEFAULT_OMEGAS, make_policy, replay  # noqa: E402
+from linsolve.relaxation.khodak_sequence import SHIFT_RANGE, iteration_table, shifted_laplacian_sequence  # noqa: E402
+from linsolve.relaxation.sor_kernels import (
     CSRKernelData,
     SSORApply,
     sor_solve_array,
     sor_sweep,
     ssor_pcg_array,
 )
-from linsolve.young import instance_optimal_omega, jacobi_spectral_radius, optimal_omega, young_omega  # noqa: E402
+from linsolve.relaxation.young import (  # noqa: E402
+    instance_optimal_omega,
+    jacobi_spectral_radius,
+    optimal_omega,
+    young_omega,
+)
 
 OMEGAS = np.array(DEFAULT_OMEGAS)
 POLICIES = {
@@ -56,7 +61,7 @@ POLICIES = {
 
 def _have_petsc():
     try:
-        from linsolve.petsc_utils import petsc
+        from linsolve.petsc_support.utils import petsc
 
         return petsc()
     except Exception:  # noqa: BLE001
@@ -94,7 +99,7 @@ def kernels(quick: bool) -> dict:
         sor_sweep(*kd.arrays, b, x, 1.5)
         fns = {"numba": lambda kd=kd, b=b, x=x: [sor_sweep(*kd.arrays, b, x, 1.5) for _ in range(sweeps)]}
         if PETSc is not None:
-            from linsolve.petsc_utils import csr_to_aij
+            from linsolve.petsc_support.utils import csr_to_aij
 
             M = csr_to_aij(kd.matrix)
             bv, xv = PETSc.Vec().createWithArray(b.copy()), PETSc.Vec().createWithArray(np.zeros(n))
@@ -548,7 +553,7 @@ NOTES = """
 * Iteration tables are computed once with the compiled kernel and the policies replayed on
   them; the end-to-end rows run the registered ``bandit-sor`` solver and pay the same counts.
 * Tsallis-INF uses the reduced-variance loss estimate (baseline B = 1, see
-  ``linsolve/bandits.py``); the plain estimator of the authors' code is the row
+  ``linsolve/relaxation/bandits.py``); the plain estimator of the authors' code is the row
   "Tsallis-INF (plain estimator)".
 * Heat: the sequence is the family's reference trajectory (every competitor solves the same
   systems, warm-started from the previous state). T is one period of kappa(t) (1000 steps of

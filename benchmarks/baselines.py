@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import markdown_table, median_time, write_results  # noqa: E402
 from linsolve import gallery, make_solver  # noqa: E402
-from linsolve.petsc_utils import have_petsc  # noqa: E402
+from linsolve.petsc_support.utils import have_petsc  # noqa: E402
 
 SPD_CONFIGS = [
     ("cg", {"pc": "none"}), ("cg", {"pc": "jacobi"}), ("cg", {"pc": "amg"}), ("cg", {"pc": "ic"}),

@@ -22,9 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import write_results  # noqa: E402
-from datagen.channel.dataset import PRESETS, _perturb  # noqa: E402
 from datagen.channel.filtering import CoarseFilter, collocate  # noqa: E402
 from datagen.channel.states import load_state  # noqa: E402
+from datagen.channel.trajectories import PRESETS, _perturb  # noqa: E402
 
 
 def _fluct(dns, filt) -> np.ndarray:

@@ -64,7 +64,7 @@ def thread_report() -> dict:
 
 def _petsc_ok() -> bool:
     try:
-        from linsolve.petsc_utils import petsc
+        from linsolve.petsc_support.utils import petsc
 
         petsc()
         return True
@@ -84,8 +84,8 @@ ONCE = ("CG", "IC-PCG", UNTRAINED, "DCDM (mg-unet")
 def _untrained(dim: int):
     """The shipped mg-cycle's architecture at its initialisation (damped Jacobi smoother,
     coarse scale 1): the ablation row showing what training contributes."""
-    from linsolve.dcdm.loading import load_model
-    from linsolve.dcdm.model import build_model
+    from linsolve.learned.dcdm.loading import load_model
+    from linsolve.learned.dcdm.model import build_model
 
     return build_model(load_model(None, dim=dim).config).eval()
 
@@ -170,9 +170,9 @@ def profile_size(dim: int, n: int, seed: int, repeat: int) -> dict:
     load from other jobs on a shared machine inflates far less than wall time."""
     import torch
 
-    from linsolve.dcdm.compiled import CompiledCycle
-    from linsolve.dcdm.loading import load_model
-    from linsolve.solvers.dcdm import _GridMap, _TorchDirection
+    from linsolve.learned.dcdm.compiled import CompiledCycle
+    from linsolve.learned.dcdm.loading import load_model
+    from linsolve.learned.dcdm.solver import _GridMap, _TorchDirection
 
     s = _problems(dim, n, 1, seed)[0]
     model = load_model(None, dim=dim)
@@ -324,7 +324,7 @@ def main(argv=None):
     args.sizes2d = [int(s) for s in args.sizes2d.split(",") if s.strip()]
     args.sizes3d = [int(s) for s in args.sizes3d.split(",") if s.strip()]
     petsc_ok = _petsc_ok()
-    from linsolve.dcdm.loading import shipped_models
+    from linsolve.learned.dcdm.loading import shipped_models
 
     cards = shipped_models()
     notes = [
@@ -340,7 +340,7 @@ def main(argv=None):
         "for a network that is linear and SPD in the residual, i.e. the paper's method): DCDM with it "
         "is PCG with a learned multigrid preconditioner. On the CPU the default engine compiles the "
         "network per geometry into sparse operators applied by one compiled (numba) call per "
-        "iteration, float64, no PyTorch in the solve loop (linsolve/dcdm/compiled.py); "
+        "iteration, float64, no PyTorch in the solve loop (linsolve/learned/dcdm/compiled.py); "
         f"{TORCH} is the same network run by PyTorch (float32), as before.",
         f"{UNTRAINED}: the same architecture at its initialisation (damped Jacobi, omega 0.8, coarse "
         "scale 1), i.e. what training contributes.",
@@ -381,7 +381,7 @@ ANALYSIS = """\
 ## Analysis
 
 * **The network that meets the 2-D targets is a learned multigrid W-cycle with operator-aware
-  coarse levels** (`mg-cycle`, `linsolve/dcdm/mgcycle.py`): level 0 is the pressure operator
+  coarse levels** (`mg-cycle`, `linsolve/learned/dcdm/mgcycle.py`): level 0 is the pressure operator
   rebuilt from the cell types, coarse levels are the exact Galerkin P^T A P of 2x2[x2]
   aggregation, and what is learned is a point-symmetric 3x3[x3] smoother kernel on D^-1 r and
   one coarse-correction scale, shared by all levels. It is linear and symmetric positive
@@ -412,7 +412,7 @@ ANALYSIS = """\
 * **Where the time went and what each change gained** (profile table, CPU seconds): with
   PyTorch one application of the W-cycle cost 2.4 ms at 64^2, 12.4 ms at 256^2 and 23 ms at
   64^3 (float32, one thread: hundreds of small tensor ops on the tiny coarse levels, each with
-  dispatch overhead). The compiled cycle (`linsolve/dcdm/compiled.py`: the per-geometry
+  dispatch overhead). The compiled cycle (`linsolve/learned/dcdm/compiled.py`: the per-geometry
   operators in stencil form, the W-cycle unrolled into a schedule run by one numba call) costs
   0.17 / 1.7 / 7.5 ms in float64 (13x / 7.5x / 3.1x less). Two steps got it there, measured
   the same way during the work: building the level hierarchy in numba instead of NumPy

@@ -133,7 +133,7 @@ def channel_kw(trajectories: int, snapshots: int, preset: dict) -> dict:
 
 def run_channel(kw: dict, workdir: Path, repeat: int, clusters: dict) -> list[dict]:
     from datagen import cluster as dgcluster
-    from datagen.channel import dataset
+    from datagen.channel import trajectories as dataset
 
     run_kw = kw
     times = {m: [] for m in MODES}
@@ -191,7 +191,7 @@ def _rows(problem: str, count: int, times: dict, e2e: dict) -> list[dict]:
 
 def part_datagen(args, previous: dict | None = None) -> dict:
     from benchmarks.common import machine
-    from datagen.channel.dataset import PRESETS
+    from datagen.channel.trajectories import PRESETS
 
     if args.quick:
         n, chunk, grid, traj, snaps, repeat = 16, 4, 64, 2, 2, 1

@@ -19,7 +19,7 @@ is the slowest process's.
 
 Global reductions are counted, not assumed, from PETSc's event log for both methods: the
 calls of the Vec operations that reduce (VecMDot, VecNorm, VecDot, ...; ours go through
-VecMDot/VecDot as well, and ``linsolve.parallel.Layout`` counts them too, recorded as a
+VecMDot/VecDot as well, and ``linsolve.petsc_support.parallel.Layout`` counts them too, recorded as a
 check). Both are counted at P = 2.
 
 Model (stated in the Markdown): a solve at P processes takes
@@ -97,12 +97,12 @@ def _reductions(PETSc) -> int:
 def worker(args):
     import linsolve
     from benchmarks.skr import build
-    from linsolve.ordering import order_systems
-    from linsolve.petsc_utils import petsc
+    from linsolve.petsc_support.utils import petsc
+    from linsolve.recycling.ordering import order_systems
 
     PETSc = petsc()
     PETSc.Log.begin()
-    from linsolve.parallel import Layout
+    from linsolve.petsc_support.parallel import Layout
 
     comm = PETSc.COMM_WORLD
     world = Layout(0, 0, comm)  # the slowest process's time

@@ -44,7 +44,7 @@ import scipy.sparse.linalg as spla  # noqa: E402
 import linsolve  # noqa: E402
 from benchmarks.common import RESULTS, markdown_table, median_time, write_results  # noqa: E402
 from datagen.family import get_family  # noqa: E402
-from linsolve.ordering import order_systems, path_length  # noqa: E402
+from linsolve.recycling.ordering import order_systems, path_length  # noqa: E402
 
 PAPER = {  # Table 1 time speed-ups of SKR over PETSc GMRES (jacobi rows use bjacobi's figure)
     "darcy": {"none": 2.7, "jacobi": 4.0, "bjacobi": 4.0, "asm": 4.5, "ilu": 3.7},
@@ -111,9 +111,9 @@ def _scipy_pc(pc, A, opts=None):
     counts); jacobi is linsolve's, identical to PCJACOBI, as in gcrodr's ``build_pc``."""
     if pc == "none":
         return None
-    from linsolve.operator import Operator
-    from linsolve.precond import Jacobi
-    from linsolve.recycle_ops import PetscPC
+    from linsolve.core.operator import Operator
+    from linsolve.core.precond import Jacobi
+    from linsolve.recycling.recycle_ops import PetscPC
 
     op = Operator(A)
     M = Jacobi(op) if pc == "jacobi" else (PetscPC(op, pc, opts) if opts else PetscPC(op, pc))
@@ -289,7 +289,7 @@ def kernel_floor(A, m=40, k=20, cycles=10):
     from scipy.linalg.lapack import dgeev
     from scipy.sparse._sparsetools import csr_matvec
 
-    from linsolve.arnoldi_kernels import project
+    from linsolve.recycling.arnoldi_kernels import project
 
     A = A.tocsr()
     n = A.shape[0]

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import linsolve  # noqa: E402
 from benchmarks.common import markdown_table, write_results  # noqa: E402
 from datagen.family import get_family  # noqa: E402
-from linsolve.ordering import order_systems  # noqa: E402
+from linsolve.recycling.ordering import order_systems  # noqa: E402
 
 MAXITER = 10_000
 PAPER_SPEEDUP = {  # Table 1 time speed-ups of SKR over GMRES, as issue #4 quotes them

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import linsolve  # noqa: E402
 from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E402
 from benchmarks.skr import PAPER, build, gcrotmk_seq, interleaved  # noqa: E402
-from linsolve.ordering import order_systems, path_length  # noqa: E402
+from linsolve.recycling.ordering import order_systems, path_length  # noqa: E402
 
 MAXITER = 10_000
 RESTART, RECYCLE = 40, 20

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import linsolve  # noqa: E402
 from benchmarks.common import markdown_table, write_results  # noqa: E402
 from benchmarks.skr import build  # noqa: E402
-from linsolve.ordering import order_systems  # noqa: E402
+from linsolve.recycling.ordering import order_systems  # noqa: E402
 
 TARGET = 1.5
 TOL = 1e-8
@@ -150,7 +150,7 @@ def part_main(args, payload, md):
 
 
 # (deflation, recycle k, store s, update_every u, restart_drop[, further options])
-OLD_DEFAULT = {"ritz_keep": 0}  # before the growing interval and the truncated Ritz step
+OLD_DEFAULT = {"ritz_keep": 0}  # with u = 8 and no update_max: fixed interval, full Ritz pencil (the comparator)
 SWEEP = [("every", 0, 1, 1, 0.05), ("every", 8, 60, 4, 0.05), ("every", 16, 60, 4, 0.05),
          ("restart", 8, 300, 8, 0.05), ("restart", 16, 300, 8, 0.05), ("restart", 24, 300, 8, 0.05),
          ("restart", 16, 60, 8, 0.05), ("restart", 16, 150, 8, 0.05), ("restart", 16, 300, 2, 0.05),

@@ -45,7 +45,7 @@ import time
 import linsolve
 from benchmarks.common import markdown_table, write_results
 from benchmarks.skr import build
-from linsolve.ordering import order_systems
+from linsolve.recycling.ordering import order_systems
 
 TOL = 1e-8
 GCRODR_TARGET = {62: 1.5, 128: 3.0}

@@ -269,7 +269,7 @@ def generate(
         ignored = {"--n": n, "--dim": dim, "--order": order, "--chunk": chunk, "--param": param or None,
                    "--config": config, "--strict": strict or None}
         stray = [k for k, v in ignored.items() if v is not None]
-        if stray:  # they were silently ignored
+        if stray:  # the channel problem reads none of them: refused, not ignored
             raise CLIError(f"{stray[0]} does not apply to the channel problem (it takes --trajectories, "
                            "--snapshots, --coarse-grid, ...; see --help)")
         _generate_channel(channel_opts, grid=grid, solver=solver, solver_opt=solver_opt, seed=seed, out=out,
@@ -355,7 +355,7 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
     import shutil
 
     from . import cluster
-    from .channel import dataset as channel_dataset
+    from .channel import trajectories as channel_trajectories
     from .channel.dns import ChannelBlowUp
     from .pipeline import add_note
 
@@ -409,7 +409,7 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
     try:
         with session:
             tasks = session.run if session.client is not None else None
-            path = channel_dataset.generate(out, progress=progress, tasks=tasks, **kw)
+            path = channel_trajectories.generate(out, progress=progress, tasks=tasks, **kw)
     except BaseException as exc:
         saved = sorted(parts.glob("traj_*.h5")) if parts.is_dir() else []
         # bad input (e.g. a configuration that differs from the saved run's) and a blow-up

@@ -35,7 +35,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Hashable, Mapping
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 #: default seconds to wait for an existing scheduler before giving up
 CONNECT_TIMEOUT_S = 10.0

@@ -4,7 +4,7 @@
 with ``independent_samples``, such as darcy and helmholtz, draws sample i from its own
 stream ``sample_stream(seed, i)``, so it depends only on the seed and i), computes
 each sample's feature vector, orders the samples (``linsolve.order_systems`` when
-``linsolve.ordering`` exists, else the built-in ``none``/``greedy``), splits the solve
+``linsolve.recycling.ordering`` exists, else the built-in ``none``/``greedy``), splits the solve
 order into contiguous chunks and solves each chunk in sequence with one registered solver,
 ``reset()`` at the start of every chunk: state such as a recycled subspace or a warm start
 flows within a chunk and never across, so every chunk is independent of the others. That
@@ -92,7 +92,7 @@ def _positive_int(name: str, v, minimum: int = 1) -> int:
     if v < minimum:
         what = "positive" if minimum == 1 else f"at least {minimum}"
         raise PipelineError(f"{name} must be {what}, got {v}")
-    if v >= 2 ** 63:  # stored as int64 (a larger one failed only after the solves)
+    if v >= 2 ** 63:  # stored as int64: checked now, not after the solves
         raise PipelineError(f"{name} must be below 2**63, got {v}")
     return int(v)
 
@@ -264,8 +264,8 @@ def order_samples(features: np.ndarray, method: str) -> np.ndarray:
     """The solve order (a permutation of the samples) by ``method``."""
     features = np.asarray(features, dtype=np.float64)
     n = features.shape[0]
-    if importlib.util.find_spec("linsolve.ordering") is not None:
-        from linsolve.ordering import order_systems
+    if importlib.util.find_spec("linsolve.recycling.ordering") is not None:
+        from linsolve.recycling.ordering import order_systems
 
         perm = order_systems(features, method)
         perm = getattr(perm, "permutation", getattr(perm, "order", perm))
@@ -496,7 +496,7 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
     config = cfg.to_dict()
     if resume and out.exists():
         with store.open_file(out) as f:
-            problems = store.check_schema(f)  # (a missing group or attribute was a KeyError traceback)
+            problems = store.check_schema(f)  # a missing group or attribute is named, not a KeyError
             if problems:
                 raise PipelineError(f"output {str(out)!r} is damaged or not in the datagen layout ({problems[0]}); "
                                     "use --overwrite to replace it")
@@ -522,8 +522,8 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
         raise PipelineError(f"family {cfg.problem!r} returned {len(samples)} samples, asked for {cfg.n}")
     with family_errors(cfg, "compute features"):
         features = np.stack([np.asarray(family.features(p), dtype=np.float64).reshape(-1) for p in samples])
-    # an overflow while sampling surfaced as the ordering's "features contain NaN or Inf"; values
-    # beyond float32 became inf in the stored fields (or broke a solve after chunks were saved)
+    # an overflow while sampling would surface as the ordering's "features contain NaN or Inf"; values
+    # beyond float32 would become inf in the stored fields (or break a solve after chunks were saved)
     bad = next((i for i, p in enumerate(samples) if not _storable_sample(p, features[i])), None)
     if bad is not None:
         raise PipelineError(f"family {cfg.problem!r} sampled NaN or Inf values, or values beyond the float32 "
@@ -718,7 +718,7 @@ def _software() -> dict:
     versions = {"linsolve": linsolve.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
                 "h5py": h5py.__version__}
     with contextlib.suppress(Exception):
-        from linsolve.petsc_utils import petsc  # initialised as linsolve does (signal handling)
+        from linsolve.petsc_support.utils import petsc  # initialised as linsolve does (signal handling)
 
         versions["petsc"] = ".".join(map(str, petsc().Sys.getVersion()))
     return versions

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 import types
 
-from .base import Outcome, SolveContext, Solver
-from .errors import (
+from linsolve.core.base import Outcome, SolveContext, Solver
+from linsolve.core.errors import (
     NonFiniteError,
     OptionError,
     PetscUnavailableError,
@@ -22,10 +22,10 @@ from .errors import (
     UnknownSolverError,
     UnsupportedInputError,
 )
-from .operator import Operator
-from .registry import available_solvers, make_solver, register, solver_class
-from .result import SolveResult
-from .system import AIR, FLUID, SOLID, Grid, LinearSystem
+from linsolve.core.operator import Operator
+from linsolve.core.registry import available_solvers, make_solver, register, solver_class
+from linsolve.core.result import SolveResult
+from linsolve.core.system import AIR, FLUID, SOLID, Grid, LinearSystem
 
 __version__ = "0.1.0"
 
@@ -36,7 +36,7 @@ __all__ = [
     "UnknownPreconditionerError", "PetscUnavailableError", "UnsupportedInputError",
     "FLUID", "SOLID", "AIR", "scipy_function", "solver_function_names",
 ]
-_LAZY = {"order_systems": ".ordering", "solve_sequence": ".sequence", "gallery": ".gallery"}
+_LAZY = {"order_systems": ".recycling.ordering", "solve_sequence": ".recycling.sequence", "gallery": ".gallery"}
 
 
 def solver_function_names() -> list[str]:
@@ -121,7 +121,7 @@ def scipy_function(name: str):
         if scipy_like and M is None and isinstance(pc, str) and pc == "none" and callable(getattr(A, "psolve", None)):
             pc = A.psolve  # SciPy's make_system reads a LinearOperator's psolve
         # geometry and a bandit policy's context are per-solve (solve(grid=..., meta=...,
-        # context=...)), not solver options: context= was refused as an unknown option
+        # context=...)), not solver options: they go to each solve, not to make_solver
         context = {k: options.pop(k) for k in ("grid", "meta", "context") if k in options}
         if cycles_option:
             ctype = options.pop("callback_type", None)
@@ -245,7 +245,7 @@ Examples
 def _size(A) -> int:
     """n of an n x n A of any accepted kind (the default maxiter 10 n); 1 when unknown, so
     that the solver's own input check reports the bad A."""
-    from .system import LinearSystem
+    from linsolve.core.system import LinearSystem
 
     if isinstance(A, LinearSystem):
         A = A.A

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from .cli_support import check_output_path, print_table, run_app
-from .errors import SolverError
+from linsolve.cli_support import check_output_path, print_table, run_app
+from linsolve.core.errors import SolverError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sparse linear solvers behind one interface: list them, benchmark them.")
@@ -106,7 +106,7 @@ def load_matrix(path: Path):
         if name.endswith(".npz"):
             return sp.load_npz(str(path)).tocsr()
         if name.endswith((".petsc", ".dat", ".bin")):
-            from .petsc_utils import aij_to_csr, petsc
+            from linsolve.petsc_support.utils import aij_to_csr, petsc
 
             PETSc = petsc("reading PETSc binary files")
             viewer = PETSc.Viewer().createBinary(str(path), "r", comm=PETSc.COMM_SELF)
@@ -150,7 +150,7 @@ def load_rhs(path: Path, n: int) -> np.ndarray:
 
 def _split_options(name: str, opts: dict) -> dict:
     """Route unknown keys of PETSc-backed solvers into petsc_options."""
-    from .registry import solver_class
+    from linsolve.core.registry import solver_class
 
     cls = solver_class(name)
     base_keys = {"rtol", "atol", "maxiter", "pc", "pc_options", "backend", "warm_start"}
@@ -185,8 +185,8 @@ class _Distributed:
     """The bench's matrix spread over PETSc's COMM_WORLD."""
 
     def __init__(self):
-        from .parallel import Layout
-        from .petsc_utils import petsc
+        from linsolve.petsc_support.parallel import Layout
+        from linsolve.petsc_support.utils import petsc
 
         self.PETSc = petsc("linsolve bench under mpiexec")
         self.comm = self.PETSc.COMM_WORLD
@@ -258,7 +258,7 @@ def run_bench(A, b, specs: list[str], repeat: int, rtol: float, atol: float, max
               slowest=None) -> list[dict]:
     """Each spec's solver on (A, b), ``repeat`` times from a fresh solver; ``slowest`` maps a
     process's time to the slowest process's (distributed runs)."""
-    from .registry import make_solver
+    from linsolve.core.registry import make_solver
 
     rows = []
     for spec in specs:
@@ -281,7 +281,7 @@ def run_bench(A, b, specs: list[str], repeat: int, rtol: float, atol: float, max
 @app.command()
 def solvers():
     """List registered solvers with their backends, preconditioners and options."""
-    from .registry import available_solvers, solver_class
+    from linsolve.core.registry import available_solvers, solver_class
 
     rows = []
     for name in available_solvers():

@@ -9,7 +9,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .errors import SolverError
+from linsolve.core.errors import SolverError
 
 
 class Terminated(KeyboardInterrupt):

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import OptionError
+from linsolve.core.errors import OptionError
 
 
-# Bad sizes failed inside SciPy (n=0: "Diagonal length ...", n=-1: ZeroDivisionError) and bad
-# coefficients gave NaN matrices (peclet=nan, k=nan) or NumPy errors (contrast=0.5, cond=0).
+# Sizes and coefficients are checked here: bad sizes would fail inside SciPy (n=0: "Diagonal length
+# ...", n=-1: ZeroDivisionError), bad coefficients give NaN matrices (peclet=nan, k=nan) or NumPy errors.
 def _size(n) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise OptionError(f"grid size n must be a positive integer, got {n!r}")

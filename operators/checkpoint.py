@@ -14,7 +14,7 @@ import hashlib
 from pathlib import Path
 
 from datagen.store import atomic_path  # the atomic writes of every datagen file
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 FORMAT = "operators-checkpoint"
 FORMAT_VERSION = 1
@@ -85,7 +85,7 @@ def model_from_checkpoint(ck: dict, path="checkpoint", device="cpu"):
     """Rebuild the model of a checkpoint dict and load its weights (strict: every shape checked)."""
     import torch
 
-    from linsolve.errors import SolverError
+    from linsolve.core.errors import SolverError
 
     from .errors import OperatorError
 

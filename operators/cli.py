@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from datagen.cli import parse_pairs  # key=value options, as datagen reads them
 from linsolve.cli_support import check_output_path, print_table, report_interrupt, run_app
-from linsolve.errors import OptionError, SolverError
+from linsolve.core.errors import OptionError, SolverError
 
 PROG = "operators"
 

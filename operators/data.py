@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 
 class DataError(OptionError):
@@ -93,7 +93,7 @@ def load_channel(path, *, allow_nonfinite: bool = False) -> ChannelData:
     """
     import datagen
     from datagen.dataset import TrajectoryData
-    from linsolve.errors import SolverError
+    from linsolve.core.errors import SolverError
 
     try:
         raw = datagen.open_dataset(path)

@@ -1,9 +1,9 @@
 """Exceptions raised by ``operators`` for bad input. Every one is a ``ValueError``; the option
 and shape errors also derive from their ``linsolve`` counterparts, so code that already
-catches ``linsolve.errors.OptionError`` / ``ShapeError`` keeps working."""
+catches ``linsolve.core.errors.OptionError`` / ``ShapeError`` keeps working."""
 from __future__ import annotations
 
-from linsolve import errors as _ls
+from linsolve.core import errors as _ls
 
 
 class OperatorError(ValueError):

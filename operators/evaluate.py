@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from datagen.channel.stats import coarse_profiles, coarse_spectra
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 from .data import ChannelData, DataError, check_trajectory_index, load_channel
 

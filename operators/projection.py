@@ -17,7 +17,7 @@ Then P u = u - G phi with (D G) phi = D u is the orthogonal projection (in that 
 onto {u : D u = 0, u = 0 on the walls}: D(P u) = 0 to round-off, P(P u) = P u and P u = u for a
 divergence-free u. Central differences couple nodes two apart, so D G splits into eight
 independent problems, one per parity of (i, j, k); each is the tensor-product matrix
-``scale * (diag(m) (x) K_p + T (x) I)`` of ``linsolve.solvers.fft_poisson.TensorPoisson``
+``scale * (diag(m) (x) K_p + T (x) I)`` of ``linsolve.structured.fft_poisson.TensorPoisson``
 (K_p: the periodic second difference of spacing 2hx, 2hz on NX/2 x NZ/2 points; T: symmetric
 tridiagonal in y, Neumann at an end whose neighbouring node is a wall, Dirichlet where it is the
 last interior node), solved by FFTs in x, z and one Thomas sweep per wavenumber. The eight
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from linsolve.errors import ShapeError
-from linsolve.solvers.fft_poisson import TensorPoisson
+from linsolve.core.errors import ShapeError
+from linsolve.structured.fft_poisson import TensorPoisson
 
 
 def gauss_lobatto(ny: int) -> np.ndarray:

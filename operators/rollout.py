@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 from .checkpoint import check_fits, load_checkpoint
 from .data import check_trajectory_index, load_channel

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from datagen.store import atomic_write_text
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 from . import checkpoint as _ck
 from .checkpoint import (

@@ -25,7 +25,7 @@ def pytest_sessionstart(session):
 @pytest.fixture(scope="session")
 def petsc():
     try:
-        from linsolve.petsc_utils import petsc as _petsc
+        from linsolve.petsc_support.utils import petsc as _petsc
 
         return _petsc()
     except ImportError as exc:  # pragma: no cover

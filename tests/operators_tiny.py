@@ -89,7 +89,7 @@ def write_channel_file(path, K: int = 3, S: int = 12, grid=(8, 9, 4), box=(3.0, 
     """A channel trajectory file in datagen's layout, written by datagen's own writer (``_join``)."""
     import h5py
 
-    from datagen.channel import dataset as cd
+    from datagen.channel import trajectories as cd
     from datagen.channel.dns import ChannelConfig, ChannelDNS
     from datagen.channel.filtering import CoarseFilter
 

@@ -3,7 +3,7 @@ with the least-squares residual from NumPy's lstsq of the Hessenberg matrix buil
 import numpy as np
 import pytest
 
-from linsolve.arnoldi_kernels import arnoldi_step
+from linsolve.recycling.arnoldi_kernels import arnoldi_step
 
 REFINE = {"cgs": 0.0, "ifneeded": 0.7071, "cgs2": np.inf}
 
@@ -75,7 +75,7 @@ def test_arnoldi_step_breakdown_zeroes_the_vector():
 @pytest.mark.parametrize("nr", [1, 3, 4, 7, 8, 12, 13, 21])
 def test_project_matches_numpy_for_every_row_blocking(nr):
     """The eight/four/one-row loops of the projection against V w and w - V^T h in NumPy."""
-    from linsolve.arnoldi_kernels import project
+    from linsolve.recycling.arnoldi_kernels import project
 
     rng = np.random.default_rng(nr)
     V = rng.standard_normal((nr, 257))
@@ -122,7 +122,7 @@ def _sparse_case(n, rng):
 @pytest.mark.parametrize("side", [0, 1, 2])
 def test_csr_pc_matvec_matches_scipy_products(side):
     """The compiled product B v against SciPy: A v, A (D v) and D (A v) for the Jacobi D."""
-    from linsolve.arnoldi_kernels import csr_pc_matvec
+    from linsolve.recycling.arnoldi_kernels import csr_pc_matvec
 
     rng = np.random.default_rng(side)
     A, dinv = _sparse_case(200, rng)
@@ -138,7 +138,7 @@ def test_csr_pc_matvec_matches_scipy_products(side):
 def test_arnoldi_cycle_matches_numpy_arnoldi(side, kc):
     """A whole compiled cycle against a NumPy Arnoldi of (I - C C^T) B: the basis, the
     Hessenberg columns and every step's least-squares residual from lstsq."""
-    from linsolve.arnoldi_kernels import arnoldi_cycle
+    from linsolve.recycling.arnoldi_kernels import arnoldi_cycle
 
     rng = np.random.default_rng(10 + side + kc)
     n, m, beta = 300, 16, 2.3
@@ -170,7 +170,7 @@ def test_arnoldi_cycle_matches_numpy_arnoldi(side, kc):
 def test_arnoldi_cycle_stops_at_tolerance_breakdown_and_nonfinite():
     import scipy.sparse as sp
 
-    from linsolve.arnoldi_kernels import arnoldi_cycle
+    from linsolve.recycling.arnoldi_kernels import arnoldi_cycle
 
     rng = np.random.default_rng(7)
     n, m = 120, 10

@@ -7,10 +7,15 @@ from solver_problems import poisson_problem
 
 import linsolve
 from linsolve import gallery, make_solver
-from linsolve.bandits import ChebCB, TsallisINF, replay
-from linsolve.errors import OptionError
-from linsolve.sequences import SHIFT_RANGE, iteration_table, shifted_laplacian_sequence, truncated_normal
-from linsolve.young import iteration_count
+from linsolve.core.errors import OptionError
+from linsolve.relaxation.bandits import ChebCB, TsallisINF, replay
+from linsolve.relaxation.khodak_sequence import (
+    SHIFT_RANGE,
+    iteration_table,
+    shifted_laplacian_sequence,
+    truncated_normal,
+)
+from linsolve.relaxation.young import iteration_count
 
 
 def _system(n=10, seed=0):
@@ -226,7 +231,7 @@ def test_sor_family_refuses_a_zero_diagonal_alike_on_both_backends(petsc, name, 
 def test_bandit_sor_after_a_system_that_raised_goes_on_as_if_it_had_not_been_given(policy):
     # the policy has selected w before the solve raises: that selection is withdrawn, so
     # the later solves run as if the failing system had never been given
-    from linsolve.sequences import shifted_laplacian_sequence
+    from linsolve.relaxation.khodak_sequence import shifted_laplacian_sequence
 
     seq = shifted_laplacian_sequence(T=6, variance="high", seed=1)
     opts = {"seed": 4}
@@ -303,9 +308,9 @@ def test_iteration_table_counts_a_diverged_sor_run_as_maxiter():
     # table counts the run as maxiter, not the sweeps to the overflow (about 330)
     import scipy.sparse as sp
 
-    from linsolve.sequences import iteration_table
-    from linsolve.sor_kernels import as_kernel_data
-    from linsolve.young import iteration_count
+    from linsolve.relaxation.khodak_sequence import iteration_table
+    from linsolve.relaxation.sor_kernels import as_kernel_data
+    from linsolve.relaxation.young import iteration_count
 
     A = sp.csr_matrix(np.array([[1.0, 3.0], [3.0, 1.0]]))
     b = np.array([1.0, -2.0])
@@ -317,7 +322,7 @@ def test_iteration_table_counts_a_diverged_sor_run_as_maxiter():
 @pytest.mark.parametrize("omegas", [[0.0], [np.nan], [2.5], [[1.0, 1.2]], ["a"]])
 def test_iteration_table_refuses_omegas_outside_zero_two(omegas):
     # 0, nan, > 2 and nested lists are OptionErrors before the kernel runs
-    from linsolve.sequences import iteration_table, shifted_laplacian_sequence
+    from linsolve.relaxation.khodak_sequence import iteration_table, shifted_laplacian_sequence
 
     with pytest.raises(OptionError, match="omegas"):
         iteration_table(shifted_laplacian_sequence(T=2), omegas)
@@ -325,7 +330,7 @@ def test_iteration_table_refuses_omegas_outside_zero_two(omegas):
 
 @pytest.mark.parametrize("kw", [dict(grid=0), dict(grid=2.5), dict(seed=-1), dict(seed=1.5)])
 def test_shifted_laplacian_sequence_refuses_bad_grid_and_seed(kw):
-    from linsolve.sequences import shifted_laplacian_sequence
+    from linsolve.relaxation.khodak_sequence import shifted_laplacian_sequence
 
     with pytest.raises(OptionError, match=next(iter(kw))):
         shifted_laplacian_sequence(T=2, **kw)

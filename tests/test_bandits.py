@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import linsolve
-from linsolve.bandits import (
+from linsolve.core.errors import OptionError
+from linsolve.relaxation.bandits import (
     ChebCB,
     FixedOmega,
     TsallisINF,
@@ -18,7 +19,6 @@ from linsolve.bandits import (
     replay,
     tsallis_inf_probabilities,
 )
-from linsolve.errors import OptionError
 
 GRID = np.linspace(1.0, 1.95, 20)
 
@@ -197,7 +197,7 @@ def test_bad_policy_seed_is_an_option_error(policy, seed):
 
 @pytest.mark.parametrize("policy", ["tsallis-inf", "tsallis-inf-cb"])
 def test_policy_seeded_by_a_seed_sequence_replays_after_reset(policy):
-    from linsolve.bandits import make_policy
+    from linsolve.relaxation.bandits import make_policy
 
     pol = make_policy(policy, seed=np.random.SeedSequence(7))
     ctx = np.linspace(0.05, 0.95, 12)

@@ -20,7 +20,7 @@ from datagen.channel import (
     save_checkpoint,
 )
 from datagen.channel.stats import StatsAccumulator, compare_with_reference, load_reference, wall_units
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 SMALL = dict(nx=8, ny=16, nz=8, stretch=1.5)
 
@@ -323,7 +323,7 @@ def test_generate_writes_well_layout_and_resumes(tmp_path):
 
 
 def test_presets_are_complete_and_paper_sized():
-    from datagen.channel.dataset import DEFAULTS, PRESETS
+    from datagen.channel.trajectories import DEFAULTS, PRESETS
 
     paper = PRESETS["paper"]
     assert paper["coarse_grid"] == (32, 33, 16) and paper["every"] == 200

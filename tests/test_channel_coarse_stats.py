@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from datagen.channel.stats import coarse_profiles, coarse_spectra
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 
 def _y(ny):

@@ -15,7 +15,7 @@ import pytest
 from datagen.channel import ChannelConfig, ChannelDNS, laminar_profile, perturbed_laminar
 from datagen.channel.les import CoarseMap, les_grid, run_les
 from datagen.channel.sgs import C_WALE, DSM_WIDTH_RATIO
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 GRID = dict(nx=12, ny=16, nz=8, stretch=1.6)
 

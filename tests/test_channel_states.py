@@ -13,7 +13,7 @@ import pytest
 from datagen.channel import PRESETS, generate
 from datagen.channel.states import SHIPPED_STATES, load_state, resolve_restart, shipped_state_path
 from datagen.channel.stats import compare_with_reference, load_reference, plane_sample, wall_units
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 
 @pytest.fixture(scope="module")

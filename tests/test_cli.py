@@ -64,8 +64,8 @@ def test_problems_lists_families_and_parameters():
 
 
 def test_problems_lists_every_problem_generate_accepts(tmp_path):
-    """`channel` (run by the CLI itself, not a registered family) was missing from the
-    listing and from the unknown-problem error; both now come from one list."""
+    """Every problem `generate` accepts, `channel` (run by the CLI itself, not a registered
+    family) included, is in the listing and in the unknown-problem error: both use one list."""
     from datagen import available_families
     from datagen.cli import CLI_PROBLEMS
 
@@ -145,7 +145,7 @@ def test_dim_option_builds_3d(tmp_path):
     (["--order", "zigzag"], "unknown ordering method 'zigzag'"),
     (["--chunk", "0"], "chunk must be positive"),
     (["--dim", "5"], "dim"),
-    (["--seed", str(10 ** 22)], "seed must be below 2**63"),  # failed after the solves (object dtype)
+    (["--seed", str(10 ** 22)], "seed must be below 2**63"),  # stored as int64: refused before the solves
     (["--chunk", str(10 ** 20)], "chunk must be below 2**63"),
     (["--resume", "--overwrite"], "exclude"),
 ])
@@ -205,7 +205,7 @@ def test_unwritable_output(tmp_path):
     blocker.write_text("x")
     assert_bad_input(invoke(*BASE, "--out", blocker / "sub" / "o.h5"), "cannot create output directory")
     assert_bad_input(invoke(*BASE, "--out", tmp_path), "is a directory")
-    # like --out /etc/passwd/x.h5: was exit 1 from an OSError
+    # like --out /etc/passwd/x.h5: bad input (exit 2), not an OSError
     assert_bad_input(invoke(*BASE, "--out", blocker / "o.h5"), f"{str(blocker)!r} is not a directory")
     assert_bad_input(invoke("generate", "channel", "--preset", "small", "--out", blocker / "o.h5"),
                      "is not a directory")
@@ -263,7 +263,7 @@ def test_malformed_config_exit_2(tmp_path, text, suffix, needle):
 
 def test_config_out_must_be_a_path(tmp_path):
     conf = tmp_path / "c.json"
-    conf.write_text('{"problem": "toy", "n": 2, "out": 5}')  # was a TypeError traceback
+    conf.write_text('{"problem": "toy", "n": 2, "out": 5}')
     assert_bad_input(invoke("generate", "--config", conf), "out must be a file path, got 5")
 
 
@@ -392,8 +392,8 @@ def test_plot_writes_png(made, tmp_path):
     (["plot", "{made}", "--index", "0", "--out", "{nodir}"], "does not exist"),
     (["plot", "{made}", "--index", "0", "--out", "{txt}"], "unsupported image format"),
     (["plot", "{made}", "--index", "0", "--out", "{dir}"], "is a directory"),
-    (["inspect", "{fifo}"], "is not a regular file"),  # used to block forever
-    (["validate", "{made}", "--seed", "-1"], "'--seed'"),  # was blamed on the file ("damaged")
+    (["inspect", "{fifo}"], "is not a regular file"),  # opening it would block until a writer comes
+    (["validate", "{made}", "--seed", "-1"], "'--seed'"),  # blamed on the option, not on the file
     (["plot", "{made}", "--index", "0", "--out", "{undermade}"], "is not a directory"),
 ])
 def test_reading_commands_bad_input(made, tmp_path, args, needle):
@@ -427,11 +427,11 @@ def _set_attr(name, value):
 
 
 @pytest.mark.parametrize("damage,problem", [
-    (_del_group("solver_stats"), "group /solver_stats missing"),  # was validated as a trajectory file: OK
-    (_set_attr("config", "{bad"), "root attribute 'config' is not valid JSON"),  # JSONDecodeError traceback
-    (_set_attr("n_trajectories", None), "root attribute 'n_trajectories' missing"),  # KeyError traceback
+    (_del_group("solver_stats"), "group /solver_stats missing"),  # not taken for a trajectory file
+    (_set_attr("config", "{bad"), "root attribute 'config' is not valid JSON"),
+    (_set_attr("n_trajectories", None), "root attribute 'n_trajectories' missing"),
 ])
-def test_damaged_file_is_named_not_a_traceback(made, tmp_path, damage, problem):
+def test_damaged_file_problem_is_named_by_validate_inspect_and_plot(made, tmp_path, damage, problem):
     bad = tmp_path / "damaged.h5"
     shutil.copy(made[0], bad)
     with h5py.File(bad, "r+") as f:

@@ -76,15 +76,15 @@ def test_channel_options_rejected_for_other_families(tmp_path):
     (["--coarse-grid", "8,0,4"], "coarse_grid must be 3"),
     (["--box", "3.0,1.5,2.0"], "box must be 2"),
     (["--box", "-3.0,1.5"], "box must be 2"),
-    # found inside the DNS set-up: used to leave g.h5.parts/ behind
+    # found inside the DNS set-up, and still nothing is left behind
     (["--re-tau", "nan"], "re_tau must be positive"),
     (["--solver", "nosuch"], "unknown solver 'nosuch'"),
-    # options of the other families: were silently ignored
+    # options of the other families: refused, not ignored
     (["--n", "3"], "--n does not apply to the channel problem"),
     (["--param", "a=1"], "--param does not apply"),
 ])
 def test_channel_bad_geometry_exit_2_writes_nothing(tmp_path, extra, needle):
-    # these were a ValueError traceback (exit 1) from unpacking the grid, after .parts/ was created
+    # each is one line on stderr, exit 2, and nothing is written (no .parts/ either)
     p = _run("generate", "channel", "--out", "g.h5", "--quiet", *extra, cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]

@@ -10,8 +10,8 @@ import scipy.sparse.linalg as spla
 
 import linsolve
 from linsolve import gallery
-from linsolve.complexform import complexify, real_form_matrix, realify
-from linsolve.errors import UnsupportedInputError
+from linsolve.core.complexform import complexify, real_form_matrix, realify
+from linsolve.core.errors import UnsupportedInputError
 
 N1D = 8
 _L = gallery.poisson2d(N1D).tocsr()
@@ -206,7 +206,7 @@ def test_solvers_without_complex_support_refuse_clearly(name):
 def test_petsc_backend_refuses_complex_saying_it_has_real_scalars(name, petsc):
     with pytest.raises(UnsupportedInputError, match="real scalars"):
         linsolve.make_solver(name, backend="petsc").solve(MATRICES["hpd"], _b())
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.utils import csr_to_aij
 
     with pytest.raises(UnsupportedInputError, match="real scalars"):
         linsolve.make_solver(name).solve(csr_to_aij(_L), _b())

@@ -292,7 +292,7 @@ CHANNEL = dict(grid=(16, 32, 16), box=(3.0, 1.5), coarse_grid=(8, 9, 4), traject
 
 
 def test_channel_trajectories_on_workers_equal_the_in_process_ones(tmp_path, cluster):
-    from datagen.channel import dataset
+    from datagen.channel import trajectories as dataset
 
     seen = []
     dataset.generate(tmp_path / "ref.h5", **CHANNEL)

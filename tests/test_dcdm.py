@@ -16,9 +16,9 @@ from linsolve import FLUID, Grid, gallery
 torch = pytest.importorskip("torch")
 
 from datagen import get_family  # noqa: E402
-from linsolve.dcdm import loading  # noqa: E402
-from linsolve.dcdm.model import build_model  # noqa: E402
-from linsolve.dcdm.stencil import PressureStencil, geometry_channels  # noqa: E402
+from linsolve.learned.dcdm import loading  # noqa: E402
+from linsolve.learned.dcdm.model import build_model  # noqa: E402
+from linsolve.learned.dcdm.stencil import PressureStencil, geometry_channels  # noqa: E402
 
 N = 8
 A2 = gallery.poisson2d(N)
@@ -179,7 +179,7 @@ def test_stencil_matches_family_matrix(dim, n):
 
 
 def test_lanczos_ritz_pairs():
-    from linsolve.dcdm.train import lanczos_ritz
+    from linsolve.learned.dcdm.train import lanczos_ritz
 
     A = gallery.random_spd(30, seed=1, cond=50.0)  # distinct eigenvalues: Lanczos finds all
     lam, U = np.linalg.eigh(A)
@@ -195,7 +195,7 @@ def test_lanczos_ritz_pairs():
 def test_training_reduces_loss_and_resumes(tmp_path):
     from typer.testing import CliRunner
 
-    from linsolve.dcdm.train import app
+    from linsolve.learned.dcdm.train import app
 
     args = ["--dim", "2", "--grid", "12", "--systems", "2", "--ritz", "20", "--steps", "30", "--batch", "4",
             "--channels", "4", "--pool-every", "10", "--pool-iters", "4", "--checkpoint-every", "10",
@@ -341,7 +341,7 @@ def _aggregation(shape):
 
 @pytest.mark.parametrize("dim,n", [(2, 11), (3, 7)])
 def test_mg_cycle_levels_are_the_family_matrix_and_exact_galerkin(dim, n):
-    from linsolve.dcdm.mgcycle import GridLevel
+    from linsolve.learned.dcdm.mgcycle import GridLevel
 
     fam, s = _obstacle_system(n, dim, seed=3)
     ct = np.asarray(s.grid.cell_type)
@@ -442,7 +442,7 @@ def test_shipped_model_iterations_against_cg_and_size_independent(dim, sizes):
 def test_mg_cycle_config_errors_and_training(tmp_path):
     from typer.testing import CliRunner
 
-    from linsolve.dcdm.train import app
+    from linsolve.learned.dcdm.train import app
 
     with pytest.raises(ValueError, match="gamma"):
         build_model({"arch": "mg-cycle", "gamma": 3})
@@ -464,7 +464,7 @@ def test_mg_cycle_config_errors_and_training(tmp_path):
 def test_mg_cycle_correlation_equals_torch_convolution(dim):
     from torch.nn import functional as F
 
-    from linsolve.dcdm.mgcycle import MultigridCycle
+    from linsolve.learned.dcdm.mgcycle import MultigridCycle
 
     g = torch.Generator().manual_seed(dim)
     v = torch.randn(2, 1, *((7, 6, 5)[:dim]), generator=g, dtype=torch.float64)

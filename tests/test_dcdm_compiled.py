@@ -1,4 +1,4 @@
-"""The mg-cycle DCDM network compiled into sparse operators (``linsolve.dcdm.compiled``):
+"""The mg-cycle DCDM network compiled into sparse operators (``linsolve.learned.dcdm.compiled``):
 equal to the PyTorch network's output to round-off on random residuals (2-D and 3-D,
 several geometries with solid and air cells, odd sizes), and DCDM with it takes the same
 iterations as with the torch network on held-out layouts."""
@@ -15,11 +15,11 @@ from linsolve import AIR, FLUID, SOLID, Grid, gallery
 torch = pytest.importorskip("torch")
 
 from datagen import get_family  # noqa: E402
-from linsolve.dcdm.compiled import compile_mg_cycle  # noqa: E402
-from linsolve.dcdm.loading import load_model  # noqa: E402
-from linsolve.dcdm.model import build_model  # noqa: E402
-from linsolve.errors import OptionError  # noqa: E402
-from linsolve.solvers.dcdm import _GridMap  # noqa: E402
+from linsolve.core.errors import OptionError  # noqa: E402
+from linsolve.learned.dcdm.compiled import compile_mg_cycle  # noqa: E402
+from linsolve.learned.dcdm.loading import load_model  # noqa: E402
+from linsolve.learned.dcdm.model import build_model  # noqa: E402
+from linsolve.learned.dcdm.solver import _GridMap  # noqa: E402
 
 
 def _random_geometry(shape, seed):

@@ -15,7 +15,7 @@ import pytest
 import datagen
 import linsolve
 import operators
-from linsolve import registry
+from linsolve.core import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

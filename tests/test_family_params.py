@@ -1,6 +1,6 @@
 """Family parameters given as --param: a value the type conversion would silently change,
-or a NaN, is a FamilyError naming the parameter (int(2.7) used to give 2, int(1e308) an
-HDF5 object-dtype traceback at the end of the run)."""
+or a NaN, is a FamilyError naming the parameter (int(2.7) would give 2; int(1e308) does not
+fit the int64 that HDF5 stores it in)."""
 from __future__ import annotations
 
 import h5py
@@ -26,7 +26,7 @@ def test_lossy_or_nan_parameter_is_rejected(family, key, value):
         get_family(family)(grid=32, **{key: value})
 
 
-def test_exact_conversions_still_work():
+def test_exact_conversions_give_the_default_type():
     fam = get_family("poisson")(grid=16, degree=3.0)
     assert fam.p["degree"] == 3 and type(fam.p["degree"]) is int
     fam = get_family("heat")(grid=16, dt=1, checkpoint="10")

@@ -9,8 +9,8 @@ import scipy.sparse.linalg as spla
 
 import linsolve
 from linsolve import Grid, LinearSystem, gallery
-from linsolve.errors import OptionError, ShapeError, UnsupportedInputError
-from linsolve.solvers.fft_poisson import TensorPoisson
+from linsolve.core.errors import OptionError, ShapeError, UnsupportedInputError
+from linsolve.structured.fft_poisson import TensorPoisson
 
 
 def _stretched(ny, seed=0):

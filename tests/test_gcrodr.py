@@ -203,7 +203,7 @@ def test_options_validated():
 
 
 def test_update_interval_grows_while_settled_and_resets_on_a_move():
-    from linsolve.solvers.gcrodr import SETTLE
+    from linsolve.recycling.gcrodr import SETTLE
 
     s = linsolve.make_solver("gcrodr", update_every=8)
     base = np.array([0.1, 0.2 + 0.1j, 0.2 - 0.1j, 0.5])
@@ -223,7 +223,7 @@ def test_default_schedule_keeps_iterations_with_fewer_updates():
     """On a sorted sequence of similar systems the default schedule needs at most 5% more
     iterations than updating after every cycle, with at most 60% of the updates (here 20 of 43)."""
     from datagen.family import get_family
-    from linsolve.ordering import order_systems
+    from linsolve.recycling.ordering import order_systems
 
     fam = get_family("darcy")(grid=24, stencil="skr")
     ps = fam.sample(8, np.random.default_rng(3))
@@ -246,7 +246,7 @@ def test_default_schedule_keeps_iterations_with_fewer_updates():
 @pytest.mark.petsc
 @pytest.mark.parametrize("pc", ["bjacobi", "asm", "ilu"])
 def test_petsc_preconditioners_and_petsc_matrix(pc, petsc):
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.utils import csr_to_aij
 
     A = gallery.convection_diffusion2d(16, peclet=20.0)
     b = np.random.default_rng(9).standard_normal(A.shape[0])
@@ -260,14 +260,14 @@ def test_petsc_preconditioners_and_petsc_matrix(pc, petsc):
 
 @pytest.mark.petsc
 def test_python_ksp_from_the_options_database(petsc):
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.utils import csr_to_aij
 
     A = gallery.convection_diffusion2d(16, peclet=20.0)
     Am = csr_to_aij(A)
     ksp = petsc.KSP().create(comm=petsc.COMM_SELF)
     ksp.setOptionsPrefix("gcrodrtest_")
     opts = petsc.Options("gcrodrtest_")
-    for k, v in {"ksp_type": "python", "ksp_python_type": "linsolve.petsc_ksp_python.GCRODR",
+    for k, v in {"ksp_type": "python", "ksp_python_type": "linsolve.petsc_support.python_ksp.GCRODR",
                  "ksp_gcrodr_restart": 20, "ksp_gcrodr_recycle": 6, "ksp_rtol": 1e-9, "pc_type": "jacobi",
                  "ksp_pc_side": "right"}.items():
         opts[k] = v
@@ -308,7 +308,7 @@ def test_python_ksp_from_the_options_database(petsc):
 
 
 def test_orthonormalise_cholesky_and_rank_revealing_paths():
-    from linsolve.solvers.gcrodr import _orthonormalise
+    from linsolve.recycling.gcrodr import _orthonormalise
 
     rng = np.random.default_rng(12)
     U = rng.standard_normal((5, 200))
@@ -323,7 +323,7 @@ def test_orthonormalise_cholesky_and_rank_revealing_paths():
 def test_orthonormalise_one_pass_when_nearly_orthonormal():
     """A slightly changed matrix leaves B U nearly orthonormal: one Cholesky QR pass must
     already give C^T C = I to rounding, and B U = C must still hold."""
-    from linsolve.solvers.gcrodr import _orthonormalise
+    from linsolve.recycling.gcrodr import _orthonormalise
 
     rng = np.random.default_rng(13)
     n, k = 400, 6
@@ -342,8 +342,8 @@ def test_distributed_fallback_drops_dependent_directions():
     """The rank-revealing fallback for rows split over processes (Gram matrix of B U): for a
     B U with a dependent row it keeps the independent directions, orthonormal, with B U = C
     still holding. Run on one process, where the global sums are the local ones."""
-    from linsolve.parallel import serial
-    from linsolve.solvers.gcrodr import _orthonormalise, _orthonormalise_distributed
+    from linsolve.petsc_support.parallel import serial
+    from linsolve.recycling.gcrodr import _orthonormalise, _orthonormalise_distributed
 
     rng = np.random.default_rng(14)
     n, k = 300, 5
@@ -364,9 +364,9 @@ def test_distributed_fallback_drops_dependent_directions():
 def test_block_products_and_placed_petsc_pc_match_references(petsc):
     """MatOps.block, apply_block and pc_into (Vecs placed on the caller's arrays) against
     SciPy products and PETSc's own PCApply on copies."""
-    from linsolve.operator import Operator
-    from linsolve.petsc_utils import csr_to_aij, vec_from_array
-    from linsolve.recycle_ops import MatOps, PetscPC, apply_block, pc_into
+    from linsolve.core.operator import Operator
+    from linsolve.petsc_support.utils import csr_to_aij, vec_from_array
+    from linsolve.recycling.recycle_ops import MatOps, PetscPC, apply_block, pc_into
 
     A = gallery.convection_diffusion2d(12, peclet=10.0)
     rng = np.random.default_rng(14)
@@ -452,7 +452,7 @@ def _textbook_gcrodr(A, b, m, k, cycles, schedule=None):
 
 def _update_schedule(solver, A, b):
     """Solve and return, per restart cycle, whether the recycled space was replaced after it."""
-    from linsolve.solvers import gcrodr as mod
+    from linsolve.recycling import gcrodr as mod
 
     marks = []
     cycle, update = mod.GCRODR._cycle, mod.GCRODR._update
@@ -509,14 +509,13 @@ def test_recycling_iterates_match_textbook_gcrodr(every, matrix):
 @pytest.mark.petsc
 @pytest.mark.parametrize("change", ["setter", "pc_options", "ksp_options"])
 def test_python_ksp_refits_the_recycled_space_when_pc_options_change(change, petsc, monkeypatch):
-    """New options on the same PC type (ILU(0) -> ILU(2)) kept the old M and so the
-    recycled C = B U of the old preconditioner; they now refit it like a new matrix. With
-    the PC unchanged nothing is refitted (getOperators' new wrapper per call made every
-    solve look like one with a new matrix), and a KSPSetFromOptions that leaves m and k
-    alone keeps the recycled space (it started afresh)."""
-    from linsolve.petsc_ksp_python import GCRODR as KspGCRODR
-    from linsolve.petsc_utils import csr_to_aij
-    from linsolve.solvers.gcrodr import GCRODR as Solver
+    """New options on the same PC type (ILU(0) -> ILU(2)) refit the recycled space like a
+    new matrix (C = B U of the old preconditioner would be stale). With the PC unchanged
+    nothing is refitted, although getOperators hands out a new wrapper per call, and a
+    KSPSetFromOptions that leaves m and k alone keeps the recycled space."""
+    from linsolve.petsc_support.python_ksp import GCRODR as KspGCRODR
+    from linsolve.petsc_support.utils import csr_to_aij
+    from linsolve.recycling.gcrodr import GCRODR as Solver
 
     refits = []
     adapt = Solver._adapt
@@ -536,7 +535,7 @@ def test_python_ksp_refits_the_recycled_space_when_pc_options_change(change, pet
             ksp.setType("python")
             ksp.setPythonContext(KspGCRODR(restart=30, recycle=10))
         else:
-            settings.update({"ksp_type": "python", "ksp_python_type": "linsolve.petsc_ksp_python.GCRODR",
+            settings.update({"ksp_type": "python", "ksp_python_type": "linsolve.petsc_support.python_ksp.GCRODR",
                              "ksp_gcrodr_restart": 30, "ksp_gcrodr_recycle": 10})
         for k, v in settings.items():
             opts[k] = v
@@ -635,8 +634,8 @@ def test_gcrodr_nan_on_the_recycled_space_drops_it(update):
 def test_petsc_python_ksp_reports_nan_as_divergence(petsc, side):
     # with -ksp_type python and ILU of a singular matrix the iterate turns NaN: the KSP
     # reports divergence instead of passing NaN to KSPSetResidualNorm, which raises
-    from linsolve.petsc_ksp_python import GCRODR
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.python_ksp import GCRODR
+    from linsolve.petsc_support.utils import csr_to_aij
 
     ksp = petsc.KSP().create()
     ksp.setType("python")
@@ -688,14 +687,14 @@ def test_gcrodr_non_finite_first_step_prints_nothing(capfd, case, side):
 
 
 def _python_ksp(petsc, A, prefix):
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.utils import csr_to_aij
 
     Am = csr_to_aij(A)
     ksp = petsc.KSP().create(comm=petsc.COMM_SELF)
     ksp.setOptionsPrefix(prefix)
     opts = petsc.Options(prefix)
     opts["ksp_type"] = "python"
-    opts["ksp_python_type"] = "linsolve.petsc_ksp_python.GCRODR"
+    opts["ksp_python_type"] = "linsolve.petsc_support.python_ksp.GCRODR"
     ksp.setOperators(Am)
     ksp.setFromOptions()
     return ksp, Am
@@ -734,14 +733,14 @@ def test_python_ksp_nan_rhs_is_diverged_nanorinf_like_petsc(petsc):
 def test_python_ksp_bad_options_are_refused_at_set_from_options(petsc, opts, needle):
     # bad options are refused by KSPSetFromOptions, not inside the first KSPSolve
     A = gallery.convection_diffusion2d(6, peclet=5.0)
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.utils import csr_to_aij
 
     ksp = petsc.KSP().create(comm=petsc.COMM_SELF)
     prefix = f"kspopt{len(opts)}{abs(hash(needle)) % 1000}_"
     ksp.setOptionsPrefix(prefix)
     o = petsc.Options(prefix)
     o["ksp_type"] = "python"
-    o["ksp_python_type"] = "linsolve.petsc_ksp_python.GCRODR"
+    o["ksp_python_type"] = "linsolve.petsc_support.python_ksp.GCRODR"
     for k, v in opts.items():
         o[k] = v
     ksp.setOperators(csr_to_aij(A))
@@ -753,8 +752,8 @@ def test_python_ksp_bad_options_are_refused_at_set_from_options(petsc, opts, nee
 @pytest.mark.petsc
 def test_python_ksp_symmetric_pc_side_is_refused(petsc):
     # PC_SYMMETRIC is refused, not run as left preconditioning
-    from linsolve.petsc_ksp_python import GCRODR
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.python_ksp import GCRODR
+    from linsolve.petsc_support.utils import csr_to_aij
 
     A = gallery.convection_diffusion2d(6, peclet=5.0)
     Am = csr_to_aij(A)

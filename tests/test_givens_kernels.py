@@ -3,7 +3,7 @@ of the same Hessenberg matrix."""
 import numpy as np
 import pytest
 
-from linsolve.givens_kernels import givens_column
+from linsolve.recycling.givens_kernels import givens_column
 
 
 @pytest.mark.parametrize("off", [0, 3])

@@ -1,4 +1,4 @@
-"""ILU(0) in compiled code (``linsolve.ilu_kernels``, ``pc="ilu"`` on the SciPy backend):
+"""ILU(0) in compiled code (``linsolve.core.ilu_kernels``, ``pc="ilu"`` on the SciPy backend):
 its factors equal a plain dense ILU(0) restricted to the pattern, its substitutions solve
 with those factors, GMRES with it takes PETSc ILU(0)'s iterations, and SciPy's ILUTP
 stays available as ``pc="ilutp"``."""
@@ -11,10 +11,10 @@ import scipy.sparse.linalg as spla
 
 import linsolve
 from linsolve import gallery
-from linsolve.errors import OptionError, SolverError, UnknownPreconditionerError
-from linsolve.ilu_kernels import ILU0, ZeroPivotError
-from linsolve.operator import Operator
-from linsolve.precond import build_preconditioner
+from linsolve.core.errors import OptionError, SolverError, UnknownPreconditionerError
+from linsolve.core.ilu_kernels import ILU0, ZeroPivotError
+from linsolve.core.operator import Operator
+from linsolve.core.precond import build_preconditioner
 
 
 def gold_ilu0(A):
@@ -136,7 +136,7 @@ def test_petsc_ilu0_iterations_equal_ours(petsc, name, ksp):
 
 @pytest.mark.petsc
 def test_gcrodr_with_scipy_ilu_takes_petsc_ilu_iterations(petsc):
-    """gcrodr's default backend now applies ILU(0), as its PETSc backend does: the same
+    """gcrodr's default backend applies ILU(0), as its PETSc backend does: the same
     iterations on a sequence of nonsymmetric systems."""
     mats = [gallery.convection_diffusion2d(30, peclet=p) for p in (20.0, 25.0, 30.0)]
     b = np.ones(mats[0].shape[0])

@@ -74,7 +74,7 @@ def test_bench_mtx(matrix_files):
     (["bench", "{npz}", "--solvers", "cg", "--json", "{tmp}"], "is a directory"),
     (["bench", "{npz}", "--solvers", "cg", "--json", "{bad}/x.json"], "is not a directory"),
     (["bench", "{npz}", "--solvers", "cg:pc_options=3"], "pc_options"),
-    (["bench", "{npz}", "--rhs", "{strs}"], "could not read right-hand side"),  # was a ValueError traceback
+    (["bench", "{npz}", "--rhs", "{strs}"], "could not read right-hand side"),
     (["bench", "{tmp}"], "is a directory"),
     (["bench", "{npz}", "--solvers", "cg:warm_start=2"], "warm_start"),
     (["bench", "{npz}", "--solvers", 'cg:pc=none:pc_options={"fill_factor": 2}'], "takes no options"),

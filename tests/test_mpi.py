@@ -148,8 +148,8 @@ def _program(*options):
 
 def test_plain_petsc_program_runs_gcrodr_chosen_by_options(petsc):
     """A parallel petsc4py program that knows nothing of linsolve picks the Python KSP by
-    options (it failed with PETSc error 60 when the context built sequential work vectors)."""
-    ours = _program("-ksp_type", "python", "-ksp_python_type", "linsolve.petsc_ksp_python.GCRODR",
+    options (its work vectors follow the matrix's parallel layout: sequential ones are PETSc error 60)."""
+    ours = _program("-ksp_type", "python", "-ksp_python_type", "linsolve.petsc_support.python_ksp.GCRODR",
                     "-ksp_gcrodr_restart", "30", "-ksp_gcrodr_recycle", "8")
     gmres = _program("-ksp_type", "gmres", "-ksp_gmres_restart", "30")
     assert ours["ksp_type"] == "python" and ours["processes"] == 2
@@ -168,7 +168,7 @@ def test_solvers_that_cannot_run_distributed_say_what_can(solver_cases):
         msg = res[key]["message"]
         assert "distributed over 2 MPI processes" in msg and "gcrodr and rcg with backend='petsc'" in msg, msg
     direct = res["direct/petsc"]
-    from linsolve.solvers.direct import parallel_lu_package
+    from linsolve.krylov.direct import parallel_lu_package
 
     if parallel_lu_package() is None:
         assert direct["error"] == "UnsupportedInputError" and "parallel LU" in direct["message"], direct
@@ -178,7 +178,7 @@ def test_solvers_that_cannot_run_distributed_say_what_can(solver_cases):
 
 def test_bench_cli_under_mpiexec_loads_in_parallel_and_reports_once(petsc, tmp_path):
     from linsolve import gallery
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.utils import csr_to_aij
 
     A = gallery.convection_diffusion2d(20, peclet=20.0)
     path = tmp_path / "cd20.petsc"

@@ -13,31 +13,29 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import linsolve
-from linsolve import registry
+from linsolve.core import registry
 
 
-def _shadowed_by_subpackage(names):
-    """Names whose ``linsolve.<name>`` is a subpackage once it has been imported (Python's import
-    sets the attribute): today only ``linsolve.dcdm``, a callable package that forwards to the
-    generated function."""
-    return {n for n in names if isinstance(getattr(linsolve, n), types.ModuleType)}
+def _import_every_subpackage():
+    """Importing a subpackage sets it as an attribute of its parent, so a subpackage named like a
+    solver would hide that solver's function: import them all before looking."""
+    import pkgutil
+
+    for info in pkgutil.walk_packages(linsolve.__path__, "linsolve."):
+        if info.ispkg:
+            importlib.import_module(info.name)
 
 
 def test_every_registered_solver_has_a_listed_function():
     names = linsolve.solver_function_names()
-    assert {"cg", "gmres", "bicgstab", "minres", "gcrodr", "rcg", "bandit_sor"} <= set(names)
+    assert {"cg", "gmres", "bicgstab", "minres", "gcrodr", "rcg", "bandit_sor", "dcdm"} <= set(names)
     assert len(names) == len(linsolve.available_solvers())
+    _import_every_subpackage()
     listing, exported = set(dir(linsolve)), set(linsolve.__all__)
-    importlib.import_module("linsolve.dcdm")  # the package whose name is a solver's
-
-    shadowed = _shadowed_by_subpackage(names)
-    assert shadowed == {"dcdm"}
-    assert callable(linsolve.dcdm)
     for name in names:
         assert name in listing and name in exported, name
-        if name in shadowed:
-            continue
         f = getattr(linsolve, name)
+        assert not isinstance(f, types.ModuleType), f"a subpackage hides linsolve.{name}"
         assert callable(f) and f.__name__ == name and f.__module__ == "linsolve"
     # everything __all__ promises exists, and dir() still lists the module's own names
     assert all(hasattr(linsolve, n) for n in linsolve.__all__)
@@ -57,8 +55,7 @@ def test_signature_and_help_show_the_scipy_interface():
     assert list(sig.parameters) == ["A", "b", "x0", "rtol", "atol", "maxiter", "M", "callback", "options"]
     assert sig.parameters["rtol"].kind is inspect.Parameter.KEYWORD_ONLY and sig.parameters["rtol"].default == 1e-5
     text = pydoc.render_doc(linsolve, renderer=pydoc.plaintext)
-    names = linsolve.solver_function_names()
-    for name in set(names) - _shadowed_by_subpackage(names):
+    for name in linsolve.solver_function_names():
         assert f"{name}(A, b, x0=None, *, rtol=1e-05" in text, name
     cg_doc = pydoc.render_doc(linsolve.cg, renderer=pydoc.plaintext)
     assert "SciPy-style wrapper of the registered solver 'cg'" in cg_doc
@@ -88,8 +85,8 @@ def test_import_stays_light_until_the_list_is_read():
     import subprocess
     import sys
 
-    code = ("import sys, linsolve\n"
-            "loaded = lambda: any(m.startswith('linsolve.solvers.') for m in sys.modules)\n"
+    code = ("import sys, linsolve\nfrom linsolve.core import registry\n"
+            "loaded = lambda: any(m in sys.modules for m in registry.SOLVER_MODULES)\n"
             "a = loaded(); names = linsolve.__all__; print(a, loaded(), 'gmres' in names)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["False", "True", "True"]

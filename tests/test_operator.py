@@ -9,7 +9,7 @@ from solver_problems import poisson_problem
 
 import linsolve
 from linsolve import Grid, LinearSystem, Operator, OptionError, ShapeError, SolverError, gallery, make_solver
-from linsolve.petsc_utils import aij_to_csr, csr_to_aij, shell_mat
+from linsolve.petsc_support.utils import aij_to_csr, csr_to_aij, shell_mat
 
 
 def test_operator_kinds_same_matvec(rng):
@@ -119,7 +119,7 @@ def test_scipy_ic_is_a_clear_error():
                                      ("ilu", {"drop_tol": 1e-4}),
                                      ("amg", {"no_such_key": 1}), ("ssor", {"omega": "x"})])
 def test_bad_scipy_pc_options_are_option_errors(pc, opts):
-    # were a TypeError from the preconditioner's constructor (a traceback from the CLIs)
+    # an OptionError naming pc_options, not the preconditioner constructor's TypeError
     A = gallery.poisson2d(6)
     with pytest.raises(OptionError, match="pc_options"):
         make_solver("gmres", pc=pc, pc_options=opts).solve(A, np.ones(A.shape[0]))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from operators_tiny import write_channel_file
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 from operators.data import DataError, load_channel
 from operators.evaluate import FIGURES, evaluate
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linsolve.errors import ShapeError
+from linsolve.core.errors import ShapeError
 from operators.projection import Projector, gauss_lobatto
 
 GRIDS = [(8, 9, 4), (6, 10, 4), (4, 5, 2), (16, 17, 8)]

@@ -148,7 +148,7 @@ def test_resume_continues_to_the_same_weights(chan, tmp_path):
 
 
 def test_an_existing_run_needs_resume_or_overwrite(chan, tmp_path):
-    from linsolve.errors import OptionError
+    from linsolve.core.errors import OptionError
 
     train(chan, tmp_path / "r", "tiny", {}, epochs=1, batch=4)
     with pytest.raises(OptionError, match="use --resume"):
@@ -237,7 +237,7 @@ def test_init_starts_from_the_checkpoint_weights(chan, tmp_path):
 
 
 def test_init_refuses_a_checkpoint_of_another_model_config(chan, tmp_path):
-    from linsolve.errors import OptionError
+    from linsolve.core.errors import OptionError
 
     train(chan, tmp_path / "a", "tiny", {}, epochs=1, batch=4)
     with pytest.raises(CheckpointError, match="another model config"):
@@ -280,7 +280,7 @@ def test_input_noise_perturbs_training_reproducibly_and_only_training(chan, tmp_
 @pytest.mark.parametrize("key", ["noise", "stats_weight"])
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), True])
 def test_bad_noise_or_statistics_weight_is_refused(chan, tmp_path, key, bad):
-    from linsolve.errors import OptionError
+    from linsolve.core.errors import OptionError
 
     with pytest.raises(OptionError, match=key.replace("_", "-")):
         train(chan, tmp_path / "r", "tiny", {}, epochs=1, **{key: bad})
@@ -325,7 +325,7 @@ def test_select_rollout_picks_best_by_the_validation_rollout_score(chan, tmp_pat
     assert all(sc is not None for sc in scores)
     assert s["best_epoch"] == 1 + int(np.argmin(scores))
     assert (tmp_path / "r" / "metrics.csv").read_text().splitlines()[0].endswith(",val_rollout_score")
-    from linsolve.errors import OptionError
+    from linsolve.core.errors import OptionError
 
     with pytest.raises(OptionError, match="select must be one of"):
         train(chan, tmp_path / "q", "tiny", {}, epochs=1, select="best")

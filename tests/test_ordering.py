@@ -9,7 +9,7 @@ import pytest
 from gold_ordering import gold_greedy
 
 from linsolve import OptionError, ShapeError, SolverError, order_systems
-from linsolve.ordering import greedy_order, hilbert_index, path_length
+from linsolve.recycling.ordering import greedy_order, hilbert_index, path_length
 
 
 def _fields(n, g=32, seed=0):

@@ -38,7 +38,7 @@ def _with_duplicates(A: sp.csr_matrix, seed: int = 0) -> sp.csr_matrix:
 def test_csr_with_duplicate_entries_reaches_petsc_summed(petsc):
     # duplicate CSR entries are summed on the way to PETSc (as SciPy sums them): a zero
     # duplicate on the diagonal must not replace the real diagonal, or ILU(0) breaks down
-    from linsolve.petsc_utils import aij_to_csr, csr_to_aij
+    from linsolve.petsc_support.utils import aij_to_csr, csr_to_aij
 
     A = gallery.poisson2d(6)
     D = _with_duplicates(A)
@@ -150,7 +150,7 @@ def test_petsc_failure_inside_kspsolve_is_a_solver_error(petsc, name, opts):
 @pytest.mark.petsc
 def test_petsc_initialised_by_linsolve_leaves_sigterm_to_python(petsc):
     # linsolve initialises PETSc without its signal handler: SIGTERM stays Python's
-    code = ("import os, signal; from linsolve.petsc_utils import petsc; petsc(); "
+    code = ("import os, signal; from linsolve.petsc_support.utils import petsc; petsc(); "
             "os.kill(os.getpid(), signal.SIGTERM)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == -signal.SIGTERM and "PETSC" not in p.stderr, p.stderr
@@ -160,7 +160,7 @@ def test_petsc_initialised_by_linsolve_leaves_sigterm_to_python(petsc):
 def test_petsc_under_python_dash_c_prints_nothing_at_exit(petsc):
     # sys.argv[0] is "-c" there; it must not reach petsc4py.init, where it would become an
     # unused option that PETSc reports at exit
-    code = "from linsolve.petsc_utils import petsc; print(sorted(petsc().Options().getAll()))"
+    code = "from linsolve.petsc_support.utils import petsc; print(sorted(petsc().Options().getAll()))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stderr == "" and p.stdout.strip() == "['no_signal_handler']", p.stdout
 

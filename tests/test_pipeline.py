@@ -266,7 +266,7 @@ def test_failure_after_committed_chunks_keeps_them_and_says_how_to_resume(tmp_pa
 @pytest.mark.parametrize("exc", [SolverError("solver gave up"), KeyboardInterrupt()])
 def test_failure_before_any_chunk_leaves_nothing_behind(tmp_path, exc):
     """Nothing to resume: no OUT.parts/, and the next command needs neither flag, even with
-    other settings (it used to demand --overwrite for an empty unfinished run)."""
+    other settings."""
     out = tmp_path / "run.h5"
     with pytest.raises(type(exc)) as info:
         generate(_cfg(), out, progress=_Fail(2, exc))
@@ -287,7 +287,7 @@ def test_manifest_only_unfinished_run_is_not_in_the_way(tmp_path):
 
 
 def test_extreme_family_settings_are_one_line_errors(tmp_path):
-    """An overflow in the family's set-up (was an OverflowError traceback, exit 1)."""
+    """An overflow in the family's set-up is a PipelineError naming the family and the step."""
     out = tmp_path / "x.h5"
     with pytest.raises(PipelineError, match=r"family 'darcy' could not be set up on grid 8 .*OverflowError"):
         generate(GenerateConfig(problem="darcy", n=2, grid=8, param={"tau": 1e308}), out)
@@ -309,7 +309,7 @@ def test_scalar_beyond_float32_is_stored_in_float64(tmp_path):
     out = tmp_path / "h.h5"
     generate(GenerateConfig(problem="heat", n=2, grid=8, param={"radius": 1e308}), out)
     with h5py.File(out, "r") as f:
-        assert f["scalars"]["radius"][()] == 1e308  # was float32 inf
+        assert f["scalars"]["radius"][()] == 1e308  # float32 would make it inf
         assert f["scalars"]["dt"].dtype == np.float32
 
 

@@ -98,7 +98,7 @@ def test_options_validated():
 
 @pytest.mark.petsc
 def test_petsc_pc_and_matrix(petsc):
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.utils import csr_to_aij
 
     A = gallery.poisson2d(16)
     b = np.random.default_rng(4).standard_normal(A.shape[0])

@@ -12,8 +12,8 @@ import scipy.sparse.linalg as spla
 from gold_cg import deflated_pcg
 
 import linsolve
-from linsolve import dcg_kernels as K
 from linsolve import gallery
+from linsolve.recycling import dcg_kernels as K
 
 
 def _gold_ic0(A):
@@ -213,8 +213,8 @@ def test_compiled_ic0_is_petsc_icc(petsc):
     """Same preconditioner: PCICC's M^-1 r to rounding, and CG + our IC(0) (nothing
     recycled) takes PETSc CG + PCICC's iteration count on the benchmark matrices."""
     from datagen.family import get_family
-    from linsolve.operator import Operator
-    from linsolve.recycle_ops import PetscPC
+    from linsolve.core.operator import Operator
+    from linsolve.recycling.recycle_ops import PetscPC
 
     fam = get_family("darcy")(grid=80, stencil="fv")
     darcy = fam.assemble(fam.sample(1, np.random.default_rng(10))[0])

@@ -14,11 +14,11 @@ from gold_cg import restarted_init_cg
 
 import linsolve
 from linsolve import OptionError, gallery
-from linsolve import dcg_kernels as K
-from linsolve.operator import Operator
-from linsolve.precond import Jacobi
-from linsolve.rcg_restart import update_restart
-from linsolve.recycle_ops import MatOps
+from linsolve.core.operator import Operator
+from linsolve.core.precond import Jacobi
+from linsolve.recycling import dcg_kernels as K
+from linsolve.recycling.rcg_restart import update_restart
+from linsolve.recycling.recycle_ops import MatOps
 
 
 def _canonical(A):

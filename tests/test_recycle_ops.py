@@ -1,11 +1,11 @@
-"""BLAS thread pinning of the recycling solvers (``linsolve.recycle_ops.one_blas_thread``):
+"""BLAS thread pinning of the recycling solvers (``linsolve.recycling.recycle_ops.one_blas_thread``):
 one OpenBLAS thread in the calling thread while a solve runs, the previous setting after it."""
 import numpy as np
 import pytest
 
 import linsolve
 from linsolve import gallery
-from linsolve.recycle_ops import _openblas_local_setters, one_blas_thread
+from linsolve.recycling.recycle_ops import _openblas_local_setters, one_blas_thread
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_block_runs_on_one_thread_and_restores_the_setting(setters):
 @pytest.mark.parametrize("name", ["gcrodr", "rcg"])
 def test_recycling_solvers_solve_with_one_blas_thread(name, setters, monkeypatch):
     """Inside a solve the BLAS runs on one thread; after it, as the caller had set it."""
-    from linsolve.solvers import gcrodr, rcg
+    from linsolve.recycling import gcrodr, rcg
 
     seen = []
     if name == "gcrodr":

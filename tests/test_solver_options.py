@@ -23,7 +23,7 @@ def _typed_options():
 
 @pytest.mark.parametrize("value", ["no", "yes", 2, 1, None, [True]])
 def test_warm_start_must_be_a_bool(value):
-    # bool(value) used to turn "no" into True
+    # bool(value) would turn "no" into True
     with pytest.raises(OptionError, match="warm_start"):
         make_solver("cg", warm_start=value)
 
@@ -59,13 +59,13 @@ def test_pc_options_with_an_optionless_preconditioner_is_an_error(pc):
 
 @pytest.mark.parametrize("name", [n for n in available_solvers() if solver_class(n).direct])
 def test_direct_solvers_refuse_a_preconditioner(name):
-    # was accepted and silently unused
+    # a direct solver has no use for it: refused, not ignored
     with pytest.raises(OptionError, match="direct solver and takes no preconditioner"):
         make_solver(name, pc="ilu")
     assert make_solver(name, pc="none").pc in ("none", "lu")
 
 
-def test_pc_options_with_ilutp_still_work():
+def test_ilutp_accepts_pc_options():
     A = gallery.poisson2d(8)
     res = make_solver("gmres", pc="ilutp", pc_options={"fill_factor": 2}).solve(A, np.ones(A.shape[0]))
     assert res.converged
@@ -74,7 +74,7 @@ def test_pc_options_with_ilutp_still_work():
 @pytest.mark.parametrize("same", [True, False])
 def test_zero_rhs_resets_the_warm_start_iterate(same):
     """b1, 0, b2 with a warm start: the zero rhs's solution is x = 0, so the b2 solve must
-    start from 0, i.e. match a cold solve of b2 exactly (it started from x(b1) before)."""
+    start from 0, i.e. match a cold solve of b2 exactly (not start from x(b1))."""
     A = gallery.poisson2d(10)
     rng = np.random.default_rng(3)
     b1 = rng.standard_normal(A.shape[0])

@@ -7,8 +7,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from linsolve import gallery
-from linsolve.errors import OptionError, SolverError
-from linsolve.sor_kernels import (
+from linsolve.core.errors import OptionError, SolverError
+from linsolve.relaxation.sor_kernels import (
     CONVERGED,
     MAXITER,
     CSRKernelData,
@@ -214,7 +214,7 @@ def test_duplicates_and_unsorted_indices_are_handled():
 @pytest.mark.petsc
 @pytest.mark.parametrize("omega", [1.0, 1.5])
 def test_forward_sweep_matches_petsc_matsor(petsc, omega):
-    from linsolve.petsc_utils import csr_to_aij
+    from linsolve.petsc_support.utils import csr_to_aij
 
     A = MATRICES["variable"]
     n = A.shape[0]

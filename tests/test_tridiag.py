@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import solve_banded
 
-from linsolve.tridiag import thomas_factor
+from linsolve.structured.tridiag import thomas_factor
 
 
 def _thomas_solve(lower, inv, cp, d):

@@ -134,7 +134,7 @@ def test_default_windows_need_two_steps_so_steady_files_take_n_steps_output_0(fa
 
 
 def test_channel_trajectories_load_with_the_stored_time_axis(tmp_path):
-    from datagen.channel.dataset import generate as channel_generate
+    from datagen.channel.trajectories import generate as channel_generate
 
     out = tmp_path / "data" / "valid" / "channel.h5"
     out.parent.mkdir(parents=True)

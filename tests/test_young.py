@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from linsolve import gallery
-from linsolve.errors import OptionError, SolverError
-from linsolve.young import (
+from linsolve.core.errors import OptionError, SolverError
+from linsolve.relaxation.young import (
     instance_optimal_omega,
     iteration_count,
     jacobi_spectral_radius,

@@ -4,8 +4,8 @@ solved through ``linsolve`` (default ``fft-poisson``), statistics against Moser,
 Mansour (1999), filtering onto coarse grids and dataset generation."""
 from __future__ import annotations
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .dns import (
+from datagen.channel.checkpoint import load_checkpoint, save_checkpoint
+from datagen.channel.dns import (
     ChannelBlowUp,
     ChannelConfig,
     ChannelDNS,
@@ -13,7 +13,7 @@ from .dns import (
     laminar_profile,
     perturbed_laminar,
 )
-from .grid import ChannelGrid
+from datagen.channel.grid import ChannelGrid
 
 __all__ = ["PRESETS", "ChannelConfig", "ChannelDNS", "ChannelGrid", "ChannelBlowUp", "laminar_profile", "perturbed_laminar",
            "dean_bulk_velocity", "save_checkpoint", "load_checkpoint", "generate"]
@@ -21,7 +21,7 @@ __all__ = ["PRESETS", "ChannelConfig", "ChannelDNS", "ChannelGrid", "ChannelBlow
 
 def __getattr__(name):
     if name == "PRESETS":
-        from .dataset import PRESETS
+        from datagen.channel.trajectories import PRESETS
 
         return PRESETS
     raise AttributeError(f"module 'datagen.channel' has no attribute {name!r}")
@@ -33,13 +33,13 @@ def generate(*args, **kwargs):
     Parameters
     ----------
     *args, **kwargs
-        Those of ``datagen.channel.dataset.generate``.
+        Those of ``datagen.channel.trajectories.generate``.
 
     Returns
     -------
     Path
         The dataset written.
     """
-    from .dataset import generate as _generate
+    from datagen.channel.trajectories import generate as _generate
 
     return _generate(*args, **kwargs)

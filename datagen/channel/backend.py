@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 
 class Backend:

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from linsolve.errors import OptionError
-
-from .dns import ChannelConfig, ChannelDNS
+from datagen.channel.dns import ChannelConfig, ChannelDNS
+from linsolve.core.errors import OptionError
 
 
 def save_checkpoint(dns: ChannelDNS, path) -> Path:

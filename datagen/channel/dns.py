@@ -19,14 +19,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 import linsolve
-from linsolve.errors import OptionError, SolverError
-
-from .backend import Backend
-from .grid import ChannelGrid
-from .operators import StaggeredOps
-from .sgs import SGS_DIFFUSION_LIMIT, EddyViscosity
-from .sgs import check_model as check_sgs_model
-from .tridiag import TriFactor
+from datagen.channel.backend import Backend
+from datagen.channel.grid import ChannelGrid
+from datagen.channel.sgs import SGS_DIFFUSION_LIMIT, EddyViscosity
+from datagen.channel.sgs import check_model as check_sgs_model
+from datagen.channel.staggered import StaggeredOps
+from datagen.channel.tridiag import TriFactor
+from linsolve.core.errors import OptionError, SolverError
 
 RK3 = ((8 / 15, 0.0), (5 / 12, -17 / 60), (3 / 4, -5 / 12))
 
@@ -43,7 +42,7 @@ def dean_bulk_velocity(re_tau: float) -> float:
 
 
 def _real(x) -> bool:
-    """A finite real number (bool excluded: dt=True ran with dt = 1)."""
+    """A finite real number (bool excluded: dt=True would run with dt = 1)."""
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -99,8 +98,8 @@ class ChannelConfig:
         for name in ("re_tau", "dt", "cfl_limit"):
             if not (_real(getattr(self, name)) and getattr(self, name) > 0):
                 raise OptionError(f"{name} must be positive and finite, got {getattr(self, name)!r}")
-        # a NaN cfl_limit switched the CFL check off (c > nan is never true); a NaN ub or
-        # dpdx surfaced as a NonFiniteError or SciPy's ValueError from the first step
+        # a NaN cfl_limit would switch the CFL check off (c > nan is never true); a NaN ub or
+        # dpdx would surface as a NonFiniteError or SciPy's ValueError from the first step
         for name in ("ub", "dpdx"):
             value = getattr(self, name)
             if not (value is None and name == "ub") and not _real(value):
@@ -168,7 +167,7 @@ class ChannelDNS:
         self.dt_max = None
         self.use_numba = self.B.name == "numpy"
         if self.use_numba:
-            from .kernels import explicit_kernel
+            from datagen.channel.kernels import explicit_kernel
 
             self.use_numba = explicit_kernel() is not None
 
@@ -205,7 +204,7 @@ class ChannelDNS:
         u, v, w = (np.asarray(a, dtype=np.float64) for a in (u, v, w))
         if u.shape != g.shape or w.shape != g.shape or v.shape != (g.ny + 1, g.nx, g.nz):
             raise OptionError(f"fields do not match the grid {g.shape}: got {u.shape}, {v.shape}, {w.shape}")
-        # NaN fields surfaced steps later as a ChannelBlowUp advising a smaller dt
+        # checked here: NaN fields would surface steps later as a ChannelBlowUp advising a smaller dt
         if not all(np.isfinite(a).all() for a in (u, v, w)):
             raise OptionError("fields contain NaN or Inf")
         v = v.copy()
@@ -292,7 +291,7 @@ class ChannelDNS:
     def _explicit(self, u, v, w):
         o = self.ops
         if self.B.name == "numpy" and self.use_numba:
-            from .kernels import explicit_rhs_numba
+            from datagen.channel.kernels import explicit_rhs_numba
 
             out = explicit_rhs_numba(o, u, v, w, self.nu)
         else:
@@ -403,12 +402,12 @@ class ChannelDNS:
         OptionError, ChannelBlowUp
             Bad arguments; an unstable run.
         """
-        # check_every=0 was a ZeroDivisionError after the first step; nsteps=2.7 ran 2 steps
+        # integers only: check_every=0 would divide by zero after the first step, nsteps=2.7 run 2 steps
         for name, value, least in (("nsteps", nsteps, 0), ("check_every", check_every, 1)):
             if not (_real(value) and int(value) == value and value >= least):
                 raise OptionError(f"{name} must be an integer >= {least}, got {value!r}")
         nsteps, check_every = int(nsteps), int(check_every)
-        # a negative cfl_target or a NaN dt_max failed in adapt_dt's log10/floor (ValueError)
+        # a negative cfl_target or a NaN dt_max would fail in adapt_dt's log10/floor (ValueError)
         for name, value in (("cfl_target", cfl_target), ("dt_max", dt_max)):
             if value is not None and not (_real(value) and value > 0):
                 raise OptionError(f"{name} must be positive and finite, got {value!r}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 FILTERS = ("box", "spectral")
 
@@ -45,7 +45,7 @@ class CoarseFilter:
             raise OptionError(f"filter must be one of {', '.join(FILTERS)}, got {kind!r}")
         try:
             NX, NY, NZ = (int(c) for c in coarse)
-            # int() truncated: (16.7, 17, 8) filtered onto 16 x 17 x 8 without a word
+            # refused, not truncated: (16.7, 17, 8) must not filter onto 16 x 17 x 8
             exact = all(not isinstance(c, bool) and int(c) == c for c in coarse)
         except (TypeError, ValueError, OverflowError) as exc:
             raise OptionError(f"coarse grid must be three integers NX,NY,NZ, got {coarse!r}") from exc

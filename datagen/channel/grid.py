@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 
 @dataclass
@@ -33,7 +33,7 @@ class ChannelGrid:
         for name in ("nx", "nz"):
             if getattr(self, name) % 2:
                 raise OptionError(f"channel grid {name} must be even (FFT layout), got {getattr(self, name)}")
-        # an infinite box gave dx = inf and a NaN pressure matrix at the first step
+        # finite lengths only: an infinite box would give dx = inf and a NaN pressure matrix
         if not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
                    and 0 < x < math.inf for x in (self.lx, self.lz)):
             raise OptionError(f"box lengths must be positive and finite, got lx={self.lx}, lz={self.lz}")

@@ -30,12 +30,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from linsolve.errors import OptionError
-
-from .checkpoint import _fourier_resample
-from .dns import ChannelBlowUp, ChannelConfig, ChannelDNS
-from .filtering import coarse_y
-from .sgs import check_model
+from datagen.channel.checkpoint import _fourier_resample
+from datagen.channel.dns import ChannelBlowUp, ChannelConfig, ChannelDNS
+from datagen.channel.filtering import coarse_y
+from datagen.channel.sgs import check_model
+from linsolve.core.errors import OptionError
 
 
 def _interp_matrix(x_in, x_out) -> np.ndarray:
@@ -237,7 +236,7 @@ def write_trajectory(out, vel, src: dict, sgs, dns: ChannelDNS, steps_per_snapsh
     """One LES trajectory ``vel`` (S, NX, NY, NZ, 3) in the layout of its source file, through
     the writer of every derived channel file (``datagen.dataset.write_trajectory_file``), with
     the LES settings as root attributes."""
-    from ..dataset import write_trajectory_file
+    from datagen.dataset import write_trajectory_file
 
     S = vel.shape[0]
     cfg = json.loads(src["attrs"].get("config", "{}") or "{}")

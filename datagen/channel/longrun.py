@@ -12,9 +12,9 @@ import math
 import time
 from pathlib import Path
 
-from .checkpoint import load_checkpoint, regrid, save_checkpoint
-from .dns import ChannelBlowUp, ChannelConfig, ChannelDNS, adapt_dt, perturbed_laminar
-from .stats import StatsAccumulator
+from datagen.channel.checkpoint import load_checkpoint, regrid, save_checkpoint
+from datagen.channel.dns import ChannelBlowUp, ChannelConfig, ChannelDNS, adapt_dt, perturbed_laminar
+from datagen.channel.stats import StatsAccumulator
 
 
 def main(argv=None):

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 MODELS = ("wale", "dsm")
 C_WALE = 0.5
@@ -94,7 +94,7 @@ class EddyViscosity:
         # (kernels.sgs_kernels; the array code below is the reference and the torch path)
         self.use_numba = False
         if self.B.name == "numpy":
-            from .kernels import sgs_kernels
+            from datagen.channel.kernels import sgs_kernels
 
             self.use_numba = sgs_kernels() is not None
             wlo = (g.yc[1:] - g.yf[1:-1]) / g.dyf[1:-1]
@@ -190,7 +190,7 @@ class EddyViscosity:
     def viscosity(self, u, v, w, g=None):
         """Eddy viscosity nu_t at the cell centres, shape (ny, nx, nz)."""
         if self.kind == "wale" and g is None and self.use_numba:
-            from .kernels import sgs_kernels
+            from datagen.channel.kernels import sgs_kernels
 
             nb = self._nb
             out = np.empty(u.shape)
@@ -213,7 +213,7 @@ class EddyViscosity:
         nt = self.viscosity(u, v, w)
         self.last_nu_t = nt
         if self.use_numba:
-            from .kernels import sgs_kernels
+            from datagen.channel.kernels import sgs_kernels
 
             nb = self._nb
             u, v, w, nt = (np.ascontiguousarray(a) for a in (u, v, w, nt))

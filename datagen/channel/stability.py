@@ -62,7 +62,7 @@ def ts_growth_rate(nx: int = 16, ny: int = 96, stretch: float = 1.8, dt: float =
     """Run the 2-D DNS from laminar flow plus a tiny TS eigenmode and fit the growth rate
     of the perturbation energy over t in [t_fit, t_end] (earlier times let the discrete
     mode settle). Returns measured and predicted amplitude growth rates alpha * c_i."""
-    from .dns import ChannelConfig, ChannelDNS, laminar_profile
+    from datagen.channel.dns import ChannelConfig, ChannelDNS, laminar_profile
 
     c, xs, phi = orr_sommerfeld(re, alpha, n_os)
     lx = 2 * math.pi / alpha

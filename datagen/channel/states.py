@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -100,13 +100,13 @@ def load_state(name: str, **overrides):
     >>> dns.grid.shape
     (64, 32, 48)
     """
-    from .checkpoint import load_checkpoint
+    from datagen.channel.checkpoint import load_checkpoint
 
     return load_checkpoint(shipped_state_path(name), **overrides)
 
 
 def main(argv=None):
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from datagen.channel.checkpoint import load_checkpoint, save_checkpoint
 
     ap = argparse.ArgumentParser(description="Write a shipped state: a long run's checkpoint advanced "
                                              "--steps steps at the fixed --dt.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from linsolve.errors import OptionError
+from linsolve.core.errors import OptionError
 
 QUANTITIES = ("U", "V", "W", "UU", "VV", "WW", "UV")
 
@@ -70,8 +70,8 @@ class StatsAccumulator:
         acc = cls(ny)
         if Path(path).exists():
             d = np.load(path)
-            # profiles of another grid were taken as they were, and the next add() failed
-            # to broadcast (or a resumed average mixed two grids)
+            # profiles of another grid are refused: the next add() would fail to broadcast
+            # (or a resumed average mix two grids)
             if len(d["n"]) and d["U"].shape[1] != ny:
                 raise OptionError(f"{path} holds statistics on {d['U'].shape[1]} cells in y, not {ny}")
             for i in range(len(d["n"])):
@@ -84,7 +84,7 @@ class StatsAccumulator:
 def wall_units(sums: dict, n: int, yc: np.ndarray, nu: float) -> dict:
     """Profiles in wall units from summed samples: folded over both halves; u_tau from the
     mean wall shear (first cell centre, whose y+ is well inside the viscous sublayer)."""
-    if not n >= 1:  # n = 0 gave NaN profiles with a RuntimeWarning
+    if not n >= 1:  # n = 0 would give NaN profiles with a RuntimeWarning
         raise OptionError(f"wall_units needs at least one sample, got n={n!r}")
     m = {q: sums[q] / n for q in QUANTITIES}
     ny = yc.size

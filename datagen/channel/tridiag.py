@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from linsolve.tridiag import thomas_factor
+from linsolve.structured.tridiag import thomas_factor
 
 
 class TriFactor:

@@ -3,7 +3,7 @@ linsolve. It assembles the 5-point Laplacian of an N x N grid on COMM_WORLD row 
 solves a sequence of right-hand sides with a KSP configured from the command line only, e.g.
 
     mpiexec -n 2 python tests/mpi/petsc_program.py 32 -ksp_type python \\
-        -ksp_python_type linsolve.petsc_ksp_python.GCRODR -ksp_gcrodr_restart 30 \\
+        -ksp_python_type linsolve.petsc_support.python_ksp.GCRODR -ksp_gcrodr_restart 30 \\
         -ksp_gcrodr_recycle 8 -ksp_rtol 1e-9 -pc_type bjacobi
 
 Process 0 prints ``RESULT <json>``: per solve the iterations, the converged reason and the

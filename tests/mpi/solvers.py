@@ -22,8 +22,8 @@ import scipy.sparse as sp  # noqa: E402
 
 import linsolve  # noqa: E402
 from linsolve import gallery  # noqa: E402
-from linsolve.errors import UnsupportedInputError  # noqa: E402
-from linsolve.petsc_utils import csr_to_aij, petsc  # noqa: E402
+from linsolve.core.errors import UnsupportedInputError  # noqa: E402
+from linsolve.petsc_support.utils import csr_to_aij, petsc  # noqa: E402
 
 PETSc = petsc()
 COMM = PETSc.COMM_WORLD
@@ -167,7 +167,7 @@ def python_ksp(A_list, b_list, recycle, comm, how="petsc"):
     prefix = f"mpiksp{recycle}{comm.getSize()}{how}_"
     ksp.setOptionsPrefix(prefix)
     opts = PETSc.Options(prefix)
-    for k, v in {"ksp_type": "python", "ksp_python_type": "linsolve.petsc_ksp_python.GCRODR",
+    for k, v in {"ksp_type": "python", "ksp_python_type": "linsolve.petsc_support.python_ksp.GCRODR",
                  "ksp_gcrodr_restart": 20, "ksp_gcrodr_recycle": recycle, "ksp_rtol": 1e-9, "pc_type": "jacobi",
                  "ksp_pc_side": "right"}.items():
         opts[k] = v

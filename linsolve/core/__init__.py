@@ -1,0 +1,1 @@
+"""Private core of linsolve: the Solver base, operators, systems, results, errors, the registry, preconditioners."""

@@ -1,0 +1,1 @@
+"""The library baselines (SciPy, PETSc, PyAMG Krylov methods) and sparse direct solvers."""

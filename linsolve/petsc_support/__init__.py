@@ -1,0 +1,1 @@
+"""PETSc: utilities, the KSP driver solver, the Python KSP, MPI row layouts."""

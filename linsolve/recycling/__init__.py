@@ -1,0 +1,1 @@
+"""Sorted Krylov recycling: GCRO-DR, recycled CG, their kernels, ordering, solve_sequence."""

@@ -1,1 +1,0 @@
-"""One module per method; each registers its solvers with ``linsolve.registry.register``."""

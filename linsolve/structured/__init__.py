@@ -1,0 +1,1 @@
+"""Solvers for structured (tensor-product) systems: FFT/tridiagonal Poisson, Thomas factors."""
