@@ -20,7 +20,8 @@ run: $(VENV)/.installed
 
 # tests/test_mpi.py runs its workers under MPICH's `mpiexec -n 2` (Hydra; from the mpich package above).
 # tests/test_docs_site.py builds the documentation site with warnings as errors, so `make test` checks it too.
-test: $(VENV)/.installed
+# `make test` runs `make lint` first (ruff on the same paths) and stops on a lint error before pytest.
+test: $(VENV)/.installed lint
 	LINSOLVE_REQUIRE_PETSC=1 $(PY) -m pytest -q tests
 
 # The documentation site (Sphinx, warnings are errors) -> docs/_build/html/index.html

@@ -1,6 +1,8 @@
 """The contract every registered solver must honour (in the spirit of SciPy's
 test_iterative.py). Parametrised over the registry: a solver joins by registering, and is
-exercised on the matrix kinds it declares in ``Solver.supports``."""
+exercised on the matrix kinds it declares in ``Solver.supports``: against dense solves, on bad
+input, on a matrix changed in place, with solver options refused by ``solve()``, with its residual
+history capped, and on SciPy's own cases."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +11,16 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import linsolve
-from linsolve import Grid, LinearSystem, gallery
-from linsolve.core.errors import NonFiniteError, OptionError, ShapeError, SolverError
+from linsolve import (
+    Grid,
+    LinearSystem,
+    NonFiniteError,
+    OptionError,
+    ShapeError,
+    SolverError,
+    UnsupportedInputError,
+    gallery,
+)
 
 N1D = 8  # 64 unknowns: small enough for dense references, large enough to need iterations
 
@@ -67,6 +77,13 @@ def _first_case(name, request, seed):
     _maybe_petsc(name, request)
     A = CASES[sorted(_cls(name).supports)[0]]
     return A, _rhs(A.shape[0], seed)
+
+
+def _petsc_mat(A):
+    """A (CSR) as a serial PETSc AIJ Mat."""
+    from petsc4py import PETSc
+
+    return PETSc.Mat().createAIJ(size=A.shape, csr=(A.indptr, A.indices, A.data), comm=PETSc.COMM_SELF)
 
 
 @pytest.mark.parametrize("name,kind", list(_pairs()))
@@ -228,14 +245,12 @@ def test_input_kinds_agree(name):
 @pytest.mark.petsc
 @pytest.mark.parametrize("name", SOLVERS)
 def test_petsc_inputs_give_same_answer(name, petsc):
-    from linsolve.petsc_support.utils import csr_to_aij
-
     kind = sorted(_cls(name).supports)[0]
     A = CASES[kind]
     n = A.shape[0]
     b = _rhs(n, 8)
     x_ref = np.linalg.solve(A.toarray(), b)
-    M = csr_to_aij(A)
+    M = _petsc_mat(A.tocsr())
     bv = petsc.Vec().createWithArray(b.copy())
     res = _make(name, rtol=1e-10).solve(M, bv, grid=GRID)
     assert isinstance(res.x, petsc.Vec)
@@ -290,6 +305,168 @@ def test_reset_then_solve(name, request):
     s.reset()
     r2 = s.solve(A, b, grid=GRID)
     assert r1.converged and r2.converged
+
+
+# --- a matrix changed in place ------------------------------------------------------------------
+# A time step that updates A.data hands the solver the same object with new entries. Whatever a
+# solver keeps from the old entries (factors, preconditioners, 1/a_ii, A times a recycled space,
+# the PETSc copy of the matrix) is rebuilt: every solve matches a dense solve of the matrix as it
+# is now, and a solver that carries nothing between solves (not ``stateful``) takes exactly the
+# iterations a fresh solver takes.
+
+#: solvers that solve only matrices of one structure, and the error a matrix changed out of it
+#: gets: fft-poisson solves a scaled Dirichlet Laplacian on the grid, not D A D
+STRUCTURE_ONLY = {"fft-poisson": UnsupportedInputError}
+
+
+def _rescale_in_place(A, seed):
+    """D A D with D > 0 varying: new values, same object and pattern, still SPD."""
+    d = np.random.default_rng(seed).uniform(0.5, 2.0, A.shape[0])
+    A.data *= d[np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))] * d[A.indices]
+
+
+def _set_petsc_entries(M, A):
+    """The new values of A written into the same assembled PETSc Mat."""
+    M.setValuesCSR(A.indptr, A.indices, A.data)
+    M.assemble()
+
+
+def _solve_through_in_place_changes(name, opts, petsc_matrix=False):
+    """Solve A, then 2 A, then D A D twice, all one object changed in place (a PETSc Mat after
+    one solve of the SciPy matrix with the same entries: a new object is a new matrix too)."""
+    A = CASES["spd"].tocsr(copy=True)
+    b = _rhs(A.shape[0], 12)
+    given = _petsc_mat(A) if petsc_matrix else A
+    solver = _make(name, rtol=1e-9, **opts)
+    if petsc_matrix:
+        res = solver.solve(A, b, grid=GRID)
+        assert res.converged and np.linalg.norm(b - A @ res.x) <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6), res
+    for step in range(4):
+        if step == 1:
+            A.data *= 2.0  # still a (scaled) Laplacian
+        elif step > 1:
+            _rescale_in_place(A, step)
+        if petsc_matrix and step:
+            _set_petsc_entries(given, A)
+        if step > 1 and name in STRUCTURE_ONLY:
+            with pytest.raises(STRUCTURE_ONLY[name]):
+                solver.solve(given, b, grid=GRID)
+            continue
+        res = solver.solve(given, b, grid=GRID)
+        x_ref = np.linalg.solve(A.toarray(), b)
+        assert res.converged, (step, res)
+        assert np.linalg.norm(res.x - x_ref) <= 1e-7 * np.linalg.norm(x_ref), step
+        if not _cls(name).stateful:
+            fresh = _make(name, rtol=1e-9, **opts).solve(_petsc_mat(A) if petsc_matrix else A.copy(), b, grid=GRID)
+            assert res.iterations == fresh.iterations, (step, res.iterations, fresh.iterations)
+
+
+@pytest.mark.parametrize("name,pc", list(_pc_params()))
+def test_matrix_changed_in_place_is_solved_with_its_new_entries(name, pc, request):
+    _maybe_petsc(name, request)
+    _solve_through_in_place_changes(name, {"pc": pc})
+
+
+def _petsc_in_place_params():
+    """Every solver and backend on a PETSc Mat; the PETSc backend also on a SciPy matrix (its
+    KSP's copy), with the PETSc preconditioners that keep data built from the entries."""
+    for name in SOLVERS:
+        cls = _cls(name)
+        for backend in cls.backends:
+            takes_pc = backend == "petsc" and cls.preconditioners != ("none",)
+            for pc in ("jacobi", "ilu", "icc") if takes_pc else ("none",):
+                for matrix in ("petsc", "scipy") if backend == "petsc" and not _petsc_only(name) else ("petsc",):
+                    yield pytest.param(name, backend, pc, matrix, id=f"{name}-{backend}-{pc}-{matrix}-matrix")
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("name,backend,pc,matrix", list(_petsc_in_place_params()))
+def test_matrix_changed_in_place_is_solved_with_its_new_entries_petsc(name, backend, pc, matrix, petsc):
+    _solve_through_in_place_changes(name, {"backend": backend, "pc": pc}, petsc_matrix=matrix == "petsc")
+
+
+# --- options belong to make_solver, not to solve() ------------------------------------------------
+# solve(A, b, rtol=1e-12) would otherwise run at the constructor's rtol: every keyword that
+# configures a solver (the base keywords and the solver's own options) is refused by solve(),
+# naming it and pointing to make_solver, and leaves the solver unchanged.
+
+BASE_KEYWORDS = {"rtol": 1e-12, "atol": 0.0, "tol": 1e-12, "maxiter": 1, "pc": "none", "M": None,
+                 "pc_options": {}, "backend": "scipy", "warm_start": True, "callback": print}
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_solver_options_given_to_solve_are_refused_not_ignored(name, request):
+    A, b = _first_case(name, request, 13)
+    solver = _make(name, rtol=1e-2)
+    own = {opt: default for opt, default in _cls(name).options.items()}
+    for key, value in {**BASE_KEYWORDS, **own}.items():
+        with pytest.raises(OptionError, match=rf"^{key} configures the solver.*make_solver\('{name}'"):
+            solver.solve(A, b, grid=GRID, **{key: value})
+    with pytest.raises(OptionError, match=r"^maxiter, rtol configure the solver"):
+        solver.solve(A, b, grid=GRID, rtol=1e-12, maxiter=1)
+    # per-solve context is still free-form, and the solver still runs at its own rtol
+    res = solver.solve(A, b, grid=GRID, context=0.3)
+    assert res.converged and res.relative_residual <= 1e-2
+
+
+# --- the residual history is capped --------------------------------------------------------------
+# A solve records at most ``HISTORY_CAP`` residual norms (module of ``SolveResult``): a user's
+# maxiter=10**9 ("no cap") allocates what the iterations need, not maxiter doubles, and past
+# the cap the iteration goes on unrecorded, info["residual_norms_dropped"] saying how many.
+
+def _backend_params(iterative_only=False):
+    for name in SOLVERS:
+        if iterative_only and _cls(name).direct:  # a direct solve records no iteration history
+            continue
+        for backend in _cls(name).backends:
+            marks = [pytest.mark.petsc] if backend == "petsc" else []
+            yield pytest.param(name, backend, marks=marks, id=f"{name}-{backend}")
+
+
+def _history_case(name, backend, request):
+    if backend == "petsc":
+        request.getfixturevalue("petsc")
+    n = 12
+    A = gallery.poisson2d(n)
+    return A, _rhs(A.shape[0], 14), Grid((n, n))
+
+
+@pytest.mark.parametrize("name,backend", list(_backend_params()))
+def test_huge_maxiter_allocates_what_the_iterations_need(name, backend, request):
+    import tracemalloc
+
+    A, b, grid = _history_case(name, backend, request)
+    ref = _make(name, rtol=1e-8, maxiter=5000, backend=backend).solve(A, b, grid=grid)
+    _make(name, rtol=1e-8, maxiter=10**9, backend=backend).solve(A, b, grid=grid)  # compiles outside the measurement
+    solver = _make(name, rtol=1e-8, maxiter=10**9, backend=backend)  # fresh: stateful solvers learn
+    tracemalloc.start()
+    try:
+        res = solver.solve(A, b, grid=grid)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"{name}: {peak / 2**20:.0f} MiB for a {A.shape[0]}-unknown system"
+    assert ref.converged and res.converged and res.iterations == ref.iterations
+    np.testing.assert_allclose(res.residual_norms, ref.residual_norms, rtol=1e-12)
+    assert len(res.residual_norms) == len(ref.residual_norms) and "residual_norms_dropped" not in res.info
+
+
+@pytest.mark.parametrize("name,backend", list(_backend_params(iterative_only=True)))
+def test_history_past_the_cap_is_cut_and_said(name, backend, request, monkeypatch):
+    import importlib
+
+    cap = 4
+    A, b, grid = _history_case(name, backend, request)
+    ref = _make(name, rtol=1e-8, maxiter=5000, backend=backend).solve(A, b, grid=grid)
+    monkeypatch.setattr(importlib.import_module(linsolve.SolveResult.__module__), "HISTORY_CAP", cap)
+    res = _make(name, rtol=1e-8, maxiter=5000, backend=backend).solve(A, b, grid=grid)
+    kept = len(res.residual_norms)
+    assert ref.iterations >= 2 * cap and "residual_norms_dropped" not in ref.info
+    assert res.converged and res.iterations == ref.iterations  # the iteration is not cut short
+    np.testing.assert_allclose(res.x, ref.x, rtol=1e-12, atol=1e-14)
+    assert kept == cap
+    np.testing.assert_allclose(res.residual_norms, ref.residual_norms[:kept], rtol=1e-12)
+    assert res.info["residual_norms_dropped"] == res.iterations - kept
 
 
 def test_unknown_solver_lists_known():

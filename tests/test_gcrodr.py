@@ -772,3 +772,20 @@ def test_python_ksp_symmetric_pc_side_is_refused(petsc):
     ksp.solve(petsc.Vec().createWithArray(b.copy()), x)
     assert ksp.getConvergedReason() > 0
     assert np.linalg.norm(b - A @ x.getArray()) <= 1e-5 * np.linalg.norm(b) * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("opts", [{}, {"pc_side": "left", "pc": "jacobi"}])
+def test_recycled_space_is_rebuilt_for_a_matrix_changed_in_place(opts):
+    # restarts within a solve (restart=20) carry C = A U across cycles as well as across
+    # solves; after A changes in place, C is recomputed from U (else GCRO-DR stagnates),
+    # also with the preconditioner on the left
+    A = gallery.poisson2d(8).tocsr()
+    b = np.random.default_rng(3).standard_normal(64)
+    s = linsolve.make_solver("gcrodr", rtol=1e-9, restart=20, recycle=8, **opts)
+    diagonal = A.indices == np.repeat(np.arange(64), np.diff(A.indptr))
+    for _ in range(3):
+        res = s.solve(A, b)
+        assert res.converged, res.reason
+        np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), b), rtol=1e-6, atol=1e-9)
+        A.data *= 2.0  # 2 A + I: new values, same object and pattern
+        A.data[diagonal] += 1.0

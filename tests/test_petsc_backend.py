@@ -163,3 +163,20 @@ def test_petsc_under_python_dash_c_prints_nothing_at_exit(petsc):
     code = "from linsolve.petsc_support.utils import petsc; print(sorted(petsc().Options().getAll()))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stderr == "" and p.stdout.strip() == "['no_signal_handler']", p.stdout
+
+
+@pytest.mark.petsc
+def test_ksp_preonly_lu_refactors_a_matrix_changed_in_place(petsc):
+    # the KSP's PETSc copy is refreshed and its LU factors rebuilt: preonly takes the one
+    # factorisation's answer, so stale factors would be the old matrix's solution
+    A = gallery.poisson2d(8).tocsr()
+    b = np.random.default_rng(3).standard_normal(64)
+    solver = linsolve.make_solver("petsc", rtol=1e-9, pc="lu", ksp_type="preonly")
+    rows = np.repeat(np.arange(64), np.diff(A.indptr))
+    for step in range(3):
+        res = solver.solve(A, b)
+        x_ref = np.linalg.solve(A.toarray(), b)
+        assert res.converged, (step, res)
+        assert np.linalg.norm(res.x - x_ref) <= 1e-7 * np.linalg.norm(x_ref)
+        d = np.random.default_rng(step).uniform(0.5, 2.0, 64)  # D A D: same object and pattern
+        A.data *= d[rows] * d[A.indices]

@@ -134,3 +134,22 @@ def test_rcg_with_zero_tolerance_stops_honestly_at_the_floating_point_floor(comp
     ref = np.linalg.solve(A.toarray(), b)
     assert np.linalg.norm(res.x - ref) <= 1e-12 * np.linalg.norm(ref)
     assert res.relative_residual == pytest.approx(np.linalg.norm(b - A @ res.x) / 8.0, rel=1e-6)
+
+
+def _scale_in_place(A):
+    """2 A + I: new values, same object and pattern (a time step updating A.data)."""
+    A.data *= 2.0
+    A.data[A.indices == np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))] += 1.0
+
+
+def test_python_path_rebuilds_its_recycled_products_for_a_matrix_changed_in_place():
+    # the NumPy path (compiled=False), which the registry-wide in-place contract (compiled
+    # default) does not run, solves each new matrix with the recycled space carried along
+    A = gallery.poisson2d(8).tocsr()
+    b = np.random.default_rng(3).standard_normal(64)
+    s = linsolve.make_solver("rcg", rtol=1e-9, compiled=False)
+    for _ in range(3):
+        res = s.solve(A, b)
+        assert res.converged, res.reason
+        np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), b), rtol=1e-6, atol=1e-9)
+        _scale_in_place(A)

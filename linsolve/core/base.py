@@ -14,7 +14,7 @@ import numpy as np
 
 from linsolve.core.errors import OptionError, ShapeError
 from linsolve.core.operator import Operator, VectorKind, as_vector
-from linsolve.core.result import SolveResult
+from linsolve.core.result import SolveResult, cap_history
 from linsolve.core.system import Grid, LinearSystem
 
 
@@ -580,7 +580,7 @@ class Solver:
             info["global_reductions"] = layout.reductions
         return SolveResult(
             x=bkind.restore(x), converged=converged, iterations=iterations,
-            residual_norms=np.concatenate(norms) if norms else np.zeros(0),
+            residual_norms=cap_history(np.concatenate(norms), iterations, info),
             relative_residual=rnorm / bnorm, reason=reason, wall_time=time.perf_counter() - t0,
             info=info,
         )
