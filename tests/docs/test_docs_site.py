@@ -17,7 +17,7 @@ import linsolve
 import operators
 from linsolve.core import registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
 

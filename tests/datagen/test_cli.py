@@ -331,8 +331,8 @@ def test_sigterm_is_one_line_and_the_run_resumes(tmp_path):
     code = "import sys, datagen_toy; from datagen.cli import main; main(sys.argv[1:])"
     args = ["generate", "toy", "--n", "6", "--grid", "6", "--chunk", "2", "--param", "delay=0.15", "--quiet",
             "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                        str(Path(__file__).resolve().parent)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                                        str(Path(__file__).resolve().parents[1])])}
     proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list(parts_dir(out).glob("chunk-*.h5")) and proc.poll() is None:
@@ -451,7 +451,7 @@ def test_damaged_file_problem_is_named_by_validate_inspect_and_plot(made, tmp_pa
 
 def test_entry_point_subprocess_one_line(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), env_path()])}
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), env_path()])}
     out = tmp_path / "o.h5"
     p = subprocess.run([sys.executable, "-m", "datagen.cli", "generate", "darcy", "--n", "2", "--solver",
                         "nosuch", "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)

@@ -1,8 +1,8 @@
-"""MPI worker of tests/test_mpi.py: a plain parallel petsc4py program that knows nothing of
+"""MPI worker of tests/linsolve/petsc_support/test_mpi.py: a plain parallel petsc4py program that knows nothing of
 linsolve. It assembles the 5-point Laplacian of an N x N grid on COMM_WORLD row by row and
 solves a sequence of right-hand sides with a KSP configured from the command line only, e.g.
 
-    mpiexec -n 2 python tests/mpi/petsc_program.py 32 -ksp_type python \\
+    mpiexec -n 2 python tests/linsolve/petsc_support/mpi/petsc_program.py 32 -ksp_type python \\
         -ksp_python_type linsolve.petsc_support.python_ksp.GCRODR -ksp_gcrodr_restart 30 \\
         -ksp_gcrodr_recycle 8 -ksp_rtol 1e-9 -pc_type bjacobi
 

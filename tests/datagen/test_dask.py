@@ -15,7 +15,7 @@ import datagen_toy
 import h5py
 import numpy as np
 import pytest
-from test_pipeline import assert_same_data
+from datagen_run import assert_same_data
 from typer.testing import CliRunner
 
 from datagen import cluster as dgcluster

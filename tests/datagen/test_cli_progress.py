@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHANNEL = ["generate", "channel", "--grid", "16,32,16", "--box", "3.0,1.5", "--coarse-grid", "8,9,4",
            "--trajectories", "2", "--snapshots", "3", "--every", "4", "--dt", "0.002"]
 

@@ -20,7 +20,7 @@ from operators.checkpoint import CheckpointError, load_checkpoint, read_checkpoi
 from operators.data import load_channel, normalization_stats, split_trajectories
 from operators.train import plane_statistics, relative_l2, rollout_loss, statistics_loss, train
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
 
 

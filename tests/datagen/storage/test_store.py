@@ -275,7 +275,7 @@ def _meta(n):
 def test_final_file_does_not_depend_on_the_order_the_shards_arrive(tmp_path, widths):
     """The join takes shards as their chunks finish; x turns variable-length when a later
     shard's vectors are shorter, giving the file the shards in chunk order give."""
-    from test_pipeline import assert_same_data
+    from datagen_run import assert_same_data
 
     shards = []
     for k, (idx, w) in enumerate(zip(([4, 1], [0, 5], [3, 2]), widths, strict=True)):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _EXCLUDE = {".venv", "venv", "node_modules", "build", "dist", "__pycache__", "_build", "_generated"}
 _FENCE = re.compile(r"^```python\s*$")
 _MARK = re.compile(r"^<!--\s*example:\s*(slow|skip)\b\s*(.*?)\s*-->\s*$")

@@ -1,4 +1,4 @@
-"""MPI worker of tests/test_mpi.py: run under ``mpiexec -n 2``; every process takes part in
+"""MPI worker of tests/linsolve/petsc_support/test_mpi.py: run under ``mpiexec -n 2``; every process takes part in
 each case and process 0 prints one line ``RESULT <json>`` that the test reads.
 
 Each case solves the same systems twice: with a matrix distributed over the processes

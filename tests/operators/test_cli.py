@@ -16,7 +16,7 @@ import datagen
 from operators.checkpoint import atomic_save
 from operators.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

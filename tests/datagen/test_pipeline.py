@@ -14,7 +14,7 @@ import datagen_toy  # noqa: F401  (registers the 'toy' family)
 import h5py
 import numpy as np
 import pytest
-from datagen_run import one_line, run_datagen
+from datagen_run import assert_same_data, one_line, run_datagen
 
 from datagen import store
 from datagen.pipeline import (
@@ -32,41 +32,12 @@ from datagen.pipeline import (
 )
 from linsolve import SolverError
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
-VOLATILE = {"/solver_stats/wall_time"}
-
-
 def _cfg(**kw):
     base = dict(problem="toy", n=8, grid=8, solver="cg", solver_opt={"rtol": 1e-8}, chunk=3, seed=3)
     base.update(kw)
     return GenerateConfig(**base)
-
-
-def assert_same_data(p1, p2):
-    """Every dataset equal (timings aside), and the same attributes on every object."""
-    with h5py.File(p1, "r") as f1, h5py.File(p2, "r") as f2:
-        names1, names2 = [], []
-        f1.visit(names1.append)
-        f2.visit(names2.append)
-        assert names1 == names2
-        for name in names1:
-            o1, o2 = f1[name], f2[name]
-            assert sorted(o1.attrs) == sorted(o2.attrs), name
-            for k in o1.attrs:
-                if k != "command":
-                    np.testing.assert_array_equal(o1.attrs[k], o2.attrs[k], err_msg=f"{name}@{k}")
-            if isinstance(o1, h5py.Dataset) and "/" + name not in VOLATILE:
-                v1, v2 = o1[()], o2[()]
-                if v1.dtype == object:
-                    assert len(v1) == len(v2)
-                    for a, b in zip(v1, v2, strict=True):
-                        np.testing.assert_array_equal(a, b, err_msg=name)
-                else:
-                    np.testing.assert_array_equal(v1, v2, err_msg=name)
-        for k in f1.attrs:
-            if k != "command":
-                np.testing.assert_array_equal(f1.attrs[k], f2.attrs[k], err_msg=k)
 
 
 # --- configuration ---------------------------------------------------------------------

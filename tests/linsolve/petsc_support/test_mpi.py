@@ -1,7 +1,7 @@
 """The solvers on PETSc matrices distributed over 2 MPI processes.
 
-Each test reads what a worker script (tests/mpi/*.py) printed when run as
-``mpiexec -n 2 python tests/mpi/WORKER.py``: ``mpiexec`` is MPICH's Hydra launcher (Debian's
+Each test reads what a worker script (tests/linsolve/petsc_support/mpi/*.py) printed when run as
+``mpiexec -n 2 python tests/linsolve/petsc_support/mpi/WORKER.py``: ``mpiexec`` is MPICH's Hydra launcher (Debian's
 ``mpiexec.mpich``, the MPI that PETSc is built with; ``LINSOLVE_MPIEXEC``
 overrides it). Hydra needs no extra flags as root. Without it, the tests skip, except under
 `make test` and in CI (LINSOLVE_REQUIRE_PETSC=1 or CI=true), where a missing mpiexec fails.
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 WORKERS = Path(__file__).resolve().parent / "mpi"
 ITS_TOL = 2  # iterations: |distributed - serial| <= ITS_TOL per solve
 X_TOL = 1e-6  # ||x_distributed - x_serial|| / ||x_serial||

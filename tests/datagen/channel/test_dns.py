@@ -200,7 +200,7 @@ def test_tollmien_schlichting_growth_rate_converges_at_second_order_in_x(re, alp
 
 
 # --- statistics and the comparison with Moser, Kim & Mansour (1999) ----------------------------
-REF = Path(__file__).parent / "data" / "channel_re180_mean_profile.json"
+REF = Path(__file__).resolve().parents[2] / "data" / "channel_re180_mean_profile.json"
 
 
 def test_reference_data_is_mkm():
