@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from datagen.store import atomic_path  # the atomic writes of every datagen file
+from datagen.storage.atomic import atomic_path  # the atomic writes of every datagen file
 from linsolve.core.errors import OptionError
 
 FORMAT = "operators-checkpoint"

@@ -171,7 +171,7 @@ def rollout(checkpoint, data, trajectory: int, steps: int, out, *, project: bool
     sps = seconds / max(done + (stopped is not None), 1)
     vel = np.concatenate([ds.velocity[k, start:start + n_in], preds[:done]])  # (S, 3, NX, NY, NZ)
     times = np.arange(vel.shape[0]) * ds.snapshot_dt
-    from datagen.dataset import write_trajectory_file
+    from datagen.storage import write_trajectory_file
 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.store import atomic_write_text
+from datagen.storage.atomic import atomic_write_text
 from linsolve.core.errors import OptionError
 
 from . import checkpoint as _ck

@@ -1,167 +1,39 @@
-"""The HDF5 store: The Well's layout plus the groups that make a generated file auditable.
+"""Writing the final file of a steady family, and trajectory files in a template's layout.
 
-Every reader and writer of the layout lives in this module. A finished file holds::
-
-    /                          @dataset_name @grid_type="cartesian" @n_spatial_dims
-                               @n_trajectories @simulation_parameters (+ one attr each)
-                               @format="datagen-well" @format_version @problem
-                               @config (JSON, the keys `datagen generate --config` reads)
-                               @command (the command line that produced the file)
-                               @input_fields @output_fields (the x / y split of the fields)
-    /dimensions                @spatial_dims; time float32(1); x, y[, z] float32 coordinates
-    /boundary_conditions/<bc>  @associated_dims @associated_fields @sample_varying
-                               @time_varying; @bc_type in The Well's vocabulary (WALL, OPEN,
-                               PERIODIC) and @datagen_bc_type the family's own kind
-                               (dirichlet, neumann, ...); mask bool; values float32
-    /scalars                   @field_names; fixed family parameters (float32, sample_varying
-                               False) and sampled scalar parameters (float32 (N,), True);
-                               float64 where float32 would overflow a value to inf
-    /t0_fields, /t1_fields, /t2_fields
-                               always all three (empty, field_names=[], when a family
-                               has no such field); @field_names; float32 (N, *grid[, D[, D]]) with
-                               @sample_varying=True @time_varying=False @dim_varying @role
-    /parameters/<key>          every sampled parameter at full precision, (N, ...), in
-                               sample order: ``family.assemble`` rebuilds system i from them
-    /ordering                  permutation (solve position -> sample), position, chunk,
-                               features; @method @chunk_size
-    /solver_stats              iterations, relative_residual (fp64, true residual),
-                               converged, reason, wall_time, residual_history (vlen);
-                               @solver (JSON), @rtol, @atol
-    /solution_vectors/x        the unknown vector of each system, float32 (N, n)
-
-Fields are steady (``time_varying=False``), so they carry no time axis, as The Well's
-readers expect for time-invariant fields. Samples are stored in sample order (the order
-``family.sample`` produced them), whatever order they were solved in.
-
-The Well's reader: each sample is a trajectory of one time step (``/dimensions/time`` is
-``[0.0]``, so ``n_steps_per_trajectory`` is 1) whose fields and scalars are time-invariant.
-``the_well.data.WellDataset(path=..., n_steps_input=1, n_steps_output=0)`` therefore gives
-one item per sample: every field in ``constant_fields`` (H, W[, D], C; t0 fields, then t1
-components, then t2, in ``field_names`` order), every scalar in ``constant_scalars``, the
-grid in ``space_grid`` and ``input_time_grid == [0.]``; which channels are inputs and
-which solutions is in the root ``@input_fields``/``@output_fields`` and each field's
-``@role``. docs/hdf5_format.md gives the whole mapping.
-
-Validation and fp32: the solver's fp64 relative residual is stored, and ``x`` is kept in
-fp32 like the fields. ``validate_file`` recomputes ||b - A x32|| in fp64 and allows the
-worst-case effect of rounding x to fp32, ||A||_F * 2^-24 * ||x32||, on top of the
-tolerance (see ``rounding_slack``), so it checks the data actually stored.
-
-Writing is crash-safe: each chunk is a shard file committed atomically (written to a
-temporary name, flushed, fsynced, renamed, directory fsynced); the final file is joined
-from the shards only when all exist, and is itself committed the same way.
+The final file is joined from the shards (``datagen.storage.shards``) as they are committed,
+in sample order, and committed atomically when every sample is stored. The layout is
+``datagen.storage.schema``'s.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 
-from linsolve import SolverError
+from .atomic import atomic_h5
+from .errors import StoreError
+from .reader import open_file
+from .schema import (
+    AXES,
+    FORMAT,
+    FORMAT_VERSION,
+    MAX_STORED_FEATURES,
+    REQUIRED_ROOT_ATTRS,
+    STAT_COLUMNS,
+    STRING_DTYPE,
+    check_boundary_conditions,
+    field_group,
+    is_trajectory_file,
+    vlen_f64,
+)
+from .shards import read_shard
 
-FORMAT = "datagen-well"
-FORMAT_VERSION = 1
-AXES = ("x", "y", "z")
-FP32_UNIT_ROUNDOFF = 2.0 ** -24
-MAX_STORED_FEATURES = 1024
-STAT_COLUMNS = ("iterations", "relative_residual", "converged", "wall_time")
-REQUIRED_ROOT_ATTRS = ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories",
-                       "simulation_parameters", "format", "config", "command", "input_fields",
-                       "output_fields")
-REQUIRED_GROUPS = ("dimensions", "boundary_conditions", "scalars", "t0_fields", "parameters",
-                   "ordering", "solver_stats", "solution_vectors")
-
-
-class StoreError(SolverError):
-    """A file that is missing, unreadable or not in the datagen layout."""
-
-
-# --- atomic commits ---------------------------------------------------------------------
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def tmp_name(path: Path, unique: bool = False) -> Path:
-    """The temporary name ``path`` is written under; ``unique`` adds the writer's process id
-    and a random tag, for files that two processes may write at once (a Dask task run again
-    while the first attempt is still alive)."""
-    tag = f".{os.getpid()}-{os.urandom(4).hex()}" if unique else ""
-    return path.with_name(f".{path.name}{tag}.tmp")
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path, unique_tmp: bool = False):
-    """A temporary path next to ``path`` to write a file at; when the block ends without an
-    error the file is fsynced and renamed onto ``path`` (and the directory fsynced), so it
-    appears complete or not at all; on an error it is removed. ``unique_tmp``: see
-    ``tmp_name``.
-
-    Examples
-    --------
-    >>> with atomic_path(out) as tmp:            # doctest: +SKIP
-    ...     torch.save(state, tmp)
-    """
-    path = Path(path)
-    tmp = tmp_name(path, unique_tmp)
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        yield tmp
-        fd = os.open(str(tmp), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-@contextlib.contextmanager
-def atomic_h5(path: Path, unique_tmp: bool = False):
-    """Write an HDF5 file that appears at ``path`` complete or not at all."""
-    with atomic_path(path, unique_tmp) as tmp, h5py.File(tmp, "w", track_order=True) as f:
-        yield f
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file that appears at ``path`` complete or not at all."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-# --- what is written ---------------------------------------------------------------------
-@dataclass
-class SampleRecord:
-    """One solved system, as the pipeline hands it to a shard."""
-
-    index: int
-    fields: dict[str, np.ndarray]
-    x: np.ndarray
-    iterations: int
-    relative_residual: float
-    converged: bool
-    reason: str
-    wall_time: float
-    residual_history: np.ndarray
+__all__ = ["RunMeta", "write_final", "FinalWriter", "write_rows", "write_trajectory_file"]
 
 
 @dataclass
@@ -188,70 +60,6 @@ class RunMeta:
     extra_attrs: dict = field(default_factory=dict)
 
 
-_STR = h5py.string_dtype()
-
-
-def _vlen_f64():
-    return h5py.vlen_dtype(np.dtype("float64"))
-
-
-def write_shard(path: Path, chunk_id: int, records: list[SampleRecord], unique_tmp: bool = False) -> None:
-    """Commit one chunk's results (in solve order) atomically (``unique_tmp``: see ``tmp_name``)."""
-    with atomic_h5(path, unique_tmp) as f:
-        f.attrs["chunk"] = int(chunk_id)
-        f.attrs["complete"] = True
-        f["sample_index"] = np.array([r.index for r in records], dtype=np.int64)
-        g = f.create_group("fields", track_order=True)
-        for name in records[0].fields:
-            g[name] = np.stack([np.asarray(r.fields[name], dtype=np.float32) for r in records])
-        _write_vectors(f, "x", [np.asarray(r.x, dtype=np.float32).reshape(-1) for r in records])
-        f["iterations"] = np.array([r.iterations for r in records], dtype=np.int64)
-        f["relative_residual"] = np.array([r.relative_residual for r in records], dtype=np.float64)
-        f["converged"] = np.array([r.converged for r in records], dtype=bool)
-        f["wall_time"] = np.array([r.wall_time for r in records], dtype=np.float64)
-        f.create_dataset("reason", data=[r.reason for r in records], dtype=_STR)
-        hist = f.create_dataset("residual_history", (len(records),), dtype=_vlen_f64())
-        for k, r in enumerate(records):
-            hist[k] = np.asarray(r.residual_history, dtype=np.float64).reshape(-1)
-
-
-def _write_vectors(g: h5py.Group, name: str, vecs: list[np.ndarray]) -> None:
-    """Rows of one length as a 2-D array; systems whose size varies per sample (e.g. only
-    fluid cells carry unknowns) as a variable-length dataset."""
-    if len({v.size for v in vecs}) == 1:
-        g[name] = np.stack(vecs)
-    else:
-        ds = g.create_dataset(name, (len(vecs),), dtype=h5py.vlen_dtype(np.dtype("float32")))
-        for k, v in enumerate(vecs):
-            ds[k] = v
-
-
-def read_shard(path: Path) -> dict:
-    with h5py.File(path, "r") as f:
-        if not f.attrs.get("complete", False):
-            raise StoreError(f"shard {str(path)!r} is not complete")
-        out = {k: f[k][()] for k in ("sample_index", "iterations", "relative_residual", "converged",
-                                     "wall_time")}
-        x = f["x"]
-        out["x"] = x[()] if x.ndim == 2 else [np.asarray(v, dtype=np.float32) for v in x[()]]
-        out["reason"] = [s.decode() if isinstance(s, bytes) else str(s) for s in f["reason"][()]]
-        out["residual_history"] = [np.asarray(h, dtype=np.float64) for h in f["residual_history"][()]]
-        out["fields"] = {k: f["fields"][k][()] for k in f["fields"]}
-        out["chunk"] = int(f.attrs["chunk"])
-    return out
-
-
-def shard_is_valid(path: Path, expected_indices: np.ndarray) -> bool:
-    """A shard counts as done only if it opens, says complete and holds the expected samples."""
-    try:
-        with h5py.File(path, "r") as f:
-            return bool(f.attrs.get("complete", False)) and np.array_equal(
-                f["sample_index"][()], np.asarray(expected_indices))
-    except (OSError, KeyError):
-        return False
-
-
-# --- parameters --------------------------------------------------------------------------
 def _param_kind(v) -> str:
     if isinstance(v, (bool, np.bool_)):
         return "bool"
@@ -274,7 +82,7 @@ def _write_parameters(g: h5py.Group, params: list[dict]) -> None:
         vals = [p[k] for p in params]
         kind = _param_kind(vals[0])
         if kind == "str":
-            ds = g.create_dataset(k, data=[str(v) for v in vals], dtype=_STR)
+            ds = g.create_dataset(k, data=[str(v) for v in vals], dtype=STRING_DTYPE)
         elif kind == "array":
             arrs = [np.asarray(v) for v in vals]
             if any(a.shape != arrs[0].shape for a in arrs):
@@ -285,30 +93,6 @@ def _write_parameters(g: h5py.Group, params: list[dict]) -> None:
         ds.attrs["kind"] = kind
 
 
-def _restore(kind: str, v):
-    if kind == "float":
-        return float(v)
-    if kind == "int":
-        return int(v)
-    if kind == "bool":
-        return bool(v)
-    if kind == "str":
-        return v.decode() if isinstance(v, bytes) else str(v)
-    return np.asarray(v)
-
-
-def read_parameters(f: h5py.File, index: int | None = None):
-    """Sample ``index``'s parameter dict, exactly as ``family.sample`` returned it (all when None)."""
-    g = f["parameters"]
-    names = [str(n) for n in g.attrs["names"]]
-    if index is None:
-        cols = {k: g[k][()] for k in names}
-        n = int(f.attrs["n_trajectories"])
-        return [{k: _restore(g[k].attrs["kind"], cols[k][i]) for k in names} for i in range(n)]
-    return {k: _restore(g[k].attrs["kind"], g[k][index]) for k in names}
-
-
-# --- the final file ----------------------------------------------------------------------
 def _attr_value(v):
     if isinstance(v, (bool, np.bool_, int, np.integer, float, np.floating, str)):
         return v
@@ -321,10 +105,6 @@ def _scalar_array(values) -> np.ndarray:
     with np.errstate(over="ignore"):
         v32 = v.astype(np.float32)
     return v if np.any(np.isinf(v32) & np.isfinite(v)) else v32
-
-
-def _field_group(order: int) -> str:
-    return f"t{order}_fields"
 
 
 def _bc_entry(name: str, spec, spatial_dims: list[str], sizes: list[int]):
@@ -354,76 +134,6 @@ def _bc_entry(name: str, spec, spatial_dims: list[str], sizes: list[int]):
     bc_type = str(spec.pop("bc_type", spec.pop("type", "unspecified")))
     values = np.asarray(spec.pop("values", np.zeros(0)), dtype=np.float32)
     return dims, mask, bc_type, values, spec
-
-
-#: The Well's boundary-condition vocabulary (``the_well.data.datasets.BoundaryCondition``)
-WELL_BC_TYPES = ("WALL", "OPEN", "PERIODIC")
-#: words of a family's boundary kind and the Well type they stand for: the domain repeats
-#: (PERIODIC); waves or flow leave it (OPEN); a condition prescribes the value, flux or a
-#: mix of them on a closed edge (WALL, as The Well files Dirichlet walls)
-_WELL_BC_WORDS = {
-    "periodic": "PERIODIC",
-    "open": "OPEN", "absorbing": "OPEN", "radiation": "OPEN", "sommerfeld": "OPEN", "outflow": "OPEN",
-    "impedance": "OPEN", "pml": "OPEN", "far-field": "OPEN",
-    "wall": "WALL", "dirichlet": "WALL", "neumann": "WALL", "robin": "WALL", "no-slip": "WALL",
-    "noslip": "WALL", "symmetry": "WALL", "reflecting": "WALL", "insulated": "WALL",
-}
-
-
-def well_bc_type(kind: str, name: str = "boundary") -> str:
-    """The Well's boundary type (``WALL``, ``OPEN`` or ``PERIODIC``) for a family's kind.
-
-    Parameters
-    ----------
-    kind : str
-        The family's description of the condition, e.g. ``"dirichlet"``, ``"periodic"``,
-        ``"wall (Neumann dp/dn = 0)"``. Its first word that names a kind decides (case
-        is ignored); one of The Well's own names is kept as it is.
-    name : str
-        The boundary's name, used in the error message.
-
-    Returns
-    -------
-    str
-        One of ``WELL_BC_TYPES``.
-
-    Raises
-    ------
-    StoreError
-        If no word of ``kind`` names a known kind (give the spec a ``well_bc_type``).
-
-    Examples
-    --------
-    >>> well_bc_type("dirichlet"), well_bc_type("air (Dirichlet p = 0)"), well_bc_type("periodic")
-    ('WALL', 'WALL', 'PERIODIC')
-    """
-    for word in re.findall(r"[a-z]+(?:-[a-z]+)*", str(kind).lower()):
-        if word.upper() in WELL_BC_TYPES:
-            return word.upper()
-        if word in _WELL_BC_WORDS:
-            return _WELL_BC_WORDS[word]
-    raise StoreError(f"boundary condition {name!r} has type {kind!r}, which names none of the kinds that map onto "
-                     f"The Well's {', '.join(WELL_BC_TYPES)} ({', '.join(sorted(_WELL_BC_WORDS))}); "
-                     "give its spec a 'well_bc_type'")
-
-
-def _well_type_of(name: str, spec) -> str:
-    """The Well type of one family boundary spec (a kind string or a dict)."""
-    if isinstance(spec, dict) and "well_bc_type" in spec:
-        t = str(spec["well_bc_type"]).upper()
-        if t not in WELL_BC_TYPES:
-            raise StoreError(f"boundary condition {name!r} has well_bc_type {spec['well_bc_type']!r}; "
-                             f"The Well knows {', '.join(WELL_BC_TYPES)}")
-        return t
-    kind = spec.get("bc_type", spec.get("type", "unspecified")) if isinstance(spec, dict) else spec
-    return well_bc_type(kind, name)
-
-
-def check_boundary_conditions(bcs: dict) -> dict[str, str]:
-    """The Well type of each of a family's boundary conditions ``{name: spec}``; raises
-    ``StoreError`` naming the first that maps onto none (so a run fails before solving,
-    not when its file is written)."""
-    return {name: _well_type_of(name, spec) for name, spec in bcs.items()}
 
 
 def write_final(out: Path, meta: RunMeta, shard_paths: list[Path]) -> None:
@@ -490,8 +200,8 @@ class FinalWriter:
             st = self._f["solver_stats"]
             for c in STAT_COLUMNS:
                 st[c] = self._cols[c]
-            st.create_dataset("reason", data=self._reasons, dtype=_STR)
-            st.create_dataset("residual_history", data=self._hists, dtype=_vlen_f64())
+            st.create_dataset("reason", data=self._reasons, dtype=STRING_DTYPE)
+            st.create_dataset("residual_history", data=self._hists, dtype=vlen_f64())
         except BaseException:
             self.discard(*sys.exc_info())
             raise
@@ -565,7 +275,7 @@ class FinalWriter:
             rest.pop("well_bc_type", None)
             g = bg.create_group(name)
             g.attrs["associated_dims"] = dims
-            g.attrs.create("associated_fields", [str(v) for v in rest.pop("associated_fields", [])], dtype=_STR)
+            g.attrs.create("associated_fields", [str(v) for v in rest.pop("associated_fields", [])], dtype=STRING_DTYPE)
             g.attrs["bc_type"] = well_types[name]
             g.attrs["datagen_bc_type"] = bc_type
             g.attrs["sample_varying"] = False
@@ -602,7 +312,7 @@ class FinalWriter:
             if order not in (0, 1, 2) or list(arr.shape[1:1 + dim]) != sizes:
                 raise StoreError(f"field {name!r} has per-sample shape {arr.shape[1:]}, expected the grid "
                                  f"{tuple(sizes)} (+ vector/tensor components)")
-            gname = _field_group(order)
+            gname = field_group(order)
             g = f.require_group(gname)
             shape = (n, *arr.shape[1:])
             ds = g.create_dataset(name, shape=shape, dtype=np.float32, chunks=(1, *arr.shape[1:]))
@@ -616,8 +326,8 @@ class FinalWriter:
             field_ds[name] = ds
             groups.setdefault(order, []).append(name)
         for order in (0, 1, 2):  # The Well's readers open all three groups
-            f.require_group(_field_group(order)).attrs.create(
-                "field_names", groups.get(order, []), dtype=_STR)
+            f.require_group(field_group(order)).attrs.create(
+                "field_names", groups.get(order, []), dtype=STRING_DTYPE)
 
         _write_parameters(f.create_group("parameters"), meta.parameters)
 
@@ -693,14 +403,6 @@ X_DESCRIPTION = ("unknown vector of each system (fp32; variable-length when the 
                  "validate re-assembles A, b from /parameters")
 
 
-def _object_rows(rows: list[np.ndarray]) -> np.ndarray:
-    """A 1-D object array of the given arrays (``np.array`` of equal-length arrays is 2-D)."""
-    out = np.empty(len(rows), dtype=object)
-    for k, r in enumerate(rows):
-        out[k] = r
-    return out
-
-
 def write_rows(ds: h5py.Dataset, index, rows: np.ndarray) -> None:
     """``ds[index[k]] = rows[k]`` for every k, the indices in any order, each in one call.
 
@@ -730,224 +432,59 @@ def write_rows(ds: h5py.Dataset, index, rows: np.ndarray) -> None:
         ds.id.write(mspace, fspace, row[None])
 
 
-# --- reading -----------------------------------------------------------------------------
-def open_file(path) -> h5py.File:
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"file {str(path)!r} does not exist")
-    if path.is_dir():
-        raise StoreError(f"{str(path)!r} is a directory, not an HDF5 file")
-    if not path.is_file():  # opening a FIFO would block forever
-        raise StoreError(f"{str(path)!r} is not a regular file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        why = " ".join(str(exc).split())  # HDF5's messages can span lines; the CLI prints one
-        raise StoreError(f"{str(path)!r} is not a readable HDF5 file ({why})") from None
-    if f.attrs.get("format") != FORMAT:
-        f.close()
-        raise StoreError(f"{str(path)!r} is not a datagen file (root attribute format != {FORMAT!r})")
-    return f
+def write_trajectory_file(out, template, velocity: np.ndarray, time: np.ndarray, *, attrs: dict | None = None,
+                          trajectories=None, extra: dict | None = None) -> Path:
+    """Write trajectories in the layout of the time-dependent file ``template`` (same root
+    attributes, dimensions, boundary conditions and scalars), atomically.
 
-
-def field_names(f: h5py.File) -> tuple[list[str], list[str]]:
-    return [str(s) for s in f.attrs["input_fields"]], [str(s) for s in f.attrs["output_fields"]]
-
-
-def field_dataset(f: h5py.File, name: str) -> h5py.Dataset:
-    for order in (0, 1, 2):
-        g = f.get(_field_group(order))
-        if g is not None and name in g:
-            return g[name]
-    raise StoreError(f"field {name!r} not found")
-
-
-def read_config(f: h5py.File) -> dict:
-    return json.loads(f.attrs["config"])
-
-
-def read_stats(f: h5py.File) -> dict[str, Any]:
-    st = f["solver_stats"]
-    out = {c: st[c][()] for c in STAT_COLUMNS}
-    out["reason"] = [s.decode() if isinstance(s, bytes) else str(s) for s in st["reason"][()]]
+    ``velocity``: (K, S, NX, NY, NZ, 3) on the template's grid; ``time``: (S,) from the first
+    snapshot; ``attrs``: root attributes to set or replace (``n_trajectories`` is set from K);
+    ``trajectories``: the template's trajectory indices these continue (their seeds and start
+    times are copied); ``extra``: {group name: {dataset name: array, "@attr": value}} added as
+    groups of their own. Used for surrogate rollouts and LES runs, so that every reader of the
+    channel layout reads them."""
+    velocity = np.asarray(velocity, dtype=np.float32)
+    out = Path(out)
+    with open_file(template) as src:
+        if not is_trajectory_file(src):
+            raise StoreError(f"{str(template)!r} is not a trajectory file")
+        grid = tuple(src["dimensions"][ax].shape[0] for ax in ("x", "y", "z"))
+        if velocity.ndim != 6 or velocity.shape[2:] != (*grid, 3):
+            raise StoreError(f"velocity of shape {velocity.shape} does not fit the template's grid {grid}")
+        K, S = velocity.shape[:2]
+        if np.asarray(time).shape != (S,):
+            raise StoreError(f"time must have one entry per snapshot ({S}), got {np.asarray(time).shape}")
+        with atomic_h5(out) as f:
+            for k, v in src.attrs.items():
+                f.attrs[k] = v
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v
+            f.attrs["n_trajectories"] = K
+            src.copy(src["boundary_conditions"], f, "boundary_conditions")
+            src.copy(src["scalars"], f, "scalars")
+            dims = f.create_group("dimensions")
+            for k, v in src["dimensions"].attrs.items():
+                dims.attrs[k] = v
+            for ax in ("x", "y", "z"):
+                src.copy(src["dimensions"][ax], dims, ax)
+            dims["time"] = np.asarray(time, dtype=np.float32)
+            dims["time"].attrs.update(sample_varying=False, time_varying=True)
+            for g in ("t0_fields", "t2_fields"):
+                f.create_group(g).attrs["field_names"] = []
+            t1 = f.create_group("t1_fields")
+            t1.attrs["field_names"] = ["velocity"]
+            t1["velocity"] = velocity
+            t1["velocity"].attrs.update(dim_varying=[True, True, True], sample_varying=True, time_varying=True)
+            if trajectories is not None:
+                idx = np.asarray(trajectories, dtype=int)
+                for name in ("trajectory_seeds", "trajectory_start_time"):
+                    if name in src:
+                        f[name] = src[name][()][idx]
+            for gname, content in (extra or {}).items():
+                g = f.create_group(gname)
+                for k, v in content.items():
+                    if k.startswith("@"):
+                        g.attrs[k[1:]] = v
+                    else:
+                        g[k] = v
     return out
-
-
-def residual_history(f: h5py.File, index: int) -> np.ndarray:
-    return np.asarray(f["solver_stats"]["residual_history"][index], dtype=np.float64)
-
-
-def _text(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def read_boundary_conditions(f: h5py.File) -> dict[str, dict]:
-    """Every ``/boundary_conditions`` entry as ``{name: {...}}``.
-
-    Parameters
-    ----------
-    f : h5py.File
-        An open datagen file (either layout: steady samples or channel trajectories).
-
-    Returns
-    -------
-    dict
-        Per boundary: ``kind`` (the family's own type, ``@datagen_bc_type``), ``bc_type``
-        (The Well's), ``associated_dims``, ``associated_fields``, ``mask``, ``values`` and
-        any further attributes the family gave. Files written before ``@datagen_bc_type``
-        existed stored the family's kind in ``@bc_type``; for them ``kind`` is that value
-        and ``bc_type`` its Well counterpart (None where there is none).
-
-    Examples
-    --------
-    >>> with open_file(path) as f:                    # doctest: +SKIP
-    ...     read_boundary_conditions(f)["x_lo"]["kind"]
-    'dirichlet'
-    """
-    out = {}
-    for name, g in f.get("boundary_conditions", {}).items():
-        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in g.attrs.items()}
-        attrs = {k: ([_text(x) for x in v] if isinstance(v, list) else _text(v) if isinstance(v, bytes) else v)
-                 for k, v in attrs.items()}
-        stored = str(attrs.pop("bc_type", "unspecified"))
-        kind = str(attrs.pop("datagen_bc_type", stored))
-        if "datagen_bc_type" not in g.attrs and stored not in WELL_BC_TYPES:
-            try:
-                stored = well_bc_type(stored, name)
-            except StoreError:
-                stored = None
-        entry = {"kind": kind, "bc_type": stored, **attrs}
-        for k in ("mask", "values"):
-            if k in g:
-                entry[k] = g[k][()]
-        out[name] = entry
-    return out
-
-
-def well_layout_problems(f: h5py.File) -> list[str]:
-    """What The Well's reader (``the_well.data.WellDataset``) would trip over in ``f``
-    (empty list: it loads). Files written before these rules lack t1/t2 groups and use
-    the family's kinds as ``@bc_type``; ``open_dataset`` still reads them."""
-    problems = []
-    for k in ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories"):
-        if k not in f.attrs:
-            problems.append(f"root attribute {k!r} missing")
-    for g in ("dimensions", "boundary_conditions", "scalars", "t0_fields", "t1_fields", "t2_fields"):
-        if g not in f:
-            problems.append(f"group /{g} missing")
-        elif g.endswith("_fields") or g == "scalars":
-            if "field_names" not in f[g].attrs:
-                problems.append(f"/{g}@field_names missing")
-    if "dimensions" in f:
-        if "time" not in f["dimensions"]:
-            problems.append("/dimensions/time missing")
-        for ax in ["time", *[_text(a) for a in f["dimensions"].attrs.get("spatial_dims", [])]]:
-            if ax in f["dimensions"] and "sample_varying" not in f["dimensions"][ax].attrs:
-                problems.append(f"/dimensions/{ax}@sample_varying missing")
-    for name, g in f.get("boundary_conditions", {}).items():
-        t = _text(g.attrs.get("bc_type", ""))
-        if t.upper() not in WELL_BC_TYPES:
-            problems.append(f"/boundary_conditions/{name}@bc_type {t!r} is not one of {', '.join(WELL_BC_TYPES)}")
-        if "mask" not in g or "associated_dims" not in g.attrs:
-            problems.append(f"/boundary_conditions/{name} lacks mask or @associated_dims")
-    return problems
-
-
-def is_trajectory_file(f: h5py.File) -> bool:
-    """A time-dependent dataset (the channel family): trajectories, no solved systems. Judged
-    by every per-system group being absent, so a damaged sample file is not mistaken for one."""
-    return not any(g in f for g in ("solver_stats", "parameters", "ordering", "solution_vectors"))
-
-
-def check_schema(f: h5py.File) -> list[str]:
-    """Every way the file departs from the layout above (empty list: conforms)."""
-    problems = []
-    for k in REQUIRED_ROOT_ATTRS:
-        if k not in f.attrs:
-            problems.append(f"root attribute {k!r} missing")
-    for g in REQUIRED_GROUPS:
-        if g not in f:
-            problems.append(f"group /{g} missing")
-    try:
-        if not isinstance(json.loads(f.attrs["config"]), dict):
-            problems.append("root attribute 'config' is not a JSON mapping")
-    except (KeyError, TypeError, ValueError):
-        problems.append("root attribute 'config' is not valid JSON")
-    if problems:
-        return problems
-    n = int(f.attrs["n_trajectories"])
-    dim = int(f.attrs["n_spatial_dims"])
-    spatial = [str(s) for s in f["dimensions"].attrs.get("spatial_dims", [])]
-    if len(spatial) != dim:
-        problems.append(f"/dimensions@spatial_dims has {len(spatial)} names, n_spatial_dims is {dim}")
-    sizes = []
-    for ax in spatial:
-        if ax not in f["dimensions"]:
-            problems.append(f"/dimensions/{ax} missing")
-        else:
-            sizes.append(f["dimensions"][ax].shape[0])
-    names_in, names_out = field_names(f)
-    listed = []
-    for order in (0, 1, 2):
-        g = f.get(_field_group(order))
-        if g is None:
-            continue
-        fn = [str(s) for s in g.attrs.get("field_names", [])]
-        if sorted(fn) != sorted(g.keys()):
-            problems.append(f"/{g.name.strip('/')}@field_names {fn} does not match its datasets {sorted(g)}")
-        for name in g:
-            ds = g[name]
-            listed.append(name)
-            for attr in ("sample_varying", "time_varying", "dim_varying"):
-                if attr not in ds.attrs:
-                    problems.append(f"{ds.name}@{attr} missing")
-            if ds.dtype != np.float32:
-                problems.append(f"{ds.name} is {ds.dtype}, expected float32")
-            expect = (n, *sizes)
-            if ds.shape[:1 + dim] != expect or ds.ndim != 1 + dim + order:
-                problems.append(f"{ds.name} has shape {ds.shape}, expected {expect} + {order} component axes")
-    missing = set(names_in + names_out) - set(listed)
-    if missing:
-        problems.append(f"fields {sorted(missing)} are listed in input/output_fields but not stored")
-    for c in (*STAT_COLUMNS, "reason", "residual_history"):
-        if c not in f["solver_stats"]:
-            problems.append(f"/solver_stats/{c} missing")
-        elif f["solver_stats"][c].shape[0] != n:
-            problems.append(f"/solver_stats/{c} has {f['solver_stats'][c].shape[0]} rows, expected {n}")
-    for k in f["parameters"].attrs.get("names", []):
-        if k not in f["parameters"] or f["parameters"][k].shape[:1] != (n,):
-            problems.append(f"/parameters/{k} missing or not one row per sample")
-    perm = f["ordering"].get("permutation")
-    if perm is None or not np.array_equal(np.sort(perm[()]), np.arange(n)):
-        problems.append("/ordering/permutation is not a permutation of the samples")
-    x = f["solution_vectors"].get("x")
-    if x is None or x.shape[0] != n:
-        problems.append("/solution_vectors/x missing or not one row per sample")
-    return problems
-
-
-def rounding_slack(A, x32: np.ndarray) -> float:
-    """Upper bound on ||A (x32 - x)|| when x32 is x rounded to fp32: ||A||_F u ||x||."""
-    import scipy.sparse as sp
-
-    if sp.issparse(A):
-        fro = float(np.sqrt(np.sum(np.asarray(A.data, dtype=np.float64) ** 2)))
-    else:
-        from linsolve import Operator
-
-        fro = float(np.linalg.norm(Operator(A).csr().data))
-    xn = float(np.linalg.norm(np.asarray(x32, dtype=np.float64)))
-    return fro * FP32_UNIT_ROUNDOFF * xn / (1 - FP32_UNIT_ROUNDOFF) * 1.001
-
-
-def open_dataset(path):
-    """Open a generated file: arrays (``.x``, ``.y``, ``.fields``, ``.parameters``,
-    ``.stats``) and a PyTorch ``Dataset`` (``.torch()``) yielding ``{"x", "y"}``; a
-    trajectory file (the channel problem) as ``datagen.dataset.TrajectoryData``
-    (``.velocity`` (K, S, NX, NY, NZ, 3), ``.time``, ``.coordinates``, ``.scalars``)."""
-    from .dataset import GeneratedData, TrajectoryData
-
-    with open_file(path) as f:
-        trajectories = is_trajectory_file(f)
-    # time-dependent files (the channel problem) have trajectories, not x/y pairs
-    return TrajectoryData.load(path) if trajectories else GeneratedData.load(path)
