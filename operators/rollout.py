@@ -24,6 +24,7 @@ from linsolve.core.errors import OptionError
 
 from .checkpoint import check_fits, load_checkpoint
 from .data import check_trajectory_index, load_channel
+from .stepping import make_projector, predictor, resolve_device
 
 ENERGY_KINDS = ("tke", "total")
 
@@ -117,8 +118,6 @@ def rollout(checkpoint, data, trajectory: int, steps: int, out, *, project: bool
     >>> r.stopped_at_step is None                                          # doctest: +SKIP
     """
     import torch
-
-    from .train import make_projector, predictor, resolve_device
 
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise OptionError(f"steps must be a positive integer, got {steps!r}")
