@@ -17,8 +17,24 @@ __all__ = ["open_file", "field_names", "field_dataset", "read_config", "read_sta
 
 
 def open_file(path) -> h5py.File:
-    """Open a datagen file for reading; ``StoreError`` naming why when it is missing, not HDF5 or
-    not a datagen file (the caller closes it, e.g. ``with open_file(p) as f``)."""
+    """Open a datagen file for reading.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A file of ``datagen generate``, ``datagen les`` or ``operators rollout``.
+
+    Returns
+    -------
+    h5py.File
+        Open read-only; the caller closes it (``with open_file(path) as f``).
+
+    Raises
+    ------
+    StoreError
+        The path does not exist, is not a regular file, is not readable HDF5, or its root
+        attribute ``format`` is not ``"datagen-well"``.
+    """
     path = Path(path)
     if not path.exists():
         raise StoreError(f"file {str(path)!r} does not exist")

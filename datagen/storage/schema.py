@@ -170,9 +170,23 @@ def check_boundary_conditions(bcs: dict) -> dict[str, str]:
 
 
 def well_layout_problems(f: h5py.File) -> list[str]:
-    """What The Well's reader (``the_well.data.WellDataset``) would trip over in ``f``
-    (empty list: it loads). Files written before these rules lack t1/t2 groups and use
-    the family's kinds as ``@bc_type``; ``open_dataset`` still reads them."""
+    """What The Well's reader (``the_well.data.WellDataset``) would trip over in ``f``.
+
+    Parameters
+    ----------
+    f : h5py.File
+        An open datagen file (steady samples or channel trajectories).
+
+    Returns
+    -------
+    list of str
+        One line per problem; empty when The Well's reader loads the file.
+
+    Notes
+    -----
+    Files written before The Well's rules were adopted lack the t1/t2 groups and use the
+    family's kinds as ``@bc_type``; ``open_dataset`` still reads them.
+    """
     problems = []
     for k in ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories"):
         if k not in f.attrs:
@@ -205,7 +219,25 @@ def is_trajectory_file(f: h5py.File) -> bool:
 
 
 def check_schema(f: h5py.File) -> list[str]:
-    """Every way the file departs from the layout in this module's docstring (empty list: conforms)."""
+    """Every way a file of a steady family departs from the layout in this module's docstring.
+
+    Parameters
+    ----------
+    f : h5py.File
+        An open datagen file of solved systems (not a trajectory file).
+
+    Returns
+    -------
+    list of str
+        One line per problem, naming the group, attribute or dataset; empty when the file
+        conforms.
+
+    Examples
+    --------
+    >>> with open_file("p.h5") as f:                  # doctest: +SKIP
+    ...     check_schema(f)
+    []
+    """
     problems = []
     for k in REQUIRED_ROOT_ATTRS:
         if k not in f.attrs:

@@ -437,12 +437,38 @@ def write_trajectory_file(out, template, velocity: np.ndarray, time: np.ndarray,
     """Write trajectories in the layout of the time-dependent file ``template`` (same root
     attributes, dimensions, boundary conditions and scalars), atomically.
 
-    ``velocity``: (K, S, NX, NY, NZ, 3) on the template's grid; ``time``: (S,) from the first
-    snapshot; ``attrs``: root attributes to set or replace (``n_trajectories`` is set from K);
-    ``trajectories``: the template's trajectory indices these continue (their seeds and start
-    times are copied); ``extra``: {group name: {dataset name: array, "@attr": value}} added as
-    groups of their own. Used for surrogate rollouts and LES runs, so that every reader of the
-    channel layout reads them."""
+    Used for surrogate rollouts and LES runs, so that every reader of the channel layout
+    reads them.
+
+    Parameters
+    ----------
+    out : str or pathlib.Path
+        The file to write.
+    template : str or pathlib.Path
+        A channel trajectory file whose grid and metadata the new file takes.
+    velocity : numpy.ndarray
+        (K, S, NX, NY, NZ, 3) on the template's grid.
+    time : numpy.ndarray
+        (S,), from the first snapshot.
+    attrs : dict, optional
+        Root attributes to set or replace (``n_trajectories`` is set from K).
+    trajectories : sequence of int, optional
+        The template's trajectory indices these continue (their seeds and start times are
+        copied).
+    extra : dict, optional
+        ``{group name: {dataset name: array, "@attr": value}}``, added as groups of their own.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    StoreError
+        ``template`` is not a trajectory file, or ``velocity`` or ``time`` does not fit it
+        (nothing is written).
+    """
     velocity = np.asarray(velocity, dtype=np.float32)
     out = Path(out)
     with open_file(template) as src:
