@@ -25,7 +25,7 @@ from datagen.channel.dns import ChannelBlowUp, ChannelConfig, ChannelDNS, pertur
 from datagen.channel.filtering import CoarseFilter, collocate
 from datagen.channel.sgs import check_model as check_sgs_model
 from datagen.channel.states import resolve_restart
-from datagen.storage.atomic import atomic_h5
+from datagen.storage.atomic import atomic_h5, atomic_write_text
 from linsolve.core.errors import OptionError
 
 #: ready-made configurations: a few CPU minutes, the surrogates' CPU training set (about an hour),
@@ -210,7 +210,7 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
                               f"{', '.join(differ)}); use another output path, or start again with "
                               f"--overwrite (or by deleting {parts})")
     if not fp_path.exists():
-        fp_path.write_text(json.dumps(fingerprint))
+        atomic_write_text(fp_path, json.dumps(fingerprint))
     base_ckpt = restart_path or parts / "spinup.npz"
     # a dt given explicitly overrides a restart checkpoint's own
     load_kw = dict(device=device, solver=solver, solver_options=solver_options, sgs=sgs,
