@@ -101,7 +101,7 @@ def retime(runs, work: Path, data, test_k: int, log, rounds: int = 3) -> None:
 
     from operators.checkpoint import load_checkpoint
     from operators.projection import Projector
-    from operators.train import predictor
+    from operators.stepping import predictor
 
     P = Projector(data.grid, float(data.attrs["Lx"]), float(data.attrs["Lz"]))
     steps = []
@@ -161,7 +161,8 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
     from operators.evaluate import evaluate
     from operators.projection import Projector
     from operators.rollout import rollout
-    from operators.train import predictor, train
+    from operators.stepping import predictor
+    from operators.train import train
 
     tag = name + ("+project" if project else "")
     d = work / tag

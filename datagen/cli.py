@@ -501,16 +501,16 @@ def _tree(f) -> list[tuple[str, str]]:
 
 
 def inspect_summary(path: Path) -> dict:
-    from . import store
+    from . import storage
 
-    with store.open_file(path) as f:
-        if store.is_trajectory_file(f):
+    with storage.open_file(path) as f:
+        if storage.is_trajectory_file(f):
             return _trajectory_summary(path, f)
-        stats = store.read_stats(f)
-        ins, outs = store.field_names(f)
+        stats = storage.read_stats(f)
+        ins, outs = storage.field_names(f)
         fields = {}
         for name in ins + outs:
-            ds = store.field_dataset(f, name)
+            ds = storage.field_dataset(f, name)
             arr = ds[()]
             fields[name] = {"role": "input" if name in ins else "output", "group": ds.parent.name.strip("/"),
                             "shape": list(ds.shape), "min": float(arr.min()), "max": float(arr.max()),
@@ -520,7 +520,7 @@ def inspect_summary(path: Path) -> dict:
             "path": str(path), "dataset_name": str(f.attrs["dataset_name"]),
             "n_trajectories": int(f.attrs["n_trajectories"]),
             "grid": [int(f["dimensions"][ax].shape[0]) for ax in f["dimensions"].attrs["spatial_dims"]],
-            "fields": fields, "config": store.read_config(f), "command": str(f.attrs["command"]),
+            "fields": fields, "config": storage.read_config(f), "command": str(f.attrs["command"]),
             "solver": json.loads(f["solver_stats"].attrs["solver"]),
             "order_method": str(f["ordering"].attrs["method"]), "chunk_size": int(f["ordering"].attrs["chunk_size"]),
             "stats": {"converged": int(stats["converged"].sum()),
@@ -529,7 +529,7 @@ def inspect_summary(path: Path) -> dict:
                       "iterations_max": int(its.max()),
                       "relative_residual_max": float(stats["relative_residual"].max()),
                       "solve_time_total": float(stats["wall_time"].sum())},
-            "schema_problems": store.check_schema(f), "tree": _tree(f),
+            "schema_problems": storage.check_schema(f), "tree": _tree(f),
         }
 
 
@@ -563,10 +563,10 @@ def _readable(path: Path):
     except SolverError:
         raise
     except (KeyError, ValueError, IndexError) as exc:
-        from . import store
+        from . import storage
 
-        with store.open_file(path) as f:
-            problems = store.check_schema(f) if not store.is_trajectory_file(f) else []
+        with storage.open_file(path) as f:
+            problems = storage.check_schema(f) if not storage.is_trajectory_file(f) else []
         if not problems and not isinstance(exc, KeyError):
             raise  # not the file's fault
         why = "; ".join(problems) or " ".join(str(exc).split())
@@ -632,11 +632,11 @@ def validate(
     """Check the schema, then re-assemble a random subset of systems from the stored
     parameters and verify ||b - A x|| / ||b|| of the stored (fp32) solution against the
     stored tolerance, allowing the worst-case effect of fp32 rounding. Exit 1 on failure."""
-    from . import store
+    from . import storage
     from .pipeline import validate_file
 
-    with store.open_file(file) as f:
-        if store.is_trajectory_file(f):  # no systems to re-assemble; check the fields
+    with storage.open_file(file) as f:
+        if storage.is_trajectory_file(f):  # no systems to re-assemble; check the fields
             fields = _trajectory_fields(f)
             bad = [n for n, d in fields.items() if not d["finite"]]
             for n, d in fields.items():
@@ -665,11 +665,11 @@ def plot(
     """Plot one sample (its input fields, its solution and the solver's residual history), or
     one snapshot of a channel trajectory file (x-z slices of u at y+ ~ 15 and on the centre
     line, an x-y slice, and the mean profile U+(y+))."""
-    from . import store
+    from . import storage
     from .plotting import plot_sample, plot_trajectory
 
-    with store.open_file(file) as f:
-        trajectories = store.is_trajectory_file(f)
+    with storage.open_file(file) as f:
+        trajectories = storage.is_trajectory_file(f)
     if trajectories and index is not None:
         raise CLIError(f"{str(file)!r} holds trajectories: choose the snapshot with --trajectory and --snapshot, "
                        "not --index")

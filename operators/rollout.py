@@ -24,6 +24,7 @@ from linsolve.core.errors import OptionError
 
 from .checkpoint import check_fits, load_checkpoint
 from .data import check_trajectory_index, load_channel
+from .stepping import make_projector, predictor, resolve_device
 
 ENERGY_KINDS = ("tke", "total")
 
@@ -118,8 +119,6 @@ def rollout(checkpoint, data, trajectory: int, steps: int, out, *, project: bool
     """
     import torch
 
-    from .train import make_projector, predictor, resolve_device
-
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise OptionError(f"steps must be a positive integer, got {steps!r}")
     if energy not in ENERGY_KINDS:
@@ -171,7 +170,7 @@ def rollout(checkpoint, data, trajectory: int, steps: int, out, *, project: bool
     sps = seconds / max(done + (stopped is not None), 1)
     vel = np.concatenate([ds.velocity[k, start:start + n_in], preds[:done]])  # (S, 3, NX, NY, NZ)
     times = np.arange(vel.shape[0]) * ds.snapshot_dt
-    from datagen.dataset import write_trajectory_file
+    from datagen.storage import write_trajectory_file
 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
 

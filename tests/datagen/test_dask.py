@@ -19,7 +19,7 @@ from datagen_run import assert_same_data
 from typer.testing import CliRunner
 
 from datagen import cluster as dgcluster
-from datagen import store
+from datagen import storage
 from datagen.cli import app
 from datagen.family import _FAMILIES
 from datagen.pipeline import GenerateConfig, PipelineError, Progress, generate, parts_dir, sample_stream
@@ -232,8 +232,8 @@ def test_task_that_raises_stops_the_run_keeping_finished_shards(tmp_path, cluste
     with h5py.File(ref, "r") as f:
         pressure = f["t0_fields"]["pressure"][()]
     for p in shards:
-        sh = store.read_shard(p)
-        assert store.shard_is_valid(p, np.arange(3 * sh["chunk"], 3 * sh["chunk"] + 3))
+        sh = storage.read_shard(p)
+        assert storage.shard_is_valid(p, np.arange(3 * sh["chunk"], 3 * sh["chunk"] + 3))
         np.testing.assert_array_equal(sh["fields"]["pressure"], pressure[sh["sample_index"]])
 
 

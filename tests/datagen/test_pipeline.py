@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from datagen_run import assert_same_data, one_line, run_datagen
 
-from datagen import store
+from datagen import storage
 from datagen.pipeline import (
     GenerateConfig,
     NonConvergedError,
@@ -203,7 +203,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     assert not parts.exists()
     assert_same_data(ref, out)
     parts.mkdir()  # as if killed between the final commit and the clean-up
-    store.atomic_write_text(parts / "manifest.json", "{}")
+    storage.atomic_write_text(parts / "manifest.json", "{}")
     again = generate(_cfg(), out, resume=True)
     assert again.already_complete and again.solved_now == 0 and not parts.exists()
 
@@ -250,7 +250,7 @@ def test_manifest_only_unfinished_run_is_not_in_the_way(tmp_path):
     """A run killed before its first chunk (SIGKILL leaves only the manifest) holds nothing."""
     out = tmp_path / "run.h5"
     parts_dir(out).mkdir()
-    store.atomic_write_text(parts_dir(out) / "manifest.json", '{"config": {"seed": 99}}')
+    storage.atomic_write_text(parts_dir(out) / "manifest.json", '{"config": {"seed": 99}}')
     generate(_cfg(), out)
     assert not parts_dir(out).exists()
     with h5py.File(out, "r") as f:
@@ -362,7 +362,7 @@ def test_darcy_with_recycling_solver_validates(tmp_path):
     rep = validate_file(out, samples=6)
     assert rep.ok, rep.lines()
     with h5py.File(out, "r") as f:
-        assert f.attrs["dataset_name"] == "darcy" and store.check_schema(f) == []
+        assert f.attrs["dataset_name"] == "darcy" and storage.check_schema(f) == []
 
 
 @pytest.mark.petsc

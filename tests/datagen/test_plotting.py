@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from datagen.plotting import trajectory_snapshot
-from datagen.store import FORMAT, StoreError
+from datagen.storage import FORMAT, StoreError
 
 K, S, NX, NY, NZ = 2, 3, 6, 9, 4
 

@@ -170,7 +170,7 @@ def test_training_with_projection_predicts_divergence_free_fields(chan, tmp_path
     assert ck["project"] is True
     d = load_channel(chan)
     P = Projector(d.grid, 3.0, 1.5)
-    from operators.train import predictor
+    from operators.stepping import predictor
 
     x = torch.from_numpy(d.velocity[2, :1])[None]
     with torch.no_grad():

@@ -12,7 +12,7 @@ import scipy.sparse.linalg as spla
 from datagen_run import CHANNEL, run_datagen
 
 import datagen
-from datagen import store
+from datagen import storage
 from datagen.family import get_family
 from datagen.pipeline import GenerateConfig, generate, validate_file
 
@@ -65,7 +65,7 @@ def test_well_layout(toy_file):
         for c in ("iterations", "relative_residual", "converged", "wall_time", "reason", "residual_history"):
             assert f["solver_stats"][c].shape == (N,)
         assert f["solution_vectors"]["x"].shape == (N, G * G)
-        assert store.check_schema(f) == []
+        assert storage.check_schema(f) == []
 
 
 def test_samples_in_sample_order_with_exact_parameters(toy_file):
@@ -73,13 +73,13 @@ def test_samples_in_sample_order_with_exact_parameters(toy_file):
     family = cfg.build_family()
     expected = family.sample(N, np.random.default_rng(cfg.seed))
     with h5py.File(out, "r") as f:
-        params = store.read_parameters(f)
+        params = storage.read_parameters(f)
         perm = f["ordering"]["permutation"][()]
         pos = f["ordering"]["position"][()]
         for i in range(N):
             assert params[i]["a"] == expected[i]["a"] and isinstance(params[i]["a"], float)
             np.testing.assert_array_equal(params[i]["source"], expected[i]["source"])
-            assert store.read_parameters(f, i)["b"] == expected[i]["b"]
+            assert storage.read_parameters(f, i)["b"] == expected[i]["b"]
             # the stored solution is that of sample i's own system (dense-free direct reference)
             sys_i = family.assemble(expected[i])
             ref = spla.spsolve(sys_i.A.tocsc(), sys_i.b)
@@ -102,7 +102,7 @@ def test_schema_check_reports_departures(toy_file, tmp_path):
         del f["solver_stats"]["iterations"]
         f["ordering"]["permutation"][0] = f["ordering"]["permutation"][1]
     with h5py.File(bad, "r") as f:
-        problems = store.check_schema(f)
+        problems = storage.check_schema(f)
     text = " ".join(problems)
     assert "source" in text and "iterations" in text and "permutation" in text
 
@@ -110,11 +110,11 @@ def test_schema_check_reports_departures(toy_file, tmp_path):
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "f.h5"
     with pytest.raises(RuntimeError):
-        with store.atomic_h5(target) as f:
+        with storage.atomic_h5(target) as f:
             f["a"] = np.arange(3)
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
-    with store.atomic_h5(target) as f:
+    with storage.atomic_h5(target) as f:
         f["a"] = np.arange(3)
     assert [p.name for p in tmp_path.iterdir()] == ["f.h5"]
 
@@ -123,28 +123,28 @@ def test_atomic_text_and_path_leave_nothing_on_failure_and_replace_on_success(tm
     target = tmp_path / "t.json"
     target.write_text("old")
     with pytest.raises(RuntimeError):
-        with store.atomic_path(target) as tmp:
+        with storage.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"] and target.read_text() == "old"
-    store.atomic_write_text(target, "new")
+    storage.atomic_write_text(target, "new")
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"] and target.read_text() == "new"
 
 
 def test_shard_roundtrip_and_validity(tmp_path):
-    recs = [store.SampleRecord(i, {"u": np.full((2, 2), i, float)}, np.arange(4.0) * i, i + 1, 1e-9 * i,
+    recs = [storage.SampleRecord(i, {"u": np.full((2, 2), i, float)}, np.arange(4.0) * i, i + 1, 1e-9 * i,
                                bool(i % 2), f"r{i}", 0.1, np.linspace(1, 0.1, i + 1)) for i in (4, 2)]
     p = tmp_path / "chunk-00000.h5"
-    store.write_shard(p, 0, recs)
-    sh = store.read_shard(p)
+    storage.write_shard(p, 0, recs)
+    sh = storage.read_shard(p)
     assert sh["sample_index"].tolist() == [4, 2] and sh["reason"] == ["r4", "r2"]
     assert sh["fields"]["u"].dtype == np.float32 and sh["fields"]["u"][1, 0, 0] == 2
     np.testing.assert_array_equal(sh["residual_history"][0], np.linspace(1, 0.1, 5))
-    assert store.shard_is_valid(p, np.array([4, 2]))
-    assert not store.shard_is_valid(p, np.array([2, 4]))
+    assert storage.shard_is_valid(p, np.array([4, 2]))
+    assert not storage.shard_is_valid(p, np.array([2, 4]))
     trunc = tmp_path / "chunk-00001.h5"
     trunc.write_bytes(p.read_bytes()[:200])
-    assert not store.shard_is_valid(trunc, np.array([4, 2]))
+    assert not storage.shard_is_valid(trunc, np.array([4, 2]))
 
 
 def test_open_dataset_arrays_and_torch(toy_file):
@@ -192,7 +192,7 @@ def test_rounding_slack_bounds_fp32_rounding(rng):
     x = spla.spsolve(system.A.tocsc(), system.b)
     x32 = x.astype(np.float32)
     moved = np.linalg.norm(system.A @ (x32.astype(np.float64) - x))
-    slack = store.rounding_slack(system.A, x32)
+    slack = storage.rounding_slack(system.A, x32)
     assert moved <= slack < 1e3 * moved
 
 
@@ -204,7 +204,7 @@ def test_three_dimensional_layout(tmp_path):
         assert f.attrs["n_spatial_dims"] == 3
         assert list(f["dimensions"].attrs["spatial_dims"]) == ["x", "y", "z"]
         assert f["t0_fields"]["pressure"].shape == (3, 4, 5, 6)
-        assert store.check_schema(f) == []
+        assert storage.check_schema(f) == []
     assert validate_file(out, samples=3).ok
 
 
@@ -220,7 +220,7 @@ def test_unknown_count_varying_per_sample(tmp_path):
         sizes = {f["solution_vectors"]["x"][i].size for i in range(5)}
         assert len(sizes) > 1
         assert f["parameters"]["hole"].shape == (5, 2, 2)
-        assert store.check_schema(f) == []
+        assert storage.check_schema(f) == []
     rep = validate_file(out, samples=5)
     assert rep.ok, rep.lines()
     assert datagen.open_dataset(out).y.shape == (5, 1, 9, 9)
@@ -228,7 +228,7 @@ def test_unknown_count_varying_per_sample(tmp_path):
 
 def test_boundary_masks_from_edge_names():
     dims, sizes = ["x", "y"], [4, 3]
-    m = {name: store._bc_entry(name, spec, dims, sizes) for name, spec in {
+    m = {name: storage.writer._bc_entry(name, spec, dims, sizes) for name, spec in {
         "x_low": "wall", "y_top": {"bc_type": "dirichlet", "associated_fields": ["u"]},
         "x_periodic": "periodic", "obstacles": "wall"}.items()}
     assert m["x_low"][0] == ["x"] and m["x_low"][1].tolist() == [True, False, False, False]
@@ -250,21 +250,21 @@ def test_write_rows_puts_each_row_at_its_index_in_any_order(tmp_path, chunks):
     ref[index] = rows
     with h5py.File(tmp_path / "w.h5", "w") as f:
         ds = f.create_dataset("a", (n, 5, 3), np.float32, chunks=chunks)
-        store.write_rows(ds, index, rows)
+        storage.write_rows(ds, index, rows)
         np.testing.assert_array_equal(ds[()], ref)  # rows cast to the dataset's float32 as h5py would
-        with pytest.raises(store.StoreError, match="rows of shape"):
-            store.write_rows(ds, index, rows[:, :4])
-        with pytest.raises(store.StoreError, match="out of range"):
-            store.write_rows(ds, [n], rows[:1])
+        with pytest.raises(storage.StoreError, match="rows of shape"):
+            storage.write_rows(ds, index, rows[:, :4])
+        with pytest.raises(storage.StoreError, match="out of range"):
+            storage.write_rows(ds, [n], rows[:1])
 
 
 def _rec(i, width=4):
-    return store.SampleRecord(i, {"u": np.full((2, 2), i, float)}, np.arange(float(width)) + i, i + 1, 1e-9, True,
+    return storage.SampleRecord(i, {"u": np.full((2, 2), i, float)}, np.arange(float(width)) + i, i + 1, 1e-9, True,
                               f"r{i}", 0.1, np.linspace(1, 0.1, i + 1))
 
 
 def _meta(n):
-    return store.RunMeta(problem="t", description="", config={}, command="", family_params={},
+    return storage.RunMeta(problem="t", description="", config={}, command="", family_params={},
                          coordinates={"x": np.arange(2.0), "y": np.arange(2.0)}, boundary_conditions={},
                          input_fields=[], output_fields=None, parameters=[{"a": float(i)} for i in range(n)],
                          permutation=np.arange(n), chunk_size=2, order_method="none", features=np.zeros((n, 1)),
@@ -280,9 +280,9 @@ def test_final_file_does_not_depend_on_the_order_the_shards_arrive(tmp_path, wid
     shards = []
     for k, (idx, w) in enumerate(zip(([4, 1], [0, 5], [3, 2]), widths, strict=True)):
         shards.append(tmp_path / f"chunk-{k}.h5")
-        store.write_shard(shards[-1], k, [_rec(i, w) for i in idx])
-    store.write_final(tmp_path / "in_order.h5", _meta(6), shards)
-    store.write_final(tmp_path / "reversed.h5", _meta(6), shards[::-1])
+        storage.write_shard(shards[-1], k, [_rec(i, w) for i in idx])
+    storage.write_final(tmp_path / "in_order.h5", _meta(6), shards)
+    storage.write_final(tmp_path / "reversed.h5", _meta(6), shards[::-1])
     assert_same_data(tmp_path / "in_order.h5", tmp_path / "reversed.h5")
     with h5py.File(tmp_path / "reversed.h5", "r") as f:
         x = f["solution_vectors"]["x"]
@@ -297,12 +297,12 @@ def test_final_file_does_not_depend_on_the_order_the_shards_arrive(tmp_path, wid
 
 def test_join_rejects_a_shard_that_repeats_a_sample_or_leaves_one_out(tmp_path):
     shards = [tmp_path / "chunk-0.h5", tmp_path / "chunk-1.h5"]
-    store.write_shard(shards[0], 0, [_rec(1), _rec(0)])
-    store.write_shard(shards[1], 1, [_rec(1), _rec(2)])
-    with pytest.raises(store.StoreError, match="repeats samples"):
-        store.write_final(tmp_path / "out.h5", _meta(3), shards)
-    with pytest.raises(store.StoreError, match="cover 2 of 3 samples"):
-        store.write_final(tmp_path / "out.h5", _meta(3), shards[:1])
+    storage.write_shard(shards[0], 0, [_rec(1), _rec(0)])
+    storage.write_shard(shards[1], 1, [_rec(1), _rec(2)])
+    with pytest.raises(storage.StoreError, match="repeats samples"):
+        storage.write_final(tmp_path / "out.h5", _meta(3), shards)
+    with pytest.raises(storage.StoreError, match="cover 2 of 3 samples"):
+        storage.write_final(tmp_path / "out.h5", _meta(3), shards[:1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk-0.h5", "chunk-1.h5"]  # no (temporary) file
 
 
@@ -310,11 +310,11 @@ def test_open_dataset_on_a_channel_file_says_what_it_holds(tmp_path):
     # a channel file loaded as generated data is refused with what it holds, not with a
     # missing-attribute message
     import datagen
-    from datagen.store import StoreError
+    from datagen.storage import StoreError
 
     p = run_datagen(*CHANNEL, "--coarse-grid", "4,5,4", "--out", "c.h5", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    from datagen.dataset import GeneratedData
+    from datagen.storage import GeneratedData
 
     with pytest.raises(StoreError, match="holds trajectories") as exc:
         GeneratedData.load(tmp_path / "c.h5")

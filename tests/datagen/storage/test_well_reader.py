@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import datagen
-from datagen import store
+from datagen import storage
 from datagen.family import available_families
 from datagen.pipeline import GenerateConfig, generate, parts_dir
 
@@ -74,8 +74,8 @@ def test_well_reader_returns_the_stored_steady_arrays(family_file):
     name, root, out, codes = family_file
     ds = WellDataset(path=str(root), well_split_name="train", n_steps_input=1, n_steps_output=0)
     with h5py.File(out, "r") as f:
-        assert store.well_layout_problems(f) == []
-        assert store.check_schema(f) == []
+        assert storage.well_layout_problems(f) == []
+        assert storage.check_schema(f) == []
         dim = int(f.attrs["n_spatial_dims"])
         coords = [f["dimensions"][ax][()] for ax in f["dimensions"].attrs["spatial_dims"]]
         scalar_names = [str(s) for s in f["scalars"].attrs["field_names"]]
@@ -116,8 +116,8 @@ def test_well_reader_returns_the_stored_steady_arrays(family_file):
                 ch = well_names.index(f"{fname}_{suffix}" if suffix else fname)
                 np.testing.assert_array_equal(item[..., ch], arr[(N - 1, ..., *idx)])
         # our kinds survive next to The Well's types
-        bcs = store.read_boundary_conditions(f)
-        assert bcs and all(b["bc_type"] in store.WELL_BC_TYPES for b in bcs.values())
+        bcs = storage.read_boundary_conditions(f)
+        assert bcs and all(b["bc_type"] in storage.WELL_BC_TYPES for b in bcs.values())
         assert {k: b["kind"] for k, b in bcs.items()} == {k: b["kind"] for k, b in d.boundary_conditions.items()}
         fam = GenerateConfig(problem=name, n=1, **FAMILIES[name][0]).build_family()
         for bc_name, spec in fam.boundary_conditions().items():
@@ -144,7 +144,7 @@ def test_channel_trajectories_load_with_the_stored_time_axis(tmp_path):
     shutil.rmtree(out.with_name(out.name + ".parts"))
     ds = WellDataset(path=str(tmp_path), well_split_name="valid", n_steps_input=1, n_steps_output=1)
     with h5py.File(out, "r") as f:
-        assert store.well_layout_problems(f) == []
+        assert storage.well_layout_problems(f) == []
         vel, prs = f["t1_fields/velocity"][()], f["t0_fields/pressure"][()]
         time = f["dimensions/time"][()]
         coords = [f["dimensions"][ax][()] for ax in ("x", "y", "z")]
@@ -173,14 +173,14 @@ def test_channel_trajectories_load_with_the_stored_time_axis(tmp_path):
     ("air (Dirichlet p = 0)", "WALL"), ("absorbing (first-order Sommerfeld)", "OPEN"), ("OPEN", "OPEN"),
     ("no-slip", "WALL")])
 def test_bc_kinds_map_onto_the_wells_vocabulary(kind, want):
-    assert store.well_bc_type(kind) == want
+    assert storage.well_bc_type(kind) == want
 
 
 def test_a_bc_kind_the_well_cannot_name_stops_the_run_before_solving(tmp_path, monkeypatch):
     monkeypatch.setattr(datagen_toy.ToyPoisson, "boundary_conditions",
                         lambda self: {"x_lo": "slippery", "x_hi": "dirichlet"})
     out = tmp_path / "toy.h5"
-    with pytest.raises(store.StoreError, match="'x_lo'.*slippery.*WALL, OPEN, PERIODIC"):
+    with pytest.raises(storage.StoreError, match="'x_lo'.*slippery.*WALL, OPEN, PERIODIC"):
         generate(GenerateConfig(problem="toy", n=2, grid=4, solver="cg"), out)
     assert not out.exists() and not parts_dir(out).exists()
     # an explicit Well type is taken as it is
@@ -207,7 +207,7 @@ def test_open_dataset_reads_files_of_the_earlier_layout(tmp_path):
             g.attrs["bc_type"] = g.attrs["datagen_bc_type"]
             del g.attrs["datagen_bc_type"]
     with h5py.File(old, "r") as f:
-        problems = " ".join(store.well_layout_problems(f))
+        problems = " ".join(storage.well_layout_problems(f))
         assert "t1_fields" in problems and "'dirichlet' is not one of" in problems
     d = datagen.open_dataset(old)
     np.testing.assert_array_equal(d.x, new.x)
