@@ -24,8 +24,7 @@ import numpy as np
 import typer
 from typer.core import TyperGroup
 
-from linsolve import OptionError, SolverError
-from linsolve.cli import parse_value
+from linsolve import OptionError, SolverError, parse_option_value, parse_solver_spec
 from linsolve.cli_support import check_output_path, one_line, print_table, report_interrupt, run_app
 
 PROG = "datagen"
@@ -92,7 +91,7 @@ def parse_pairs(items, what: str) -> dict:
         k, v = item.split("=", 1)
         if not k.strip():
             raise CLIError(f"{what} {item!r} has an empty key")
-        out[k.strip()] = parse_value(v)
+        out[k.strip()] = parse_option_value(v)
     return out
 
 
@@ -210,7 +209,8 @@ def generate(
     n: int | None = typer.Option(None, "--n", help="number of samples"),
     grid: str | None = typer.Option(None, "--grid", help="G (square/cube) or GX,GY[,GZ]; default 64"),
     dim: int | None = typer.Option(None, "--dim", help="2 or 3 where the family has both (default 2)"),
-    solver: str | None = typer.Option(None, "--solver", help="registered linsolve solver; default cg"),
+    solver: str | None = typer.Option(None, "--solver", help="registered linsolve solver, optionally with "
+                                      "options NAME:key=value:... (cg:pc=amg:rtol=1e-8); default cg"),
     solver_opt: list[str] | None = typer.Option(None, "--solver-opt", help="solver option key=value "
                                                 "(int/float/bool/str, JSON for dicts); repeatable"),
     order: str | None = typer.Option(None, "--order", help="ordering method: none, greedy, ...; default greedy"),
@@ -265,6 +265,11 @@ def generate(
                     "device": device, "preset": preset, "dt": dt, "box": box, "pressure": pressure or None,
                     "sgs": sgs}
     out = _out_file(out)
+    # --solver NAME:key=value:... names the solver and options; --solver-opt wins over them
+    spec_opt = {}
+    if solver is not None:
+        solver, spec_opt = parse_solver_spec(solver)
+    solver_opts = {**spec_opt, **parse_pairs(solver_opt, "--solver-opt")}
     if problem == "channel":
         ignored = {"--n": n, "--dim": dim, "--order": order, "--chunk": chunk, "--param": param or None,
                    "--config": config, "--strict": strict or None}
@@ -272,7 +277,7 @@ def generate(
         if stray:  # the channel problem reads none of them: refused, not ignored
             raise CLIError(f"{stray[0]} does not apply to the channel problem (it takes --trajectories, "
                            "--snapshots, --coarse-grid, ...; see --help)")
-        _generate_channel(channel_opts, grid=grid, solver=solver, solver_opt=solver_opt, seed=seed, out=out,
+        _generate_channel(channel_opts, grid=grid, solver=solver, solver_opt=solver_opts, seed=seed, out=out,
                           resume=resume, overwrite=overwrite, quiet=quiet, workers=workers, scheduler=scheduler)
         return
     stray = [k for k, v in channel_opts.items() if v is not None]
@@ -289,8 +294,8 @@ def generate(
     given = {"problem": problem, "n": n, "grid": grid, "dim": dim, "solver": solver, "order": order,
              "chunk": chunk, "seed": seed}
     data.update({k: v for k, v in given.items() if v is not None})
-    if solver_opt:
-        data["solver_opt"] = {**(data.get("solver_opt") or {}), **parse_pairs(solver_opt, "--solver-opt")}
+    if solver_opts:
+        data["solver_opt"] = {**(data.get("solver_opt") or {}), **solver_opts}
     if param:
         data["param"] = {**(data.get("param") or {}), **parse_pairs(param, "--param")}
     out = out if out is not None else data.get("out")
@@ -347,7 +352,7 @@ def _config_flag(data: dict, key: str) -> bool:
     return v
 
 
-def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume, overwrite, quiet, workers=None,
+def _generate_channel(opts: dict, *, grid, solver, solver_opt: dict, seed, out, resume, overwrite, quiet, workers=None,
                       scheduler=None):
     """`datagen generate channel ...`: filtered coarse trajectories of the channel DNS
     (datagen.channel.generate); resumable per trajectory like every other family. With
@@ -386,7 +391,7 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
     if solver is not None:
         kw["solver"] = solver
     if solver_opt:
-        kw["solver_options"] = parse_pairs(solver_opt, "--solver-opt")
+        kw["solver_options"] = dict(solver_opt)
     if seed is not None:
         kw["seed"] = seed
     session = cluster.connect(workers, scheduler)  # an unreachable scheduler fails here, before any work

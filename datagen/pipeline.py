@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from linsolve import Operator, OptionError, SolverError, make_solver
+from linsolve import Operator, OptionError, SolverError, make_solver, split_solver_options
 from linsolve.cli_support import check_output_path
 
 from . import cluster as _cluster
@@ -115,7 +115,8 @@ class GenerateConfig:
     solver : str
         A registered solver name (``linsolve.available_solvers()``).
     solver_opt : dict
-        The solver's options (``linsolve.make_solver(solver, **solver_opt)``).
+        The solver's options (``linsolve.make_solver(solver, **solver_opt)``); for a
+        PETSc-backed solver, keys it does not know go to PETSc (``linsolve.split_solver_options``).
     order : str
         Ordering method of ``linsolve.order_systems`` (``none``, ``greedy``, ``fft``).
     chunk : int
@@ -200,9 +201,7 @@ class GenerateConfig:
 
     def build_solver(self):
         # PETSc-backed solvers take any other key as a PETSc option, like `linsolve bench`
-        from linsolve.cli import _split_options
-
-        return make_solver(self.solver, **_split_options(self.solver, dict(self.solver_opt)))
+        return make_solver(self.solver, **split_solver_options(self.solver, self.solver_opt))
 
 
 def load_config_file(path) -> dict:

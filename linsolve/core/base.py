@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from linsolve.core.errors import OptionError, ShapeError
-from linsolve.core.operator import Operator, VectorKind, as_vector
+from linsolve.core.operator import Operator, VectorKind, as_vector, entries_record, same_entries
 from linsolve.core.result import SolveResult, cap_history
 from linsolve.core.system import Grid, LinearSystem
 
@@ -113,26 +113,6 @@ def check_option_type(name: str, value, default, owner: str) -> Any:
     else:
         return value
     raise OptionError(f"option {name} of {owner} must be {want}, got {value!r}")
-
-
-def _entries(op: Operator):
-    """A copy of the matrix's entries (or a PETSc Mat's object state) to compare later."""
-    if op._csr is not None:
-        A = op._csr
-        return ("csr", A.indptr.copy(), A.indices.copy(), A.data.copy())
-    if op._dense is not None:
-        return ("dense", op._dense.copy())
-    if op.kind.startswith("petsc"):
-        return ("petsc", op.petsc_mat().stateGet())
-    return None  # matrix-free: nothing to compare
-
-
-def _same_entries(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a[0] == b[0] and len(a) == len(b) and all(
-        (x == y) if not isinstance(x, np.ndarray) else (x.shape == y.shape and np.array_equal(x, y))
-        for x, y in zip(a[1:], b[1:], strict=True))
 
 
 class Solver:
@@ -361,9 +341,9 @@ class Solver:
         # A time step that updates A.data in place hands over the same object: caches keyed
         # on it would hold the old matrix (a direct solve would use the old factors, a PETSc
         # KSP solve the old system, SOR diverge on stale 1/a_ii), so changed entries drop them.
-        record = _entries(op)
+        record = entries_record(op)
         last = getattr(self, "_matrix_record", None)
-        if last is not None and last[0] is op.source and not _same_entries(last[1], record):
+        if last is not None and last[0] is op.source and not same_entries(last[1], record):
             self._pc_cache = None
             self._matrix_changed()
         self._matrix_record = (op.source, record)

@@ -11,8 +11,8 @@ import scipy.io
 import scipy.sparse as sp
 from solver_problems import missing_diagonal
 
-from linsolve import gallery
-from linsolve.cli import parse_solver_spec, parse_value, split_specs
+from linsolve import gallery, parse_option_value
+from linsolve.cli import parse_solver_spec, split_specs
 
 
 def _run(*args):
@@ -32,7 +32,8 @@ def matrix_files(tmp_path_factory):
 
 def test_parse_spec():
     assert parse_solver_spec("cg:pc=amg:rtol=1e-8") == ("cg", {"pc": "amg", "rtol": 1e-8})
-    assert parse_value("40") == 40 and parse_value("true") is True and parse_value('{"a": 1}') == {"a": 1}
+    assert parse_option_value("40") == 40 and parse_option_value("true") is True
+    assert parse_option_value('{"a": 1}') == {"a": 1}
 
 
 def test_spec_values_may_hold_json_with_colons_and_commas():

@@ -195,7 +195,7 @@ def test_lanczos_ritz_pairs():
 def test_training_reduces_loss_and_resumes(tmp_path):
     from typer.testing import CliRunner
 
-    from linsolve.learned.dcdm.train import app
+    from datagen.dcdm_training import app
 
     args = ["--dim", "2", "--grid", "12", "--systems", "2", "--ritz", "20", "--steps", "30", "--batch", "4",
             "--channels", "4", "--pool-every", "10", "--pool-iters", "4", "--checkpoint-every", "10",
@@ -216,6 +216,88 @@ def test_training_reduces_loss_and_resumes(tmp_path):
     b = loading.load_model(tmp_path / "resumed.pt").state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+
+def _framed_laplacian_system(n, seed):
+    """The 5-point Laplacian on n x n fluid cells framed by air (Dirichlet), with its grid
+    geometry: a training system built without datagen."""
+    from linsolve import AIR
+
+    cells = np.full((n + 2, n + 2), AIR)
+    cells[1:-1, 1:-1] = FLUID
+    grid = Grid((n + 2, n + 2), cell_type=cells, unknowns=np.flatnonzero(cells == FLUID))
+    return linsolve.LinearSystem(gallery.poisson2d(n), _b(n * n, seed), grid=grid)
+
+
+def test_training_takes_given_systems_in_any_iterable_form():
+    from linsolve.learned.dcdm.train import train
+
+    systems = [_framed_laplacian_system(8, s) for s in range(2)]
+    opts = dict(channels=4, ritz=12, steps=8, batch=3, pool_every=4, pool_iters=3, seed=3, progress=False)
+    nested = train([systems], **opts)
+    flat = train(iter(systems), **opts)  # a flat iterable of systems is one training set
+    assert nested.steps_done == flat.steps_done == 8 and not nested.stopped
+    assert nested.history == flat.history and len(nested.history) == 8
+    for k, v in nested.model.state_dict().items():
+        torch.testing.assert_close(v, flat.model.state_dict()[k], rtol=0, atol=0)
+    assert nested.dim == 2 and nested.batches == [3] and np.isfinite(nested.final_loss)
+
+
+def test_training_on_two_sizes_scales_the_batch_to_equal_cells():
+    from linsolve.learned.dcdm.train import train
+
+    run = train([[_framed_laplacian_system(6, 0)], [_framed_laplacian_system(14, 1)]], channels=4, ritz=8,
+                steps=2, batch=16, pool_every=0, progress=False)
+    # 8^2 and 16^2 cells: a quarter of the right-hand sides on the larger grid
+    assert run.batches == [16, 4] and run.steps_done == 2
+
+
+def test_training_needs_geometry_and_known_options():
+    from linsolve.learned.dcdm.train import train
+
+    good = _framed_laplacian_system(6, 0)
+    plain = linsolve.LinearSystem(gallery.poisson2d(6), np.ones(36), grid=Grid((6, 6)))
+    with pytest.raises(linsolve.ShapeError, match="no grid with cell types"):
+        train([plain], steps=1, progress=False)
+    with pytest.raises(linsolve.ShapeError, match="mixes grid shapes"):
+        train([[good, _framed_laplacian_system(8, 0)]], steps=1, progress=False)
+    with pytest.raises(linsolve.ShapeError, match="holds no systems"):
+        train([[]], steps=1, progress=False)
+    with pytest.raises(linsolve.ShapeError, match="expected a LinearSystem"):
+        train([[good, gallery.poisson2d(6)]], steps=1, progress=False)
+    with pytest.raises(linsolve.OptionError, match="loss must be one of paper, pcg"):
+        train([good], loss="nope", progress=False)
+    with pytest.raises(linsolve.OptionError, match="arch must be one of"):
+        train([good], arch="resnet", progress=False)
+    with pytest.raises(linsolve.OptionError, match="steps must be an integer >= 1"):
+        train([good], steps=0, progress=False)
+    with pytest.raises(linsolve.OptionError, match="workdir"):
+        train([good], resume=True, progress=False)
+
+
+def test_measure_counts_iterations_on_held_out_systems():
+    from linsolve.learned.dcdm.train import measure
+
+    systems = [_framed_laplacian_system(16, s) for s in range(2)]
+    row = measure("dcdm-2d", systems, rtol=1e-6)
+    cg = [linsolve.make_solver("cg", rtol=1e-6).solve(s).iterations for s in systems]
+    assert row["cg_iterations"] == float(np.median(cg)) and row["systems"] == 2
+    assert 1 <= row["dcdm_iterations"] < row["cg_iterations"]  # the shipped multigrid network beats CG
+    with pytest.raises(linsolve.ShapeError, match="at least one"):
+        measure("dcdm-2d", [])
+
+
+def test_training_command_refuses_bad_input_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from datagen.dcdm_training import app
+
+    for args, needle in ((["--loss", "nope"], "--loss"), (["--grid", "64,x"], "--grid"),
+                         (["--measure-sizes", "0"], "--measure-sizes")):
+        res = CliRunner().invoke(app, [*args, "--workdir", str(tmp_path / "w")])
+        assert res.exit_code == 2 and needle in res.output, res.output
+        assert not (tmp_path / "w").exists()
 
 
 # --- weights ------------------------------------------------------------------------
@@ -442,7 +524,7 @@ def test_shipped_model_iterations_against_cg_and_size_independent(dim, sizes):
 def test_mg_cycle_config_errors_and_training(tmp_path):
     from typer.testing import CliRunner
 
-    from linsolve.learned.dcdm.train import app
+    from datagen.dcdm_training import app
 
     with pytest.raises(ValueError, match="gamma"):
         build_model({"arch": "mg-cycle", "gamma": 3})
