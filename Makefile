@@ -18,9 +18,10 @@ run: $(VENV)/.installed
 	$(VENV)/bin/datagen generate darcy --n 16 --grid 32 --solver gcrodr --order greedy --chunk 8 --seed 0 --out runs/darcy-small.h5 --overwrite
 	$(VENV)/bin/datagen inspect runs/darcy-small.h5
 
-# tests/test_mpi.py runs its workers under MPICH's `mpiexec -n 2` (Hydra; from the mpich package above).
-# tests/test_docs_site.py builds the documentation site with warnings as errors, so `make test` checks it too.
-test: $(VENV)/.installed
+# tests/linsolve/petsc_support/test_mpi.py runs its workers under MPICH's `mpiexec -n 2` (Hydra; from the mpich package above).
+# tests/docs/test_docs_site.py builds the documentation site with warnings as errors, so `make test` checks it too.
+# `make test` runs `make lint` first (ruff on the same paths) and stops on a lint error before pytest.
+test: $(VENV)/.installed lint
 	LINSOLVE_REQUIRE_PETSC=1 $(PY) -m pytest -q tests
 
 # The documentation site (Sphinx, warnings are errors) -> docs/_build/html/index.html

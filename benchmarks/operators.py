@@ -101,13 +101,13 @@ def retime(runs, work: Path, data, test_k: int, log, rounds: int = 3) -> None:
 
     from operators.checkpoint import load_checkpoint
     from operators.projection import Projector
-    from operators.train import predictor
+    from operators.stepping import predictor
 
     P = Projector(data.grid, float(data.attrs["Lx"]), float(data.attrs["Lz"]))
     steps = []
     for r in runs:
         d = work / (r["model"] + ("+project" if r["project"] else ""))
-        model, ck = load_checkpoint(d / ("last.pt" if r.get("finetune_epochs") else "best.pt"))
+        model, ck = load_checkpoint(d / model_file_name(r.get("recipe", {})))
         x = torch.from_numpy(data.velocity[test_k, :int(ck["in_steps"])].copy())[None]
         steps.append((model, predictor(model, P if r["project"] else None), x))
     times = [[] for _ in runs]
@@ -133,6 +133,14 @@ def relative_divergence(P, u) -> float:
     return float(np.linalg.norm(P.divergence(u)) / max(sum(parts), 1e-300))
 
 
+def model_file_name(recipe: dict) -> str:
+    """The checkpoint a run is judged by: the last fine-tuning epoch, the fine-tuning epoch chosen by
+    validation rollouts, or (no fine-tuning) the one-step phase's best."""
+    if not recipe.get("finetune_epochs"):
+        return "best.pt"
+    return "best.pt" if recipe.get("finetune_select", "last") == "rollout" else "last.pt"
+
+
 def finished_run(done: Path, recipe: dict, tag: str, log) -> dict | None:
     """The result of a run finished earlier under the same recipe, or None; a result made with
     another recipe stops the benchmark (its rows would not compare)."""
@@ -153,7 +161,8 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
     from operators.evaluate import evaluate
     from operators.projection import Projector
     from operators.rollout import rollout
-    from operators.train import predictor, train
+    from operators.stepping import predictor
+    from operators.train import train
 
     tag = name + ("+project" if project else "")
     d = work / tag
@@ -161,6 +170,8 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
     recipe = {k: getattr(args, k) for k in ("epochs", "batch", "lr", "step_size", "gamma", "rollout_steps",
                                              "stats_weight", "noise", "finetune_epochs", "finetune_rollout_steps",
                                              "finetune_stats_weight", "finetune_lr", "seed", "steps", "band")}
+    if args.finetune_select != "last":  # recipes written before the option compare equal to "last"
+        recipe["finetune_select"] = args.finetune_select
     res = finished_run(done, recipe, tag, log)
     if res is not None:
         return res
@@ -178,7 +189,8 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
     fine_hist = []
     if fine:
         # the second phase continues from the first's best weights with the multi-step and
-        # statistics losses; its last epoch is the model (validation picks by one-step error only)
+        # statistics losses; the model is its last epoch, or with --finetune-select rollout the
+        # epoch whose validation-trajectory rollouts have the best late statistics
         resume = (d / "last.pt").exists()
         log(f"{tag}: fine-tuning{' (resumed)' if resume else ''}: {args.finetune_epochs} epochs, "
             f"{args.finetune_rollout_steps} steps, statistics weight {args.finetune_stats_weight}")
@@ -186,12 +198,13 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
                         lr=args.finetune_lr, project=project, step_size=args.step_size, gamma=args.gamma,
                         rollout_steps=args.finetune_rollout_steps, stats_weight=args.finetune_stats_weight,
                         noise=args.noise, init=first / "best.pt", threads=args.threads, seed=args.seed,
-                        resume=resume, log=log)
+                        resume=resume, log=log,
+                        select="rollout" if args.finetune_select == "rollout" else "val-loss")
         fine_hist = json.loads((d / "metrics.json").read_text())["epochs"]
     else:
         summary = json.loads((d / "metrics.json").read_text())["summary"]
     train_wall = time.perf_counter() - t0
-    model_file = d / ("last.pt" if fine else "best.pt")
+    model_file = d / model_file_name(recipe)
     model, ck = load_checkpoint(model_file)
     P = Projector(data.grid, float(data.attrs["Lx"]), float(data.attrs["Lz"]))
     step = predictor(model, P if project else None)
@@ -303,6 +316,9 @@ def main(argv=None):
     ap.add_argument("--finetune-rollout-steps", type=int, default=3)
     ap.add_argument("--finetune-stats-weight", type=float, default=1.0)
     ap.add_argument("--finetune-lr", type=float, default=2e-4)
+    ap.add_argument("--finetune-select", choices=("last", "rollout"), default="last",
+                    help="the fine-tuned model: its last epoch, or the epoch with the best late statistics "
+                         "of validation-trajectory rollouts (operators train --select rollout)")
     ap.add_argument("--steps", type=int, default=None, help="rollout length (1000; --quick 50)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -398,7 +414,10 @@ def main(argv=None):
           + (f", input noise {args.noise} std" if args.noise else "")
           + (f"; then {args.finetune_epochs} epoch(s) from those weights at lr {args.finetune_lr} with the relative "
              f"L2 over {args.finetune_rollout_steps} autoregressive steps + {args.finetune_stats_weight} x plane "
-             "statistics (mean, rms, u'v' profiles), the last epoch's weights rolled out"
+             "statistics (mean, rms profile of each component, u'v' profiles), "
+             + ("the epoch with the best late statistics of validation-trajectory rollouts (its largest "
+                "error/target ratio)" if args.finetune_select == "rollout" else "the last epoch's weights")
+             + " rolled out"
              if args.finetune_epochs else "") + f", seed {args.seed}, "
           f"{args.threads} torch threads. Rollouts of {args.steps} steps from the held-out trajectory's first "
           f"snapshots; energy band [{args.band}] x the reference's mean turbulent kinetic energy.", "",

@@ -5,7 +5,7 @@ and a model projecting both to the 72 processes of the SKR paper's runs.
     python -m benchmarks.scale_out_mpi --systems 8 --pcs bjacobi    # a short check
 
 The driver starts ``mpiexec -n P python -m benchmarks.scale_out_mpi --worker ...`` for each P
-(MPICH's Hydra, as tests/test_mpi.py) and writes ``benchmarks/results/scale_out_mpi.{json,md}``.
+(MPICH's Hydra, as tests/linsolve/petsc_support/test_mpi.py) and writes ``benchmarks/results/scale_out_mpi.{json,md}``.
 
 Systems: the darcy sequence of ``benchmarks/skr.py``'s Table 1 (80^2 grid, n = 6400, tol 1e-8;
 ``--stencil published``: the paper's published generator, as ``benchmarks/skr_paper.py``),

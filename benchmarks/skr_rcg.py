@@ -8,7 +8,7 @@ Cases as in ``benchmarks/skr.py::part_rcg``: 100 systems of ``darcy`` (fv stenci
 greedy order of the coefficient fields, tol 1e-8) and 100 right-hand sides of ``poisson``
 (80^2, one matrix), plus the same at 160^2 with 30 systems. Preconditioners ``jacobi``
 and ``icc`` (PETSc ICC(0); rcg runs its compiled IC(0), the same factor: see
-``tests/test_rcg_kernels.py``). Methods, side by side in one process on the same
+``tests/linsolve/recycling/test_dcg_kernels.py``). Methods, side by side in one process on the same
 systems, their order rotated every repeat: PETSc CG cold (x0 = 0) and warm (x0 = the
 previous solution) through ``make_solver("cg", backend="petsc")``; ``rcg`` with its
 defaults (init-CG with deflated restarts, ``deflation="restart"``), warm; ``rcg`` with

@@ -18,7 +18,7 @@ def open_dataset(path):
 
     Returns
     -------
-    datagen.dataset.GeneratedData or datagen.dataset.TrajectoryData
+    datagen.storage.GeneratedData or datagen.storage.TrajectoryData
         For a steady family, ``GeneratedData``: ``x`` ``(N, C_in, *grid)`` and ``y`` ``(N, C_out, *grid)``
         float32 arrays, ``fields`` (every stored field by name), ``input_fields`` /
         ``output_fields``, ``parameters`` (one dict per sample, as sampled), ``stats`` (per-sample
@@ -29,7 +29,7 @@ def open_dataset(path):
 
     Raises
     ------
-    datagen.store.StoreError
+    datagen.storage.StoreError
         The file does not exist, is not readable HDF5, or does not match the layout (the message
         names the first problem). A ``ValueError`` subclass.
 
@@ -54,6 +54,6 @@ def open_dataset(path):
     >>> bool(data.stats["converged"].all())
     True
     """
-    from .store import open_dataset as _open_dataset
+    from .storage.dataset import open_dataset as _open_dataset
 
     return _open_dataset(path)

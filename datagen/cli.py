@@ -24,8 +24,7 @@ import numpy as np
 import typer
 from typer.core import TyperGroup
 
-from linsolve import OptionError, SolverError
-from linsolve.cli import parse_value
+from linsolve import OptionError, SolverError, parse_option_value, parse_solver_spec
 from linsolve.cli_support import check_output_path, one_line, print_table, report_interrupt, run_app
 
 PROG = "datagen"
@@ -92,7 +91,7 @@ def parse_pairs(items, what: str) -> dict:
         k, v = item.split("=", 1)
         if not k.strip():
             raise CLIError(f"{what} {item!r} has an empty key")
-        out[k.strip()] = parse_value(v)
+        out[k.strip()] = parse_option_value(v)
     return out
 
 
@@ -210,7 +209,8 @@ def generate(
     n: int | None = typer.Option(None, "--n", help="number of samples"),
     grid: str | None = typer.Option(None, "--grid", help="G (square/cube) or GX,GY[,GZ]; default 64"),
     dim: int | None = typer.Option(None, "--dim", help="2 or 3 where the family has both (default 2)"),
-    solver: str | None = typer.Option(None, "--solver", help="registered linsolve solver; default cg"),
+    solver: str | None = typer.Option(None, "--solver", help="registered linsolve solver, optionally with "
+                                      "options NAME:key=value:... (cg:pc=amg:rtol=1e-8); default cg"),
     solver_opt: list[str] | None = typer.Option(None, "--solver-opt", help="solver option key=value "
                                                 "(int/float/bool/str, JSON for dicts); repeatable"),
     order: str | None = typer.Option(None, "--order", help="ordering method: none, greedy, ...; default greedy"),
@@ -265,6 +265,11 @@ def generate(
                     "device": device, "preset": preset, "dt": dt, "box": box, "pressure": pressure or None,
                     "sgs": sgs}
     out = _out_file(out)
+    # --solver NAME:key=value:... names the solver and options; --solver-opt wins over them
+    spec_opt = {}
+    if solver is not None:
+        solver, spec_opt = parse_solver_spec(solver)
+    solver_opts = {**spec_opt, **parse_pairs(solver_opt, "--solver-opt")}
     if problem == "channel":
         ignored = {"--n": n, "--dim": dim, "--order": order, "--chunk": chunk, "--param": param or None,
                    "--config": config, "--strict": strict or None}
@@ -272,7 +277,7 @@ def generate(
         if stray:  # the channel problem reads none of them: refused, not ignored
             raise CLIError(f"{stray[0]} does not apply to the channel problem (it takes --trajectories, "
                            "--snapshots, --coarse-grid, ...; see --help)")
-        _generate_channel(channel_opts, grid=grid, solver=solver, solver_opt=solver_opt, seed=seed, out=out,
+        _generate_channel(channel_opts, grid=grid, solver=solver, solver_opt=solver_opts, seed=seed, out=out,
                           resume=resume, overwrite=overwrite, quiet=quiet, workers=workers, scheduler=scheduler)
         return
     stray = [k for k, v in channel_opts.items() if v is not None]
@@ -289,8 +294,8 @@ def generate(
     given = {"problem": problem, "n": n, "grid": grid, "dim": dim, "solver": solver, "order": order,
              "chunk": chunk, "seed": seed}
     data.update({k: v for k, v in given.items() if v is not None})
-    if solver_opt:
-        data["solver_opt"] = {**(data.get("solver_opt") or {}), **parse_pairs(solver_opt, "--solver-opt")}
+    if solver_opts:
+        data["solver_opt"] = {**(data.get("solver_opt") or {}), **solver_opts}
     if param:
         data["param"] = {**(data.get("param") or {}), **parse_pairs(param, "--param")}
     out = out if out is not None else data.get("out")
@@ -347,7 +352,7 @@ def _config_flag(data: dict, key: str) -> bool:
     return v
 
 
-def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume, overwrite, quiet, workers=None,
+def _generate_channel(opts: dict, *, grid, solver, solver_opt: dict, seed, out, resume, overwrite, quiet, workers=None,
                       scheduler=None):
     """`datagen generate channel ...`: filtered coarse trajectories of the channel DNS
     (datagen.channel.generate); resumable per trajectory like every other family. With
@@ -386,7 +391,7 @@ def _generate_channel(opts: dict, *, grid, solver, solver_opt, seed, out, resume
     if solver is not None:
         kw["solver"] = solver
     if solver_opt:
-        kw["solver_options"] = parse_pairs(solver_opt, "--solver-opt")
+        kw["solver_options"] = dict(solver_opt)
     if seed is not None:
         kw["seed"] = seed
     session = cluster.connect(workers, scheduler)  # an unreachable scheduler fails here, before any work
@@ -501,16 +506,16 @@ def _tree(f) -> list[tuple[str, str]]:
 
 
 def inspect_summary(path: Path) -> dict:
-    from . import store
+    from . import storage
 
-    with store.open_file(path) as f:
-        if store.is_trajectory_file(f):
+    with storage.open_file(path) as f:
+        if storage.is_trajectory_file(f):
             return _trajectory_summary(path, f)
-        stats = store.read_stats(f)
-        ins, outs = store.field_names(f)
+        stats = storage.read_stats(f)
+        ins, outs = storage.field_names(f)
         fields = {}
         for name in ins + outs:
-            ds = store.field_dataset(f, name)
+            ds = storage.field_dataset(f, name)
             arr = ds[()]
             fields[name] = {"role": "input" if name in ins else "output", "group": ds.parent.name.strip("/"),
                             "shape": list(ds.shape), "min": float(arr.min()), "max": float(arr.max()),
@@ -520,7 +525,7 @@ def inspect_summary(path: Path) -> dict:
             "path": str(path), "dataset_name": str(f.attrs["dataset_name"]),
             "n_trajectories": int(f.attrs["n_trajectories"]),
             "grid": [int(f["dimensions"][ax].shape[0]) for ax in f["dimensions"].attrs["spatial_dims"]],
-            "fields": fields, "config": store.read_config(f), "command": str(f.attrs["command"]),
+            "fields": fields, "config": storage.read_config(f), "command": str(f.attrs["command"]),
             "solver": json.loads(f["solver_stats"].attrs["solver"]),
             "order_method": str(f["ordering"].attrs["method"]), "chunk_size": int(f["ordering"].attrs["chunk_size"]),
             "stats": {"converged": int(stats["converged"].sum()),
@@ -529,7 +534,7 @@ def inspect_summary(path: Path) -> dict:
                       "iterations_max": int(its.max()),
                       "relative_residual_max": float(stats["relative_residual"].max()),
                       "solve_time_total": float(stats["wall_time"].sum())},
-            "schema_problems": store.check_schema(f), "tree": _tree(f),
+            "schema_problems": storage.check_schema(f), "tree": _tree(f),
         }
 
 
@@ -563,10 +568,10 @@ def _readable(path: Path):
     except SolverError:
         raise
     except (KeyError, ValueError, IndexError) as exc:
-        from . import store
+        from . import storage
 
-        with store.open_file(path) as f:
-            problems = store.check_schema(f) if not store.is_trajectory_file(f) else []
+        with storage.open_file(path) as f:
+            problems = storage.check_schema(f) if not storage.is_trajectory_file(f) else []
         if not problems and not isinstance(exc, KeyError):
             raise  # not the file's fault
         why = "; ".join(problems) or " ".join(str(exc).split())
@@ -632,11 +637,11 @@ def validate(
     """Check the schema, then re-assemble a random subset of systems from the stored
     parameters and verify ||b - A x|| / ||b|| of the stored (fp32) solution against the
     stored tolerance, allowing the worst-case effect of fp32 rounding. Exit 1 on failure."""
-    from . import store
+    from . import storage
     from .pipeline import validate_file
 
-    with store.open_file(file) as f:
-        if store.is_trajectory_file(f):  # no systems to re-assemble; check the fields
+    with storage.open_file(file) as f:
+        if storage.is_trajectory_file(f):  # no systems to re-assemble; check the fields
             fields = _trajectory_fields(f)
             bad = [n for n, d in fields.items() if not d["finite"]]
             for n, d in fields.items():
@@ -665,11 +670,11 @@ def plot(
     """Plot one sample (its input fields, its solution and the solver's residual history), or
     one snapshot of a channel trajectory file (x-z slices of u at y+ ~ 15 and on the centre
     line, an x-y slice, and the mean profile U+(y+))."""
-    from . import store
+    from . import storage
     from .plotting import plot_sample, plot_trajectory
 
-    with store.open_file(file) as f:
-        trajectories = store.is_trajectory_file(f)
+    with storage.open_file(file) as f:
+        trajectories = storage.is_trajectory_file(f)
     if trajectories and index is not None:
         raise CLIError(f"{str(file)!r} holds trajectories: choose the snapshot with --trajectory and --snapshot, "
                        "not --index")

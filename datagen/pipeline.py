@@ -34,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from linsolve import Operator, OptionError, SolverError, make_solver
+from linsolve import Operator, OptionError, SolverError, make_solver, split_solver_options
 from linsolve.cli_support import check_output_path
 from linsolve.core.validation import check_int, is_int
 
 from . import cluster as _cluster
-from . import store
+from . import storage
 from .family import get_family
 
 ORDER_FALLBACK = ("none", "greedy")
@@ -109,7 +109,8 @@ class GenerateConfig:
     solver : str
         A registered solver name (``linsolve.available_solvers()``).
     solver_opt : dict
-        The solver's options (``linsolve.make_solver(solver, **solver_opt)``).
+        The solver's options (``linsolve.make_solver(solver, **solver_opt)``); for a
+        PETSc-backed solver, keys it does not know go to PETSc (``linsolve.split_solver_options``).
     order : str
         Ordering method of ``linsolve.order_systems`` (``none``, ``greedy``, ``fft``).
     chunk : int
@@ -192,9 +193,7 @@ class GenerateConfig:
 
     def build_solver(self):
         # PETSc-backed solvers take any other key as a PETSc option, like `linsolve bench`
-        from linsolve.cli import _split_options
-
-        return make_solver(self.solver, **_split_options(self.solver, dict(self.solver_opt)))
+        return make_solver(self.solver, **split_solver_options(self.solver, self.solver_opt))
 
 
 def load_config_file(path) -> dict:
@@ -482,20 +481,20 @@ def generate(cfg: GenerateConfig, out, *, resume: bool = False, overwrite: bool 
         if getattr(family, "complex_valued", False):
             raise PipelineError(f"family {cfg.problem!r} with parameters {cfg.param} has complex systems, and the "
                                 "store holds real fields; assemble and solve them with linsolve directly")
-        store.check_boundary_conditions(family.boundary_conditions())  # before any solve, not at the end
+        storage.check_boundary_conditions(family.boundary_conditions())  # before any solve, not at the end
     solver = cfg.build_solver()
     check_output(out, resume=resume, overwrite=overwrite)
     config = cfg.to_dict()
     if resume and out.exists():
-        with store.open_file(out) as f:
-            problems = store.check_schema(f)  # a missing group or attribute is named, not a KeyError
+        with storage.open_file(out) as f:
+            problems = storage.check_schema(f)  # a missing group or attribute is named, not a KeyError
             if problems:
                 raise PipelineError(f"output {str(out)!r} is damaged or not in the datagen layout ({problems[0]}); "
                                     "use --overwrite to replace it")
-            if store.read_config(f) != json.loads(json.dumps(config)):
+            if storage.read_config(f) != json.loads(json.dumps(config)):
                 raise PipelineError(f"output {str(out)!r} was made with a different configuration; "
                                     "use --overwrite to replace it")
-            stats = store.read_stats(f)
+            stats = storage.read_stats(f)
         _clear_parts(parts_dir(out))  # left behind when a run died between its final commit and cleanup
         return RunSummary(out, cfg.n, 0, 0, 0, time.perf_counter() - t_start, 0.0, stats["iterations"],
                           stats["converged"], already_complete=True)
@@ -525,7 +524,7 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
     chunks = [perm[s:s + cfg.chunk] for s in range(0, cfg.n, cfg.chunk)]
 
     parts = parts_dir(out)
-    manifest = {"format_version": store.FORMAT_VERSION, "config": config, "n_chunks": len(chunks)}
+    manifest = {"format_version": storage.FORMAT_VERSION, "config": config, "n_chunks": len(chunks)}
     if getattr(family, "independent_samples", False):  # a partial run sampled otherwise is not resumed
         manifest["sampling"] = sampling_scheme(family)
     if overwrite or not _holds_chunks(parts):
@@ -547,12 +546,12 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
     for stale in parts.glob(".*.tmp"):
         stale.unlink()
     if not (parts / "manifest.json").exists():
-        store.atomic_write_text(parts / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+        storage.atomic_write_text(parts / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
 
-    done = [k for k, idx in enumerate(chunks) if store.shard_is_valid(_shard(parts, k), idx)]
+    done = [k for k, idx in enumerate(chunks) if storage.shard_is_valid(_shard(parts, k), idx)]
     progress.start(cfg.n, sum(len(chunks[k]) for k in done))
     totals = {"solved": 0, "solve_time": 0.0}
-    meta = store.RunMeta(
+    meta = storage.RunMeta(
         problem=cfg.problem, description=family.description or (type(family).__doc__ or "").strip(),
         config=config, command=command or f"datagen.pipeline.generate({json.dumps(config, sort_keys=True)})",
         family_params=dict(family.p), coordinates=family.coordinates(),
@@ -564,7 +563,7 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
     )
     # the final file is joined shard by shard as the chunks finish (on workers: while the
     # others still run), and committed once every chunk is in
-    writer = store.FinalWriter(out, meta)
+    writer = storage.FinalWriter(out, meta)
 
     def count(k, result: ChunkResult):
         totals["solved"] += len(result.iterations)
@@ -599,8 +598,8 @@ def _generate(cfg: GenerateConfig, out: Path, family, solver, session, *, resume
         progress.finish()
 
     _clear_parts(parts)
-    with store.open_file(out) as f:
-        stats = store.read_stats(f)
+    with storage.open_file(out) as f:
+        stats = storage.read_stats(f)
     return RunSummary(out, cfg.n, totals["solved"], len(done), len(chunks), time.perf_counter() - t_start,
                       totals["solve_time"], stats["iterations"], stats["converged"], workers=session.description)
 
@@ -633,12 +632,12 @@ def _solve_chunk(cfg: GenerateConfig, family, solver, parts: Path, k: int, idx, 
         if set(fin) & set(fout):
             raise PipelineError(f"family {cfg.problem!r} uses the names {sorted(set(fin) & set(fout))} "
                                 "for both input and solution fields")
-        records.append(store.SampleRecord(
+        records.append(storage.SampleRecord(
             i, {**fin, **fout}, x, int(res.iterations), float(res.relative_residual), bool(res.converged),
             str(res.reason), float(res.wall_time), np.asarray(res.residual_norms)))
         if on_sample is not None:
             on_sample(int(res.iterations), bool(res.converged))
-    store.write_shard(_shard(parts, k), k, records, unique_tmp=True)
+    storage.write_shard(_shard(parts, k), k, records, unique_tmp=True)
     return ChunkResult([r.iterations for r in records], [r.converged for r in records],
                        float(sum(r.wall_time for r in records)))
 
@@ -692,7 +691,7 @@ def _keep_or_clear(parts: Path, chunks: list, exc: BaseException) -> None:
     """After a failed run: committed chunks stay as the documented resumable state and the
     error says so; with none committed there is nothing to resume, so no trace is left and
     the next command (whatever its settings) needs neither --resume nor --overwrite."""
-    kept = sum(store.shard_is_valid(_shard(parts, k), idx) for k, idx in enumerate(chunks))
+    kept = sum(storage.shard_is_valid(_shard(parts, k), idx) for k, idx in enumerate(chunks))
     if kept:
         add_note(exc, f"{kept} of {len(chunks)} chunks are saved in {str(parts)!r}: the same command "
                       "with --resume continues from there")
@@ -746,28 +745,28 @@ def validate_file(path, samples: int = 8, seed: int = 0) -> ValidationReport:
 
     For sample i the system is re-assembled from /parameters, and with x32 the stored
     fp32 solution, r = ||b - A x32|| is computed in fp64. Rounding x to fp32 moves the
-    residual by at most s = ||A||_F 2^-24 ||x|| (``store.rounding_slack``), so: (1) the
+    residual by at most s = ||A||_F 2^-24 ||x|| (``storage.rounding_slack``), so: (1) the
     stored fp64 residual must agree with r to within s, and (2) a sample flagged converged
     must have r <= max(rtol ||b||, atol) + s. Input fields must be reproduced exactly (in
     fp32) and solution fields to fp32 accuracy.
     """
     path = Path(path)
-    with store.open_file(path) as f:
-        report = ValidationReport(path, store.check_schema(f))
+    with storage.open_file(path) as f:
+        report = ValidationReport(path, storage.check_schema(f))
         if report.schema_problems:
             return report
-        cfg = GenerateConfig.from_mapping(store.read_config(f))
+        cfg = GenerateConfig.from_mapping(storage.read_config(f))
         family = cfg.build_family()
-        stats = store.read_stats(f)
+        stats = storage.read_stats(f)
         rtol, atol = float(f["solver_stats"].attrs["rtol"]), float(f["solver_stats"].attrs["atol"])
         n = int(f.attrs["n_trajectories"])
         report.non_converged = int((~stats["converged"]).sum())
         pick = np.sort(np.random.default_rng(seed).choice(n, size=min(samples, n), replace=False))
-        names_in, names_out = store.field_names(f)
+        names_in, names_out = storage.field_names(f)
         eps64 = np.finfo(np.float64).eps
         for i in pick:
             i = int(i)
-            params = store.read_parameters(f, i)
+            params = storage.read_parameters(f, i)
             system = family.assemble(params)
             A = system.A
             op = Operator(A)
@@ -776,8 +775,8 @@ def validate_file(path, samples: int = 8, seed: int = 0) -> ValidationReport:
             x = x32.astype(np.float64)
             bnorm = float(np.linalg.norm(b))
             r = float(np.linalg.norm(b - op.matvec(x)))
-            slack = store.rounding_slack(A, x32)
-            slack += 64 * eps64 * (slack / store.FP32_UNIT_ROUNDOFF + bnorm)
+            slack = storage.rounding_slack(A, x32)
+            slack += 64 * eps64 * (slack / storage.FP32_UNIT_ROUNDOFF + bnorm)
             stored = float(stats["relative_residual"][i])
             allowed = max(rtol * bnorm, atol) + slack
             converged = bool(stats["converged"][i])
@@ -793,10 +792,10 @@ def validate_file(path, samples: int = 8, seed: int = 0) -> ValidationReport:
             for name, arr in family.input_fields(params).items():
                 if name not in names_in:
                     report.failures.append(f"sample {i}: input field {name!r} is not stored")
-                elif not np.array_equal(np.asarray(arr, dtype=np.float32), store.field_dataset(f, name)[i]):
+                elif not np.array_equal(np.asarray(arr, dtype=np.float32), storage.field_dataset(f, name)[i]):
                     report.failures.append(f"sample {i}: input field {name!r} differs from the parameters' one")
             for name, arr in family.solution_fields(params, x).items():
-                got = store.field_dataset(f, name)[i].astype(np.float64)
+                got = storage.field_dataset(f, name)[i].astype(np.float64)
                 scale = float(np.max(np.abs(arr))) or 1.0
                 if name not in names_out or np.max(np.abs(np.asarray(arr) - got)) > 1e-5 * scale:
                     report.failures.append(f"sample {i}: solution field {name!r} does not match the stored x")

@@ -9,7 +9,7 @@ import numpy as np
 
 from linsolve.core.validation import check_int
 
-from . import store
+from . import storage
 
 
 def _as_image(arr: np.ndarray, dim: int) -> np.ndarray:
@@ -25,14 +25,14 @@ def _as_image(arr: np.ndarray, dim: int) -> np.ndarray:
 def _check_out(out: Path) -> None:
     """An image path matplotlib can write: existing directory, not a directory, known format."""
     if not out.parent.exists():
-        raise store.StoreError(f"directory {str(out.parent)!r} of --out does not exist")
+        raise storage.StoreError(f"directory {str(out.parent)!r} of --out does not exist")
     if out.is_dir():
-        raise store.StoreError(f"--out {str(out)!r} is a directory; give an image file name")
+        raise storage.StoreError(f"--out {str(out)!r} is a directory; give an image file name")
     from matplotlib.figure import Figure
 
     formats = Figure().canvas.get_supported_filetypes()
     if out.suffix and out.suffix[1:].lower() not in formats:
-        raise store.StoreError(f"--out {str(out)!r}: unsupported image format {out.suffix!r}; "
+        raise storage.StoreError(f"--out {str(out)!r}: unsupported image format {out.suffix!r}; "
                                f"use one of {', '.join(sorted('.' + k for k in formats))}")
 
 
@@ -43,16 +43,16 @@ def plot_sample(path, index: int, out) -> Path:
     import matplotlib.pyplot as plt
 
     out = Path(out)
-    with store.open_file(path) as f:
+    with storage.open_file(path) as f:
         n = int(f.attrs["n_trajectories"])
         if not 0 <= index < n:
-            raise store.StoreError(f"--index {index} is out of range: the file holds samples 0..{n - 1}")
+            raise storage.StoreError(f"--index {index} is out of range: the file holds samples 0..{n - 1}")
         dim = int(f.attrs["n_spatial_dims"])
-        ins, outs = store.field_names(f)
-        fields = [(name, "input", store.field_dataset(f, name)[index]) for name in ins]
-        fields += [(name, "solution", store.field_dataset(f, name)[index]) for name in outs]
-        hist = store.residual_history(f, index)
-        stats = store.read_stats(f)
+        ins, outs = storage.field_names(f)
+        fields = [(name, "input", storage.field_dataset(f, name)[index]) for name in ins]
+        fields += [(name, "solution", storage.field_dataset(f, name)[index]) for name in outs]
+        hist = storage.residual_history(f, index)
+        stats = storage.read_stats(f)
         coords = [f["dimensions"][ax][()] for ax in f["dimensions"].attrs["spatial_dims"]]
         title = str(f.attrs["dataset_name"])
         solver = str(f.attrs.get("solver_name", ""))
@@ -89,7 +89,7 @@ def plot_sample(path, index: int, out) -> Path:
 
 # --- channel trajectory files (DNS, LES and surrogate rollouts share the layout) ----------------
 def _int_index(value, name: str, n: int) -> int:
-    return check_int(f"--{name} (of the {n} in the file)", value, 0, n - 1, error=store.StoreError)
+    return check_int(f"--{name} (of the {n} in the file)", value, 0, n - 1, error=storage.StoreError)
 
 
 def trajectory_snapshot(path, trajectory: int = 0, snapshot: int = 0, y_plus: float = 15.0) -> dict:
@@ -121,7 +121,7 @@ def trajectory_snapshot(path, trajectory: int = 0, snapshot: int = 0, y_plus: fl
 
     Raises
     ------
-    datagen.store.StoreError
+    datagen.storage.StoreError
         A file that is not a channel trajectory file, or an index out of range.
 
     Examples
@@ -130,24 +130,24 @@ def trajectory_snapshot(path, trajectory: int = 0, snapshot: int = 0, y_plus: fl
     >>> d["u_xz_wall"].shape  # doctest: +SKIP
     (16, 8)
     """
-    with store.open_file(path) as f:
-        if not store.is_trajectory_file(f) or "t1_fields" not in f or "velocity" not in f["t1_fields"]:
-            raise store.StoreError(f"{str(path)!r} is not a channel trajectory file (no t1_fields/velocity)")
+    with storage.open_file(path) as f:
+        if not storage.is_trajectory_file(f) or "t1_fields" not in f or "velocity" not in f["t1_fields"]:
+            raise storage.StoreError(f"{str(path)!r} is not a channel trajectory file (no t1_fields/velocity)")
         ds = f["t1_fields/velocity"]
         try:
             x, y, z = (np.asarray(f["dimensions"][ax][()], dtype=np.float64) for ax in ("x", "y", "z"))
         except KeyError as exc:
-            raise store.StoreError(f"{str(path)!r} is not a channel trajectory file (no dimensions/{exc.args[0]})") \
+            raise storage.StoreError(f"{str(path)!r} is not a channel trajectory file (no dimensions/{exc.args[0]})") \
                 from None
         if ds.ndim != 6 or ds.shape[-1] != 3 or ds.shape[2:5] != (x.size, y.size, z.size):
-            raise store.StoreError(f"{str(path)!r}: t1_fields/velocity has shape {ds.shape}, not (K, S, "
+            raise storage.StoreError(f"{str(path)!r}: t1_fields/velocity has shape {ds.shape}, not (K, S, "
                                    f"{x.size}, {y.size}, {z.size}, 3) for its coordinates")
         if "scalars" in f and "Re_tau" in f["scalars"]:
             re_tau = float(f["scalars/Re_tau"][()])
         elif "Re_tau" in f.attrs:
             re_tau = float(f.attrs["Re_tau"])
         else:
-            raise store.StoreError(f"{str(path)!r} states no Re_tau (scalars/Re_tau or a root attribute)")
+            raise storage.StoreError(f"{str(path)!r} states no Re_tau (scalars/Re_tau or a root attribute)")
         K, S = ds.shape[:2]
         k = _int_index(trajectory, "trajectory", K)
         s = _int_index(snapshot, "snapshot", S)
@@ -155,9 +155,9 @@ def trajectory_snapshot(path, trajectory: int = 0, snapshot: int = 0, y_plus: fl
         times = f["dimensions/time"][()] if "time" in f["dimensions"] else np.arange(S, dtype=float)
         time = float(times[s]) if np.ndim(times) == 1 and len(times) == S else float(s)
     if not np.all(np.isfinite(u_all[s])):
-        raise store.StoreError(f"{str(path)!r}: trajectory {k} snapshot {s} holds non-finite velocity")
+        raise storage.StoreError(f"{str(path)!r}: trajectory {k} snapshot {s} holds non-finite velocity")
     if not (math.isfinite(re_tau) and re_tau > 0):
-        raise store.StoreError(f"{str(path)!r}: Re_tau {re_tau!r} is not a positive number")
+        raise storage.StoreError(f"{str(path)!r}: Re_tau {re_tau!r} is not a positive number")
     u = u_all[s]
     ny = y.size
     lower = np.flatnonzero(y <= 0)
@@ -198,7 +198,7 @@ def plot_trajectory(path, trajectory: int, snapshot: int, out) -> Path:
 
     Raises
     ------
-    datagen.store.StoreError
+    datagen.storage.StoreError
         Bad file, index or output path; nothing is written.
     """
     import matplotlib

@@ -27,6 +27,7 @@ from linsolve.core.errors import (
 from linsolve.core.operator import Operator
 from linsolve.core.registry import available_solvers, make_solver, register, solver_class
 from linsolve.core.result import SolveResult
+from linsolve.core.spec import parse_option_value, parse_solver_spec, split_solver_options
 from linsolve.core.system import AIR, FLUID, SOLID, Grid, LinearSystem
 
 __version__ = "0.1.0"
@@ -37,6 +38,7 @@ __all__ = [
     "ShapeError", "NonFiniteError", "OptionError", "UnknownSolverError",
     "UnknownPreconditionerError", "PetscUnavailableError", "UnsupportedInputError",
     "UnknownNameError", "DuplicateNameError", "FLUID", "SOLID", "AIR", "scipy_function", "solver_function_names",
+    "parse_solver_spec", "parse_option_value", "split_solver_options",
 ]
 _LAZY = {"order_systems": ".recycling.ordering", "solve_sequence": ".recycling.sequence", "gallery": ".gallery"}
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import typer
 
 from linsolve.cli_support import check_output_path, print_table, run_app
 from linsolve.core.errors import SolverError
+from linsolve.core.spec import parse_solver_spec, split_solver_options
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sparse linear solvers behind one interface: list them, benchmark them.")
@@ -30,45 +30,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 class CLIError(SolverError):
     pass
-
-
-def parse_value(text: str):
-    """'3' -> 3, '1e-8' -> 1e-8, 'true' -> True, '{"a": 1}' -> dict, else the string."""
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    if text[:1] in "{[":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CLIError(f"malformed JSON option value {text!r}: {exc.msg}") from None
-    return text
-
-
-def parse_solver_spec(spec: str) -> tuple[str, dict]:
-    """``cg:pc=amg:rtol=1e-8`` -> ("cg", {"pc": "amg", "rtol": 1e-8}). Options that are not
-    Solver keywords (nor the solver's own) go to PETSc's options database for PETSc solvers."""
-    # split only at a colon that starts the next key=value, so JSON values may hold colons
-    # (cg:pc=ilutp:pc_options={"fill_factor": 2})
-    name, _, rest = spec.partition(":")
-    if not name:
-        raise CLIError(f"empty solver specification {spec!r}")
-    opts = {}
-    for p in [p for p in re.split(r":(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)", rest) if p]:
-        if "=" not in p:
-            raise CLIError(f"solver option {p!r} in {spec!r} is not key=value")
-        k, v = p.split("=", 1)
-        opts[k.strip()] = parse_value(v)
-    return name, opts
 
 
 def split_specs(text: str) -> list[str]:
@@ -146,20 +107,6 @@ def load_rhs(path: Path, n: int) -> np.ndarray:
     if b.shape[0] != n:
         raise CLIError(f"right-hand side has length {b.shape[0]} but the matrix is {n} x {n}")
     return b
-
-
-def _split_options(name: str, opts: dict) -> dict:
-    """Route unknown keys of PETSc-backed solvers into petsc_options."""
-    from linsolve.core.registry import solver_class
-
-    cls = solver_class(name)
-    base_keys = {"rtol", "atol", "maxiter", "pc", "pc_options", "backend", "warm_start"}
-    known = base_keys | set(cls.options)
-    extra = {k: v for k, v in opts.items() if k not in known}
-    if extra and "petsc_options" in cls.options:
-        opts = {k: v for k, v in opts.items() if k in known}
-        opts["petsc_options"] = {**(opts.get("petsc_options") or {}), **extra}
-    return opts
 
 
 def mpi_world_size() -> int:
@@ -263,7 +210,7 @@ def run_bench(A, b, specs: list[str], repeat: int, rtol: float, atol: float, max
     rows = []
     for spec in specs:
         name, opts = parse_solver_spec(spec)
-        opts = _split_options(name, {"rtol": rtol, "atol": atol, "maxiter": maxiter, **opts})
+        opts = split_solver_options(name, {"rtol": rtol, "atol": atol, "maxiter": maxiter, **opts})
         times, res = [], None
         for _ in range(repeat):
             solver = make_solver(name, **opts)  # fresh each repeat: no state carried over

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from datagen.store import atomic_path  # the atomic writes of every datagen file
+from datagen.storage.atomic import atomic_path  # the atomic writes of every datagen file
 from linsolve.core.errors import OptionError
 
 FORMAT = "operators-checkpoint"
@@ -28,9 +28,9 @@ class CheckpointError(OptionError):
 
 def build_model(name: str, config: dict):
     """The registry's ``make_model`` (a seam the tests replace with a small model)."""
-    import operators
+    from .registry import make_model
 
-    return operators.make_model(name, **config)
+    return make_model(name, **config)
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:

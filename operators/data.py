@@ -91,7 +91,7 @@ def load_channel(path, *, allow_nonfinite: bool = False) -> ChannelData:
     >>> d.velocity.shape                                # (K, S, 3, NX, NY, NZ)  # doctest: +SKIP
     """
     import datagen
-    from datagen.dataset import TrajectoryData
+    from datagen.storage import TrajectoryData
     from linsolve.core.errors import SolverError
 
     try:

@@ -51,7 +51,7 @@ def write_card(checkpoint, directory, name: str, *, data_command: str, training_
     Path
         The card.
     """
-    from datagen.store import atomic_write_text
+    from datagen.storage.atomic import atomic_write_text
 
     from .checkpoint import atomic_save
 

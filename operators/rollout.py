@@ -25,6 +25,7 @@ from linsolve.core.validation import check_choice, check_int
 
 from .checkpoint import check_fits, load_checkpoint
 from .data import check_trajectory_index, load_channel
+from .stepping import make_projector, predictor, resolve_device
 
 ENERGY_KINDS = ("tke", "total")
 
@@ -119,8 +120,6 @@ def rollout(checkpoint, data, trajectory: int, steps: int, out, *, project: bool
     """
     import torch
 
-    from .train import make_projector, predictor, resolve_device
-
     check_int("steps", steps, 1)
     check_choice("energy", energy, ENERGY_KINDS)
     lo, hi = parse_band(band)
@@ -167,7 +166,7 @@ def rollout(checkpoint, data, trajectory: int, steps: int, out, *, project: bool
     sps = seconds / max(done + (stopped is not None), 1)
     vel = np.concatenate([ds.velocity[k, start:start + n_in], preds[:done]])  # (S, 3, NX, NY, NZ)
     times = np.arange(vel.shape[0]) * ds.snapshot_dt
-    from datagen.dataset import write_trajectory_file
+    from datagen.storage import write_trajectory_file
 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.store import atomic_write_text
+from datagen.storage.atomic import atomic_write_text
 from linsolve.core.errors import OptionError
 from linsolve.core.validation import check_choice, check_int, check_real
 
@@ -29,6 +29,7 @@ from .checkpoint import (
     sha256_file,
 )
 from .data import ChannelData, WindowDataset, load_channel, normalization_stats, split_trajectories
+from .stepping import make_projector, predictor, resolve_device
 
 #: the paper's optimisation settings
 DEFAULTS = dict(epochs=30, batch=5, lr=5e-4, weight_decay=0.01, step_size=5, gamma=0.7, rollout_steps=1, seed=0,
@@ -47,17 +48,6 @@ def relative_l2(pred, target):
     diff = (pred - target).reshape(b, -1).norm(dim=1)
     ref = target.reshape(b, -1).norm(dim=1).clamp_min(1e-12)
     return (diff / ref).mean()
-
-
-def predictor(model, projector=None):
-    """x (B, in_steps, 3, NX, NY, NZ) -> next snapshot, projected when ``projector`` is given."""
-    if projector is None:
-        return model
-
-    def step(x):
-        return projector(model(x))
-
-    return step
 
 
 def plane_statistics(u):
@@ -216,22 +206,6 @@ def _load_init(net, model: str, path, ds: ChannelData, mean, std) -> str:
         raise CheckpointError(f"{what} was trained with another normalisation (other training data or split)")
     net.load_state_dict(ck["state_dict"])
     return sha256_file(path)
-
-
-def resolve_device(device: str):
-    import torch
-
-    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise OptionError(f"device must be cpu or cuda, got {device!r}")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise OptionError("device cuda was asked for but torch sees no CUDA device")
-    return torch.device(device)
-
-
-def make_projector(data: ChannelData):
-    from .projection import Projector
-
-    return Projector(data.grid, float(data.attrs["Lx"]), float(data.attrs["Lz"]))
 
 
 def train(data, out, model: str = "ifactformer-m", model_config: dict | None = None, *, epochs: int = 30,
@@ -425,6 +399,8 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
         if select == "rollout":
             rs = rollout_score(step, ds, split.val, in_steps, dev)
             row["val_rollout_score"] = score = rs["score"]
+            # the statistics behind the score, one column each (empty for a failed rollout)
+            row.update({f"val_rollout_{q}": e for q, e in (rs["errors"] or {}).items()})
         history.append(row)
         # no validation window (a very short file): the training loss chooses best.pt
         score = score if math.isfinite(score) else row["train_loss"]
@@ -463,6 +439,7 @@ def _write_metrics(out: Path, history: list[dict], summary: dict | None) -> None
     buf = io.StringIO()
     fields = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
     fields += [k for k in ("val_rollout_score",) if any(k in h for h in history)]
+    fields += sorted({k for h in history for k in h if k.startswith("val_rollout_") and k not in fields})
     w = csv.DictWriter(buf, fieldnames=fields)
     w.writeheader()
     for h in history:

@@ -1,5 +1,6 @@
 """Checkpoints: velocity fields, time, step and configuration in one .npz, written
-atomically (temporary file + rename) so an interrupted write never leaves a broken file."""
+atomically (``datagen.storage.atomic``: temporary file, fsync, rename) so an interrupted
+write never leaves a broken file."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,16 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from datagen.channel.dns import ChannelConfig, ChannelDNS
+from datagen.storage.atomic import atomic_path
 from linsolve.core.errors import OptionError
 
 
 def save_checkpoint(dns: ChannelDNS, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
     f = dns.fields()
-    np.savez(tmp, u=f["u"], v=f["v"], w=f["w"], t=dns.t, step=dns.step_count, config=dns.cfg.to_json())
-    tmp.replace(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no .npz suffix
+        np.savez(fh, u=f["u"], v=f["v"], w=f["w"], t=dns.t, step=dns.step_count, config=dns.cfg.to_json())
     return path
 
 

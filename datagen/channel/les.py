@@ -232,9 +232,9 @@ def run_les(source, out, trajectory: int = -1, sgs: str | None = "wale", snapsho
 
 def write_trajectory(out, vel, src: dict, sgs, dns: ChannelDNS, steps_per_snapshot: int) -> Path:
     """One LES trajectory ``vel`` (S, NX, NY, NZ, 3) in the layout of its source file, through
-    the writer of every derived channel file (``datagen.dataset.write_trajectory_file``), with
+    the writer of every derived channel file (``datagen.storage.write_trajectory_file``), with
     the LES settings as root attributes."""
-    from datagen.dataset import write_trajectory_file
+    from datagen.storage import write_trajectory_file
 
     S = vel.shape[0]
     cfg = json.loads(src["attrs"].get("config", "{}") or "{}")

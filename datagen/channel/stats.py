@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.storage.atomic import atomic_path
 from linsolve.core.errors import OptionError
 
 QUANTITIES = ("U", "V", "W", "UU", "VV", "WW", "UV")
@@ -61,9 +62,8 @@ class StatsAccumulator:
                 "t1": np.array([b["t1"] for b in self.blocks])}
         for q in QUANTITIES:
             data[q] = np.array([b[q] for b in self.blocks]).reshape(len(self.blocks), self.ny)
-        tmp = str(path) + ".tmp.npz"
-        np.savez(tmp, **data)
-        Path(tmp).replace(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no .npz suffix
+            np.savez(fh, **data)
 
     @classmethod
     def load(cls, path, ny):

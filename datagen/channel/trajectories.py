@@ -2,20 +2,19 @@
 turbulence, K trajectories from different seeds, S snapshots every E DNS steps, filtered
 onto a coarse grid, written as time-varying fields in The Well's HDF5 layout.
 
-The shared ``datagen.store`` describes steady systems (no time axis), so the
-time-varying layout is written here: t1_fields/velocity is float32
-(K, S, NX, NY, NZ, 3), t0_fields/pressure (K, S, NX, NY, NZ) when asked for, with
-dimensions/time (S,), x, y, z, boundary_conditions (x, z periodic; y walls) and scalars
-(Re_tau, nu, dt, ...). Generation is resumable: the spun-up flow is a checkpoint next
-to the output (reused, or given with ``restart``), every trajectory is its own shard
-committed atomically, and a rerun skips finished shards.
+The steady-systems layout of ``datagen.storage`` has no time axis, so the time-varying
+layout is written here: t1_fields/velocity is float32 (K, S, NX, NY, NZ, 3),
+t0_fields/pressure (K, S, NX, NY, NZ) when asked for, with dimensions/time (S,), x, y, z,
+boundary_conditions (x, z periodic; y walls) and scalars (Re_tau, nu, dt, ...). Generation
+is resumable: the spun-up flow is a checkpoint next to the output (reused, or given with
+``restart``), every trajectory is its own shard committed atomically
+(``datagen.storage.atomic``), and a rerun skips finished shards.
 """
 from __future__ import annotations
 
 import functools
 import json
 import math
-import os
 from pathlib import Path
 
 import h5py
@@ -26,6 +25,7 @@ from datagen.channel.dns import ChannelBlowUp, ChannelConfig, ChannelDNS, pertur
 from datagen.channel.filtering import CoarseFilter, collocate
 from datagen.channel.sgs import check_model as check_sgs_model
 from datagen.channel.states import resolve_restart
+from datagen.storage.atomic import atomic_h5, atomic_write_text
 from linsolve.core.errors import OptionError
 
 #: ready-made configurations: a few CPU minutes, the surrogates' CPU training set (about an hour),
@@ -43,18 +43,6 @@ PRESETS = {
                       trajectories=6, snapshots=200, every=100, spinup=0, dt=2e-3, restart="re180-reduced",
                       decorrelate=2500),
 }
-
-
-def _atomic_h5(path: Path, unique: bool = False):
-    # a shard may be written by two processes at once (a Dask task run again while the first is alive)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp" if unique else path.name + ".tmp")
-    return tmp, h5py.File(tmp, "w")
-
-
-def _commit(tmp: Path, path: Path):
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    tmp.replace(path)
 
 
 def _perturb(dns: ChannelDNS, amplitude: float, seed: int):
@@ -222,7 +210,7 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
                               f"{', '.join(differ)}); use another output path, or start again with "
                               f"--overwrite (or by deleting {parts})")
     if not fp_path.exists():
-        fp_path.write_text(json.dumps(fingerprint))
+        atomic_write_text(fp_path, json.dumps(fingerprint))
     base_ckpt = restart_path or parts / "spinup.npz"
     # a dt given explicitly overrides a restart checkpoint's own
     load_kw = dict(device=device, solver=solver, solver_options=solver_options, sgs=sgs,
@@ -298,14 +286,13 @@ def _trajectory(k: int, *, parts, base_ckpt, load_kw, perturbation, seed, decorr
         times[s] = dns.t
         if progress:
             progress(k, s)
-    tmp, f = _atomic_h5(shard, unique=True)
-    with f:
+    # a shard may be written by two processes at once (a Dask task run again while the first is alive)
+    with atomic_h5(shard, unique_tmp=True) as f:
         f["velocity"] = vel
         if pressure:
             f["pressure"] = prs
         f["time"] = times
         f.attrs["seed"] = seed + 1 + k
-    _commit(tmp, shard)
 
 
 def _shard_ok(path: Path, shape: tuple, pressure: bool) -> bool:
@@ -321,8 +308,7 @@ def _shard_ok(path: Path, shape: tuple, pressure: bool) -> bool:
 def _join(out: Path, parts: Path, base: ChannelDNS, filt: CoarseFilter, K: int, pressure: bool, kind: str,
           every: int, seed: int):
     cfg = base.cfg
-    tmp, f = _atomic_h5(out)
-    with f:
+    with atomic_h5(out) as f:
         shards = [h5py.File(parts / f"traj_{k:04d}.h5", "r") for k in range(K)]
         try:
             S = shards[0]["velocity"].shape[0]
@@ -381,4 +367,3 @@ def _join(out: Path, parts: Path, base: ChannelDNS, filt: CoarseFilter, K: int, 
         finally:
             for s in shards:
                 s.close()
-    _commit(tmp, out)

@@ -19,7 +19,7 @@ text changes so that incremental builds stay incremental):
 
 The tables are therefore the registries as the code has them: a solver registered, an
 option added or a range changed shows on the next build, and a test
-(``tests/test_docs_site.py``) checks every registered solver is listed.
+(``tests/docs/test_docs_site.py``) checks every registered solver is listed.
 """
 from __future__ import annotations
 

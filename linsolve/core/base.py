@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from linsolve.core.errors import OptionError, ShapeError
-from linsolve.core.operator import Operator, VectorKind, as_vector
-from linsolve.core.result import SolveResult
+from linsolve.core.operator import Operator, VectorKind, as_vector, entries_record, same_entries
+from linsolve.core.result import SolveResult, cap_history
 from linsolve.core.system import Grid, LinearSystem
 from linsolve.core.validation import check_bool, check_int, check_real, is_int, is_real
 
@@ -94,26 +94,6 @@ def check_option_type(name: str, value, default, owner: str) -> Any:
             return float(value)
         raise OptionError(f"{what} must be a number, got {value!r}")
     return value
-
-
-def _entries(op: Operator):
-    """A copy of the matrix's entries (or a PETSc Mat's object state) to compare later."""
-    if op._csr is not None:
-        A = op._csr
-        return ("csr", A.indptr.copy(), A.indices.copy(), A.data.copy())
-    if op._dense is not None:
-        return ("dense", op._dense.copy())
-    if op.kind.startswith("petsc"):
-        return ("petsc", op.petsc_mat().stateGet())
-    return None  # matrix-free: nothing to compare
-
-
-def _same_entries(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a[0] == b[0] and len(a) == len(b) and all(
-        (x == y) if not isinstance(x, np.ndarray) else (x.shape == y.shape and np.array_equal(x, y))
-        for x, y in zip(a[1:], b[1:], strict=True))
 
 
 class Solver:
@@ -340,9 +320,9 @@ class Solver:
         # A time step that updates A.data in place hands over the same object: caches keyed
         # on it would hold the old matrix (a direct solve would use the old factors, a PETSc
         # KSP solve the old system, SOR diverge on stale 1/a_ii), so changed entries drop them.
-        record = _entries(op)
+        record = entries_record(op)
         last = getattr(self, "_matrix_record", None)
-        if last is not None and last[0] is op.source and not _same_entries(last[1], record):
+        if last is not None and last[0] is op.source and not same_entries(last[1], record):
             self._pc_cache = None
             self._matrix_changed()
         self._matrix_record = (op.source, record)
@@ -559,7 +539,7 @@ class Solver:
             info["global_reductions"] = layout.reductions
         return SolveResult(
             x=bkind.restore(x), converged=converged, iterations=iterations,
-            residual_norms=np.concatenate(norms) if norms else np.zeros(0),
+            residual_norms=cap_history(np.concatenate(norms), iterations, info),
             relative_residual=rnorm / bnorm, reason=reason, wall_time=time.perf_counter() - t0,
             info=info,
         )

@@ -37,7 +37,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from linsolve.core.errors import OptionError, UnsupportedInputError
-from linsolve.core.operator import Operator
+from linsolve.core.operator import Operator, entries_record, same_entries
 
 
 def realify(v: np.ndarray) -> np.ndarray:
@@ -153,11 +153,9 @@ def solve_real_form(solver, op: Operator, bkind, x0, mb: bool, context: dict, t0
 def _cached_real_form(solver, op: Operator) -> Operator:
     """The real form of ``op``, kept while the same matrix object with the same entries is
     solved again (so a recycling solver sees the same operator object across a sequence)."""
-    from linsolve.core.base import _entries, _same_entries
-
-    record = _entries(op)
+    record = entries_record(op)
     cache = getattr(solver, "_real_form_cache", None)
-    if cache is not None and cache[0] is op.source and _same_entries(cache[1], record):
+    if cache is not None and cache[0] is op.source and same_entries(cache[1], record):
         return cache[2]
     opR = real_form_operator(op)
     solver._real_form_cache = (op.source, record, opR)

@@ -295,6 +295,30 @@ class Operator:
         return self.dtype.kind == "c"
 
 
+def entries_record(op: Operator):
+    """A copy of the matrix's entries (or a PETSc Mat's object state) to compare later with
+    :func:`same_entries`: a matrix updated in place keeps its identity, so caches keyed on the
+    object compare entries too. None for a matrix-free operator (nothing to compare)."""
+    if op._csr is not None:
+        A = op._csr
+        return ("csr", A.indptr.copy(), A.indices.copy(), A.data.copy())
+    if op._dense is not None:
+        return ("dense", op._dense.copy())
+    if op.kind.startswith("petsc"):
+        return ("petsc", op.petsc_mat().stateGet())
+    return None
+
+
+def same_entries(a, b) -> bool:
+    """Whether two :func:`entries_record` results hold the same entries (two matrix-free
+    records are the same only when both are None)."""
+    if a is None or b is None:
+        return a is b
+    return a[0] == b[0] and len(a) == len(b) and all(
+        (x == y) if not isinstance(x, np.ndarray) else (x.shape == y.shape and np.array_equal(x, y))
+        for x, y in zip(a[1:], b[1:], strict=True))
+
+
 def _work_dtype(dtype, name: str) -> np.dtype:
     """The precision the solvers work in for data of ``dtype``: float64 for real numbers
     (integers and single precision are promoted, as SciPy's solvers do for their work

@@ -25,6 +25,17 @@ def note_dropped(info: dict, iterations: int, recorded: int) -> dict:
     return info
 
 
+def cap_history(norms: np.ndarray, iterations: int, info: dict) -> np.ndarray:
+    """The first ``HISTORY_CAP`` entries of a solve's residual history; when entries are
+    missing (cut here, or never recorded by the method), ``info["residual_norms_dropped"]``
+    says how many of the ``iterations`` went unrecorded."""
+    if norms.size > HISTORY_CAP or "residual_norms_dropped" in info:
+        norms = norms[:HISTORY_CAP]
+        info.pop("residual_norms_dropped", None)
+        note_dropped(info, iterations, norms.size)
+    return norms
+
+
 # Built by the solvers, not by users: its fields are documented as Attributes, not Parameters.
 @dataclass
 class SolveResult:  # numpydoc ignore=PR01

@@ -1,1 +1,2 @@
-"""Sorted Krylov recycling: GCRO-DR, recycled CG, their kernels, ordering, solve_sequence."""
+"""Sorted Krylov recycling: GCRO-DR (the compiled real path, the complex path and the rules they
+share), recycled CG, their kernels, ordering, solve_sequence."""

@@ -59,6 +59,14 @@ from linsolve.core.errors import OptionError
 from linsolve.core.precond import Jacobi
 from linsolve.core.registry import register
 from linsolve.core.validation import check_choice, check_int
+from linsolve.recycling.gcrodr_rules import (
+    cycle_budget,
+    end_of_cycle,
+    is_last_cycle,
+    needs_refit,
+    qr_rank,
+    solve_info,
+)
 from linsolve.recycling.recycle_ops import (
     MatOps,
     apply_block,
@@ -256,8 +264,7 @@ class GCRODR(Solver):
         self._where = where
         key = (op.source, M, self.opts["pc_side"])
         adapt_mv = 0
-        if self._U is not None and (self._key is None or self._key[0] is not op.source
-                                    or self._key[1] is not M or self._key[2] != key[2]):
+        if self._U is not None and needs_refit(self._key, op.source, M, self.opts["pc_side"]):
             adapt_mv = self._adapt(A, M, right, ident, op)
         self._key = key
 
@@ -290,8 +297,7 @@ class GCRODR(Solver):
         every = int(self.opts["update_every"])
         since = 0  # cycles since the recycled space was last replaced
         ctype = self.opts["callback_type"]
-        # "pr_norm"/"x": maxiter counts cycles (handed over as cycles * restart iterations)
-        max_cycles = None if ctype == "legacy" else max(maxiter // m, 1)
+        max_cycles = cycle_budget(ctype, maxiter, m)
         cycles = 0
         user_cb = ctx.callback
         step_ctx = ctx if ctype != "x" else None
@@ -331,9 +337,9 @@ class GCRODR(Solver):
                 user_cb(x)  # SciPy's callback_type="x": the iterate after each restart cycle
             r = b - A(x)
             new_norm = lay.norm(r)
-            stalls = stalls + 1 if new_norm >= rnorm * (1 - 1e-12) else 0
+            stalls, stop = end_of_cycle(new_norm, rnorm, stalls, tol, breakdown)
             rnorm = new_norm
-            if k > 0 and not update_now and (kc == 0 or rnorm <= tol or its >= maxiter or breakdown):
+            if k > 0 and not update_now and (kc == 0 or is_last_cycle(rnorm, tol, its, maxiter, breakdown)):
                 other = bufs[1] if Vh is bufs[0] else bufs[0]
                 old = self.ritz_values
                 if self._update(G, Vh, kc, p, k, other)[0]:
@@ -341,19 +347,10 @@ class GCRODR(Solver):
                     if every_cycle:
                         self._reschedule(old, every)
                 since = 0
-            if rnorm <= tol:
-                converged, reason = True, "converged"
-                true_rnorm = rnorm  # ||b - A x|| of the x returned: the base class need not recompute it
-                break
-            if breakdown == "non-finite":
-                reason = ("breakdown: the (preconditioned) operator produced NaN or Inf "
-                          "(singular matrix or unstable preconditioner)")
-                break
-            if breakdown and stalls:
-                reason = "breakdown: Krylov space exhausted without reaching the tolerance"
-                break
-            if stalls >= 3:
-                reason = "stagnation: residual did not decrease over 3 cycles"
+            if stop is not None:
+                reason, converged = stop, stop == "converged"
+                if converged:
+                    true_rnorm = rnorm  # ||b - A x|| of the x returned: the base class need not recompute it
                 break
             rp = r if (right or ident) else M.apply(r)
             if self._C is not None and self._C.shape[0]:
@@ -363,11 +360,8 @@ class GCRODR(Solver):
                 rnorm = lay.norm(r)
         if pend is not None:
             x += to_x(self._U.T @ pend)
-        info = {"norm": "true residual (estimate)" if (right or ident) else "preconditioned residual (estimate)",
-                "recycled_dim": 0 if self._U is None else int(self._U.shape[0]),
-                "recycle_matvecs": adapt_mv, "pc_side": self.opts["pc_side"]}
-        if true_rnorm is not None:
-            info["true_rnorm"] = true_rnorm
+        info = solve_info(right, ident, 0 if self._U is None else self._U.shape[0], adapt_mv,
+                          self.opts["pc_side"], true_rnorm)
         return Outcome(x, its, norms, converged, reason, info)
 
     def _reschedule(self, old, longest):
@@ -524,8 +518,7 @@ class GCRODR(Solver):
         qr, tau = dgeqrf(P)[:2]
         P = dorgqr(qr, tau)[0]
         qr, jpvt, tau = dgeqp3(Gp @ P)[:3]  # rank-revealing QR of G P
-        d = np.abs(np.diag(qr))
-        rank = int(np.sum(d > 1e-12 * d[0])) if d.size and d[0] > 0 else 0
+        rank = qr_rank(qr)
         if rank == 0:
             return False, None
         Q = dorgqr(qr[:, :rank], tau[:rank])[0]
@@ -603,8 +596,7 @@ def _orthonormalise(BZ, U, layout=None):
     if dist:
         return _orthonormalise_distributed(BZ, U, layout)
     Q, R, piv = sla.qr(BZ.T, mode="economic", pivoting=True)
-    d = np.abs(np.diag(R))
-    rank = int(np.sum(d > 1e-12 * d[0])) if d.size and d[0] > 0 else 0
+    rank = qr_rank(R)
     Q, R = Q[:, :rank], R[:rank, :rank]
     return np.ascontiguousarray(Q.T), sla.solve_triangular(R, U[piv[:rank]], trans="T")
 

@@ -26,6 +26,15 @@ import numpy as np
 import scipy.linalg as sla
 
 from linsolve.core.base import Outcome
+from linsolve.recycling.gcrodr_rules import (
+    NON_FINITE,
+    cycle_budget,
+    end_of_cycle,
+    is_last_cycle,
+    needs_refit,
+    qr_rank,
+    solve_info,
+)
 from linsolve.recycling.recycle_ops import build_pc, is_identity
 
 
@@ -59,8 +68,7 @@ def _harmonic_ritz(G, WV, k, which):
 def _orthonormalise(BU, U):
     """QR of B U: (C, U R^-1) with orthonormal C; directions B cannot tell apart dropped."""
     Q, R, piv = sla.qr(BU, mode="economic", pivoting=True)
-    d = np.abs(np.diag(R))
-    rank = int(np.sum(d > 1e-12 * d[0])) if d.size and d[0] > 0 else 0
+    rank = qr_rank(R)
     if rank == 0:
         return None, None
     Q, R = Q[:, :rank], R[:rank, :rank]
@@ -89,8 +97,7 @@ def solve_complex(solver, op, b, x0, tol, maxiter, ctx):
         st.clear()
     key = (op.source, M, opts["pc_side"])
     adapt_mv = 0
-    if st.get("U") is not None and (st.get("key") is None or st["key"][0] is not op.source
-                                    or st["key"][1] is not M or st["key"][2] != key[2]):
+    if st.get("U") is not None and needs_refit(st.get("key"), op.source, M, opts["pc_side"]):
         U = st["U"]
         BU = np.column_stack([B(U[:, i]) for i in range(U.shape[1])])
         adapt_mv = U.shape[1]
@@ -104,7 +111,7 @@ def solve_complex(solver, op, b, x0, tol, maxiter, ctx):
     bnorm = ctx.bnorm
     ctype = opts["callback_type"]
     per_step = ctx.callback if ctype != "x" else None
-    max_cycles = None if ctype == "legacy" else max(maxiter // m, 1)
+    max_cycles = cycle_budget(ctype, maxiter, m)
     norms: list[float] = []
     its = cycles = stalls = 0
     converged = rnorm <= tol
@@ -124,8 +131,7 @@ def solve_complex(solver, op, b, x0, tol, maxiter, ctx):
         ratio = float(np.linalg.norm(rp)) / rnorm if not (right or ident) else 1.0
         beta = float(np.linalg.norm(rp))
         if not np.isfinite(beta) or beta == 0.0:
-            reason = "breakdown: the (preconditioned) operator produced NaN or Inf" if not np.isfinite(beta) \
-                else reason
+            reason = NON_FINITE if not np.isfinite(beta) else reason
             break
         steps = min(m - kc, maxiter - its)
         V = np.zeros((b.shape[0], steps + 1), dtype=np.complex128)
@@ -181,7 +187,7 @@ def solve_complex(solver, op, b, x0, tol, maxiter, ctx):
                 break
         its += p
         if p == 0:
-            reason = "breakdown: the (preconditioned) operator produced NaN or Inf"
+            reason = NON_FINITE
             break
         y2 = sla.lstsq(H[:p + 1, :p], np.eye(p + 1, 1, dtype=np.complex128)[:, 0] * beta)[0]
         corr = V[:, :p] @ y2
@@ -194,34 +200,24 @@ def solve_complex(solver, op, b, x0, tol, maxiter, ctx):
             ctx.callback(x)
         r = b - A(x)
         new = float(np.linalg.norm(r))
-        stalls = stalls + 1 if new >= rnorm * (1 - 1e-12) else 0
+        stalls, stop = end_of_cycle(new, rnorm, stalls, tol, breakdown)
         rnorm = new
         # update="cycle": a new space after every cycle; "solve": after the first cycle (no
         # space yet) and the last one, as the real path
-        last = rnorm <= tol or its >= maxiter or bool(breakdown)
+        last = is_last_cycle(rnorm, tol, its, maxiter, breakdown)
         if k > 0 and breakdown != "non-finite" and (opts["update"] == "cycle" or kc == 0 or last):
             vals = _update(st, V, H, E, p, kc, k, opts["which"], d if kc else None)
             if vals is not None:
                 solver.ritz_values = vals
-        if rnorm <= tol:
-            converged, reason, true_rnorm = True, "converged", rnorm
-            break
-        if breakdown == "non-finite":
-            reason = "breakdown: the (preconditioned) operator produced NaN or Inf"
-            break
-        if breakdown and stalls:
-            reason = "breakdown: Krylov space exhausted without reaching the tolerance"
-            break
-        if stalls >= 3:
-            reason = "stagnation: residual did not decrease over 3 cycles"
+        if stop is not None:
+            reason, converged = stop, stop == "converged"
+            if converged:
+                true_rnorm = rnorm
             break
         rp = r if (right or ident) else Minv(r)
     U = st.get("U")
-    info = {"norm": "true residual (estimate)" if (right or ident) else "preconditioned residual (estimate)",
-            "recycled_dim": 0 if U is None else int(U.shape[1]), "recycle_matvecs": adapt_mv,
-            "pc_side": opts["pc_side"], "kernel": "numpy (complex)"}
-    if true_rnorm is not None:
-        info["true_rnorm"] = true_rnorm
+    info = solve_info(right, ident, 0 if U is None else U.shape[1], adapt_mv, opts["pc_side"], true_rnorm,
+                      kernel="numpy (complex)")
     return Outcome(x, its, norms, converged, reason, info)
 
 

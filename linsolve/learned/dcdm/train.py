@@ -1,29 +1,31 @@
-"""Train a DCDM network: ``python -m linsolve.learned.dcdm.train --dim 2 --grid 64 --steps 1500``.
+"""Train a DCDM network on given systems with grid geometry (``train``) and measure it on
+held-out ones (``measure``). This module takes its systems as input and knows no problem family:
+the command that trains the shipped networks on ``datagen``'s ``poisson_obstacles`` family is
+``python -m datagen.dcdm_training`` (``datagen/dcdm_training.py``).
 
-Training data follow the paper: for each training matrix (here several obstacle layouts
-of ``datagen poisson_obstacles``, split "train"), m Lanczos steps with full
+Training data follow the paper: for each training matrix, m Lanczos steps with full
 reorthogonalisation give Ritz vectors v_1..v_m (ascending Ritz values); right-hand sides
 are b = sum_i c_i v_i / ||.|| with c_i ~ N(0, 1), multiplied by ``low_weight`` (9) for the
 lowest ``low_fraction`` of the spectrum, where a network (and CG) struggles most. The loss
 is the paper's ||b - (q^T b / q^T A q) A q||^2 with q = f(b), the residual after one exact
-line-search step along the network's direction, or (``--loss pcg``) the log convergence
+line-search step along the network's direction, or (``loss="pcg"``) the log convergence
 factor of a few DCDM steps, which measured better for the shipped ``mg-cycle`` networks
-(``--arch mg-cycle --loss pcg``); minimised with Adam. Directions are
+(``arch="mg-cycle", loss="pcg"``); minimised with Adam. Directions are
 applied with the batched stencil (``stencil.PressureStencil``), so one batch mixes
-geometries. Progress bar (tqdm), checkpoints every ``--checkpoint-every`` steps to
-``--workdir``, ``--resume`` continues from the last checkpoint bit for bit (model,
+geometries. Progress bar (tqdm), checkpoints every ``checkpoint_every`` steps to
+``workdir``, ``resume=True`` continues from the last checkpoint bit for bit (model,
 optimiser and random state are all saved).
 """
 from __future__ import annotations
 
-import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import typer
 
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
+from linsolve.core.errors import OptionError, ShapeError
+from linsolve.core.system import LinearSystem
 
 
 def lanczos_ritz(A, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +60,9 @@ class RitzData:
     def __init__(self, systems, m: int, low_fraction: float, low_weight: float, rng: np.random.Generator):
         self.shape = systems[0].grid.shape
         self.cell_types = np.stack([np.asarray(s.grid.cell_type, dtype=np.int8) for s in systems])
-        self.unknowns = [s.grid.unknowns for s in systems]
+        # grid.unknowns None: every cell carries an unknown, in C order
+        self.unknowns = [np.arange(int(np.prod(self.shape))) if s.grid.unknowns is None else s.grid.unknowns
+                         for s in systems]
         self.bases, self.ritz_values = [], []
         for s in systems:
             theta, V = lanczos_ritz(s.A, m, rng)
@@ -152,92 +156,186 @@ def pcg_loss(model, b, cell_type, steps: int = 4):
 LOSSES = {"paper": dcdm_loss, "pcg": pcg_loss}
 
 
-def training_systems(dim: int, grid: int, n_systems: int, seed: int, n_obstacles: float):
-    from datagen import get_family
-
-    fam = get_family("poisson_obstacles")(grid, dim=dim, split="train", n_obstacles=n_obstacles)
-    params = fam.sample(n_systems, np.random.default_rng(seed))
-    return [fam.assemble(p) for p in params]
+ARCHITECTURES = ("mg-cycle", "mg-unet", "sym-mg")
 
 
-def measure(model, dim: int, sizes: list[int], n_systems: int, seed: int, rtol: float = 1e-6,
-            n_orth: int = 300, maxiter: int = 300):
-    """DCDM and CG iterations on held-out (split "test") systems at each size (NaN: DCDM
-    did not converge within ``maxiter``)."""
-    import linsolve
-    from datagen import get_family
+@dataclass
+class TrainingRun:
+    """What :func:`train` returns.
 
-    rows = []
-    for n in sizes:
-        fam = get_family("poisson_obstacles")(n, dim=dim, split="test")
-        its, cg_its = [], []
-        for p in fam.sample(n_systems, np.random.default_rng(seed)):
-            system = fam.assemble(p)
-            res = linsolve.make_solver("dcdm", model=model, rtol=rtol, maxiter=maxiter, n_orth=n_orth,
-                                       safeguard=0.0).solve(system)
-            cg = linsolve.make_solver("cg", rtol=rtol, history=False).solve(system)
-            its.append(res.iterations if res.converged else float("nan"))
-            cg_its.append(cg.iterations)
-        rows.append({"grid": f"{n}^{dim}", "dcdm_iterations": float(np.median(its)),
-                     "cg_iterations": float(np.median(cg_its)), "systems": n_systems, "rtol": rtol,
-                     "n_orth": n_orth, "maxiter": maxiter, "held_out": f"split=test seed {seed}"})
-    return rows
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The network, in eval mode (save it with ``loading.save_model``).
+    history : list of float
+        The loss of every step from the first (a resumed run includes the steps before).
+    steps_done : int
+        Steps taken in all; fewer than asked where ``stop_after`` stopped the run.
+    stopped : bool
+        Whether ``stop_after`` stopped the run early (continue with ``resume=True``).
+    batches : list of int
+        Right-hand sides per step on each training set.
+    data_seconds, wall_seconds : float
+        Time spent on the Ritz vectors, and in all (this call).
+    dim : int
+        Spatial dimension of the training geometries.
+    """
+
+    model: object
+    history: list = field(default_factory=list)
+    steps_done: int = 0
+    stopped: bool = False
+    batches: list = field(default_factory=list)
+    data_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    dim: int = 2
+
+    @property
+    def final_loss(self) -> float:
+        """The mean loss of the last 50 steps (NaN before any step)."""
+        return float(np.mean(self.history[-50:])) if self.history else float("nan")
+
+    def loss_history(self, every: int = 50) -> list[float]:
+        """The mean loss over each run of ``every`` steps, for a model card."""
+        return [float(np.mean(self.history[i:i + every])) for i in range(0, len(self.history), every)]
 
 
-@app.command()
-def main(
-    dim: int = typer.Option(2, help="spatial dimension (2 or 3)"),
-    grid: str = typer.Option("64", help="training grid size(s) per axis (frame included), comma-separated: "
-                                       "several sizes train the shared levels at several depths"),
-    systems: int = typer.Option(12, help="number of training geometries"),
-    ritz: int = typer.Option(300, help="Lanczos steps (Ritz vectors) per training matrix"),
-    low_fraction: float = typer.Option(0.55, help="fraction of the Ritz vectors (lowest) weighted up"),
-    low_weight: float = typer.Option(9.0, help="weight of the low end of the spectrum"),
-    n_obstacles: float = typer.Option(4.0, help="mean number of obstacles per training geometry"),
-    steps: int = typer.Option(1500, help="Adam steps"),
-    batch: int = typer.Option(16, help="right-hand sides per step"),
-    lr: float = typer.Option(2e-3, help="Adam learning rate (cosine decay to 5% of it)"),
-    arch: str = typer.Option("mg-unet", help="network: mg-cycle (learned multigrid cycle, SPD in the residual), "
-                                             "mg-unet (ReLU U-Net) or sym-mg (additive multilevel)"),
-    nu: int = typer.Option(1, help="mg-cycle: smoothing sweeps before and after the coarse correction"),
-    gamma: int = typer.Option(2, help="mg-cycle: 1 for a V-cycle, 2 for a W-cycle"),
-    loss: str = typer.Option("paper", help="paper (one exact line-search step) or pcg (log convergence factor "
-                                           "of a few DCDM steps)"),
-    loss_steps: int = typer.Option(4, help="DCDM steps of the pcg loss"),
-    channels: int = typer.Option(16, help="channels of the convolutions"),
-    blocks: int = typer.Option(1, help="residual blocks per encoder and decoder"),
-    seed: int = typer.Option(0, help="seed of geometries, Lanczos starts, batches and weights"),
-    workdir: Path = typer.Option(Path("runs/dcdm"), help="checkpoints go here"),
-    out: Path = typer.Option(None, help="final weights file (.pt); card written beside it"),
-    resume: bool = typer.Option(False, help="continue from workdir/checkpoint.pt"),
-    checkpoint_every: int = typer.Option(100, help="steps between checkpoints"),
-    measure_sizes: str = typer.Option("", help="comma-separated held-out grid sizes for the card"),
-    threads: int = typer.Option(0, help="torch threads (0: leave torch's default)"),
-    pool_every: int = typer.Option(100, help="steps between refreshes of the DCDM-iterate residual pool (0: off)"),
-    pool_iters: int = typer.Option(30, help="DCDM iterations per training matrix when refreshing the pool"),
-    pool_fraction: float = typer.Option(0.5, help="share of each batch drawn from the residual pool"),
-    stop_after: int = typer.Option(0, help="checkpoint and stop after this many steps (train in slices; "
-                                           "continue with --resume)"),
-):
+def _training_set(systems, which: int) -> list[LinearSystem]:
+    """The systems of one training set as a list, each checked to carry the grid geometry
+    the stencil and the network need, all on one grid shape."""
+    systems = [systems] if isinstance(systems, LinearSystem) else list(systems)
+    if not systems:
+        raise ShapeError(f"training set {which} holds no systems")
+    shape = None
+    for i, s in enumerate(systems):
+        if not isinstance(s, LinearSystem):
+            raise ShapeError(f"training set {which}, item {i}: expected a LinearSystem, got {type(s).__name__}")
+        if s.grid is None or s.grid.cell_type is None:
+            raise ShapeError(f"training set {which}, system {i} has no grid with cell types "
+                             "(LinearSystem(A, b, grid=Grid(shape, cell_type=..., unknowns=...)))")
+        if len(s.grid.shape) not in (2, 3):
+            raise ShapeError(f"training set {which}, system {i}: DCDM trains on 2-D or 3-D grids, "
+                             f"got shape {tuple(s.grid.shape)}")
+        if shape is None:
+            shape = tuple(s.grid.shape)
+        elif tuple(s.grid.shape) != shape:
+            raise ShapeError(f"training set {which} mixes grid shapes {shape} and {tuple(s.grid.shape)}; "
+                             "give one set per grid size")
+    return systems
+
+
+def _positive(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def train(training_sets, *, arch: str = "mg-unet", nu: int = 1, gamma: int = 2, channels: int = 16,
+          blocks: int = 1, ritz: int = 300, low_fraction: float = 0.55, low_weight: float = 9.0,
+          steps: int = 1500, batch: int = 16, lr: float = 2e-3, loss: str = "paper", loss_steps: int = 4,
+          seed: int = 0, workdir=None, resume: bool = False, checkpoint_every: int = 100,
+          pool_every: int = 100, pool_iters: int = 30, pool_fraction: float = 0.5, stop_after: int = 0,
+          progress: bool = True) -> TrainingRun:
+    """Train a DCDM network on the given systems.
+
+    Parameters
+    ----------
+    training_sets : sequence of sequences of LinearSystem, or sequence of LinearSystem
+        One set per grid size, each an iterable of SPD systems on one grid shape with grid
+        geometry (``LinearSystem(A, b, grid=Grid(shape, cell_type=..., unknowns=...))``); a
+        flat sequence of systems is one set. Steps go round the sets in turn, so several
+        sizes train the shared levels at several depths; a set's batch is scaled so that
+        every step sees about as many cells as one of ``batch`` right-hand sides on the first set.
+    arch : {"mg-unet", "mg-cycle", "sym-mg"}
+        The network (``linsolve.learned.dcdm.model.build_model``); ``nu``, ``gamma``
+        configure ``mg-cycle``, ``channels`` the others, ``blocks`` ``mg-unet``.
+    ritz : int
+        Lanczos steps (Ritz vectors) per training matrix.
+    low_fraction, low_weight : float
+        The lowest ``low_fraction`` of the Ritz vectors get weight ``low_weight``.
+    steps, batch, lr : int, int, float
+        Adam steps, right-hand sides per step, learning rate (cosine decay to 5% of it).
+    loss : {"paper", "pcg"}
+        The paper's one-step loss, or the log convergence factor of ``loss_steps`` DCDM steps.
+    seed : int
+        Seed of the Lanczos starts, the batches and the weights.
+    workdir : path, optional
+        Checkpoints go to ``workdir/checkpoint.pt`` every ``checkpoint_every`` steps, at the
+        end and at ``stop_after``; None: no checkpoints.
+    resume : bool
+        Continue from ``workdir/checkpoint.pt`` where it exists (the same systems and
+        options continue bit for bit).
+    pool_every, pool_iters, pool_fraction
+        Every ``pool_every`` steps (0: never) the residuals DCDM meets in ``pool_iters``
+        iterations with the current network on each training matrix are pooled, and a
+        ``pool_fraction`` of each batch is drawn from that pool.
+    stop_after : int
+        Checkpoint and return after this many steps (0: run all ``steps``).
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    TrainingRun
+        The network (eval mode), the loss history and the timings.
+
+    Raises
+    ------
+    ShapeError
+        An empty set, an item that is not a LinearSystem, a system without grid cell types,
+        or grid shapes that differ within a set or in dimension between sets.
+    OptionError
+        An unknown ``arch`` or ``loss``, a non-positive count, ``resume`` without ``workdir``.
+
+    Examples
+    --------
+    The 5-point Laplacian on 8 x 8 fluid cells framed by Dirichlet (air) cells:
+
+    >>> import numpy as np, linsolve
+    >>> from linsolve import AIR, FLUID
+    >>> from linsolve.learned.dcdm.train import train
+    >>> cells = np.full((10, 10), AIR); cells[1:-1, 1:-1] = FLUID
+    >>> grid = linsolve.Grid((10, 10), cell_type=cells, unknowns=np.flatnonzero(cells == FLUID))
+    >>> system = linsolve.LinearSystem(linsolve.gallery.poisson2d(8), np.ones(64), grid=grid)
+    >>> run = train([system], channels=4, ritz=10, steps=3, batch=2, pool_every=0, progress=False)
+    >>> run.steps_done, len(run.history), run.model.config["arch"]
+    (3, 3, 'mg-unet')
+    """
     import torch
-    from tqdm import tqdm
 
-    from linsolve.learned.dcdm.loading import save_model
-    from linsolve.learned.dcdm.model import build_model
+    if arch not in ARCHITECTURES:
+        raise OptionError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    if loss not in LOSSES:
+        raise OptionError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    steps = _positive("steps", steps)
+    batch = _positive("batch", batch)
+    ritz = _positive("ritz", ritz)
+    checkpoint_every = _positive("checkpoint_every", checkpoint_every)
+    pool_every = _positive("pool_every", pool_every, 0)
+    stop_after = _positive("stop_after", stop_after, 0)
+    if resume and workdir is None:
+        raise OptionError("resume=True needs the workdir holding the checkpoint")
+    items = [training_sets] if isinstance(training_sets, LinearSystem) else list(training_sets)
+    if items and all(isinstance(s, LinearSystem) for s in items):
+        items = [items]  # a flat sequence of systems is one set
+    sets = [_training_set(s, i) for i, s in enumerate(items)]
+    if not sets:
+        raise ShapeError("no training sets given")
+    shapes = [tuple(s[0].grid.shape) for s in sets]
+    dim = len(shapes[0])
+    if any(len(sh) != dim for sh in shapes):
+        raise ShapeError(f"training sets mix dimensions: grid shapes {shapes}")
 
-    if threads:
-        torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.time()
-    grids = [int(g) for g in str(grid).split(",") if g.strip()]
-    datasets = [RitzData(training_systems(dim, g, systems, seed + i, n_obstacles), ritz, low_fraction,
-                         low_weight, rng) for i, g in enumerate(grids)]
+    datasets = [RitzData(s, ritz, low_fraction, low_weight, rng) for s in sets]
     # equal cells per step at every size: smaller batches on the larger grids
-    batches = [max(2, int(round(batch * (grids[0] / g) ** dim))) for g in grids]
+    cells = [int(np.prod(sh)) for sh in shapes]
+    batches = [max(2, int(round(batch * cells[0] / c))) for c in cells]
     t_data = time.time() - t0
-    if loss not in LOSSES:
-        raise typer.BadParameter(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    from linsolve.learned.dcdm.model import build_model
+
     if arch == "mg-cycle":
         config = {"arch": arch, "dim": dim, "nu": nu, "gamma": gamma}
     else:
@@ -247,8 +345,10 @@ def main(
     model = build_model(config)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=0.05 * lr)
-    workdir.mkdir(parents=True, exist_ok=True)
-    ckpt = workdir / "checkpoint.pt"
+    ckpt = None
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        ckpt = Path(workdir) / "checkpoint.pt"
     start, history = 0, []
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
@@ -260,12 +360,17 @@ def main(
         start, history = state["step"], state["history"]
         for data, pool in zip(datasets, state.get("pools", []), strict=False):
             data.pool = [(int(k), r.numpy()) for k, r in pool]
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"DCDM {dim}-D", unit="step")
+    run = TrainingRun(model=model, history=history, steps_done=start, batches=batches, data_seconds=t_data,
+                      dim=dim)
+    from tqdm import tqdm
+
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"DCDM {dim}-D", unit="step",
+               disable=not progress)
     running = None
     for step in bar:
-        which = step % len(grids)
+        which = step % len(sets)
         data = datasets[which]
-        if pool_every and step >= pool_every and (step % pool_every < len(grids) or not data.pool):
+        if pool_every and step >= pool_every and (step % pool_every < len(sets) or not data.pool):
             model.eval()
             data.refresh_pool(model, pool_iters, rng)
             model.train()
@@ -281,42 +386,57 @@ def main(
         v = value.item()
         running = v if running is None else 0.95 * running + 0.05 * v
         history.append(v)
+        run.steps_done = step + 1
         bar.set_postfix(loss=f"{running:.4f}")
         stopping = bool(stop_after) and step + 1 >= stop_after and step + 1 < steps
-        if (step + 1) % checkpoint_every == 0 or step + 1 == steps or stopping:
+        if ckpt is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps or stopping):
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                         "step": step + 1, "history": history,
                         "pools": [[(k, torch.from_numpy(r)) for k, r in d.pool] for d in datasets]}, ckpt)
         if stopping:
-            bar.close()
-            typer.echo(f"stopped after {step + 1} steps; continue with --resume")
-            return
-    train_time = time.time() - t0
+            run.stopped = True
+            break
+    bar.close()
     model.eval()
-    final = float(np.mean(history[-50:])) if history else float("nan")
-    card = {
-        "summary": (f"{dim}-D DCDM network ({arch}, weights shared across levels) for "
-                    "pressure-Poisson systems with fluid/solid/air cells."),
-        "training": {"family": "poisson_obstacles", "split": "train", "grids": [[g] * dim for g in grids], "batches": batches,
-                     "matrices_per_grid": systems, "n_obstacles": n_obstacles, "ritz_vectors": ritz,
-                     "low_fraction": low_fraction, "low_weight": low_weight, "steps": steps,
-                     "pool_every": pool_every, "pool_iters": pool_iters, "pool_fraction": pool_fraction,
-                     "batch": batch, "lr": lr, "optimizer": "Adam, cosine decay", "seed": seed,
-                     "loss": loss if loss == "paper" else f"pcg ({loss_steps} steps)",
-                     "data_seconds": round(t_data, 1), "wall_seconds": round(train_time, 1),
-                     "torch_threads": torch.get_num_threads()},
-        "final_loss": final,
-        "loss_history_every_50": [float(np.mean(history[i:i + 50])) for i in range(0, len(history), 50)],
-    }
-    sizes = [int(s) for s in measure_sizes.split(",") if s.strip()]
-    if sizes:
-        card["measured"] = measure(model, dim, sizes, 3, seed + 1)
-    out = out or workdir / f"dcdm-{dim}d.pt"
-    save_model(model, out, card)
-    typer.echo(json.dumps({"weights": str(out), "final_loss": final, "seconds": round(train_time, 1),
-                           "measured": card.get("measured")}, default=float))
+    run.wall_seconds = time.time() - t0
+    return run
 
 
-if __name__ == "__main__":
-    app()
+def measure(model, systems, *, rtol: float = 1e-6, n_orth: int = 300, maxiter: int = 300) -> dict:
+    """DCDM and CG iterations on held-out systems (the medians), for a model card.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or str
+        The network, or a shipped model's name or a weights file.
+    systems : iterable of LinearSystem
+        Systems with grid geometry, not seen in training.
+    rtol, n_orth, maxiter
+        DCDM's tolerance, orthogonalisation window and iteration budget (CG: the same
+        ``rtol``).
+
+    Returns
+    -------
+    dict
+        ``dcdm_iterations`` (NaN for a system DCDM did not solve within ``maxiter``),
+        ``cg_iterations``, ``systems`` and the settings.
+
+    Raises
+    ------
+    ShapeError
+        No systems.
+    """
+    import linsolve
+
+    its, cg_its = [], []
+    for system in systems:
+        res = linsolve.make_solver("dcdm", model=model, rtol=rtol, maxiter=maxiter, n_orth=n_orth,
+                                   safeguard=0.0).solve(system)
+        cg = linsolve.make_solver("cg", rtol=rtol, history=False).solve(system)
+        its.append(res.iterations if res.converged else float("nan"))
+        cg_its.append(cg.iterations)
+    if not its:
+        raise ShapeError("measure() needs at least one held-out system")
+    return {"dcdm_iterations": float(np.median(its)), "cg_iterations": float(np.median(cg_its)),
+            "systems": len(its), "rtol": rtol, "n_orth": n_orth, "maxiter": maxiter}
