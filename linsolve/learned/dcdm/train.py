@@ -26,6 +26,7 @@ import numpy as np
 
 from linsolve.core.errors import OptionError, ShapeError
 from linsolve.core.system import LinearSystem
+from linsolve.core.validation import check_choice, check_int
 
 
 def lanczos_ritz(A, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -224,12 +225,6 @@ def _training_set(systems, which: int) -> list[LinearSystem]:
     return systems
 
 
-def _positive(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def train(training_sets, *, arch: str = "mg-unet", nu: int = 1, gamma: int = 2, channels: int = 16,
           blocks: int = 1, ritz: int = 300, low_fraction: float = 0.55, low_weight: float = 9.0,
           steps: int = 1500, batch: int = 16, lr: float = 2e-3, loss: str = "paper", loss_steps: int = 4,
@@ -303,16 +298,14 @@ def train(training_sets, *, arch: str = "mg-unet", nu: int = 1, gamma: int = 2, 
     """
     import torch
 
-    if arch not in ARCHITECTURES:
-        raise OptionError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
-    if loss not in LOSSES:
-        raise OptionError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    steps = _positive("steps", steps)
-    batch = _positive("batch", batch)
-    ritz = _positive("ritz", ritz)
-    checkpoint_every = _positive("checkpoint_every", checkpoint_every)
-    pool_every = _positive("pool_every", pool_every, 0)
-    stop_after = _positive("stop_after", stop_after, 0)
+    check_choice("arch", arch, ARCHITECTURES)
+    check_choice("loss", loss, LOSSES)
+    steps = check_int("steps", steps, 1)
+    batch = check_int("batch", batch, 1)
+    ritz = check_int("ritz", ritz, 1)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
+    pool_every = check_int("pool_every", pool_every, 0)
+    stop_after = check_int("stop_after", stop_after, 0)
     if resume and workdir is None:
         raise OptionError("resume=True needs the workdir holding the checkpoint")
     items = [training_sets] if isinstance(training_sets, LinearSystem) else list(training_sets)

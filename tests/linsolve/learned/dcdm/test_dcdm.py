@@ -266,7 +266,7 @@ def test_training_needs_geometry_and_known_options():
         train([[]], steps=1, progress=False)
     with pytest.raises(linsolve.ShapeError, match="expected a LinearSystem"):
         train([[good, gallery.poisson2d(6)]], steps=1, progress=False)
-    with pytest.raises(linsolve.OptionError, match="loss must be one of paper, pcg"):
+    with pytest.raises(linsolve.OptionError, match="loss must be one of 'paper', 'pcg'"):
         train([good], loss="nope", progress=False)
     with pytest.raises(linsolve.OptionError, match="arch must be one of"):
         train([good], arch="resnet", progress=False)
