@@ -22,7 +22,7 @@ def save_checkpoint(dns: ChannelDNS, path) -> Path:
 
 
 def _check_overrides(overrides) -> None:
-    # a misspelt override (dtt=) was set as a stray attribute and the run went on unchanged
+    # every override must name a config field: a misspelt one (dtt=) would otherwise be ignored
     unknown = sorted(set(overrides) - set(ChannelConfig.__dataclass_fields__))
     if unknown:
         raise OptionError(f"unknown config override(s) {', '.join(unknown)}; known: "

@@ -27,6 +27,7 @@ from datagen.channel.sgs import check_model as check_sgs_model
 from datagen.channel.states import resolve_restart
 from datagen.storage.atomic import atomic_h5, atomic_write_text
 from linsolve.core.errors import OptionError
+from linsolve.core.validation import check_int, check_real
 
 #: ready-made configurations: a few CPU minutes, the surrogates' CPU training set (about an hour),
 #: and the paper's setting (for a GPU)
@@ -162,28 +163,20 @@ def generate(out, re_tau=None, trajectories=None, snapshots=None, every=None, sp
     base_vals = {**DEFAULTS, **(PRESETS[preset] if preset else {})}
     a = {k: (v if v is not None else base_vals.get(k)) for k, v in given.items()}
     out = Path(out)
-    for name in ("trajectories", "snapshots", "every"):
-        v = a[name]
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise OptionError(f"{name} must be a positive integer, got {v!r}")
-    if isinstance(a["spinup"], bool) or int(a["spinup"]) != a["spinup"] or a["spinup"] < 0:
-        raise OptionError(f"spinup must be a non-negative integer, got {a['spinup']!r}")
-    # an integer seed only: seed=1.5 run as seed 1 would be the same data under another name
-    if isinstance(a["seed"], bool) or not isinstance(a["seed"], (int, np.integer)) or a["seed"] < 0:
-        raise OptionError(f"seed must be a non-negative integer, got {a['seed']!r}")
+    # counts may come from a config file as whole floats (32.0); a seed must be an integer, since
+    # seed=1.5 run as seed 1 would be the same data under another name
+    trajectories, snapshots, every = (check_int(k, a[k], 1, whole_floats=True)
+                                      for k in ("trajectories", "snapshots", "every"))
+    check_int("spinup", a["spinup"], 0, whole_floats=True)
+    seed = check_int("seed", a["seed"], 0)
+    decorrelate = check_int("decorrelate (steps)", a["decorrelate"], 0, allow_none=True, whole_floats=True)
+    decorrelate = every if decorrelate is None else decorrelate
+    perturbation = check_real("perturbation (a fraction of U_b)", a["perturbation"], 0.0)
     coarse_grid = _triple(a["coarse_grid"], "coarse_grid")
     grid = _triple(a["grid"], "grid")
     box = _triple(a["box"], "box", float, length=2)
-    trajectories, snapshots, every = int(a["trajectories"]), int(a["snapshots"]), int(a["every"])
-    seed, device, solver, pressure = int(a["seed"]), a["device"], a["solver"], bool(a["pressure"])
-    filter, perturbation = a["filter"], float(a["perturbation"])
-    restart = a["restart"]
-    decorrelate = every if a["decorrelate"] is None else int(a["decorrelate"])
-    if not math.isfinite(perturbation) or perturbation < 0:
-        raise OptionError(f"perturbation must be a finite number >= 0 (a fraction of U_b), got {a['perturbation']!r}")
-    if isinstance(a["decorrelate"], bool) or decorrelate < 0 or (a["decorrelate"] is not None
-                                                                   and int(a["decorrelate"]) != a["decorrelate"]):
-        raise OptionError(f"decorrelate must be a non-negative integer (steps), got {a['decorrelate']!r}")
+    device, solver, pressure = a["device"], a["solver"], bool(a["pressure"])
+    filter, restart = a["filter"], a["restart"]
     check_sgs_model(sgs)
     restart_path = resolve_restart(restart) if restart else None  # a shipped state's name or a path
     parts = out.with_name(out.name + ".parts")
