@@ -155,6 +155,8 @@ def train(
                                        help="weight of the plane-statistics loss (mean, rms, u'v' profiles)"),
     select: str = typer.Option("val-loss", "--select", help="what picks best.pt: val-loss or rollout "
                                "(statistics of validation rollouts)"),
+    select_steps: int | None = typer.Option(None, "--select-steps", help="with --select rollout: steps of "
+                                            "each validation rollout (default: the trajectory's length)"),
     init: Path | None = typer.Option(None, "--init", help="start from this checkpoint's weights (fine-tuning)"),
     test_trajectories: int = typer.Option(1, "--test-trajectories", help="trajectories held out (the last ones)"),
     threads: int | None = typer.Option(None, "--threads", help="torch threads"),
@@ -181,7 +183,7 @@ def train(
             summary = run_train(data, out, model, cfg, epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay,
                                 step_size=step_size, gamma=gamma, rollout_steps=rollout_steps, project=project,
                                 device=device, seed=seed, test=test_trajectories, noise=noise,
-                                stats_weight=stats_weight, select=select, init=init,
+                                stats_weight=stats_weight, select=select, select_steps=select_steps, init=init,
                                 threads=threads, resume=resume,
                                 overwrite=overwrite, log=log,
                                 progress=lambda e, b, n: bar.update(f"epoch {e}", b, n))

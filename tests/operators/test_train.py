@@ -304,6 +304,34 @@ def test_rollout_score_of_persistence_matches_the_statistics_of_its_first_snapsh
     assert res["score"] == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("steps", [3, 25])
+def test_rollout_score_runs_the_given_horizon_against_the_ranges_statistics(chan, steps):
+    # persistence for `steps` steps from each range's first snapshot: the late half of the
+    # predictions repeats that snapshot, compared with every snapshot of the ranges
+    from operators.evaluate import statistics_errors
+    from operators.train import rollout_score
+
+    d = load_channel(chan)
+    ranges = split_trajectories(3, 10).val
+    res = rollout_score(lambda x: x[:, -1], d, ranges, 1, torch.device("cpu"), band=(0.0, math.inf), steps=steps)
+    assert res["steps"] == steps * len(ranges)
+    late = np.concatenate([np.repeat(d.velocity[k, s0:s0 + 1].astype(np.float64), steps - steps // 2, axis=0)
+                           for k, s0, s1 in ranges])
+    ref = np.concatenate([d.velocity[k, s0:s1] for k, s0, s1 in ranges])
+    errors, *_ = statistics_errors(late, ref, d.y, d.nu, d.re_tau * d.nu)
+    np.testing.assert_allclose([res["errors"][q] for q in errors], list(errors.values()), rtol=1e-6)
+
+
+def test_select_steps_needs_select_rollout(chan, tmp_path):
+    from linsolve.core.errors import OptionError
+
+    with pytest.raises(OptionError, match="select_steps needs select='rollout'"):
+        train(chan, tmp_path / "q", "tiny", {}, epochs=1, select_steps=10)
+    with pytest.raises(OptionError, match="select_steps"):
+        train(chan, tmp_path / "q", "tiny", {}, epochs=1, select="rollout", select_steps=0)
+    assert not (tmp_path / "q").exists()
+
+
 def test_rollout_score_of_a_rollout_that_loses_its_energy_marks_the_failure(chan):
     from operators.train import rollout_score
 
