@@ -172,6 +172,8 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
                                              "finetune_stats_weight", "finetune_lr", "seed", "steps", "band")}
     if args.finetune_select != "last":  # recipes written before the option compare equal to "last"
         recipe["finetune_select"] = args.finetune_select
+    if args.finetune_select_steps is not None:
+        recipe["finetune_select_steps"] = args.finetune_select_steps
     res = finished_run(done, recipe, tag, log)
     if res is not None:
         return res
@@ -199,7 +201,8 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
                         rollout_steps=args.finetune_rollout_steps, stats_weight=args.finetune_stats_weight,
                         noise=args.noise, init=first / "best.pt", threads=args.threads, seed=args.seed,
                         resume=resume, log=log,
-                        select="rollout" if args.finetune_select == "rollout" else "val-loss")
+                        select="rollout" if args.finetune_select == "rollout" else "val-loss",
+                        select_steps=args.finetune_select_steps)
         fine_hist = json.loads((d / "metrics.json").read_text())["epochs"]
     else:
         summary = json.loads((d / "metrics.json").read_text())["summary"]
@@ -319,6 +322,9 @@ def main(argv=None):
     ap.add_argument("--finetune-select", choices=("last", "rollout"), default="last",
                     help="the fine-tuned model: its last epoch, or the epoch with the best late statistics "
                          "of validation-trajectory rollouts (operators train --select rollout)")
+    ap.add_argument("--finetune-select-steps", type=int, default=None,
+                    help="with --finetune-select rollout: steps of each validation rollout (default: the "
+                         "validation trajectory's length; the evaluation's horizon judges long-run drift)")
     ap.add_argument("--steps", type=int, default=None, help="rollout length (1000; --quick 50)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -416,7 +422,9 @@ def main(argv=None):
              f"L2 over {args.finetune_rollout_steps} autoregressive steps + {args.finetune_stats_weight} x plane "
              "statistics (mean, rms profile of each component, u'v' profiles), "
              + ("the epoch with the best late statistics of validation-trajectory rollouts (its largest "
-                "error/target ratio)" if args.finetune_select == "rollout" else "the last epoch's weights")
+                "error/target ratio" + (f", rollouts of {args.finetune_select_steps} steps"
+                                        if args.finetune_select_steps else "") + ")"
+                if args.finetune_select == "rollout" else "the last epoch's weights")
              + " rolled out"
              if args.finetune_epochs else "") + f", seed {args.seed}, "
           f"{args.threads} torch threads. Rollouts of {args.steps} steps from the held-out trajectory's first "
