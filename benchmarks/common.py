@@ -21,12 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: where results go; BENCH_RESULTS_DIR redirects a smoke run away from the committed results
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
 
 #: variables that OpenMP (PyTorch's intra-op pool), OpenBLAS and MKL read once, when they load
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _BLAS_SET = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
              "openblas_set_num_threads64_", "openblas_set_num_threads")
+_REQUESTED: list[int] = []  # the count of the last set_threads call, for thread_counts
 _BLAS_GET = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
              "openblas_get_num_threads64_", "openblas_get_num_threads")
 
@@ -123,6 +125,7 @@ def set_threads(n: int, torch: bool | None = None) -> dict:
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"threads must be a positive integer, got {n!r}")
+    _REQUESTED[:] = [n]
     for var in THREAD_ENV:
         os.environ[var] = str(n)
     import numpy  # noqa: F401  (loads NumPy's OpenBLAS)
@@ -146,7 +149,7 @@ def set_threads(n: int, torch: bool | None = None) -> dict:
             _torch.set_num_interop_threads(n)
         except RuntimeError:  # allowed once, before any inter-op work; thread_counts tells
             pass
-    return thread_counts(n)
+    return thread_counts()
 
 
 def thread_counts(requested: int | None = None) -> dict:
@@ -155,7 +158,8 @@ def thread_counts(requested: int | None = None) -> dict:
     Parameters
     ----------
     requested : int or None
-        The count asked for, recorded beside the readings.
+        The count asked for, recorded beside the readings (default: that of the last
+        ``set_threads`` call, None if there was none).
 
     Returns
     -------
@@ -171,6 +175,8 @@ def thread_counts(requested: int | None = None) -> dict:
     >>> thread_counts()["env"]["OMP_NUM_THREADS"]
     '1'
     """
+    if requested is None and _REQUESTED:
+        requested = _REQUESTED[0]
     info: dict = {"requested": requested,
                   "env": {v: os.environ.get(v) for v in (*THREAD_ENV, "NUMBA_NUM_THREADS")},
                   "openblas": _blas_call(_BLAS_GET)}
@@ -190,8 +196,10 @@ def thread_counts(requested: int | None = None) -> dict:
 
 
 def describe_threads(info: dict) -> str:
-    """One line for a Markdown header: the thread counts of ``thread_counts()`` (or of the
-    older ``benchmarks/skr_threads`` record that earlier results files hold)."""
+    """One line for a Markdown header: the thread counts of ``thread_counts()``, or of an
+    older record that earlier results files hold (re-rendered by some benchmarks)."""
+    if "openblas" not in info and "blas" not in info:  # an older record: print it as it is
+        return "Threads: " + ", ".join(f"{k} {v}" for k, v in info.items()) + "."
     if "blas" in info:  # the SKR benchmarks' record before thread_counts existed
         blas = ", ".join(f"{k} {v}" for k, v in info["blas"].items()) or "unknown"
         return (f"Threads: BLAS {blas}; numba {info['numba']}; PETSc {info['petsc_processes']} process(es), "
@@ -267,8 +275,9 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
 
 def write_results(name: str, payload: dict, markdown: str, threads: dict | None = None) -> tuple[Path, Path]:
     """Write benchmarks/results/<name>.json and <name>.md with the machine description and the
-    thread counts (``threads``, default ``thread_counts()`` of this process; pass the
-    competitors' own where they ran in other processes) in the JSON and the Markdown header."""
+    thread counts (``threads``, default ``thread_counts()`` of this process now, after the
+    competitors loaded their libraries; pass the competitors' own where they ran in other
+    processes) in the JSON and the Markdown header."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     threads = thread_counts() if threads is None else threads
     payload = {"machine": machine(), "thread_counts": threads, **payload}
