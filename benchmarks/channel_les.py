@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E402
+from benchmarks.common import RESULTS, markdown_table, set_threads, write_results  # noqa: E402
 from benchmarks.operators import dns_seconds_per_snapshot  # noqa: E402
 
 MODELS = (("none", None), ("wale", "wale"), ("dsm", "dsm"))
@@ -57,14 +57,10 @@ def main(argv=None):
     ap.add_argument("--late", type=float, default=0.5, help="late-time window: the last fraction of snapshots")
     ap.add_argument("--name", default="channel_les", help="results name under benchmarks/results/")
     ap.add_argument("--workdir", default=None, help="where the LES files go (default: a temporary directory)")
-    ap.add_argument("--threads", type=int, default=1, help="torch/numba threads (stated in the results)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads of the LES and the DNS it is timed against (torch, BLAS, numba; recorded)")
     a = ap.parse_args(argv)
-    try:
-        import torch
-
-        torch.set_num_threads(a.threads)
-    except ImportError:  # pragma: no cover
-        pass
+    set_threads(a.threads)
 
     with h5py.File(a.data, "r") as f:
         attrs = {k: f.attrs[k] for k in f.attrs}

@@ -132,6 +132,8 @@ def set_threads(n: int, torch: bool | None = None) -> dict:
     import scipy.linalg  # noqa: F401  (loads SciPy's)
 
     _blas_call(_BLAS_SET, ctypes.c_int(n))
+    if "numba" not in sys.modules and n > (os.cpu_count() or 1):
+        os.environ["NUMBA_NUM_THREADS"] = str(n)  # numba's pool, all cores by default, caps its count
     if importlib.util.find_spec("numba") is not None:
         import numba
 
