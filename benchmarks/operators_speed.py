@@ -146,13 +146,13 @@ def run_case(case: dict) -> dict:
 
 
 def main(argv=None) -> int:
+    global THREADS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only the 16x17x8 grid")
     ap.add_argument("--threads", type=int, default=THREADS, help="threads of every case (default BENCH_THREADS or 2)")
     ap.add_argument("--recipe", action="store_true", help="the CPU-recipe configurations (16x17x8) only")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    global THREADS
     THREADS = args.threads
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))
