@@ -122,6 +122,7 @@ def main(argv=None):
                 row[f"Euu_z {where} rel L2"] = rel_l2(sp[where]["Euu_z"], rs[where]["Euu_z"])
         rows.append(row)
 
+    RESULTS.mkdir(parents=True, exist_ok=True)
     _plots(a.name, runs, stats, S, y)
     payload = {"name": a.name, "data": str(a.data), "trajectory": k, "snapshots": S, "late_window": [late.start, late.stop],
                "snapshot_dt": float(attrs["snapshot_dt"]), "coarse_grid": [len(x), len(y), len(z)],
