@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import markdown_table, set_threads, write_results  # noqa: E402
+from benchmarks.common import markdown_table, set_threads, thread_count, write_results  # noqa: E402
 from linsolve import make_solver  # noqa: E402
 from linsolve.relaxation.bandits import DEFAULT_OMEGAS, make_policy, replay  # noqa: E402
 from linsolve.relaxation.khodak_sequence import SHIFT_RANGE, iteration_table, shifted_laplacian_sequence  # noqa: E402
@@ -361,7 +361,7 @@ def main(argv=None):
     ap.add_argument("--name", default=None, help="results file stem (default from the sections)")
     ap.add_argument("--merge", nargs="*", default=None, metavar="STEM",
                     help="combine the targets of earlier partial runs (results stems) into bandit_sor.json/.md")
-    ap.add_argument("--threads", type=int, default=1, help="threads of every competitor (BLAS, numba)")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (BLAS, numba)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     if args.merge is not None:

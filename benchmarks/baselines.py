@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import markdown_table, median_time, set_threads, write_results  # noqa: E402
+from benchmarks.common import markdown_table, median_time, set_threads, thread_count, write_results  # noqa: E402
 from linsolve import gallery, make_solver  # noqa: E402
 from linsolve.petsc_support.utils import have_petsc  # noqa: E402
 
@@ -72,7 +72,7 @@ def main(argv=None):
     p.add_argument("--rtol", type=float, default=1e-8)
     p.add_argument("--maxiter", type=int, default=5000)
     p.add_argument("--note", default="", help="free text recorded with the results (e.g. machine load)")
-    p.add_argument("--threads", type=int, default=1, help="threads of every solver (BLAS, numba, PETSc's BLAS)")
+    p.add_argument("--threads", type=thread_count, default=1, help="threads of every solver (BLAS, numba, PETSc's BLAS)")
     a = p.parse_args(argv)
     set_threads(a.threads)
     backends = ["scipy", "petsc"] if have_petsc() else ["scipy"]

@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 import scipy.sparse as sp
 
-from benchmarks.common import markdown_table, median_time, set_threads, write_results
+from benchmarks.common import markdown_table, median_time, set_threads, thread_count, write_results
 from datagen import get_family
 from datagen.stencils import Mesh, fv_diffusion
 
@@ -53,7 +53,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--grid", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--threads", type=int, default=1, help="threads of NumPy/SciPy's BLAS and numba")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of NumPy/SciPy's BLAS and numba")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     n, rep = args.grid, args.repeat

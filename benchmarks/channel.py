@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, markdown_table, set_threads, write_results  # noqa: E402
+from benchmarks.common import RESULTS, markdown_table, set_threads, thread_count, write_results  # noqa: E402
 
 CANDIDATES = [  # (label, solver, options)
     ("cg (warm start)", "cg", {}),
@@ -288,7 +288,7 @@ def main(argv=None):
     t.add_argument("--maxiter", type=int, default=2000)
     t.add_argument("--budget", type=float, default=30.0, help="CPU seconds per solver before it is cut short")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=1, help="threads of every solver (torch, BLAS, numba)")
+    t.add_argument("--threads", type=thread_count, default=1, help="threads of every solver (torch, BLAS, numba)")
     r = sub.add_parser("report")
     r.add_argument("--run", default="runs/channel180")
     r.add_argument("--t-start", type=float, default=10.0)

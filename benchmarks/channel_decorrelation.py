@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import set_threads, write_results  # noqa: E402
+from benchmarks.common import set_threads, thread_count, write_results  # noqa: E402
 from datagen.channel.filtering import CoarseFilter, collocate  # noqa: E402
 from datagen.channel.states import load_state  # noqa: E402
 from datagen.channel.trajectories import PRESETS, _perturb  # noqa: E402
@@ -47,7 +47,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=PRESETS["surrogate"]["decorrelate"])
     ap.add_argument("--every", type=int, default=250)
     ap.add_argument("--seeds", default="1,6")
-    ap.add_argument("--threads", type=int, default=1, help="threads of BLAS, numba and PyTorch")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of BLAS, numba and PyTorch")
     a = ap.parse_args(argv)
     set_threads(a.threads)
     sur = PRESETS["surrogate"]

@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, markdown_table, set_threads, write_results  # noqa: E402
+from benchmarks.common import RESULTS, markdown_table, set_threads, thread_count, write_results  # noqa: E402
 from benchmarks.operators import dns_seconds_per_snapshot  # noqa: E402
 
 MODELS = (("none", None), ("wale", "wale"), ("dsm", "dsm"))
@@ -57,7 +57,7 @@ def main(argv=None):
     ap.add_argument("--late", type=float, default=0.5, help="late-time window: the last fraction of snapshots")
     ap.add_argument("--name", default="channel_les", help="results name under benchmarks/results/")
     ap.add_argument("--workdir", default=None, help="where the LES files go (default: a temporary directory)")
-    ap.add_argument("--threads", type=int, default=1,
+    ap.add_argument("--threads", type=thread_count, default=1,
                     help="threads of the LES and the DNS it is timed against (torch, BLAS, numba; recorded)")
     a = ap.parse_args(argv)
     set_threads(a.threads)

@@ -33,6 +33,25 @@ _BLAS_GET = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_thread
              "openblas_get_num_threads64_", "openblas_get_num_threads")
 
 
+def thread_count(text: str) -> int:
+    """``argparse`` type of ``--threads``: a positive integer, else a one-line usage error.
+
+    Examples
+    --------
+    >>> thread_count("2")
+    2
+    """
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def requested_threads(argv: list[str] | None = None, default: int = 1) -> int:
     """The thread count a benchmark was asked for before it parses its options: the value of
     ``--threads N`` (or ``--threads=N``) in ``argv`` (default ``sys.argv``), else the

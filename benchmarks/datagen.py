@@ -29,7 +29,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from benchmarks.common import markdown_table, set_threads, write_results
+from benchmarks.common import markdown_table, set_threads, thread_count, write_results
 from datagen.pipeline import GenerateConfig, generate
 from linsolve import available_solvers
 
@@ -116,7 +116,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", default="petsc", help="petsc (the benchmark) or scipy (smoke runs without PETSc)")
     ap.add_argument("--quick", action="store_true", help="16^2, 24 samples, 1 repeat; results not written")
-    ap.add_argument("--threads", type=int, default=1, help="threads of every pipeline (BLAS, numba, PETSc's BLAS)")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every pipeline (BLAS, numba, PETSc's BLAS)")
     a = ap.parse_args(argv)
     set_threads(a.threads)
     if a.quick:

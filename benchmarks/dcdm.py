@@ -36,6 +36,7 @@ from benchmarks.common import (
     markdown_table,
     median_time,
     set_threads,
+    thread_count,
     write_results,
 )
 from datagen import get_family
@@ -288,7 +289,7 @@ def main(argv=None):
     ap.add_argument("--unet-max3d", type=int, default=32, help="largest 3-D size with an mg-unet row")
     ap.add_argument("--dcdm-maxiter", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1, help="threads of every competitor (torch, BLAS, numba)")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (torch, BLAS, numba)")
     ap.add_argument("--machine-note", default="",
                     help="how loaded the machine was (goes into the notes), e.g. 'shared by 8 jobs'")
     ap.add_argument("--rerender", action="store_true",

@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import thread_count  # noqa: E402
+
 #: the CPU recipe: every model trained with the same data, epochs, batch, optimiser; the widths and
 #: implicit iterations are reduced from the paper's so that one training fits about an hour on 2 cores
 RECIPE = {
@@ -319,7 +321,7 @@ def main(argv=None):
                     help="the fine-tuned model: its last epoch, or the epoch with the best late statistics "
                          "of validation-trajectory rollouts (operators train --select rollout)")
     ap.add_argument("--steps", type=int, default=None, help="rollout length (1000; --quick 50)")
-    ap.add_argument("--threads", type=int, default=2,
+    ap.add_argument("--threads", type=thread_count, default=2,
                     help="threads of the surrogates and of the DNS they are timed against (torch, BLAS, numba)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-project", action="store_true", help="skip the --project runs")

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import requested_threads  # noqa: E402
+from benchmarks.common import requested_threads, thread_count  # noqa: E402
 
 THREADS = requested_threads(default=2)
 #: OpenMP threads that spin while waiting lose ~10-20x on a machine whose cores are shared with
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     global THREADS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only the 16x17x8 grid")
-    ap.add_argument("--threads", type=int, default=THREADS, help="threads of every case (default BENCH_THREADS or 2)")
+    ap.add_argument("--threads", type=thread_count, default=THREADS, help="threads of every case (default BENCH_THREADS or 2)")
     ap.add_argument("--recipe", action="store_true", help="the CPU-recipe configurations (16x17x8) only")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -42,7 +42,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from benchmarks.common import RESULTS, markdown_table, set_threads, thread_counts, write_results
+from benchmarks.common import RESULTS, markdown_table, set_threads, thread_count, thread_counts, write_results
 
 NAME = "scale_out"
 MPI_RESULT = RESULTS / "scale_out_mpi.json"
@@ -311,7 +311,7 @@ def main(argv=None):
                     help="datagen problems to run (comma-separated: darcy, channel); the others keep their last rows")
     ap.add_argument("--name", default=NAME, help=f"result file name under benchmarks/results (default {NAME})")
     ap.add_argument("--note", default="", help="a sentence added to the datagen description (e.g. the machine's load)")
-    ap.add_argument("--threads", type=int, default=1,
+    ap.add_argument("--threads", type=thread_count, default=1,
                     help="threads of the in-process run (each Dask worker runs one, as datagen.cluster sets)")
     args = ap.parse_args(argv)
     set_threads(args.threads)

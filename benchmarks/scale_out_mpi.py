@@ -45,6 +45,8 @@ import sys
 import tempfile
 import time
 
+from benchmarks.common import thread_count
+
 #: assumed interconnect (an InfiniBand cluster like the paper's): one stage of a tree
 #: Allreduce of a few doubles, one neighbour (halo) message of a grid row
 LATENCY = {"allreduce_stage_s": 2.0e-6, "halo_s": 2.5e-6}
@@ -211,7 +213,7 @@ def main(argv=None):
     ap.add_argument("--ranks", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--stencil", choices=list(STENCILS), default="intended")
     ap.add_argument("--note", default="", help="a line on the conditions of the run, put in the Markdown")
-    ap.add_argument("--threads", type=int, default=1, help="threads per MPI process (BLAS, numba; PETSc serial)")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads per MPI process (BLAS, numba; PETSc serial)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

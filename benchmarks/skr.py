@@ -45,6 +45,7 @@ from benchmarks.common import (
     markdown_table,
     median_time,
     set_threads,
+    thread_count,
     write_results,
 )
 from datagen.family import get_family
@@ -678,7 +679,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="skr")
     ap.add_argument("--annotate", action="store_true", help="only (re)write the notes of an existing result")
-    ap.add_argument("--threads", type=int, default=1, help="threads of every competitor (BLAS, numba); recorded")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (BLAS, numba); recorded")
     args = ap.parse_args(argv)
     threads = set_threads(args.threads)
     if args.annotate:

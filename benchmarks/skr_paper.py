@@ -37,7 +37,14 @@ import time
 import numpy as np
 
 import linsolve
-from benchmarks.common import RESULTS, describe_threads, markdown_table, set_threads, write_results
+from benchmarks.common import (
+    RESULTS,
+    describe_threads,
+    markdown_table,
+    set_threads,
+    thread_count,
+    write_results,
+)
 from benchmarks.skr import PAPER, build, gcrotmk_seq, interleaved
 from linsolve.recycling.ordering import order_systems, path_length
 
@@ -342,7 +349,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="skr_paper")
     ap.add_argument("--annotate", action="store_true", help="only rewrite the notes of an existing result")
-    ap.add_argument("--threads", type=int, default=1, help="threads of every competitor (BLAS, numba); recorded")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (BLAS, numba); recorded")
     args = ap.parse_args(argv)
     threads = set_threads(args.threads)
     if args.annotate:

@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 import linsolve
-from benchmarks.common import describe_threads, markdown_table, set_threads, write_results
+from benchmarks.common import describe_threads, markdown_table, set_threads, thread_count, write_results
 from benchmarks.skr import build
 from linsolve.recycling.ordering import order_systems
 
@@ -264,7 +264,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default="main,sweep,sweep160")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="threads of every competitor (BLAS, numba); recorded")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (BLAS, numba); recorded")
     args = ap.parse_args(argv)
     threads = set_threads(args.threads)
     if args.quick:

@@ -40,7 +40,7 @@ import statistics
 import time
 
 import linsolve
-from benchmarks.common import describe_threads, markdown_table, set_threads, write_results
+from benchmarks.common import describe_threads, markdown_table, set_threads, thread_count, write_results
 from benchmarks.skr import build
 from linsolve.recycling.ordering import order_systems
 
@@ -270,7 +270,7 @@ def main(argv=None):
     ap.add_argument("--interleave", choices=["pass", "system"], default="pass",
                     help="methods take turns by whole passes through the sequence (default) or by system")
     ap.add_argument("--name", default="skr_small")
-    ap.add_argument("--threads", type=int, default=1, help="threads of every competitor (BLAS, numba); recorded")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (BLAS, numba); recorded")
     args = ap.parse_args(argv)
     threads = set_threads(args.threads)
     args.grids = [int(g) for g in args.grids.split(",")]

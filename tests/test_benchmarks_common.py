@@ -118,3 +118,17 @@ def test_write_results_records_the_thread_counts(tmp_path, monkeypatch):
     header = mpath.read_text().splitlines()[1]
     assert header.startswith("Threads: 1 requested; OpenBLAS scipy_openblas 1; numba 1; PyTorch intra-op 1, "
                              "inter-op 1;")
+
+
+def test_threads_option_rejects_a_non_positive_count_in_one_line():
+    import argparse
+
+    from benchmarks.common import thread_count
+
+    ap = argparse.ArgumentParser(prog="bench")
+    ap.add_argument("--threads", type=thread_count, default=1)
+    assert ap.parse_args(["--threads", "3"]).threads == 3
+    for bad in ("0", "-2", "x"):
+        with pytest.raises(SystemExit) as exc:
+            ap.parse_args(["--threads", bad])
+        assert exc.value.code == 2
