@@ -1,24 +1,23 @@
 """Baseline yardstick: each library-backed solver with each backend, side by side on the
 same matrices and right-hand sides in one process.
 
-    python benchmarks/baselines.py [--sizes 256,512] [--repeat 3] [--rtol 1e-8]
+    python -m benchmarks.baselines [--sizes 256,512] [--repeat 3] [--rtol 1e-8] [--threads 1]
 
 Writes benchmarks/results/baselines.json and .md. Times are medians over repeats; each
-repeat builds a fresh solver, so preconditioner set-up is included.
+repeat builds a fresh solver, so preconditioner set-up is included. SciPy (with PyAMG) and PETSc
+run in this one process on ``--threads`` threads each (``benchmarks.common.set_threads``).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import markdown_table, median_time, write_results  # noqa: E402
+from benchmarks.common import markdown_table, median_time, set_threads, thread_count, write_results  # noqa: E402
 from linsolve import gallery, make_solver  # noqa: E402
 from linsolve.petsc_support.utils import have_petsc  # noqa: E402
 
@@ -73,7 +72,9 @@ def main(argv=None):
     p.add_argument("--rtol", type=float, default=1e-8)
     p.add_argument("--maxiter", type=int, default=5000)
     p.add_argument("--note", default="", help="free text recorded with the results (e.g. machine load)")
+    p.add_argument("--threads", type=thread_count, default=1, help="threads of every solver (BLAS, numba, PETSc's BLAS)")
     a = p.parse_args(argv)
+    set_threads(a.threads)
     backends = ["scipy", "petsc"] if have_petsc() else ["scipy"]
     rows = []
     for n in [int(s) for s in a.sizes.split(",") if s]:
@@ -83,7 +84,7 @@ def main(argv=None):
                            NONSYM_CONFIGS, backends, a.repeat, a.rtol, a.maxiter)
     cols = ["matrix", "solver", "pc", "backend", "iterations", "time_s", "time_vs_petsc", "relative_residual",
             "converged"]
-    md = (f"# Baselines\n\nMedian of {a.repeat} runs, rtol={a.rtol:g}, random right-hand side (seed 0), OMP_NUM_THREADS=1. "
+    md = (f"# Baselines\n\nMedian of {a.repeat} runs, rtol={a.rtol:g}, random right-hand side (seed 0), every solver on {a.threads} thread(s) in one process. "
           "`time_vs_petsc` divides by the PETSc backend's time for the same solver and preconditioner "
           "(SciPy 'amg' is PyAMG smoothed aggregation; PETSc 'amg' is GAMG; 'ic' is PETSc ICC only).\n\n") + (f"Note: {a.note}\n\n" if a.note else "") + \
         "'ilu' is ILU(0) on both backends (compiled kernels / PETSc PCILU); 'ilutp' is SciPy's " \

@@ -2,7 +2,7 @@
 construction of the finite-volume Darcy matrix against the usual COO -> CSR route on the
 same coefficient field, side by side in one process.
 
-    python -m benchmarks.bench_family_assembly [--grid 128] [--repeat 15]
+    python -m benchmarks.bench_family_assembly [--grid 128] [--repeat 15] [--threads 1]
 
 Target (issue 3): a 128 x 128 darcy system in a few milliseconds.
 """
@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 import scipy.sparse as sp
 
-from benchmarks.common import markdown_table, median_time, write_results
+from benchmarks.common import markdown_table, median_time, set_threads, thread_count, write_results
 from datagen import get_family
 from datagen.stencils import Mesh, fv_diffusion
 
@@ -53,7 +53,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--grid", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of NumPy/SciPy's BLAS and numba")
     args = ap.parse_args(argv)
+    set_threads(args.threads)
     n, rep = args.grid, args.repeat
     rng = np.random.default_rng(0)
 

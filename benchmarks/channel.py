@@ -5,7 +5,8 @@ pressure solves, for the default ``fft-poisson`` and for the package's iterative
 on the SAME pressure sequence (the right-hand sides of consecutive RK3 substeps of a
 turbulent channel, recorded from one run and replayed in order, each solver warm-started
 from its previous solution as it would be inside the DNS). Results:
-benchmarks/results/channel_timing.{json,md}.
+benchmarks/results/channel_timing.{json,md}. Every solver runs in this process on ``--threads``
+threads (default 1: PyTorch for ``dcdm``, BLAS, numba, PETSc's BLAS; ``benchmarks.common.set_threads``).
 
 ``python benchmarks/channel.py report --run runs/channel180``: statistics of the long
 Re_tau 180 run against Moser, Kim & Mansour (1999), with plots. Results:
@@ -25,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E402
+from benchmarks.common import RESULTS, markdown_table, set_threads, thread_count, write_results  # noqa: E402
 
 CANDIDATES = [  # (label, solver, options)
     ("cg (warm start)", "cg", {}),
@@ -55,6 +56,7 @@ def _dns(args):
 def timing(args):
     import linsolve
 
+    set_threads(args.threads)
     dns = _dns(args)
     seq: list[tuple[np.ndarray, np.ndarray]] = []
     dns.pressure_hook = lambda b, x: seq.append((b.copy(), x.copy()))
@@ -153,7 +155,7 @@ def _write_timing(args, dns, A, seq, rows, skipped):
           f"state: {payload['state']}. Median over {args.steps} steps for fft-poisson; every other solver "
           f"replays the same {len(seq)} pressure right-hand sides in order (warm-started, rtol {args.rtol}), "
           f"and its step time is the non-pressure part of the step plus 3 of its mean solve times. "
-          f"Single process, OMP_NUM_THREADS=1. The machine is shared by several agents (load average "
+          f"Single process, {args.threads} thread(s) for every solver (PyTorch, BLAS, numba). The machine is shared by several agents (load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end), so CPU seconds "
           f"(process time) are the primary measure and wall seconds are given for reference; a solver "
           f"cut short by the {args.budget:.0f} CPU-s budget (checked after each solve, at least two solves) is "
@@ -286,6 +288,7 @@ def main(argv=None):
     t.add_argument("--maxiter", type=int, default=2000)
     t.add_argument("--budget", type=float, default=30.0, help="CPU seconds per solver before it is cut short")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=thread_count, default=1, help="threads of every solver (torch, BLAS, numba)")
     r = sub.add_parser("report")
     r.add_argument("--run", default="runs/channel180")
     r.add_argument("--t-start", type=float, default=10.0)

@@ -8,7 +8,8 @@ the two copies, and of each with the unperturbed starting state's coarse fluctua
 
     nice -n 10 python benchmarks/channel_decorrelation.py --steps 2500 --every 250
 
-writes benchmarks/results/channel_decorrelation.{json,md}.
+writes benchmarks/results/channel_decorrelation.{json,md}. One process, ``--threads`` threads
+(default 1; ``benchmarks.common.set_threads``), recorded with the CPU time.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import write_results  # noqa: E402
+from benchmarks.common import set_threads, thread_count, write_results  # noqa: E402
 from datagen.channel.filtering import CoarseFilter, collocate  # noqa: E402
 from datagen.channel.states import load_state  # noqa: E402
 from datagen.channel.trajectories import PRESETS, _perturb  # noqa: E402
@@ -46,7 +47,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=PRESETS["surrogate"]["decorrelate"])
     ap.add_argument("--every", type=int, default=250)
     ap.add_argument("--seeds", default="1,6")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of BLAS, numba and PyTorch")
     a = ap.parse_args(argv)
+    set_threads(a.threads)
     sur = PRESETS["surrogate"]
     seeds = [int(s) for s in a.seeds.split(",")]
     origin = load_state("re180-reduced")
@@ -89,7 +92,7 @@ def main(argv=None):
         lines.append(f"| {r['steps']} | {r['t_after']:.2f} | {r['t_plus_after']:.0f} | {fmt(r['corr_between_copies_uvw'])} "
                      f"| {fmt(r['corr_copy_a_with_start_uvw'])} | {fmt(r['corr_copy_b_with_start_uvw'])} |")
     lines += ["", f"CPU time {cpu:.0f} s for 2 x {a.steps} steps ({payload['cpu_ms_per_step']:.1f} ms per step, "
-              "single process, OMP_NUM_THREADS=1; the machine was shared by other jobs, load 8-15 on 2 cores)."]
+              f"single process, {a.threads} thread(s); the machine was shared by other jobs)."]
     write_results("channel_decorrelation", payload, "\n".join(lines) + "\n")
     print("\n".join(lines))
 

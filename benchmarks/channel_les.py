@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E402
+from benchmarks.common import RESULTS, markdown_table, set_threads, thread_count, write_results  # noqa: E402
 from benchmarks.operators import dns_seconds_per_snapshot  # noqa: E402
 
 MODELS = (("none", None), ("wale", "wale"), ("dsm", "dsm"))
@@ -57,14 +57,10 @@ def main(argv=None):
     ap.add_argument("--late", type=float, default=0.5, help="late-time window: the last fraction of snapshots")
     ap.add_argument("--name", default="channel_les", help="results name under benchmarks/results/")
     ap.add_argument("--workdir", default=None, help="where the LES files go (default: a temporary directory)")
-    ap.add_argument("--threads", type=int, default=1, help="torch/numba threads (stated in the results)")
+    ap.add_argument("--threads", type=thread_count, default=1,
+                    help="threads of the LES and the DNS it is timed against (torch, BLAS, numba; recorded)")
     a = ap.parse_args(argv)
-    try:
-        import torch
-
-        torch.set_num_threads(a.threads)
-    except ImportError:  # pragma: no cover
-        pass
+    set_threads(a.threads)
 
     with h5py.File(a.data, "r") as f:
         attrs = {k: f.attrs[k] for k in f.attrs}
@@ -126,6 +122,7 @@ def main(argv=None):
                 row[f"Euu_z {where} rel L2"] = rel_l2(sp[where]["Euu_z"], rs[where]["Euu_z"])
         rows.append(row)
 
+    RESULTS.mkdir(parents=True, exist_ok=True)
     _plots(a.name, runs, stats, S, y)
     payload = {"name": a.name, "data": str(a.data), "trajectory": k, "snapshots": S, "late_window": [late.start, late.stop],
                "snapshot_dt": float(attrs["snapshot_dt"]), "coarse_grid": [len(x), len(y), len(z)],

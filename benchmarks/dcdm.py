@@ -6,9 +6,10 @@ used in training), to rtol 1e-6, side by side in one process on the same inputs.
     python -m benchmarks.dcdm --sizes2d 64,128 --sizes3d ""       # a quick subset
     python -m benchmarks.dcdm --profile-only                      # set-up vs per-iteration only
 
-Every competitor runs on one thread: this module sets OMP/OpenBLAS/MKL/numba threads to 1
-before NumPy loads, calls ``torch.set_num_threads(1)``, and PETSc runs serially
-(``COMM_SELF``); the results record the thread counts found at run time. Timing rounds are
+Every competitor runs on the same number of threads (``--threads``, default 1):
+``benchmarks.common.set_threads`` sets PyTorch's intra-op and inter-op threads, every loaded
+OpenBLAS and numba, and PETSc runs serially (``COMM_SELF``); the results record the thread
+counts read back from the libraries. Timing rounds are
 interleaved (round k times every solver once on every system), so load from other jobs on a
 shared machine hits all solvers alike; medians over rounds and systems. Ratios are against
 the faster of PyAMG-PCG and PETSc GAMG-PCG.
@@ -21,45 +22,26 @@ against the torch path).
 """
 from __future__ import annotations
 
+import argparse
+import math
 import os
+import time
 
-THREADS = int(os.environ.get("DCDM_BENCH_THREADS", "1"))
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_var] = str(THREADS)  # before NumPy, SciPy, PETSc and torch load their thread pools
+import numpy as np
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-import linsolve  # noqa: E402
-from benchmarks.common import RESULTS, markdown_table, median_time, write_results  # noqa: E402
-from datagen import get_family  # noqa: E402
+import linsolve
+from benchmarks.common import (
+    RESULTS,
+    describe_threads,
+    markdown_table,
+    median_time,
+    set_threads,
+    thread_count,
+    write_results,
+)
+from datagen import get_family
 
 RTOL = 1e-6
-
-
-def thread_report() -> dict:
-    """The thread counts every competitor actually runs with."""
-    import torch
-
-    torch.set_num_threads(THREADS)
-    try:
-        torch.set_num_interop_threads(THREADS)
-    except RuntimeError:  # only possible before torch's first parallel work
-        pass
-    out = {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads(),
-           **{v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                              "NUMBA_NUM_THREADS")},
-           "petsc": "serial (COMM_SELF, one process)", "numba_kernels": "serial (no parallel=True)"}
-    try:
-        from threadpoolctl import threadpool_info
-
-        out["blas_pools"] = [(p.get("internal_api"), p.get("num_threads")) for p in threadpool_info()]
-    except ImportError:
-        out["blas_pools"] = "threadpoolctl not installed"
-    return out
 
 
 def _petsc_ok() -> bool:
@@ -307,6 +289,7 @@ def main(argv=None):
     ap.add_argument("--unet-max3d", type=int, default=32, help="largest 3-D size with an mg-unet row")
     ap.add_argument("--dcdm-maxiter", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (torch, BLAS, numba)")
     ap.add_argument("--machine-note", default="",
                     help="how loaded the machine was (goes into the notes), e.g. 'shared by 8 jobs'")
     ap.add_argument("--rerender", action="store_true",
@@ -320,7 +303,7 @@ def main(argv=None):
         render(old["rows"], old["notes"], old.get("models", {}), old.get("seed", 1), args.n_orth,
                old["machine"], old.get("profile", []), old.get("threads", {}))
         return
-    threads = thread_report()
+    threads = set_threads(args.threads)
     args.sizes2d = [int(s) for s in args.sizes2d.split(",") if s.strip()]
     args.sizes3d = [int(s) for s in args.sizes3d.split(",") if s.strip()]
     petsc_ok = _petsc_ok()
@@ -328,7 +311,7 @@ def main(argv=None):
 
     cards = shipped_models()
     notes = [
-        f"Threads: every competitor on {THREADS} ({threads}).",
+        f"Every competitor on {args.threads} thread(s); PETSc serial (COMM_SELF). {describe_threads(threads)}",
         "No GPU was available in this session: everything ran on the CPU."
         + ("" if 128 in args.sizes3d else " 3-D 128^3 was not measured."),
         f"{PYAMG}: SciPy CG with one PyAMG smoothed-aggregation V-cycle (`cg`, pc='amg'); {GAMG}: "
@@ -486,7 +469,8 @@ def render(rows, notes, models, seed, n_orth, machine_info, profile=(), threads=
     RESULTS.mkdir(parents=True, exist_ok=True)
     if rows:
         plot(rows, RESULTS / "dcdm_iterations.png")
-    jpath, mpath = write_results(name, payload, "\n".join(md))
+    # a re-render keeps the record of the run that measured; a run records the counts now
+    jpath, mpath = write_results(name, payload, "\n".join(md), threads=(threads or None) if machine_info else None)
     print(mpath.read_text())
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -33,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import thread_count  # noqa: E402
 
 #: the CPU recipe: every model trained with the same data, epochs, batch, optimiser; the widths and
 #: implicit iterations are reduced from the paper's so that one training fits about an hour on 2 cores
@@ -326,7 +327,8 @@ def main(argv=None):
                     help="with --finetune-select rollout: steps of each validation rollout (default: the "
                          "validation trajectory's length; the evaluation's horizon judges long-run drift)")
     ap.add_argument("--steps", type=int, default=None, help="rollout length (1000; --quick 50)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=thread_count, default=2,
+                    help="threads of the surrogates and of the DNS they are timed against (torch, BLAS, numba)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-project", action="store_true", help="skip the --project runs")
     ap.add_argument("--les", default=",".join(LES_MODELS), help="LES baselines next to the surrogates "
@@ -339,14 +341,12 @@ def main(argv=None):
     ap.add_argument("--name", default=None, help="results name (default operators, or operators_quick)")
     ap.add_argument("--note", default="", help="a line under the title (e.g. what makes this run preliminary)")
     args = ap.parse_args(argv)
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     import numpy as np
-    import torch
 
-    from benchmarks.common import markdown_table, write_results
+    from benchmarks.common import markdown_table, set_threads, write_results
     from operators.data import load_channel
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)  # the surrogates (torch) and the DNS (NumPy, BLAS, numba) alike
     args.epochs = args.epochs or (1 if args.quick else 20)
     args.steps = args.steps or (50 if args.quick else 1000)
     args.band = args.band or ("0.05,20" if args.quick else "0.5,2")

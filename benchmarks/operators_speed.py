@@ -4,8 +4,9 @@ relative-L2 loss), for the evaluation paths the models offer (``fused=False``: t
 op; ``fused=True``: the default fast exact path, whose backward keeps only the block's values and
 kernels; ``checkpoint``; ``compile``; ``precision="bfloat16"``).
 
-Each case runs in its own subprocess (so its peak resident memory is its own), with
-``torch.set_num_threads(THREADS)``. Results: benchmarks/results/operators_speed.{json,md}.
+Each case runs in its own subprocess (so its peak resident memory is its own), on
+``--threads`` threads (default ``BENCH_THREADS`` or 2; ``benchmarks.common.set_threads``: PyTorch,
+BLAS, numba), which the results record. Results: benchmarks/results/operators_speed.{json,md}.
 
     PYTHONPATH=. python -m benchmarks.operators_speed            # all cases
     PYTHONPATH=. python -m benchmarks.operators_speed --quick    # the 16x17x8 grid only
@@ -21,7 +22,9 @@ import subprocess
 import sys
 import time
 
-THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+from benchmarks.common import requested_threads, thread_count  # noqa: E402
+
+THREADS = requested_threads(default=2)
 #: OpenMP threads that spin while waiting lose ~10-20x on a machine whose cores are shared with
 #: other jobs (measured: 31 s vs 1.6 s per ifactformer-m step at 2 threads, load 13); PASSIVE
 #: makes them sleep. On an idle machine ACTIVE (OpenMP's default) is slightly faster.
@@ -93,8 +96,9 @@ def run_case(case: dict) -> dict:
     import torch
 
     import operators
+    from benchmarks.common import set_threads
 
-    torch.set_num_threads(THREADS)
+    counts = set_threads(THREADS)
     torch.manual_seed(0)
     model = operators.make_model(case["model"], **case["config"])
     nx, ny, nz = case["grid"]
@@ -137,15 +141,19 @@ def run_case(case: dict) -> dict:
     return dict(case, batch=batch, params=sum(p.numel() for p in model.parameters()),
                 seconds=statistics.median(times), cpu_seconds=statistics.median(cpu), first_call=first,
                 repeat=repeat, peak_rss_mb=peak, rss_before_mb=rss0, threads=torch.get_num_threads(),
-                load_avg=os.getloadavg()[0], omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
+                load_avg=os.getloadavg()[0], omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+                thread_counts=counts)
 
 
 def main(argv=None) -> int:
+    global THREADS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only the 16x17x8 grid")
+    ap.add_argument("--threads", type=thread_count, default=THREADS, help="threads of every case (default BENCH_THREADS or 2)")
     ap.add_argument("--recipe", action="store_true", help="the CPU-recipe configurations (16x17x8) only")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    THREADS = args.threads
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))
         return 0
@@ -153,8 +161,8 @@ def main(argv=None) -> int:
 
     rows = []
     for case in (recipe_cases() if args.recipe else cases(args.quick)):
-        env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS),
-                   OMP_WAIT_POLICY=WAIT_POLICY)
+        env = dict(os.environ, BENCH_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS),
+                   OPENBLAS_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS), OMP_WAIT_POLICY=WAIT_POLICY)
         p = subprocess.run([sys.executable, "-m", "benchmarks.operators_speed", "--case", json.dumps(case)],
                            capture_output=True, text=True, env=env)
         if p.returncode:
@@ -187,7 +195,10 @@ def main(argv=None) -> int:
           + markdown_table(rows, cols))
     name = ("operators_speed" + ("_recipe" if args.recipe else "") + ("" if THREADS == 2 else f"_{THREADS}thread")
             + ("_quick" if args.quick else ""))
-    write_results(name, {"threads": THREADS, "omp_wait_policy": WAIT_POLICY, "rows": rows}, md)
+    counts = next((r.pop("thread_counts") for r in rows if "thread_counts" in r), None)  # the cases' own
+    for r in rows:
+        r.pop("thread_counts", None)
+    write_results(name, {"threads": THREADS, "omp_wait_policy": WAIT_POLICY, "rows": rows}, md, threads=counts)
     return 0
 
 

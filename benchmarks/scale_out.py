@@ -14,7 +14,9 @@ run in-process, on 1 and on 2 single-threaded Dask worker processes. Two timings
 count: ``steady`` on an already started and warmed LocalCluster (the throughput of a long run),
 and ``end_to_end`` through ``generate(..., workers=N)`` including the cluster's start-up and
 the workers' imports. Every run of one problem must give the same data (checked: iterations
-for darcy, velocity fields for the channel). Medians of interleaved repeats.
+for darcy, velocity fields for the channel). Medians of interleaved repeats. Each worker runs
+one thread (``datagen.cluster`` sets OMP/BLAS/MKL and PyTorch to 1; the results record the
+counts the workers report); the in-process run uses ``--threads`` (default 1, the same).
 
     python -m benchmarks.scale_out                        # both parts, the full datagen sizes
     python -m benchmarks.scale_out --parts datagen --quick   # a smoke run (not written as the result)
@@ -40,7 +42,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from benchmarks.common import RESULTS, markdown_table, write_results
+from benchmarks.common import RESULTS, markdown_table, set_threads, thread_count, thread_counts, write_results
 
 NAME = "scale_out"
 MPI_RESULT = RESULTS / "scale_out_mpi.json"
@@ -79,7 +81,7 @@ def run_darcy(cfg, workdir: Path, repeat: int) -> tuple[list[dict], dict]:
     e2e = {m: [] for m in MODES[1:]}
     cpu = {m: {"client": [], "workers": []} for m in MODES}
     starts = {m: [] for m in MODES[1:]}
-    iterations = {}
+    iterations, worker_threads = {}, {}
     warm = darcy_cfg(n=2, chunk=1, grid=cfg.grid[0], seed=cfg.seed + 1)
     generate(warm, workdir / "warm.h5", overwrite=True)  # imports, PETSc start-up out of the timings
     for _ in range(repeat):
@@ -91,6 +93,7 @@ def run_darcy(cfg, workdir: Path, repeat: int) -> tuple[list[dict], dict]:
                 starts[mode].append(t_start)
                 scheduler = cluster.scheduler_address
                 generate(warm, workdir / "warm.h5", overwrite=True, scheduler=scheduler)
+                worker_threads.setdefault(mode, _worker_threads(client))
             try:
                 w0, c0 = _workers_cpu(client), time.process_time()
                 s = generate(cfg, out, overwrite=True, scheduler=scheduler)
@@ -113,7 +116,16 @@ def run_darcy(cfg, workdir: Path, repeat: int) -> tuple[list[dict], dict]:
         if row["run on"] != "in-process":
             row["workers_cpu_s"] = statistics.median(cpu[row["run on"]]["workers"])
     return rows, {"iterations_mean": float(np.mean(iterations["in-process"])),
-                  "cluster_start_s": {m: statistics.median(v) for m, v in starts.items()}}
+                  "cluster_start_s": {m: statistics.median(v) for m, v in starts.items()},
+                  "worker_thread_counts": worker_threads}
+
+
+def _worker_threads(client) -> dict:
+    """Each worker's ``thread_counts()`` (after a warm-up run loaded its libraries)."""
+    try:
+        return {addr: c for addr, c in client.run(thread_counts).items()}
+    except Exception as exc:  # noqa: BLE001 - a record, not a result: say why it is missing
+        return {"unknown": f"{type(exc).__name__}: {exc}"}
 
 
 def _workers_cpu(client) -> float:
@@ -242,7 +254,9 @@ def part_datagen(args, previous: dict | None = None) -> dict:
     d = settings["darcy"]
     md = (f"# Scale-out: datagen on Dask workers\n\nThroughput through the whole generation call (I/O included), "
           f"in-process and on LocalClusters of 1 and 2 single-threaded worker processes "
-          f"(OMP/BLAS threads 1; the in-process run under OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')}). "
+          f"(each worker: OMP/BLAS/MKL and PyTorch threads 1, set by `datagen.cluster`, counts in the JSON's "
+          f"worker_thread_counts; the in-process run on {args.threads} thread(s), set by "
+          f"`benchmarks.common.set_threads`). "
           f"darcy: {d['n']} samples, grid {d['grid']}^2, RCG (PETSc ICC, recycle 20) in greedy order, chunks of "
           f"{d['chunk']} ({-(-d['n'] // d['chunk'])} tasks); each task samples its own coefficient fields and "
           f"writes its shard. channel: the surrogate preset's grids and step from the shipped developed state, "
@@ -273,7 +287,10 @@ def part_mpi(args) -> dict | None:
         return None
     lines = md_path.read_text().splitlines()
     if lines and lines[0].startswith("Machine:"):  # its own machine and commit, kept under its title
-        note = f"(From `benchmarks/results/{md_path.name}`, measured on: {lines.pop(0)[len('Machine:'):].strip()})"
+        note = f"(From `benchmarks/results/{md_path.name}`, measured on: {lines.pop(0)[len('Machine:'):].strip()}"
+        if lines and lines[0].startswith("Threads:"):
+            note += f" {lines.pop(0)}"
+        note += ")"
         while lines and not lines[0].strip():
             lines.pop(0)
         at = 1 if lines and lines[0].startswith("# ") else 0
@@ -294,7 +311,10 @@ def main(argv=None):
                     help="datagen problems to run (comma-separated: darcy, channel); the others keep their last rows")
     ap.add_argument("--name", default=NAME, help=f"result file name under benchmarks/results (default {NAME})")
     ap.add_argument("--note", default="", help="a sentence added to the datagen description (e.g. the machine's load)")
+    ap.add_argument("--threads", type=thread_count, default=1,
+                    help="threads of the in-process run (each Dask worker runs one, as datagen.cluster sets)")
     args = ap.parse_args(argv)
+    set_threads(args.threads)
     args.problems = [p.strip() for p in args.problems.split(",") if p.strip()]
     bad = sorted(set(args.problems) - {"darcy", "channel"})
     if bad or not args.problems:

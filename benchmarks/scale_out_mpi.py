@@ -6,6 +6,8 @@ and a model projecting both to the 72 processes of the SKR paper's runs.
 
 The driver starts ``mpiexec -n P python -m benchmarks.scale_out_mpi --worker ...`` for each P
 (MPICH's Hydra, as tests/linsolve/petsc_support/test_mpi.py) and writes ``benchmarks/results/scale_out_mpi.{json,md}``.
+Every process runs ``--threads`` threads (default 1; ``benchmarks.common.set_threads``): one
+thread per MPI process, for both methods; the results record rank 0's counts.
 
 Systems: the darcy sequence of ``benchmarks/skr.py``'s Table 1 (80^2 grid, n = 6400, tol 1e-8;
 ``--stencil published``: the paper's published generator, as ``benchmarks/skr_paper.py``),
@@ -43,8 +45,7 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
+from benchmarks.common import thread_count
 
 #: assumed interconnect (an InfiniBand cluster like the paper's): one stage of a tree
 #: Allreduce of a few doubles, one neighbour (halo) message of a grid row
@@ -96,10 +97,12 @@ def _reductions(PETSc) -> int:
 
 def worker(args):
     import linsolve
+    from benchmarks.common import set_threads, thread_counts
     from benchmarks.skr import build
     from linsolve.petsc_support.utils import petsc
     from linsolve.recycling.ordering import order_systems
 
+    set_threads(args.threads)
     PETSc = petsc()
     PETSc.Log.begin()
     from linsolve.petsc_support.parallel import Layout
@@ -117,7 +120,8 @@ def worker(args):
         bv = M.createVecLeft()
         bv.getArray()[:] = b[s:e]
         dist.append((M, bv))
-    out = {"processes": size, "n": int(systems[0].A.shape[0]), "systems": len(dist), "rows": []}
+    out = {"processes": size, "n": int(systems[0].A.shape[0]), "systems": len(dist), "rows": [],
+           "thread_counts": thread_counts()}
     for label in args.pcs:
         pc, opts = PCS[label]
         common = dict(backend="petsc", pc=pc, pc_options=opts, rtol=TOL, maxiter=MAXITER)
@@ -183,9 +187,10 @@ def run_worker(P, args) -> dict:
         path = os.path.join(d, "out.json")
         cmd = [mpiexec(), "-n", str(P), sys.executable, "-m", "benchmarks.scale_out_mpi", "--worker",
                "--systems", str(args.systems), "--seed", str(args.seed), "--stencil", args.stencil, "--out", path,
-               "--pcs", *args.pcs]
+               "--threads", str(args.threads), "--pcs", *args.pcs]
         print(" ".join(cmd), flush=True)
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, **{v: str(args.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                               "MKL_NUM_THREADS")}}
         proc = subprocess.run(cmd, env=env, text=True, capture_output=True)
         if proc.returncode != 0:
             raise SystemExit(f"worker at {P} processes failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -208,6 +213,7 @@ def main(argv=None):
     ap.add_argument("--ranks", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--stencil", choices=list(STENCILS), default="intended")
     ap.add_argument("--note", default="", help="a line on the conditions of the run, put in the Markdown")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads per MPI process (BLAS, numba; PETSc serial)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -255,7 +261,8 @@ def main(argv=None):
                                    "measured_speedup": next((r["speedup"] for r in rows if r["pc"] == label
                                                              and r["processes"] == P), None)})
     command = (f"python -m benchmarks.scale_out_mpi --systems {args.systems} --pcs {' '.join(args.pcs)} "
-               f"--ranks {' '.join(map(str, args.ranks))} --stencil {args.stencil} --seed {args.seed}")
+               f"--ranks {' '.join(map(str, args.ranks))} --stencil {args.stencil} --seed {args.seed} "
+               f"--threads {args.threads}")
     payload = {"systems": args.systems, "ranks": args.ranks, "latency_model": LATENCY, "paper_ranks": PAPER_RANKS,
                "pcs": {k: {"type": v[0], "options": v[1]} for k, v in PCS.items() if k in args.pcs},
                "table": rows, "model": model_rows, "runs": {str(P): v for P, v in runs.items()},
@@ -268,7 +275,7 @@ def main(argv=None):
           "system (slowest process). Global reductions per iteration counted at 2 processes from PETSc's event "
           "log (calls of VecMDot, VecNorm, VecDot, ...; ours go through VecMDot/VecDot too).\n\n"
           f"Command: `{command}`"
-          " (MPICH's mpiexec, OMP_NUM_THREADS=1)." + (f" {args.note}" if args.note else "") + "\n",
+          f" (MPICH's mpiexec, {args.threads} thread(s) per process)." + (f" {args.note}" if args.note else "") + "\n",
           markdown_table(rows),
           "\n## Projection to the paper's 72 processes\n\n"
           "T(P) = F + (T1 - F)/P + R ceil(log2 P) a + H h per solve: T1 the measured one-process median, "
@@ -280,7 +287,8 @@ def main(argv=None):
           "*_allreduce_s: the Allreduce part R ceil(log2 P) a; gcrodr_fixed_s: GCRO-DR's F (its interpreter "
           "overhead and the small dense problems every process solves), which the model does not divide by P.\n",
           markdown_table(model_rows)]
-    jpath, mpath = write_results("scale_out_mpi", payload, "\n".join(md))
+    counts = runs[args.ranks[0]].get("thread_counts")  # rank 0 of the workers, where the solves ran
+    jpath, mpath = write_results("scale_out_mpi", payload, "\n".join(md), threads=counts)
     print(f"wrote {jpath} and {mpath}")
 
 

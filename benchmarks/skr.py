@@ -31,20 +31,25 @@ Speed-ups are ratios of medians of per-system wall times from one run (totals to
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import statistics
 import time
 
-skr_threads = importlib.import_module("benchmarks.skr_threads")  # equal thread counts, set before NumPy loads
+import numpy as np
+import scipy.sparse.linalg as spla
 
-import numpy as np  # noqa: E402
-import scipy.sparse.linalg as spla  # noqa: E402
-
-import linsolve  # noqa: E402
-from benchmarks.common import RESULTS, markdown_table, median_time, write_results  # noqa: E402
-from datagen.family import get_family  # noqa: E402
-from linsolve.recycling.ordering import order_systems, path_length  # noqa: E402
+import linsolve
+from benchmarks.common import (
+    RESULTS,
+    describe_threads,
+    markdown_table,
+    median_time,
+    set_threads,
+    thread_count,
+    write_results,
+)
+from datagen.family import get_family
+from linsolve.recycling.ordering import order_systems, path_length
 
 PAPER = {  # Table 1 time speed-ups of SKR over PETSc GMRES (jacobi rows use bjacobi's figure)
     "darcy": {"none": 2.7, "jacobi": 4.0, "bjacobi": 4.0, "asm": 4.5, "ilu": 3.7},
@@ -674,7 +679,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="skr")
     ap.add_argument("--annotate", action="store_true", help="only (re)write the notes of an existing result")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (BLAS, numba); recorded")
     args = ap.parse_args(argv)
+    threads = set_threads(args.threads)
     if args.annotate:
         annotate(args.name)
         return
@@ -687,9 +694,9 @@ def main(argv=None):
         args.order_systems, args.subset = 100_000, 2000
     parts = args.parts.split(",")
     payload = {"protocol": "quick" if args.quick else "full", "systems": args.systems, "pcs": args.pcs,
-               "parts": parts, "notes": [], "loadavg": [os.getloadavg()[0]], "threads": skr_threads.threads()}
+               "parts": parts, "notes": [], "loadavg": [os.getloadavg()[0]], "threads": threads}
     md = [f"# SKR benchmark ({payload['protocol']} run: {args.systems} systems per family, "
-          f"PCs {', '.join(args.pcs)})\n", skr_threads.describe(payload["threads"]) + "\n"]
+          f"PCs {', '.join(args.pcs)})\n", describe_threads(payload["threads"]) + "\n"]
     rows = None
     if "table1" in parts:
         rows = part_table1(args, payload, md)

@@ -26,19 +26,16 @@ subset estimates its median; the published instances take up to 10,000 iteration
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import statistics
 import time
 
-skr_threads = importlib.import_module("benchmarks.skr_threads")  # equal thread counts, set before NumPy loads
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import linsolve  # noqa: E402
-from benchmarks.common import markdown_table, write_results  # noqa: E402
-from datagen.family import get_family  # noqa: E402
-from linsolve.recycling.ordering import order_systems  # noqa: E402
+import linsolve
+from benchmarks.common import markdown_table, set_threads, thread_count, write_results
+from datagen.family import get_family
+from linsolve.recycling.ordering import order_systems
 
 MAXITER = 10_000
 PAPER_SPEEDUP = {  # Table 1 time speed-ups of SKR over GMRES, as issue #4 quotes them
@@ -154,7 +151,9 @@ def main(argv=None):
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (BLAS, numba); recorded")
     args = ap.parse_args(argv)
+    threads = set_threads(args.threads)
     if args.quick:
         args.systems, args.baseline_systems, args.families = 8, 4, ["darcy"]
     rows, detail = [], []
@@ -171,7 +170,7 @@ def main(argv=None):
                             "order": "greedy nearest neighbour on the family features",
                             "stopping": "true residual ||b - A x|| <= tol ||b||"},
                "rows": rows, "detail": detail, "seconds": time.perf_counter() - t0,
-               "threads": skr_threads.threads(), "loadavg": os.getloadavg()[0]}
+               "threads": threads, "loadavg": os.getloadavg()[0]}
     write_results("skr_instances", payload, render(payload))
     return rows
 

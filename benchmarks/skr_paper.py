@@ -30,19 +30,23 @@ stride-1, 2 stride-1, ...), so each has a predecessor to warm-start from.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import statistics
 import time
 
-skr_threads = importlib.import_module("benchmarks.skr_threads")  # equal thread counts, set before NumPy loads
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import linsolve  # noqa: E402
-from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E402
-from benchmarks.skr import PAPER, build, gcrotmk_seq, interleaved  # noqa: E402
-from linsolve.recycling.ordering import order_systems, path_length  # noqa: E402
+import linsolve
+from benchmarks.common import (
+    RESULTS,
+    describe_threads,
+    markdown_table,
+    set_threads,
+    thread_count,
+    write_results,
+)
+from benchmarks.skr import PAPER, build, gcrotmk_seq, interleaved
+from linsolve.recycling.ordering import order_systems, path_length
 
 MAXITER = 10_000
 RESTART, RECYCLE = 40, 20
@@ -307,7 +311,7 @@ def render(payload, name) -> str:
     return "\n".join([
         f"# SKR Table 1 on the paper's published matrices ({p['mode']} run: {p['systems']} systems per family, "
         f"PCs {', '.join(p['pcs'])}; {p['seconds'] / 60:.1f} min)\n",
-        *([skr_threads.describe(payload["threads"]) + "\n"] if "threads" in payload else []),
+        *([describe_threads(payload["threads"]) + "\n"] if "threads" in payload else []),
         "Median seconds and iterations per system (PETSc baselines over every "
         f"{p['stride']}th greedy position, {p['baseline_count']} systems; the others over all). Speed-ups are "
         "ratios of those medians, one run. `speedup_paper_warm`: SKR warm-started vs PETSc GMRES(40) cold "
@@ -345,7 +349,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="skr_paper")
     ap.add_argument("--annotate", action="store_true", help="only rewrite the notes of an existing result")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (BLAS, numba); recorded")
     args = ap.parse_args(argv)
+    threads = set_threads(args.threads)
     if args.annotate:
         annotate(args.name)
         return
@@ -353,7 +359,7 @@ def main(argv=None):
         args.systems, args.pcs, args.name = 20, ["jacobi", "ilu"], args.name + "_quick"
     t_start = time.perf_counter()
     payload = {"loadavg": [os.getloadavg()[0]], "table1": [], "detail": [], "sorting": {},
-               "threads": skr_threads.threads()}
+               "threads": threads}
     for fam in args.families:
         systems, feats = build(fam, args.systems, args.seed, **FAMILIES[fam]["params"])
         t0 = time.perf_counter()

@@ -26,19 +26,16 @@ update_max is a fixed interval.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import statistics
 import time
 
-skr_threads = importlib.import_module("benchmarks.skr_threads")  # equal thread counts, set before NumPy loads
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import linsolve  # noqa: E402
-from benchmarks.common import markdown_table, write_results  # noqa: E402
-from benchmarks.skr import build  # noqa: E402
-from linsolve.recycling.ordering import order_systems  # noqa: E402
+import linsolve
+from benchmarks.common import describe_threads, markdown_table, set_threads, thread_count, write_results
+from benchmarks.skr import build
+from linsolve.recycling.ordering import order_systems
 
 TARGET = 1.5
 TOL = 1e-8
@@ -267,7 +264,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default="main,sweep,sweep160")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (BLAS, numba); recorded")
     args = ap.parse_args(argv)
+    threads = set_threads(args.threads)
     if args.quick:
         args.systems, args.repeats, args.large, args.large_systems = 20, 1, False, 0
         args.sweep_systems, args.sweep_repeats = 15, 1
@@ -275,8 +274,8 @@ def main(argv=None):
         args.systems, args.repeats, args.large, args.large_systems = 100, 3, True, 30
         args.sweep_systems, args.sweep_repeats = 40, 2
     payload = {"config": {k: v for k, v in vars(args).items()}, "tol": TOL, "target": TARGET,
-               "threads": skr_threads.threads(), "loadavg": [os.getloadavg()[0]]}
-    md: list[str] = [skr_threads.describe(payload["threads"]) + "\n"]
+               "threads": threads, "loadavg": [os.getloadavg()[0]]}
+    md: list[str] = [describe_threads(payload["threads"]) + "\n"]
     parts = args.parts.split(",")
     if "main" in parts:
         part_main(args, payload, md)

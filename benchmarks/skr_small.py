@@ -1,5 +1,5 @@
 """SKR at small sizes and recycled CG with Jacobi, against the strongest PETSc baselines
-(issue #17), every competitor on one thread (``benchmarks/skr_threads.py``).
+(issue #17), every competitor on one thread (``--threads``, ``benchmarks.common.set_threads``).
 
     python -m benchmarks.skr_small                  # 40 systems, 5 repeats
     python -m benchmarks.skr_small --repeats 1      # a check that it runs (minutes)
@@ -32,10 +32,7 @@ methods rotated each repeat; the totals are medians over the repeats of the sum 
 sequence of wall seconds, and of this thread's CPU seconds (the steadier measure when other
 processes share the cores).
 """
-# ruff: noqa: I001, E402  (benchmarks.skr_threads sets the thread counts before NumPy loads)
 from __future__ import annotations
-
-import benchmarks.skr_threads as skr_threads
 
 import argparse
 import os
@@ -43,7 +40,7 @@ import statistics
 import time
 
 import linsolve
-from benchmarks.common import markdown_table, write_results
+from benchmarks.common import describe_threads, markdown_table, set_threads, thread_count, write_results
 from benchmarks.skr import build
 from linsolve.recycling.ordering import order_systems
 
@@ -273,17 +270,19 @@ def main(argv=None):
     ap.add_argument("--interleave", choices=["pass", "system"], default="pass",
                     help="methods take turns by whole passes through the sequence (default) or by system")
     ap.add_argument("--name", default="skr_small")
+    ap.add_argument("--threads", type=thread_count, default=1, help="threads of every competitor (BLAS, numba); recorded")
     args = ap.parse_args(argv)
+    threads = set_threads(args.threads)
     args.grids = [int(g) for g in args.grids.split(",")]
     args.periter_grids = [int(g) for g in args.periter_grids.split(",")]
     parts = args.parts.split(",")
-    info = skr_threads.threads()
+    info = threads
     payload = {"parts": parts, "systems": args.systems, "repeats": args.repeats, "seed": args.seed,
                "interleave": args.interleave,
                "threads": info, "loadavg": [os.getloadavg()[0]]}
     md = [f"# SKR at small sizes, recycled CG with Jacobi ({args.systems} systems, {args.repeats} repeats, "
           f"methods interleaved by {args.interleave})\n",
-          skr_threads.describe(info) + "\n"]
+          describe_threads(info) + "\n"]
     if "gcrodr" in parts:
         part_gcrodr(args, payload, md)
     if "periter" in parts:
