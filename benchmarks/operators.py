@@ -615,11 +615,12 @@ def _plots(runs, name, dns=None):
         axs[2].plot(yp, -ref["uv_plus"], "k-", lw=2)
         for r in shown:
             pr = {q: np.asarray(v)[1:] for q, v in r["late_profiles"]["prediction"].items()}
+            yr = np.asarray(r["late_profiles"]["y_plus"])[1:]  # each run's own wall units
             st = {"color": "tab:blue", **{k: v for k, v in style(r).items() if k != "ls"}}
-            axs[0].semilogx(yp, pr["U_plus"], label=label(r), ms=3, **st)
+            axs[0].semilogx(yr, pr["U_plus"], label=label(r), ms=3, **st)
             for q, ls in (("u_rms_plus", "-"), ("v_rms_plus", ":"), ("w_rms_plus", "-.")):
-                axs[1].plot(yp, pr[q], ls=ls, ms=3, **st)
-            axs[2].plot(yp, -pr["uv_plus"], ms=3, **st)
+                axs[1].plot(yr, pr[q], ls=ls, ms=3, **st)
+            axs[2].plot(yr, -pr["uv_plus"], ms=3, **st)
         axs[0].set(xlabel="y+", ylabel="U+", title="mean velocity (late)")
         axs[1].set(xlabel="y+", ylabel="rms+", title="u' (-), v' (:), w' (-.)")
         axs[2].set(xlabel="y+", ylabel="-u'v'+", title="Reynolds shear stress")
