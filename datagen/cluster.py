@@ -41,7 +41,8 @@ from linsolve.core.validation import check_int
 #: default seconds to wait for an existing scheduler before giving up
 CONNECT_TIMEOUT_S = 10.0
 #: Dask settings of the local cluster (see ``local_cluster``)
-LOCAL_CLUSTER_CONFIG = {"distributed.admin.tick.interval": "200ms", "distributed.admin.system-monitor.interval": "2s"}
+LOCAL_CLUSTER_CONFIG = {"distributed.admin.tick.interval": "200ms", "distributed.admin.system-monitor.interval": "2s",
+                        "distributed.worker.profile.enabled": False}
 #: threads a worker's numerical libraries may use (one task per single-threaded process)
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -256,7 +257,10 @@ def local_cluster(n_workers: int):
     The scheduler and nannies live in this process; their event-loop health check runs every
     200 ms instead of 20 ms and the system monitor every 2 s instead of 0.5 s, which takes the
     idle CPU of this process from about 4% to 1.5% of a core: on a machine with as many cores
-    as workers that is CPU the workers do not get."""
+    as workers that is CPU the workers do not get. The workers' statistical profiler (a stack
+    sample of the task thread every 10 ms, for the dashboard's profile page) is off: it took
+    about 3% of a core per idle worker and 5% per busy one (0.2 CPU seconds per worker in a 4 s
+    darcy run)."""
     import dask
     from distributed import LocalCluster
 
