@@ -97,6 +97,19 @@ class Session:
         self.close()
 
     @property
+    def client_threads(self) -> int:
+        """Threads this process may use for its own serial work before the first task (drawing
+        the samples the order needs) while the workers wait: the cores it may run on, at most
+        8; 1 in-process, where the run keeps to one thread."""
+        if self.client is None:
+            return 1
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # not Linux
+            cores = os.cpu_count() or 1
+        return max(1, min(cores, 8))
+
+    @property
     def n_workers(self) -> int:
         if self.client is None:
             return 0
