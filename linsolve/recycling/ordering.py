@@ -230,7 +230,7 @@ def fourier_features(F, fft_modes: int = 8, chunk: int = 2048) -> np.ndarray:
     _check_dtype(F)  # complex fields lost their imaginary part below (a ComplexWarning only)
     if F.ndim <= 2:
         X = _as_matrix(F).astype(np.float64)
-        return _pow2_scaled(X - X.mean(axis=0)).astype(np.float32)
+        return _pow2_scaled(X - X.mean(axis=0), inplace=True).astype(np.float32)
     axes = tuple(range(1, F.ndim))
     shape = F.shape[1:]
     sel = []
