@@ -24,6 +24,7 @@ from datagen.pipeline import (
     PipelineError,
     Progress,
     _greedy_order,
+    _storable_sample,
     draw_samples,
     family_errors,
     generate,
@@ -184,6 +185,20 @@ def test_sampling_threads_keep_the_callers_floating_point_error_state():
     assert len(got) == 12 and all(np.isinf(p["big"]).all() for p in got)
     with np.errstate(over="raise"), pytest.raises(FloatingPointError):
         draw_samples(cfg, family, threads=3)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 3.5e38, -3.5e38, complex(np.inf, 0), complex(0, np.nan)])
+def test_a_sample_with_nan_inf_or_beyond_float32_values_is_not_storable(bad):
+    f32max = float(np.finfo(np.float32).max)
+    ok = {"a": np.array([[1.0, -f32max], [0.0, f32max]]), "k": 2.0, "name": "x", "flag": True, "none": None,
+          "empty": np.zeros(0), "c": np.array([1 + 2j])}
+    features = np.array([0.5, -f32max])
+    assert _storable_sample(ok, features)
+    field = ok["a"].astype(complex) if isinstance(bad, complex) else ok["a"].copy()
+    field[1, 0] = bad
+    assert not _storable_sample({**ok, "a": field}, features)
+    assert not _storable_sample({**ok, "k": bad}, features)
+    assert not _storable_sample(ok, np.array([0.5, bad]))
 
 
 def test_resume_refuses_a_partial_run_sampled_another_way(tmp_path):
