@@ -70,12 +70,22 @@ def path_length(features, order=None) -> float:
     return math.ldexp(total, e)
 
 
-def _pow2_scaled(X: np.ndarray) -> np.ndarray:
+def _pow2_scaled(X: np.ndarray, inplace: bool = False) -> np.ndarray:
     """X times the power of two that brings its largest entry to [0.5, 1): squares of
     features near 1e300 overflowed (greedy returned -1s, path_length inf) and near 1e-300
-    underflowed to ties; a power of two leaves every comparison of ordinary data exact."""
-    top = float(np.max(np.abs(X), initial=0.0))
-    return np.ldexp(X, -np.frexp(top)[1]) if top > 0 else X
+    underflowed to ties; a power of two leaves every comparison of ordinary data exact.
+    ``inplace``: scale X itself (a float array) instead of a copy, with the same values."""
+    # max |X| from the extremes: no |X| temporary, the same value (NaN propagates as before)
+    top = max(float(X.max(initial=0.0)), -float(X.min(initial=0.0)))
+    if np.isnan(top) or not top > 0:
+        return X
+    e = int(np.frexp(top)[1])
+    out = X if inplace else None
+    if -1022 <= -e <= 1023:
+        # a product with a normal power of two is exact, and rounded as ldexp rounds where it
+        # is subnormal: np.ldexp(X, -e)'s values, in one pass that can write in place
+        return np.multiply(X, math.ldexp(1.0, -e), out=out)
+    return np.ldexp(X, -e, out=out)
 
 
 def _check_perm(order, n) -> np.ndarray:
@@ -163,7 +173,7 @@ def greedy_order(X: np.ndarray, start: int = 0, memory: int = 1 << 28) -> np.nda
     # features, so |x|^2 - 2 x.y + |y|^2 does not cancel the gaps away (features offset by
     # 10^6 with gaps of 10^-3 would be ordered by rounding noise).
     X = X - X.mean(axis=0)
-    X = _pow2_scaled(X)
+    X = _pow2_scaled(X, inplace=True)  # X is this function's own copy
     sq = np.einsum("ij,ij->i", X, X)
     # Rounding bound of the expanded form; every system within it of the smallest value is
     # measured again directly, so the choice is the true nearest one (the gold walk's).
@@ -220,7 +230,7 @@ def fourier_features(F, fft_modes: int = 8, chunk: int = 2048) -> np.ndarray:
     _check_dtype(F)  # complex fields lost their imaginary part below (a ComplexWarning only)
     if F.ndim <= 2:
         X = _as_matrix(F).astype(np.float64)
-        return _pow2_scaled(X - X.mean(axis=0)).astype(np.float32)
+        return _pow2_scaled(X - X.mean(axis=0), inplace=True).astype(np.float32)
     axes = tuple(range(1, F.ndim))
     shape = F.shape[1:]
     sel = []

@@ -65,6 +65,27 @@ def test_two_workers_give_the_in_process_data_and_report_every_chunk(tmp_path, c
         assert sorted(rec.samples) == sorted(f["solver_stats"]["iterations"][()].tolist())
 
 
+def _periodic_callbacks(dask_worker):
+    return sorted(dask_worker.periodic_callbacks)
+
+
+def test_local_cluster_workers_run_without_the_statistical_profiler(cluster):
+    """The profiler samples the task thread every 10 ms (CPU the solves do not get); the
+    settings reach the worker processes, whose other periodic work (heartbeats) still runs."""
+    callbacks = cluster[1].run(_periodic_callbacks)
+    assert len(callbacks) == 2
+    for names in callbacks.values():
+        assert "heartbeat" in names and not any(n.startswith("profile") for n in names)
+
+
+def test_the_client_draws_on_its_cores_only_with_workers(cluster):
+    """In-process the run keeps to one thread; with workers (idle until the order is known)
+    the client draws the samples on the cores it may use."""
+    assert dgcluster.connect().client_threads == 1
+    with dgcluster.connect(scheduler=cluster[0]) as session:
+        assert session.client_threads == min(len(os.sched_getaffinity(0)), 8)
+
+
 def test_recycling_solver_statistics_do_not_depend_on_the_workers(tmp_path, cluster):
     """Recycled CG's deflation space flows through a chunk: the data and iterations equal the
     in-process run's bit for bit."""

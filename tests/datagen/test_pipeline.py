@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import datagen_toy  # noqa: F401  (registers the 'toy' family)
@@ -23,6 +24,9 @@ from datagen.pipeline import (
     PipelineError,
     Progress,
     _greedy_order,
+    _storable_sample,
+    draw_samples,
+    family_errors,
     generate,
     order_samples,
     parse_grid,
@@ -145,6 +149,56 @@ def test_independent_samples_depend_only_on_the_seed_and_their_index(tmp_path):
         np.testing.assert_array_equal(a5[i], family.sample(1, sample_stream(4, i))[0]["a"])
     np.testing.assert_array_equal(a5[:3], a3)
     assert not np.array_equal(a5[0], a5[1])
+
+
+def test_samples_drawn_in_threads_are_each_index_own_stream():
+    """The client draws in several threads (a Dask run): the same values, in index order,
+    as each sample drawn on its own from its stream, for any block split."""
+    cfg = GenerateConfig(problem="darcy", n=37, grid=8, seed=5)
+    family = cfg.build_family()
+    want = [family.sample(1, sample_stream(5, i))[0]["a"] for i in range(37)]
+    for threads in (1, 2, 3, 8, 64):
+        got = draw_samples(cfg, family, threads=threads)
+        assert len(got) == 37 and all(np.array_equal(g["a"], w) for g, w in zip(got, want, strict=True))
+    some = draw_samples(cfg, family, [30, 2, 17], threads=2)
+    assert all(np.array_equal(g["a"], want[i]) for g, i in zip(some, [30, 2, 17], strict=True))
+
+
+class _Overflowing(datagen_toy.ToyPoisson):
+    """Independent samples whose drawing overflows (as extreme GRF settings do)."""
+
+    independent_samples = True
+
+    def sample(self, n, rng):
+        return [{**p, "big": np.exp(np.full(3, 1000.0))} for p in super().sample(n, rng)]
+
+
+def test_sampling_threads_keep_the_callers_floating_point_error_state():
+    """family_errors silences NumPy's overflow warnings while sampling (the result is checked
+    instead); a sampling thread obeys the caller's np.errstate, not its own default."""
+    cfg = GenerateConfig(problem="toy", n=12, grid=8, seed=1)
+    family = cfg.build_family(_Overflowing)
+    with family_errors(cfg, "sample"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a RuntimeWarning in a thread would fail its block
+            got = draw_samples(cfg, family, threads=3)
+    assert len(got) == 12 and all(np.isinf(p["big"]).all() for p in got)
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        draw_samples(cfg, family, threads=3)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 3.5e38, -3.5e38, complex(np.inf, 0), complex(0, np.nan)])
+def test_a_sample_with_nan_inf_or_beyond_float32_values_is_not_storable(bad):
+    f32max = float(np.finfo(np.float32).max)
+    ok = {"a": np.array([[1.0, -f32max], [0.0, f32max]]), "k": 2.0, "name": "x", "flag": True, "none": None,
+          "empty": np.zeros(0), "c": np.array([1 + 2j])}
+    features = np.array([0.5, -f32max])
+    assert _storable_sample(ok, features)
+    field = ok["a"].astype(complex) if isinstance(bad, complex) else ok["a"].copy()
+    field[1, 0] = bad
+    assert not _storable_sample({**ok, "a": field}, features)
+    assert not _storable_sample({**ok, "k": bad}, features)
+    assert not _storable_sample(ok, np.array([0.5, bad]))
 
 
 def test_resume_refuses_a_partial_run_sampled_another_way(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from gold_ordering import gold_greedy
 
 from linsolve import OptionError, ShapeError, SolverError, order_systems
-from linsolve.recycling.ordering import greedy_order, hilbert_index, path_length
+from linsolve.recycling.ordering import _pow2_scaled, greedy_order, hilbert_index, path_length
 
 
 def _fields(n, g=32, seed=0):
@@ -159,6 +159,32 @@ def test_greedy_and_path_length_at_the_ends_of_the_float_range(scale, memory):
         warnings.simplefilter("error")
         assert np.array_equal(order_systems(X * scale, "greedy", memory=memory), gold_greedy(X))
         assert path_length(X * scale) == pytest.approx(scale * path_length(X), rel=1e-12)
+
+
+@pytest.mark.parametrize("top", [1e308, 1e300, 3.0, 1.0, 0.75, 1e-300, 1e-310, 5e-324])
+def test_power_of_two_scaling_equals_ldexp_bit_for_bit(top):
+    """The scaling multiplies (in place if asked) where the power of two is normal, and the
+    values are np.ldexp's, subnormal results (entries far below the largest) included."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((40, 9)) * np.logspace(0, -320, 9)  # each column ~1e-40 below the last
+    X = X / np.max(np.abs(X)) * top
+    X[0, 0] = -top  # the largest entry in magnitude is negative
+    X[1, 1] = 0.0
+    want = np.ldexp(X, -int(np.frexp(top)[1]))
+    got = _pow2_scaled(X)
+    assert got.view(np.int64).tolist() == want.view(np.int64).tolist()
+    assert 0.5 <= np.max(np.abs(got)) < 1.0
+    if top >= 1.0:  # the data reach results below the normal range
+        assert np.any((got != 0) & (np.abs(got) < np.finfo(float).tiny))
+    Y = X.copy()
+    assert _pow2_scaled(Y, inplace=True) is Y and Y.view(np.int64).tolist() == want.view(np.int64).tolist()
+
+
+def test_power_of_two_scaling_leaves_zero_and_nan_features_as_they_are():
+    Z = np.zeros((3, 2))
+    assert _pow2_scaled(Z) is Z and _pow2_scaled(Z, inplace=True) is Z
+    N = np.array([[1.0, np.nan], [2.0, 3.0]])
+    assert _pow2_scaled(N) is N
 
 
 @pytest.mark.parametrize("scale, offset", [(1e300, 0.0), (1e-300, 0.0), (1e-3, 1e6)])
