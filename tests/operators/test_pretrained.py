@@ -95,18 +95,21 @@ def test_wrong_shapes_and_format_are_refused(shipped):
         operators.load_pretrained("tiny-cpu", directory=d)
 
 
-def test_shipped_ifactformer_m_cpu_loads_and_predicts_on_its_grid():
-    """The shipped CPU-recipe checkpoint passes every check of load_pretrained (card, sha256,
-    shapes, parameter count) and maps a velocity field on its grid to one of the same shape."""
+@pytest.mark.parametrize("name, project", [("ifactformer-m-cpu", False), ("ifactformer-m-cpu-project", True)])
+def test_shipped_ifactformer_m_cpu_loads_and_predicts_on_its_grid(name, project):
+    """The shipped CPU-recipe checkpoints pass every check of load_pretrained (card, sha256,
+    shapes, parameter count) and map a velocity field on their grid to one of the same shape; the
+    card says whether the model was trained and is rolled out with the divergence-free projection."""
     import json
 
     import torch
 
     from operators.pretrained import PRETRAINED_DIR, available_pretrained, load_pretrained
 
-    assert "ifactformer-m-cpu" in available_pretrained()
-    card = json.loads((PRETRAINED_DIR / "ifactformer-m-cpu.json").read_text())
-    model = load_pretrained("ifactformer-m-cpu")
+    assert name in available_pretrained()
+    card = json.loads((PRETRAINED_DIR / f"{name}.json").read_text())
+    assert card["project"] is project
+    model = load_pretrained(name)
     assert sum(p.numel() for p in model.parameters()) == card["parameters"] == 173_019
     nx, ny, nz = card["grid"]
     torch.manual_seed(0)
