@@ -8,6 +8,8 @@ import sys
 import h5py
 import numpy as np
 
+from datagen.pipeline import Progress
+
 CHANNEL = ["generate", "channel", "--grid", "8,9,8", "--trajectories", "1", "--snapshots", "2", "--every", "2",
            "--spinup", "4", "--quiet"]
 
@@ -52,3 +54,16 @@ def assert_same_data(p1, p2):
         for k in f1.attrs:
             if k != "command":
                 np.testing.assert_array_equal(f1.attrs[k], f2.attrs[k], err_msg=k)
+
+
+class InterruptAfter(Progress):
+    """A progress callback that raises KeyboardInterrupt (a Ctrl-C in the client) at the ``after``-th
+    sample (in-process) or chunk (workers)."""
+
+    def __init__(self, after):
+        self.after, self.count = after, 0
+
+    def sample(self, iterations, converged):
+        self.count += 1
+        if self.count == self.after:
+            raise KeyboardInterrupt

@@ -15,7 +15,7 @@ import datagen_toy
 import h5py
 import numpy as np
 import pytest
-from datagen_run import assert_same_data
+from datagen_run import InterruptAfter, assert_same_data
 from typer.testing import CliRunner
 
 from datagen import cluster as dgcluster
@@ -150,28 +150,13 @@ def test_worker_drawing_other_samples_than_the_client_stops_the_run(tmp_path, cl
     assert not (tmp_path / "o.h5").exists()
 
 
-class _StopAfter(Progress):
-    """Ctrl-C in the client after ``after`` samples (in-process) or chunks (workers)."""
-
-    def __init__(self, after):
-        self.after, self.count = after, 0
-
-    def sample(self, iterations, converged):
-        self.count += 1
-        if self.count == self.after:
-            raise KeyboardInterrupt
-
-    def chunk(self, iterations, converged):
-        self.sample(0, True)
-
-
 def test_resume_works_whatever_ran_the_interrupted_run(tmp_path, cluster):
     ref = tmp_path / "ref.h5"
     generate(_cfg(), ref)
     # interrupted in-process (2 chunks of 4 saved), resumed on the workers
     a = tmp_path / "a.h5"
     with pytest.raises(KeyboardInterrupt):
-        generate(_cfg(), a, progress=_StopAfter(7))
+        generate(_cfg(), a, progress=InterruptAfter(7))
     assert len(list(parts_dir(a).glob("chunk-*.h5"))) == 2
     s = generate(_cfg(), a, resume=True, scheduler=cluster[0])
     assert s.resumed_chunks == 2 and s.solved_now == 6
@@ -179,7 +164,7 @@ def test_resume_works_whatever_ran_the_interrupted_run(tmp_path, cluster):
     # interrupted on the workers after their first chunk, resumed in-process
     b = tmp_path / "b.h5"
     with pytest.raises(KeyboardInterrupt) as info:
-        generate(_cfg(), b, scheduler=cluster[0], progress=_StopAfter(1))
+        generate(_cfg(), b, scheduler=cluster[0], progress=InterruptAfter(1))
     assert "chunks are saved in" in " ".join(info.value.__notes__)
     assert not b.exists() and list(parts_dir(b).glob("chunk-*.h5"))
     s = generate(_cfg(), b, resume=True)

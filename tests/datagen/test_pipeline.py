@@ -15,7 +15,7 @@ import datagen_toy  # noqa: F401  (registers the 'toy' family)
 import h5py
 import numpy as np
 import pytest
-from datagen_run import assert_same_data, one_line, run_datagen
+from datagen_run import InterruptAfter, assert_same_data, one_line, run_datagen
 
 from datagen import storage
 from datagen.pipeline import (
@@ -205,7 +205,7 @@ def test_resume_refuses_a_partial_run_sampled_another_way(tmp_path):
     cfg = GenerateConfig(problem="darcy", n=6, grid=8, solver="cg", chunk=2, seed=0)
     out = tmp_path / "d.h5"
     with pytest.raises(KeyboardInterrupt):
-        generate(cfg, out, progress=_Crash(3))
+        generate(cfg, out, progress=InterruptAfter(3))
     manifest = parts_dir(out) / "manifest.json"
     old = json.loads(manifest.read_text())
     del old["sampling"]  # what a run that drew all samples from one stream saved
@@ -223,21 +223,11 @@ def test_same_command_twice_gives_identical_data(tmp_path):
         assert not np.array_equal(fa["t0_fields"]["pressure"][()], fc["t0_fields"]["pressure"][()])
 
 
-class _Crash(Progress):
-    def __init__(self, after):
-        self.after, self.count = after, 0
-
-    def sample(self, iterations, converged):
-        self.count += 1
-        if self.count == self.after:
-            raise KeyboardInterrupt
-
-
 def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     ref, out = tmp_path / "ref.h5", tmp_path / "run.h5"
     generate(_cfg(), ref)
     with pytest.raises(KeyboardInterrupt):
-        generate(_cfg(), out, progress=_Crash(after=7))   # chunks of 3: two complete, one partial
+        generate(_cfg(), out, progress=InterruptAfter(after=7))   # chunks of 3: two complete, one partial
     parts = parts_dir(out)
     assert not out.exists()
     assert sorted(p.name for p in parts.glob("chunk-*.h5")) == ["chunk-00000.h5", "chunk-00001.h5"]
@@ -427,7 +417,7 @@ def test_petsc_backend_resume_equality_and_routed_options(petsc, tmp_path):
     ref, out = tmp_path / "ref.h5", tmp_path / "run.h5"
     generate(cfg, ref)
     with pytest.raises(KeyboardInterrupt):
-        generate(cfg, out, progress=_Crash(after=4))
+        generate(cfg, out, progress=InterruptAfter(after=4))
     generate(cfg, out, resume=True)
     assert_same_data(ref, out)
     assert validate_file(out, samples=8).ok
