@@ -40,7 +40,7 @@ import statistics
 import time
 
 import linsolve
-from benchmarks.common import describe_threads, markdown_table, set_threads, thread_count, write_results
+from benchmarks.common import markdown_table, set_threads, thread_count, write_results
 from benchmarks.skr import build
 from linsolve.recycling.ordering import order_systems
 
@@ -251,9 +251,12 @@ def explain(payload) -> list[str]:
                      f"{r['petsc_gamg_pcg_warm']['speedup_vs_warm_cg_cpu']:.2f}x.")
     load = payload.get("loadavg")
     if load:
-        notes.append(f"Machine load (1-minute average) {load[0]:.1f} at the start and {load[-1]:.1f} at the end"
+        # the load at the end includes this run's own process (about 1 on its own core): other jobs
+        # show in the load before it started
+        notes.append(f"Machine load (1-minute average) {load[0]:.1f} before the run and {load[-1]:.1f} at its end "
+                     "(this run's own process adds about 1)"
                      + (": the machine was loaded by other jobs, so the ratios are indicative; rerun on a quiet "
-                        "machine for the record." if max(load) > 0.5 else "."))
+                        "machine for the record." if load[0] > 0.5 else ": a quiet machine."))
     return notes
 
 
@@ -281,8 +284,7 @@ def main(argv=None):
                "interleave": args.interleave,
                "threads": info, "loadavg": [os.getloadavg()[0]]}
     md = [f"# SKR at small sizes, recycled CG with Jacobi ({args.systems} systems, {args.repeats} repeats, "
-          f"methods interleaved by {args.interleave})\n",
-          describe_threads(info) + "\n"]
+          f"methods interleaved by {args.interleave})\n"]
     if "gcrodr" in parts:
         part_gcrodr(args, payload, md)
     if "periter" in parts:
