@@ -175,6 +175,8 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
         recipe["finetune_select"] = args.finetune_select
     if args.finetune_select_steps is not None:
         recipe["finetune_select_steps"] = args.finetune_select_steps
+    if args.finetune_ema:
+        recipe["finetune_ema"] = args.finetune_ema
     res = finished_run(done, recipe, tag, log)
     if res is not None:
         return res
@@ -203,7 +205,7 @@ def one_run(name: str, project: bool, cfg: dict, args, work: Path, data, test_k:
                         noise=args.noise, init=first / "best.pt", threads=args.threads, seed=args.seed,
                         resume=resume, log=log,
                         select="rollout" if args.finetune_select == "rollout" else "val-loss",
-                        select_steps=args.finetune_select_steps)
+                        select_steps=args.finetune_select_steps, ema=args.finetune_ema)
         fine_hist = json.loads((d / "metrics.json").read_text())["epochs"]
     else:
         summary = json.loads((d / "metrics.json").read_text())["summary"]
@@ -320,6 +322,8 @@ def main(argv=None):
     ap.add_argument("--finetune-rollout-steps", type=int, default=3)
     ap.add_argument("--finetune-stats-weight", type=float, default=1.0)
     ap.add_argument("--finetune-lr", type=float, default=2e-4)
+    ap.add_argument("--finetune-ema", type=float, default=0.0,
+                    help="fine-tuning: decay of the moving average of the weights (0: off)")
     ap.add_argument("--finetune-select", choices=("last", "rollout"), default="last",
                     help="the fine-tuned model: its last epoch, or the epoch with the best late statistics "
                          "of validation-trajectory rollouts (operators train --select rollout)")
@@ -421,6 +425,7 @@ def main(argv=None):
           + (f"; then {args.finetune_epochs} epoch(s) from those weights at lr {args.finetune_lr} with the relative "
              f"L2 over {args.finetune_rollout_steps} autoregressive steps + {args.finetune_stats_weight} x plane "
              "statistics (mean, rms profile of each component, u'v' profiles), "
+             + (f"a moving average of the weights (decay {args.finetune_ema} per step), " if args.finetune_ema else "")
              + ("the epoch with the best late statistics of validation-trajectory rollouts (its largest "
                 "error/target ratio" + (f", rollouts of {args.finetune_select_steps} steps"
                                         if args.finetune_select_steps else "") + ")"

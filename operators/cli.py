@@ -158,6 +158,8 @@ def train(
     select_steps: int | None = typer.Option(None, "--select-steps", help="with --select rollout: steps of "
                                             "each validation rollout (default: the trajectory's length)"),
     init: Path | None = typer.Option(None, "--init", help="start from this checkpoint's weights (fine-tuning)"),
+    ema: float = typer.Option(0.0, "--ema", help="decay of a moving average of the weights per optimiser step "
+                              "(e.g. 0.99); the average is validated and saved; 0: off"),
     test_trajectories: int = typer.Option(1, "--test-trajectories", help="trajectories held out (the last ones)"),
     threads: int | None = typer.Option(None, "--threads", help="torch threads"),
     model_opt: list[str] = typer.Option(None, "--model-opt", help="model config override key=value (repeatable)"),
@@ -184,7 +186,7 @@ def train(
                                 step_size=step_size, gamma=gamma, rollout_steps=rollout_steps, project=project,
                                 device=device, seed=seed, test=test_trajectories, noise=noise,
                                 stats_weight=stats_weight, select=select, select_steps=select_steps, init=init,
-                                threads=threads, resume=resume,
+                                ema=ema, threads=threads, resume=resume,
                                 overwrite=overwrite, log=log,
                                 progress=lambda e, b, n: bar.update(f"epoch {e}", b, n))
     except FloatingPointError as exc:

@@ -33,13 +33,15 @@ from .stepping import make_projector, predictor, resolve_device
 
 #: the paper's optimisation settings
 DEFAULTS = dict(epochs=30, batch=5, lr=5e-4, weight_decay=0.01, step_size=5, gamma=0.7, rollout_steps=1, seed=0,
-                test=1, noise=0.0, stats_weight=0.0, select="val-loss", select_steps=None)
+                test=1, noise=0.0, stats_weight=0.0, select="val-loss", select_steps=None, ema=0.0)
 #: how ``best.pt`` is chosen
 SELECT = ("val-loss", "rollout")
 #: arguments a resumed run must share with the run it continues (``epochs`` may grow)
 RESUME_KEYS = ("model", "model_config", "data_sha256", "batch", "lr", "weight_decay", "step_size", "gamma",
                "rollout_steps", "seed", "test", "project", "noise", "stats_weight",
-               "select", "select_steps", "init_sha256")
+               "select", "select_steps", "init_sha256", "ema")
+#: the value a checkpoint written before an argument existed stands for
+RESUME_ABSENT = {"ema": 0.0, "select": "val-loss", "select_steps": None}
 
 
 def relative_l2(pred, target):
@@ -191,6 +193,7 @@ def _check_args(a: dict) -> None:
         check_real(k, a[k], 0.0, low_open=True)
     check_real("weight-decay", a["weight_decay"], 0.0)
     check_int("seed", a["seed"], 0)
+    check_real("ema", a.get("ema", 0.0), 0.0, 1.0, high_open=True)
     for k in ("noise", "stats_weight"):
         check_real(k.replace("_", "-"), a.get(k, 0.0), 0.0)
 
@@ -218,7 +221,7 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
           batch: int = 5, lr: float = 5e-4, weight_decay: float = 0.01, step_size: int = 5, gamma: float = 0.7,
           rollout_steps: int = 1, project: bool = False, device: str = "cpu", seed: int = 0, test: int = 1,
           noise: float = 0.0, stats_weight: float = 0.0, select: str = "val-loss", select_steps=None, init=None,
-          threads: int | None = None,
+          ema: float = 0.0, threads: int | None = None,
           resume: bool = False, overwrite: bool = False, log=None, progress=None) -> dict:
     """Train ``model`` on the trajectories of ``data``; write checkpoints and metrics under ``out``.
 
@@ -265,6 +268,13 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
         Start from the weights of this checkpoint (same model, config and grid; fine-tuning,
         e.g. with another ``rollout_steps`` or ``noise``) instead of a seeded initialisation.
         The optimiser and scheduler start afresh.
+    ema : float
+        Decay of an exponential moving average of the weights, updated after every optimiser
+        step (``torch.optim.swa_utils.AveragedModel``; 0.99 averages over about the last 100
+        steps). With ``ema > 0`` validation, selection, the held-out test and the checkpoints'
+        ``state_dict`` use the averaged weights (the optimiser's own are kept for ``resume``):
+        an average over many steps does not swing from one epoch to the next as the last step's
+        weights do. 0 turns it off.
     threads : int, optional
         ``torch.set_num_threads``.
     resume : bool
@@ -293,7 +303,7 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
     import torch
 
     args = dict(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, step_size=step_size, gamma=gamma,
-                rollout_steps=rollout_steps, seed=seed, noise=noise, stats_weight=stats_weight)
+                rollout_steps=rollout_steps, seed=seed, noise=noise, stats_weight=stats_weight, ema=ema)
     _check_args(args)
     check_choice("select", select, SELECT)
     select_steps = check_int("select_steps", select_steps, 1, allow_none=True)
@@ -346,22 +356,32 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=gamma)
     projector = make_projector(ds) if project else None
-    step = predictor(net, projector)
+    step = evaluated = predictor(net, projector)
+    averaged = None
+    if ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        # the averaged copy is the model that is validated, selected, tested and saved
+        averaged = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(float(ema)))
+        evaluated = predictor(averaged.module, projector)
     meta = dict(model=model, model_config=dict(net.config), data_sha256=data_sha, batch=batch, lr=lr,
                 weight_decay=weight_decay, step_size=step_size, gamma=gamma, rollout_steps=rollout_steps,
                 seed=seed, test=test, project=bool(project), noise=float(noise),
                 stats_weight=float(stats_weight), select=select, select_steps=select_steps,
-                init_sha256=init_sha)
+                init_sha256=init_sha, ema=float(ema))
     history: list[dict] = []
     start_epoch, best_val, best_epoch = 1, math.inf, 0
     if resume:
         ck = read_checkpoint(last, map_location=dev)
         saved = ck.get("train_args", {})
-        differ = [k for k in RESUME_KEYS if json.dumps(saved.get(k), sort_keys=True) != json.dumps(meta[k], sort_keys=True)]
+        differ = [k for k in RESUME_KEYS
+                  if json.dumps(saved.get(k, RESUME_ABSENT.get(k)), sort_keys=True) != json.dumps(meta[k], sort_keys=True)]
         if differ:
             raise CheckpointError(f"{str(last)!r} is a run with other arguments (differs in: {', '.join(differ)}); "
                                   "use another --out or --overwrite")
-        net.load_state_dict(ck["state_dict"])
+        net.load_state_dict(ck["raw_state_dict"] if averaged is not None else ck["state_dict"])
+        if averaged is not None:
+            averaged.load_state_dict(ck["ema_state"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         torch.set_rng_state(ck["rng"]["torch"])
@@ -398,6 +418,8 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
                 raise FloatingPointError(f"the training loss became {float(loss)} in epoch {epoch}")
             loss.backward()
             opt.step()
+            if averaged is not None:
+                averaged.update_parameters(net)
             total += float(loss.detach())
             nb += 1
             if progress:
@@ -405,12 +427,14 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
         lr_now = opt.param_groups[0]["lr"]
         sched.step()
         net.eval()
-        val = evaluate_one_step(step, val_set, batch, dev)
+        if averaged is not None:
+            averaged.eval()
+        val = evaluate_one_step(evaluated, val_set, batch, dev)
         seconds = time.perf_counter() - t0
         row = dict(epoch=epoch, train_loss=total / nb, val_loss=val, lr=lr_now, seconds=seconds)
         score = val
         if select == "rollout":
-            rs = rollout_score(step, ds, split.val, in_steps, dev, steps=select_steps)
+            rs = rollout_score(evaluated, ds, split.val, in_steps, dev, steps=select_steps)
             row["val_rollout_score"] = score = rs["score"]
             # the statistics behind the score, one column each (empty for a failed rollout)
             row.update({f"val_rollout_{q}": e for q, e in (rs["errors"] or {}).items()})
@@ -419,7 +443,9 @@ def train(data, out, model: str = "ifactformer-m", model_config: dict | None = N
         score = score if math.isfinite(score) else row["train_loss"]
         if score < best_val or best_epoch == 0:
             best_val, best_epoch = score, epoch
-        state = dict(base, state_dict=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+        weights = dict(state_dict=net.state_dict()) if averaged is None else dict(
+            state_dict=averaged.module.state_dict(), raw_state_dict=net.state_dict(), ema_state=averaged.state_dict())
+        state = dict(base, **weights, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                      rng={"torch": torch.get_rng_state(),
                           "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None},
                      epoch=epoch, history=history, best_val=best_val, best_epoch=best_epoch)

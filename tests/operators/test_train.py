@@ -365,3 +365,62 @@ def test_select_rollout_picks_best_by_the_validation_rollout_score(chan, tmp_pat
 
     with pytest.raises(OptionError, match="select must be one of"):
         train(chan, tmp_path / "q", "tiny", {}, epochs=1, select="best")
+
+
+def test_ema_checkpoint_holds_the_moving_average_of_the_weights(chan, tmp_path, monkeypatch):
+    from torch.optim.swa_utils import AveragedModel
+
+    # record the optimiser's weights after every step, then rebuild the average by its formula
+    seen = []
+    update = AveragedModel.update_parameters
+
+    def spy(self, model):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return update(self, model)
+
+    monkeypatch.setattr(AveragedModel, "update_parameters", spy)
+    decay = 0.7
+    train(chan, tmp_path / "e", "tiny", {}, epochs=2, batch=2, lr=5e-3, ema=decay)
+    ck = read_checkpoint(tmp_path / "e" / "last.pt")
+    assert len(seen) > 2
+    for k, raw in ck["raw_state_dict"].items():
+        if not raw.is_floating_point() or k in ("mean", "std"):
+            continue
+        avg = seen[0][k].double()
+        for w in seen[1:]:
+            avg = decay * avg + (1 - decay) * w[k].double()
+        torch.testing.assert_close(ck["state_dict"][k].double(), avg, rtol=1e-5, atol=1e-6)
+        assert torch.equal(raw, seen[-1][k])  # the optimiser's own weights, for resume
+    assert not torch.equal(ck["state_dict"]["net.0.weight"], ck["raw_state_dict"]["net.0.weight"])
+
+
+def test_ema_resume_continues_to_the_same_weights(chan, tmp_path):
+    kw = dict(epochs=3, batch=2, lr=2e-3, ema=0.9)
+    train(chan, tmp_path / "a", "tiny", {}, **kw)
+    train(chan, tmp_path / "b", "tiny", {}, **dict(kw, epochs=1))
+    train(chan, tmp_path / "b", "tiny", {}, **kw, resume=True)
+    a, b = read_checkpoint(tmp_path / "a" / "last.pt"), read_checkpoint(tmp_path / "b" / "last.pt")
+    for part in ("state_dict", "raw_state_dict"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    with pytest.raises(CheckpointError, match="differs in: ema"):
+        train(chan, tmp_path / "b", "tiny", {}, **dict(kw, epochs=4, ema=0.5), resume=True)
+
+
+def test_run_from_before_ema_and_select_resumes_with_their_defaults(chan, tmp_path):
+    # checkpoints written before these options existed lack them: they stand for the defaults
+    train(chan, tmp_path / "r", "tiny", {}, epochs=1, batch=4)
+    ck = read_checkpoint(tmp_path / "r" / "last.pt")
+    for key in ("ema", "select", "select_steps"):
+        del ck["train_args"][key]
+    torch.save(ck, tmp_path / "r" / "last.pt")
+    s = train(chan, tmp_path / "r", "tiny", {}, epochs=2, batch=4, resume=True)
+    assert s["epochs"] == 2
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan")])
+def test_ema_outside_0_1_is_refused(chan, tmp_path, bad):
+    from linsolve.core.errors import OptionError
+
+    with pytest.raises(OptionError, match="ema"):
+        train(chan, tmp_path / "x", "tiny", {}, epochs=1, batch=4, ema=bad)
