@@ -253,7 +253,7 @@ def card_page(name: str, card: Path) -> str:
 # --- results -----------------------------------------------------------------------------
 def result_plots(stems: list[str]) -> dict[str, list[str]]:
     """Each PNG of ``benchmarks/results`` under the longest results stem it starts with
-    (``bandit_sor_heat.png`` belongs to ``bandit_sor_heat.md``, not ``bandit_sor.md``)."""
+    (``bandit_sor_heat_quiet.png`` belongs to ``bandit_sor_heat_quiet.md``, not ``bandit_sor.md``)."""
     plots: dict[str, list[str]] = {s: [] for s in stems}
     for png in sorted(RESULTS.glob("*.png")):
         owners = [s for s in stems if png.stem == s or png.stem.startswith(s + "_")]

@@ -75,7 +75,7 @@ def test_every_results_file_gets_a_page_with_its_plots():
     stems = pages.result_stems()
     assert "skr" in stems and "dcdm" in stems
     plots = pages.result_plots(stems)
-    assert "bandit_sor_heat.png" in plots["bandit_sor_heat"] and "bandit_sor_heat.png" not in plots["bandit_sor"]
+    assert "bandit_sor_heat_quiet.png" in plots["bandit_sor_heat_quiet"] and "bandit_sor_heat_quiet.png" not in plots["bandit_sor"]
     page = pages.result_page("channel_les", plots["channel_les"])
     assert "benchmarks/results/channel_les.md" in page and "channel_les_spectra.png" in page
 
