@@ -24,8 +24,9 @@ import numpy as np
 import typer
 from typer.core import TyperGroup
 
-from linsolve import OptionError, SolverError, parse_option_value, parse_solver_spec
+from linsolve import OptionError, SolverError, parse_solver_spec
 from linsolve.cli_support import check_output_path, one_line, print_table, report_interrupt, run_app
+from linsolve.core.spec import parse_option_pairs
 
 PROG = "datagen"
 
@@ -80,19 +81,6 @@ def _out_file(raw, example: str = "data.h5") -> Path | None:
         raise CLIError(f"--out {text!r} ends with a path separator; it names the output file, "
                        f"e.g. {os.path.join(text, example)!r}")
     return Path(text)
-
-
-def parse_pairs(items, what: str) -> dict:
-    """['rtol=1e-8', 'restart=30'] -> {'rtol': 1e-8, 'restart': 30}."""
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise CLIError(f"{what} {item!r} is not key=value")
-        k, v = item.split("=", 1)
-        if not k.strip():
-            raise CLIError(f"{what} {item!r} has an empty key")
-        out[k.strip()] = parse_option_value(v)
-    return out
 
 
 def _want_progress(console, quiet: bool) -> bool:
@@ -269,7 +257,7 @@ def generate(
     spec_opt = {}
     if solver is not None:
         solver, spec_opt = parse_solver_spec(solver)
-    solver_opts = {**spec_opt, **parse_pairs(solver_opt, "--solver-opt")}
+    solver_opts = {**spec_opt, **parse_option_pairs(solver_opt, "--solver-opt")}
     if problem == "channel":
         ignored = {"--n": n, "--dim": dim, "--order": order, "--chunk": chunk, "--param": param or None,
                    "--config": config, "--strict": strict or None}
@@ -290,14 +278,14 @@ def generate(
         if alias in data:
             data[key] = data.pop(alias)
         if isinstance(data.get(key), list):
-            data[key] = parse_pairs(data[key], key.replace("_", "-"))
+            data[key] = parse_option_pairs(data[key], key.replace("_", "-"))
     given = {"problem": problem, "n": n, "grid": grid, "dim": dim, "solver": solver, "order": order,
              "chunk": chunk, "seed": seed}
     data.update({k: v for k, v in given.items() if v is not None})
     if solver_opts:
         data["solver_opt"] = {**(data.get("solver_opt") or {}), **solver_opts}
     if param:
-        data["param"] = {**(data.get("param") or {}), **parse_pairs(param, "--param")}
+        data["param"] = {**(data.get("param") or {}), **parse_option_pairs(param, "--param")}
     out = out if out is not None else data.get("out")
     if out is not None and not isinstance(out, (str, Path)):
         raise CLIError(f"out must be a file path, got {out!r}")

@@ -18,9 +18,9 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
-from datagen.cli import parse_pairs  # key=value options, as datagen reads them
 from linsolve.cli_support import check_output_path, print_table, report_interrupt, run_app
 from linsolve.core.errors import OptionError, SolverError
+from linsolve.core.spec import parse_option_pairs
 
 PROG = "operators"
 
@@ -174,7 +174,7 @@ def train(
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {str(out)!r} exists and is not a directory")
     _writable(out / "last.pt") if out.is_dir() else _writable(out)
-    cfg = parse_pairs(model_opt, "--model-opt")
+    cfg = parse_option_pairs(model_opt, "--model-opt")
     bar = _Bar(_want_progress(quiet), "train")
     def log(line):  # rich's live bar moves printed lines above itself
         if not quiet:

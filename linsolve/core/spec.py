@@ -67,6 +67,42 @@ def parse_option_value(text: str):
     return text
 
 
+def parse_option_pairs(items, what: str) -> dict:
+    """Repeated ``key=value`` command-line options as a dict, values typed by
+    :func:`parse_option_value`; a later key replaces an earlier one.
+
+    Parameters
+    ----------
+    items : iterable of str or None
+        The options as given, e.g. ``["rtol=1e-8", "restart=30"]``.
+    what : str
+        The option's name for messages, e.g. ``"--solver-opt"``.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    OptionError
+        An item without ``=`` or with an empty key.
+
+    Examples
+    --------
+    >>> parse_option_pairs(["rtol=1e-8", "restart=30", "pc=ilu"], "--solver-opt")
+    {'rtol': 1e-08, 'restart': 30, 'pc': 'ilu'}
+    """
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise OptionError(f"{what} {item!r} is not key=value")
+        k, v = item.split("=", 1)
+        if not k.strip():
+            raise OptionError(f"{what} {item!r} has an empty key")
+        out[k.strip()] = parse_option_value(v)
+    return out
+
+
 def parse_solver_spec(text: str) -> tuple[str, dict]:
     """Split a solver specification ``NAME[:key=value[:key=value...]]`` into its name and options.
 

@@ -18,7 +18,7 @@ import pytest
 from datagen_run import one_line, run_datagen
 from typer.testing import CliRunner
 
-from datagen.cli import app, parse_pairs
+from datagen.cli import app
 from datagen.pipeline import parts_dir
 from linsolve import SolverError
 from linsolve.cli_support import Terminated
@@ -48,12 +48,6 @@ def made(tmp_path_factory):
     res = invoke(*BASE, "--solver-opt", "rtol=1e-9", "--out", out, env={"DATAGEN_PROGRESS": "1"})
     assert res.exit_code == 0, res.output
     return out, res
-
-
-def test_parse_pairs():
-    assert parse_pairs(["rtol=1e-8", "restart=30", "warm_start=true", "pc=ilu", 'pc_options={"fill": 2}'],
-                       "x") == {"rtol": 1e-8, "restart": 30, "warm_start": True, "pc": "ilu",
-                                "pc_options": {"fill": 2}}
 
 
 def test_problems_lists_families_and_parameters():

@@ -150,3 +150,20 @@ def test_bad_spec_in_either_command_is_one_line_exit_2(tmp_path, spec, needle):
     assert res.exit_code != 0 and isinstance(res.exception, OptionError if "nosuch" not in spec
                                              else UnknownSolverError)
     assert needle in str(res.exception)
+
+
+def test_option_pairs_are_typed_like_solver_spec_values():
+    from linsolve.core.spec import parse_option_pairs
+
+    assert parse_option_pairs(["rtol=1e-8", "restart=30", "warm_start=true", "pc=ilu", 'pc_options={"fill": 2}'],
+                              "x") == {"rtol": 1e-8, "restart": 30, "warm_start": True, "pc": "ilu",
+                                       "pc_options": {"fill": 2}}
+    assert parse_option_pairs(None, "x") == {}
+
+
+@pytest.mark.parametrize("item, message", [("rtol", "is not key=value"), ("=3", "empty key")])
+def test_option_pair_without_key_is_refused_naming_the_option(item, message):
+    from linsolve.core.spec import parse_option_pairs
+
+    with pytest.raises(OptionError, match=f"--solver-opt '{item}' .*{message}"):
+        parse_option_pairs([item], "--solver-opt")
