@@ -54,16 +54,23 @@ class _KspPC(Preconditioner):
 class _PCText:
     """PCView of a PC as text, through one ASCII viewer kept open on an unlinked file: a
     PC's state counter does not move when its options change (PCFactorSetLevels, or
-    -pc_factor_levels and PCSetFromOptions), its description does. About 0.1 ms a call
-    (0.35 ms for GAMG) against 0.2-0.8 ms for a viewer opened per call."""
+    -pc_factor_levels and PCSetFromOptions), its description does. On one process about
+    0.1 ms a call (0.35 ms for GAMG) against 0.2-0.8 ms for a viewer opened per call.
+
+    On several processes the viewer lives on the PC's communicator and PETSc writes from
+    process 0, which hashes what it wrote; the digest reaches the others through one global
+    sum, so every process sees the same change and takes the same branch. The viewer stays
+    open between calls there too: creating a file, a viewer and destroying both per call cost
+    far more than the view itself."""
 
     _ROTATE = 1 << 20  # bytes written before the file is replaced by a fresh one
 
     def __init__(self):
-        self._viewer = self._fd = None
+        self._viewer = self._fd = self._comm = None
         self._pos = 0
+        self._rotate = False
 
-    def _open(self):
+    def _open(self, comm):
         import os
         import tempfile
 
@@ -71,73 +78,55 @@ class _PCText:
 
         self.close()
         PETSc = petsc()
-        fd, path = tempfile.mkstemp(prefix="gcrodr-pcview-")
+        fd = path = None
+        if comm.getRank() == 0:
+            fd, path = tempfile.mkstemp(prefix="gcrodr-pcview-")
         try:
-            self._viewer = PETSc.Viewer().createASCII(path, comm=PETSc.COMM_SELF)
+            # (the name matters on process 0 only, which opens the file)
+            self._viewer = PETSc.Viewer().createASCII(path or os.devnull, comm=comm)
         finally:
-            os.unlink(path)  # both handles stay valid; nothing is left behind
-        self._fd, self._pos = fd, 0
+            if path is not None:
+                os.unlink(path)  # both handles stay valid; nothing is left behind
+        self._fd, self._comm, self._pos, self._rotate = fd, comm, 0, False
 
     def __call__(self, pc) -> bytes:
+        import hashlib
         import os
 
-        if pc.getComm().getSize() > 1:
-            return _pc_text_parallel(pc)
-        if self._viewer is None or self._pos > self._ROTATE:
-            self._open()
+        comm = pc.getComm()
+        if self._viewer is None or self._rotate or comm != self._comm:
+            self._open(comm)
         pc.view(self._viewer)
         self._viewer.flush()
         text = b""
-        while chunk := os.pread(self._fd, 1 << 16, self._pos + len(text)):
-            text += chunk
-        self._pos += len(text)
-        return text
+        if self._fd is not None:
+            while chunk := os.pread(self._fd, 1 << 16, self._pos + len(text)):
+                text += chunk
+            self._pos += len(text)
+        if comm.getSize() == 1:
+            self._rotate = self._pos > self._ROTATE
+            return text
+        from linsolve.petsc_support.parallel import Layout
+
+        # 8 numbers of the digest, then whether process 0's file has grown past _ROTATE (the
+        # new viewer is collective, so every process must decide it together)
+        msg = np.zeros(9)
+        if self._fd is not None:
+            digest = hashlib.blake2b(text, digest_size=16).digest()
+            msg[:8] = np.frombuffer(digest, dtype=np.uint16).astype(np.float64)
+            msg[8] = float(self._pos > self._ROTATE)
+        msg = Layout(0, 0, comm).sum(msg)
+        self._rotate = bool(msg[8])
+        return msg[:8].tobytes()
 
     def close(self):
         import os
 
         if self._viewer is not None:
             self._viewer.destroy()
+        if self._fd is not None:
             os.close(self._fd)
-        self._viewer = self._fd = None
-
-
-def _pc_text_parallel(pc) -> bytes:
-    """A digest of the PCView of a PC on several processes, the same on every process:
-    PETSc's ASCII viewer on the PC's communicator writes from process 0, which hashes the
-    text; the digest reaches the others through a global sum (every process must see the
-    same change, or they would take different branches)."""
-    import hashlib
-    import os
-    import tempfile
-
-    from linsolve.petsc_support.parallel import Layout
-    from linsolve.petsc_support.utils import petsc
-
-    PETSc = petsc()
-    comm = pc.getComm()
-    rank0 = comm.getRank() == 0
-    path = None
-    digest = np.zeros(8)
-    if rank0:
-        fd, path = tempfile.mkstemp(prefix="gcrodr-pcview-")
-        os.close(fd)
-    try:
-        # (the name matters on process 0 only, which opens the file)
-        viewer = PETSc.Viewer().createASCII(path or os.devnull, comm=comm)
-        try:
-            pc.view(viewer)
-        finally:
-            viewer.destroy()
-        if rank0:
-            with open(path, "rb") as f:
-                h = hashlib.blake2b(f.read(), digest_size=16).digest()
-            digest[:] = np.frombuffer(h, dtype=np.uint16).astype(np.float64)
-    finally:
-        if rank0:
-            os.unlink(path)
-    layout = Layout(0, 0, comm)
-    return layout.sum(digest).tobytes()
+        self._viewer = self._fd = self._comm = None
 
 
 class GCRODR:

@@ -138,6 +138,16 @@ def test_python_ksp_recycles_under_two_processes(solver_cases):
         assert np.all(np.abs(np.subtract(r["its_par"], r["its_ser"])) <= ITS_TOL), (key, r)
 
 
+def test_python_ksp_sees_a_pc_option_change_on_every_process(solver_cases):
+    """The PC's description, hashed on process 0 and summed to all, is unchanged between
+    solves with the same PC (no refit) and changes with -pc_jacobi_type (one refit of the
+    k = 6 recycled vectors); every process takes the same branch, or the solve would hang."""
+    res = solver_cases["python_ksp_pc_options"]
+    assert max(res["residual"]) <= RTOL * (1 + 1e-6), res
+    refits = res["recycle_matvecs"]
+    assert refits[1] == 0 and refits[2] >= 6 and refits[3] == 0, res
+
+
 def _program(*options):
     proc = run_mpi([str(WORKERS / "petsc_program.py"), "32", "-ksp_rtol", "1e-9", "-pc_type", "bjacobi",
                     "-ksp_pc_side", "right", *options])

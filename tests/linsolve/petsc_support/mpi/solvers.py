@@ -219,6 +219,42 @@ def case_python_ksp():
     return out
 
 
+def case_python_ksp_pc_options():
+    """One matrix, four right-hand sides, the Python KSP on both processes; between the 2nd
+    and 3rd solve the PC's options change (-pc_jacobi_type, which leaves the PC's state
+    counter alone): the recycled-space refits (recycle_matvecs) per solve."""
+    A = gallery.convection_diffusion2d(24, peclet=30.0)
+    rng = np.random.default_rng(3)
+    Am, _ = distribute(A)
+    from linsolve.petsc_support.python_ksp import GCRODR as KspGCRODR
+
+    ksp = PETSc.KSP().create(comm=COMM)
+    prefix = "mpipcopts_"
+    ksp.setOptionsPrefix(prefix)
+    # the context set in code: KSPSetFromOptions keeps it (-ksp_python_type would make
+    # petsc4py create a new one, and with it a new recycled space)
+    ksp.setType("python")
+    ksp.setPythonContext(KspGCRODR(restart=20, recycle=6))
+    opts = PETSc.Options(prefix)
+    for k, v in {"ksp_rtol": 1e-9, "pc_type": "jacobi", "ksp_pc_side": "right"}.items():
+        opts[k] = v
+    ksp.setOperators(Am)
+    ksp.setFromOptions()
+    refits, residuals = [], []
+    for i in range(4):
+        if i == 2:
+            opts["pc_jacobi_type"] = "rowmax"
+            ksp.setFromOptions()
+        b = rng.standard_normal(A.shape[0])
+        xv = Am.createVecRight()
+        ksp.solve(dist_vec(Am, b), xv)
+        x = gather(xv)
+        refits.append(int(ksp.getPythonContext().last_info.get("recycle_matvecs", 0)))
+        residuals.append(float(np.linalg.norm(b - A @ x) / np.linalg.norm(b)))
+    ksp.destroy()
+    return {"recycle_matvecs": refits, "residual": residuals}
+
+
 def case_unsupported():
     A = gallery.poisson2d(8)
     Md, _ = distribute(A)
@@ -245,6 +281,7 @@ CASES = {
     "empty": lambda: case_equal_serial("empty"),
     "block_pcs": case_block_preconditioners,
     "python_ksp": case_python_ksp,
+    "python_ksp_pc_options": case_python_ksp_pc_options,
     "unsupported": case_unsupported,
 }
 
