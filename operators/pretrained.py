@@ -56,7 +56,7 @@ def write_card(checkpoint, directory, name: str, *, data_command: str, training_
     from .checkpoint import atomic_save
 
     ck = read_checkpoint(checkpoint)
-    slim = {k: v for k, v in ck.items() if k not in ("optimizer", "scheduler", "rng")}
+    slim = {k: v for k, v in ck.items() if k not in ("optimizer", "scheduler", "rng", "raw_state_dict", "ema_state")}
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     pt = d / f"{name}.pt"
