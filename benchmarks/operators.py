@@ -14,7 +14,9 @@ first snapshot, run for as many snapshot intervals as the surrogates' rollouts a
 same ``operators evaluate``; with the seconds each takes per snapshot interval and the factor by
 which a surrogate step is faster.
 
-    python benchmarks/operators.py --data runs/surrogate/train.h5 --threads 2     # the CPU recipe, 20 epochs
+    python benchmarks/operators.py --data runs/surrogate/train.h5 --threads 1 --epochs 16 \
+        --finetune-epochs 4 --finetune-rollout-steps 6 --finetune-ema 0.995 \
+        --finetune-select rollout --finetune-select-steps 1000           # the CPU recipe of operators.md
     python benchmarks/operators.py --quick --data small.h5                               # minutes
 
 Resumable: every finished run keeps ``<work>/<run>/result.json`` and is skipped next time; an
