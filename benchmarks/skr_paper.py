@@ -39,7 +39,6 @@ import numpy as np
 import linsolve
 from benchmarks.common import (
     RESULTS,
-    describe_threads,
     markdown_table,
     set_threads,
     thread_count,
@@ -311,7 +310,6 @@ def render(payload, name) -> str:
     return "\n".join([
         f"# SKR Table 1 on the paper's published matrices ({p['mode']} run: {p['systems']} systems per family, "
         f"PCs {', '.join(p['pcs'])}; {p['seconds'] / 60:.1f} min)\n",
-        *([describe_threads(payload["threads"]) + "\n"] if "threads" in payload else []),
         "Median seconds and iterations per system (PETSc baselines over every "
         f"{p['stride']}th greedy position, {p['baseline_count']} systems; the others over all). Speed-ups are "
         "ratios of those medians, one run. `speedup_paper_warm`: SKR warm-started vs PETSc GMRES(40) cold "

@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 import linsolve
-from benchmarks.common import describe_threads, markdown_table, set_threads, thread_count, write_results
+from benchmarks.common import markdown_table, set_threads, thread_count, write_results
 from benchmarks.skr import build
 from linsolve.recycling.ordering import order_systems
 
@@ -253,9 +253,15 @@ def explain(payload) -> list[str]:
                      + ", as it reads the k x n block A W twice per iteration (2k multiply-adds per unknown, "
                      "memory-bound GEMVs), which against a Jacobi iteration (one 5-point product and a few "
                      "vector updates) costs relatively twice as much as against an IC(0) one.")
-        notes.append("Timings come from a 2-core machine shared with other jobs: wall-time ratios moved by up "
-                     "to 0.4 between full runs of this benchmark; the CPU-time ratios (this thread's time, "
-                     "excluding time other processes held the core) are steadier and are given beside them.")
+        notes.append("Wall-time ratios moved by up to 0.4 between full runs of this benchmark on a machine shared "
+                     "with other jobs; the CPU-time ratios (this thread's time, excluding time other processes "
+                     "held the core) are steadier and are given beside them.")
+    load = payload.get("loadavg")
+    if load:
+        # the load at the end includes this run's own process (about 1): other jobs show before it
+        notes.append(f"Machine load (1-minute average) {load[0]:.1f} before the run and {load[-1]:.1f} at its end "
+                     "(this run's own process adds about 1)" + (": other jobs were running, so the ratios are "
+                     "indicative." if load[0] > 0.5 else ": a quiet machine."))
     return notes
 
 
@@ -275,7 +281,7 @@ def main(argv=None):
         args.sweep_systems, args.sweep_repeats = 40, 2
     payload = {"config": {k: v for k, v in vars(args).items()}, "tol": TOL, "target": TARGET,
                "threads": threads, "loadavg": [os.getloadavg()[0]]}
-    md: list[str] = [describe_threads(payload["threads"]) + "\n"]
+    md: list[str] = []  # (the thread counts head the file: write_results reads them back)
     parts = args.parts.split(",")
     if "main" in parts:
         part_main(args, payload, md)
