@@ -71,6 +71,7 @@ from linsolve.recycling.recycle_ops import (
     MatOps,
     apply_block,
     build_pc,
+    forget_pc_matrix,
     is_identity,
     pc_into,
     single_blas_thread,
@@ -231,7 +232,8 @@ class GCRODR(Solver):
 
     def _matrix_changed(self):
         # preconditioners and C = B U are keyed on the matrix object: rebuild them
-        self._pc_cache = self._petsc_pc_cache = None
+        self._pc_cache = None
+        forget_pc_matrix(self)
         self._key = None
 
     def runs_distributed(self):

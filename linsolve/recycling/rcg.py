@@ -69,7 +69,14 @@ from linsolve.core.registry import register
 from linsolve.core.result import history_length, note_dropped
 from linsolve.core.validation import check_bool, check_int, check_real
 from linsolve.recycling.rcg_restart import update_restart
-from linsolve.recycling.recycle_ops import MatOps, apply_block, build_pc, is_identity, single_blas_thread
+from linsolve.recycling.recycle_ops import (
+    MatOps,
+    apply_block,
+    build_pc,
+    forget_pc_matrix,
+    is_identity,
+    single_blas_thread,
+)
 
 _REASONS = {0: "converged", 1: "maxiter reached",
             2: "breakdown: p^T A p <= 0 (matrix or preconditioner not SPD, singular, or the search direction "
@@ -229,7 +236,8 @@ class RecycledCG(Solver):
     def _matrix_changed(self):
         # the caches below are keyed on the matrix object; the compiled one even holds a
         # copy of A's entries, so a stale one would make the products wrong
-        self._fast_pc = self._pc_cache = self._petsc_pc_cache = None
+        self._fast_pc = self._pc_cache = None
+        forget_pc_matrix(self)
         self._AW = None
 
     @single_blas_thread  # small blocks from a serial loop: see recycle_ops.one_blas_thread

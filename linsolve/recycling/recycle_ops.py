@@ -112,8 +112,35 @@ class PetscPC:
             key = k.lstrip("-")
             key = key if key.startswith(("pc_", "sub_")) else f"pc_{key}"
             opts[key] = "" if v is True else str(v)
+        self.options = dict(pc_options or {})
         self.pc.setOperators(mat, mat)
         self.pc.setFromOptions()
+        self._set_up(op, PETSc)
+        self._xb = np.zeros(self.n)
+        self._yb = np.zeros(self.n)
+        self._xv = vec_on(mat, self._xb)
+        self._yv = vec_on(mat, self._yb)
+
+    def fits(self, op, pc: str, pc_options: dict | None) -> bool:
+        """Whether this PC can be set up again for ``op``'s matrix: the same PC name and options,
+        rows per process and communicator."""
+        mat = op.petsc_mat()
+        return (pc == self.name and dict(pc_options or {}) == self.options
+                and mat.getSizes() == self.pc.getOperators()[1].getSizes() and mat.getComm() == self.pc.getComm())
+
+    def set_operator(self, op) -> None:
+        """Set this PC up again for ``op``'s matrix (another matrix, or new entries in the same
+        one), as ``KSPSetOperators`` does for a KSP's PC: PETSc keeps what does not depend on the
+        entries (ASM's subdomains and their overlap; for new entries in the same matrix a
+        factorisation's symbolic phase too) instead of building the PC from nothing."""
+        from linsolve.petsc_support.utils import petsc
+
+        mat = op.petsc_mat()
+        self.pc.setOperators(mat, mat)
+        self._set_up(op, petsc())
+
+    def _set_up(self, op, PETSc) -> None:
+        pc = self.name
         try:
             self.pc.setUp()
         except PETSc.Error as exc:
@@ -129,10 +156,6 @@ class PetscPC:
             raise SolverError(f"PETSc could not set up preconditioner {pc!r} on this matrix ({exc}; PETSc "
                               "printed the cause on stderr, e.g. a missing diagonal entry or a zero pivot)"
                               + hint) from exc
-        self._xb = np.zeros(self.n)
-        self._yb = np.zeros(self.n)
-        self._xv = vec_on(mat, self._xb)
-        self._yv = vec_on(mat, self._yb)
 
     def apply(self, r: np.ndarray) -> np.ndarray:
         return self.apply_into(r, np.empty(self.n))
@@ -215,12 +238,25 @@ def build_pc(solver, op):
     cache = getattr(solver, "_petsc_pc_cache", None)
     if cache is not None and cache[0] is op.source and cache[1] == solver.pc:
         return cache[2]
+    prev = cache[2] if cache is not None else None
     if solver.pc == "jacobi":
         M = Jacobi(op)  # identical to PCJACOBI and vectorises over blocks
+    elif isinstance(prev, PetscPC) and prev.fits(op, solver.pc, solver.pc_options):
+        solver._petsc_pc_cache = None  # a set-up that fails leaves no PC behind to reuse
+        prev.set_operator(op)  # a sequence of matrices: one PC object, set up for each
+        M = prev
     else:
         M = PetscPC(op, solver.pc, solver.pc_options)
     solver._petsc_pc_cache = (op.source, solver.pc, M)
     return M
+
+
+def forget_pc_matrix(solver) -> None:
+    """The matrix behind ``solver``'s PETSc PC changed in place: the next ``build_pc`` sets the
+    PC up again (on the same PC object) instead of returning it as it is."""
+    cache = getattr(solver, "_petsc_pc_cache", None)
+    if cache is not None:
+        solver._petsc_pc_cache = (None, *cache[1:])
 
 
 _LOCAL_SETTERS = None

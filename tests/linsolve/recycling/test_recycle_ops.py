@@ -1,5 +1,6 @@
-"""BLAS thread pinning of the recycling solvers (``linsolve.recycling.recycle_ops.one_blas_thread``):
-one OpenBLAS thread in the calling thread while a solve runs, the previous setting after it."""
+"""Shared pieces of the recycling solvers (``linsolve.recycling.recycle_ops``): BLAS thread pinning
+(one OpenBLAS thread in the calling thread while a solve runs, the previous setting after it) and the
+PETSc preconditioner set up again for each matrix of a sequence."""
 import numpy as np
 import pytest
 
@@ -67,3 +68,61 @@ def test_recycling_solvers_solve_with_one_blas_thread(name, setters, monkeypatch
     assert res.converged and seen and all(s == [1] * len(setters) for s in seen)
     assert after == [2] * len(setters)
     np.testing.assert_allclose(A @ res.x, b, rtol=1e-8, atol=1e-8 * np.linalg.norm(b))
+
+
+def _sequence_runs(name, pc, pc_options, mats, b, reuse, monkeypatch):
+    """Solve ``mats`` in turn with one solver; returns (iterations, solutions, PCs built)."""
+    from linsolve.recycling.recycle_ops import PetscPC
+
+    built = []
+    init = PetscPC.__init__
+    with monkeypatch.context() as m:
+        m.setattr(PetscPC, "__init__", lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+        if not reuse:
+            m.setattr(PetscPC, "fits", lambda self, *a: False)
+        s = linsolve.make_solver(name, backend="petsc", pc=pc, pc_options=pc_options, rtol=1e-10,
+                                 restart=30, recycle=8)
+        its, xs = [], []
+        for A in mats:
+            r = s.solve(A, b)
+            assert r.converged, r.reason
+            its.append(r.iterations)
+            xs.append(r.x)
+    return its, xs, len(built)
+
+
+@pytest.mark.petsc
+@pytest.mark.parametrize("pc, pc_options", [("ilu", None), ("asm", {"sub_pc_type": "ilu", "asm_overlap": 1})])
+def test_petsc_pc_is_set_up_again_for_each_matrix_of_a_sequence(petsc, pc, pc_options, monkeypatch):
+    # matrices with one sparsity pattern: one PC object set up for each (PCSetOperators, as
+    # KSPSetOperators does for a KSP's PC) solves exactly as a PC built afresh for each
+    mats = [gallery.convection_diffusion2d(20, peclet=p) for p in (10.0, 25.0, 40.0, 60.0)]
+    b = np.random.default_rng(0).standard_normal(mats[0].shape[0])
+    its, xs, built = _sequence_runs("gcrodr", pc, pc_options, mats, b, True, monkeypatch)
+    its0, xs0, built0 = _sequence_runs("gcrodr", pc, pc_options, mats, b, False, monkeypatch)
+    assert (built, built0) == (1, len(mats))
+    assert its == its0
+    for x, x0, A in zip(xs, xs0, mats, strict=True):
+        np.testing.assert_allclose(x, x0, rtol=1e-12, atol=1e-14)
+        assert np.linalg.norm(b - A @ x) <= 1e-10 * np.linalg.norm(b) * (1 + 1e-6)
+
+
+@pytest.mark.petsc
+def test_petsc_pc_follows_entries_changed_in_place(petsc, monkeypatch):
+    # a time step that rescales A.data in place: the same PC object, set up for the new entries
+    A = gallery.convection_diffusion2d(20, peclet=10.0).tocsr()
+    b = np.ones(A.shape[0])
+    built = []
+    from linsolve.recycling.recycle_ops import PetscPC
+
+    init = PetscPC.__init__
+    monkeypatch.setattr(PetscPC, "__init__", lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+    s = linsolve.make_solver("gcrodr", backend="petsc", pc="ilu", rtol=1e-10, restart=30, recycle=8)
+    s.solve(A, b)
+    A.data *= 3.0
+    A.setdiag(A.diagonal() + 1.0)
+    r = s.solve(A, b)
+    ref = linsolve.make_solver("gcrodr", backend="petsc", pc="ilu", rtol=1e-10, restart=30, recycle=8).solve(A, b)
+    assert built == [1, 1]  # (the reference solver's own)
+    assert r.converged and np.linalg.norm(b - A @ r.x) <= 1e-10 * np.linalg.norm(b) * (1 + 1e-6)
+    np.testing.assert_allclose(r.x, ref.x, rtol=1e-7)
