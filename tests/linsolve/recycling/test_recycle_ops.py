@@ -70,18 +70,30 @@ def test_recycling_solvers_solve_with_one_blas_thread(name, setters, monkeypatch
     np.testing.assert_allclose(A @ res.x, b, rtol=1e-8, atol=1e-8 * np.linalg.norm(b))
 
 
-def _sequence_runs(name, pc, pc_options, mats, b, reuse, monkeypatch):
-    """Solve ``mats`` in turn with one solver; returns (iterations, solutions, PCs built)."""
+def _count_pc_builds(m) -> list:
+    """Patch (through monkeypatch ``m``) PetscPC's constructor to record every PC built afresh."""
     from linsolve.recycling.recycle_ops import PetscPC
 
     built = []
     init = PetscPC.__init__
+    m.setattr(PetscPC, "__init__", lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+    return built
+
+
+def _gcrodr(pc, pc_options=None):
+    return linsolve.make_solver("gcrodr", backend="petsc", pc=pc, pc_options=pc_options, rtol=1e-10,
+                                restart=30, recycle=8)
+
+
+def _sequence_runs(pc, pc_options, mats, b, reuse, monkeypatch):
+    """Solve ``mats`` in turn with one solver; returns (iterations, solutions, PCs built)."""
+    from linsolve.recycling.recycle_ops import PetscPC
+
     with monkeypatch.context() as m:
-        m.setattr(PetscPC, "__init__", lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+        built = _count_pc_builds(m)
         if not reuse:
             m.setattr(PetscPC, "fits", lambda self, *a: False)
-        s = linsolve.make_solver(name, backend="petsc", pc=pc, pc_options=pc_options, rtol=1e-10,
-                                 restart=30, recycle=8)
+        s = _gcrodr(pc, pc_options)
         its, xs = [], []
         for A in mats:
             r = s.solve(A, b)
@@ -98,8 +110,8 @@ def test_petsc_pc_is_set_up_again_for_each_matrix_of_a_sequence(petsc, pc, pc_op
     # KSPSetOperators does for a KSP's PC) solves exactly as a PC built afresh for each
     mats = [gallery.convection_diffusion2d(20, peclet=p) for p in (10.0, 25.0, 40.0, 60.0)]
     b = np.random.default_rng(0).standard_normal(mats[0].shape[0])
-    its, xs, built = _sequence_runs("gcrodr", pc, pc_options, mats, b, True, monkeypatch)
-    its0, xs0, built0 = _sequence_runs("gcrodr", pc, pc_options, mats, b, False, monkeypatch)
+    its, xs, built = _sequence_runs(pc, pc_options, mats, b, True, monkeypatch)
+    its0, xs0, built0 = _sequence_runs(pc, pc_options, mats, b, False, monkeypatch)
     assert (built, built0) == (1, len(mats))
     assert its == its0
     for x, x0, A in zip(xs, xs0, mats, strict=True):
@@ -112,17 +124,13 @@ def test_petsc_pc_follows_entries_changed_in_place(petsc, monkeypatch):
     # a time step that rescales A.data in place: the same PC object, set up for the new entries
     A = gallery.convection_diffusion2d(20, peclet=10.0).tocsr()
     b = np.ones(A.shape[0])
-    built = []
-    from linsolve.recycling.recycle_ops import PetscPC
-
-    init = PetscPC.__init__
-    monkeypatch.setattr(PetscPC, "__init__", lambda self, *a, **k: built.append(1) or init(self, *a, **k))
-    s = linsolve.make_solver("gcrodr", backend="petsc", pc="ilu", rtol=1e-10, restart=30, recycle=8)
+    built = _count_pc_builds(monkeypatch)
+    s = _gcrodr("ilu")
     s.solve(A, b)
     A.data *= 3.0
     A.setdiag(A.diagonal() + 1.0)
     r = s.solve(A, b)
-    ref = linsolve.make_solver("gcrodr", backend="petsc", pc="ilu", rtol=1e-10, restart=30, recycle=8).solve(A, b)
+    ref = _gcrodr("ilu").solve(A, b)
     assert built == [1, 1]  # (the reference solver's own)
     assert r.converged and np.linalg.norm(b - A @ r.x) <= 1e-10 * np.linalg.norm(b) * (1 + 1e-6)
     np.testing.assert_allclose(r.x, ref.x, rtol=1e-7)
